@@ -1,0 +1,127 @@
+import Foundation
+import KetenpostCrypto
+
+/// The development PKI: a CA, the relay's certificate and one identity per partner.
+///
+/// Layout under the directory (keys are written owner-only and never committed):
+/// ```
+/// ca/cert.pem  ca/key.pem      the development CA (the trust anchor is ca/cert.pem)
+/// crl.pem                      an empty CRL of the CA
+/// relay/cert.pem relay/key.pem the relay (TLS server, receipt signing)
+/// partners/ID/cert.pem key.pem one identity per partner of partners.yaml
+/// ```
+/// Creation is idempotent: what exists is kept, what is missing is added.
+public struct DevelopmentPKI: Sendable {
+    public let directory: URL
+    public static let relayID = "ketenpost-relay"
+
+    public init(directory: String) { self.directory = URL(fileURLWithPath: directory) }
+
+    public var caCertificatePath: String { directory.appendingPathComponent("ca/cert.pem").path }
+    public var crlPath: String { directory.appendingPathComponent("crl.pem").path }
+    public var relayDirectory: String { directory.appendingPathComponent("relay").path }
+    public func partnerDirectory(_ id: String) -> String { directory.appendingPathComponent("partners/\(id)").path }
+
+    public var exists: Bool { FileManager.default.fileExists(atPath: caCertificatePath) }
+
+    public struct Summary: Sendable {
+        public var created: [String] = []
+        public var kept: [String] = []
+    }
+
+    /// Creates what is missing.
+    @discardableResult
+    public func create(partners: [PartnerEntry], now: Date = Date()) throws -> Summary {
+        var summary = Summary()
+        let ca = try loadOrCreateCA(now: now, summary: &summary)
+        if !FileManager.default.fileExists(atPath: crlPath) {
+            let crl = try ca.revocationList(revokedSerials: [], lastUpdate: now, nextUpdate: now.addingTimeInterval(30 * 86_400))
+            try write(crl.pem, to: crlPath, secret: false)
+        }
+        if FileManager.default.fileExists(atPath: relayDirectory + "/cert.pem") {
+            summary.kept.append(Self.relayID)
+        } else {
+            let key = try PrivateKey.generate(.ecP256)
+            let certificate = try ca.issue(Self.relayProfile(now: now), for: key)
+            try writeIdentity(certificate: certificate, key: key, directory: relayDirectory)
+            summary.created.append(Self.relayID)
+        }
+        for partner in partners {
+            let dir = partnerDirectory(partner.id)
+            if FileManager.default.fileExists(atPath: dir + "/cert.pem") {
+                summary.kept.append(partner.id)
+                continue
+            }
+            let key = try PrivateKey.generate(partner.key?.kind ?? .ecP256)
+            let certificate = try ca.issue(Self.partnerProfile(partner, keyKind: partner.key?.kind ?? .ecP256, now: now), for: key)
+            try writeIdentity(certificate: certificate, key: key, directory: dir)
+            summary.created.append(partner.id)
+        }
+        return summary
+    }
+
+    public func loadCA() throws -> CertificateIssuer {
+        let certificate = try Certificate(pem: try Data(contentsOf: URL(fileURLWithPath: caCertificatePath)))
+        let key = try PrivateKey.load(pemFile: directory.appendingPathComponent("ca/key.pem").path)
+        return try CertificateIssuer(certificate: certificate, key: key)
+    }
+
+    private func loadOrCreateCA(now: Date, summary: inout Summary) throws -> CertificateIssuer {
+        if exists {
+            summary.kept.append("ca")
+            return try loadCA()
+        }
+        let key = try PrivateKey.generate(.ecP256)
+        let ca = try CertificateIssuer.selfSigned(Self.caProfile(now: now), key: key)
+        try writeIdentity(certificate: ca.certificate, key: key, directory: directory.appendingPathComponent("ca").path)
+        summary.created.append("ca")
+        return ca
+    }
+
+    public static func caProfile(now: Date, name: String = "Ketenpost Development CA") -> CertificateProfile {
+        CertificateProfile(commonName: name, organization: "Ketenpost development (not for production)",
+                           notBefore: now.addingTimeInterval(-3600), notAfter: now.addingTimeInterval(10 * 365 * 86_400),
+                           isCA: true, keyUsage: "critical,keyCertSign,cRLSign")
+    }
+
+    public static func relayProfile(now: Date) -> CertificateProfile {
+        CertificateProfile(commonName: relayID, organization: "Ketenpost relay",
+                           notBefore: now.addingTimeInterval(-3600), notAfter: now.addingTimeInterval(365 * 86_400),
+                           keyUsage: "critical,digitalSignature,keyAgreement",
+                           extendedKeyUsage: "serverAuth,clientAuth,emailProtection",
+                           subjectAltName: "DNS:localhost,IP:127.0.0.1,IP:::1")
+    }
+
+    /// A partner certificate serves signing, encryption and TLS client authentication.
+    public static func partnerProfile(_ partner: PartnerEntry, keyKind: PrivateKey.Kind, now: Date,
+                                      notBefore: Date? = nil, notAfter: Date? = nil) -> CertificateProfile {
+        let keyUsage = keyKind == .ecP256 ? "critical,digitalSignature,keyAgreement" : "critical,digitalSignature,keyEncipherment"
+        return CertificateProfile(commonName: partner.id, organization: partner.name, subjectSerialNumber: partner.oin,
+                                  notBefore: notBefore ?? now.addingTimeInterval(-3600),
+                                  notAfter: notAfter ?? now.addingTimeInterval(365 * 86_400),
+                                  keyUsage: keyUsage, extendedKeyUsage: "clientAuth,emailProtection")
+    }
+
+    private func writeIdentity(certificate: Certificate, key: PrivateKey, directory: String) throws {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
+                                                attributes: [.posixPermissions: 0o700])
+        try write(key.pem(), to: directory + "/key.pem", secret: true)
+        try write(certificate.pem, to: directory + "/cert.pem", secret: false)
+    }
+
+    private func write(_ text: String, to path: String, secret: Bool) throws {
+        let created = FileManager.default.createFile(atPath: path, contents: Data(text.utf8),
+                                                     attributes: [.posixPermissions: secret ? 0o600 : 0o644])
+        guard created else { throw KetenpostError(.configInvalid, "Cannot write \(path).") }
+    }
+}
+
+extension PartnerEntry.KeyType {
+    public var kind: PrivateKey.Kind {
+        switch self {
+        case .ecP256: return .ecP256
+        case .rsa2048: return .rsa(bits: 2048)
+        case .rsa3072: return .rsa(bits: 3072)
+        }
+    }
+}

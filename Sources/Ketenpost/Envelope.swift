@@ -1,0 +1,167 @@
+import Foundation
+import KetenpostCrypto
+import KetenpostModel
+
+/// The Ketenpost envelope: CMS "triple wrap" (RFC 5652), as docs/FORMAT.md describes.
+///
+/// ```
+/// outer SignedData (sender)            eContent = {"envelope": base64(AuthEnvelopedData), "format": "ketenpost/envelope/v1", "header": {…}}
+///   AuthEnvelopedData (AES-256-GCM)     one RecipientInfo per recipient certificate
+///     inner SignedData (sender)         eContent = {"header": {…}, "payload": {…}}
+/// ```
+/// The relay reads and authenticates the outer layer only; the recipient opens all three.
+public enum Envelope {
+    public static let format = "ketenpost/envelope/v1"
+    /// Upper bound for a sealed message; the relay may set a lower one.
+    public static let maximumSize = 8 << 20
+
+    /// The outer layer's signed JSON document.
+    struct OuterContent: Codable, Equatable {
+        var envelope: String
+        var format: String
+        var header: RoutingHeader
+    }
+
+    // MARK: Sealing
+
+    /// Seals `content` from `sender` for the recipient certificates (one entry per certificate,
+    /// for instance both the old and the new one during a rotation).
+    public static func seal(_ content: SealedContent, from sender: Identity, to recipients: [Certificate]) throws(KetenpostError) -> Data {
+        do {
+            try content.header.validate()
+            try content.payload.validate()
+        } catch {
+            throw .validation(error, layer: "message to seal")
+        }
+        guard content.payload.type == content.header.type else {
+            throw KetenpostError(.payloadInvalid, "The payload's schema is for \(content.payload.type.rawValue) but the header's type is \(content.header.type.rawValue).")
+        }
+        guard content.header.from == sender.partnerID else {
+            throw KetenpostError(.signerNotSender, "The header names \(content.header.from) as sender, but the identity's certificate is for \(sender.partnerID).")
+        }
+        guard !recipients.isEmpty else {
+            throw KetenpostError(.recipientCertificateMismatch, "No recipient certificate was given; fetch the recipient's certificates from the directory.")
+        }
+        for certificate in recipients where certificate.commonName != content.header.to {
+            throw KetenpostError(.recipientCertificateMismatch, "A recipient certificate is for \(certificate.commonName ?? "an unnamed subject"), not for \(content.header.to); the message would be unreadable for its recipient.")
+        }
+        do {
+            let inner = try CMS.sign(content.encoded(), signer: sender.certificate, key: sender.key, extraCertificates: sender.chain)
+            let encrypted = try CMS.encrypt(inner, for: recipients)
+            let outer = OuterContent(envelope: encrypted.base64EncodedString(), format: format, header: content.header)
+            let outerJSON = try KetenpostJSON.encoder().encode(outer)
+            return try CMS.sign(outerJSON, signer: sender.certificate, key: sender.key, extraCertificates: sender.chain)
+        } catch {
+            throw .internal(error)
+        }
+    }
+
+    // MARK: The relay's view: outer layer only
+
+    /// What the outer layer proves, without decrypting anything.
+    public struct Outer: Sendable {
+        public let header: RoutingHeader
+        /// The sender's certificate, whose chain was verified.
+        public let signer: Certificate
+        /// The encrypted middle layer (DER).
+        public let encrypted: Data
+        /// Lowercase hex SHA-256 of the sealed message as received: what receipts name.
+        public let digest: String
+    }
+
+    /// Checks the outer signature, the sender's certificate chain, the header's schema and
+    /// that the signer is the header's `from`. This is all the relay can and needs to see.
+    public static func readOuter(_ message: Data, trust: TrustStore, at time: Date? = nil) throws(KetenpostError) -> Outer {
+        guard !message.isEmpty else { throw KetenpostError(.inputEmpty, "The message is empty; send the DER bytes of the outer SignedData.") }
+        guard message.count <= maximumSize else {
+            throw KetenpostError(.inputTooLarge, "The message is larger than \(maximumSize) bytes.")
+        }
+        let signed: CMS.Signed
+        do {
+            signed = try CMS.verifySignature(message)
+        } catch where error.code == .signatureInvalid {
+            throw KetenpostError(.outerSignatureInvalid, "The outer signature does not match the message: it was changed after signing, or damaged in transit.", detail: error.detail)
+        } catch {
+            throw KetenpostError(.envelopeMalformed, "The message is not a Ketenpost envelope (an attached CMS SignedData in DER with one signer and its certificate).", detail: error.detail)
+        }
+        do {
+            try trust.verify(signed.signer, for: .contentSigning, at: time)
+        } catch {
+            throw .certificate(error, role: "sender's signing")
+        }
+        let outer: OuterContent
+        do {
+            outer = try KetenpostJSON.decodeStrict(OuterContent.self, from: signed.content, path: "outer")
+        } catch {
+            let headerIssues = error.issues.filter { $0.path.hasPrefix("outer.header.") }
+            if headerIssues.count == error.issues.count {
+                throw .validation(error, layer: "outer layer")
+            }
+            throw KetenpostError(.outerContentInvalid, "The outer layer's signed content is not the JSON document of docs/FORMAT.md: \(error.issues.map(\.description).joined(separator: "; "))")
+        }
+        guard outer.format == format else {
+            throw KetenpostError(.outerContentInvalid, "The outer layer's format is not \(format).")
+        }
+        do {
+            try outer.header.validate()
+        } catch {
+            throw .validation(error, layer: "outer layer")
+        }
+        guard let encrypted = Data(base64Encoded: outer.envelope), !encrypted.isEmpty else {
+            throw KetenpostError(.outerContentInvalid, "The outer layer's \"envelope\" is not base64 of the encrypted layer.")
+        }
+        guard signed.signer.commonName == outer.header.from else {
+            throw KetenpostError(.signerNotSender, "The message is signed by a certificate of another partner than its header's \"from\".")
+        }
+        return Outer(header: outer.header, signer: signed.signer, encrypted: encrypted, digest: Digest.sha256(message).hexString)
+    }
+
+    // MARK: The recipient's view: all three layers
+
+    public struct Opened: Sendable {
+        public let content: SealedContent
+        public let sender: Certificate
+        public let digest: String
+        public var header: RoutingHeader { content.header }
+        public var payload: Payload { content.payload }
+    }
+
+    /// Opens and checks every layer; see docs/FORMAT.md for the order of checks.
+    public static func open(_ message: Data, as recipient: Identity, trust: TrustStore, at time: Date? = nil) throws(KetenpostError) -> Opened {
+        let outer = try readOuter(message, trust: trust, at: time)
+        guard outer.header.to == recipient.partnerID else {
+            throw KetenpostError(.recipientMismatch, "The message is addressed to \(outer.header.to), not to \(recipient.partnerID); the relay may have misrouted it.")
+        }
+        let innerDER: Data
+        do {
+            innerDER = try CMS.decrypt(outer.encrypted, certificate: recipient.certificate, key: recipient.key)
+        } catch where error.code == .notARecipient {
+            throw KetenpostError(.notARecipient, "The message is not encrypted for this identity's certificate; the sender may have used an old or wrong certificate.")
+        } catch where error.code == .decryptionFailed {
+            throw KetenpostError(.decryptionFailed, "The encrypted layer could not be decrypted: the key does not fit or the ciphertext was changed.", detail: error.detail)
+        } catch {
+            throw KetenpostError(.envelopeMalformed, "The encrypted layer is not a CMS AuthEnvelopedData.", detail: error.detail)
+        }
+        let inner: CMS.Signed
+        do {
+            inner = try CMS.verifySignature(innerDER)
+        } catch where error.code == .signatureInvalid {
+            throw KetenpostError(.innerSignatureInvalid, "The inner signature does not match the content: it was changed after signing.", detail: error.detail)
+        } catch {
+            throw KetenpostError(.innerMalformed, "The decrypted layer is not an attached CMS SignedData with one signer.", detail: error.detail)
+        }
+        guard inner.signer == outer.signer else {
+            throw KetenpostError(.signerMismatch, "The inner and outer layers are signed by different certificates.")
+        }
+        let content: SealedContent
+        do {
+            content = try SealedContent.decode(from: inner.content)
+        } catch {
+            throw .validation(error, layer: "inner layer")
+        }
+        guard content.header == outer.header else {
+            throw KetenpostError(.headerMismatch, "The routing header inside the encrypted layer differs from the outer one: it was changed on the way.")
+        }
+        return Opened(content: content, sender: outer.signer, digest: outer.digest)
+    }
+}

@@ -1,0 +1,97 @@
+import Foundation
+import KetenpostCrypto
+import KetenpostModel
+
+/// Every failure that a partner or administrator can see: a stable code and a sentence
+/// that says what to do. Neither ever holds message content or personal data.
+public struct KetenpostError: Error, Sendable, Equatable, CustomStringConvertible {
+    public struct Code: RawRepresentable, Hashable, Sendable, CustomStringConvertible, ExpressibleByStringLiteral {
+        public let rawValue: String
+        public init(rawValue: String) { self.rawValue = rawValue }
+        public init(stringLiteral value: String) { rawValue = value }
+        public var description: String { rawValue }
+    }
+
+    public let code: Code
+    public let message: String
+    /// Technical detail for operators (OpenSSL's error strings, validation paths). Metadata only.
+    public let detail: [String]
+
+    public init(_ code: Code, _ message: String, detail: [String] = []) {
+        self.code = code
+        self.message = message
+        self.detail = detail
+    }
+
+    /// Only the code takes part in equality: messages may be reworded, codes never.
+    public static func == (lhs: KetenpostError, rhs: KetenpostError) -> Bool { lhs.code == rhs.code }
+
+    public var description: String {
+        detail.isEmpty ? "\(code): \(message)" : "\(code): \(message) (\(detail.joined(separator: "; ")))"
+    }
+}
+
+/// The stable error codes. Documented in docs/FORMAT.md; never renamed.
+extension KetenpostError.Code {
+    public static let inputEmpty: Self = "input.empty"
+    public static let inputTooLarge: Self = "input.too-large"
+    public static let envelopeMalformed: Self = "envelope.malformed"
+    public static let outerSignatureInvalid: Self = "envelope.outer-signature-invalid"
+    public static let outerContentInvalid: Self = "envelope.outer-content-invalid"
+    public static let notARecipient: Self = "envelope.not-recipient"
+    public static let decryptionFailed: Self = "envelope.decryption-failed"
+    public static let innerMalformed: Self = "envelope.inner-malformed"
+    public static let innerSignatureInvalid: Self = "envelope.inner-signature-invalid"
+    public static let headerInvalid: Self = "header.invalid"
+    public static let headerMismatch: Self = "header.mismatch"
+    public static let payloadInvalid: Self = "payload.invalid"
+    public static let signerNotSender: Self = "signer.not-sender"
+    public static let signerMismatch: Self = "signer.mismatch"
+    public static let recipientMismatch: Self = "recipient.mismatch"
+    public static let recipientCertificateMismatch: Self = "recipient.certificate-mismatch"
+    public static let certificateUntrusted: Self = "certificate.untrusted"
+    public static let certificateExpired: Self = "certificate.expired"
+    public static let certificateNotYetValid: Self = "certificate.not-yet-valid"
+    public static let certificateRevoked: Self = "certificate.revoked"
+    public static let certificatePurpose: Self = "certificate.purpose"
+    public static let certificateCRLUnavailable: Self = "certificate.crl-unavailable"
+    public static let certificateInvalid: Self = "certificate.invalid"
+    public static let identityInvalid: Self = "identity.invalid"
+    public static let receiptMalformed: Self = "receipt.malformed"
+    public static let receiptSignatureInvalid: Self = "receipt.signature-invalid"
+    public static let receiptInvalid: Self = "receipt.invalid"
+    public static let receiptSignerMismatch: Self = "receipt.signer-mismatch"
+    public static let configInvalid: Self = "config.invalid"
+    public static let internalError: Self = "internal"
+}
+
+extension KetenpostError {
+    /// Maps a chain verification failure to the partner-facing certificate codes.
+    static func certificate(_ error: CryptoError, role: String) -> KetenpostError {
+        let code: Code
+        switch error.code {
+        case .certificateExpired: code = .certificateExpired
+        case .certificateNotYetValid: code = .certificateNotYetValid
+        case .certificateRevoked: code = .certificateRevoked
+        case .certificateUntrusted: code = .certificateUntrusted
+        case .certificatePurpose: code = .certificatePurpose
+        case .crlUnavailable: code = .certificateCRLUnavailable
+        default: code = .certificateInvalid
+        }
+        return KetenpostError(code, "The \(role) certificate was refused: \(error.message)", detail: error.detail)
+    }
+
+    /// Maps validation issues (paths and rules, never values) to `header.invalid` or `payload.invalid`.
+    static func validation(_ failure: ValidationFailure, layer: String) -> KetenpostError {
+        let headerOnly = failure.issues.allSatisfy { $0.path.hasPrefix("header") || $0.path.hasPrefix("outer.header") }
+        let code: Code = headerOnly ? .headerInvalid : .payloadInvalid
+        let what = headerOnly ? "routing header" : "message"
+        return KetenpostError(code, "The \(what) in the \(layer) does not follow its schema: \(failure.issues.map(\.description).joined(separator: "; "))",
+                              detail: failure.issues.map(\.description))
+    }
+
+    static func `internal`(_ error: any Error) -> KetenpostError {
+        KetenpostError(.internalError, "An internal cryptographic operation failed; please report this to the relay administrators.",
+                       detail: [String(describing: error)])
+    }
+}

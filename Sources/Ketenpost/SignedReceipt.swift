@@ -1,0 +1,60 @@
+import Foundation
+import KetenpostCrypto
+import KetenpostModel
+
+/// Receipts travel as CMS SignedData over the receipt's JSON, so that anyone can check them
+/// with `openssl cms -verify` and nothing of ours.
+public enum SignedReceipt {
+    public static let maximumSize = 64 << 10
+
+    public static func sign(_ receipt: Receipt, as issuer: Identity) throws(KetenpostError) -> Data {
+        do {
+            try receipt.validate()
+        } catch {
+            throw KetenpostError(.receiptInvalid, "The receipt does not follow its schema: \(error)")
+        }
+        guard receipt.issuer == issuer.partnerID else {
+            throw KetenpostError(.receiptSignerMismatch, "The receipt names \(receipt.issuer) as issuer, but the signing identity is \(issuer.partnerID).")
+        }
+        do {
+            return try CMS.sign(receipt.encoded(), signer: issuer.certificate, key: issuer.key, extraCertificates: issuer.chain)
+        } catch {
+            throw .internal(error)
+        }
+    }
+
+    public struct Verified: Sendable {
+        public let receipt: Receipt
+        public let signer: Certificate
+    }
+
+    /// Checks the signature, the signer's chain, the schema, and that the signer is the receipt's issuer.
+    public static func verify(_ der: Data, trust: TrustStore, at time: Date? = nil) throws(KetenpostError) -> Verified {
+        guard !der.isEmpty, der.count <= maximumSize else {
+            throw KetenpostError(.receiptMalformed, "A receipt is a CMS SignedData of at most \(maximumSize) bytes.")
+        }
+        let signed: CMS.Signed
+        do {
+            signed = try CMS.verifySignature(der)
+        } catch where error.code == .signatureInvalid {
+            throw KetenpostError(.receiptSignatureInvalid, "The receipt's signature does not match its content.", detail: error.detail)
+        } catch {
+            throw KetenpostError(.receiptMalformed, "The receipt is not an attached CMS SignedData with one signer.", detail: error.detail)
+        }
+        do {
+            try trust.verify(signed.signer, for: .contentSigning, at: time)
+        } catch {
+            throw .certificate(error, role: "receipt signer's")
+        }
+        let receipt: Receipt
+        do {
+            receipt = try Receipt.decode(from: signed.content)
+        } catch {
+            throw KetenpostError(.receiptInvalid, "The receipt does not follow its schema: \(error)")
+        }
+        guard signed.signer.commonName == receipt.issuer else {
+            throw KetenpostError(.receiptSignerMismatch, "The receipt is signed by another party than the issuer it names.")
+        }
+        return Verified(receipt: receipt, signer: signed.signer)
+    }
+}

@@ -1,0 +1,90 @@
+import ArgumentParser
+import Foundation
+import Ketenpost
+import KetenpostCrypto
+import KetenpostModel
+
+extension MessageType: ExpressibleByArgument {}
+extension Priority: ExpressibleByArgument {}
+extension ExploitationForm: ExpressibleByArgument {}
+
+struct Seal: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Seal a message offline: sign, encrypt for the recipient's certificates, sign again.",
+        discussion: """
+            Example:
+              ketenpost seal --identity certs/dev/partners/gemeente-eijsden-margraten \\
+                --to zorgcoordinatie-zuid-limburg \\
+                --to-cert certs/dev/partners/zorgcoordinatie-zuid-limburg/cert.pem \\
+                --type signal --in config/examples/signal.json --out signal.der
+            """)
+
+    @Option(help: "Identity directory of the sender (cert.pem, key.pem).") var identity: String
+    @Option(help: "Partner id of the recipient.") var to: String
+    @Option(name: .customLong("to-cert"), help: "Recipient certificate (PEM); repeat for each valid certificate.") var toCert: [String]
+    @Option(help: "Message type: \(MessageType.allCases.map(\.rawValue).joined(separator: ", ")).") var type: MessageType
+    @Option(help: "Message id (UUID); default a new one. Reuse it to resubmit the same message.") var id: String?
+    @Option(name: .customLong("correlation-id"), help: "Id of the message this one answers.") var correlationID: String?
+    @Option(name: .customLong("expires-in"), help: "Lifetime such as 12h or 14d; default per type.") var expiresIn: String?
+    @Option(help: "normal or urgent.") var priority: Priority = .normal
+    @Option(name: .customLong("exploitation-form"), help: "Statistics label: sexual, labour, criminal, unknown.") var exploitationForm: ExploitationForm?
+    @Option(help: "Statistics label: CBS municipality code, e.g. GM1903.") var region: String?
+    @Option(name: .customLong("in"), help: "Payload JSON file, or - for stdin.") var input: String = "-"
+    @Option(name: .customLong("out"), help: "Output file for the sealed message (DER), or - for stdout.") var output: String = "-"
+
+    func validate() throws {
+        if toCert.isEmpty { throw ValidationError("Give at least one --to-cert.") }
+        if let id, UUID(uuidString: id) == nil { throw ValidationError("--id must be a UUID.") }
+        if let correlationID, UUID(uuidString: correlationID) == nil { throw ValidationError("--correlation-id must be a UUID.") }
+        if let expiresIn, Drafting.parseDuration(expiresIn) == nil { throw ValidationError("--expires-in must look like 90s, 30m, 12h or 14d.") }
+    }
+
+    func run() async throws {
+        do {
+            let sender = try Identity.load(directory: identity)
+            var options = Drafting.Options()
+            if let id { options.id = UUID(uuidString: id)! }
+            options.correlationID = correlationID.flatMap(UUID.init(uuidString:))
+            options.lifetime = expiresIn.flatMap(Drafting.parseDuration)
+            options.priority = priority
+            options.exploitationForm = exploitationForm
+            options.region = region
+            let content = try Drafting.content(type: type, from: sender.partnerID, to: to, payload: try readInput(input), options: options)
+            let recipients = try toCert.flatMap { try Certificate.load(pemFile: $0) }
+            let sealed = try Envelope.seal(content, from: sender, to: recipients)
+            try writeOutput(sealed, to: output)
+        } catch {
+            throw fail(error)
+        }
+    }
+}
+
+struct Open: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Open a sealed message: verify both signatures and the certificates, decrypt, check header and schema.",
+        discussion: """
+            Prints {"header": …, "payload": …} as JSON. On failure prints the error code and a \
+            sentence on stderr and exits with status 1.
+            Example:
+              ketenpost open --identity certs/dev/partners/zorgcoordinatie-zuid-limburg \\
+                --trust certs/dev/ca/cert.pem --crl certs/dev/crl.pem --in signal.der
+            """)
+
+    @Option(help: "Identity directory of the recipient (cert.pem, key.pem).") var identity: String
+    @Option(help: "Trust anchors (PEM): the CA certificates partners are issued by.") var trust: String
+    @Option(help: "Certificate revocation list (PEM); repeatable. With a CRL, revocation is checked.") var crl: [String] = []
+    @Option(name: .customLong("in"), help: "Sealed message (DER), or - for stdin.") var input: String = "-"
+
+    func run() async throws {
+        do {
+            let recipient = try Identity.load(directory: identity)
+            let store = try TrustStore.load(anchorsFile: trust, crlFiles: crl)
+            let opened = try Envelope.open(try readInput(input), as: recipient, trust: store)
+            var out = opened.content.encoded()
+            out.append(0x0A)
+            try writeOutput(out, to: "-")
+        } catch {
+            throw fail(error)
+        }
+    }
+}

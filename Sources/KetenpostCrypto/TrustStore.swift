@@ -1,0 +1,127 @@
+import COpenSSL
+import Foundation
+import Synchronization
+
+/// Trust anchors plus optional CRLs, and chain verification against them.
+///
+/// Successful verifications are cached per certificate for a short while, because the same
+/// few partner certificates sign every message (chain building costs more than a signature).
+/// A new set of CRLs means a new `TrustStore`, and so a new cache.
+public final class TrustStore: @unchecked Sendable {
+    public enum Purpose: Sendable, Hashable {
+        /// Signing CMS content (S/MIME signing purpose: emailProtection EKU, digitalSignature).
+        case contentSigning
+        /// A TLS client certificate.
+        case tlsClient
+        /// A TLS server certificate.
+        case tlsServer
+    }
+
+    public let anchors: [Certificate]
+    public let intermediates: [Certificate]
+    public let revocationLists: [RevocationList]
+    /// How long a successful verification is reused.
+    public let cacheLifetime: TimeInterval
+
+    private let store: OpaquePointer
+    private struct CacheKey: Hashable { let der: Data; let purpose: Purpose }
+    private let cache = Mutex<[CacheKey: Date]>([:])
+    private static let cacheLimit = 10_000
+
+    public init(
+        anchors: [Certificate],
+        intermediates: [Certificate] = [],
+        revocationLists: [RevocationList] = [],
+        cacheLifetime: TimeInterval = 60
+    ) throws(CryptoError) {
+        guard !anchors.isEmpty else { throw CryptoError(.certificateUntrusted, "A trust store needs at least one trust anchor.") }
+        OpenSSLErrorQueue.clear()
+        guard let store = X509_STORE_new() else { throw .fromQueue(.internalError, "Could not create a trust store.") }
+        self.store = store
+        self.anchors = anchors
+        self.intermediates = intermediates
+        self.revocationLists = revocationLists
+        self.cacheLifetime = cacheLifetime
+        for anchor in anchors where X509_STORE_add_cert(store, anchor.pointer) != 1 {
+            throw .fromQueue(.internalError, "Could not add a trust anchor.")
+        }
+        for crl in revocationLists where X509_STORE_add_crl(store, crl.pointer) != 1 {
+            throw .fromQueue(.internalError, "Could not add a revocation list.")
+        }
+        if !revocationLists.isEmpty {
+            // With CRLs given, a leaf whose issuer has no current CRL fails (fail closed).
+            X509_STORE_set_flags(store, UInt(X509_V_FLAG_CRL_CHECK))
+        }
+    }
+
+    deinit { X509_STORE_free(store) }
+
+    /// Verifies the chain of `certificate` to an anchor, for `purpose`, at `time` (now if nil).
+    public func verify(_ certificate: Certificate, for purpose: Purpose, at time: Date? = nil) throws(CryptoError) {
+        let key = CacheKey(der: certificate.der, purpose: purpose)
+        let now = Date()
+        if time == nil, let until = cache.withLock({ $0[key] }), until > now { return }
+        try verifyUncached(certificate, purpose: purpose, at: time)
+        if time == nil {
+            let until = min(now.addingTimeInterval(cacheLifetime), certificate.notAfter)
+            cache.withLock { cache in
+                if cache.count >= Self.cacheLimit { cache.removeAll(keepingCapacity: true) }
+                cache[key] = until
+            }
+        }
+    }
+
+    private func verifyUncached(_ certificate: Certificate, purpose: Purpose, at time: Date?) throws(CryptoError) {
+        OpenSSLErrorQueue.clear()
+        guard let ctx = X509_STORE_CTX_new() else { throw .fromQueue(.internalError, "Could not allocate a verification context.") }
+        defer { X509_STORE_CTX_free(ctx) }
+        let untrusted = copenssl_sk_X509_new_null()
+        defer { if let untrusted { copenssl_sk_X509_free(untrusted) } }
+        for certificate in intermediates { _ = copenssl_sk_X509_push(untrusted, certificate.pointer) }
+        guard X509_STORE_CTX_init(ctx, store, certificate.pointer, untrusted) == 1 else {
+            throw .fromQueue(.internalError, "Could not start a chain verification.")
+        }
+        let purposeID: Int32
+        switch purpose {
+        case .contentSigning: purposeID = X509_PURPOSE_SMIME_SIGN
+        case .tlsClient: purposeID = X509_PURPOSE_SSL_CLIENT
+        case .tlsServer: purposeID = X509_PURPOSE_SSL_SERVER
+        }
+        X509_STORE_CTX_set_purpose(ctx, purposeID)
+        if let time {
+            X509_STORE_CTX_set_time(ctx, 0, time_t(time.timeIntervalSince1970))
+        }
+        if X509_verify_cert(ctx) == 1 {
+            OpenSSLErrorQueue.clear()
+            return
+        }
+        let error = X509_STORE_CTX_get_error(ctx)
+        let reason = String(cString: X509_verify_cert_error_string(Int(error)))
+        OpenSSLErrorQueue.clear()
+        throw Self.classify(error, reason: reason)
+    }
+
+    static func classify(_ error: Int32, reason: String) -> CryptoError {
+        let detail = [reason]
+        switch error {
+        case X509_V_ERR_CERT_HAS_EXPIRED:
+            return CryptoError(.certificateExpired, "A certificate in the chain has expired.", detail: detail)
+        case X509_V_ERR_CERT_NOT_YET_VALID:
+            return CryptoError(.certificateNotYetValid, "A certificate in the chain is not valid yet.", detail: detail)
+        case X509_V_ERR_CERT_REVOKED:
+            return CryptoError(.certificateRevoked, "The certificate has been revoked.", detail: detail)
+        case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY, X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT,
+             X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT, X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN,
+             X509_V_ERR_CERT_UNTRUSTED, X509_V_ERR_CERT_SIGNATURE_FAILURE,
+             X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
+            return CryptoError(.certificateUntrusted, "The certificate was not issued by a trusted certificate authority.", detail: detail)
+        case X509_V_ERR_INVALID_PURPOSE, X509_V_ERR_KEYUSAGE_NO_CERTSIGN, X509_V_ERR_INVALID_CA:
+            return CryptoError(.certificatePurpose, "The certificate may not be used for this purpose.", detail: detail)
+        case X509_V_ERR_UNABLE_TO_GET_CRL, X509_V_ERR_CRL_HAS_EXPIRED, X509_V_ERR_CRL_NOT_YET_VALID,
+             X509_V_ERR_CRL_SIGNATURE_FAILURE, X509_V_ERR_UNABLE_TO_GET_CRL_ISSUER:
+            return CryptoError(.crlUnavailable, "Revocation could not be checked: no current, valid CRL for the issuer.", detail: detail)
+        default:
+            return CryptoError(.certificateInvalid, "The certificate chain is not valid.", detail: detail)
+        }
+    }
+}

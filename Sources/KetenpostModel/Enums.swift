@@ -1,0 +1,98 @@
+import Foundation
+
+/// The roles of the partner directory; the policy and the message types speak in roles, not partners.
+public enum PartnerRole: String, KetenpostEnum {
+    case municipality
+    case careCoordinator = "care-coordinator"
+    case shelter
+    case careProvider = "care-provider"
+    case police
+    case taxOffice = "tax-office"
+    case registry
+}
+
+public enum MessageType: String, KetenpostEnum {
+    case signal
+    case referral
+    case intakeNotice = "intake-notice"
+    case intakeResponse = "intake-response"
+    case enforcementSignal = "enforcement-signal"
+    case registration
+
+    /// The value of the payload's `schema` field; versioned so that a schema can change without
+    /// old messages becoming ambiguous.
+    public var schemaID: String { "ketenpost/\(rawValue)/v1" }
+
+    public init?(schemaID: String) {
+        guard let type = Self.allCases.first(where: { $0.schemaID == schemaID }) else { return nil }
+        self = type
+    }
+
+    /// Who may send this type (the brief's table). The relay's policy may narrow this, never widen it.
+    public var allowedSenderRoles: Set<PartnerRole> {
+        switch self {
+        case .signal: [.municipality, .careProvider, .shelter, .police]
+        case .referral: [.careCoordinator, .municipality]
+        case .intakeNotice: [.careCoordinator, .police, .municipality]
+        case .intakeResponse: [.shelter]
+        case .enforcementSignal: [.municipality, .police]
+        case .registration: [.careCoordinator, .police]
+        }
+    }
+
+    /// Who may receive this type. An intake-response goes back to whoever may send intake notices.
+    public var allowedRecipientRoles: Set<PartnerRole> {
+        switch self {
+        case .signal: [.careCoordinator]
+        case .referral: [.careProvider, .shelter]
+        case .intakeNotice: [.shelter]
+        case .intakeResponse: MessageType.intakeNotice.allowedSenderRoles
+        case .enforcementSignal: [.police, .taxOffice, .municipality]
+        case .registration: [.registry]
+        }
+    }
+
+    public func allows(from sender: PartnerRole, to recipient: PartnerRole) -> Bool {
+        allowedSenderRoles.contains(sender) && allowedRecipientRoles.contains(recipient)
+    }
+}
+
+public enum Priority: String, KetenpostEnum { case normal, urgent }
+
+/// A non-identifying statistics label as well as a payload field: seeing the extent of
+/// trafficking better is one of the regional plan's goals.
+public enum ExploitationForm: String, KetenpostEnum { case sexual, labour, criminal, unknown }
+
+/// Why personal data may be shared: stated on every message so that recipients and auditors
+/// can see it, because uncertainty about the privacy law made partners stop reporting.
+public enum LegalBasis: String, KetenpostEnum {
+    case consent
+    case legalTask = "legal-task"
+    case vitalInterest = "vital-interest"
+}
+
+public enum Urgency: String, KetenpostEnum { case normal, urgent, acute }
+
+public enum Gender: String, KetenpostEnum {
+    case female, male
+    case nonBinary = "non-binary"
+    case unknown
+}
+
+/// Whether the person agreed to the signal being passed on.
+public enum ConsentStatus: String, KetenpostEnum {
+    case given, refused
+    case notAsked = "not-asked"
+    case notPossible = "not-possible"
+}
+
+public enum Need: String, KetenpostEnum { case housing, medical, legal, psychosocial, income, language }
+
+public enum DependantRelation: String, KetenpostEnum { case child, partner, other }
+
+public enum IntakeOutcome: String, KetenpostEnum { case accepted, declined, waitlisted }
+
+public enum SubjectKind: String, KetenpostEnum { case person, business }
+
+/// The three ways of tackling perpetrators: criminal (police), fiscal (tax office), administrative (municipality).
+public enum EnforcementRoute: String, KetenpostEnum { case criminal, fiscal, administrative }

@@ -1,0 +1,135 @@
+import Foundation
+import Testing
+@testable import Ketenpost
+import KetenpostCrypto
+import KetenpostModel
+
+/// Interoperability with the real `openssl` command and the real `ketenpost` executable,
+/// using the recipes of docs/FORMAT.md exactly as written there.
+@Suite(.serialized) struct InteropTests {
+    /// A development PKI on disk, made by `ketenpost pki init`.
+    final class Workspace: @unchecked Sendable {
+        let dir: URL
+        let pki: DevelopmentPKI
+        init() throws {
+            dir = try Paths.temporaryDirectory()
+            let certs = dir.appendingPathComponent("certs").path
+            let result = try run(Paths.executable.path, ["pki", "init", "--dir", certs,
+                                                         "--partners", Paths.root.appendingPathComponent("config/partners.yaml").path])
+            guard result.status == 0 else { throw KetenpostError(.internalError, "pki init failed: \(result.stderr)") }
+            pki = DevelopmentPKI(directory: certs)
+        }
+        deinit { try? FileManager.default.removeItem(at: dir) }
+
+        func scratch() throws -> URL {
+            let url = dir.appendingPathComponent(UUID().uuidString)
+            try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+            return url
+        }
+    }
+
+    static let workspace = Result { try Workspace() }
+
+    /// The lines of the fenced block that starts with `# recipe: NAME` in docs/FORMAT.md.
+    static func recipe(_ name: String) throws -> String {
+        let text = try String(contentsOf: Paths.root.appendingPathComponent("docs/FORMAT.md"), encoding: .utf8)
+        let marker = "# recipe: \(name)\n"
+        guard let start = text.range(of: marker), let end = text.range(of: "\n```", range: start.upperBound..<text.endIndex) else {
+            throw KetenpostError(.internalError, "recipe \(name) not found in docs/FORMAT.md")
+        }
+        return String(text[start.upperBound..<end.lowerBound])
+    }
+
+    func bash(_ script: String, in directory: URL, env: [String: String]) throws -> ProcessResult {
+        let exports = env.map { "export \($0.key)='\($0.value)'" }.sorted().joined(separator: "\n")
+        return try run("/bin/bash", ["-euo", "pipefail", "-c", exports + "\n" + script], directory: directory)
+    }
+
+    @Test(arguments: ["zorgcoordinatie-zuid-limburg", "belastingdienst"])
+    func messageSealedWithOpenSSLRecipeOpensWithKetenpost(recipient: String) throws {
+        let ws = try Self.workspace.get()
+        let work = try ws.scratch()
+        let (from, type) = recipient == "belastingdienst"
+            ? ("politie-avim-limburg", MessageType.enforcementSignal) : ("gemeente-eijsden-margraten", .signal)
+        let sealed = try bash(try Self.recipe("seal"), in: work, env: [
+            "SENDER": ws.pki.partnerDirectory(from), "FROM": from, "TO": recipient,
+            "TO_CERT": ws.pki.partnerDirectory(recipient) + "/cert.pem", "TYPE": type.rawValue,
+            "PAYLOAD": Paths.root.appendingPathComponent("config/examples/\(type.rawValue).json").path,
+        ])
+        #expect(sealed.status == 0, "seal recipe failed: \(sealed.stderr)")
+
+        let opened = try run(Paths.executable.path, ["open", "--identity", ws.pki.partnerDirectory(recipient),
+                                                     "--trust", ws.pki.caCertificatePath, "--crl", ws.pki.crlPath,
+                                                     "--in", work.appendingPathComponent("message.der").path])
+        #expect(opened.status == 0, "ketenpost open failed: \(opened.stderr)")
+        let content = try SealedContent.decode(from: opened.stdout)
+        #expect(content.header.from == from)
+        #expect(content.header.to == recipient)
+        #expect(content.payload.encoded() == (try Payload.decode(from: try Paths.example(type))).encoded())
+    }
+
+    @Test func messageSealedByKetenpostOpensWithOpenSSLLayerByLayer() throws {
+        let ws = try Self.workspace.get()
+        let work = try ws.scratch()
+        let from = "gemeente-eijsden-margraten", to = "zorgcoordinatie-zuid-limburg"
+        let sealed = try run(Paths.executable.path, [
+            "seal", "--identity", ws.pki.partnerDirectory(from), "--to", to,
+            "--to-cert", ws.pki.partnerDirectory(to) + "/cert.pem", "--type", "signal",
+            "--region", "GM1903", "--exploitation-form", "labour",
+            "--in", Paths.root.appendingPathComponent("config/examples/signal.json").path,
+            "--out", work.appendingPathComponent("message.der").path,
+        ])
+        #expect(sealed.status == 0, "ketenpost seal failed: \(sealed.stderr)")
+
+        let opened = try bash(try Self.recipe("open"), in: work, env: ["ME": ws.pki.partnerDirectory(to), "CA": ws.pki.caCertificatePath])
+        #expect(opened.status == 0, "open recipe failed: \(opened.stderr)")
+        let content = try SealedContent.decode(from: opened.stdout)
+        #expect(content.header.from == from)
+        #expect(content.header.region == "GM1903")
+        // The outer JSON that openssl extracted holds the same header.
+        let outer = try JSONSerialization.jsonObject(with: Data(contentsOf: work.appendingPathComponent("outer.json"))) as? [String: Any]
+        #expect((outer?["header"] as? [String: Any])?["id"] as? String == content.header.id.uuidString.lowercased()
+                || (outer?["header"] as? [String: Any])?["id"] as? String == content.header.id.uuidString)
+        // A wrong key does not open it with openssl either.
+        let wrong = try bash(try Self.recipe("open"), in: work, env: ["ME": ws.pki.partnerDirectory("opvang-zuid-limburg"), "CA": ws.pki.caCertificatePath])
+        #expect(wrong.status != 0)
+    }
+
+    @Test func openReportsCodeAndSentenceOnFailure() throws {
+        let ws = try Self.workspace.get()
+        let work = try ws.scratch()
+        let garbage = work.appendingPathComponent("garbage.der")
+        try Data("not a message".utf8).write(to: garbage)
+        let result = try run(Paths.executable.path, ["open", "--identity", ws.pki.partnerDirectory("opvang-zuid-limburg"),
+                                                     "--trust", ws.pki.caCertificatePath, "--in", garbage.path])
+        #expect(result.status == 1)
+        #expect(result.stderr.contains("envelope.malformed"))
+        #expect(result.stdout.isEmpty)
+    }
+
+    @Test func sealRefusesInvalidPayloadWithPath() throws {
+        let ws = try Self.workspace.get()
+        let from = "gemeente-eijsden-margraten", to = "zorgcoordinatie-zuid-limburg"
+        let result = try run(Paths.executable.path, [
+            "seal", "--identity", ws.pki.partnerDirectory(from), "--to", to,
+            "--to-cert", ws.pki.partnerDirectory(to) + "/cert.pem", "--type", "signal",
+        ], stdin: Data(#"{"schema":"ketenpost/signal/v1","urgency":"later"}"#.utf8))
+        #expect(result.status == 1)
+        #expect(result.stderr.contains("payload.invalid"))
+        #expect(result.stderr.contains("payload."))
+        #expect(result.stdout.isEmpty)
+    }
+
+    /// The benchmark doubles as a leak check: resident memory after thousands of cycles.
+    @Test func envelopeBenchRunsAndDoesNotLeak() throws {
+        let ws = try Self.workspace.get()
+        let report = ws.dir.appendingPathComponent("bench.json")
+        let result = try run(Paths.executable.path, ["bench", "envelope", "--iterations", "1500", "--warmup", "300", "--json", report.path])
+        #expect(result.status == 0, "\(result.stderr)")
+        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: report)) as? [String: Any]
+        let before = json?["residentBytesAfterWarmup"] as? Int ?? 0
+        let after = json?["residentBytesAtEnd"] as? Int ?? .max
+        // 1,500 × 5 seal/verify/open cycles: leaking one small object per cycle would show as megabytes.
+        #expect(after - before < 3_000_000, "resident memory grew from \(before) to \(after)")
+    }
+}
