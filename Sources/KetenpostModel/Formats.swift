@@ -9,9 +9,10 @@ enum ASCII {
     static func isLetterOrDigit(_ b: UInt8) -> Bool { isDigit(b) || isLower(b) || isUpper(b) }
     static func isLowerHex(_ b: UInt8) -> Bool { isDigit(b) || (b >= 0x61 && b <= 0x66) }
 
-    static func matches(_ s: String, count: ClosedRange<Int>, first: (UInt8) -> Bool = { _ in true }, rest: (UInt8) -> Bool) -> Bool {
+    /// Every byte satisfies `rest`, except the first, which satisfies `first` when given.
+    static func matches(_ s: String, count: ClosedRange<Int>, first: ((UInt8) -> Bool)? = nil, rest: (UInt8) -> Bool) -> Bool {
         let bytes = s.utf8
-        guard count.contains(bytes.count), let head = bytes.first, first(head) else { return false }
+        guard count.contains(bytes.count), let head = bytes.first, first?(head) ?? rest(head) else { return false }
         return bytes.dropFirst().allSatisfy(rest)
     }
 

@@ -43,7 +43,8 @@ public enum KetenpostJSON {
 
     /// Strict decode: DecodingError -> ValidationFailure with dotted path (prefix + codingPath, array index as [3]);
     /// unknown keys rejected (rule "unknown-field") at any depth; JSON null rejected (rule "null", "leave the field out
-    /// instead"); top level must be an object; documents over 2 MiB rejected (rule "too-large") before parsing.
+    /// instead"); top level must be an object; documents over 2 MiB rejected (rule "too-large") before parsing;
+    /// a key repeated within one object rejected (rule "duplicate-key").
     ///
     /// Unknown keys are refused rather than ignored because a misspelt optional field would
     /// otherwise vanish silently: the sender believes it shared something the recipient never sees.
@@ -56,6 +57,9 @@ public enum KetenpostJSON {
         }
         guard let object = raw as? [String: Any] else {
             throw ValidationFailure(path: path, rule: "object", message: "must be a JSON object")
+        }
+        if let duplicate = DuplicateKeys.first(in: data, path: path) {
+            throw ValidationFailure(path: duplicate, rule: "duplicate-key", message: "occurs more than once in its object")
         }
         var issues: [ValidationIssue] = []
         findNulls(object, path, &issues)
@@ -170,6 +174,24 @@ extension KeyedDecodingContainer {
 
     func decodeIfPresent(_ type: UUID.Type, forKey key: Key) throws -> UUID? {
         try contains(key) ? decode(UUID.self, forKey: key) : nil
+    }
+
+    /// Foundation reports a fractional or too large number for an `Int` as invalid JSON without
+    /// a coding path (an internal error, not a `DecodingError`), and the concrete
+    /// `decode(Int.self, …)` cannot be overloaded like the UUID one above, so the types with
+    /// integers call this from a hand-written `init(from:)`.
+    func decodeInteger(forKey key: Key) throws -> Int {
+        do {
+            return try decode(Int.self, forKey: key)
+        } catch let error as DecodingError {
+            throw error
+        } catch {
+            throw RuleViolation.decodingError(codingPath + [key], "integer", "must be a whole number")
+        }
+    }
+
+    func decodeIntegerIfPresent(forKey key: Key) throws -> Int? {
+        try contains(key) ? decodeInteger(forKey: key) : nil
     }
 }
 

@@ -117,6 +117,12 @@ public struct Dependant: Codable, Sendable, Equatable {
         self.relation = relation
         self.ageYears = ageYears
     }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        relation = try c.decode(DependantRelation.self, forKey: .relation)
+        ageYears = try c.decodeIntegerIfPresent(forKey: .ageYears)
+    }
 }
 
 /// Asks a shelter to take someone in; the shelter answers with an intake-response.
@@ -147,6 +153,21 @@ public struct IntakeNotice: Codable, Sendable, Equatable, PayloadContent {
         self.medicalNeeds = medicalNeeds
         self.referrer = referrer
         self.legalBasis = legalBasis
+    }
+
+    /// Empty lists may be left out, like any other field without content.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        schema = try c.decode(String.self, forKey: .schema)
+        person = try c.decode(Person.self, forKey: .person)
+        languages = try c.decode([String].self, forKey: .languages)
+        dependants = try c.decodeIfPresent([Dependant].self, forKey: .dependants) ?? []
+        urgency = try c.decode(Urgency.self, forKey: .urgency)
+        requestedArrival = try c.decode(Date.self, forKey: .requestedArrival)
+        safetyRisks = try c.decodeIfPresent([String].self, forKey: .safetyRisks) ?? []
+        medicalNeeds = try c.decodeIfPresent(String.self, forKey: .medicalNeeds)
+        referrer = try c.decode(Contact.self, forKey: .referrer)
+        legalBasis = try c.decode(LegalBasis.self, forKey: .legalBasis)
     }
 
     func checkFields(_ p: String, _ c: inout Checks) {
@@ -225,7 +246,7 @@ public struct Subject: Codable, Sendable, Equatable {
 
     func check(_ path: String, _ c: inout Checks) {
         c.text(name, Path.join(path, "name"))
-        c.text(address, Path.join(path, "address"), max: 500)
+        c.text(address, Path.join(path, "address"))
         if let kvkNumber {
             c.check(kind == .business, Path.join(path, "kvkNumber"), "not-applicable", "is only allowed for a business")
             c.check(Identifiers.isValidKvK(kvkNumber), Path.join(path, "kvkNumber"), "kvk", "must be 8 digits")
@@ -267,7 +288,7 @@ public struct EnforcementSignal: Codable, Sendable, Equatable, PayloadContent {
         schema = try c.decode(String.self, forKey: .schema)
         subjects = try c.decode([Subject].self, forKey: .subjects)
         suspicion = try c.decode(String.self, forKey: .suspicion)
-        observations = try c.decode([String].self, forKey: .observations)
+        observations = try c.decodeIfPresent([String].self, forKey: .observations) ?? []
         requestedRoute = try c.decode(EnforcementRoute.self, forKey: .requestedRoute)
         legalBasis = try c.decode(LegalBasis.self, forKey: .legalBasis)
     }
@@ -339,6 +360,17 @@ public struct Registration: Codable, Sendable, Equatable, PayloadContent {
         self.referralSource = referralSource
         self.pseudonym = pseudonym
         self.legalBasis = legalBasis
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        schema = try c.decode(String.self, forKey: .schema)
+        exploitationForm = try c.decode(ExploitationForm.self, forKey: .exploitationForm)
+        year = try c.decodeInteger(forKey: .year)
+        municipality = try c.decode(String.self, forKey: .municipality)
+        referralSource = try c.decode(PartnerRole.self, forKey: .referralSource)
+        pseudonym = try c.decode(String.self, forKey: .pseudonym)
+        legalBasis = try c.decode(LegalBasis.self, forKey: .legalBasis)
     }
 
     func checkFields(_ p: String, _ c: inout Checks) {

@@ -50,3 +50,11 @@ import Testing
         #expect(MessageType.registration.allowedRecipientRoles == [.registry])
     }
 }
+
+extension IdentifierTests {
+    @Test func patternsCheckTheFirstCharacterToo() {
+        #expect(ASCII.matches("#1", count: 1...64, rest: ASCII.isLetterOrDigit) == false)
+        #expect(ASCII.matches("a1", count: 1...64, rest: ASCII.isLetterOrDigit))
+        #expect(ASCII.matches("-a", count: 1...64, first: ASCII.isLower, rest: { _ in true }) == false)
+    }
+}

@@ -70,3 +70,25 @@ import Testing
         #expect(error?.issues.allSatisfy { $0.rule == "unknown-field" } == true)
     }
 }
+
+extension JSONTests {
+    /// JSONSerialization keeps the last duplicate and JSONDecoder the first; neither may decide.
+    @Test func duplicateKeysAreRefused() throws {
+        let cases: [(String, String)] = [
+            (#"{"header": {"to": "a", "to": "b"}}"#, "header.to"),
+            (#"{"payload": {"x": [{"a": 1}, {"b": 1, "b": 2}]}}"#, "payload.x[1].b"),
+            (#"{"payload": {"notes": null, "n\u006ftes": "x"}}"#, "payload.notes"),
+            (#"{"a": {"k": 1}, "b": {"k": 1}, "a": 2}"#, "a"),
+            (#"{"s": "{\"k\": 1, \"k\": 2}", "t": ["\"", "k"], "s": 1}"#, "s"),
+        ]
+        for (json, path) in cases {
+            let error = failure { _ = try SealedContent.decode(from: Data(json.utf8)) }
+            #expect(error?.issues == [ValidationIssue(path: path, rule: "duplicate-key", message: "occurs more than once in its object")],
+                    "\(json): \(String(describing: error))")
+        }
+        #expect(DuplicateKeys.first(in: Data(#"{"a": {"k": 1}, "b": {"k": [1, {"k": 2}]}}"#.utf8), path: "") == nil)
+        for type in MessageType.allCases {
+            #expect(DuplicateKeys.first(in: try Examples.data(type), path: "") == nil)
+        }
+    }
+}

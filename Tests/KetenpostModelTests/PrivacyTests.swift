@@ -19,7 +19,7 @@ import Testing
         Edit("payload.person.nationality", "\"\(canary)\""),
         Edit("payload.reporter.email", "\"\(canary)\""),
         Edit("payload.reporter.phone", "\"\(canary)\""),
-        Edit("payload.indicators.0", "\"\(canary)\n\(canary)\""),
+        Edit("payload.indicators.0", "\"\(canary)\\n\(canary)\""),
         Edit("payload.person.\(canary)", "\"x\""),
         Edit("payload.person.alias", "7731"),
     ]

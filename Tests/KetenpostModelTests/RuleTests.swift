@@ -12,8 +12,12 @@ struct RuleCase: Sendable, CustomStringConvertible {
         (self.type, self.edits, self.path, self.rule) = (type, edits, path, rule)
     }
 
-    init(_ type: MessageType, _ edit: String, _ json: String?, _ path: String? = nil, _ rule: String) {
-        self.init(type, [Edit(edit, json)], path ?? Self.dotted(edit), rule)
+    init(_ type: MessageType, _ edit: String, _ json: String?, _ rule: String) {
+        self.init(type, [Edit(edit, json)], Self.dotted(edit), rule)
+    }
+
+    init(_ type: MessageType, _ edit: String, _ json: String?, _ path: String, _ rule: String) {
+        self.init(type, [Edit(edit, json)], path, rule)
     }
 
     /// `payload.subjects.0.name` -> `payload.subjects[0].name`
@@ -60,6 +64,8 @@ struct RuleCase: Sendable, CustomStringConvertible {
         RuleCase(.signal, "payload.schema", nil, "required"),
         RuleCase(.registration, "payload.year", #""2026""#, "type"),
         RuleCase(.signal, "payload.indicators", #""many""#, "type"),
+        RuleCase(.registration, "payload.year", "2026.5", "integer"),
+        RuleCase(.intakeNotice, "payload.dependants.0.ageYears", "1e30", "integer"),
         RuleCase(.signal, "payload.place", "[]", "type"),
     ]
 
@@ -105,7 +111,7 @@ struct RuleCase: Sendable, CustomStringConvertible {
         RuleCase(.intakeNotice, "payload.dependants.0.ageYears", "121", "range"),
         RuleCase(.intakeNotice, "payload.dependants.0.relation", #""cousin""#, "enum"),
         RuleCase(.intakeNotice, "payload.requestedArrival", #""tomorrow""#, "date-time"),
-        RuleCase(.intakeNotice, "payload.dependants", nil, "required"),
+        RuleCase(.intakeNotice, "payload.languages", nil, "required"),
         // intake-response
         RuleCase(.intakeResponse, [Edit("payload.outcome", #""declined""#)], "payload.reason", "required"),
         RuleCase(.intakeResponse, [Edit("payload.outcome", #""waitlisted""#)], "payload.reason", "required"),
@@ -150,7 +156,7 @@ struct RuleCase: Sendable, CustomStringConvertible {
     @Test func allValidationIssuesAreReportedTogether() throws {
         let data = try Examples.edited(.referral, [
             Edit("payload.person.bsn", #""123456789""#),
-            Edit("payload.caseReference", #""#1""#),
+            Edit("payload.caseReference", ##""#1""##),
             Edit("header.to", #""zorgcoordinatie-zuid-limburg""#),
         ])
         let error = try #require(failure { _ = try SealedContent.decode(from: data, now: testNow) })
@@ -187,5 +193,19 @@ struct RuleCase: Sendable, CustomStringConvertible {
         tree["medication"] = "none"
         let data = try JSONSerialization.data(withJSONObject: tree)
         #expect(failure { _ = try Payload.decode(from: data, now: testNow) }?.contains(path: "payload.medication", rule: "no-victim-health-data") == true)
+    }
+}
+
+@Suite struct OptionalListTests {
+    /// Empty lists may be left out; they decode as empty and the message stays valid.
+    @Test func emptyListsMayBeOmitted() throws {
+        let notice = try Examples.edited(.intakeNotice, [Edit("payload.dependants", nil), Edit("payload.safetyRisks", nil)])
+        guard case .intakeNotice(let decoded) = try SealedContent.decode(from: notice, now: testNow).payload else {
+            Issue.record("not an intake notice")
+            return
+        }
+        #expect(decoded.dependants.isEmpty && decoded.safetyRisks.isEmpty)
+        let signal = try Examples.edited(.enforcementSignal, [Edit("payload.observations", nil)])
+        _ = try SealedContent.decode(from: signal, now: testNow)
     }
 }
