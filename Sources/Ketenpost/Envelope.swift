@@ -20,6 +20,43 @@ public enum Envelope {
         var envelope: String
         var format: String
         var header: RoutingHeader
+
+        init(envelope: String, format: String, header: RoutingHeader) {
+            self.envelope = envelope
+            self.format = format
+            self.header = header
+        }
+
+        /// Strict in one pass: exactly the three keys, only header fields, no nulls.
+        /// (`KetenpostJSON.decodeStrict` would parse the large base64 string three times, and
+        /// this runs for every submission on the relay.)
+        init(from decoder: any Decoder) throws {
+            let all = try decoder.container(keyedBy: AnyKey.self)
+            for key in all.allKeys where !["envelope", "format", "header"].contains(key.stringValue) {
+                throw ValidationFailure(path: "outer.<key>", rule: "unknown-field", message: "is not a field of the outer document")
+            }
+            let header = try all.nestedContainer(keyedBy: AnyKey.self, forKey: AnyKey("header"))
+            for key in header.allKeys {
+                guard RoutingHeader.fieldNames.contains(key.stringValue) else {
+                    throw ValidationFailure(path: "outer.header.<key>", rule: "unknown-field", message: "is not a field of the routing header")
+                }
+                if try header.decodeNil(forKey: key) {
+                    throw ValidationFailure(path: "outer.header.\(key.stringValue)", rule: "null", message: "must not be null; leave the field out instead")
+                }
+            }
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            envelope = try container.decode(String.self, forKey: .envelope)
+            format = try container.decode(String.self, forKey: .format)
+            self.header = try container.decode(RoutingHeader.self, forKey: .header)
+        }
+    }
+
+    struct AnyKey: CodingKey {
+        var stringValue: String
+        var intValue: Int? { nil }
+        init(_ string: String) { stringValue = string }
+        init(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
     }
 
     // MARK: Sealing
@@ -89,16 +126,7 @@ public enum Envelope {
         } catch {
             throw .certificate(error, role: "sender's signing")
         }
-        let outer: OuterContent
-        do {
-            outer = try KetenpostJSON.decodeStrict(OuterContent.self, from: signed.content, path: "outer")
-        } catch {
-            let headerIssues = error.issues.filter { $0.path.hasPrefix("outer.header.") }
-            if headerIssues.count == error.issues.count {
-                throw .validation(error, layer: "outer layer")
-            }
-            throw KetenpostError(.outerContentInvalid, "The outer layer's signed content is not the JSON document of docs/FORMAT.md: \(error.issues.map(\.description).joined(separator: "; "))")
-        }
+        let outer = try decodeOuterContent(signed.content)
         guard outer.format == format else {
             throw KetenpostError(.outerContentInvalid, "The outer layer's format is not \(format).")
         }
@@ -114,6 +142,27 @@ public enum Envelope {
             throw KetenpostError(.signerNotSender, "The message is signed by a certificate of another partner than its header's \"from\".")
         }
         return Outer(header: outer.header, signer: signed.signer, encrypted: encrypted, digest: Digest.sha256(message).hexString)
+    }
+
+    static func decodeOuterContent(_ content: Data) throws(KetenpostError) -> OuterContent {
+        func invalid(_ issues: [ValidationIssue]) -> KetenpostError {
+            if !issues.isEmpty, issues.allSatisfy({ $0.path.hasPrefix("outer.header.") }) {
+                return .validation(ValidationFailure(issues), layer: "outer layer")
+            }
+            return KetenpostError(.outerContentInvalid, "The outer layer's signed content is not the JSON document of docs/FORMAT.md: \(issues.map(\.description).joined(separator: "; "))")
+        }
+        if let duplicate = KetenpostJSON.duplicateKeyPath(in: content, path: "outer") {
+            throw invalid([ValidationIssue(path: duplicate, rule: "duplicate-key", message: "occurs more than once in its object")])
+        }
+        do {
+            return try KetenpostJSON.decoder().decode(OuterContent.self, from: content)
+        } catch let failure as ValidationFailure {
+            throw invalid(failure.issues)
+        } catch let error as DecodingError {
+            throw invalid([KetenpostJSON.issue(for: error, prefix: "outer")])
+        } catch {
+            throw invalid([ValidationIssue(path: "outer", rule: "json", message: "is not valid JSON")])
+        }
     }
 
     // MARK: The recipient's view: all three layers

@@ -62,8 +62,11 @@ public enum KetenpostJSON {
             throw ValidationFailure(path: duplicate, rule: "duplicate-key", message: "occurs more than once in its object")
         }
         var issues: [ValidationIssue] = []
-        findNulls(object, path, &issues)
-        if !issues.isEmpty { throw ValidationFailure(issues) }
+        // Paths are only built when there is something to report: this runs on every message.
+        if containsNull(object) {
+            findNulls(object, path, &issues)
+            throw ValidationFailure(issues)
+        }
 
         let value: T
         do {
@@ -85,7 +88,15 @@ public enum KetenpostJSON {
         return value
     }
 
-    static func issue(for error: DecodingError, prefix: String) -> ValidationIssue {
+    /// The path of the first key that occurs twice in one object, or nil. For callers that
+    /// parse a document themselves (the envelope's outer layer) but must refuse what
+    /// `decodeStrict` refuses.
+    public static func duplicateKeyPath(in data: Data, path: String) -> String? {
+        DuplicateKeys.first(in: data, path: path)
+    }
+
+    /// A decoding error as a validation issue with a dotted path under `prefix`.
+    public static func issue(for error: DecodingError, prefix: String) -> ValidationIssue {
         switch error {
         case .keyNotFound(let key, let context):
             return ValidationIssue(path: Path.from(prefix, context.codingPath + [key]), rule: "required", message: "is required")
@@ -114,6 +125,13 @@ public enum KetenpostJSON {
         case is [String: Any].Type: "an object"
         default: "of another JSON type"
         }
+    }
+
+    private static func containsNull(_ node: Any) -> Bool {
+        if node is NSNull { return true }
+        if let object = node as? [String: Any] { return object.values.contains { containsNull($0) } }
+        if let array = node as? [Any] { return array.contains { containsNull($0) } }
+        return false
     }
 
     private static func findNulls(_ node: Any, _ path: String, _ issues: inout [ValidationIssue]) {

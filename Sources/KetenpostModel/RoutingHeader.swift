@@ -40,6 +40,11 @@ public struct RoutingHeader: Codable, Sendable, Equatable {
         self.region = region
     }
 
+    /// Every key a header may have on the wire, for parsers that check keys themselves.
+    public static let fieldNames: Set<String> = [
+        "id", "type", "from", "to", "createdAt", "expiresAt", "correlationId", "priority", "exploitationForm", "region",
+    ]
+
     /// Paths like `header.from`.
     public func validate() throws(ValidationFailure) {
         var checks = Checks()

@@ -86,15 +86,29 @@ struct Checks {
 
     /// Required text: not blank, bounded, and free of control characters (free text may hold line breaks).
     mutating func text(_ value: String, _ path: String, max: Int = Limits.shortText, multiline: Bool = false) {
-        guard !value.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
+        // One pass over the scalars: this runs for every text field of every message, so it
+        // avoids Foundation's trimming and the Unicode property tables (control characters
+        // are exactly the Cc ranges U+0000–U+001F and U+007F–U+009F).
+        var count = 0
+        var hasContent = false
+        var hasControl = false
+        for scalar in value.unicodeScalars {
+            count += 1
+            let v = scalar.value
+            if v < 0x20 || (v >= 0x7F && v <= 0x9F) {
+                if !(multiline && (v == 0x0A || v == 0x0D || v == 0x09)) { hasControl = true }
+            } else if !hasContent && !scalar.properties.isWhitespace {
+                hasContent = true
+            }
+        }
+        guard hasContent else {
             return fail(path, "empty", "must not be empty or only whitespace")
         }
-        check(value.unicodeScalars.count <= max, path, "too-long", "must be at most \(max) characters")
-        let allowed: Set<Unicode.Scalar> = multiline ? ["\n", "\r", "\t"] : []
-        check(
-            !value.unicodeScalars.contains { $0.properties.generalCategory == .control && !allowed.contains($0) },
-            path, "control-character",
-            multiline ? "must not contain control characters other than line breaks and tabs" : "must be a single line without control characters")
+        if count > max { fail(path, "too-long", "must be at most \(max) characters") }
+        if hasControl {
+            fail(path, "control-character",
+                 multiline ? "must not contain control characters other than line breaks and tabs" : "must be a single line without control characters")
+        }
     }
 
     mutating func text(_ value: String?, _ path: String, max: Int = Limits.shortText, multiline: Bool = false) {

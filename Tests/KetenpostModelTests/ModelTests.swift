@@ -72,3 +72,14 @@ import Testing
         #expect(error?.contains(path: "payload.schema", rule: "schema") == true)
     }
 }
+
+@Suite struct HeaderFieldNameTests {
+    /// `RoutingHeader.fieldNames` must list exactly what a fully populated header encodes.
+    @Test func fieldNamesMatchTheEncoding() throws {
+        let header = RoutingHeader(type: .intakeResponse, from: "opvang-zuid-limburg", to: "politie-avim-limburg",
+                                   createdAt: testNow, expiresAt: testNow.addingTimeInterval(3600), correlationId: UUID(),
+                                   priority: .urgent, exploitationForm: .criminal, region: "GM1903")
+        let object = try JSONSerialization.jsonObject(with: header.encoded()) as? [String: Any]
+        #expect(Set(object?.keys.map { $0 } ?? []) == RoutingHeader.fieldNames)
+    }
+}

@@ -278,6 +278,35 @@ let routes: [MessageType: (String, String)] = [
         #expect(error?.message.contains("header.region") == true)
     }
 
+    /// The outer JSON document must be exactly the documented shape.
+    @Test func malformedOuterDocuments() throws {
+        let (sender, recipient, content) = try parts()
+        let header = String(decoding: content.header.encoded(), as: UTF8.self)
+        let envelope = try CMS.encrypt(Data("x".utf8), for: [recipient.certificate]).base64EncodedString()
+        func signed(_ json: String) throws -> Data {
+            try CMS.sign(Data(json.utf8), signer: sender.certificate, key: sender.key)
+        }
+        let cases: [(String, KetenpostError.Code)] = [
+            (#"{"envelope":"\#(envelope)","format":"ketenpost/envelope/v2","header":\#(header)}"#, .outerContentInvalid),
+            (#"{"envelope":"\#(envelope)","format":"ketenpost/envelope/v1","header":\#(header),"extra":1}"#, .outerContentInvalid),
+            (#"{"envelope":"\#(envelope)","format":"ketenpost/envelope/v1"}"#, .outerContentInvalid),
+            (#"{"envelope":"\#(envelope)","envelope":"AA==","format":"ketenpost/envelope/v1","header":\#(header)}"#, .outerContentInvalid),
+            (#"{"envelope":"not base64!","format":"ketenpost/envelope/v1","header":\#(header)}"#, .outerContentInvalid),
+            (#"{"envelope":42,"format":"ketenpost/envelope/v1","header":\#(header)}"#, .outerContentInvalid),
+            (#"[1,2,3]"#, .outerContentInvalid),
+            (#"not json"#, .outerContentInvalid),
+            (#"{"envelope":"\#(envelope)","format":"ketenpost/envelope/v1","header":\#(header.dropLast()),"region":null}}"#, .headerInvalid),
+            (#"{"envelope":"\#(envelope)","format":"ketenpost/envelope/v1","header":\#(header.dropLast()),"secret":"x"}}"#, .headerInvalid),
+            (#"{"envelope":"\#(envelope)","format":"ketenpost/envelope/v1","header":\#(header.replacingOccurrences(of: #""priority":"normal""#, with: #""priority":"high""#))}"#, .headerInvalid),
+        ]
+        for (json, code) in cases {
+            expectCode(code) { _ = try Envelope.readOuter(try signed(json), trust: pki.trust) }
+        }
+        // The documented shape itself is accepted by the relay's check.
+        let good = #"{"envelope":"\#(envelope)","format":"ketenpost/envelope/v1","header":\#(header)}"#
+        #expect(try Envelope.readOuter(try signed(good), trust: pki.trust).header == content.header)
+    }
+
     @Test func truncatedGarbageAndEmptyInput() throws {
         let (sender, recipient, content) = try parts()
         let sealed = try Envelope.seal(content, from: sender, to: [recipient.certificate])
