@@ -17,6 +17,13 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         // The system OpenSSL (Debian libssl-dev). Only KetenpostCrypto imports it.
@@ -35,13 +42,60 @@ let package = Package(
             dependencies: ["KetenpostCrypto", "KetenpostModel", .product(name: "Yams", package: "Yams")],
             swiftSettings: strict
         ),
+        // The durable queue: one protocol, the SQLite backend (GRDB) by default.
+        .target(
+            name: "KetenpostStore",
+            dependencies: ["KetenpostModel", .product(name: "GRDB", package: "GRDB.swift")],
+            swiftSettings: strict
+        ),
+        // The relay: mutual-TLS HTTP API (Hummingbird) over the store.
+        .target(
+            name: "KetenpostRelay",
+            dependencies: [
+                "Ketenpost", "KetenpostCrypto", "KetenpostModel", "KetenpostStore",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Yams", package: "Yams"),
+            ],
+            swiftSettings: strict
+        ),
+        // The client library that case systems embed.
+        .target(
+            name: "KetenpostClient",
+            dependencies: [
+                "Ketenpost", "KetenpostCrypto", "KetenpostModel",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "KetenpostCLI",
-            dependencies: ["Ketenpost", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: [
+                "Ketenpost", "KetenpostRelay", "KetenpostClient",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: strict
         ),
         .testTarget(name: "KetenpostModelTests", dependencies: ["KetenpostModel"], swiftSettings: strict),
         .testTarget(name: "KetenpostTests", dependencies: ["Ketenpost", "KetenpostCrypto"], swiftSettings: strict),
+        .testTarget(name: "KetenpostStoreTests", dependencies: ["KetenpostStore", "KetenpostModel"], swiftSettings: strict),
+        .testTarget(
+            name: "KetenpostRelayTests",
+            dependencies: ["Ketenpost", "KetenpostCrypto", "KetenpostModel", "KetenpostStore", "KetenpostRelay", "KetenpostClient",
+                           .product(name: "Logging", package: "swift-log"),
+                           .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                           .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                           .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
+            swiftSettings: strict
+        ),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -65,9 +65,34 @@ extension KetenpostError.Code {
     public static let internalError: Self = "internal"
 }
 
+/// Codes of the relay's HTTP API (docs/openapi.yaml).
+extension KetenpostError.Code {
+    public static let unknownPartner: Self = "auth.unknown-partner"
+    public static let partnerSuspended: Self = "auth.partner-suspended"
+    public static let senderMismatch: Self = "auth.sender-mismatch"
+    public static let signerUnregistered: Self = "auth.signer-unregistered"
+    public static let recipientUnknown: Self = "recipient.unknown"
+    public static let recipientSuspended: Self = "recipient.suspended"
+    public static let policyForbidden: Self = "policy.forbidden"
+    public static let correlationMismatch: Self = "policy.correlation-mismatch"
+    public static let messageExpired: Self = "message.expired"
+    public static let createdInFuture: Self = "header.created-in-future"
+    public static let messageConflict: Self = "message.conflict"
+    public static let messageNotFound: Self = "message.not-found"
+    public static let messageFinal: Self = "message.final"
+    public static let leaseInvalid: Self = "lease.invalid"
+    public static let leaseExpired: Self = "lease.expired"
+    public static let receiptMismatch: Self = "receipt.mismatch"
+    public static let requestTooLarge: Self = "request.too-large"
+    public static let requestUnsupportedMediaType: Self = "request.unsupported-media-type"
+    public static let requestInvalid: Self = "request.invalid"
+    public static let rateLimited: Self = "rate.limited"
+    public static let storeUnavailable: Self = "store.unavailable"
+}
+
 extension KetenpostError {
     /// Maps a chain verification failure to the partner-facing certificate codes.
-    static func certificate(_ error: CryptoError, role: String) -> KetenpostError {
+    public static func certificate(_ error: CryptoError, role: String) -> KetenpostError {
         let code: Code
         switch error.code {
         case .certificateExpired: code = .certificateExpired
@@ -82,7 +107,7 @@ extension KetenpostError {
     }
 
     /// Maps validation issues (paths and rules, never values) to `header.invalid` or `payload.invalid`.
-    static func validation(_ failure: ValidationFailure, layer: String) -> KetenpostError {
+    public static func validation(_ failure: ValidationFailure, layer: String) -> KetenpostError {
         let headerOnly = failure.issues.allSatisfy { $0.path.hasPrefix("header") || $0.path.hasPrefix("outer.header") }
         let code: Code = headerOnly ? .headerInvalid : .payloadInvalid
         let what = headerOnly ? "routing header" : "message"
@@ -90,7 +115,7 @@ extension KetenpostError {
                               detail: failure.issues.map(\.description))
     }
 
-    static func `internal`(_ error: any Error) -> KetenpostError {
+    public static func `internal`(_ error: any Error) -> KetenpostError {
         KetenpostError(.internalError, "An internal cryptographic operation failed; please report this to the relay administrators.",
                        detail: [String(describing: error)])
     }

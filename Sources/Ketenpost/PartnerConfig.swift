@@ -20,14 +20,26 @@ public struct PartnerEntry: Codable, Sendable, Equatable {
     public var oin: String
     /// Key type for the development PKI (default `ec-p256`).
     public var key: KeyType?
+    /// `active` (default) or `suspended`: a suspended partner can neither send nor receive.
+    public var state: PartnerState?
+    /// PEM files with the partner's certificates; default `<directory.certificates>/<id>/cert.pem`
+    /// of the relay configuration.
+    public var certificates: [String]?
 
-    public init(id: String, name: String, role: PartnerRole, oin: String, key: KeyType? = nil) {
+    public init(id: String, name: String, role: PartnerRole, oin: String, key: KeyType? = nil,
+                state: PartnerState? = nil, certificates: [String]? = nil) {
         self.id = id
         self.name = name
         self.role = role
         self.oin = oin
         self.key = key
+        self.state = state
+        self.certificates = certificates
     }
+}
+
+public enum PartnerState: String, Codable, Sendable {
+    case active, suspended
 }
 
 /// `config/partners.yaml`: the partner directory as administrators write it.

@@ -1,0 +1,118 @@
+import ArgumentParser
+import Foundation
+import Ketenpost
+import KetenpostClient
+import KetenpostCrypto
+import KetenpostModel
+import KetenpostRelay
+import Logging
+
+struct Demo: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Play the chain of the brief against a relay on a free port with a temporary store and PKI.",
+        discussion: """
+            A municipality signals the care coordinator; the coordinator sends an intake notice to the \
+            shelter; the shelter answers with an intake response. Prints a timeline with verified receipts. \
+            Uses config/partners.yaml, config/policy.yaml and config/examples/.
+            """)
+
+    @Option(help: "Directory with partners.yaml, policy.yaml and examples/.") var config: String = "config"
+    @Flag(help: "Keep the temporary directory (store, PKI) and print its path.") var keep = false
+
+    func run() async throws {
+        do {
+            try await play()
+        } catch {
+            throw fail(error)
+        }
+    }
+
+    private func play() async throws {
+        let work = FileManager.default.temporaryDirectory.appendingPathComponent("ketenpost-demo-\(UUID().uuidString.prefix(8))")
+        defer { if !keep { try? FileManager.default.removeItem(at: work) } }
+        let pkiDir = work.appendingPathComponent("certs").path
+        let pki = DevelopmentPKI(directory: pkiDir)
+        var configuration = RelayConfiguration()
+        configuration.port = 0
+        configuration.storePath = work.appendingPathComponent("ketenpost.sqlite").path
+        configuration.developmentPKIDirectory = pkiDir
+        configuration.tlsCertificate = pki.relayDirectory + "/cert.pem"
+        configuration.tlsKey = pki.relayDirectory + "/key.pem"
+        configuration.trustAnchors = pki.caCertificatePath
+        configuration.crls = [pki.crlPath]
+        configuration.partnersFile = config + "/partners.yaml"
+        configuration.policyFile = config + "/policy.yaml"
+        configuration.certificateDirectory = pkiDir + "/partners"
+
+        var logger = Logger(label: "ketenpost.demo")
+        logger.logLevel = .warning
+        let relay = try await RunningRelay.start(try await RelayServer.prepare(configuration, logger: logger), logger: logger)
+        let trust = try TrustStore.load(anchorsFile: pki.caCertificatePath, crlFiles: [pki.crlPath])
+        let start = Date()
+        func line(_ who: String, _ what: String) {
+            let ms = Int(Date().timeIntervalSince(start) * 1000)
+            print(String(format: "%6d ms  %@  %@", ms, who.padding(toLength: 30, withPad: " ", startingAt: 0), what))
+        }
+        func client(_ id: String) throws -> RelayClient {
+            try RelayClient(relay: relay.url, identity: try Identity.load(directory: pki.partnerDirectory(id)), trust: trust)
+        }
+        func example(_ type: MessageType) throws -> Data {
+            try Data(contentsOf: URL(fileURLWithPath: "\(config)/examples/\(type.rawValue).json"))
+        }
+        let municipality = try client("gemeente-eijsden-margraten")
+        let coordinator = try client("zorgcoordinatie-zuid-limburg")
+        let shelter = try client("opvang-zuid-limburg")
+        defer {
+            for c in [municipality, coordinator, shelter] { Task { try? await c.shutdown() } }
+        }
+        print("Ketenpost demo: relay on \(relay.url.absoluteString), store \(configuration.storePath)")
+        print("")
+
+        func deliver(_ receiver: RelayClient, expecting id: UUID) async throws -> Envelope.Opened {
+            let items = try await receiver.receive(max: 1, wait: 5)
+            guard let item = items.first, item.id == id else { throw KetenpostError(.messageNotFound, "The message did not arrive.") }
+            let opened = try item.result.get()
+            line(receiver.identity.partnerID, "received \(opened.header.type.rawValue) \(short(id)) from \(opened.header.from): both signatures, chain, header and schema verified")
+            try await receiver.acknowledge(item)
+            line(receiver.identity.partnerID, "acknowledged \(short(id)) with a signed receipt (processed)")
+            return opened
+        }
+        func confirm(_ sender: RelayClient, _ id: UUID) async throws {
+            let status = try await sender.status(id)
+            let report = try StatusReport(status, trust: trust)
+            let receipt = report.recipientReceipt.map { "receipt by \($0.issuer) (\($0.disposition)) verified" } ?? "no receipt yet"
+            line(sender.identity.partnerID, "status of \(short(id)): \(report.state); acceptance receipt by \(report.acceptanceReceipt.issuer) verified; \(receipt)")
+        }
+
+        var options = Drafting.Options()
+        options.region = "GM1903"
+        options.exploitationForm = .labour
+        let signal = try await municipality.send(payload: try example(.signal), type: .signal, to: coordinator.identity.partnerID, options: options)
+        line(municipality.identity.partnerID, "sent signal \(short(signal.header.id)) → \(coordinator.identity.partnerID); relay accepted at \(time(signal.receipt.time)), receipt verified")
+        _ = try await deliver(coordinator, expecting: signal.header.id)
+        try await confirm(municipality, signal.header.id)
+
+        options.id = UUID()
+        options.priority = .urgent
+        let notice = try await coordinator.send(payload: try example(.intakeNotice), type: .intakeNotice, to: shelter.identity.partnerID, options: options)
+        line(coordinator.identity.partnerID, "sent intake-notice \(short(notice.header.id)) → \(shelter.identity.partnerID) (urgent); receipt verified")
+        _ = try await deliver(shelter, expecting: notice.header.id)
+
+        var answer = Drafting.Options()
+        answer.correlationID = notice.header.id
+        answer.priority = .urgent
+        let response = try await shelter.send(payload: try example(.intakeResponse), type: .intakeResponse, to: coordinator.identity.partnerID, options: answer)
+        line(shelter.identity.partnerID, "sent intake-response \(short(response.header.id)) answering \(short(notice.header.id)); receipt verified")
+        _ = try await deliver(coordinator, expecting: response.header.id)
+        try await confirm(coordinator, notice.header.id)
+        try await confirm(shelter, response.header.id)
+
+        print("")
+        print("Done: 3 messages sealed, accepted, delivered and acknowledged; every receipt verified.")
+        if keep { print("Kept \(work.path)") }
+        await relay.stop()
+    }
+
+    private func short(_ id: UUID) -> String { String(id.uuidString.lowercased().prefix(8)) }
+    private func time(_ date: Date) -> String { ISO8601DateFormatter().string(from: date) }
+}

@@ -1,0 +1,309 @@
+import ArgumentParser
+import Foundation
+import Ketenpost
+import KetenpostClient
+import KetenpostCrypto
+import KetenpostModel
+import KetenpostRelay
+import Logging
+import ServiceLifecycle
+
+extension Logger.Level: @retroactive ExpressibleByArgument {}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the relay (mutual TLS; SQLite store; development PKI created on first start).",
+        discussion: """
+            Stops gracefully on SIGTERM or SIGINT: in-flight requests finish, nothing accepted is lost.
+            Example:
+              ketenpost serve --config config/ketenpost.yaml
+            """)
+
+    @Option(help: "Relay configuration file.") var config: String = "config/ketenpost.yaml"
+    @Option(help: "Override listen.port (0 picks a free port).") var port: Int?
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error, critical.") var logLevel: Logger.Level = .info
+
+    func run() async throws {
+        do {
+            var configuration = try RelayConfiguration.load(path: config)
+            if let port { configuration.port = port }
+            let level = logLevel
+            LoggingSystem.bootstrap { label in
+                var handler = StreamLogHandler.standardError(label: label)
+                handler.logLevel = level
+                return handler
+            }
+            let logger = Logger(label: "ketenpost.relay")
+            let server = try await RelayServer.prepare(configuration, logger: logger)
+            let host = configuration.host
+            let app = try server.application { port in
+                print("Ketenpost relay listening on https://\(host):\(port) (mutual TLS; Ctrl-C stops it)")
+            }
+            try await app.runService()
+        } catch {
+            throw fail(error)
+        }
+    }
+}
+
+/// Options every partner command shares.
+struct PartnerOptions: ParsableArguments {
+    @Option(help: "Identity directory of the partner (cert.pem, key.pem).") var identity: String
+    @Option(help: "Relay base URL.") var relay: String = "https://127.0.0.1:8443"
+    @Option(help: "Trust anchors (PEM): the CA of the relay and the partners.") var trust: String = "certs/dev/ca/cert.pem"
+    @Option(help: "Certificate revocation list (PEM); repeatable.") var crl: [String] = []
+
+    func client() throws -> RelayClient {
+        guard let url = URL(string: relay), url.scheme == "https" else {
+            throw KetenpostError(.requestInvalid, "--relay must be an https URL such as https://127.0.0.1:8443.")
+        }
+        return try RelayClient(relay: url, identity: try Identity.load(directory: identity),
+                               trust: try TrustStore.load(anchorsFile: trust, crlFiles: crl))
+    }
+}
+
+func printJSON<T: Encodable>(_ value: T) {
+    let encoder = KetenpostJSON.encoder()
+    encoder.outputFormatting.insert(.prettyPrinted)
+    if let data = try? encoder.encode(value) { print(String(decoding: data, as: UTF8.self)) }
+}
+
+/// Writes a file so that it is complete on disk before anything else happens (write to a
+/// temporary name, fsync, rename, fsync the directory).
+func writeDurably(_ data: Data, to url: URL) throws {
+    let directory = url.deletingLastPathComponent()
+    try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    let temporary = directory.appendingPathComponent(".\(url.lastPathComponent).\(UUID().uuidString).tmp")
+    guard FileManager.default.createFile(atPath: temporary.path, contents: nil, attributes: [.posixPermissions: 0o600]) else {
+        throw KetenpostError(.internalError, "Cannot write \(temporary.path).")
+    }
+    let handle = try FileHandle(forWritingTo: temporary)
+    try handle.write(contentsOf: data)
+    try handle.synchronize()
+    try handle.close()
+    guard rename(temporary.path, url.path) == 0 else { throw KetenpostError(.internalError, "Cannot rename into \(url.path).") }
+    let fd = open(directory.path, O_RDONLY)
+    if fd >= 0 { fsync(fd); close(fd) }
+}
+
+struct Send: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Seal a message for the recipient's current certificates, submit it and verify the acceptance receipt.",
+        discussion: """
+            The sealed bytes and the receipt are kept in the outbox (default IDENTITY/outbox/ID.der and \
+            ID.receipt.der): they are the sender's proof of what was sent and when the relay took it. \
+            Running send again with the same --id resubmits the same bytes, so a retry never creates a second message.
+            Example:
+              ketenpost send --identity certs/dev/partners/gemeente-eijsden-margraten \\
+                --to zorgcoordinatie-zuid-limburg --type signal --in config/examples/signal.json
+            """)
+
+    @OptionGroup var partner: PartnerOptions
+    @Option(help: "Partner id of the recipient.") var to: String
+    @Option(help: "Message type.") var type: MessageType
+    @Option(name: .customLong("in"), help: "Payload JSON file, or - for stdin.") var input: String = "-"
+    @Option(help: "Message id (UUID); reuse it to retry the same message.") var id: String?
+    @Option(name: .customLong("correlation-id"), help: "Id of the message this one answers.") var correlationID: String?
+    @Option(name: .customLong("expires-in"), help: "Lifetime such as 12h or 14d; default per type.") var expiresIn: String?
+    @Option(help: "normal or urgent.") var priority: Priority = .normal
+    @Option(name: .customLong("exploitation-form"), help: "Statistics label.") var exploitationForm: ExploitationForm?
+    @Option(help: "Statistics label: CBS municipality code, e.g. GM1903.") var region: String?
+    @Option(help: "Outbox directory for sealed messages and receipts.") var outbox: String?
+    @Option(help: "Submission attempts on network failure.") var attempts: Int = 3
+
+    func validate() throws {
+        if let id, UUID(uuidString: id) == nil { throw ValidationError("--id must be a UUID.") }
+        if let correlationID, UUID(uuidString: correlationID) == nil { throw ValidationError("--correlation-id must be a UUID.") }
+        if let expiresIn, Drafting.parseDuration(expiresIn) == nil { throw ValidationError("--expires-in must look like 12h or 14d.") }
+    }
+
+    func run() async throws {
+        do {
+            let client = try partner.client()
+            do {
+                let sent = try await send(client)
+                try await client.shutdown()
+                printJSON(SendResult(id: sent.header.id, to: sent.header.to, type: sent.header.type.rawValue,
+                                     state: sent.response.state, acceptedAt: sent.receipt.time, digest: sent.receipt.messageDigest,
+                                     duplicate: sent.response.duplicate, receiptVerified: true))
+            } catch {
+                try? await client.shutdown()
+                throw error
+            }
+        } catch {
+            throw fail(error)
+        }
+    }
+
+    struct SendResult: Encodable {
+        var id: UUID, to: String, type: String, state: String, acceptedAt: Date, digest: String, duplicate: Bool, receiptVerified: Bool
+    }
+
+    private func send(_ client: RelayClient) async throws -> RelayClient.Sent {
+        let box = URL(fileURLWithPath: outbox ?? partner.identity + "/outbox")
+        var options = Drafting.Options()
+        if let id { options.id = UUID(uuidString: id)! }
+        let file = box.appendingPathComponent("\(options.id.uuidString.lowercased()).der")
+        let sealed: Data
+        let header: RoutingHeader
+        if let existing = try? Data(contentsOf: file) {
+            // A retry: the very same bytes, so the relay answers with the original receipt.
+            sealed = existing
+            header = try Envelope.readOuter(existing, trust: client.trust).header
+        } else {
+            options.correlationID = correlationID.flatMap(UUID.init(uuidString:))
+            options.lifetime = expiresIn.flatMap(Drafting.parseDuration)
+            options.priority = priority
+            options.exploitationForm = exploitationForm
+            options.region = region
+            let entry = try await client.directory(to)
+            let certificates = try entry.certificates.flatMap { try Certificate.all(pem: Data($0.utf8)) }
+            let content = try Drafting.content(type: type, from: client.identity.partnerID, to: to, payload: try readInput(input), options: options)
+            sealed = try Envelope.seal(content, from: client.identity, to: certificates)
+            header = content.header
+            try writeDurably(sealed, to: file)
+        }
+        var lastError: (any Error)?
+        for attempt in 1...max(1, attempts) {
+            do {
+                let sent = try await client.submit(sealed: sealed, header: header)
+                try writeDurably(Data(base64Encoded: sent.response.receipt) ?? Data(),
+                                 to: box.appendingPathComponent("\(header.id.uuidString.lowercased()).receipt.der"))
+                return sent
+            } catch let error as KetenpostError {
+                throw error   // the relay answered: retrying the same bytes would get the same answer
+            } catch {
+                lastError = error
+                try await Task.sleep(for: .milliseconds(200 * attempt))
+            }
+        }
+        throw lastError ?? KetenpostError(.internalError, "Submission failed.")
+    }
+}
+
+struct Inbox: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Lease, open and verify messages; write them out; acknowledge with signed receipts.",
+        discussion: """
+            Each message is written atomically to --out (fsync'd) before its receipt is sent. A message \
+            that fails any check is answered with a signed rejection receipt naming the error code.
+            Example:
+              ketenpost inbox --identity certs/dev/partners/zorgcoordinatie-zuid-limburg --wait 20 --out received --ack
+            """)
+
+    @OptionGroup var partner: PartnerOptions
+    @Option(help: "Seconds to wait for a message when the inbox is empty (long poll).") var wait: Int = 0
+    @Option(help: "Most messages to lease at once.") var max: Int = 10
+    @Option(help: "Directory to write each opened message to (ID.json); without it they go to stdout.") var out: String?
+    @Flag(help: "Acknowledge each message with a signed receipt after it is written.") var ack = false
+
+    func run() async throws {
+        do {
+            let client = try partner.client()
+            defer { Task { try? await client.shutdown() } }
+            let received = try await client.receive(max: max, wait: TimeInterval(wait))
+            var stderr = StandardError()
+            for item in received {
+                switch item.result {
+                case .success(let opened):
+                    var document = opened.content.encoded()
+                    document.append(0x0A)
+                    if let out {
+                        try writeDurably(document, to: URL(fileURLWithPath: out).appendingPathComponent("\(item.id.uuidString.lowercased()).json"))
+                    } else {
+                        FileHandle.standardOutput.write(document)
+                    }
+                    if ack { try await client.acknowledge(item) }
+                    print("received \(item.id.uuidString.lowercased()) \(opened.header.type.rawValue) from \(opened.header.from)\(ack ? ", acknowledged" : "")", to: &stderr)
+                case .failure(let error):
+                    if ack { try await client.acknowledge(item) }
+                    print("refused \(item.id.uuidString.lowercased()): \(error.code)\(ack ? ", rejection receipt sent" : "")", to: &stderr)
+                }
+            }
+            if received.isEmpty { print("no messages", to: &stderr) }
+        } catch {
+            throw fail(error)
+        }
+    }
+}
+
+struct Status: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show a sent message's state, times and verified receipts (sender only).",
+        discussion: "Example:\n  ketenpost status --identity certs/dev/partners/gemeente-eijsden-margraten 6f1c2d3e-…")
+
+    @OptionGroup var partner: PartnerOptions
+    @Argument(help: "Message id.") var messageID: String
+    @Option(help: "Write the receipts (CMS DER) into this directory, for a third party to check with openssl.") var receipts: String?
+
+    func run() async throws {
+        do {
+            guard let id = UUID(uuidString: messageID) else { throw KetenpostError(.requestInvalid, "The message id must be a UUID.") }
+            let client = try partner.client()
+            defer { Task { try? await client.shutdown() } }
+            let status = try await client.status(id)
+            let report = try StatusReport(status, trust: client.trust)
+            if let receipts {
+                let dir = URL(fileURLWithPath: receipts)
+                try writeDurably(Data(base64Encoded: status.acceptanceReceipt) ?? Data(), to: dir.appendingPathComponent("\(messageID).acceptance.der"))
+                if let recipient = status.recipientReceipt {
+                    try writeDurably(Data(base64Encoded: recipient) ?? Data(), to: dir.appendingPathComponent("\(messageID).acknowledgement.der"))
+                }
+            }
+            printJSON(report)
+        } catch {
+            throw fail(error)
+        }
+    }
+}
+
+/// A status with both receipts checked: signatures, signers and that they name this message.
+struct StatusReport: Encodable {
+    var id: UUID
+    var type: String
+    var from: String
+    var to: String
+    var state: String
+    var acceptedAt: Date
+    var expiresAt: Date
+    var attempts: Int
+    var firstDeliveredAt: Date?
+    var completedAt: Date?
+    var reasonCode: String?
+    var acceptanceReceipt: ReceiptSummary
+    var recipientReceipt: ReceiptSummary?
+
+    struct ReceiptSummary: Encodable {
+        var issuer: String
+        var disposition: String
+        var time: Date
+        var reasonCode: String?
+        var verified: Bool
+    }
+
+    init(_ status: API.StatusResponse, trust: TrustStore) throws {
+        func check(_ base64: String, kind: Receipt.Kind, issuer: String?) throws -> ReceiptSummary {
+            guard let der = Data(base64Encoded: base64) else { throw KetenpostError(.receiptMalformed, "A receipt is not base64.") }
+            let receipt = try SignedReceipt.verify(der, trust: trust).receipt
+            guard receipt.kind == kind, receipt.messageId == status.id, receipt.messageDigest == status.digest,
+                  receipt.from == status.from, receipt.to == status.to, issuer == nil || receipt.issuer == issuer else {
+                throw KetenpostError(.receiptInvalid, "A receipt does not name this message.")
+            }
+            return ReceiptSummary(issuer: receipt.issuer, disposition: receipt.disposition.rawValue, time: receipt.time,
+                                  reasonCode: receipt.reasonCode, verified: true)
+        }
+        id = status.id
+        type = status.type
+        from = status.from
+        to = status.to
+        state = status.state
+        acceptedAt = status.acceptedAt
+        expiresAt = status.expiresAt
+        attempts = status.attempts
+        firstDeliveredAt = status.firstDeliveredAt
+        completedAt = status.completedAt
+        reasonCode = status.reasonCode
+        acceptanceReceipt = try check(status.acceptanceReceipt, kind: .acceptance, issuer: nil)
+        recipientReceipt = try status.recipientReceipt.map { try check($0, kind: .acknowledgement, issuer: status.to) }
+    }
+}

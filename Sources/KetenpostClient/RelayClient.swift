@@ -1,0 +1,190 @@
+import AsyncHTTPClient
+import Foundation
+import Ketenpost
+import KetenpostCrypto
+import KetenpostModel
+import NIOCore
+import NIOSSL
+
+/// The Swift client library for case systems: talks to the relay over mutual TLS with the
+/// partner's identity, seals, submits, receives, acknowledges and checks receipts.
+///
+/// ```swift
+/// let client = try RelayClient(relay: URL(string: "https://relay.example:8443")!, identity: identity, trust: trust)
+/// defer { Task { try await client.shutdown() } }
+/// let sent = try await client.send(payload: json, type: .signal, to: "zorgcoordinatie-zuid-limburg")
+/// ```
+public final class RelayClient: Sendable {
+    public let relay: URL
+    public let identity: Identity
+    public let trust: TrustStore
+    private let http: HTTPClient
+    private let timeout: TimeAmount
+
+    /// - Parameters:
+    ///   - relay: base URL, e.g. `https://127.0.0.1:8443`.
+    ///   - identity: the partner's certificate and key (also the TLS client certificate).
+    ///   - trust: trust anchors for the relay's TLS certificate and for every signature.
+    public init(relay: URL, identity: Identity, trust: TrustStore, timeout: TimeAmount = .seconds(60)) throws {
+        self.relay = relay
+        self.identity = identity
+        self.trust = trust
+        self.timeout = timeout
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.minimumTLSVersion = .tlsv12
+        tls.trustRoots = .certificates(try trust.anchors.map { try NIOSSLCertificate(bytes: Array($0.der), format: .der) })
+        tls.certificateChain = try ([identity.certificate] + identity.chain).map {
+            .certificate(try NIOSSLCertificate(bytes: Array($0.der), format: .der))
+        }
+        tls.privateKey = .privateKey(try NIOSSLPrivateKey(bytes: Array(try identity.key.pem().utf8), format: .pem))
+        http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(tlsConfiguration: tls))
+    }
+
+    public func shutdown() async throws { try await http.shutdown() }
+
+    // MARK: Raw API calls
+
+    public func directory(_ partner: String) async throws -> API.DirectoryEntry {
+        try await call("GET", "/v1/directory/\(partner)", as: API.DirectoryEntry.self)
+    }
+
+    /// Submits sealed bytes. Safe to retry with the same bytes: the relay answers with the original receipt.
+    public func submit(_ sealed: Data) async throws -> API.SubmitResponse {
+        try await call("POST", "/v1/messages", body: sealed, as: API.SubmitResponse.self)
+    }
+
+    public func inbox(max: Int = 10, wait: TimeInterval = 0) async throws -> API.InboxResponse {
+        try await call("GET", "/v1/inbox?max=\(max)&wait=\(Int(wait))", as: API.InboxResponse.self)
+    }
+
+    public func acknowledge(id: UUID, leaseToken: String, receipt: Data) async throws -> API.AcknowledgeResponse {
+        try await call("POST", "/v1/messages/\(id.uuidString.lowercased())/ack?lease=\(leaseToken)", body: receipt,
+                       as: API.AcknowledgeResponse.self)
+    }
+
+    public func status(_ id: UUID) async throws -> API.StatusResponse {
+        try await call("GET", "/v1/messages/\(id.uuidString.lowercased())", as: API.StatusResponse.self)
+    }
+
+    // MARK: The partner's workflow
+
+    public struct Sent: Sendable {
+        public let header: RoutingHeader
+        public let response: API.SubmitResponse
+        /// The relay's acceptance receipt, verified.
+        public let receipt: Receipt
+    }
+
+    /// Fetches the recipient's certificates, seals for all of them, submits, and verifies the
+    /// acceptance receipt (signed by the relay, naming this message's id and digest).
+    public func send(payload: Data, type: MessageType, to recipient: String, options: Drafting.Options = Drafting.Options()) async throws -> Sent {
+        let entry = try await directory(recipient)
+        let certificates = try entry.certificates.flatMap { try Certificate.all(pem: Data($0.utf8)) }
+        let content = try Drafting.content(type: type, from: identity.partnerID, to: recipient, payload: payload, options: options)
+        let sealed = try Envelope.seal(content, from: identity, to: certificates)
+        return try await submit(sealed: sealed, header: content.header)
+    }
+
+    /// Submits already sealed bytes and verifies the acceptance receipt against them.
+    public func submit(sealed: Data, header: RoutingHeader) async throws -> Sent {
+        let response = try await submit(sealed)
+        let receipt = try verifyAcceptance(response.receipt, for: sealed, header: header)
+        return Sent(header: header, response: response, receipt: receipt)
+    }
+
+    /// Checks an acceptance receipt: signed by a trusted relay certificate, for exactly these bytes.
+    public func verifyAcceptance(_ base64: String, for sealed: Data, header: RoutingHeader) throws -> Receipt {
+        guard let der = Data(base64Encoded: base64) else {
+            throw KetenpostError(.receiptMalformed, "The relay's receipt is not base64.")
+        }
+        let verified = try SignedReceipt.verify(der, trust: trust)
+        let receipt = verified.receipt
+        guard receipt.kind == .acceptance, receipt.disposition == .accepted, receipt.messageId == header.id,
+              receipt.messageDigest == Digest.sha256(sealed).hexString, receipt.from == header.from, receipt.to == header.to else {
+            throw KetenpostError(.receiptInvalid, "The relay's acceptance receipt does not name this message (id, digest, sender, recipient).")
+        }
+        return receipt
+    }
+
+    public struct Received: Sendable {
+        public let id: UUID
+        public let leaseToken: String
+        /// The sealed bytes as delivered.
+        public let sealed: Data
+        /// The opened message, or the reason it was refused.
+        public let result: Result<Envelope.Opened, KetenpostError>
+    }
+
+    /// Leases messages and opens each; nothing is acknowledged yet.
+    public func receive(max: Int = 10, wait: TimeInterval = 0) async throws -> [Received] {
+        try await inbox(max: max, wait: wait).messages.map { item in
+            guard let sealed = Data(base64Encoded: item.message) else {
+                return Received(id: item.id, leaseToken: item.leaseToken, sealed: Data(),
+                                result: .failure(KetenpostError(.envelopeMalformed, "The relay delivered a message that is not base64.")))
+            }
+            let result: Result<Envelope.Opened, KetenpostError>
+            do {
+                let opened = try Envelope.open(sealed, as: identity, trust: trust)
+                result = opened.header.id == item.id
+                    ? .success(opened)
+                    : .failure(KetenpostError(.headerMismatch, "The relay delivered the message under another id than its header's."))
+            } catch let error as KetenpostError {
+                result = .failure(error)
+            } catch {
+                result = .failure(.internal(error))
+            }
+            return Received(id: item.id, leaseToken: item.leaseToken, sealed: sealed, result: result)
+        }
+    }
+
+    /// Signs and sends the receipt for a received message: processed, or rejected with the
+    /// error code of the check that failed.
+    @discardableResult
+    public func acknowledge(_ received: Received, rejectedWith reason: String? = nil) async throws -> API.AcknowledgeResponse {
+        let header: (from: String, to: String)
+        switch received.result {
+        case .success(let opened): header = (opened.header.from, opened.header.to)
+        case .failure:
+            // The outer layer may still tell who sent it; without it, the relay checks the rest.
+            let outer = try? Envelope.readOuter(received.sealed, trust: trust)
+            header = (outer?.header.from ?? "", identity.partnerID)
+        }
+        let rejected = reason != nil || (try? received.result.get()) == nil
+        let reasonCode: String? = rejected ? (reason ?? {
+            if case .failure(let error) = received.result { return error.code.rawValue }
+            return "rejected"
+        }()) : nil
+        let receipt = Receipt(kind: .acknowledgement, messageId: received.id, messageDigest: Digest.sha256(received.sealed).hexString,
+                              from: header.from, to: header.to, issuer: identity.partnerID,
+                              disposition: rejected ? .rejected : .processed, reasonCode: reasonCode, time: Date())
+        return try await acknowledge(id: received.id, leaseToken: received.leaseToken, receipt: try SignedReceipt.sign(receipt, as: identity))
+    }
+
+    // MARK: HTTP
+
+    private func call<T: Decodable>(_ method: String, _ path: String, body: Data? = nil, as type: T.Type) async throws -> T {
+        guard let url = URL(string: path, relativeTo: relay) else {
+            throw KetenpostError(.requestInvalid, "Cannot build a URL for \(path).")
+        }
+        var request = HTTPClientRequest(url: url.absoluteString)
+        request.method = .init(rawValue: method)
+        if let body {
+            request.headers.add(name: "Content-Type", value: "application/cms")
+            request.body = .bytes(ByteBuffer(bytes: body))
+        }
+        let response = try await http.execute(request, timeout: timeout)
+        let bytes = try await response.body.collect(upTo: 64 << 20)
+        let data = Data(bytes.readableBytesView)
+        guard (200..<300).contains(Int(response.status.code)) else {
+            if let error = try? KetenpostJSON.decoder().decode(API.ErrorBody.self, from: data) {
+                throw KetenpostError(KetenpostError.Code(rawValue: error.error.code), error.error.message, detail: ["HTTP \(response.status.code)"])
+            }
+            throw KetenpostError(.internalError, "The relay answered HTTP \(response.status.code) without an error body.")
+        }
+        do {
+            return try KetenpostJSON.decoder().decode(T.self, from: data)
+        } catch {
+            throw KetenpostError(.internalError, "The relay's answer could not be read: \(error)")
+        }
+    }
+}

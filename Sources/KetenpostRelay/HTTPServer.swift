@@ -1,0 +1,191 @@
+import Foundation
+import Hummingbird
+import KetenpostModel
+import HummingbirdTLS
+import Ketenpost
+import KetenpostCrypto
+import Logging
+import NIOCore
+import NIOSSL
+import ServiceLifecycle
+
+/// The request context: Hummingbird's core storage plus the channel, to reach the TLS
+/// client certificate (Hummingbird has no peer-certificate API of its own).
+public struct RelayRequestContext: RequestContext {
+    public var coreContext: CoreRequestContextStorage
+    let channel: any Channel
+
+    public init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        channel = source.channel
+    }
+
+    /// The verified client certificate of this connection, in our OpenSSL wrapper.
+    func peerCertificate() async -> Certificate? {
+        guard let peer = try? await channel.nioSSL_peerCertificate().get(),
+              let der = try? peer.toDERBytes() else { return nil }
+        return try? Certificate(der: der)
+    }
+}
+
+/// The HTTP API (docs/openapi.yaml) over mutual TLS.
+public enum RelayHTTP {
+    /// HTTP status for each error code; anything unknown is a 400 (the caller sent something wrong).
+    static func status(for code: KetenpostError.Code) -> HTTPResponse.Status {
+        switch code {
+        case .unknownPartner, .partnerSuspended, .senderMismatch, .signerUnregistered, .signerNotSender, .signerMismatch,
+             .policyForbidden, .correlationMismatch, .recipientSuspended, .receiptSignerMismatch:
+            return .forbidden
+        case .certificateUntrusted, .certificateExpired, .certificateNotYetValid, .certificateRevoked, .certificatePurpose,
+             .certificateCRLUnavailable, .certificateInvalid:
+            return .forbidden
+        case .messageNotFound, .recipientUnknown: return .notFound
+        case .messageConflict, .leaseInvalid, .leaseExpired, .messageFinal: return .conflict
+        case .requestTooLarge, .inputTooLarge: return .contentTooLarge
+        case .requestUnsupportedMediaType: return .unsupportedMediaType
+        case .rateLimited: return .tooManyRequests
+        case .storeUnavailable: return .serviceUnavailable
+        case .internalError: return .internalServerError
+        default: return .badRequest
+        }
+    }
+
+    static func json<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok, headers: HTTPFields = [:]) -> Response {
+        let data = (try? KetenpostJSON.encoder().encode(value)) ?? Data("{}".utf8)
+        var fields = headers
+        fields[.contentType] = "application/json"
+        return Response(status: status, headers: fields, body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+
+    static func error(_ error: KetenpostError) -> Response {
+        var headers: HTTPFields = [:]
+        if error.code == .rateLimited, let retry = error.detail.first(where: { $0.hasPrefix("retry-after=") }) {
+            headers[.retryAfter] = String(retry.dropFirst("retry-after=".count))
+        }
+        return json(API.ErrorBody(code: error.code.rawValue, message: error.message), status: status(for: error.code), headers: headers)
+    }
+
+    /// Runs a handler and turns every failure into the JSON error body with a stable code.
+    static func handle(_ logger: Logger, _ body: () async throws -> Response) async -> Response {
+        do {
+            return try await body()
+        } catch let error as KetenpostError {
+            logger.notice("request refused", metadata: ["error.code": "\(error.code)"])
+            return Self.error(error)
+        } catch {
+            logger.error("unexpected failure", metadata: ["error.type": "\(type(of: error))"])
+            return Self.error(KetenpostError(.internalError, "The relay failed unexpectedly; nothing was changed. Retry, and report it if it persists."))
+        }
+    }
+
+    /// Reads a CMS body: the right content type, refused with 413 before it is read whole.
+    static func cmsBody(_ request: Request, limit: Int) async throws -> Data {
+        let type = request.headers[.contentType]?.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
+        guard let type, API.cmsContentTypes.contains(type) else {
+            throw KetenpostError(.requestUnsupportedMediaType, "Send the DER bytes with Content-Type: application/cms.")
+        }
+        if let length = request.headers[.contentLength].flatMap(Int.init), length > limit {
+            throw KetenpostError(.requestTooLarge, "The body is larger than the relay's limit of \(limit) bytes.")
+        }
+        var request = request
+        do {
+            let buffer = try await request.collectBody(upTo: limit)
+            return Data(buffer: buffer)
+        } catch {
+            throw KetenpostError(.requestTooLarge, "The body is larger than the relay's limit of \(limit) bytes.")
+        }
+    }
+
+    static func messageID(_ context: RelayRequestContext) throws -> UUID {
+        guard let text = context.parameters.get("id"), let id = UUID(uuidString: text) else {
+            throw KetenpostError(.requestInvalid, "The message id in the path must be a UUID.")
+        }
+        return id
+    }
+
+    /// The router with every endpoint of the API.
+    public static func router(core: RelayCore) -> Router<RelayRequestContext> {
+        let router = Router(context: RelayRequestContext.self)
+        let limit = core.configuration.maxMessageBytes
+        let logger = core.logger
+
+        router.post("/v1/messages") { request, context in
+            await handle(logger) {
+                let body = try await cmsBody(request, limit: limit)
+                let submitted = try await core.submit(body, peer: await context.peerCertificate())
+                return json(submitted.response, status: submitted.duplicate ? .ok : .accepted)
+            }
+        }
+        router.get("/v1/inbox") { request, context in
+            await handle(logger) {
+                let max = request.uri.queryParameters.get("max").flatMap(Int.init) ?? 10
+                let wait = request.uri.queryParameters.get("wait").flatMap(Double.init) ?? 0
+                guard (1...100).contains(max), wait >= 0 else {
+                    throw KetenpostError(.requestInvalid, "max must be 1 to 100 and wait a number of seconds ≥ 0.")
+                }
+                return json(try await core.inbox(peer: await context.peerCertificate(), limit: max, wait: wait))
+            }
+        }
+        router.post("/v1/messages/:id/ack") { request, context in
+            await handle(logger) {
+                let id = try messageID(context)
+                guard let token = request.uri.queryParameters.get("lease"), !token.isEmpty, token.count <= 128 else {
+                    throw KetenpostError(.requestInvalid, "Give the lease token of the delivery as ?lease=TOKEN.")
+                }
+                let body = try await cmsBody(request, limit: SignedReceipt.maximumSize)
+                return json(try await core.acknowledge(id: id, leaseToken: String(token), receipt: body, peer: await context.peerCertificate()))
+            }
+        }
+        router.get("/v1/messages/:id") { _, context in
+            await handle(logger) {
+                json(try await core.status(id: try messageID(context), peer: await context.peerCertificate()))
+            }
+        }
+        router.get("/v1/directory/:partner") { _, context in
+            await handle(logger) {
+                let id = context.parameters.get("partner") ?? ""
+                return json(try core.directoryEntry(id, peer: await context.peerCertificate()))
+            }
+        }
+        router.get("/v1/health") { _, _ in json(API.HealthResponse(status: "ok")) }
+        router.get("/v1/ready") { _, _ in
+            await core.ready()
+                ? json(API.HealthResponse(status: "ready"))
+                : error(KetenpostError(.storeUnavailable, "The relay's store does not answer."))
+        }
+        return router
+    }
+
+    /// TLS 1.2+ with a required, verified client certificate from the partner trust anchors.
+    public static func tlsConfiguration(_ configuration: RelayConfiguration) throws -> TLSConfiguration {
+        do {
+            let chain = try NIOSSLCertificate.fromPEMFile(configuration.tlsCertificate).map { NIOSSLCertificateSource.certificate($0) }
+            let key = try NIOSSLPrivateKey(file: configuration.tlsKey, format: .pem)
+            let roots = try NIOSSLCertificate.fromPEMFile(configuration.trustAnchors)
+            var tls = TLSConfiguration.makeServerConfigurationWithMTLS(certificateChain: chain, privateKey: .privateKey(key),
+                                                                      trustRoots: .certificates(roots))
+            tls.minimumTLSVersion = .tlsv12
+            tls.certificateVerification = .noHostnameVerification
+            return tls
+        } catch {
+            throw KetenpostError(.configInvalid, "The relay's TLS files (tls.certificate \(configuration.tlsCertificate), tls.key, tls.trustAnchors \(configuration.trustAnchors)) cannot be used: \(error)")
+        }
+    }
+}
+
+/// Applies expiry, dead-letters and retention on a schedule, and ends long polls at shutdown.
+struct SweeperService: Service {
+    let core: RelayCore
+
+    func run() async throws {
+        await withGracefulShutdownHandler {
+            while !Task.isCancelled && !Task.isShuttingDownGracefully {
+                _ = try? await core.sweep()
+                let interval = Duration.milliseconds(Int64(core.configuration.sweepInterval * 1000))
+                try? await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
+            }
+        } onGracefulShutdown: {
+            Task { await core.shutdown() }
+        }
+    }
+}

@@ -1,0 +1,192 @@
+import Foundation
+import Ketenpost
+import KetenpostModel
+import Yams
+
+/// The relay's configuration (`config/ketenpost.yaml`). Relative paths are resolved against
+/// the working directory. Every key is optional and has the default shown.
+///
+/// - `relay.id` (default `ketenpost-relay`): the commonName of the relay certificate; the
+///   issuer named in acceptance receipts.
+/// - `listen.host` (`127.0.0.1`), `listen.port` (`8443`; 0 picks a free port).
+/// - `store.path` (`data/ketenpost.sqlite`): the SQLite file (WAL, synchronous=FULL).
+/// - `tls.certificate`, `tls.key` (`certs/dev/relay/cert.pem`, `key.pem`): the relay's TLS server
+///   certificate, also used to sign acceptance receipts.
+/// - `tls.trustAnchors` (`certs/dev/ca/cert.pem`): CAs that issue partner certificates.
+/// - `tls.crls` (`[certs/dev/crl.pem]`): CRLs; with CRLs, revocation is checked (fail closed).
+/// - `directory.partners` (`config/partners.yaml`), `directory.policy` (`config/policy.yaml`).
+/// - `directory.certificates` (`certs/dev/partners`): where `<id>/cert.pem` is found for partners
+///   that list no certificates of their own.
+/// - `queue.leaseDuration` (`60s`): how long a delivered message stays invisible to other polls.
+/// - `queue.maxAttempts` (`5`): deliveries without acknowledgement before dead-lettering.
+/// - `queue.retention` (`7d`): how long ciphertext stays after a message became final.
+/// - `queue.sweepInterval` (`5s`): how often expiry, dead-letters and purges are applied.
+/// - `queue.maxLongPoll` (`30s`): the longest inbox wait a partner may ask for.
+/// - `queue.maxLifetime.TYPE` (signal 14d, referral 30d, intake-notice 3d, intake-response 7d,
+///   enforcement-signal 30d, registration 30d): the relay expires a message at the earlier of
+///   its header's `expiresAt` and acceptance plus this.
+/// - `limits.maxMessageBytes` (`4194304`): larger submissions get 413 before being read.
+/// - `limits.ratePerSecond` (`50`), `limits.rateBurst` (`200`): per partner; beyond it, 429.
+/// - `developmentPKI.directory` (`certs/dev`): if set and no CA exists there, the first start
+///   creates the development PKI. Remove the key in production.
+public struct RelayConfiguration: Sendable {
+    public var relayID = DevelopmentPKI.relayID
+    public var host = "127.0.0.1"
+    public var port = 8443
+    public var storePath = "data/ketenpost.sqlite"
+    public var tlsCertificate = "certs/dev/relay/cert.pem"
+    public var tlsKey = "certs/dev/relay/key.pem"
+    public var trustAnchors = "certs/dev/ca/cert.pem"
+    public var crls = ["certs/dev/crl.pem"]
+    public var partnersFile = "config/partners.yaml"
+    public var policyFile = "config/policy.yaml"
+    public var certificateDirectory = "certs/dev/partners"
+    public var leaseDuration: TimeInterval = 60
+    public var maxAttempts = 5
+    public var retention: TimeInterval = 7 * 86_400
+    public var sweepInterval: TimeInterval = 5
+    public var maxLongPoll: TimeInterval = 30
+    public var maxLifetime: [MessageType: TimeInterval] = Dictionary(uniqueKeysWithValues: MessageType.allCases.map { ($0, Drafting.defaultLifetime(for: $0)) })
+    public var maxMessageBytes = 4 << 20
+    public var ratePerSecond: Double = 50
+    public var rateBurst: Double = 200
+    public var developmentPKIDirectory: String? = "certs/dev"
+
+    public init() {}
+
+    /// Reads and checks the file. Errors name the file, the key and what is wrong.
+    public static func load(path: String) throws(KetenpostError) -> RelayConfiguration {
+        let text: String
+        do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
+            throw KetenpostError(.configInvalid, "\(path): cannot be read (\(error.localizedDescription)).")
+        }
+        return try parse(text, file: path)
+    }
+
+    public static func parse(_ text: String, file: String) throws(KetenpostError) -> RelayConfiguration {
+        let raw: FileShape
+        do {
+            raw = try YAMLDecoder().decode(FileShape.self, from: text)
+        } catch let error as DecodingError {
+            throw KetenpostError(.configInvalid, "\(file): \(ConfigErrorText.describe(error))")
+        } catch {
+            throw KetenpostError(.configInvalid, "\(file): not valid YAML (\(error)).")
+        }
+        func fail(_ key: String, _ why: String) -> KetenpostError {
+            KetenpostError(.configInvalid, "\(file): \(key) \(why)")
+        }
+        // A misspelt key would otherwise be ignored silently and its default used.
+        if let tree = (try? Yams.load(yaml: text)) as? [String: Any] {
+            for (section, value) in tree {
+                guard let allowed = knownKeys[section] else { throw fail(section, "is not a known key.") }
+                for key in (value as? [String: Any])?.keys.map({ $0 }) ?? [] where !allowed.contains(key) {
+                    throw fail("\(section).\(key)", "is not a known key.")
+                }
+            }
+        }
+        func duration(_ text: String?, _ key: String, _ current: TimeInterval) throws(KetenpostError) -> TimeInterval {
+            guard let text else { return current }
+            guard let value = Drafting.parseDuration(text) else { throw fail(key, "must be a duration such as 30s, 5m, 12h or 7d.") }
+            return value
+        }
+        var c = RelayConfiguration()
+        if let id = raw.relay?.id {
+            guard PartnerID.isValid(id) else { throw fail("relay.id", "must be a partner-style id (lowercase letters, digits, dashes).") }
+            c.relayID = id
+        }
+        if let host = raw.listen?.host { c.host = host }
+        if let port = raw.listen?.port {
+            guard (0...65_535).contains(port) else { throw fail("listen.port", "must be between 0 and 65535.") }
+            c.port = port
+        }
+        if let path = raw.store?.path { c.storePath = path }
+        if let v = raw.tls?.certificate { c.tlsCertificate = v }
+        if let v = raw.tls?.key { c.tlsKey = v }
+        if let v = raw.tls?.trustAnchors { c.trustAnchors = v }
+        if let v = raw.tls?.crls { c.crls = v }
+        if let v = raw.directory?.partners { c.partnersFile = v }
+        if let v = raw.directory?.policy { c.policyFile = v }
+        if let v = raw.directory?.certificates { c.certificateDirectory = v }
+        c.leaseDuration = try duration(raw.queue?.leaseDuration, "queue.leaseDuration", c.leaseDuration)
+        c.retention = try duration(raw.queue?.retention, "queue.retention", c.retention)
+        c.sweepInterval = try duration(raw.queue?.sweepInterval, "queue.sweepInterval", c.sweepInterval)
+        c.maxLongPoll = try duration(raw.queue?.maxLongPoll, "queue.maxLongPoll", c.maxLongPoll)
+        if let attempts = raw.queue?.maxAttempts {
+            guard (1...100).contains(attempts) else { throw fail("queue.maxAttempts", "must be between 1 and 100.") }
+            c.maxAttempts = attempts
+        }
+        for (key, value) in raw.queue?.maxLifetime ?? [:] {
+            guard let type = MessageType(rawValue: key) else {
+                throw fail("queue.maxLifetime.\(key)", "is not a message type (\(MessageType.allCases.map(\.rawValue).joined(separator: ", "))).")
+            }
+            c.maxLifetime[type] = try duration(value, "queue.maxLifetime.\(key)", 0)
+        }
+        if let bytes = raw.limits?.maxMessageBytes {
+            guard (1_024...Envelope.maximumSize).contains(bytes) else {
+                throw fail("limits.maxMessageBytes", "must be between 1024 and \(Envelope.maximumSize).")
+            }
+            c.maxMessageBytes = bytes
+        }
+        if let rate = raw.limits?.ratePerSecond {
+            guard rate > 0 else { throw fail("limits.ratePerSecond", "must be positive.") }
+            c.ratePerSecond = rate
+        }
+        if let burst = raw.limits?.rateBurst {
+            guard burst >= 1 else { throw fail("limits.rateBurst", "must be at least 1.") }
+            c.rateBurst = burst
+        }
+        c.developmentPKIDirectory = raw.developmentPKI?.directory
+        guard c.leaseDuration >= 1 else { throw fail("queue.leaseDuration", "must be at least 1s.") }
+        return c
+    }
+
+    static let knownKeys: [String: Set<String>] = [
+        "relay": ["id"], "listen": ["host", "port"], "store": ["path"],
+        "tls": ["certificate", "key", "trustAnchors", "crls"],
+        "directory": ["partners", "policy", "certificates"],
+        "queue": ["leaseDuration", "maxAttempts", "retention", "sweepInterval", "maxLongPoll", "maxLifetime"],
+        "limits": ["maxMessageBytes", "ratePerSecond", "rateBurst"], "developmentPKI": ["directory"],
+    ]
+
+    /// The file as written: every key optional (unknown keys are refused above).
+    struct FileShape: Decodable {
+        struct Relay: Decodable { var id: String? }
+        struct Listen: Decodable { var host: String?; var port: Int? }
+        struct Store: Decodable { var path: String? }
+        struct TLS: Decodable { var certificate: String?; var key: String?; var trustAnchors: String?; var crls: [String]? }
+        struct Directory: Decodable { var partners: String?; var policy: String?; var certificates: String? }
+        struct Queue: Decodable {
+            var leaseDuration: String?; var maxAttempts: Int?; var retention: String?; var sweepInterval: String?
+            var maxLongPoll: String?; var maxLifetime: [String: String]?
+        }
+        struct Limits: Decodable { var maxMessageBytes: Int?; var ratePerSecond: Double?; var rateBurst: Double? }
+        struct DevelopmentPKI: Decodable { var directory: String? }
+        var relay: Relay?
+        var listen: Listen?
+        var store: Store?
+        var tls: TLS?
+        var directory: Directory?
+        var queue: Queue?
+        var limits: Limits?
+        var developmentPKI: DevelopmentPKI?
+    }
+}
+
+enum ConfigErrorText {
+    static func describe(_ error: DecodingError) -> String {
+        func path(_ codingPath: [any CodingKey]) -> String {
+            codingPath.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined()
+                .trimmingCharacters(in: CharacterSet(charactersIn: "."))
+        }
+        switch error {
+        case .keyNotFound(let key, let context):
+            let parent = path(context.codingPath)
+            return "\(parent.isEmpty ? "" : parent + ".")\(key.stringValue) is missing."
+        case .typeMismatch(_, let context), .valueNotFound(_, let context), .dataCorrupted(let context):
+            let where_ = path(context.codingPath)
+            return "\(where_.isEmpty ? "the document" : where_): \(context.debugDescription)"
+        @unknown default:
+            return "\(error)"
+        }
+    }
+}

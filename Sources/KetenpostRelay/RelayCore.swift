@@ -1,0 +1,286 @@
+import Foundation
+import Ketenpost
+import KetenpostCrypto
+import KetenpostModel
+import KetenpostStore
+import Logging
+
+/// The relay's rules, independent of HTTP: who may submit what, lease, acknowledge and see.
+/// Every method takes the TLS client certificate of the caller.
+public final class RelayCore: Sendable {
+    public let configuration: RelayConfiguration
+    public let directory: PartnerDirectory
+    public let policy: Policy
+    public let trust: TrustStore
+    public let identity: Identity
+    public let store: any MessageStore
+    let notifier = InboxNotifier()
+    let rateLimiter: RateLimiter
+    let clock: @Sendable () -> Date
+    let logger: Logger
+
+    public init(configuration: RelayConfiguration, directory: PartnerDirectory, policy: Policy, trust: TrustStore,
+                identity: Identity, store: any MessageStore, logger: Logger, clock: @escaping @Sendable () -> Date = { Date() }) {
+        self.configuration = configuration
+        self.directory = directory
+        self.policy = policy
+        self.trust = trust
+        self.identity = identity
+        self.store = store
+        self.logger = logger
+        self.clock = clock
+        rateLimiter = RateLimiter(rate: configuration.ratePerSecond, burst: configuration.rateBurst)
+    }
+
+    // MARK: Authentication
+
+    /// The partner behind a TLS client certificate: registered, active, chain and revocation valid.
+    public func authenticate(_ peer: Certificate?) throws(KetenpostError) -> Partner {
+        guard let peer else {
+            throw KetenpostError(.unknownPartner, "A client certificate is required.")
+        }
+        guard let partner = directory.partner(for: peer) else {
+            throw KetenpostError(.unknownPartner, "The client certificate is not registered for any partner in the directory.")
+        }
+        guard partner.state == .active else {
+            throw KetenpostError(.partnerSuspended, "Partner \(partner.id) is suspended; contact the relay administrators.")
+        }
+        do {
+            try trust.verify(peer, for: .tlsClient)
+        } catch {
+            throw .certificate(error, role: "client")
+        }
+        return partner
+    }
+
+    func checkRate(_ partner: Partner) throws(KetenpostError) {
+        if let wait = rateLimiter.take(partner.id) {
+            throw KetenpostError(.rateLimited, "Too many requests from \(partner.id); retry after \(Int(wait.rounded(.up)) + 0) second(s).",
+                                 detail: ["retry-after=\(max(1, Int(wait.rounded(.up))))"])
+        }
+    }
+
+    // MARK: Submit
+
+    public struct Submitted: Sendable {
+        public let response: API.SubmitResponse
+        public let duplicate: Bool
+    }
+
+    /// Checks and stores a sealed message; answers with the relay's signed acceptance receipt.
+    public func submit(_ body: Data, peer: Certificate?) async throws(KetenpostError) -> Submitted {
+        let partner = try authenticate(peer)
+        try checkRate(partner)
+        let outer = try Envelope.readOuter(body, trust: trust)
+        let header = outer.header
+        guard header.from == partner.id else {
+            throw KetenpostError(.senderMismatch, "The header's \"from\" (\(header.from)) is not the partner of the client certificate (\(partner.id)).")
+        }
+        guard partner.fingerprints.contains(outer.signer.fingerprint) else {
+            throw KetenpostError(.signerUnregistered, "The message is signed with a certificate that is not registered for \(partner.id).")
+        }
+        guard let recipient = directory.partner(header.to) else {
+            throw KetenpostError(.recipientUnknown, "There is no partner \(header.to) in the directory.")
+        }
+        guard recipient.state == .active else {
+            throw KetenpostError(.recipientSuspended, "Partner \(recipient.id) is suspended and cannot receive messages now.")
+        }
+        guard policy.allows(header.type, from: partner.role, to: recipient.role) else {
+            throw KetenpostError(.policyForbidden, "The policy does not allow a \(partner.role.rawValue) to send \(header.type.rawValue) to a \(recipient.role.rawValue).")
+        }
+        let now = clock()
+        guard header.expiresAt > now else {
+            throw KetenpostError(.messageExpired, "The message expired at its expiresAt; seal it again with a later expiry.")
+        }
+        guard header.createdAt <= now.addingTimeInterval(300) else {
+            throw KetenpostError(.createdInFuture, "The header's createdAt is more than five minutes ahead of the relay's clock; check the sender's clock.")
+        }
+        if header.type == .intakeResponse {
+            try await checkCorrelation(header)
+        }
+        let acceptedAt = Date(timeIntervalSince1970: now.timeIntervalSince1970.rounded(.down))
+        let limit = configuration.maxLifetime[header.type] ?? Drafting.defaultLifetime(for: header.type)
+        let expiresAt = min(header.expiresAt, acceptedAt.addingTimeInterval(limit))
+        let receipt = Receipt(kind: .acceptance, messageId: header.id, messageDigest: outer.digest, from: header.from,
+                              to: header.to, issuer: identity.partnerID, disposition: .accepted, time: acceptedAt)
+        let signedReceipt = try SignedReceipt.sign(receipt, as: identity)
+        let outcome: SubmitOutcome
+        do {
+            outcome = try await store.submit(NewMessage(
+                id: header.id, sender: header.from, recipient: header.to, type: header.type.rawValue,
+                priority: header.priority.rawValue, correlationId: header.correlationId,
+                exploitationForm: header.exploitationForm?.rawValue, region: header.region, digest: outer.digest,
+                body: body, acceptedAt: acceptedAt, expiresAt: expiresAt, acceptanceReceipt: signedReceipt))
+        } catch {
+            throw storeFailure(error)
+        }
+        switch outcome {
+        case .accepted(let stored):
+            logger.info("message accepted", metadata: metadata(stored))
+            await notifier.notify(stored.recipient)
+            return Submitted(response: response(stored, duplicate: false), duplicate: false)
+        case .duplicate(let stored):
+            logger.info("duplicate submission answered with the original receipt", metadata: metadata(stored))
+            return Submitted(response: response(stored, duplicate: true), duplicate: true)
+        case .conflict:
+            logger.notice("submission refused: id already used", metadata: ["message.id": "\(header.id)", "partner.from": "\(header.from)"])
+            throw KetenpostError(.messageConflict, "Message id \(header.id.uuidString.lowercased()) was already accepted with other content; a new message needs a new id.")
+        }
+    }
+
+    private func checkCorrelation(_ header: RoutingHeader) async throws(KetenpostError) {
+        guard let correlationId = header.correlationId else { return }   // the header schema requires it
+        let original: StoredMessage?
+        do { original = try await store.message(id: correlationId) } catch { throw storeFailure(error) }
+        guard let original, original.type == MessageType.intakeNotice.rawValue,
+              original.sender == header.to, original.recipient == header.from else {
+            throw KetenpostError(.correlationMismatch, "An intake-response must answer an intake-notice that \(header.to) sent to \(header.from); correlationId names none.")
+        }
+    }
+
+    private func response(_ stored: StoredMessage, duplicate: Bool) -> API.SubmitResponse {
+        API.SubmitResponse(id: stored.id, state: stored.state.rawValue, acceptedAt: stored.acceptedAt, digest: stored.digest,
+                           receipt: stored.acceptanceReceipt.base64EncodedString(), duplicate: duplicate)
+    }
+
+    // MARK: Inbox
+
+    /// Leases up to `limit` of the caller's messages, waiting up to `wait` for one to arrive.
+    public func inbox(peer: Certificate?, limit: Int, wait: TimeInterval) async throws(KetenpostError) -> API.InboxResponse {
+        let partner = try authenticate(peer)
+        try checkRate(partner)
+        let limit = max(1, min(limit, 100))
+        let deadline = ContinuousClock.now + .milliseconds(Int64(max(0, min(wait, configuration.maxLongPoll)) * 1000))
+        while true {
+            let seen = await notifier.generation(for: partner.id)
+            let leases: [Lease]
+            do {
+                leases = try await store.lease(recipient: partner.id, limit: limit, duration: configuration.leaseDuration,
+                                               maxAttempts: configuration.maxAttempts, now: clock())
+            } catch {
+                throw storeFailure(error)
+            }
+            if !leases.isEmpty {
+                for lease in leases { logger.info("message leased", metadata: metadata(lease.message)) }
+                return API.InboxResponse(messages: leases.map {
+                    API.InboxMessage(id: $0.message.id, leaseToken: $0.message.leaseToken ?? "",
+                                     leaseExpiresAt: $0.message.leaseUntil ?? clock(), attempt: $0.message.attempts,
+                                     message: $0.body.base64EncodedString())
+                })
+            }
+            let remaining = deadline - ContinuousClock.now
+            if remaining <= .zero || Task.isCancelled { return API.InboxResponse(messages: []) }
+            await notifier.wait(for: partner.id, since: seen, timeout: remaining)
+            if await notifier.isClosed { return API.InboxResponse(messages: []) }
+        }
+    }
+
+    // MARK: Acknowledge
+
+    /// Completes a leased message with the recipient's signed receipt.
+    public func acknowledge(id: UUID, leaseToken: String, receipt body: Data, peer: Certificate?) async throws(KetenpostError) -> API.AcknowledgeResponse {
+        let partner = try authenticate(peer)
+        try checkRate(partner)
+        let verified = try SignedReceipt.verify(body, trust: trust)
+        let receipt = verified.receipt
+        guard receipt.issuer == partner.id, partner.fingerprints.contains(verified.signer.fingerprint) else {
+            throw KetenpostError(.receiptSignerMismatch, "The receipt must be signed with a registered certificate of \(partner.id), the recipient.")
+        }
+        let stored: StoredMessage?
+        do { stored = try await store.message(id: id) } catch { throw storeFailure(error) }
+        guard let stored, stored.recipient == partner.id else {
+            throw KetenpostError(.messageNotFound, "There is no message \(id.uuidString.lowercased()) for \(partner.id).")
+        }
+        guard receipt.kind == .acknowledgement, receipt.messageId == id, receipt.messageDigest == stored.digest,
+              receipt.from == stored.sender, receipt.to == stored.recipient,
+              receipt.disposition == .processed || receipt.disposition == .rejected else {
+            throw KetenpostError(.receiptMismatch, "The receipt does not name this message as accepted (kind acknowledgement, its id, its digest, its sender and recipient).")
+        }
+        let outcome: AcknowledgeOutcome
+        do {
+            outcome = try await store.acknowledge(id: id, recipient: partner.id, leaseToken: leaseToken, receipt: body,
+                                                  rejected: receipt.disposition == .rejected, reasonCode: receipt.reasonCode, now: clock())
+        } catch {
+            throw storeFailure(error)
+        }
+        switch outcome {
+        case .completed(let message):
+            logger.info("message acknowledged", metadata: metadata(message))
+            return API.AcknowledgeResponse(id: id, state: message.state.rawValue)
+        case .alreadyCompleted(let message):
+            return API.AcknowledgeResponse(id: id, state: message.state.rawValue)
+        case .notFound:
+            throw KetenpostError(.messageNotFound, "There is no message \(id.uuidString.lowercased()) for \(partner.id).")
+        case .notLeased:
+            throw KetenpostError(.leaseInvalid, "This lease token is not the message's current lease; poll the inbox again.")
+        case .leaseExpired:
+            throw KetenpostError(.leaseExpired, "The lease ran out before the acknowledgement; the message will be delivered again.")
+        case .final(let message):
+            throw KetenpostError(.messageFinal, "The message is already \(message.state.rawValue).")
+        }
+    }
+
+    // MARK: Status and directory
+
+    /// The sender's view of its message; anybody else gets "not found".
+    public func status(id: UUID, peer: Certificate?) async throws(KetenpostError) -> API.StatusResponse {
+        let partner = try authenticate(peer)
+        try checkRate(partner)
+        let stored: StoredMessage?
+        do { stored = try await store.message(id: id) } catch { throw storeFailure(error) }
+        guard let stored, stored.sender == partner.id else {
+            throw KetenpostError(.messageNotFound, "There is no message \(id.uuidString.lowercased()) sent by \(partner.id).")
+        }
+        return API.StatusResponse(
+            id: stored.id, type: stored.type, from: stored.sender, to: stored.recipient, state: stored.state.rawValue,
+            digest: stored.digest, acceptedAt: stored.acceptedAt, expiresAt: stored.expiresAt, attempts: stored.attempts,
+            firstDeliveredAt: stored.firstDeliveredAt, lastDeliveredAt: stored.lastDeliveredAt, completedAt: stored.completedAt,
+            reasonCode: stored.reasonCode, acceptanceReceipt: stored.acceptanceReceipt.base64EncodedString(),
+            recipientReceipt: stored.recipientReceipt?.base64EncodedString())
+    }
+
+    /// What a partner needs to seal for another: its currently valid certificates.
+    public func directoryEntry(_ id: String, peer: Certificate?) throws(KetenpostError) -> API.DirectoryEntry {
+        let caller = try authenticate(peer)
+        try checkRate(caller)
+        guard let partner = directory.partner(id) else {
+            throw KetenpostError(.recipientUnknown, "There is no partner \(id) in the directory.")
+        }
+        let now = clock()
+        let valid = partner.certificates.filter { $0.notBefore <= now && now < $0.notAfter }
+        return API.DirectoryEntry(id: partner.id, name: partner.name, role: partner.role.rawValue, oin: partner.oin,
+                                  state: partner.state.rawValue, certificates: valid.map(\.pem))
+    }
+
+    /// Whether the store answers.
+    public func ready() async -> Bool {
+        (try? await store.pendingCount(recipient: identity.partnerID)) != nil
+    }
+
+    // MARK: Housekeeping
+
+    public func sweep() async throws -> SweepCounts {
+        let counts = try await store.sweep(now: clock(), maxAttempts: configuration.maxAttempts, retention: configuration.retention)
+        if counts != SweepCounts() {
+            logger.info("sweep", metadata: ["sweep.expired": "\(counts.expired)", "sweep.dead_lettered": "\(counts.deadLettered)",
+                                            "sweep.purged": "\(counts.purged)"])
+        }
+        return counts
+    }
+
+    func shutdown() async { await notifier.close() }
+
+    private func storeFailure(_ error: any Error) -> KetenpostError {
+        logger.error("store failure", metadata: ["error.type": "\(type(of: error))"])
+        return KetenpostError(.storeUnavailable, "The relay's store is unavailable; nothing was changed. Retry shortly.")
+    }
+
+    private func metadata(_ message: StoredMessage) -> Logger.Metadata {
+        ["message.id": "\(message.id)", "message.type": "\(message.type)", "partner.from": "\(message.sender)",
+         "partner.to": "\(message.recipient)", "message.state": "\(message.state.rawValue)", "message.attempts": "\(message.attempts)"]
+    }
+}
+
+extension InboxNotifier {
+    var isClosed: Bool { closedState }
+}

@@ -1,0 +1,111 @@
+import Foundation
+import Hummingbird
+import HummingbirdTLS
+import Ketenpost
+import KetenpostCrypto
+import KetenpostModel
+import KetenpostStore
+import Logging
+import NIOCore
+import ServiceLifecycle
+
+/// Builds a running relay from its configuration: development PKI on first start, the
+/// directory, the policy, the store, and the Hummingbird application with its services.
+public struct RelayServer: Sendable {
+    public let core: RelayCore
+    public let configuration: RelayConfiguration
+
+    /// Loads everything the configuration names. Any problem stops start-up with the file,
+    /// the key and what is wrong.
+    public static func prepare(_ configuration: RelayConfiguration, logger: Logger,
+                               clock: @escaping @Sendable () -> Date = { Date() },
+                               store: (any MessageStore)? = nil) async throws -> RelayServer {
+        if let dir = configuration.developmentPKIDirectory, !DevelopmentPKI(directory: dir).exists {
+            let partners = try PartnerDirectoryFile.load(path: configuration.partnersFile)
+            let summary = try DevelopmentPKI(directory: dir).create(partners: partners.partners)
+            logger.notice("created the development PKI (not for production)",
+                          metadata: ["pki.directory": "\(dir)", "pki.identities": "\(summary.created.count)"])
+        }
+        let trust = try TrustStore.load(anchorsFile: configuration.trustAnchors, crlFiles: configuration.crls)
+        let directory = try PartnerDirectory.load(file: configuration.partnersFile, certificateDirectory: configuration.certificateDirectory)
+        let policy = try Policy.load(path: configuration.policyFile)
+        let identity: Identity
+        do {
+            identity = try Identity(certificate: try Certificate(pem: try Data(contentsOf: URL(fileURLWithPath: configuration.tlsCertificate))),
+                                    key: try PrivateKey.load(pemFile: configuration.tlsKey))
+        } catch {
+            throw KetenpostError(.configInvalid, "tls.certificate/tls.key (\(configuration.tlsCertificate)): cannot be read as the relay's identity: \(error)")
+        }
+        guard identity.partnerID == configuration.relayID else {
+            throw KetenpostError(.configInvalid, "relay.id is \(configuration.relayID) but the relay certificate is for \(identity.partnerID).")
+        }
+        let messageStore: any MessageStore
+        if let store {
+            messageStore = store
+        } else {
+            do {
+                messageStore = try SQLiteMessageStore(path: configuration.storePath)
+            } catch {
+                throw KetenpostError(.configInvalid, "store.path \(configuration.storePath): cannot be opened: \(error)")
+            }
+        }
+        try await messageStore.migrate()
+        let core = RelayCore(configuration: configuration, directory: directory, policy: policy, trust: trust,
+                             identity: identity, store: messageStore, logger: logger, clock: clock)
+        return RelayServer(core: core, configuration: configuration)
+    }
+
+    /// The Hummingbird application with the sweeper service. `onRunning` gets the bound port.
+    public func application(onRunning: @escaping @Sendable (Int) async -> Void = { _ in }) throws -> some ApplicationProtocol {
+        let tls = try RelayHTTP.tlsConfiguration(configuration)
+        let logger = core.logger
+        return Application(
+            router: RelayHTTP.router(core: core),
+            server: try .tls(.http1(configuration: .init(idleTimeout: .seconds(60))), tlsConfiguration: tls),
+            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "ketenpost"),
+            services: [SweeperService(core: core)],
+            onServerRunning: { channel in
+                let port = channel.localAddress?.port ?? 0
+                logger.notice("relay listening", metadata: ["listen.host": "\(configuration.host)", "listen.port": "\(port)"])
+                await onRunning(port)
+            },
+            logger: logger)
+    }
+}
+
+/// A relay running in this process (the demo, the benchmark and the tests use it).
+public final class RunningRelay: Sendable {
+    public let port: Int
+    public let core: RelayCore
+    private let group: ServiceGroup
+    private let task: Task<Void, any Error>
+
+    init(port: Int, core: RelayCore, group: ServiceGroup, task: Task<Void, any Error>) {
+        self.port = port
+        self.core = core
+        self.group = group
+        self.task = task
+    }
+
+    public var url: URL { URL(string: "https://127.0.0.1:\(port)")! }
+
+    /// Starts the relay and returns once it listens.
+    public static func start(_ server: RelayServer, logger: Logger) async throws -> RunningRelay {
+        let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
+        let app = try server.application { port in continuation.yield(port) }
+        let group = ServiceGroup(configuration: .init(services: [app], gracefulShutdownSignals: [], logger: logger))
+        let task = Task { try await group.run() }
+        var iterator = ports.makeAsyncIterator()
+        guard let port = await iterator.next() else {
+            task.cancel()
+            throw KetenpostError(.internalError, "The relay did not start.")
+        }
+        return RunningRelay(port: port, core: server.core, group: group, task: task)
+    }
+
+    /// Graceful shutdown: in-flight requests finish; returns when the server has stopped.
+    public func stop() async {
+        await group.triggerGracefulShutdown()
+        _ = try? await task.value
+    }
+}

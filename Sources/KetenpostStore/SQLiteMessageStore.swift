@@ -1,0 +1,328 @@
+import Foundation
+import GRDB
+
+/// The default backend: one SQLite file in WAL mode through a GRDB `DatabasePool`.
+///
+/// SQLite has a single writer, and every state change runs in one `BEGIN IMMEDIATE`
+/// transaction, so a lease, an acknowledgement or a sweep sees and changes a consistent
+/// queue, also when several processes share the file. Readers (status, body) never wait
+/// for writers. Times are stored as REAL seconds since 1970; ids as lowercase UUID text.
+/// Bodies are ciphertext and never leave this type except through `lease` and `body(id:)`.
+public final class SQLiteMessageStore: MessageStore {
+    private let pool: DatabasePool
+
+    /// Opens or creates the database file (and its parent directories). Call `migrate()` before use.
+    public init(path: String) throws {
+        let url = URL(fileURLWithPath: path)
+        try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+        var config = Configuration()
+        config.foreignKeysEnabled = true
+        // A second process (or a long sweep) holding the write lock makes us wait, not fail.
+        config.busyMode = .timeout(5)
+        config.prepareDatabase { db in
+            // GRDB switches the writer to WAL itself; stating it keeps the requirement visible.
+            if !db.configuration.readonly {
+                try db.execute(sql: "PRAGMA journal_mode = WAL")
+            }
+            // FULL: the WAL is fsync'd at every commit, so "accepted" means durably stored
+            // (NORMAL, the usual WAL choice, may lose the last commits on power loss).
+            try db.execute(sql: "PRAGMA synchronous = FULL")
+        }
+        pool = try DatabasePool(path: url.path, configuration: config)
+    }
+
+    // MARK: - Schema
+
+    private static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1") { db in
+            try db.execute(sql: """
+                CREATE TABLE messages (
+                    sequence INTEGER PRIMARY KEY AUTOINCREMENT,
+                    id TEXT NOT NULL UNIQUE,
+                    sender TEXT NOT NULL,
+                    recipient TEXT NOT NULL,
+                    type TEXT NOT NULL,
+                    priority TEXT NOT NULL,
+                    correlation_id TEXT,
+                    exploitation_form TEXT,
+                    region TEXT,
+                    digest TEXT NOT NULL,
+                    size INTEGER NOT NULL,
+                    accepted_at REAL NOT NULL,
+                    expires_at REAL NOT NULL,
+                    state TEXT NOT NULL,
+                    attempts INTEGER NOT NULL DEFAULT 0,
+                    lease_token TEXT,
+                    lease_until REAL,
+                    first_delivered_at REAL,
+                    last_delivered_at REAL,
+                    completed_at REAL,
+                    acceptance_receipt BLOB NOT NULL,
+                    recipient_receipt BLOB,
+                    reason_code TEXT,
+                    body BLOB,
+                    body_purged_at REAL
+                );
+                -- The inbox: only pending rows, in acceptance order, so a lease walks the
+                -- recipient's waiting messages and stops at LIMIT, never the completed history.
+                CREATE INDEX messages_inbox ON messages(recipient, sequence) WHERE state IN ('accepted', 'delivered');
+                -- Expiry and dead-lettering (sweep over all recipients).
+                CREATE INDEX messages_expiry ON messages(state, expires_at);
+                CREATE INDEX messages_lease ON messages(state, lease_until);
+                -- Retention purge: only rows that still hold a body.
+                CREATE INDEX messages_purge ON messages(completed_at) WHERE body IS NOT NULL;
+                """)
+        }
+        return migrator
+    }
+
+    public func migrate() async throws {
+        do {
+            try await runMigrator()
+        } catch is DatabaseError {
+            // Another process may have applied `v1` between GRDB's check and our transaction
+            // (the check runs outside it); ours then fails and rolls back. Once more, the
+            // migration is recorded as applied and nothing runs; a real error recurs.
+            try await runMigrator()
+        }
+    }
+
+    private func runMigrator() async throws {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            Self.migrator.asyncMigrate(pool) { result in
+                continuation.resume(with: result.map { _ in () })
+            }
+        }
+    }
+
+    // MARK: - Queue
+
+    public func submit(_ message: NewMessage) async throws -> SubmitOutcome {
+        try await transaction { db in
+            let id = Self.key(message.id)
+            // Inside the write lock: nobody can insert the same id between this check and the insert.
+            if let existing = try Self.fetch(db, id: id) {
+                return existing.digest == message.digest && existing.sender == message.sender ? .duplicate(existing) : .conflict
+            }
+            try db.execute(sql: """
+                INSERT INTO messages (id, sender, recipient, type, priority, correlation_id, exploitation_form, region,
+                    digest, size, accepted_at, expires_at, state, attempts, acceptance_receipt, body)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'accepted', 0, ?, ?)
+                """, arguments: [
+                    id, message.sender, message.recipient, message.type, message.priority,
+                    message.correlationId.map(Self.key), message.exploitationForm, message.region,
+                    message.digest, message.body.count, Self.seconds(message.acceptedAt), Self.seconds(message.expiresAt),
+                    message.acceptanceReceipt, message.body,
+                ])
+            // Read back, so the caller sees exactly what later reads return (sequence, stored times).
+            guard let stored = try Self.fetch(db, id: id) else { throw DatabaseError(message: "inserted message vanished") }
+            return .accepted(stored)
+        }
+    }
+
+    public func lease(recipient: String, limit: Int, duration: TimeInterval, maxAttempts: Int, now: Date) async throws -> [Lease] {
+        guard limit > 0 else { return [] }
+        let t = Self.seconds(now)
+        return try await transaction { db in
+            try Self.expire(db, recipient: recipient, now: t)
+            try Self.deadLetter(db, recipient: recipient, now: t, maxAttempts: maxAttempts)
+            let rows = try Row.fetchAll(db, sql: Self.deliverableSQL, arguments: [recipient, t, maxAttempts, t, limit])
+            var generator = SystemRandomNumberGenerator()
+            let until = t + duration
+            return try rows.map { row in
+                var message = Self.record(row)
+                let token = Self.token(using: &generator)
+                try db.execute(sql: """
+                    UPDATE messages SET state = 'delivered', lease_token = ?, lease_until = ?, attempts = attempts + 1,
+                        first_delivered_at = coalesce(first_delivered_at, ?), last_delivered_at = ?
+                    WHERE sequence = ?
+                    """, arguments: [token, until, t, t, message.sequence])
+                message.state = .delivered
+                message.leaseToken = token
+                message.leaseUntil = Date(timeIntervalSince1970: until)
+                message.attempts += 1
+                // Dates as a later read returns them (built from the stored seconds).
+                message.firstDeliveredAt = message.firstDeliveredAt ?? Date(timeIntervalSince1970: t)
+                message.lastDeliveredAt = Date(timeIntervalSince1970: t)
+                return Lease(message: message, body: row["body"])
+            }
+        }
+    }
+
+    /// Waiting, or leased with the lease run out; not expired; attempts left; body present.
+    /// The `state IN (...)` term is spelled exactly as in `messages_inbox`'s WHERE so that
+    /// SQLite can use that partial index (it only matches identical terms, no parameters).
+    static let deliverableSQL = """
+        SELECT * FROM messages
+        WHERE recipient = ? AND state IN ('accepted', 'delivered')
+          AND expires_at > ? AND attempts < ? AND body IS NOT NULL
+          AND (state = 'accepted' OR lease_until <= ?)
+        ORDER BY sequence LIMIT ?
+        """
+
+    public func acknowledge(id: UUID, recipient: String, leaseToken: String, receipt: Data, rejected: Bool,
+                            reasonCode: String?, now: Date) async throws -> AcknowledgeOutcome {
+        let t = Self.seconds(now)
+        return try await transaction { db in
+            guard let message = try Self.fetch(db, id: Self.key(id)), message.recipient == recipient else { return .notFound }
+            if message.state.isFinal {
+                // A retry of the acknowledgement that completed it is answered as before.
+                return message.recipientReceipt == receipt ? .alreadyCompleted(message) : .final(message)
+            }
+            guard message.leaseToken == leaseToken else { return .notLeased }
+            guard let until = message.leaseUntil, Self.seconds(until) > t else { return .leaseExpired }
+            let state: MessageState = rejected ? .rejected : .acknowledged
+            let reason = rejected ? reasonCode : nil
+            try db.execute(sql: """
+                UPDATE messages SET state = ?, recipient_receipt = ?, reason_code = ?, completed_at = ?,
+                    lease_token = NULL, lease_until = NULL
+                WHERE sequence = ?
+                """, arguments: [state.rawValue, receipt, reason, t, message.sequence])
+            var updated = message
+            updated.state = state
+            updated.recipientReceipt = receipt
+            updated.reasonCode = reason
+            updated.completedAt = Date(timeIntervalSince1970: t)
+            updated.leaseToken = nil
+            updated.leaseUntil = nil
+            return .completed(updated)
+        }
+    }
+
+    public func message(id: UUID) async throws -> StoredMessage? {
+        try await pool.read { db in try Self.fetch(db, id: Self.key(id)) }
+    }
+
+    public func body(id: UUID) async throws -> Data? {
+        try await pool.read { db in
+            try Data.fetchOne(db, sql: "SELECT body FROM messages WHERE id = ?", arguments: [Self.key(id)])
+        }
+    }
+
+    public func sweep(now: Date, maxAttempts: Int, retention: TimeInterval) async throws -> SweepCounts {
+        let t = Self.seconds(now)
+        return try await transaction { db in
+            var counts = SweepCounts()
+            counts.expired = try Self.expire(db, recipient: nil, now: t)
+            counts.deadLettered = try Self.deadLetter(db, recipient: nil, now: t, maxAttempts: maxAttempts)
+            // completed_at is set exactly when a message becomes final; the state test is a second guard.
+            try db.execute(sql: """
+                UPDATE messages SET body = NULL, body_purged_at = ?
+                WHERE body IS NOT NULL AND completed_at <= ? AND state NOT IN ('accepted', 'delivered')
+                """, arguments: [t, t - retention])
+            counts.purged = db.changesCount
+            return counts
+        }
+    }
+
+    public func pendingCount(recipient: String) async throws -> Int {
+        try await pool.read { db in
+            try Int.fetchOne(db, sql: "SELECT count(*) FROM messages WHERE recipient = ? AND state IN ('accepted', 'delivered')",
+                             arguments: [recipient]) ?? 0
+        }
+    }
+
+    // MARK: - Shared steps
+
+    /// Pending messages whose `expiresAt` passed become `expired` (for one recipient, or all).
+    @discardableResult
+    private static func expire(_ db: Database, recipient: String?, now t: Double) throws -> Int {
+        var arguments: StatementArguments = [t, t]
+        let scope = only(recipient, &arguments)
+        try db.execute(sql: """
+            UPDATE messages SET state = 'expired', completed_at = ?, reason_code = 'expired', lease_token = NULL, lease_until = NULL
+            WHERE state IN ('accepted', 'delivered') AND expires_at <= ?\(scope)
+            """, arguments: arguments)
+        return db.changesCount
+    }
+
+    /// Delivered messages whose last lease ran out after `maxAttempts` deliveries become `dead-lettered`.
+    @discardableResult
+    private static func deadLetter(_ db: Database, recipient: String?, now t: Double, maxAttempts: Int) throws -> Int {
+        var arguments: StatementArguments = [t, t, maxAttempts]
+        let scope = only(recipient, &arguments)
+        try db.execute(sql: """
+            UPDATE messages SET state = 'dead-lettered', completed_at = ?, reason_code = 'max-attempts',
+                lease_token = NULL, lease_until = NULL
+            WHERE state = 'delivered' AND lease_until <= ? AND attempts >= ?\(scope)
+            """, arguments: arguments)
+        return db.changesCount
+    }
+
+    /// Narrows a statement to one recipient (in `lease`) or leaves it global (in `sweep`).
+    private static func only(_ recipient: String?, _ arguments: inout StatementArguments) -> String {
+        guard let recipient else { return "" }
+        arguments += [recipient]
+        return " AND recipient = ?"
+    }
+
+    /// One `BEGIN IMMEDIATE` transaction: takes the write lock up front, so a read-then-write
+    /// never fails half-way with SQLITE_BUSY when another process writes the same file.
+    private func transaction<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        try await pool.writeWithoutTransaction { db in
+            var result: T?
+            try db.inTransaction(.immediate) {
+                result = try body(db)
+                return .commit
+            }
+            guard let result else { throw DatabaseError(message: "transaction produced no result") }
+            return result
+        }
+    }
+
+    // MARK: - Mapping
+
+    /// Every column but the body, which is only read where it is handed out.
+    private static let columns = """
+        sequence, id, sender, recipient, type, priority, correlation_id, exploitation_form, region, digest, size,
+        accepted_at, expires_at, state, attempts, lease_token, lease_until, first_delivered_at, last_delivered_at,
+        completed_at, acceptance_receipt, recipient_receipt, reason_code, body_purged_at
+        """
+
+    private static func fetch(_ db: Database, id: String) throws -> StoredMessage? {
+        try Row.fetchOne(db, sql: "SELECT \(columns) FROM messages WHERE id = ?", arguments: [id]).map(record)
+    }
+
+    private static func record(_ row: Row) -> StoredMessage {
+        func date(_ column: String) -> Date? { (row[column] as Double?).map(Date.init(timeIntervalSince1970:)) }
+        func uuid(_ column: String) -> UUID? { (row[column] as String?).flatMap(UUID.init(uuidString:)) }
+        let state: String = row["state"]
+        return StoredMessage(
+            id: uuid("id")!, sender: row["sender"], recipient: row["recipient"], type: row["type"], priority: row["priority"],
+            correlationId: uuid("correlation_id"), exploitationForm: row["exploitation_form"], region: row["region"],
+            digest: row["digest"], size: row["size"], acceptedAt: date("accepted_at")!, expiresAt: date("expires_at")!,
+            // Only this type writes `state`; an unknown value would mean a newer schema, so fail safe as final.
+            state: MessageState(rawValue: state) ?? .deadLettered, attempts: row["attempts"],
+            leaseToken: row["lease_token"], leaseUntil: date("lease_until"), firstDeliveredAt: date("first_delivered_at"),
+            lastDeliveredAt: date("last_delivered_at"), completedAt: date("completed_at"),
+            acceptanceReceipt: row["acceptance_receipt"], recipientReceipt: row["recipient_receipt"],
+            reasonCode: row["reason_code"], bodyPurgedAt: date("body_purged_at"), sequence: row["sequence"])
+    }
+
+    private static func key(_ id: UUID) -> String { id.uuidString.lowercased() }
+    private static func seconds(_ date: Date) -> Double { date.timeIntervalSince1970 }
+
+    /// 128 random bits as 32 lowercase hex characters.
+    private static func token(using generator: inout SystemRandomNumberGenerator) -> String {
+        (0..<2).map { _ in
+            let hex = String(generator.next() as UInt64, radix: 16)
+            return String(repeating: "0", count: 16 - hex.count) + hex
+        }.joined()
+    }
+
+    // MARK: - Diagnostics (tests)
+
+    /// The `EXPLAIN QUERY PLAN` details of the lease selection, to check that it uses an index.
+    func leaseQueryPlan() async throws -> [String] {
+        try await pool.read { db in
+            try Row.fetchAll(db, sql: "EXPLAIN QUERY PLAN " + Self.deliverableSQL, arguments: ["r", 0.0, 5, 0.0, 10])
+                .map { $0["detail"] as String }
+        }
+    }
+
+    /// A pragma's value as the writer connection (the one that commits) sees it.
+    func writerPragma(_ name: String) async throws -> String? {
+        try await pool.writeWithoutTransaction { db in try String.fetchOne(db, sql: "PRAGMA \(name)") }
+    }
+}

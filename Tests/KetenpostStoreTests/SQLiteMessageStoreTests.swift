@@ -1,0 +1,34 @@
+import Foundation
+@testable import KetenpostStore
+import Testing
+
+/// What only the SQLite backend promises: its connection settings and index use.
+@Suite("SQLiteMessageStore")
+struct SQLiteMessageStoreTests {
+    private func withSQLite(_ body: (SQLiteMessageStore) async throws -> Void) async throws {
+        let directory = FileManager.default.temporaryDirectory
+            .appendingPathComponent("ketenpost-sqlite-tests-\(UUID().uuidString)", isDirectory: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let store = try SQLiteMessageStore(path: directory.appendingPathComponent("a/b/queue.sqlite").path)
+        try await store.migrate()
+        try await body(store)
+    }
+
+    @Test func commitsAreDurableWAL() async throws {
+        try await withSQLite { (store: SQLiteMessageStore) async throws in
+            #expect(try await store.writerPragma("journal_mode") == "wal")
+            #expect(try await store.writerPragma("synchronous") == "2") // FULL
+            #expect(try await store.writerPragma("foreign_keys") == "1")
+            #expect(try await store.writerPragma("busy_timeout") == "5000")
+        }
+    }
+
+    @Test func leaseQueryWalksTheInboxIndexWithoutSorting() async throws {
+        try await withSQLite { (store: SQLiteMessageStore) async throws in
+            let plan = try await store.leaseQueryPlan()
+            #expect(plan.contains { $0.contains("USING INDEX messages_inbox") }, "\(plan)")
+            #expect(!plan.contains { $0.contains("TEMP B-TREE") || $0.hasPrefix("SCAN messages") && !$0.contains("INDEX") },
+                    "\(plan)")
+        }
+    }
+}
