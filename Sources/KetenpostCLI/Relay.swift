@@ -38,6 +38,7 @@ struct Serve: AsyncParsableCommand {
             let host = configuration.host
             let app = try server.application { port in
                 print("Ketenpost relay listening on https://\(host):\(port) (mutual TLS; Ctrl-C stops it)")
+                fflush(nil)
             }
             try await app.runService()
         } catch {

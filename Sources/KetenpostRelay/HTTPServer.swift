@@ -147,6 +147,15 @@ public enum RelayHTTP {
                 return json(try core.directoryEntry(id, peer: await context.peerCertificate()))
             }
         }
+        // The same certificates as PEM text, for partners with only curl and openssl.
+        router.get("/v1/directory/:partner/certificates.pem") { _, context in
+            await handle(logger) {
+                let id = context.parameters.get("partner") ?? ""
+                let entry = try core.directoryEntry(id, peer: await context.peerCertificate())
+                return Response(status: .ok, headers: [.contentType: "application/x-pem-file"],
+                                body: .init(byteBuffer: ByteBuffer(string: entry.certificates.joined())))
+            }
+        }
         router.get("/v1/health") { _, _ in json(API.HealthResponse(status: "ok")) }
         router.get("/v1/ready") { _, _ in
             await core.ready()

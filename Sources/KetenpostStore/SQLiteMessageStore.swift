@@ -24,11 +24,13 @@ public final class SQLiteMessageStore: MessageStore {
             if !db.configuration.readonly {
                 try db.execute(sql: "PRAGMA journal_mode = WAL")
             }
-            // FULL: the WAL is fsync'd at every commit, so "accepted" means durably stored
-            // (NORMAL, the usual WAL choice, may lose the last commits on power loss).
             try db.execute(sql: "PRAGMA synchronous = FULL")
         }
         pool = try DatabasePool(path: url.path, configuration: config)
+        // FULL: the WAL is fsync'd at every commit, so "accepted" means durably stored (NORMAL may
+        // lose the last commits on power loss). Set again here because GRDB's WAL setup runs after
+        // `prepareDatabase` and switches the writer to NORMAL; the pool keeps this one writer for life.
+        try pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
     }
 
     // MARK: - Schema

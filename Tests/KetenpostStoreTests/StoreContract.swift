@@ -79,6 +79,7 @@ extension MessageStore {
     }
 
     /// Submits `count` messages to `to`, in order.
+    @discardableResult
     func acceptMany(_ count: Int, to: String = recipient, acceptedAt: Date = at(0)) async throws -> [StoredMessage] {
         var stored: [StoredMessage] = []
         for _ in 0..<count { stored.append(try await accept(newMessage(to: to, acceptedAt: acceptedAt))) }
@@ -340,6 +341,7 @@ struct StoreContract {
             #expect(second.message.leaseToken != first.message.leaseToken)
             #expect(second.message.firstDeliveredAt == at(0) && second.message.lastDeliveredAt == at(60))
             #expect(second.message.leaseUntil == at(120))
+            #expect(try await store.message(id: stored.id) == second.message)
             // The old token no longer counts, even though its holder is early.
             #expect(try await store.ack(first, at: at(61)) == .notLeased)
             guard case .completed = try await store.ack(second, at: at(61)) else { throw ContractFailure("expected completed") }

@@ -1,0 +1,206 @@
+import AsyncHTTPClient
+import Foundation
+import Ketenpost
+import KetenpostClient
+import KetenpostCrypto
+import KetenpostModel
+import KetenpostRelay
+import KetenpostStore
+import Logging
+import NIOSSL
+import Synchronization
+import Testing
+
+/// A clock the tests move by hand, so that leases, expiry and retention need no sleeping.
+final class TestClock: Sendable {
+    private let now = Mutex(Date())
+    func callAsFunction() -> Date { now.withLock { $0 } }
+    func advance(by seconds: TimeInterval) { now.withLock { $0 = $0.addingTimeInterval(seconds) } }
+}
+
+enum Root {
+    static let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static func path(_ relative: String) -> String { url.appendingPathComponent(relative).path }
+}
+
+/// One development PKI on disk for the whole test run (key generation is the slow part),
+/// with two extra partners: a suspended municipality and a second identity of one partner
+/// that is not registered in the directory.
+final class SharedPKI: Sendable {
+    let directory: URL
+    let pki: DevelopmentPKI
+    let partnersFile: String
+    let evilCA: CertificateIssuer
+
+    static let shared = try! SharedPKI()
+
+    init() throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("ketenpost-relay-tests-\(UUID().uuidString.prefix(8))")
+        pki = DevelopmentPKI(directory: directory.appendingPathComponent("certs").path)
+        var partners = try PartnerDirectoryFile.load(path: Root.path("config/partners.yaml"))
+        partners.partners.append(PartnerEntry(id: "gemeente-geschorst", name: "Gemeente Geschorst", role: .municipality,
+                                              oin: "00000001000000000099", state: .suspended))
+        try pki.create(partners: partners.partners)
+        // An identity with a valid certificate from the right CA that the directory does not list.
+        let ca = try pki.loadCA()
+        let key = try PrivateKey.generate(.ecP256)
+        let entry = partners.partner("gemeente-maastricht")!
+        let certificate = try ca.issue(DevelopmentPKI.partnerProfile(entry, keyKind: .ecP256, now: Date()), for: key)
+        let rogue = directory.appendingPathComponent("unregistered-maastricht")
+        try FileManager.default.createDirectory(at: rogue, withIntermediateDirectories: true)
+        try certificate.pem.write(to: rogue.appendingPathComponent("cert.pem"), atomically: true, encoding: .utf8)
+        try key.pem().write(to: rogue.appendingPathComponent("key.pem"), atomically: true, encoding: .utf8)
+        // A partner identity from a CA nobody trusts.
+        evilCA = try CertificateIssuer.selfSigned(DevelopmentPKI.caProfile(now: Date(), name: "Evil CA"), key: .generate(.ecP256))
+        let evilKey = try PrivateKey.generate(.ecP256)
+        let evilCert = try evilCA.issue(DevelopmentPKI.partnerProfile(entry, keyKind: .ecP256, now: Date()), for: evilKey)
+        let evil = directory.appendingPathComponent("evil-maastricht")
+        try FileManager.default.createDirectory(at: evil, withIntermediateDirectories: true)
+        try evilCert.pem.write(to: evil.appendingPathComponent("cert.pem"), atomically: true, encoding: .utf8)
+        try evilKey.pem().write(to: evil.appendingPathComponent("key.pem"), atomically: true, encoding: .utf8)
+
+        partnersFile = directory.appendingPathComponent("partners.yaml").path
+        let yaml = try String(contentsOfFile: Root.path("config/partners.yaml"), encoding: .utf8) + """
+              - id: gemeente-geschorst
+                name: Gemeente Geschorst
+                role: municipality
+                oin: "00000001000000000099"
+                state: suspended
+
+            """
+        try yaml.write(toFile: partnersFile, atomically: true, encoding: .utf8)
+    }
+
+    func identityDirectory(_ id: String) -> String {
+        switch id {
+        case "unregistered-maastricht", "evil-maastricht": return directory.appendingPathComponent(id).path
+        default: return pki.partnerDirectory(id)
+        }
+    }
+}
+
+/// A relay on 127.0.0.1, port 0, with its own SQLite file, and clients for the partners.
+final class Harness: Sendable {
+    let shared = SharedPKI.shared
+    let clock = TestClock()
+    let work: URL
+    let configuration: RelayConfiguration
+    private let running = Mutex<RunningRelay?>(nil)
+    private let clients = Mutex<[RelayClient]>([])
+
+    init(_ adjust: (inout RelayConfiguration) -> Void = { _ in }) async throws {
+        work = FileManager.default.temporaryDirectory.appendingPathComponent("ketenpost-relay-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
+        var c = RelayConfiguration()
+        let pki = shared.pki
+        c.port = 0
+        c.storePath = work.appendingPathComponent("store/ketenpost.sqlite").path
+        c.developmentPKIDirectory = nil
+        c.tlsCertificate = pki.relayDirectory + "/cert.pem"
+        c.tlsKey = pki.relayDirectory + "/key.pem"
+        c.trustAnchors = pki.caCertificatePath
+        c.crls = [pki.crlPath]
+        c.partnersFile = shared.partnersFile
+        c.policyFile = Root.path("config/policy.yaml")
+        c.certificateDirectory = pki.directory.appendingPathComponent("partners").path
+        c.leaseDuration = 30
+        c.maxAttempts = 3
+        c.retention = 3600
+        c.sweepInterval = 3600   // the tests sweep by hand
+        c.ratePerSecond = 1000
+        c.rateBurst = 1000
+        adjust(&c)
+        configuration = c
+        try await start()
+    }
+
+    var relay: RunningRelay { running.withLock { $0! } }
+    var url: URL { relay.url }
+    var store: any MessageStore { relay.core.store }
+
+    func start() async throws {
+        var logger = Logger(label: "test.relay")
+        logger.logLevel = .warning
+        let clock = self.clock
+        let server = try await RelayServer.prepare(configuration, logger: logger, clock: { clock() })
+        let started = try await RunningRelay.start(server, logger: logger)
+        running.withLock { $0 = started }
+    }
+
+    /// Stops the relay (graceful shutdown) and starts a new one on the same store file.
+    func restart() async throws {
+        await relay.stop()
+        try await start()
+    }
+
+    var trust: TrustStore { get throws { try TrustStore.load(anchorsFile: shared.pki.caCertificatePath, crlFiles: [shared.pki.crlPath]) } }
+
+    func client(_ id: String) throws -> RelayClient {
+        let client = try RelayClient(relay: url, identity: try Identity.load(directory: shared.identityDirectory(id)), trust: try trust)
+        clients.withLock { $0.append(client) }
+        return client
+    }
+
+    func example(_ type: MessageType) throws -> Data {
+        try Data(contentsOf: URL(fileURLWithPath: Root.path("config/examples/\(type.rawValue).json")))
+    }
+
+    func shutdown() async {
+        for client in clients.withLock({ $0 }) { try? await client.shutdown() }
+        await relay.stop()
+        try? FileManager.default.removeItem(at: work)
+    }
+}
+
+/// Runs `body` with a fresh harness and always shuts it down.
+func withRelay(_ adjust: (inout RelayConfiguration) -> Void = { _ in }, _ body: (Harness) async throws -> Void) async throws {
+    let harness = try await Harness(adjust)
+    do {
+        try await body(harness)
+    } catch {
+        await harness.shutdown()
+        throw error
+    }
+    await harness.shutdown()
+}
+
+/// Expects a relay error with `code`.
+func expectRelayError(_ code: KetenpostError.Code, sourceLocation: SourceLocation = #_sourceLocation,
+                      _ body: () async throws -> Void) async {
+    do {
+        try await body()
+        Issue.record("expected \(code), but the call succeeded", sourceLocation: sourceLocation)
+    } catch let error as KetenpostError {
+        #expect(error.code == code, "got \(error)", sourceLocation: sourceLocation)
+    } catch {
+        Issue.record("expected \(code), got \(error)", sourceLocation: sourceLocation)
+    }
+}
+
+struct Shell {
+    let status: Int32
+    let stdout: String
+    let stderr: String
+}
+
+@discardableResult
+func shell(_ script: String, in directory: URL? = nil, env: [String: String] = [:]) throws -> Shell {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/bin/bash")
+    process.arguments = ["-c", script]
+    if let directory { process.currentDirectoryURL = directory }
+    process.environment = ProcessInfo.processInfo.environment.merging(env) { $1 }
+    let out = Pipe(), err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    try process.run()
+    let group = DispatchGroup()
+    nonisolated(unsafe) var outData = Data()
+    group.enter()
+    DispatchQueue.global().async { outData = out.fileHandleForReading.readDataToEndOfFile(); group.leave() }
+    let errData = err.fileHandleForReading.readDataToEndOfFile()
+    group.wait()
+    process.waitUntilExit()
+    return Shell(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
+                 stderr: String(decoding: errData, as: UTF8.self))
+}
