@@ -137,12 +137,12 @@ import Testing
         try await withRelay { h in
             let ca = h.shared.pki.caCertificatePath
             // curl without a client certificate: TLS 1.3 reports the alert on the first read.
-            let none = try shell("curl -sS --max-time 10 --cacert '\(ca)' \(h.url.absoluteString)/v1/health")
+            let none = try await shell("curl -sS --max-time 10 --cacert '\(ca)' \(h.url.absoluteString)/v1/health")
             #expect(none.status != 0)
             #expect(none.stderr.contains("alert") || none.stderr.contains("certificate"), "\(none.stderr)")
             // curl with a certificate from an untrusted CA.
             let evil = h.shared.identityDirectory("evil-maastricht")
-            let untrusted = try shell("curl -sS --max-time 10 --cacert '\(ca)' --cert '\(evil)/cert.pem' --key '\(evil)/key.pem' \(h.url.absoluteString)/v1/health")
+            let untrusted = try await shell("curl -sS --max-time 10 --cacert '\(ca)' --cert '\(evil)/cert.pem' --key '\(evil)/key.pem' \(h.url.absoluteString)/v1/health")
             #expect(untrusted.status != 0)
             #expect(untrusted.stderr.contains("unknown ca") || untrusted.stderr.contains("alert"), "\(untrusted.stderr)")
             // AsyncHTTPClient with the untrusted certificate fails the handshake too.
@@ -155,7 +155,7 @@ import Testing
             } catch {}
             // A registered partner gets through.
             let me = h.shared.identityDirectory(municipality)
-            let ok = try shell("curl -sS --max-time 10 --cacert '\(ca)' --cert '\(me)/cert.pem' --key '\(me)/key.pem' \(h.url.absoluteString)/v1/health")
+            let ok = try await shell("curl -sS --max-time 10 --cacert '\(ca)' --cert '\(me)/cert.pem' --key '\(me)/key.pem' \(h.url.absoluteString)/v1/health")
             #expect(ok.status == 0 && ok.stdout.contains("ok"), "\(ok.stderr)")
         }
     }
@@ -168,13 +168,13 @@ import Testing
             try Data(count: 8 * 1024 * 1024).write(to: big)
             let curl = "curl -sS --max-time 20 --cacert '\(ca)' --cert '\(me)/cert.pem' --key '\(me)/key.pem' -o /dev/stderr -w '%{http_code}' -X POST"
             // Declared length over the limit: refused from the headers.
-            let declared = try shell("\(curl) -H 'Content-Type: application/cms' --data-binary @'\(big.path)' \(h.url.absoluteString)/v1/messages")
+            let declared = try await shell("\(curl) -H 'Content-Type: application/cms' --data-binary @'\(big.path)' \(h.url.absoluteString)/v1/messages")
             #expect(declared.stdout == "413", "\(declared.stdout) \(declared.stderr)")
             #expect(declared.stderr.contains("request.too-large"))
             // Chunked, no length: refused once the limit is passed.
-            let chunked = try shell("\(curl) -H 'Content-Type: application/cms' -H 'Transfer-Encoding: chunked' --data-binary @'\(big.path)' \(h.url.absoluteString)/v1/messages")
+            let chunked = try await shell("\(curl) -H 'Content-Type: application/cms' -H 'Transfer-Encoding: chunked' --data-binary @'\(big.path)' \(h.url.absoluteString)/v1/messages")
             #expect(chunked.stdout == "413", "\(chunked.stdout) \(chunked.stderr)")
-            let form = try shell("\(curl) --data-binary 'x=1' \(h.url.absoluteString)/v1/messages")
+            let form = try await shell("\(curl) --data-binary 'x=1' \(h.url.absoluteString)/v1/messages")
             #expect(form.stdout == "415", "\(form.stdout) \(form.stderr)")
             #expect(form.stderr.contains("request.unsupported-media-type"))
             // The relay still serves.

@@ -183,8 +183,22 @@ struct Shell {
     let stderr: String
 }
 
+/// Runs a shell script (curl, openssl, the ketenpost binary) on a Dispatch thread, never on
+/// the cooperative pool: blocking it would starve the in-process relay the script talks to.
 @discardableResult
-func shell(_ script: String, in directory: URL? = nil, env: [String: String] = [:]) throws -> Shell {
+func shell(_ script: String, in directory: URL? = nil, env: [String: String] = [:]) async throws -> Shell {
+    try await withCheckedThrowingContinuation { continuation in
+        DispatchQueue.global().async {
+            do {
+                continuation.resume(returning: try shellBlocking(script, in: directory, env: env))
+            } catch {
+                continuation.resume(throwing: error)
+            }
+        }
+    }
+}
+
+private func shellBlocking(_ script: String, in directory: URL?, env: [String: String]) throws -> Shell {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: "/bin/bash")
     process.arguments = ["-c", script]

@@ -29,7 +29,7 @@ import Testing
             let submit = try Self.recipe("submit")
             let fetch = String(submit.split(separator: "\n", omittingEmptySubsequences: false).prefix(2).joined(separator: "\n"))
             let script = "set -euo pipefail\n" + fetch + "\n" + (try Self.recipe("seal")) + "\n" + submit
-            let result = try shell(script, in: work, env: env)
+            let result = try await shell(script, in: work, env: env)
             #expect(result.status == 0, "\(result.stderr)")
             let accepted = try JSONSerialization.jsonObject(with: Data(contentsOf: work.appendingPathComponent("accepted.json"))) as? [String: Any]
             #expect(accepted?["state"] as? String == "accepted")
@@ -46,10 +46,10 @@ import Testing
     }
 
     /// The demo of the README runs to the end.
-    @Test func demoRunsToTheEnd() throws {
+    @Test func demoRunsToTheEnd() async throws {
         let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("ketenpost")
         let path = FileManager.default.isExecutableFile(atPath: binary.path) ? binary.path : Root.path(".build/debug/ketenpost")
-        let result = try shell("'\(path)' demo --config '\(Root.path("config"))'", in: Root.url)
+        let result = try await shell("'\(path)' demo --config '\(Root.path("config"))'", in: Root.url)
         #expect(result.status == 0, "\(result.stderr)")
         #expect(result.stdout.contains("every receipt verified"))
         #expect(result.stdout.components(separatedBy: "verified").count > 6)

@@ -11,13 +11,18 @@ import KetenpostModel
     final class Workspace: @unchecked Sendable {
         let dir: URL
         let pki: DevelopmentPKI
-        init() throws {
-            dir = try Paths.temporaryDirectory()
+        private init(dir: URL, pki: DevelopmentPKI) {
+            self.dir = dir
+            self.pki = pki
+        }
+
+        static func make() async throws -> Workspace {
+            let dir = try Paths.temporaryDirectory()
             let certs = dir.appendingPathComponent("certs").path
-            let result = try run(Paths.executable.path, ["pki", "init", "--dir", certs,
-                                                         "--partners", Paths.root.appendingPathComponent("config/partners.yaml").path])
+            let result = try await run(Paths.executable.path, ["pki", "init", "--dir", certs,
+                                                               "--partners", Paths.root.appendingPathComponent("config/partners.yaml").path])
             guard result.status == 0 else { throw KetenpostError(.internalError, "pki init failed: \(result.stderr)") }
-            pki = DevelopmentPKI(directory: certs)
+            return Workspace(dir: dir, pki: DevelopmentPKI(directory: certs))
         }
         deinit { try? FileManager.default.removeItem(at: dir) }
 
@@ -28,7 +33,18 @@ import KetenpostModel
         }
     }
 
-    static let workspace = Result { try Workspace() }
+    /// Made once for the suite (serialized), on first use.
+    static let workspace = WorkspaceBox()
+
+    actor WorkspaceBox {
+        private var made: Workspace?
+        func get() async throws -> Workspace {
+            if let made { return made }
+            let new = try await Workspace.make()
+            made = new
+            return new
+        }
+    }
 
     /// The lines of the fenced block that starts with `# recipe: NAME` in docs/FORMAT.md.
     static func recipe(_ name: String) throws -> String {
@@ -40,25 +56,25 @@ import KetenpostModel
         return String(text[start.upperBound..<end.lowerBound])
     }
 
-    func bash(_ script: String, in directory: URL, env: [String: String]) throws -> ProcessResult {
+    func bash(_ script: String, in directory: URL, env: [String: String]) async throws -> ProcessResult {
         let exports = env.map { "export \($0.key)='\($0.value)'" }.sorted().joined(separator: "\n")
-        return try run("/bin/bash", ["-euo", "pipefail", "-c", exports + "\n" + script], directory: directory)
+        return try await run("/bin/bash", ["-euo", "pipefail", "-c", exports + "\n" + script], directory: directory)
     }
 
     @Test(arguments: ["zorgcoordinatie-zuid-limburg", "belastingdienst"])
-    func messageSealedWithOpenSSLRecipeOpensWithKetenpost(recipient: String) throws {
-        let ws = try Self.workspace.get()
+    func messageSealedWithOpenSSLRecipeOpensWithKetenpost(recipient: String) async throws {
+        let ws = try await Self.workspace.get()
         let work = try ws.scratch()
         let (from, type) = recipient == "belastingdienst"
             ? ("politie-avim-limburg", MessageType.enforcementSignal) : ("gemeente-eijsden-margraten", .signal)
-        let sealed = try bash(try Self.recipe("seal"), in: work, env: [
+        let sealed = try await bash(try Self.recipe("seal"), in: work, env: [
             "SENDER": ws.pki.partnerDirectory(from), "FROM": from, "TO": recipient,
             "TO_CERT": ws.pki.partnerDirectory(recipient) + "/cert.pem", "TYPE": type.rawValue,
             "PAYLOAD": Paths.root.appendingPathComponent("config/examples/\(type.rawValue).json").path,
         ])
         #expect(sealed.status == 0, "seal recipe failed: \(sealed.stderr)")
 
-        let opened = try run(Paths.executable.path, ["open", "--identity", ws.pki.partnerDirectory(recipient),
+        let opened = try await run(Paths.executable.path, ["open", "--identity", ws.pki.partnerDirectory(recipient),
                                                      "--trust", ws.pki.caCertificatePath, "--crl", ws.pki.crlPath,
                                                      "--in", work.appendingPathComponent("message.der").path])
         #expect(opened.status == 0, "ketenpost open failed: \(opened.stderr)")
@@ -68,11 +84,11 @@ import KetenpostModel
         #expect(content.payload.encoded() == (try Payload.decode(from: try Paths.example(type))).encoded())
     }
 
-    @Test func messageSealedByKetenpostOpensWithOpenSSLLayerByLayer() throws {
-        let ws = try Self.workspace.get()
+    @Test func messageSealedByKetenpostOpensWithOpenSSLLayerByLayer() async throws {
+        let ws = try await Self.workspace.get()
         let work = try ws.scratch()
         let from = "gemeente-eijsden-margraten", to = "zorgcoordinatie-zuid-limburg"
-        let sealed = try run(Paths.executable.path, [
+        let sealed = try await run(Paths.executable.path, [
             "seal", "--identity", ws.pki.partnerDirectory(from), "--to", to,
             "--to-cert", ws.pki.partnerDirectory(to) + "/cert.pem", "--type", "signal",
             "--region", "GM1903", "--exploitation-form", "labour",
@@ -81,7 +97,7 @@ import KetenpostModel
         ])
         #expect(sealed.status == 0, "ketenpost seal failed: \(sealed.stderr)")
 
-        let opened = try bash(try Self.recipe("open"), in: work, env: ["ME": ws.pki.partnerDirectory(to), "CA": ws.pki.caCertificatePath])
+        let opened = try await bash(try Self.recipe("open"), in: work, env: ["ME": ws.pki.partnerDirectory(to), "CA": ws.pki.caCertificatePath])
         #expect(opened.status == 0, "open recipe failed: \(opened.stderr)")
         let content = try SealedContent.decode(from: opened.stdout)
         #expect(content.header.from == from)
@@ -91,26 +107,26 @@ import KetenpostModel
         #expect((outer?["header"] as? [String: Any])?["id"] as? String == content.header.id.uuidString.lowercased()
                 || (outer?["header"] as? [String: Any])?["id"] as? String == content.header.id.uuidString)
         // A wrong key does not open it with openssl either.
-        let wrong = try bash(try Self.recipe("open"), in: work, env: ["ME": ws.pki.partnerDirectory("opvang-zuid-limburg"), "CA": ws.pki.caCertificatePath])
+        let wrong = try await bash(try Self.recipe("open"), in: work, env: ["ME": ws.pki.partnerDirectory("opvang-zuid-limburg"), "CA": ws.pki.caCertificatePath])
         #expect(wrong.status != 0)
     }
 
-    @Test func openReportsCodeAndSentenceOnFailure() throws {
-        let ws = try Self.workspace.get()
+    @Test func openReportsCodeAndSentenceOnFailure() async throws {
+        let ws = try await Self.workspace.get()
         let work = try ws.scratch()
         let garbage = work.appendingPathComponent("garbage.der")
         try Data("not a message".utf8).write(to: garbage)
-        let result = try run(Paths.executable.path, ["open", "--identity", ws.pki.partnerDirectory("opvang-zuid-limburg"),
+        let result = try await run(Paths.executable.path, ["open", "--identity", ws.pki.partnerDirectory("opvang-zuid-limburg"),
                                                      "--trust", ws.pki.caCertificatePath, "--in", garbage.path])
         #expect(result.status == 1)
         #expect(result.stderr.contains("envelope.malformed"))
         #expect(result.stdout.isEmpty)
     }
 
-    @Test func sealRefusesInvalidPayloadWithPath() throws {
-        let ws = try Self.workspace.get()
+    @Test func sealRefusesInvalidPayloadWithPath() async throws {
+        let ws = try await Self.workspace.get()
         let from = "gemeente-eijsden-margraten", to = "zorgcoordinatie-zuid-limburg"
-        let result = try run(Paths.executable.path, [
+        let result = try await run(Paths.executable.path, [
             "seal", "--identity", ws.pki.partnerDirectory(from), "--to", to,
             "--to-cert", ws.pki.partnerDirectory(to) + "/cert.pem", "--type", "signal",
         ], stdin: Data(#"{"schema":"ketenpost/signal/v1","urgency":"later"}"#.utf8))
@@ -121,10 +137,10 @@ import KetenpostModel
     }
 
     /// The benchmark doubles as a leak check: resident memory after thousands of cycles.
-    @Test func envelopeBenchRunsAndDoesNotLeak() throws {
-        let ws = try Self.workspace.get()
+    @Test func envelopeBenchRunsAndDoesNotLeak() async throws {
+        let ws = try await Self.workspace.get()
         let report = ws.dir.appendingPathComponent("bench.json")
-        let result = try run(Paths.executable.path, ["bench", "envelope", "--iterations", "1500", "--warmup", "300", "--json", report.path])
+        let result = try await run(Paths.executable.path, ["bench", "envelope", "--iterations", "1500", "--warmup", "300", "--json", report.path])
         #expect(result.status == 0, "\(result.stderr)")
         let json = try JSONSerialization.jsonObject(with: Data(contentsOf: report)) as? [String: Any]
         let before = json?["residentBytesAfterWarmup"] as? Int ?? 0

@@ -79,9 +79,22 @@ struct ProcessResult {
     var stdoutText: String { String(decoding: stdout, as: UTF8.self) }
 }
 
-/// Runs a real command (openssl, the ketenpost CLI) and collects its output.
+/// Runs a real command (openssl, the ketenpost CLI) and collects its output, on a Dispatch
+/// thread: blocking the cooperative pool would starve other suites' in-process relays.
 @discardableResult
-func run(_ executable: String, _ arguments: [String], stdin: Data? = nil, directory: URL? = nil) throws -> ProcessResult {
+func run(_ executable: String, _ arguments: [String], stdin: Data? = nil, directory: URL? = nil) async throws -> ProcessResult {
+    try await withCheckedThrowingContinuation { continuation in
+        DispatchQueue.global().async {
+            do {
+                continuation.resume(returning: try runBlocking(executable, arguments, stdin: stdin, directory: directory))
+            } catch {
+                continuation.resume(throwing: error)
+            }
+        }
+    }
+}
+
+private func runBlocking(_ executable: String, _ arguments: [String], stdin: Data?, directory: URL?) throws -> ProcessResult {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: executable)
     process.arguments = arguments
