@@ -55,3 +55,22 @@ import Testing
         #expect(result.stdout.components(separatedBy: "verified").count > 6)
     }
 }
+
+/// The OpenAPI document names every route the relay serves, and every error code it can send.
+@Suite struct OpenAPIDocumentTests {
+    @Test func everyRouteAndErrorCodeIsDocumented() throws {
+        let text = try String(contentsOfFile: Root.path("docs/openapi.yaml"), encoding: .utf8)
+        for path in ["/v1/messages:", "/v1/inbox:", "/v1/messages/{id}/ack:", "/v1/messages/{id}:",
+                     "/v1/directory/{partner}:", "/v1/directory/{partner}/certificates.pem:", "/v1/health:", "/v1/ready:"] {
+            #expect(text.contains("  \(path)\n"), "\(path) is not in docs/openapi.yaml")
+        }
+        let codes: [KetenpostError.Code] = [
+            .unknownPartner, .partnerSuspended, .senderMismatch, .signerUnregistered, .recipientUnknown, .recipientSuspended,
+            .policyForbidden, .correlationMismatch, .messageExpired, .createdInFuture, .messageConflict, .messageNotFound,
+            .messageFinal, .leaseInvalid, .leaseExpired, .receiptMismatch, .requestTooLarge, .requestUnsupportedMediaType,
+            .requestInvalid, .rateLimited, .storeUnavailable, .envelopeMalformed, .outerSignatureInvalid, .outerContentInvalid,
+            .headerInvalid, .signerNotSender, .certificateUntrusted, .certificateRevoked, .receiptSignerMismatch,
+        ]
+        for code in codes { #expect(text.contains(code.rawValue), "\(code) is not in docs/openapi.yaml") }
+    }
+}
