@@ -1,0 +1,85 @@
+import Foundation
+import Ketenpost
+import KetenpostRelay
+import Logging
+import Testing
+
+@Suite struct ConfigurationTests {
+    @Test func shippedConfigurationLoadsWithItsDocumentedDefaults() throws {
+        let c = try RelayConfiguration.load(path: Root.path("config/ketenpost.yaml"))
+        #expect(c.port == 8443 && c.host == "127.0.0.1")
+        #expect(c.leaseDuration == 60 && c.maxAttempts == 5 && c.retention == 7 * 86_400)
+        #expect(c.maxLifetime[MessageType.intakeNotice] == TimeInterval(3 * 86_400))
+        #expect(c.developmentPKIDirectory == "certs/dev")
+        _ = try Policy.load(path: Root.path("config/policy.yaml"))
+    }
+
+    @Test func shippedPolicyIsTheBriefsTable() throws {
+        let shipped = try Policy.load(path: Root.path("config/policy.yaml"))
+        for type in MessageTypeList.all {
+            for from in RoleList.all {
+                for to in RoleList.all {
+                    #expect(shipped.allows(type, from: from, to: to) == Policy.default.allows(type, from: from, to: to),
+                            "\(type) \(from) → \(to)")
+                }
+            }
+        }
+    }
+
+    @Test func invalidConfigurationNamesFileKeyAndProblem() {
+        let cases: [(String, String)] = [
+            ("listen:\n  port: 70000\n", "listen.port"),
+            ("queue:\n  leaseDuration: soon\n", "queue.leaseDuration"),
+            ("queue:\n  maxAttempts: 0\n", "queue.maxAttempts"),
+            ("queue:\n  maxLifetime:\n    gossip: 1d\n", "queue.maxLifetime.gossip"),
+            ("queue:\n  leaseDuraton: 30s\n", "queue.leaseDuraton"),
+            ("listn:\n  port: 1\n", "listn"),
+            ("limits:\n  maxMessageBytes: 10\n", "limits.maxMessageBytes"),
+            ("listen:\n  port: eighty\n", "listen.port"),
+        ]
+        for (yaml, key) in cases {
+            do {
+                _ = try RelayConfiguration.parse(yaml, file: "ketenpost.yaml")
+                Issue.record("\(key): accepted")
+            } catch {
+                #expect(error.code == .configInvalid)
+                #expect(error.message.hasPrefix("ketenpost.yaml: "), "\(error.message)")
+                #expect(error.message.contains(key), "\(error.message) should name \(key)")
+            }
+        }
+    }
+
+    @Test func firstStartCreatesTheDevelopmentPKI() async throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ketenpost-first-start-\(UUID().uuidString.prefix(8))")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var c = RelayConfiguration()
+        let pki = DevelopmentPKI(directory: dir.appendingPathComponent("certs").path)
+        c.developmentPKIDirectory = pki.directory.path
+        c.tlsCertificate = pki.relayDirectory + "/cert.pem"
+        c.tlsKey = pki.relayDirectory + "/key.pem"
+        c.trustAnchors = pki.caCertificatePath
+        c.crls = [pki.crlPath]
+        c.partnersFile = Root.path("config/partners.yaml")
+        c.policyFile = Root.path("config/policy.yaml")
+        c.certificateDirectory = pki.directory.appendingPathComponent("partners").path
+        c.storePath = dir.appendingPathComponent("store.sqlite").path
+        #expect(!pki.exists)
+        let server = try await RelayServer.prepare(c, logger: Logger(label: "test"))
+        #expect(pki.exists)
+        #expect(server.core.directory.partners.count == 8)
+        // A missing partner certificate file stops start-up with the file and key.
+        c.certificateDirectory = dir.appendingPathComponent("nowhere").path
+        c.developmentPKIDirectory = nil
+        do {
+            _ = try await RelayServer.prepare(c, logger: Logger(label: "test"))
+            Issue.record("started without partner certificates")
+        } catch let error as KetenpostError {
+            #expect(error.code == .configInvalid)
+            #expect(error.message.contains("partners[0].certificates"))
+        }
+    }
+}
+
+import KetenpostModel
+enum MessageTypeList { static let all = MessageType.allCases }
+enum RoleList { static let all = PartnerRole.allCases }
