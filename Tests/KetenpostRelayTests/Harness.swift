@@ -83,6 +83,8 @@ final class SharedPKI: Sendable {
 final class Harness: Sendable {
     let shared = SharedPKI.shared
     let clock = TestClock()
+    /// Every log line of the relay, at trace level, as the tests capture it.
+    let log = LogLines()
     let work: URL
     let configuration: RelayConfiguration
     private let running = Mutex<RunningRelay?>(nil)
@@ -119,8 +121,9 @@ final class Harness: Sendable {
     var store: any MessageStore { relay.core.store }
 
     func start() async throws {
-        var logger = Logger(label: "test.relay")
-        logger.logLevel = .warning
+        let log = self.log
+        var logger = Logger(label: "test.relay", factory: { _ in CapturingLogHandler(lines: log) })
+        logger.logLevel = .trace
         let clock = self.clock
         let server = try await RelayServer.prepare(configuration, logger: logger, clock: { clock() })
         let started = try await RunningRelay.start(server, logger: logger)
@@ -217,4 +220,27 @@ private func shellBlocking(_ script: String, in directory: URL?, env: [String: S
     process.waitUntilExit()
     return Shell(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
                  stderr: String(decoding: errData, as: UTF8.self))
+}
+
+/// Collected log output, for tests that check what the relay writes to its logs.
+final class LogLines: Sendable {
+    private let lines = Mutex<[String]>([])
+    func append(_ line: String) { lines.withLock { $0.append(line) } }
+    var all: [String] { lines.withLock { $0 } }
+}
+
+/// A swift-log handler that renders lines as the stream handler would (message and metadata).
+struct CapturingLogHandler: LogHandler {
+    let lines: LogLines
+    var logLevel: Logger.Level = .trace
+    var metadata: Logger.Metadata = [:]
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+    func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String,
+             file: String, function: String, line: UInt) {
+        let all = self.metadata.merging(metadata ?? [:]) { $1 }
+        lines.append("\(level) \(message) \(all.map { "\($0)=\($1)" }.sorted().joined(separator: " "))")
+    }
 }
