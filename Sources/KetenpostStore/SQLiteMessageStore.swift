@@ -10,6 +10,7 @@ import GRDB
 /// Bodies are ciphertext and never leave this type except through `lease` and `body(id:)`.
 public final class SQLiteMessageStore: MessageStore {
     private let pool: DatabasePool
+    private let groupCommit = GroupCommit()
 
     /// Opens or creates the database file (and its parent directories). Call `migrate()` before use.
     public init(path: String) throws {
@@ -100,26 +101,36 @@ public final class SQLiteMessageStore: MessageStore {
 
     // MARK: - Queue
 
+    /// Group commit: submissions that arrive while a commit is being fsync'd wait for the next
+    /// transaction together, so N concurrent partners share one fsync instead of queueing for N.
+    /// Each caller still gets its answer only after the transaction holding its message committed.
     public func submit(_ message: NewMessage) async throws -> SubmitOutcome {
+        try await groupCommit.submit(message) { [self] batch in try await self.submitBatch(batch) }
+    }
+
+    /// Stores a batch in one transaction, in order; a repeated id within the batch sees the earlier insert.
+    private func submitBatch(_ messages: [NewMessage]) async throws -> [SubmitOutcome] {
         try await transaction { db in
-            let id = Self.key(message.id)
-            // Inside the write lock: nobody can insert the same id between this check and the insert.
-            if let existing = try Self.fetch(db, id: id) {
-                return existing.digest == message.digest && existing.sender == message.sender ? .duplicate(existing) : .conflict
+            try messages.map { message in
+                let id = Self.key(message.id)
+                // Inside the write lock: nobody can insert the same id between this check and the insert.
+                if let existing = try Self.fetch(db, id: id) {
+                    return existing.digest == message.digest && existing.sender == message.sender ? .duplicate(existing) : .conflict
+                }
+                try db.execute(sql: """
+                    INSERT INTO messages (id, sender, recipient, type, priority, correlation_id, exploitation_form, region,
+                        digest, size, accepted_at, expires_at, state, attempts, acceptance_receipt, body)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'accepted', 0, ?, ?)
+                    """, arguments: [
+                        id, message.sender, message.recipient, message.type, message.priority,
+                        message.correlationId.map(Self.key), message.exploitationForm, message.region,
+                        message.digest, message.body.count, Self.seconds(message.acceptedAt), Self.seconds(message.expiresAt),
+                        message.acceptanceReceipt, message.body,
+                    ])
+                // Read back, so the caller sees exactly what later reads return (sequence, stored times).
+                guard let stored = try Self.fetch(db, id: id) else { throw DatabaseError(message: "inserted message vanished") }
+                return .accepted(stored)
             }
-            try db.execute(sql: """
-                INSERT INTO messages (id, sender, recipient, type, priority, correlation_id, exploitation_form, region,
-                    digest, size, accepted_at, expires_at, state, attempts, acceptance_receipt, body)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'accepted', 0, ?, ?)
-                """, arguments: [
-                    id, message.sender, message.recipient, message.type, message.priority,
-                    message.correlationId.map(Self.key), message.exploitationForm, message.region,
-                    message.digest, message.body.count, Self.seconds(message.acceptedAt), Self.seconds(message.expiresAt),
-                    message.acceptanceReceipt, message.body,
-                ])
-            // Read back, so the caller sees exactly what later reads return (sequence, stored times).
-            guard let stored = try Self.fetch(db, id: id) else { throw DatabaseError(message: "inserted message vanished") }
-            return .accepted(stored)
         }
     }
 

@@ -580,3 +580,26 @@ struct StoreContract {
         #expect(try await first.pendingCount(recipient: recipient) == 1)
     }
 }
+
+@Suite struct GroupCommitContract {
+    /// Many concurrent submissions of distinct messages (which a backend may commit together):
+    /// every one is answered as accepted, stored once, and each answer is what a later read returns.
+    @Test(arguments: Backend.allCases)
+    func concurrentDistinctSubmissionsAreEachStoredOnce(_ backend: Backend) async throws {
+        try await withStore(backend) { store in
+            let messages = (0..<300).map { _ in newMessage() }
+            let answers = try await withThrowingTaskGroup(of: StoredMessage.self) { group in
+                for message in messages { group.addTask { try await store.accept(message) } }
+                var all: [StoredMessage] = []
+                for try await stored in group { all.append(stored) }
+                return all
+            }
+            #expect(Set(answers.map(\.id)) == Set(messages.map(\.id)))
+            #expect(Set(answers.map(\.sequence)).count == messages.count)
+            for stored in answers.prefix(20) {
+                #expect(try await store.message(id: stored.id) == stored)
+            }
+            #expect(try await store.pendingCount(recipient: recipient) == messages.count)
+        }
+    }
+}
