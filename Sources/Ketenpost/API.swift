@@ -34,6 +34,10 @@ public enum API {
 
     public struct InboxMessage: Codable, Sendable {
         public var id: UUID
+        /// The sender, as the relay authenticated it (also inside the signed message).
+        public var from: String
+        /// The message type from the routing header.
+        public var type: String
         /// Present this token when acknowledging.
         public var leaseToken: String
         public var leaseExpiresAt: Date
@@ -41,8 +45,10 @@ public enum API {
         public var attempt: Int
         /// The sealed message (outer SignedData DER) in base64.
         public var message: String
-        public init(id: UUID, leaseToken: String, leaseExpiresAt: Date, attempt: Int, message: String) {
+        public init(id: UUID, from: String, type: String, leaseToken: String, leaseExpiresAt: Date, attempt: Int, message: String) {
             self.id = id
+            self.from = from
+            self.type = type
             self.leaseToken = leaseToken
             self.leaseExpiresAt = leaseExpiresAt
             self.attempt = attempt

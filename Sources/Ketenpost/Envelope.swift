@@ -63,7 +63,12 @@ public enum Envelope {
 
     /// Seals `content` from `sender` for the recipient certificates (one entry per certificate,
     /// for instance both the old and the new one during a rotation).
-    public static func seal(_ content: SealedContent, from sender: Identity, to recipients: [Certificate]) throws(KetenpostError) -> Data {
+    ///
+    /// Every recipient certificate must chain to `trust`, be valid and unrevoked, and be meant
+    /// for receiving encrypted content: the certificates usually come from the relay's
+    /// directory, and a relay must not be able to slip in a key of its own.
+    public static func seal(_ content: SealedContent, from sender: Identity, to recipients: [Certificate],
+                            trust: TrustStore) throws(KetenpostError) -> Data {
         do {
             try content.header.validate()
             try content.payload.validate()
@@ -79,8 +84,15 @@ public enum Envelope {
         guard !recipients.isEmpty else {
             throw KetenpostError(.recipientCertificateMismatch, "No recipient certificate was given; fetch the recipient's certificates from the directory.")
         }
-        for certificate in recipients where certificate.commonName != content.header.to {
-            throw KetenpostError(.recipientCertificateMismatch, "A recipient certificate is for \(certificate.commonName ?? "an unnamed subject"), not for \(content.header.to); the message would be unreadable for its recipient.")
+        for certificate in recipients {
+            guard certificate.commonName == content.header.to else {
+                throw KetenpostError(.recipientCertificateMismatch, "A recipient certificate is for \(certificate.commonName ?? "an unnamed subject"), not for \(content.header.to); the message would be unreadable for its recipient.")
+            }
+            do {
+                try trust.verify(certificate, for: .contentEncryption)
+            } catch {
+                throw .certificate(error, role: "recipient's encryption")
+            }
         }
         do {
             let inner = try CMS.sign(content.encoded(), signer: sender.certificate, key: sender.key, extraCertificates: sender.chain)
@@ -176,7 +188,10 @@ public enum Envelope {
     }
 
     /// Opens and checks every layer; see docs/FORMAT.md for the order of checks.
-    public static func open(_ message: Data, as recipient: Identity, trust: TrustStore, at time: Date? = nil) throws(KetenpostError) -> Opened {
+    /// - Parameter allowExpired: open a message past its `expiresAt` (for looking at old
+    ///   messages, never for acting on them: a relay must not deliver those).
+    public static func open(_ message: Data, as recipient: Identity, trust: TrustStore, at time: Date? = nil,
+                            allowExpired: Bool = false) throws(KetenpostError) -> Opened {
         let outer = try readOuter(message, trust: trust, at: time)
         guard outer.header.to == recipient.partnerID else {
             throw KetenpostError(.recipientMismatch, "The message is addressed to \(outer.header.to), not to \(recipient.partnerID); the relay may have misrouted it.")
@@ -210,6 +225,10 @@ public enum Envelope {
         }
         guard content.header == outer.header else {
             throw KetenpostError(.headerMismatch, "The routing header inside the encrypted layer differs from the outer one: it was changed on the way.")
+        }
+        // Five minutes of clock skew between sender, relay and recipient are tolerated.
+        if !allowExpired, content.header.expiresAt.addingTimeInterval(300) < (time ?? Date()) {
+            throw KetenpostError(.messageExpired, "The message expired at its expiresAt; a relay should not have delivered it. Do not act on it.")
         }
         return Opened(content: content, sender: outer.signer, digest: outer.digest)
     }

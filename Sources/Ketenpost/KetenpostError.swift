@@ -91,6 +91,16 @@ extension KetenpostError.Code {
 }
 
 extension KetenpostError {
+    /// Whether the failure lies in the message itself, so that it will never open, whoever
+    /// tries and whenever: only such failures earn a signed rejection receipt (which is final).
+    /// Certificate, revocation and "not encrypted for this key" failures can be local or
+    /// passing (a stale CRL, a rotation in progress); those messages are left for redelivery.
+    public var isContentBound: Bool {
+        [Code.envelopeMalformed, .outerSignatureInvalid, .outerContentInvalid, .decryptionFailed, .innerMalformed,
+         .innerSignatureInvalid, .headerInvalid, .headerMismatch, .payloadInvalid, .signerNotSender, .signerMismatch,
+         .recipientMismatch, .messageExpired].contains(code)
+    }
+
     /// Maps a chain verification failure to the partner-facing certificate codes.
     public static func certificate(_ error: CryptoError, role: String) -> KetenpostError {
         let code: Code

@@ -63,7 +63,7 @@ struct EnvelopeBench: AsyncParsableCommand {
         let payload = Self.signalPayload(bytes: payloadSize)
         let content = try Drafting.content(type: .signal, from: sender.partnerID, to: recipient.partnerID, payload: payload)
         let certificates = recipientIdentities.map(\.certificate)
-        let sealed = try Envelope.seal(content, from: sender, to: certificates)
+        let sealed = try Envelope.seal(content, from: sender, to: certificates, trust: trust)
 
         // The same CMS work without any of ours (JSON, validation, checks): the floor that
         // OpenSSL's CMS sets, to tell our overhead apart from the library's.
@@ -84,11 +84,11 @@ struct EnvelopeBench: AsyncParsableCommand {
             ("raw CMS: sign + encrypt + sign", { _ = try rawSeal() }),
             ("raw CMS: verify outer", { _ = try CMS.verifySignature(rawSealed) }),
             ("raw CMS: verify + decrypt + verify", { try rawOpen() }),
-            ("seal", { _ = try Envelope.seal(content, from: sender, to: certificates) }),
+            ("seal", { _ = try Envelope.seal(content, from: sender, to: certificates, trust: trust) }),
             ("relay outer verification", { _ = try Envelope.readOuter(sealed, trust: trust) }),
             ("open", { _ = try Envelope.open(sealed, as: recipient, trust: trust) }),
             ("seal + outer verification + open", {
-                let message = try Envelope.seal(content, from: sender, to: certificates)
+                let message = try Envelope.seal(content, from: sender, to: certificates, trust: trust)
                 _ = try Envelope.readOuter(message, trust: trust)
                 _ = try Envelope.open(message, as: recipient, trust: trust)
             }),
@@ -111,7 +111,7 @@ struct EnvelopeBench: AsyncParsableCommand {
             for _ in 0..<cores {
                 group.addTask {
                     for _ in 0..<perTask {
-                        let message = try Envelope.seal(content, from: sender, to: certificates)
+                        let message = try Envelope.seal(content, from: sender, to: certificates, trust: trust)
                         _ = try Envelope.readOuter(message, trust: trust)
                         _ = try Envelope.open(message, as: recipient, trust: trust)
                     }

@@ -79,7 +79,7 @@ struct Demo: AsyncParsableCommand {
         }
         func confirm(_ sender: RelayClient, _ id: UUID) async throws {
             let status = try await sender.status(id)
-            let report = try StatusReport(status, trust: trust)
+            let report = try StatusReport(status, trust: trust, relayID: DevelopmentPKI.relayID, me: sender.identity.partnerID, sealedCopy: nil)
             let receipt = report.recipientReceipt.map { "receipt by \($0.issuer) (\($0.disposition)) verified" } ?? "no receipt yet"
             line(sender.identity.partnerID, "status of \(short(id)): \(report.state); acceptance receipt by \(report.acceptanceReceipt.issuer) verified; \(receipt)")
         }

@@ -160,7 +160,7 @@ struct Send: AsyncParsableCommand {
             let entry = try await client.directory(to)
             let certificates = try entry.certificates.flatMap { try Certificate.all(pem: Data($0.utf8)) }
             let content = try Drafting.content(type: type, from: client.identity.partnerID, to: to, payload: try readInput(input), options: options)
-            sealed = try Envelope.seal(content, from: client.identity, to: certificates)
+            sealed = try Envelope.seal(content, from: client.identity, to: certificates, trust: client.trust)
             header = content.header
             try writeDurably(sealed, to: file)
         }
@@ -204,24 +204,43 @@ struct Inbox: AsyncParsableCommand {
             defer { Task { try? await client.shutdown() } }
             let received = try await client.receive(max: max, wait: TimeInterval(wait))
             var stderr = StandardError()
+            var failures = 0
             for item in received {
-                switch item.result {
-                case .success(let opened):
-                    var document = opened.content.encoded()
-                    document.append(0x0A)
-                    if let out {
-                        try writeDurably(document, to: URL(fileURLWithPath: out).appendingPathComponent("\(item.id.uuidString.lowercased()).json"))
-                    } else {
-                        FileHandle.standardOutput.write(document)
+                let id = item.id.uuidString.lowercased()
+                // One message must not stop the others: each is handled, and reported, on its own.
+                do {
+                    switch item.result {
+                    case .success(let opened):
+                        let file = out.map { URL(fileURLWithPath: $0).appendingPathComponent("\(id).json") }
+                        if let file, FileManager.default.fileExists(atPath: file.path) {
+                            // Delivered again (our receipt got lost): already written, so only acknowledge.
+                            if ack { try await client.acknowledge(item) }
+                            print("already received \(id), \(ack ? "acknowledged again" : "not written again")", to: &stderr)
+                            continue
+                        }
+                        var document = opened.content.encoded()
+                        document.append(0x0A)
+                        if let file { try writeDurably(document, to: file) } else { FileHandle.standardOutput.write(document) }
+                        if ack { try await client.acknowledge(item) }
+                        print("received \(id) \(opened.header.type.rawValue) from \(opened.header.from)\(ack ? ", acknowledged" : "")", to: &stderr)
+                    case .failure(let error) where error.isContentBound:
+                        if ack { try await client.acknowledge(item) }
+                        print("refused \(id): \(error.code)\(ack ? ", rejection receipt sent" : "")", to: &stderr)
+                    case .failure(let error):
+                        // Possibly local or passing (certificates, CRL, key rotation): no final
+                        // rejection; the relay delivers it again after the lease.
+                        failures += 1
+                        print("could not open \(id): \(error.code); left for redelivery", to: &stderr)
                     }
-                    if ack { try await client.acknowledge(item) }
-                    print("received \(item.id.uuidString.lowercased()) \(opened.header.type.rawValue) from \(opened.header.from)\(ack ? ", acknowledged" : "")", to: &stderr)
-                case .failure(let error):
-                    if ack { try await client.acknowledge(item) }
-                    print("refused \(item.id.uuidString.lowercased()): \(error.code)\(ack ? ", rejection receipt sent" : "")", to: &stderr)
+                } catch {
+                    failures += 1
+                    print("failed on \(id): \(error)", to: &stderr)
                 }
             }
+            if failures > 0 { throw ExitCode(2) }
             if received.isEmpty { print("no messages", to: &stderr) }
+        } catch let exit as ExitCode {
+            throw exit
         } catch {
             throw fail(error)
         }
@@ -236,6 +255,8 @@ struct Status: AsyncParsableCommand {
     @OptionGroup var partner: PartnerOptions
     @Argument(help: "Message id.") var messageID: String
     @Option(help: "Write the receipts (CMS DER) into this directory, for a third party to check with openssl.") var receipts: String?
+    @Option(help: "Outbox with the sealed copy (default IDENTITY/outbox): receipts are checked against its digest.") var outbox: String?
+    @Option(name: .customLong("relay-id"), help: "The relay's id, issuer of acceptance receipts.") var relayID: String = DevelopmentPKI.relayID
 
     func run() async throws {
         do {
@@ -243,7 +264,9 @@ struct Status: AsyncParsableCommand {
             let client = try partner.client()
             defer { Task { try? await client.shutdown() } }
             let status = try await client.status(id)
-            let report = try StatusReport(status, trust: client.trust)
+            let copy = try? Data(contentsOf: URL(fileURLWithPath: outbox ?? partner.identity + "/outbox")
+                .appendingPathComponent("\(id.uuidString.lowercased()).der"))
+            let report = try StatusReport(status, trust: client.trust, relayID: relayID, me: client.identity.partnerID, sealedCopy: copy)
             if let receipts {
                 let dir = URL(fileURLWithPath: receipts)
                 try writeDurably(Data(base64Encoded: status.acceptanceReceipt) ?? Data(), to: dir.appendingPathComponent("\(messageID).acceptance.der"))
@@ -273,6 +296,8 @@ struct StatusReport: Encodable {
     var reasonCode: String?
     var acceptanceReceipt: ReceiptSummary
     var recipientReceipt: ReceiptSummary?
+    /// Whether the receipts name the digest of the sender's own sealed copy; nil without a copy.
+    var matchesSealedCopy: Bool?
 
     struct ReceiptSummary: Encodable {
         var issuer: String
@@ -282,12 +307,20 @@ struct StatusReport: Encodable {
         var verified: Bool
     }
 
-    init(_ status: API.StatusResponse, trust: TrustStore) throws {
-        func check(_ base64: String, kind: Receipt.Kind, issuer: String?) throws -> ReceiptSummary {
+    /// Checks both receipts: signatures and chains, the relay as issuer of the acceptance, the
+    /// recipient as issuer of the acknowledgement, this sender as `from`, and (with the sender's
+    /// own sealed copy) its digest rather than the digest the relay reports.
+    init(_ status: API.StatusResponse, trust: TrustStore, relayID: String, me: String, sealedCopy: Data?) throws {
+        guard status.from == me else { throw KetenpostError(.receiptInvalid, "The relay reports a message of another sender.") }
+        let digest = sealedCopy.map { Digest.sha256($0).hexString } ?? status.digest
+        guard digest == status.digest else {
+            throw KetenpostError(.receiptMismatch, "The relay's digest differs from the digest of the sealed copy in the outbox.")
+        }
+        func check(_ base64: String, kind: Receipt.Kind, issuer: String) throws -> ReceiptSummary {
             guard let der = Data(base64Encoded: base64) else { throw KetenpostError(.receiptMalformed, "A receipt is not base64.") }
             let receipt = try SignedReceipt.verify(der, trust: trust).receipt
-            guard receipt.kind == kind, receipt.messageId == status.id, receipt.messageDigest == status.digest,
-                  receipt.from == status.from, receipt.to == status.to, issuer == nil || receipt.issuer == issuer else {
+            guard receipt.kind == kind, receipt.messageId == status.id, receipt.messageDigest == digest,
+                  receipt.from == me, receipt.to == status.to, receipt.issuer == issuer else {
                 throw KetenpostError(.receiptInvalid, "A receipt does not name this message.")
             }
             return ReceiptSummary(issuer: receipt.issuer, disposition: receipt.disposition.rawValue, time: receipt.time,
@@ -304,7 +337,8 @@ struct StatusReport: Encodable {
         firstDeliveredAt = status.firstDeliveredAt
         completedAt = status.completedAt
         reasonCode = status.reasonCode
-        acceptanceReceipt = try check(status.acceptanceReceipt, kind: .acceptance, issuer: nil)
+        acceptanceReceipt = try check(status.acceptanceReceipt, kind: .acceptance, issuer: relayID)
         recipientReceipt = try status.recipientReceipt.map { try check($0, kind: .acknowledgement, issuer: status.to) }
+        matchesSealedCopy = sealedCopy == nil ? nil : true
     }
 }

@@ -88,7 +88,7 @@ struct RelayBench: AsyncParsableCommand {
                 try (0..<(count / senders)).map { n in
                     let to = (index + n) % recipients
                     let content = try Drafting.content(type: .signal, from: client.identity.partnerID, to: recipientIDs[to], payload: payload)
-                    return try Envelope.seal(content, from: client.identity, to: recipientCerts[to])
+                    return try Envelope.seal(content, from: client.identity, to: recipientCerts[to], trust: trust)
                 }
             }
         }

@@ -16,12 +16,14 @@ struct Seal: AsyncParsableCommand {
               ketenpost seal --identity certs/dev/partners/gemeente-eijsden-margraten \\
                 --to zorgcoordinatie-zuid-limburg \\
                 --to-cert certs/dev/partners/zorgcoordinatie-zuid-limburg/cert.pem \\
-                --type signal --in config/examples/signal.json --out signal.der
+                --trust certs/dev/ca/cert.pem --type signal --in config/examples/signal.json --out signal.der
             """)
 
     @Option(help: "Identity directory of the sender (cert.pem, key.pem).") var identity: String
     @Option(help: "Partner id of the recipient.") var to: String
     @Option(name: .customLong("to-cert"), help: "Recipient certificate (PEM); repeat for each valid certificate.") var toCert: [String]
+    @Option(help: "Trust anchors (PEM) the recipient certificates must chain to.") var trust: String = "certs/dev/ca/cert.pem"
+    @Option(help: "Certificate revocation list (PEM); repeatable.") var crl: [String] = []
     @Option(help: "Message type: \(MessageType.allCases.map(\.rawValue).joined(separator: ", ")).") var type: MessageType
     @Option(help: "Message id (UUID); default a new one. Reuse it to resubmit the same message.") var id: String?
     @Option(name: .customLong("correlation-id"), help: "Id of the message this one answers.") var correlationID: String?
@@ -51,7 +53,7 @@ struct Seal: AsyncParsableCommand {
             options.region = region
             let content = try Drafting.content(type: type, from: sender.partnerID, to: to, payload: try readInput(input), options: options)
             let recipients = try toCert.flatMap { try Certificate.load(pemFile: $0) }
-            let sealed = try Envelope.seal(content, from: sender, to: recipients)
+            let sealed = try Envelope.seal(content, from: sender, to: recipients, trust: try TrustStore.load(anchorsFile: trust, crlFiles: crl))
             try writeOutput(sealed, to: output)
         } catch {
             throw fail(error)
@@ -74,12 +76,13 @@ struct Open: AsyncParsableCommand {
     @Option(help: "Trust anchors (PEM): the CA certificates partners are issued by.") var trust: String
     @Option(help: "Certificate revocation list (PEM); repeatable. With a CRL, revocation is checked.") var crl: [String] = []
     @Option(name: .customLong("in"), help: "Sealed message (DER), or - for stdin.") var input: String = "-"
+    @Flag(name: .customLong("allow-expired"), help: "Open a message past its expiresAt (to look at it, not to act on it).") var allowExpired = false
 
     func run() async throws {
         do {
             let recipient = try Identity.load(directory: identity)
             let store = try TrustStore.load(anchorsFile: trust, crlFiles: crl)
-            let opened = try Envelope.open(try readInput(input), as: recipient, trust: store)
+            let opened = try Envelope.open(try readInput(input), as: recipient, trust: store, allowExpired: allowExpired)
             var out = opened.content.encoded()
             out.append(0x0A)
             try writeOutput(out, to: "-")

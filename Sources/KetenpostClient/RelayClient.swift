@@ -18,6 +18,8 @@ public final class RelayClient: Sendable {
     public let relay: URL
     public let identity: Identity
     public let trust: TrustStore
+    /// The relay's partner id: acceptance receipts must be issued by it.
+    public let relayID: String
     private let http: HTTPClient
     private let timeout: TimeAmount
 
@@ -25,8 +27,11 @@ public final class RelayClient: Sendable {
     ///   - relay: base URL, e.g. `https://127.0.0.1:8443`.
     ///   - identity: the partner's certificate and key (also the TLS client certificate).
     ///   - trust: trust anchors for the relay's TLS certificate and for every signature.
-    public init(relay: URL, identity: Identity, trust: TrustStore, timeout: TimeAmount = .seconds(60)) throws {
+    ///   - relayID: the commonName of the relay's receipt-signing certificate.
+    public init(relay: URL, identity: Identity, trust: TrustStore, relayID: String = DevelopmentPKI.relayID,
+                timeout: TimeAmount = .seconds(60)) throws {
         self.relay = relay
+        self.relayID = relayID
         self.identity = identity
         self.trust = trust
         self.timeout = timeout
@@ -81,7 +86,7 @@ public final class RelayClient: Sendable {
         let entry = try await directory(recipient)
         let certificates = try entry.certificates.flatMap { try Certificate.all(pem: Data($0.utf8)) }
         let content = try Drafting.content(type: type, from: identity.partnerID, to: recipient, payload: payload, options: options)
-        let sealed = try Envelope.seal(content, from: identity, to: certificates)
+        let sealed = try Envelope.seal(content, from: identity, to: certificates, trust: trust)
         return try await submit(sealed: sealed, header: content.header)
     }
 
@@ -99,6 +104,9 @@ public final class RelayClient: Sendable {
         }
         let verified = try SignedReceipt.verify(der, trust: trust)
         let receipt = verified.receipt
+        guard receipt.issuer == relayID, verified.signer.commonName == relayID else {
+            throw KetenpostError(.receiptSignerMismatch, "The acceptance receipt is not signed by the relay (\(relayID)).")
+        }
         guard receipt.kind == .acceptance, receipt.disposition == .accepted, receipt.messageId == header.id,
               receipt.messageDigest == Digest.sha256(sealed).hexString, receipt.from == header.from, receipt.to == header.to else {
             throw KetenpostError(.receiptInvalid, "The relay's acceptance receipt does not name this message (id, digest, sender, recipient).")
@@ -108,6 +116,8 @@ public final class RelayClient: Sendable {
 
     public struct Received: Sendable {
         public let id: UUID
+        /// The sender as the relay names it; the opened message proves it.
+        public let from: String
         public let leaseToken: String
         /// The sealed bytes as delivered.
         public let sealed: Data
@@ -119,7 +129,7 @@ public final class RelayClient: Sendable {
     public func receive(max: Int = 10, wait: TimeInterval = 0) async throws -> [Received] {
         try await inbox(max: max, wait: wait).messages.map { item in
             guard let sealed = Data(base64Encoded: item.message) else {
-                return Received(id: item.id, leaseToken: item.leaseToken, sealed: Data(),
+                return Received(id: item.id, from: item.from, leaseToken: item.leaseToken, sealed: Data(),
                                 result: .failure(KetenpostError(.envelopeMalformed, "The relay delivered a message that is not base64.")))
             }
             let result: Result<Envelope.Opened, KetenpostError>
@@ -133,30 +143,22 @@ public final class RelayClient: Sendable {
             } catch {
                 result = .failure(.internal(error))
             }
-            return Received(id: item.id, leaseToken: item.leaseToken, sealed: sealed, result: result)
+            return Received(id: item.id, from: item.from, leaseToken: item.leaseToken, sealed: sealed, result: result)
         }
     }
 
     /// Signs and sends the receipt for a received message: processed, or rejected with the
-    /// error code of the check that failed.
+    /// error code of the check that failed (or `reason`). Callers should only reject for
+    /// failures that are `isContentBound`: a rejection is final.
     @discardableResult
     public func acknowledge(_ received: Received, rejectedWith reason: String? = nil) async throws -> API.AcknowledgeResponse {
-        let header: (from: String, to: String)
-        switch received.result {
-        case .success(let opened): header = (opened.header.from, opened.header.to)
-        case .failure:
-            // The outer layer may still tell who sent it; without it, the relay checks the rest.
-            let outer = try? Envelope.readOuter(received.sealed, trust: trust)
-            header = (outer?.header.from ?? "", identity.partnerID)
-        }
-        let rejected = reason != nil || (try? received.result.get()) == nil
-        let reasonCode: String? = rejected ? (reason ?? {
-            if case .failure(let error) = received.result { return error.code.rawValue }
-            return "rejected"
-        }()) : nil
+        var rejection = reason
+        if rejection == nil, case .failure(let error) = received.result { rejection = error.code.rawValue }
+        let from: String
+        if case .success(let opened) = received.result { from = opened.header.from } else { from = received.from }
         let receipt = Receipt(kind: .acknowledgement, messageId: received.id, messageDigest: Digest.sha256(received.sealed).hexString,
-                              from: header.from, to: header.to, issuer: identity.partnerID,
-                              disposition: rejected ? .rejected : .processed, reasonCode: reasonCode, time: Date())
+                              from: from, to: identity.partnerID, issuer: identity.partnerID,
+                              disposition: rejection == nil ? .processed : .rejected, reasonCode: rejection, time: Date())
         return try await acknowledge(id: received.id, leaseToken: received.leaseToken, receipt: try SignedReceipt.sign(receipt, as: identity))
     }
 

@@ -127,12 +127,16 @@ public enum CMS {
         return try cms.der()
     }
 
-    /// Decrypts an AuthEnvelopedData or EnvelopedData with the recipient's certificate and key.
-    public static func decrypt(_ der: some DataProtocol, certificate: Certificate, key: PrivateKey) throws(CryptoError) -> Data {
+    /// Decrypts an AuthEnvelopedData with the recipient's certificate and key.
+    ///
+    /// Unauthenticated EnvelopedData (AES-CBC) is refused unless `allowUnauthenticated`: with
+    /// CBC, telling "bad padding" apart from "bad content" is a padding oracle.
+    public static func decrypt(_ der: some DataProtocol, certificate: Certificate, key: PrivateKey,
+                               allowUnauthenticated: Bool = false) throws(CryptoError) -> Data {
         let cms = try ContentInfo.parse(der)
         let type = cms.typeNID
-        guard type == NID_id_smime_ct_authEnvelopedData || type == NID_pkcs7_enveloped else {
-            throw CryptoError(.unexpectedStructure, "The CMS structure is not (Auth)EnvelopedData.")
+        guard type == NID_id_smime_ct_authEnvelopedData || (allowUnauthenticated && type == NID_pkcs7_enveloped) else {
+            throw CryptoError(.unexpectedStructure, "The CMS structure is not AuthEnvelopedData (AES-256-GCM).")
         }
         guard isRecipient(cms, certificate) else {
             throw CryptoError(.notARecipient, "The message is not encrypted for this certificate.")

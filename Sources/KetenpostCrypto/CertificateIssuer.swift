@@ -71,11 +71,14 @@ public struct CertificateIssuer: Sendable {
         for serial in revokedSerials {
             guard let revoked = X509_REVOKED_new() else { throw .fromQueue(.internalError, "Could not allocate a CRL entry.") }
             var bn: OpaquePointer?
-            guard BN_hex2bn(&bn, serial) > 0, let bn, let integer = BN_to_ASN1_INTEGER(bn, nil) else {
+            // BN_hex2bn reads a prefix: "0A:1B" would revoke 0x0A. Demand the whole string.
+            let digits = BN_hex2bn(&bn, serial)
+            let integer = (digits == Int32(serial.utf8.count) && digits > 0) ? bn.flatMap { BN_to_ASN1_INTEGER($0, nil) } : nil
+            if let bn { BN_free(bn) }
+            guard let integer else {
                 X509_REVOKED_free(revoked)
                 throw CryptoError(.malformed, "A serial number to revoke is not hexadecimal.")
             }
-            BN_free(bn)
             defer { ASN1_INTEGER_free(integer) }
             var ok = X509_REVOKED_set_serialNumber(revoked, integer) == 1
             try Self.withTime(lastUpdate) { time throws(CryptoError) in

@@ -15,6 +15,10 @@ public final class TrustStore: @unchecked Sendable {
         case tlsClient
         /// A TLS server certificate.
         case tlsServer
+        /// Receiving encrypted CMS content: emailProtection EKU (if any) and keyAgreement (EC)
+        /// or keyEncipherment (RSA) key usage. OpenSSL's S/MIME-encrypt purpose would demand
+        /// keyEncipherment from EC keys too, so the key usage is checked here.
+        case contentEncryption
     }
 
     public let anchors: [Certificate]
@@ -50,7 +54,8 @@ public final class TrustStore: @unchecked Sendable {
         }
         if !revocationLists.isEmpty {
             // With CRLs given, a leaf whose issuer has no current CRL fails (fail closed).
-            X509_STORE_set_flags(store, UInt(X509_V_FLAG_CRL_CHECK))
+            // CRL_CHECK_ALL: a revoked intermediate CA must fail too, not only a revoked leaf.
+            X509_STORE_set_flags(store, UInt(X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL))
         }
     }
 
@@ -86,6 +91,7 @@ public final class TrustStore: @unchecked Sendable {
         case .contentSigning: purposeID = X509_PURPOSE_SMIME_SIGN
         case .tlsClient: purposeID = X509_PURPOSE_SSL_CLIENT
         case .tlsServer: purposeID = X509_PURPOSE_SSL_SERVER
+        case .contentEncryption: purposeID = X509_PURPOSE_ANY
         }
         X509_STORE_CTX_set_purpose(ctx, purposeID)
         if let time {
@@ -93,12 +99,27 @@ public final class TrustStore: @unchecked Sendable {
         }
         if X509_verify_cert(ctx) == 1 {
             OpenSSLErrorQueue.clear()
+            if purpose == .contentEncryption { try Self.checkEncryptionUsage(certificate) }
             return
         }
         let error = X509_STORE_CTX_get_error(ctx)
         let reason = String(cString: X509_verify_cert_error_string(Int(error)))
         OpenSSLErrorQueue.clear()
         throw Self.classify(error, reason: reason)
+    }
+
+    private static func checkEncryptionUsage(_ certificate: Certificate) throws(CryptoError) {
+        let keyUsage = X509_get_key_usage(certificate.pointer)        // UINT32_MAX when absent
+        let extendedUsage = X509_get_extended_key_usage(certificate.pointer)  // UINT32_MAX when absent
+        let needed: UInt32
+        switch certificate.keyAlgorithm {
+        case .ec: needed = UInt32(KU_KEY_AGREEMENT)
+        case .rsa: needed = UInt32(KU_KEY_ENCIPHERMENT)
+        case .other: throw CryptoError(.certificatePurpose, "The certificate's key type cannot receive encrypted messages.")
+        }
+        guard keyUsage & needed != 0, extendedUsage & UInt32(XKU_SMIME) != 0 else {
+            throw CryptoError(.certificatePurpose, "The certificate may not be used to receive encrypted messages (key usage or extended key usage).")
+        }
     }
 
     static func classify(_ error: Int32, reason: String) -> CryptoError {

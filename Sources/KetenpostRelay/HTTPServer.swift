@@ -91,7 +91,7 @@ public enum RelayHTTP {
         do {
             let buffer = try await request.collectBody(upTo: limit)
             return Data(buffer: buffer)
-        } catch {
+        } catch is NIOTooManyBytesError {
             throw KetenpostError(.requestTooLarge, "The body is larger than the relay's limit of \(limit) bytes.")
         }
     }
@@ -123,7 +123,9 @@ public enum RelayHTTP {
                 guard (1...100).contains(max), wait >= 0 else {
                     throw KetenpostError(.requestInvalid, "max must be 1 to 100 and wait a number of seconds ≥ 0.")
                 }
-                return json(try await core.inbox(peer: await context.peerCertificate(), limit: max, wait: wait))
+                let channel = context.channel
+                return json(try await core.inbox(peer: await context.peerCertificate(), limit: max, wait: wait,
+                                                 isConnected: { channel.isActive }))
             }
         }
         router.post("/v1/messages/:id/ack") { request, context in

@@ -21,7 +21,7 @@ import Yams
 /// - `queue.maxAttempts` (`5`): deliveries without acknowledgement before dead-lettering.
 /// - `queue.retention` (`7d`): how long ciphertext stays after a message became final.
 /// - `queue.sweepInterval` (`5s`): how often expiry, dead-letters and purges are applied.
-/// - `queue.maxLongPoll` (`30s`): the longest inbox wait a partner may ask for.
+/// - `queue.maxLongPoll` (`30s`, at most `50s`): the longest inbox wait a partner may ask for.
 /// - `queue.maxLifetime.TYPE` (signal 14d, referral 30d, intake-notice 3d, intake-response 7d,
 ///   enforcement-signal 30d, registration 30d): the relay expires a message at the earlier of
 ///   its header's `expiresAt` and acceptance plus this.
@@ -137,6 +137,9 @@ public struct RelayConfiguration: Sendable {
         }
         c.developmentPKIDirectory = raw.developmentPKI?.directory
         guard c.leaseDuration >= 1 else { throw fail("queue.leaseDuration", "must be at least 1s.") }
+        // Below the server's 60 s idle timeout and the client library's 60 s request timeout,
+        // so that a long poll never outlives the connection it would deliver to.
+        guard c.maxLongPoll <= 50 else { throw fail("queue.maxLongPoll", "must be at most 50s.") }
         return c
     }
 

@@ -79,6 +79,16 @@ public final class RelayCore: Sendable {
         guard partner.fingerprints.contains(outer.signer.fingerprint) else {
             throw KetenpostError(.signerUnregistered, "The message is signed with a certificate that is not registered for \(partner.id).")
         }
+        // A resubmission of what was accepted before gets the original receipt, whatever changed
+        // since (expiry passed, recipient suspended): the sender's first answer may have been lost.
+        do {
+            if let stored = try await store.message(id: header.id), stored.digest == outer.digest, stored.sender == partner.id {
+                logger.info("duplicate submission answered with the original receipt", metadata: metadata(stored))
+                return Submitted(response: response(stored, duplicate: true), duplicate: true)
+            }
+        } catch {
+            throw storeFailure(error)
+        }
         guard let recipient = directory.partner(header.to) else {
             throw KetenpostError(.recipientUnknown, "There is no partner \(header.to) in the directory.")
         }
@@ -146,12 +156,15 @@ public final class RelayCore: Sendable {
     // MARK: Inbox
 
     /// Leases up to `limit` of the caller's messages, waiting up to `wait` for one to arrive.
-    public func inbox(peer: Certificate?, limit: Int, wait: TimeInterval) async throws(KetenpostError) -> API.InboxResponse {
+    /// - Parameter isConnected: whether the caller is still there; nothing is leased to a closed connection.
+    public func inbox(peer: Certificate?, limit: Int, wait: TimeInterval,
+                      isConnected: @Sendable () -> Bool = { true }) async throws(KetenpostError) -> API.InboxResponse {
         let partner = try authenticate(peer)
         try checkRate(partner)
         let limit = max(1, min(limit, 100))
         let deadline = ContinuousClock.now + .milliseconds(Int64(max(0, min(wait, configuration.maxLongPoll)) * 1000))
         while true {
+            if !isConnected() || Task.isCancelled { return API.InboxResponse(messages: []) }
             let seen = await notifier.generation(for: partner.id)
             let leases: [Lease]
             do {
@@ -163,7 +176,8 @@ public final class RelayCore: Sendable {
             if !leases.isEmpty {
                 for lease in leases { logger.info("message leased", metadata: metadata(lease.message)) }
                 return API.InboxResponse(messages: leases.map {
-                    API.InboxMessage(id: $0.message.id, leaseToken: $0.message.leaseToken ?? "",
+                    API.InboxMessage(id: $0.message.id, from: $0.message.sender, type: $0.message.type,
+                                     leaseToken: $0.message.leaseToken ?? "",
                                      leaseExpiresAt: $0.message.leaseUntil ?? clock(), attempt: $0.message.attempts,
                                      message: $0.body.base64EncodedString())
                 })
@@ -246,8 +260,8 @@ public final class RelayCore: Sendable {
         guard let partner = directory.partner(id) else {
             throw KetenpostError(.recipientUnknown, "There is no partner \(id) in the directory.")
         }
-        let now = clock()
-        let valid = partner.certificates.filter { $0.notBefore <= now && now < $0.notAfter }
+        // Only certificates that are valid now, unrevoked and meant for receiving encrypted content.
+        let valid = partner.certificates.filter { (try? trust.verify($0, for: .contentEncryption)) != nil }
         return API.DirectoryEntry(id: partner.id, name: partner.name, role: partner.role.rawValue, oin: partner.oin,
                                   state: partner.state.rawValue, certificates: valid.map(\.pem))
     }

@@ -241,11 +241,14 @@ public final class SQLiteMessageStore: MessageStore {
     /// Pending messages whose `expiresAt` passed become `expired` (for one recipient, or all).
     @discardableResult
     private static func expire(_ db: Database, recipient: String?, now t: Double) throws -> Int {
-        var arguments: StatementArguments = [t, t]
+        // A message under a running lease is left alone: the recipient may be processing it, and
+        // its acknowledgement within the lease must still complete it. It expires once the lease ends.
+        var arguments: StatementArguments = [t, t, t]
         let scope = only(recipient, &arguments)
         try db.execute(sql: """
             UPDATE messages SET state = 'expired', completed_at = ?, reason_code = 'expired', lease_token = NULL, lease_until = NULL
-            WHERE state IN ('accepted', 'delivered') AND expires_at <= ?\(scope)
+            WHERE state IN ('accepted', 'delivered') AND expires_at <= ?
+              AND (state = 'accepted' OR lease_until IS NULL OR lease_until <= ?)\(scope)
             """, arguments: arguments)
         return db.changesCount
     }

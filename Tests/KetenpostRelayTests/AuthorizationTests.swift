@@ -18,7 +18,7 @@ import Testing
         let certificates = try entry.certificates.flatMap { try Certificate.all(pem: Data($0.utf8)) }
         let sender = signer ?? client.identity
         let content = try Drafting.content(type: type, from: from ?? sender.partnerID, to: to, payload: try h.example(type))
-        return try Envelope.seal(content, from: sender, to: certificates)
+        return try Envelope.seal(content, from: sender, to: certificates, trust: try h.trust)
     }
 
     @Test func theTLSIdentityMustBeTheSender() async throws {

@@ -49,25 +49,41 @@ import Testing
         }
     }
 
-    @Test func aMessageThatCannotBeOpenedGetsASignedRejection() async throws {
+    /// A message that is bad in itself (here: a payload that breaks its schema, sealed and
+    /// signed correctly) gets a signed rejection; one that may open later (sealed for a key
+    /// this identity does not hold yet) is left for redelivery, and `inbox` exits with 2.
+    @Test func contentFailuresAreRejectedOthersLeftForRedelivery() async throws {
         try await withRelay { h in
-            // Sealed for a certificate of the coordinator that its identity does not hold.
+            let sender = try h.client(municipality)
+            let recipientCert = try Certificate.load(pemFile: h.shared.pki.partnerDirectory(coordinator) + "/cert.pem")
+            let content = try Drafting.content(type: .signal, from: municipality, to: coordinator, payload: try h.example(.signal))
+            var inner = try JSONSerialization.jsonObject(with: content.encoded()) as! [String: Any]
+            var payload = inner["payload"] as! [String: Any]
+            payload["urgency"] = "whenever"
+            inner["payload"] = payload
+            let innerDER = try CMS.sign(try JSONSerialization.data(withJSONObject: inner), signer: sender.identity.certificate, key: sender.identity.key)
+            let encrypted = try CMS.encrypt(innerDER, for: recipientCert)
+            let outer = "{\"envelope\":\"\(encrypted.base64EncodedString())\",\"format\":\"ketenpost/envelope/v1\",\"header\":\(String(decoding: content.header.encoded(), as: UTF8.self))}"
+            let bad = try await sender.submit(sealed: try CMS.sign(Data(outer.utf8), signer: sender.identity.certificate, key: sender.identity.key), header: content.header)
+
+            // Sealed for a valid certificate of the coordinator that its identity does not hold.
             let ca = try h.shared.pki.loadCA()
             let key = try PrivateKey.generate(.ecP256)
             let entry = PartnerEntry(id: coordinator, name: "x", role: .careCoordinator, oin: "00000003000000000010")
             let stranger = try ca.issue(DevelopmentPKI.partnerProfile(entry, keyKind: .ecP256, now: Date()), for: key)
-            let sender = try h.client(municipality)
-            let content = try Drafting.content(type: .signal, from: municipality, to: coordinator, payload: try h.example(.signal))
-            let sent = try await sender.submit(sealed: try Envelope.seal(content, from: sender.identity, to: [stranger]), header: content.header)
+            let other = try Drafting.content(type: .signal, from: municipality, to: coordinator, payload: try h.example(.signal))
+            let later = try await sender.submit(sealed: try Envelope.seal(other, from: sender.identity, to: [stranger], trust: try h.trust), header: other.header)
 
             let binary = self.binary
             let pki = h.shared.pki
             let inbox = try await shell("'\(binary)' inbox --identity '\(pki.partnerDirectory(coordinator))' --relay \(h.url.absoluteString) --trust '\(pki.caCertificatePath)' --ack")
-            #expect(inbox.status == 0, "\(inbox.stderr)")
-            #expect(inbox.stderr.contains("refused \(sent.header.id.uuidString.lowercased()): envelope.not-recipient, rejection receipt sent"))
-            let status = try await sender.status(sent.header.id)
-            #expect(status.state == "rejected")
-            #expect(status.reasonCode == "envelope.not-recipient")
+            #expect(inbox.status == 2, "\(inbox.stderr)")
+            #expect(inbox.stderr.contains("refused \(bad.header.id.uuidString.lowercased()): payload.invalid, rejection receipt sent"), "\(inbox.stderr)")
+            #expect(inbox.stderr.contains("could not open \(later.header.id.uuidString.lowercased()): envelope.not-recipient; left for redelivery"))
+            let rejected = try await sender.status(bad.header.id)
+            #expect(rejected.state == "rejected")
+            #expect(rejected.reasonCode == "payload.invalid")
+            #expect(try await sender.status(later.header.id).state == "delivered")
         }
     }
 }

@@ -50,14 +50,14 @@ let shelter = "opvang-zuid-limburg"
             let entry = try await sender.directory(coordinator)
             let certificates = try entry.certificates.flatMap { try Certificate.all(pem: Data($0.utf8)) }
             let content = try Drafting.content(type: .signal, from: municipality, to: coordinator, payload: try h.example(.signal))
-            let sealed = try Envelope.seal(content, from: sender.identity, to: certificates)
+            let sealed = try Envelope.seal(content, from: sender.identity, to: certificates, trust: try h.trust)
             let first = try await sender.submit(sealed)
             let second = try await sender.submit(sealed)
             #expect(!first.duplicate && second.duplicate)
             #expect(first.receipt == second.receipt)
             #expect(try await h.store.pendingCount(recipient: coordinator) == 1)
             // Same id, other bytes (sealing again gives other bytes): a conflict, nothing stored.
-            let resealed = try Envelope.seal(content, from: sender.identity, to: certificates)
+            let resealed = try Envelope.seal(content, from: sender.identity, to: certificates, trust: try h.trust)
             await expectRelayError(.messageConflict) { _ = try await sender.submit(resealed) }
             #expect(try await h.store.pendingCount(recipient: coordinator) == 1)
         }
@@ -228,6 +228,40 @@ let shelter = "opvang-zuid-limburg"
             answer.correlationID = notice.header.id
             await expectRelayError(.correlationMismatch) {
                 _ = try await shelterClient.send(payload: try h.example(.intakeResponse), type: .intakeResponse, to: "politie-avim-limburg", options: answer)
+            }
+        }
+    }
+}
+
+@Suite struct IdempotencyTests {
+    /// A late retry of an accepted message gets the original receipt even after its expiry.
+    @Test func resubmissionAfterExpiryReturnsTheOriginalReceipt() async throws {
+        try await withRelay { h in
+            let sender = try h.client(municipality)
+            let entry = try await sender.directory(coordinator)
+            let certificates = try entry.certificates.flatMap { try Certificate.all(pem: Data($0.utf8)) }
+            var options = Drafting.Options()
+            options.lifetime = 3600
+            let content = try Drafting.content(type: .signal, from: municipality, to: coordinator, payload: try h.example(.signal), options: options)
+            let sealed = try Envelope.seal(content, from: sender.identity, to: certificates, trust: try h.trust)
+            let first = try await sender.submit(sealed)
+            h.clock.advance(by: 7200)
+            let again = try await sender.submit(sealed)
+            #expect(again.duplicate && again.receipt == first.receipt)
+        }
+    }
+
+    /// The client accepts an acceptance receipt only from the relay, for exactly its bytes.
+    @Test func acceptanceReceiptsMustComeFromTheRelay() async throws {
+        try await withRelay { h in
+            let sender = try h.client(municipality)
+            let sent = try await sender.send(payload: try h.example(.signal), type: .signal, to: coordinator)
+            let forged = Receipt(kind: .acceptance, messageId: sent.header.id, messageDigest: sent.receipt.messageDigest,
+                                 from: municipality, to: coordinator, issuer: coordinator, disposition: .accepted, time: Date())
+            let coordinatorIdentity = try Identity.load(directory: h.shared.pki.partnerDirectory(coordinator))
+            let der = try SignedReceipt.sign(forged, as: coordinatorIdentity)
+            await expectRelayError(.receiptSignerMismatch) {
+                _ = try sender.verifyAcceptance(der.base64EncodedString(), for: Data("other".utf8), header: sent.header)
             }
         }
     }

@@ -603,3 +603,36 @@ struct StoreContract {
         }
     }
 }
+
+@Suite struct ExpiryUnderLeaseContract {
+    /// A message leased just before its expiry stays the recipient's until the lease ends:
+    /// an acknowledgement within the lease completes it, and a sweep meanwhile does not expire it.
+    @Test(arguments: Backend.allCases)
+    func acknowledgementWithinTheLeaseWinsOverExpiry(_ backend: Backend) async throws {
+        try await withStore(backend) { store in
+            let message = newMessage(expiresAt: at(100))
+            try await store.accept(message)
+            let lease = try await store.lease(recipient: recipient, limit: 1, duration: 60, maxAttempts: 5, now: at(90))
+            #expect(lease.count == 1)
+            let swept = try await store.sweep(now: at(120), maxAttempts: 5, retention: day)
+            #expect(swept.expired == 0)
+            let token = try #require(lease.first?.message.leaseToken)
+            let outcome = try await store.acknowledge(id: message.id, recipient: recipient, leaseToken: token,
+                                                      receipt: Data("r".utf8), rejected: false, reasonCode: nil, now: at(130))
+            guard case .completed(let done) = outcome else { Issue.record("expected completed, got \(outcome)"); return }
+            #expect(done.state == .acknowledged)
+        }
+    }
+
+    /// Once the lease has run out, the expired message is expired and not delivered again.
+    @Test(arguments: Backend.allCases)
+    func expiryAppliesWhenTheLeaseEnds(_ backend: Backend) async throws {
+        try await withStore(backend) { store in
+            let message = newMessage(expiresAt: at(100))
+            try await store.accept(message)
+            _ = try await store.lease(recipient: recipient, limit: 1, duration: 60, maxAttempts: 5, now: at(90))
+            #expect(try await store.lease(recipient: recipient, limit: 1, duration: 60, maxAttempts: 5, now: at(160)).isEmpty)
+            #expect(try await store.message(id: message.id)?.state == .expired)
+        }
+    }
+}

@@ -116,7 +116,7 @@ import KetenpostModel
                     for round in 0..<15 {
                         let sender = senders[(task + round) % senders.count]
                         let content = try exampleContent(.signal, from: sender.partnerID, to: recipient.partnerID)
-                        let sealed = try Envelope.seal(content, from: sender, to: [recipient.certificate, rsaRecipient.certificate])
+                        let sealed = try Envelope.seal(content, from: sender, to: [recipient.certificate, rsaRecipient.certificate], trust: TestPKI.shared.trust)
                         let opener = round % 2 == 0 ? recipient : rsaRecipient
                         let opened = try Envelope.open(sealed, as: opener, trust: trust)
                         guard opened.content == content, opened.sender == sender.certificate else { return done }

@@ -4,9 +4,6 @@ import Testing
 import KetenpostCrypto
 import KetenpostModel
 
-private let municipality = "gemeente-eijsden-margraten"
-private let coordinator = "zorgcoordinatie-zuid-limburg"
-
 /// Builds an envelope layer by layer, so that tests can do what an attacker or a broken
 /// partner would: change one layer and re-sign another.
 struct Forge {
@@ -58,7 +55,7 @@ func flip(_ data: inout Data, at marker: String) {
         let sender = try pki.identity(municipality, key: senderKind)
         let recipient = try pki.identity(coordinator, key: recipientKind)
         let content = try exampleContent(.signal, from: municipality, to: coordinator)
-        let sealed = try Envelope.seal(content, from: sender, to: [recipient.certificate])
+        let sealed = try Envelope.seal(content, from: sender, to: [recipient.certificate], trust: TestPKI.shared.trust)
         let opened = try Envelope.open(sealed, as: recipient, trust: pki.trust)
         #expect(opened.content == content)
         #expect(opened.sender == sender.certificate)
@@ -74,7 +71,7 @@ func flip(_ data: inout Data, at marker: String) {
         let sender = try pki.identity(from)
         let recipient = try pki.identity(to)
         let content = try exampleContent(type, from: from, to: to)
-        let opened = try Envelope.open(try Envelope.seal(content, from: sender, to: [recipient.certificate]), as: recipient, trust: pki.trust)
+        let opened = try Envelope.open(try Envelope.seal(content, from: sender, to: [recipient.certificate], trust: TestPKI.shared.trust), as: recipient, trust: pki.trust)
         #expect(opened.content == content)
         #expect(opened.payload.type == type)
     }
@@ -84,7 +81,7 @@ func flip(_ data: inout Data, at marker: String) {
         let oldKey = try pki.makeIdentity(coordinator)
         let newKey = try pki.makeIdentity(coordinator, key: .rsa(bits: 2048))
         let content = try exampleContent(.signal, from: municipality, to: coordinator)
-        let sealed = try Envelope.seal(content, from: sender, to: [oldKey.certificate, newKey.certificate])
+        let sealed = try Envelope.seal(content, from: sender, to: [oldKey.certificate, newKey.certificate], trust: TestPKI.shared.trust)
         #expect(try Envelope.open(sealed, as: oldKey, trust: pki.trust).content == content)
         #expect(try Envelope.open(sealed, as: newKey, trust: pki.trust).content == content)
         // A third key of the same partner that was not sealed for cannot open it.
@@ -108,7 +105,7 @@ func flip(_ data: inout Data, at marker: String) {
         #expect(large.count > 1_000_000)
         for payload in [Data(minimal.utf8), large] {
             let content = try Drafting.content(type: .enforcementSignal, from: "politie-avim-limburg", to: "belastingdienst", payload: payload)
-            let sealed = try Envelope.seal(content, from: sender, to: [recipient.certificate])
+            let sealed = try Envelope.seal(content, from: sender, to: [recipient.certificate], trust: TestPKI.shared.trust)
             let opened = try Envelope.open(sealed, as: recipient, trust: pki.trust)
             #expect(opened.content == content)
         }
@@ -133,7 +130,7 @@ let routes: [MessageType: (String, String)] = [
 
     @Test func flippedByteInOuterLayer() throws {
         let (sender, recipient, content) = try parts()
-        var sealed = try Envelope.seal(content, from: sender, to: [recipient.certificate])
+        var sealed = try Envelope.seal(content, from: sender, to: [recipient.certificate], trust: TestPKI.shared.trust)
         flip(&sealed, at: Envelope.format)
         expectCode(.outerSignatureInvalid) { _ = try Envelope.open(sealed, as: recipient, trust: pki.trust) }
         expectCode(.outerSignatureInvalid) { _ = try Envelope.readOuter(sealed, trust: pki.trust) }
@@ -158,7 +155,7 @@ let routes: [MessageType: (String, String)] = [
     @Test func editedOuterHeaderIsCaught() throws {
         let (sender, recipient, content) = try parts()
         // Edited without re-signing: the outer signature breaks.
-        var sealed = try Envelope.seal(content, from: sender, to: [recipient.certificate])
+        var sealed = try Envelope.seal(content, from: sender, to: [recipient.certificate], trust: TestPKI.shared.trust)
         flip(&sealed, at: "\"priority\":\"normal\"")
         expectCode(.outerSignatureInvalid) { _ = try Envelope.open(sealed, as: recipient, trust: pki.trust) }
         // Edited and re-signed (a relay or sender that rewrites the header): the inner copy disagrees.
@@ -172,7 +169,7 @@ let routes: [MessageType: (String, String)] = [
 
     @Test func misroutedMessageIsCaught() throws {
         let (sender, recipient, content) = try parts()
-        let sealed = try Envelope.seal(content, from: sender, to: [recipient.certificate])
+        let sealed = try Envelope.seal(content, from: sender, to: [recipient.certificate], trust: TestPKI.shared.trust)
         let shelter = try pki.identity("opvang-zuid-limburg")
         expectCode(.recipientMismatch) { _ = try Envelope.open(sealed, as: shelter, trust: pki.trust) }
     }
@@ -180,21 +177,21 @@ let routes: [MessageType: (String, String)] = [
     @Test func wrongRecipientKey() throws {
         let (sender, _, content) = try parts()
         let sealedFor = try pki.makeIdentity(coordinator)
-        let sealed = try Envelope.seal(content, from: sender, to: [sealedFor.certificate])
+        let sealed = try Envelope.seal(content, from: sender, to: [sealedFor.certificate], trust: TestPKI.shared.trust)
         for kind in [PrivateKey.Kind.ecP256, .rsa(bits: 2048)] {
             let other = try pki.makeIdentity(coordinator, key: kind)
             expectCode(.notARecipient) { _ = try Envelope.open(sealed, as: other, trust: pki.trust) }
         }
         // An RSA recipient entry with an EC key of the same partner, and the reverse.
         let rsaRecipient = try pki.makeIdentity(coordinator, key: .rsa(bits: 2048))
-        let sealedRSA = try Envelope.seal(content, from: sender, to: [rsaRecipient.certificate])
+        let sealedRSA = try Envelope.seal(content, from: sender, to: [rsaRecipient.certificate], trust: TestPKI.shared.trust)
         expectCode(.notARecipient) { _ = try Envelope.open(sealedRSA, as: sealedFor, trust: pki.trust) }
     }
 
     @Test func untrustedCA() throws {
         let (_, recipient, content) = try parts()
         let evil = try pki.makeIdentity(municipality, issuer: pki.evilCA)
-        let sealed = try Envelope.seal(content, from: evil, to: [recipient.certificate])
+        let sealed = try Envelope.seal(content, from: evil, to: [recipient.certificate], trust: TestPKI.shared.trust)
         expectCode(.certificateUntrusted) { _ = try Envelope.open(sealed, as: recipient, trust: pki.trust) }
     }
 
@@ -203,18 +200,18 @@ let routes: [MessageType: (String, String)] = [
         let day: TimeInterval = 86_400
         let expired = try pki.makeIdentity(municipality, notBefore: pki.now - 30 * day, notAfter: pki.now - day)
         expectCode(.certificateExpired) {
-            _ = try Envelope.open(try Envelope.seal(content, from: expired, to: [recipient.certificate]), as: recipient, trust: pki.trust)
+            _ = try Envelope.open(try Envelope.seal(content, from: expired, to: [recipient.certificate], trust: TestPKI.shared.trust), as: recipient, trust: pki.trust)
         }
         let future = try pki.makeIdentity(municipality, notBefore: pki.now + day, notAfter: pki.now + 30 * day)
         expectCode(.certificateNotYetValid) {
-            _ = try Envelope.open(try Envelope.seal(content, from: future, to: [recipient.certificate]), as: recipient, trust: pki.trust)
+            _ = try Envelope.open(try Envelope.seal(content, from: future, to: [recipient.certificate], trust: TestPKI.shared.trust), as: recipient, trust: pki.trust)
         }
     }
 
     @Test func revokedCertificateAndStaleCRL() throws {
         let (_, recipient, content) = try parts()
         let sender = try pki.makeIdentity(municipality)
-        let sealed = try Envelope.seal(content, from: sender, to: [recipient.certificate])
+        let sealed = try Envelope.seal(content, from: sender, to: [recipient.certificate], trust: TestPKI.shared.trust)
         let fresh = try pki.ca.revocationList(revokedSerials: [], lastUpdate: pki.now - 60, nextUpdate: pki.now + 86_400)
         let withFresh = try TrustStore(anchors: [pki.ca.certificate], revocationLists: [fresh])
         #expect(try Envelope.open(sealed, as: recipient, trust: withFresh).content == content)
@@ -234,7 +231,7 @@ let routes: [MessageType: (String, String)] = [
         let (_, recipient, content) = try parts()
         let maastricht = try pki.identity("gemeente-maastricht")
         // Sealing refuses to sign someone else's header.
-        expectCode(.signerNotSender) { _ = try Envelope.seal(content, from: maastricht, to: [recipient.certificate]) }
+        expectCode(.signerNotSender) { _ = try Envelope.seal(content, from: maastricht, to: [recipient.certificate], trust: TestPKI.shared.trust) }
         // A forged message, signed on both layers by another (trusted) partner.
         var forge = Forge(content, sender: maastricht, recipients: [recipient.certificate])
         expectCode(.signerNotSender) { _ = try Envelope.open(try forge.build(), as: recipient, trust: pki.trust) }
@@ -309,7 +306,7 @@ let routes: [MessageType: (String, String)] = [
 
     @Test func truncatedGarbageAndEmptyInput() throws {
         let (sender, recipient, content) = try parts()
-        let sealed = try Envelope.seal(content, from: sender, to: [recipient.certificate])
+        let sealed = try Envelope.seal(content, from: sender, to: [recipient.certificate], trust: TestPKI.shared.trust)
         for length in [1, 10, sealed.count / 2, sealed.count - 1] {
             expectCode(.envelopeMalformed) { _ = try Envelope.open(sealed.prefix(length), as: recipient, trust: pki.trust) }
         }
@@ -328,8 +325,8 @@ let routes: [MessageType: (String, String)] = [
     @Test func sealingToAnotherPartnersCertificateIsRefused() throws {
         let (sender, _, content) = try parts()
         let shelter = try pki.identity("opvang-zuid-limburg")
-        expectCode(.recipientCertificateMismatch) { _ = try Envelope.seal(content, from: sender, to: [shelter.certificate]) }
-        expectCode(.recipientCertificateMismatch) { _ = try Envelope.seal(content, from: sender, to: []) }
+        expectCode(.recipientCertificateMismatch) { _ = try Envelope.seal(content, from: sender, to: [shelter.certificate], trust: TestPKI.shared.trust) }
+        expectCode(.recipientCertificateMismatch) { _ = try Envelope.seal(content, from: sender, to: [], trust: TestPKI.shared.trust) }
     }
 
     @Test func errorsCarryNoContent() throws {
@@ -355,3 +352,69 @@ let routes: [MessageType: (String, String)] = [
 extension Payload {
     func encodedForTest() throws -> Data { try KetenpostJSON.encoder().encode(self) }
 }
+
+/// Review fixes: what a sender encrypts to, and what a recipient acts on.
+@Suite struct RecipientCertificateAndExpiryTests {
+    let pki = TestPKI.shared
+
+    @Test func sealingChecksEveryRecipientCertificate() throws {
+        let sender = try pki.identity(municipality)
+        let content = try exampleContent(.signal, from: municipality, to: coordinator)
+        // A certificate with the recipient's name from a CA nobody trusts (a relay slipping in its own key).
+        let foreign = try pki.makeIdentity(coordinator, issuer: pki.evilCA)
+        expectCode(.certificateUntrusted) { _ = try Envelope.seal(content, from: sender, to: [foreign.certificate], trust: pki.trust) }
+        // Expired.
+        let expired = try pki.makeIdentity(coordinator, notBefore: pki.now - 10 * 86_400, notAfter: pki.now - 86_400)
+        expectCode(.certificateExpired) { _ = try Envelope.seal(content, from: sender, to: [expired.certificate], trust: pki.trust) }
+        // Revoked.
+        let good = try pki.makeIdentity(coordinator)
+        let crl = try pki.ca.revocationList(revokedSerials: [good.certificate.serialNumberHex], lastUpdate: pki.now - 60, nextUpdate: pki.now + 86_400)
+        let withCRL = try TrustStore(anchors: [pki.ca.certificate], revocationLists: [crl])
+        expectCode(.certificateRevoked) { _ = try Envelope.seal(content, from: sender, to: [good.certificate], trust: withCRL) }
+        // Not meant for encryption: a signing-only key usage.
+        let key = try PrivateKey.generate(.ecP256)
+        var profile = DevelopmentPKI.partnerProfile(pki.entry(coordinator), keyKind: .ecP256, now: pki.now)
+        profile.keyUsage = "critical,digitalSignature"
+        let signingOnly = try pki.ca.issue(profile, for: key)
+        expectCode(.certificatePurpose) { _ = try Envelope.seal(content, from: sender, to: [signingOnly], trust: pki.trust) }
+        // One bad certificate among good ones refuses the whole seal.
+        expectCode(.certificateUntrusted) { _ = try Envelope.seal(content, from: sender, to: [good.certificate, foreign.certificate], trust: pki.trust) }
+    }
+
+    @Test func expiredMessagesAreNotActedOn() throws {
+        let sender = try pki.identity(municipality)
+        let recipient = try pki.identity(coordinator)
+        var options = Drafting.Options()
+        options.lifetime = 3600
+        let content = try Drafting.content(type: .signal, from: municipality, to: coordinator, payload: try Paths.example(.signal), options: options)
+        let sealed = try Envelope.seal(content, from: sender, to: [recipient.certificate], trust: pki.trust)
+        let later = Date().addingTimeInterval(2 * 3600)
+        expectCode(.messageExpired) { _ = try Envelope.open(sealed, as: recipient, trust: pki.trust, at: later) }
+        #expect(try Envelope.open(sealed, as: recipient, trust: pki.trust, at: later, allowExpired: true).content == content)
+        // Within the five minutes of tolerated clock skew it still opens.
+        #expect(try Envelope.open(sealed, as: recipient, trust: pki.trust, at: Date().addingTimeInterval(3600 + 120)).content == content)
+    }
+
+    /// AES-CBC EnvelopedData (what `openssl cms -encrypt -aes-256-cbc` makes) is refused: without
+    /// authentication, distinct failures after decryption would be a padding oracle.
+    @Test func unauthenticatedEncryptionIsRefused() async throws {
+        let sender = try pki.identity(municipality)
+        let recipient = try pki.identity(coordinator)
+        let content = try exampleContent(.signal, from: municipality, to: coordinator)
+        let dir = try Paths.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let inner = try CMS.sign(content.encoded(), signer: sender.certificate, key: sender.key)
+        try inner.write(to: dir.appendingPathComponent("inner.der"))
+        try recipient.certificate.pem.write(to: dir.appendingPathComponent("to.pem"), atomically: true, encoding: .utf8)
+        let result = try await run(opensslPath, ["cms", "-encrypt", "-binary", "-aes-256-cbc", "-in", "inner.der", "-outform", "DER",
+                                                 "-out", "envelope.der", "-recip", "to.pem"], directory: dir)
+        #expect(result.status == 0, "\(result.stderr)")
+        let encrypted = try Data(contentsOf: dir.appendingPathComponent("envelope.der"))
+        let outer = Envelope.OuterContent(envelope: encrypted.base64EncodedString(), format: Envelope.format, header: content.header)
+        let sealed = try CMS.sign(try KetenpostJSON.encoder().encode(outer), signer: sender.certificate, key: sender.key)
+        expectCode(.envelopeMalformed) { _ = try Envelope.open(sealed, as: recipient, trust: pki.trust) }
+    }
+}
+
+private let municipality = "gemeente-eijsden-margraten"
+private let coordinator = "zorgcoordinatie-zuid-limburg"

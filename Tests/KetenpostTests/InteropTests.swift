@@ -90,7 +90,7 @@ import KetenpostModel
         let from = "gemeente-eijsden-margraten", to = "zorgcoordinatie-zuid-limburg"
         let sealed = try await run(Paths.executable.path, [
             "seal", "--identity", ws.pki.partnerDirectory(from), "--to", to,
-            "--to-cert", ws.pki.partnerDirectory(to) + "/cert.pem", "--type", "signal",
+            "--to-cert", ws.pki.partnerDirectory(to) + "/cert.pem", "--trust", ws.pki.caCertificatePath, "--type", "signal",
             "--region", "GM1903", "--exploitation-form", "labour",
             "--in", Paths.root.appendingPathComponent("config/examples/signal.json").path,
             "--out", work.appendingPathComponent("message.der").path,
@@ -128,7 +128,7 @@ import KetenpostModel
         let from = "gemeente-eijsden-margraten", to = "zorgcoordinatie-zuid-limburg"
         let result = try await run(Paths.executable.path, [
             "seal", "--identity", ws.pki.partnerDirectory(from), "--to", to,
-            "--to-cert", ws.pki.partnerDirectory(to) + "/cert.pem", "--type", "signal",
+            "--to-cert", ws.pki.partnerDirectory(to) + "/cert.pem", "--trust", ws.pki.caCertificatePath, "--type", "signal",
         ], stdin: Data(#"{"schema":"ketenpost/signal/v1","urgency":"later"}"#.utf8))
         #expect(result.status == 1)
         #expect(result.stderr.contains("payload.invalid"))
