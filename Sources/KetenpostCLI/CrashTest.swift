@@ -1,0 +1,293 @@
+import ArgumentParser
+import Foundation
+import Ketenpost
+import KetenpostClient
+import KetenpostCrypto
+import KetenpostModel
+import Synchronization
+
+/// Kills the relay with SIGKILL at random moments while partners send and receive, and
+/// counts what was lost or duplicated. Promise 3: nothing accepted is ever lost.
+struct CrashTest: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "crash-test",
+        abstract: "Send and receive through a relay process that is SIGKILLed and restarted at random moments.",
+        discussion: """
+            Runs `ketenpost serve` as a child process on a temporary store and PKI. Senders retry every \
+            message that has no verified acceptance receipt yet (same bytes, same id); recipients \
+            acknowledge what they get (retrying the same receipt). After the last kill everything is \
+            drained, and the report counts: accepted, delivered, acknowledged, lost (accepted but never \
+            acknowledged: must be 0), delivered again after a successful acknowledgement (must be 0) and \
+            duplicate acceptances (must be 0). Exits with status 1 if any of those is not 0.
+            Short run: --kills 3 --messages 60. Long run: --kills 100 --messages 3000.
+            """)
+
+    @Option(help: "How many times the relay is killed.") var kills: Int = 10
+    @Option(help: "Messages to send in total.") var messages: Int = 300
+    @Option(help: "Sending partners.") var senders: Int = 4
+    @Option(help: "Receiving partners.") var recipients: Int = 2
+    @Option(help: "Seed for the kill times (default: random).") var seed: UInt64?
+    @Option(help: "Write the report as JSON to this file.") var json: String?
+
+    struct Report: Codable {
+        var kills: Int
+        var messages: Int
+        var accepted: Int
+        var delivered: Int
+        var acknowledged: Int
+        var lost: Int
+        var deliveredAgainAfterAcknowledgement: Int
+        var duplicateAcceptances: Int
+        var redeliveries: Int
+        var seconds: Double
+    }
+
+    /// Shared bookkeeping of the partners (ids only).
+    final class Ledger: Sendable {
+        struct State {
+            var accepted: Set<UUID> = []
+            var freshAcceptances: [UUID: Int] = [:]
+            var delivered: Set<UUID> = []
+            var deliveries = 0
+            var acknowledged: Set<UUID> = []
+            var deliveredAfterAck = 0
+        }
+        let state = Mutex(State())
+    }
+
+    func run() async throws {
+        let started = ContinuousClock.now
+        let work = FileManager.default.temporaryDirectory.appendingPathComponent("ketenpost-crash-\(UUID().uuidString.prefix(8))")
+        defer { try? FileManager.default.removeItem(at: work) }
+        let senderIDs = (1...senders).map { String(format: "crash-gemeente-%02d", $0) }
+        let recipientIDs = (1...recipients).map { String(format: "crash-zorgcoordinatie-%02d", $0) }
+        let entries = senderIDs.enumerated().map { PartnerEntry(id: $1, name: $1, role: .municipality, oin: String(format: "00000001%012d", $0)) }
+            + recipientIDs.enumerated().map { PartnerEntry(id: $1, name: $1, role: .careCoordinator, oin: String(format: "00000003%012d", $0)) }
+        let pki = DevelopmentPKI(directory: work.appendingPathComponent("certs").path)
+        try pki.create(partners: entries)
+        let yaml = "partners:\n" + entries.map { "  - {id: \($0.id), name: \($0.name), role: \($0.role.rawValue), oin: \"\($0.oin)\"}\n" }.joined()
+        try yaml.write(to: work.appendingPathComponent("partners.yaml"), atomically: true, encoding: .utf8)
+        try "rules:\n  - {type: signal, from: [municipality], to: [care-coordinator]}\n"
+            .write(to: work.appendingPathComponent("policy.yaml"), atomically: true, encoding: .utf8)
+        let port = try Self.freePort()
+        let config = """
+            listen: {host: 127.0.0.1, port: \(port)}
+            store: {path: \(work.path)/store/ketenpost.sqlite}
+            tls: {certificate: \(pki.relayDirectory)/cert.pem, key: \(pki.relayDirectory)/key.pem, trustAnchors: \(pki.caCertificatePath), crls: [\(pki.crlPath)]}
+            directory: {partners: \(work.path)/partners.yaml, policy: \(work.path)/policy.yaml, certificates: \(pki.directory.path)/partners}
+            queue: {leaseDuration: 2s, maxAttempts: 100, sweepInterval: 1s, maxLongPoll: 2s}
+            limits: {ratePerSecond: 100000, rateBurst: 100000}
+
+            """
+        let configFile = work.appendingPathComponent("ketenpost.yaml").path
+        try config.write(toFile: configFile, atomically: true, encoding: .utf8)
+
+        let relayURL = URL(string: "https://127.0.0.1:\(port)")!
+        let trust = try TrustStore.load(anchorsFile: pki.caCertificatePath, crlFiles: [pki.crlPath])
+        let server = RelayProcess(executable: Self.ownExecutable(), config: configFile)
+        try await server.start(url: relayURL, trust: trust, probe: try Identity.load(directory: pki.partnerDirectory(senderIDs[0])))
+        print("Crash test: \(messages) messages, \(senders) senders, \(recipients) recipients, \(kills) SIGKILLs; relay pid \(server.pid)")
+
+        let recipientCerts = try recipientIDs.map { try Certificate.load(pemFile: pki.partnerDirectory($0) + "/cert.pem") }
+        let ledger = Ledger()
+        let payload = EnvelopeBench.signalPayload(bytes: 1_024)
+        var batches: [[(RoutingHeader, Data)]] = []
+        for (index, id) in senderIDs.enumerated() {
+            let identity = try Identity.load(directory: pki.partnerDirectory(id))
+            batches.append(try (0..<(messages / senders)).map { n in
+                let to = (index + n) % recipients
+                let content = try Drafting.content(type: .signal, from: id, to: recipientIDs[to], payload: payload)
+                return (content.header, try Envelope.seal(content, from: identity, to: recipientCerts[to], trust: trust))
+            })
+        }
+        let total = batches.joined().count
+        let killCount = max(1, kills)
+        let killSeed = seed ?? UInt64.random(in: 1...UInt64.max)
+
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for (index, id) in senderIDs.enumerated() {
+                let batch = batches[index]
+                group.addTask {
+                    let client = try RelayClient(relay: relayURL, identity: try Identity.load(directory: pki.partnerDirectory(id)), trust: trust,
+                                                 timeout: .seconds(10))
+                    defer { Task { try? await client.shutdown() } }
+                    for (header, sealed) in batch {
+                        // Retry the same bytes until a verified receipt arrives.
+                        while true {
+                            do {
+                                let sent = try await client.submit(sealed: sealed, header: header)
+                                ledger.state.withLock { state in
+                                    state.accepted.insert(header.id)
+                                    if !sent.response.duplicate { state.freshAcceptances[header.id, default: 0] += 1 }
+                                }
+                                break
+                            } catch {
+                                try await Task.sleep(for: .milliseconds(50))
+                            }
+                        }
+                    }
+                }
+            }
+            for id in recipientIDs {
+                group.addTask {
+                    let client = try RelayClient(relay: relayURL, identity: try Identity.load(directory: pki.partnerDirectory(id)), trust: trust,
+                                                 timeout: .seconds(10))
+                    defer { Task { try? await client.shutdown() } }
+                    var receipts: [UUID: Data] = [:]
+                    while true {
+                        let finished = ledger.state.withLock { $0.acknowledged.count >= total }
+                        if finished { return }
+                        do {
+                            for item in try await client.receive(max: 20, wait: 1) {
+                                let opened = try item.result.get()
+                                ledger.state.withLock { state in
+                                    state.deliveries += 1
+                                    state.delivered.insert(item.id)
+                                    if state.acknowledged.contains(item.id) { state.deliveredAfterAck += 1 }
+                                }
+                                // One receipt per message, so a retried acknowledgement is the same bytes.
+                                let receipt = try receipts[item.id] ?? SignedReceipt.sign(
+                                    Receipt(kind: .acknowledgement, messageId: item.id, messageDigest: opened.digest, from: opened.header.from,
+                                            to: opened.header.to, issuer: client.identity.partnerID, disposition: .processed, time: Date()),
+                                    as: client.identity)
+                                receipts[item.id] = receipt
+                                while true {
+                                    do {
+                                        _ = try await client.acknowledge(id: item.id, leaseToken: item.leaseToken, receipt: receipt)
+                                        ledger.state.withLock { _ = $0.acknowledged.insert(item.id) }
+                                        break
+                                    } catch let error as KetenpostError {
+                                        // The lease ran out while the relay was down: it comes again.
+                                        if error.code == .leaseExpired || error.code == .leaseInvalid { break }
+                                        throw error
+                                    } catch {
+                                        try await Task.sleep(for: .milliseconds(50))
+                                    }
+                                }
+                            }
+                        } catch let error as KetenpostError {
+                            throw error
+                        } catch {
+                            try await Task.sleep(for: .milliseconds(50))
+                        }
+                    }
+                }
+            }
+            group.addTask {
+                var generator = SeededGenerator(seed: killSeed)
+                for round in 1...killCount {
+                    let pause = Double.random(in: 0.1...0.8, using: &generator)
+                    try await Task.sleep(for: .milliseconds(Int64(pause * 1000)))
+                    server.kill()
+                    try await server.start(url: relayURL, trust: trust, probe: try Identity.load(directory: pki.partnerDirectory(senderIDs[0])))
+                    print("  kill \(round): relay restarted as pid \(server.pid)")
+                }
+            }
+            try await group.waitForAll()
+        }
+        server.stop()
+
+        let report = ledger.state.withLock { state in
+            Report(kills: kills, messages: total, accepted: state.accepted.count, delivered: state.delivered.count,
+                   acknowledged: state.acknowledged.count, lost: state.accepted.subtracting(state.acknowledged).count,
+                   deliveredAgainAfterAcknowledgement: state.deliveredAfterAck,
+                   duplicateAcceptances: state.freshAcceptances.values.filter { $0 > 1 }.count,
+                   redeliveries: state.deliveries - state.delivered.count,
+                   seconds: { let d = ContinuousClock.now - started; return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18 }())
+        }
+        print("""
+              accepted \(report.accepted), delivered \(report.delivered), acknowledged \(report.acknowledged), \
+            redeliveries \(report.redeliveries)
+              lost \(report.lost), delivered again after acknowledgement \(report.deliveredAgainAfterAcknowledgement), \
+            duplicate acceptances \(report.duplicateAcceptances)
+              \(String(format: "%.1f", report.seconds)) s
+            """)
+        if let json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            try encoder.encode(report).write(to: URL(fileURLWithPath: json))
+        }
+        let ok = report.lost == 0 && report.deliveredAgainAfterAcknowledgement == 0 && report.duplicateAcceptances == 0
+            && report.accepted == total && report.acknowledged == total
+        print(ok ? "PASS: nothing lost, nothing duplicated" : "FAIL")
+        if !ok { throw ExitCode(1) }
+    }
+
+    static func ownExecutable() -> String {
+        (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+    }
+
+    /// A free TCP port on 127.0.0.1 (bound and released), so that restarts keep one address.
+    static func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+        }
+        guard bound else { throw KetenpostError(.internalError, "No free port.") }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+}
+
+/// The relay as a child process that can be killed and started again.
+final class RelayProcess: Sendable {
+    let executable: String
+    let config: String
+    private let process = Mutex<Process?>(nil)
+
+    init(executable: String, config: String) {
+        self.executable = executable
+        self.config = config
+    }
+
+    var pid: Int32 { process.withLock { $0?.processIdentifier ?? 0 } }
+
+    /// Starts `serve` and returns once it answers over mutual TLS.
+    func start(url: URL, trust: TrustStore, probe: Identity) async throws {
+        let child = Process()
+        child.executableURL = URL(fileURLWithPath: executable)
+        child.arguments = ["serve", "--config", config, "--log-level", "error"]
+        child.standardOutput = FileHandle.nullDevice
+        child.standardError = FileHandle.nullDevice
+        try child.run()
+        process.withLock { $0 = child }
+        let client = try RelayClient(relay: url, identity: probe, trust: trust, timeout: .seconds(2))
+        defer { Task { try? await client.shutdown() } }
+        for _ in 0..<200 {
+            if (try? await client.directory(probe.partnerID)) != nil { return }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw KetenpostError(.internalError, "The relay did not come up.")
+    }
+
+    /// SIGKILL: no shutdown handlers, no flushing; only what was fsync'd survives.
+    func kill() {
+        guard let child = process.withLock({ $0 }) else { return }
+        Foundation.kill(child.processIdentifier, SIGKILL)
+        child.waitUntilExit()
+    }
+
+    func stop() {
+        guard let child = process.withLock({ $0 }) else { return }
+        Foundation.kill(child.processIdentifier, SIGTERM)
+        child.waitUntilExit()
+    }
+}
+
+/// SplitMix64: reproducible kill times from a seed.
+struct SeededGenerator: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}

@@ -1,0 +1,19 @@
+import Foundation
+import Testing
+
+/// Promise 3 under SIGKILL: the short mode of `ketenpost crash-test` (the long mode is run by
+/// hand; figures in docs/BENCHMARKS.md).
+@Suite struct CrashTests {
+    @Test func nothingAcceptedIsLostWhenTheRelayIsKilled() async throws {
+        let report = FileManager.default.temporaryDirectory.appendingPathComponent("crash-\(UUID().uuidString).json")
+        defer { try? FileManager.default.removeItem(at: report) }
+        let result = try await shell("'\(ServeProcessTests.binary)' crash-test --kills 5 --messages 160 --seed 7 --json '\(report.path)'")
+        #expect(result.status == 0, "\(result.stdout)\n\(result.stderr)")
+        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: report)) as? [String: Any]
+        #expect(json?["lost"] as? Int == 0)
+        #expect(json?["deliveredAgainAfterAcknowledgement"] as? Int == 0)
+        #expect(json?["duplicateAcceptances"] as? Int == 0)
+        #expect(json?["acknowledged"] as? Int == 160)
+        #expect(json?["kills"] as? Int == 5)
+    }
+}
