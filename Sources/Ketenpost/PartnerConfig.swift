@@ -88,8 +88,9 @@ public struct PartnerDirectoryFile: Codable, Sendable, Equatable {
     public func partner(_ id: String) -> PartnerEntry? { partners.first { $0.id == id } }
 }
 
-enum ConfigErrors {
-    static func describe(_ error: DecodingError) -> String {
+/// Turns a configuration decoding error into "key.path: what is wrong" for start-up errors.
+public enum ConfigErrors {
+    public static func describe(_ error: DecodingError) -> String {
         func path(_ codingPath: [any CodingKey]) -> String {
             codingPath.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined()
                 .trimmingCharacters(in: CharacterSet(charactersIn: "."))

@@ -30,20 +30,10 @@ struct Demo: AsyncParsableCommand {
     private func play() async throws {
         let work = FileManager.default.temporaryDirectory.appendingPathComponent("ketenpost-demo-\(UUID().uuidString.prefix(8))")
         defer { if !keep { try? FileManager.default.removeItem(at: work) } }
-        let pkiDir = work.appendingPathComponent("certs").path
-        let pki = DevelopmentPKI(directory: pkiDir)
-        var configuration = RelayConfiguration()
-        configuration.port = 0
-        configuration.storePath = work.appendingPathComponent("ketenpost.sqlite").path
-        configuration.developmentPKIDirectory = pkiDir
-        configuration.tlsCertificate = pki.relayDirectory + "/cert.pem"
-        configuration.tlsKey = pki.relayDirectory + "/key.pem"
-        configuration.trustAnchors = pki.caCertificatePath
-        configuration.crls = [pki.crlPath]
-        configuration.partnersFile = config + "/partners.yaml"
-        configuration.policyFile = config + "/policy.yaml"
-        configuration.certificateDirectory = pkiDir + "/partners"
-
+        let pki = DevelopmentPKI(directory: work.appendingPathComponent("certs").path)
+        let configuration = RelayConfiguration.development(
+            pki: pki, storePath: work.appendingPathComponent("ketenpost.sqlite").path,
+            partnersFile: config + "/partners.yaml", policyFile: config + "/policy.yaml")
         var logger = Logger(label: "ketenpost.demo")
         logger.logLevel = .warning
         let relay = try await RunningRelay.start(try await RelayServer.prepare(configuration, logger: logger), logger: logger)

@@ -60,17 +60,10 @@ struct RelayBench: AsyncParsableCommand {
         let policyFile = work.appendingPathComponent("policy.yaml")
         try "rules:\n  - {type: signal, from: [municipality], to: [care-coordinator]}\n".write(to: policyFile, atomically: true, encoding: .utf8)
 
-        var configuration = RelayConfiguration()
-        configuration.port = 0
-        configuration.storePath = work.appendingPathComponent("store/ketenpost.sqlite").path
+        var configuration = RelayConfiguration.development(
+            pki: pki, storePath: work.appendingPathComponent("store/ketenpost.sqlite").path,
+            partnersFile: partnersFile.path, policyFile: policyFile.path)
         configuration.developmentPKIDirectory = nil
-        configuration.tlsCertificate = pki.relayDirectory + "/cert.pem"
-        configuration.tlsKey = pki.relayDirectory + "/key.pem"
-        configuration.trustAnchors = pki.caCertificatePath
-        configuration.crls = [pki.crlPath]
-        configuration.partnersFile = partnersFile.path
-        configuration.policyFile = policyFile.path
-        configuration.certificateDirectory = pki.directory.appendingPathComponent("partners").path
         configuration.ratePerSecond = 1_000_000
         configuration.rateBurst = 1_000_000
         var logger = Logger(label: "ketenpost.bench")

@@ -65,26 +65,7 @@ public struct CryptoError: Error, Sendable, Equatable, CustomStringConvertible {
 enum OpenSSLErrorQueue {
     /// Reads and clears the queue. `ERR_get_error_all` keeps the detail text (for example
     /// "Verify error: unable to get local issuer certificate") that `ERR_error_string_n` drops.
-    static func drain() -> [String] {
-        var out: [String] = []
-        while true {
-            var file: UnsafePointer<CChar>?
-            var line: Int32 = 0
-            var function: UnsafePointer<CChar>?
-            var data: UnsafePointer<CChar>?
-            var flags: Int32 = 0
-            let code = ERR_get_error_all(&file, &line, &function, &data, &flags)
-            if code == 0 { break }
-            var buffer = [CChar](repeating: 0, count: 256)
-            ERR_error_string_n(code, &buffer, buffer.count)
-            var text = buffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
-            if flags & ERR_TXT_STRING != 0, let data, data.pointee != 0 {
-                text += " (\(String(cString: data)))"
-            }
-            out.append(text)
-        }
-        return out
-    }
+    static func drain() -> [String] { drainWithReasons().texts }
 
     /// Starts an operation with an empty queue, so that old errors are not blamed on it.
     static func clear() { ERR_clear_error() }

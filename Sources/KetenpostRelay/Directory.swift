@@ -92,7 +92,7 @@ public struct Policy: Sendable {
         do {
             return Policy(rules: try YAMLDecoder().decode(Shape.self, from: text).rules)
         } catch let error as DecodingError {
-            throw KetenpostError(.configInvalid, "\(path): \(ConfigErrorText.describe(error))")
+            throw KetenpostError(.configInvalid, "\(path): \(ConfigErrors.describe(error))")
         } catch {
             throw KetenpostError(.configInvalid, "\(path): not valid YAML (\(error)).")
         }

@@ -54,6 +54,23 @@ public struct RelayConfiguration: Sendable {
 
     public init() {}
 
+    /// A configuration for a development PKI in `pki` (as `ketenpost pki init` lays it out),
+    /// listening on a free port: the demo, the benchmarks and the tests use it.
+    public static func development(pki: DevelopmentPKI, storePath: String, partnersFile: String, policyFile: String) -> RelayConfiguration {
+        var c = RelayConfiguration()
+        c.port = 0
+        c.storePath = storePath
+        c.developmentPKIDirectory = pki.directory.path
+        c.tlsCertificate = pki.relayDirectory + "/cert.pem"
+        c.tlsKey = pki.relayDirectory + "/key.pem"
+        c.trustAnchors = pki.caCertificatePath
+        c.crls = [pki.crlPath]
+        c.partnersFile = partnersFile
+        c.policyFile = policyFile
+        c.certificateDirectory = pki.directory.appendingPathComponent("partners").path
+        return c
+    }
+
     /// Reads and checks the file. Errors name the file, the key and what is wrong.
     public static func load(path: String) throws(KetenpostError) -> RelayConfiguration {
         let text: String
@@ -68,7 +85,7 @@ public struct RelayConfiguration: Sendable {
         do {
             raw = try YAMLDecoder().decode(FileShape.self, from: text)
         } catch let error as DecodingError {
-            throw KetenpostError(.configInvalid, "\(file): \(ConfigErrorText.describe(error))")
+            throw KetenpostError(.configInvalid, "\(file): \(ConfigErrors.describe(error))")
         } catch {
             throw KetenpostError(.configInvalid, "\(file): not valid YAML (\(error)).")
         }
@@ -172,24 +189,5 @@ public struct RelayConfiguration: Sendable {
         var queue: Queue?
         var limits: Limits?
         var developmentPKI: DevelopmentPKI?
-    }
-}
-
-enum ConfigErrorText {
-    static func describe(_ error: DecodingError) -> String {
-        func path(_ codingPath: [any CodingKey]) -> String {
-            codingPath.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined()
-                .trimmingCharacters(in: CharacterSet(charactersIn: "."))
-        }
-        switch error {
-        case .keyNotFound(let key, let context):
-            let parent = path(context.codingPath)
-            return "\(parent.isEmpty ? "" : parent + ".")\(key.stringValue) is missing."
-        case .typeMismatch(_, let context), .valueNotFound(_, let context), .dataCorrupted(let context):
-            let where_ = path(context.codingPath)
-            return "\(where_.isEmpty ? "the document" : where_): \(context.debugDescription)"
-        @unknown default:
-            return "\(error)"
-        }
     }
 }

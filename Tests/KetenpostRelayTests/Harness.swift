@@ -93,18 +93,10 @@ final class Harness: Sendable {
     init(_ adjust: (inout RelayConfiguration) -> Void = { _ in }) async throws {
         work = FileManager.default.temporaryDirectory.appendingPathComponent("ketenpost-relay-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
-        var c = RelayConfiguration()
-        let pki = shared.pki
-        c.port = 0
-        c.storePath = work.appendingPathComponent("store/ketenpost.sqlite").path
+        var c = RelayConfiguration.development(
+            pki: shared.pki, storePath: work.appendingPathComponent("store/ketenpost.sqlite").path,
+            partnersFile: shared.partnersFile, policyFile: Root.path("config/policy.yaml"))
         c.developmentPKIDirectory = nil
-        c.tlsCertificate = pki.relayDirectory + "/cert.pem"
-        c.tlsKey = pki.relayDirectory + "/key.pem"
-        c.trustAnchors = pki.caCertificatePath
-        c.crls = [pki.crlPath]
-        c.partnersFile = shared.partnersFile
-        c.policyFile = Root.path("config/policy.yaml")
-        c.certificateDirectory = pki.directory.appendingPathComponent("partners").path
         c.leaseDuration = 30
         c.maxAttempts = 3
         c.retention = 3600
