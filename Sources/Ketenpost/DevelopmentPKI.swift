@@ -60,6 +60,38 @@ public struct DevelopmentPKI: Sendable {
         return summary
     }
 
+    /// Issues another certificate and key for a partner (a rotation rehearsal) into `directory`.
+    @discardableResult
+    public func issue(for partner: PartnerEntry, key keyType: PartnerEntry.KeyType? = nil, notBefore: Date? = nil,
+                      validity: TimeInterval = 365 * 86_400, into directory: String, now: Date = Date()) throws -> Certificate {
+        guard !FileManager.default.fileExists(atPath: directory + "/cert.pem") else {
+            throw KetenpostError(.configInvalid, "\(directory) already holds an identity; choose another directory.")
+        }
+        let ca = try loadCA()
+        let kind = (keyType ?? partner.key ?? .ecP256).kind
+        let key = try PrivateKey.generate(kind)
+        let start = notBefore ?? now.addingTimeInterval(-300)
+        let certificate = try ca.issue(Self.partnerProfile(partner, keyKind: kind, now: now, notBefore: start,
+                                                           notAfter: start.addingTimeInterval(validity)), for: key)
+        try writeIdentity(certificate: certificate, key: key, directory: directory)
+        return certificate
+    }
+
+    /// Adds serial numbers to the CA's revocation list and writes a fresh `crl.pem`.
+    /// The list of revoked serials is kept in `revoked.txt` next to it.
+    @discardableResult
+    public func revoke(serials: [String], nextUpdate: TimeInterval = 30 * 86_400, now: Date = Date()) throws -> RevocationList {
+        let listPath = directory.appendingPathComponent("revoked.txt").path
+        let known = ((try? String(contentsOfFile: listPath, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
+        var all = known
+        for serial in serials.map({ $0.uppercased() }) where !all.contains(serial) { all.append(serial) }
+        let crl = try loadCA().revocationList(revokedSerials: all, lastUpdate: now.addingTimeInterval(-60),
+                                              nextUpdate: now.addingTimeInterval(nextUpdate))
+        try write(all.joined(separator: "\n") + "\n", to: listPath, secret: false)
+        try write(crl.pem, to: crlPath, secret: false)
+        return crl
+    }
+
     public func loadCA() throws -> CertificateIssuer {
         let certificate = try Certificate(pem: try Data(contentsOf: URL(fileURLWithPath: caCertificatePath)))
         let key = try PrivateKey.load(pemFile: directory.appendingPathComponent("ca/key.pem").path)
@@ -109,10 +141,20 @@ public struct DevelopmentPKI: Sendable {
         try write(certificate.pem, to: directory + "/cert.pem", secret: false)
     }
 
+    /// Writes via a temporary file that is created with its final mode (a key is never readable
+    /// by others, not even for a moment) and renamed into place (readers never see half a file).
     private func write(_ text: String, to path: String, secret: Bool) throws {
-        let created = FileManager.default.createFile(atPath: path, contents: Data(text.utf8),
-                                                     attributes: [.posixPermissions: secret ? 0o600 : 0o644])
-        guard created else { throw KetenpostError(.configInvalid, "Cannot write \(path).") }
+        let temporary = path + ".\(UUID().uuidString).tmp"
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL, secret ? 0o600 : 0o644)
+        guard fd >= 0 else { throw KetenpostError(.configInvalid, "Cannot write \(path).") }
+        let bytes = Array(text.utf8)
+        let written = bytes.withUnsafeBytes { Foundation.write(fd, $0.baseAddress, $0.count) }
+        let synced = fsync(fd) == 0
+        close(fd)
+        guard written == bytes.count, synced, rename(temporary, path) == 0 else {
+            unlink(temporary)
+            throw KetenpostError(.configInvalid, "Cannot write \(path).")
+        }
     }
 }
 

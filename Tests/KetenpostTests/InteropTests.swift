@@ -136,6 +136,46 @@ import KetenpostModel
         #expect(result.stdout.isEmpty)
     }
 
+    /// A rotation and a revocation rehearsed with the development PKI commands.
+    @Test func pkiIssueAndRevokeRehearseRotationAndRevocation() async throws {
+        let ws = try await Self.workspace.get()
+        let work = try ws.scratch()
+        let partners = Paths.root.appendingPathComponent("config/partners.yaml").path
+        let certs = ws.pki.directory.path
+        let next = work.appendingPathComponent("next-maastricht").path
+        let issued = try await run(Paths.executable.path, ["pki", "issue", "--dir", certs, "--partners", partners,
+                                                           "--partner", "gemeente-maastricht", "--out", next])
+        #expect(issued.status == 0, "\(issued.stderr)")
+        let identity = try Identity.load(directory: next)
+        let old = try Identity.load(directory: ws.pki.partnerDirectory("gemeente-maastricht"))
+        #expect(identity.partnerID == "gemeente-maastricht" && identity.certificate != old.certificate)
+        let mode = try FileManager.default.attributesOfItem(atPath: next + "/key.pem")[.posixPermissions] as? Int
+        #expect(mode == 0o600)
+        // Issuing into an existing identity is refused.
+        #expect(try await run(Paths.executable.path, ["pki", "issue", "--dir", certs, "--partners", partners,
+                                                      "--partner", "gemeente-maastricht", "--out", next]).status == 1)
+
+        // The new certificate signs a message; once revoked, opening with the CRL refuses it.
+        let to = "zorgcoordinatie-zuid-limburg"
+        let message = work.appendingPathComponent("m.der").path
+        let sealed = try await run(Paths.executable.path, [
+            "seal", "--identity", next, "--to", to, "--to-cert", ws.pki.partnerDirectory(to) + "/cert.pem",
+            "--trust", ws.pki.caCertificatePath, "--type", "signal",
+            "--in", Paths.root.appendingPathComponent("config/examples/signal.json").path, "--out", message])
+        #expect(sealed.status == 0, "\(sealed.stderr)")
+        let open = ["open", "--identity", ws.pki.partnerDirectory(to), "--trust", ws.pki.caCertificatePath, "--crl", ws.pki.crlPath, "--in", message]
+        #expect(try await run(Paths.executable.path, open).status == 0)
+        let revoked = try await run(Paths.executable.path, ["pki", "revoke", "--dir", certs, "--cert", next + "/cert.pem"])
+        #expect(revoked.status == 0, "\(revoked.stderr)")
+        let refused = try await run(Paths.executable.path, open)
+        #expect(refused.status == 1)
+        #expect(refused.stderr.contains("certificate.revoked"), "\(refused.stderr)")
+        // The old certificate is untouched by it.
+        let crl = try RevocationList.load(pemFile: ws.pki.crlPath)
+        let store = try TrustStore(anchors: [try Certificate.load(pemFile: ws.pki.caCertificatePath)[0]], revocationLists: [crl])
+        try store.verify(old.certificate, for: .contentSigning)
+    }
+
     /// The benchmark doubles as a leak check: resident memory after thousands of cycles.
     @Test func envelopeBenchRunsAndDoesNotLeak() async throws {
         let ws = try await Self.workspace.get()
