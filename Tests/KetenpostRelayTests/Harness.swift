@@ -40,7 +40,12 @@ final class SharedPKI: Sendable {
         var partners = try PartnerDirectoryFile.load(path: Root.path("config/partners.yaml"))
         partners.partners.append(PartnerEntry(id: "gemeente-geschorst", name: "Gemeente Geschorst", role: .municipality,
                                               oin: "00000001000000000099", state: .suspended))
+        partners.partners.append(PartnerEntry(id: "gemeente-ingetrokken", name: "Gemeente Ingetrokken", role: .municipality,
+                                              oin: "00000001000000000098"))
         try pki.create(partners: partners.partners)
+        // One partner whose certificate is on the CA's revocation list.
+        let revoked = try Certificate.load(pemFile: pki.partnerDirectory("gemeente-ingetrokken") + "/cert.pem")
+        try pki.revoke(serials: revoked.map(\.serialNumberHex))
         // An identity with a valid certificate from the right CA that the directory does not list.
         let ca = try pki.loadCA()
         let key = try PrivateKey.generate(.ecP256)
@@ -66,6 +71,10 @@ final class SharedPKI: Sendable {
                 role: municipality
                 oin: "00000001000000000099"
                 state: suspended
+              - id: gemeente-ingetrokken
+                name: Gemeente Ingetrokken
+                role: municipality
+                oin: "00000001000000000098"
 
             """
         try yaml.write(toFile: partnersFile, atomically: true, encoding: .utf8)
