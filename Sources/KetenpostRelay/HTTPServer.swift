@@ -111,8 +111,9 @@ public enum RelayHTTP {
 
         router.post("/v1/messages") { request, context in
             await handle(logger) {
+                let partner = try core.admit(await context.peerCertificate())
                 let body = try await cmsBody(request, limit: limit)
-                let submitted = try await core.submit(body, peer: await context.peerCertificate())
+                let submitted = try await core.submit(body, as: partner)
                 return json(submitted.response, status: submitted.duplicate ? .ok : .accepted)
             }
         }

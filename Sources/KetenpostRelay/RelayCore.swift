@@ -67,10 +67,21 @@ public final class RelayCore: Sendable {
         public let duplicate: Bool
     }
 
-    /// Checks and stores a sealed message; answers with the relay's signed acceptance receipt.
-    public func submit(_ body: Data, peer: Certificate?) async throws(KetenpostError) -> Submitted {
+    /// Authentication and rate limit, for callers that check them before reading a body:
+    /// an unknown or throttled partner does not get to upload megabytes first.
+    public func admit(_ peer: Certificate?) throws(KetenpostError) -> Partner {
         let partner = try authenticate(peer)
         try checkRate(partner)
+        return partner
+    }
+
+    /// Checks and stores a sealed message; answers with the relay's signed acceptance receipt.
+    public func submit(_ body: Data, peer: Certificate?) async throws(KetenpostError) -> Submitted {
+        try await submit(body, as: try admit(peer))
+    }
+
+    /// `submit` for a partner already admitted (`admit`).
+    public func submit(_ body: Data, as partner: Partner) async throws(KetenpostError) -> Submitted {
         let outer = try Envelope.readOuter(body, trust: trust)
         let header = outer.header
         guard header.from == partner.id else {

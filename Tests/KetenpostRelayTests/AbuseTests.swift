@@ -93,4 +93,16 @@ import Testing
             #expect(try await sender.status(first.header.id).state == "acknowledged")
         }
     }
+
+    /// An unregistered certificate is refused before its body is read.
+    @Test func unknownPartnersAreRefusedBeforeTheirBodyIsRead() async throws {
+        try await withRelay({ $0.maxMessageBytes = 64 * 1024 }) { h in
+            let rogue = h.shared.identityDirectory("unregistered-maastricht")
+            let big = h.work.appendingPathComponent("big.bin")
+            try Data(count: 4 * 1024 * 1024).write(to: big)
+            let result = try await shell("curl -sS --max-time 20 --cacert '\(h.shared.pki.caCertificatePath)' --cert '\(rogue)/cert.pem' --key '\(rogue)/key.pem' -o /dev/stderr -w '%{http_code}' -H 'Content-Type: application/cms' --data-binary @'\(big.path)' \(h.url.absoluteString)/v1/messages")
+            #expect(result.stdout == "403", "\(result.stdout) \(result.stderr)")
+            #expect(result.stderr.contains("auth.unknown-partner"))
+        }
+    }
 }
