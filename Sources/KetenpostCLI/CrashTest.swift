@@ -59,22 +59,14 @@ struct CrashTest: AsyncParsableCommand {
         let started = ContinuousClock.now
         let work = FileManager.default.temporaryDirectory.appendingPathComponent("ketenpost-crash-\(UUID().uuidString.prefix(8))")
         defer { try? FileManager.default.removeItem(at: work) }
-        let senderIDs = (1...senders).map { String(format: "crash-gemeente-%02d", $0) }
-        let recipientIDs = (1...recipients).map { String(format: "crash-zorgcoordinatie-%02d", $0) }
-        let entries = senderIDs.enumerated().map { PartnerEntry(id: $1, name: $1, role: .municipality, oin: String(format: "00000001%012d", $0)) }
-            + recipientIDs.enumerated().map { PartnerEntry(id: $1, name: $1, role: .careCoordinator, oin: String(format: "00000003%012d", $0)) }
-        let pki = DevelopmentPKI(directory: work.appendingPathComponent("certs").path)
-        try pki.create(partners: entries)
-        let yaml = "partners:\n" + entries.map { "  - {id: \($0.id), name: \($0.name), role: \($0.role.rawValue), oin: \"\($0.oin)\"}\n" }.joined()
-        try yaml.write(to: work.appendingPathComponent("partners.yaml"), atomically: true, encoding: .utf8)
-        try "rules:\n  - {type: signal, from: [municipality], to: [care-coordinator]}\n"
-            .write(to: work.appendingPathComponent("policy.yaml"), atomically: true, encoding: .utf8)
+        let chain = try SyntheticChain(in: work, prefix: "crash", senders: senders, recipients: recipients)
+        let (pki, senderIDs, recipientIDs) = (chain.pki, chain.senderIDs, chain.recipientIDs)
         let port = try Self.freePort()
         let config = """
             listen: {host: 127.0.0.1, port: \(port)}
             store: {path: \(work.path)/store/ketenpost.sqlite}
             tls: {certificate: \(pki.relayDirectory)/cert.pem, key: \(pki.relayDirectory)/key.pem, trustAnchors: \(pki.caCertificatePath), crls: [\(pki.crlPath)]}
-            directory: {partners: \(work.path)/partners.yaml, policy: \(work.path)/policy.yaml, certificates: \(pki.directory.path)/partners}
+            directory: {partners: \(chain.partnersFile.path), policy: \(chain.policyFile.path), certificates: \(pki.directory.path)/partners}
             queue: {leaseDuration: 2s, maxAttempts: 100, sweepInterval: 1s, maxLongPoll: 2s}
             limits: {ratePerSecond: 100000, rateBurst: 100000}
 

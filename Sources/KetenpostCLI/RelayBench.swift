@@ -48,17 +48,8 @@ struct RelayBench: AsyncParsableCommand {
     func run() async throws {
         let work = FileManager.default.temporaryDirectory.appendingPathComponent("ketenpost-bench-\(UUID().uuidString.prefix(8))")
         defer { try? FileManager.default.removeItem(at: work) }
-        let senderIDs = (1...senders).map { String(format: "bench-gemeente-%03d", $0) }
-        let recipientIDs = (1...recipients).map { String(format: "bench-zorgcoordinatie-%03d", $0) }
-        let entries = senderIDs.enumerated().map { PartnerEntry(id: $1, name: $1, role: .municipality, oin: String(format: "00000001%012d", $0)) }
-            + recipientIDs.enumerated().map { PartnerEntry(id: $1, name: $1, role: .careCoordinator, oin: String(format: "00000003%012d", $0)) }
-        let pki = DevelopmentPKI(directory: work.appendingPathComponent("certs").path)
-        try pki.create(partners: entries)
-        let partnersFile = work.appendingPathComponent("partners.yaml")
-        let yaml = "partners:\n" + entries.map { "  - {id: \($0.id), name: \($0.name), role: \($0.role.rawValue), oin: \"\($0.oin)\"}\n" }.joined()
-        try yaml.write(to: partnersFile, atomically: true, encoding: .utf8)
-        let policyFile = work.appendingPathComponent("policy.yaml")
-        try "rules:\n  - {type: signal, from: [municipality], to: [care-coordinator]}\n".write(to: policyFile, atomically: true, encoding: .utf8)
+        let chain = try SyntheticChain(in: work, prefix: "bench", senders: senders, recipients: recipients)
+        let (pki, senderIDs, recipientIDs, partnersFile, policyFile) = (chain.pki, chain.senderIDs, chain.recipientIDs, chain.partnersFile, chain.policyFile)
 
         var configuration = RelayConfiguration.development(
             pki: pki, storePath: work.appendingPathComponent("store/ketenpost.sqlite").path,
