@@ -16,4 +16,15 @@ import Testing
         #expect(json?["acknowledged"] as? Int == 160)
         #expect(json?["kills"] as? Int == 5)
     }
+
+    /// The relay benchmark keeps working (a smoke run: seconds, no figures asserted).
+    @Test func relayBenchSmoke() async throws {
+        let report = FileManager.default.temporaryDirectory.appendingPathComponent("bench-\(UUID().uuidString).json")
+        defer { try? FileManager.default.removeItem(at: report) }
+        let result = try await shell("'\(ServeProcessTests.binary)' bench relay --senders 2 --recipients 1 --messages 10 --flow-messages 4 --json '\(report.path)'")
+        #expect(result.status == 0, "\(result.stdout)\n\(result.stderr)")
+        let phases = try JSONSerialization.jsonObject(with: Data(contentsOf: report)) as? [[String: Any]]
+        #expect(phases?.count == 3)
+        #expect(phases?.first?["messages"] as? Int == 10)
+    }
 }
