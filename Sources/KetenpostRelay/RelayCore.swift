@@ -55,8 +55,9 @@ public final class RelayCore: Sendable {
 
     func checkRate(_ partner: Partner) throws(KetenpostError) {
         if let wait = rateLimiter.take(partner.id) {
-            throw KetenpostError(.rateLimited, "Too many requests from \(partner.id); retry after \(Int(wait.rounded(.up)) + 0) second(s).",
-                                 detail: ["retry-after=\(max(1, Int(wait.rounded(.up))))"])
+            let seconds = max(1, Int(wait.rounded(.up)))
+            throw KetenpostError(.rateLimited, "Too many requests from \(partner.id); retry after \(seconds) second(s).",
+                                 detail: ["retry-after=\(seconds)"])
         }
     }
 
