@@ -52,10 +52,13 @@ public enum KetenpostJSON {
         guard data.count <= Limits.documentBytes else {
             throw ValidationFailure(path: path, rule: "too-large", message: "must be at most \(Limits.documentBytes) bytes (2 MiB)")
         }
-        guard let raw = try? JSONSerialization.jsonObject(with: data) else {
+        // One parser for everything (Foundation's JSONDecoder): the shape tree, the typed value
+        // and the re-encoded tree. JSONSerialization would parse differently and, on Linux,
+        // several times slower.
+        guard let object = try? JSONDecoder().decode(JSONShape.self, from: data) else {
             throw ValidationFailure(path: path, rule: "json", message: "is not valid JSON")
         }
-        guard let object = raw as? [String: Any] else {
+        guard case .object = object else {
             throw ValidationFailure(path: path, rule: "object", message: "must be a JSON object")
         }
         if let duplicate = DuplicateKeys.first(in: data, path: path) {
@@ -80,7 +83,7 @@ public enum KetenpostJSON {
         // What survives a decode/encode round trip is exactly what the schema knows;
         // anything else in the input is an unknown field. Nil optionals are omitted on
         // encode, which is why null is refused separately above.
-        guard let known = (try? encoder().encode(value)).flatMap({ try? JSONSerialization.jsonObject(with: $0) }) else {
+        guard let known = (try? encoder().encode(value)).flatMap({ try? JSONDecoder().decode(JSONShape.self, from: $0) }) else {
             throw ValidationFailure(path: path, rule: "json", message: "could not be re-encoded")
         }
         findUnknownKeys(object, known, path, &issues)
@@ -127,38 +130,77 @@ public enum KetenpostJSON {
         }
     }
 
-    private static func containsNull(_ node: Any) -> Bool {
-        if node is NSNull { return true }
-        if let object = node as? [String: Any] { return object.values.contains { containsNull($0) } }
-        if let array = node as? [Any] { return array.contains { containsNull($0) } }
-        return false
-    }
-
-    private static func findNulls(_ node: Any, _ path: String, _ issues: inout [ValidationIssue]) {
-        if node is NSNull {
-            issues.append(ValidationIssue(path: path, rule: "null", message: "must not be null; leave the field out instead"))
-        } else if let object = node as? [String: Any] {
-            for key in object.keys.sorted() { findNulls(object[key] as Any, Path.join(path, Path.safeKey(key)), &issues) }
-        } else if let array = node as? [Any] {
-            for (i, element) in array.enumerated() { findNulls(element, Path.index(path, i), &issues) }
+    private static func containsNull(_ node: JSONShape) -> Bool {
+        switch node {
+        case .null: return true
+        case .object(let members): return members.values.contains { containsNull($0) }
+        case .array(let elements): return elements.contains { containsNull($0) }
+        case .value: return false
         }
     }
 
-    private static func findUnknownKeys(_ raw: Any, _ known: Any, _ path: String, _ issues: inout [ValidationIssue]) {
-        if let object = raw as? [String: Any] {
-            let knownObject = known as? [String: Any] ?? [:]
-            for key in object.keys.sorted() {
+    private static func findNulls(_ node: JSONShape, _ path: String, _ issues: inout [ValidationIssue]) {
+        switch node {
+        case .null:
+            issues.append(ValidationIssue(path: path, rule: "null", message: "must not be null; leave the field out instead"))
+        case .object(let members):
+            for key in members.keys.sorted() { findNulls(members[key]!, Path.join(path, Path.safeKey(key)), &issues) }
+        case .array(let elements):
+            for (i, element) in elements.enumerated() { findNulls(element, Path.index(path, i), &issues) }
+        case .value:
+            break
+        }
+    }
+
+    private static func findUnknownKeys(_ raw: JSONShape, _ known: JSONShape, _ path: String, _ issues: inout [ValidationIssue]) {
+        switch (raw, known) {
+        case (.object(let members), _):
+            let knownMembers: [String: JSONShape]
+            if case .object(let k) = known { knownMembers = k } else { knownMembers = [:] }
+            for key in members.keys.sorted() {
                 let child = Path.join(path, Path.safeKey(key))
-                if let knownChild = knownObject[key] {
-                    findUnknownKeys(object[key] as Any, knownChild, child, &issues)
+                if let knownChild = knownMembers[key] {
+                    findUnknownKeys(members[key]!, knownChild, child, &issues)
                 } else {
                     issues.append(ValidationIssue(path: child, rule: "unknown-field", message: "is not a field of this schema"))
                 }
             }
-        } else if let array = raw as? [Any], let knownArray = known as? [Any] {
-            for (i, element) in array.enumerated() where i < knownArray.count {
-                findUnknownKeys(element, knownArray[i], Path.index(path, i), &issues)
+        case (.array(let elements), .array(let knownElements)):
+            for (i, element) in elements.enumerated() where i < knownElements.count {
+                findUnknownKeys(element, knownElements[i], Path.index(path, i), &issues)
             }
+        default:
+            break
+        }
+    }
+}
+
+/// The shape of a JSON document: objects and arrays with their members, leaves without
+/// their values (the strict checks need keys and nulls, never values).
+enum JSONShape: Decodable {
+    case object([String: JSONShape])
+    case array([JSONShape])
+    case value
+    case null
+
+    private struct AnyKey: CodingKey {
+        var stringValue: String
+        var intValue: Int? { nil }
+        init(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
+    }
+
+    init(from decoder: any Decoder) throws {
+        if let container = try? decoder.container(keyedBy: AnyKey.self) {
+            var members: [String: JSONShape] = [:]
+            for key in container.allKeys { members[key.stringValue] = try container.decode(JSONShape.self, forKey: key) }
+            self = .object(members)
+        } else if var container = try? decoder.unkeyedContainer() {
+            var elements: [JSONShape] = []
+            while !container.isAtEnd { elements.append(try container.decode(JSONShape.self)) }
+            self = .array(elements)
+        } else {
+            self = try decoder.singleValueContainer().decodeNil() ? .null : .value
         }
     }
 }

@@ -167,7 +167,7 @@ struct RuleCase: Sendable, CustomStringConvertible {
     }
 
     @Test func documentLevelRules() {
-        let cases: [(String, String)] = [("[]", "object"), ("\"text\"", "json"), ("{\"header\": ", "json"), ("", "json")]
+        let cases: [(String, String)] = [("[]", "object"), ("\"text\"", "object"), ("42", "object"), ("{\"header\": ", "json"), ("", "json")]
         for (text, rule) in cases {
             let error = failure { _ = try SealedContent.decode(from: Data(text.utf8)) }
             #expect(error?.contains(path: "", rule: rule) == true, "\(text): \(String(describing: error))")
