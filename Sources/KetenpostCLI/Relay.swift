@@ -103,20 +103,9 @@ struct Send: AsyncParsableCommand {
     @Option(help: "Partner id of the recipient.") var to: String
     @Option(help: "Message type.") var type: MessageType
     @Option(name: .customLong("in"), help: "Payload JSON file, or - for stdin.") var input: String = "-"
-    @Option(help: "Message id (UUID); reuse it to retry the same message.") var id: String?
-    @Option(name: .customLong("correlation-id"), help: "Id of the message this one answers.") var correlationID: String?
-    @Option(name: .customLong("expires-in"), help: "Lifetime such as 12h or 14d; default per type.") var expiresIn: String?
-    @Option(help: "normal or urgent.") var priority: Priority = .normal
-    @Option(name: .customLong("exploitation-form"), help: "Statistics label.") var exploitationForm: ExploitationForm?
-    @Option(help: "Statistics label: CBS municipality code, e.g. GM1903.") var region: String?
+    @OptionGroup var header: HeaderOptions
     @Option(help: "Outbox directory for sealed messages and receipts.") var outbox: String?
     @Option(help: "Submission attempts on network failure.") var attempts: Int = 3
-
-    func validate() throws {
-        if let id, UUID(uuidString: id) == nil { throw ValidationError("--id must be a UUID.") }
-        if let correlationID, UUID(uuidString: correlationID) == nil { throw ValidationError("--correlation-id must be a UUID.") }
-        if let expiresIn, Drafting.parseDuration(expiresIn) == nil { throw ValidationError("--expires-in must look like 12h or 14d.") }
-    }
 
     func run() async throws {
         do {
@@ -142,34 +131,28 @@ struct Send: AsyncParsableCommand {
 
     private func send(_ client: RelayClient) async throws -> RelayClient.Sent {
         let box = URL(fileURLWithPath: outbox ?? partner.identity + "/outbox")
-        var options = Drafting.Options()
-        if let id { options.id = UUID(uuidString: id)! }
+        let options = self.header.drafting()
         let file = box.appendingPathComponent("\(options.id.uuidString.lowercased()).der")
         let sealed: Data
-        let header: RoutingHeader
+        let routing: RoutingHeader
         if let existing = try? Data(contentsOf: file) {
             // A retry: the very same bytes, so the relay answers with the original receipt.
             sealed = existing
-            header = try Envelope.readOuter(existing, trust: client.trust).header
+            routing = try Envelope.readOuter(existing, trust: client.trust).header
         } else {
-            options.correlationID = correlationID.flatMap(UUID.init(uuidString:))
-            options.lifetime = expiresIn.flatMap(Drafting.parseDuration)
-            options.priority = priority
-            options.exploitationForm = exploitationForm
-            options.region = region
             let entry = try await client.directory(to)
             let certificates = try entry.certificates.flatMap { try Certificate.all(pem: Data($0.utf8)) }
             let content = try Drafting.content(type: type, from: client.identity.partnerID, to: to, payload: try readInput(input), options: options)
             sealed = try Envelope.seal(content, from: client.identity, to: certificates, trust: client.trust)
-            header = content.header
+            routing = content.header
             try writeDurably(sealed, to: file)
         }
         var lastError: (any Error)?
         for attempt in 1...max(1, attempts) {
             do {
-                let sent = try await client.submit(sealed: sealed, header: header)
+                let sent = try await client.submit(sealed: sealed, header: routing)
                 try writeDurably(Data(base64Encoded: sent.response.receipt) ?? Data(),
-                                 to: box.appendingPathComponent("\(header.id.uuidString.lowercased()).receipt.der"))
+                                 to: box.appendingPathComponent("\(routing.id.uuidString.lowercased()).receipt.der"))
                 return sent
             } catch let error as KetenpostError {
                 throw error   // the relay answered: retrying the same bytes would get the same answer

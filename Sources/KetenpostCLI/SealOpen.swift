@@ -25,39 +25,53 @@ struct Seal: AsyncParsableCommand {
     @Option(help: "Trust anchors (PEM) the recipient certificates must chain to.") var trust: String = "certs/dev/ca/cert.pem"
     @Option(help: "Certificate revocation list (PEM); repeatable.") var crl: [String] = []
     @Option(help: "Message type: \(MessageType.allCases.map(\.rawValue).joined(separator: ", ")).") var type: MessageType
-    @Option(help: "Message id (UUID); default a new one. Reuse it to resubmit the same message.") var id: String?
-    @Option(name: .customLong("correlation-id"), help: "Id of the message this one answers.") var correlationID: String?
-    @Option(name: .customLong("expires-in"), help: "Lifetime such as 12h or 14d; default per type.") var expiresIn: String?
-    @Option(help: "normal or urgent.") var priority: Priority = .normal
-    @Option(name: .customLong("exploitation-form"), help: "Statistics label: sexual, labour, criminal, unknown.") var exploitationForm: ExploitationForm?
-    @Option(help: "Statistics label: CBS municipality code, e.g. GM1903.") var region: String?
+    @OptionGroup var header: HeaderOptions
     @Option(name: .customLong("in"), help: "Payload JSON file, or - for stdin.") var input: String = "-"
     @Option(name: .customLong("out"), help: "Output file for the sealed message (DER), or - for stdout.") var output: String = "-"
 
     func validate() throws {
         if toCert.isEmpty { throw ValidationError("Give at least one --to-cert.") }
-        if let id, UUID(uuidString: id) == nil { throw ValidationError("--id must be a UUID.") }
-        if let correlationID, UUID(uuidString: correlationID) == nil { throw ValidationError("--correlation-id must be a UUID.") }
-        if let expiresIn, Drafting.parseDuration(expiresIn) == nil { throw ValidationError("--expires-in must look like 90s, 30m, 12h or 14d.") }
     }
 
     func run() async throws {
         do {
             let sender = try Identity.load(directory: identity)
-            var options = Drafting.Options()
-            if let id { options.id = UUID(uuidString: id)! }
-            options.correlationID = correlationID.flatMap(UUID.init(uuidString:))
-            options.lifetime = expiresIn.flatMap(Drafting.parseDuration)
-            options.priority = priority
-            options.exploitationForm = exploitationForm
-            options.region = region
-            let content = try Drafting.content(type: type, from: sender.partnerID, to: to, payload: try readInput(input), options: options)
+            let content = try Drafting.content(type: type, from: sender.partnerID, to: to, payload: try readInput(input),
+                                               options: header.drafting())
             let recipients = try toCert.flatMap { try Certificate.load(pemFile: $0) }
             let sealed = try Envelope.seal(content, from: sender, to: recipients, trust: try TrustStore.load(anchorsFile: trust, crlFiles: crl))
             try writeOutput(sealed, to: output)
         } catch {
             throw fail(error)
         }
+    }
+}
+
+/// The routing-header choices that `seal` and `send` share.
+struct HeaderOptions: ParsableArguments {
+    @Option(help: "Message id (UUID); default a new one. Reuse it to resubmit the same message.") var id: String?
+    @Option(name: .customLong("correlation-id"), help: "Id of the message this one answers.") var correlationID: String?
+    @Option(name: .customLong("expires-in"), help: "Lifetime such as 12h or 14d; default per type.") var expiresIn: String?
+    @Option(help: "normal or urgent.") var priority: Priority = .normal
+    @Option(name: .customLong("exploitation-form"), help: "Statistics label: sexual, labour, criminal, unknown.") var exploitationForm: ExploitationForm?
+    @Option(help: "Statistics label: CBS municipality code, e.g. GM1903.") var region: String?
+
+    func validate() throws {
+        if let id, UUID(uuidString: id) == nil { throw ValidationError("--id must be a UUID.") }
+        if let correlationID, UUID(uuidString: correlationID) == nil { throw ValidationError("--correlation-id must be a UUID.") }
+        if let expiresIn, Drafting.parseDuration(expiresIn) == nil { throw ValidationError("--expires-in must look like 90s, 30m, 12h or 14d.") }
+    }
+
+    /// The drafting options; `validate()` has checked the formats.
+    func drafting() -> Drafting.Options {
+        var options = Drafting.Options()
+        if let id, let uuid = UUID(uuidString: id) { options.id = uuid }
+        options.correlationID = correlationID.flatMap(UUID.init(uuidString:))
+        options.lifetime = expiresIn.flatMap(Drafting.parseDuration)
+        options.priority = priority
+        options.exploitationForm = exploitationForm
+        options.region = region
+        return options
     }
 }
 
