@@ -8,18 +8,21 @@ import KetenpostCrypto
 /// ca/cert.pem  ca/key.pem      the development CA (the trust anchor is ca/cert.pem)
 /// crl.pem                      an empty CRL of the CA
 /// relay/cert.pem relay/key.pem the relay (TLS server, receipt signing)
+/// admin/cert.pem admin/key.pem an administrator (TLS client for `ketenpost admin`)
 /// partners/ID/cert.pem key.pem one identity per partner of partners.yaml
 /// ```
 /// Creation is idempotent: what exists is kept, what is missing is added.
 public struct DevelopmentPKI: Sendable {
     public let directory: URL
     public static let relayID = "ketenpost-relay"
+    public static let adminID = "ketenpost-admin"
 
     public init(directory: String) { self.directory = URL(fileURLWithPath: directory) }
 
     public var caCertificatePath: String { directory.appendingPathComponent("ca/cert.pem").path }
     public var crlPath: String { directory.appendingPathComponent("crl.pem").path }
     public var relayDirectory: String { directory.appendingPathComponent("relay").path }
+    public var adminDirectory: String { directory.appendingPathComponent("admin").path }
     public func partnerDirectory(_ id: String) -> String { directory.appendingPathComponent("partners/\(id)").path }
 
     public var exists: Bool { FileManager.default.fileExists(atPath: caCertificatePath) }
@@ -46,6 +49,14 @@ public struct DevelopmentPKI: Sendable {
             try writeIdentity(certificate: certificate, key: key, directory: relayDirectory)
             summary.created.append(Self.relayID)
         }
+        if FileManager.default.fileExists(atPath: adminDirectory + "/cert.pem") {
+            summary.kept.append(Self.adminID)
+        } else {
+            let key = try PrivateKey.generate(.ecP256)
+            let certificate = try ca.issue(Self.adminProfile(now: now), for: key)
+            try writeIdentity(certificate: certificate, key: key, directory: adminDirectory)
+            summary.created.append(Self.adminID)
+        }
         for partner in partners {
             let dir = partnerDirectory(partner.id)
             if FileManager.default.fileExists(atPath: dir + "/cert.pem") {
@@ -58,6 +69,18 @@ public struct DevelopmentPKI: Sendable {
             summary.created.append(partner.id)
         }
         return summary
+    }
+
+    /// Issues a new relay certificate and key into `directory` (a rehearsal of the relay's own rotation).
+    @discardableResult
+    public func issueRelay(into directory: String, now: Date = Date()) throws -> Certificate {
+        guard !FileManager.default.fileExists(atPath: directory + "/cert.pem") else {
+            throw KetenpostError(.configInvalid, "\(directory) already holds an identity; choose another directory.")
+        }
+        let key = try PrivateKey.generate(.ecP256)
+        let certificate = try loadCA().issue(Self.relayProfile(now: now), for: key)
+        try writeIdentity(certificate: certificate, key: key, directory: directory)
+        return certificate
     }
 
     /// Issues another certificate and key for a partner (a rotation rehearsal) into `directory`.
@@ -122,6 +145,13 @@ public struct DevelopmentPKI: Sendable {
                            keyUsage: "critical,digitalSignature,keyAgreement",
                            extendedKeyUsage: "serverAuth,clientAuth,emailProtection",
                            subjectAltName: "DNS:localhost,IP:127.0.0.1,IP:::1")
+    }
+
+    /// An administrator's certificate: TLS client authentication only.
+    public static func adminProfile(now: Date) -> CertificateProfile {
+        CertificateProfile(commonName: adminID, organization: "Ketenpost administrators",
+                           notBefore: now.addingTimeInterval(-3600), notAfter: now.addingTimeInterval(365 * 86_400),
+                           keyUsage: "critical,digitalSignature", extendedKeyUsage: "clientAuth")
     }
 
     /// A partner certificate serves signing, encryption and TLS client authentication.

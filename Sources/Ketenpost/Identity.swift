@@ -55,11 +55,11 @@ public struct Identity: Sendable {
 
 extension TrustStore {
     /// Loads trust anchors (and optionally CRLs) from PEM files.
-    public static func load(anchorsFile: String, crlFiles: [String] = []) throws(KetenpostError) -> TrustStore {
+    public static func load(anchorsFile: String, crlFiles: [String] = [], acceptExpiredCRLs: Bool = false) throws(KetenpostError) -> TrustStore {
         do {
             let anchors = try Certificate.load(pemFile: anchorsFile)
             let crls = try crlFiles.map { try RevocationList.load(pemFile: $0) }
-            return try TrustStore(anchors: anchors, revocationLists: crls)
+            return try TrustStore(anchors: anchors, revocationLists: crls, acceptExpiredCRLs: acceptExpiredCRLs)
         } catch {
             throw KetenpostError(.configInvalid, "The trust anchors (\(anchorsFile)) or CRLs (\(crlFiles.joined(separator: ", "))) could not be read: \(error)")
         }

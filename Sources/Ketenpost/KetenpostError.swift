@@ -88,6 +88,13 @@ extension KetenpostError.Code {
     public static let requestInvalid: Self = "request.invalid"
     public static let rateLimited: Self = "rate.limited"
     public static let storeUnavailable: Self = "store.unavailable"
+    /// A registered certificate that is pending, retired or expired in the directory.
+    public static let certificateInactive: Self = "auth.certificate-inactive"
+    public static let notAdministrator: Self = "auth.not-administrator"
+    public static let partnerExists: Self = "admin.partner-exists"
+    public static let partnerNotFound: Self = "admin.partner-not-found"
+    public static let certificateExists: Self = "admin.certificate-exists"
+    public static let certificateNotFound: Self = "admin.certificate-not-found"
 }
 
 extension KetenpostError {

@@ -69,6 +69,7 @@ struct CrashTest: AsyncParsableCommand {
             directory: {partners: \(chain.partnersFile.path), policy: \(chain.policyFile.path), certificates: \(pki.directory.path)/partners}
             queue: {leaseDuration: 2s, maxAttempts: 100, sweepInterval: 1s, maxLongPoll: 2s}
             limits: {ratePerSecond: 100000, rateBurst: 100000}
+            admin: {certificates: [\(pki.adminDirectory)/cert.pem]}
 
             """
         let configFile = work.appendingPathComponent("ketenpost.yaml").path

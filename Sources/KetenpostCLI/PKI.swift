@@ -39,7 +39,8 @@ struct PKI: AsyncParsableCommand {
 
         @Option(help: "Development PKI directory.") var dir: String = "certs/dev"
         @Option(help: "Partner directory file.") var partners: String = "config/partners.yaml"
-        @Option(help: "Partner id.") var partner: String
+        @Option(help: "Partner id.") var partner: String?
+        @Flag(help: "Issue a new certificate for the relay itself (TLS server, receipt signing) instead.") var relay = false
         @Option(help: "Identity directory to create (cert.pem, key.pem).") var out: String
         @Option(help: "Key type: ec-p256, rsa-2048 or rsa-3072 (default: the partner's).") var key: String?
         @Option(name: .customLong("valid-days"), help: "Validity in days.") var validDays: Int = 365
@@ -47,6 +48,13 @@ struct PKI: AsyncParsableCommand {
 
         func run() async throws {
             do {
+                if relay {
+                    guard partner == nil else { throw KetenpostError(.configInvalid, "Give either --partner or --relay.") }
+                    let certificate = try DevelopmentPKI(directory: dir).issueRelay(into: out)
+                    print("Issued \(out)/cert.pem for the relay: serial \(certificate.serialNumberHex), valid \(certificate.notBefore) – \(certificate.notAfter)")
+                    return
+                }
+                guard let partner else { throw KetenpostError(.configInvalid, "Give --partner ID (or --relay).") }
                 guard let entry = try PartnerDirectoryFile.load(path: partners).partner(partner) else {
                     throw KetenpostError(.configInvalid, "\(partners) has no partner \(partner).")
                 }

@@ -36,7 +36,7 @@ struct Serve: AsyncParsableCommand {
             let logger = Logger(label: "ketenpost.relay")
             let server = try await RelayServer.prepare(configuration, logger: logger)
             let host = configuration.host
-            let app = try server.application { port in
+            let app = try server.application(reloadOnSIGHUP: true) { port in
                 print("Ketenpost relay listening on https://\(host):\(port) (mutual TLS; Ctrl-C stops it)")
                 fflush(nil)
             }
@@ -55,6 +55,10 @@ struct PartnerOptions: ParsableArguments {
     @Option(help: "Certificate revocation list (PEM); repeatable.") var crl: [String] = []
 
     func client() throws -> RelayClient {
+        try Self.client(relay: relay, identity: identity, trust: trust, crl: crl)
+    }
+
+    static func client(relay: String, identity: String, trust: String, crl: [String]) throws -> RelayClient {
         guard let url = URL(string: relay), url.scheme == "https" else {
             throw KetenpostError(.requestInvalid, "--relay must be an https URL such as https://127.0.0.1:8443.")
         }

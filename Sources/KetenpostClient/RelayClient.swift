@@ -17,6 +17,9 @@ import NIOSSL
 public final class RelayClient: Sendable {
     public let relay: URL
     public let identity: Identity
+    /// Further keys of this partner to open messages with, during a rotation: a message sealed
+    /// for the old or the new certificate opens with whichever key is loaded.
+    public let decryptionIdentities: [Identity]
     public let trust: TrustStore
     /// The relay's partner id: acceptance receipts must be issued by it.
     public let relayID: String
@@ -28,9 +31,11 @@ public final class RelayClient: Sendable {
     ///   - identity: the partner's certificate and key (also the TLS client certificate).
     ///   - trust: trust anchors for the relay's TLS certificate and for every signature.
     ///   - relayID: the commonName of the relay's receipt-signing certificate.
+    ///   - decryptionIdentities: other identities of the same partner to try when opening.
     public init(relay: URL, identity: Identity, trust: TrustStore, relayID: String = DevelopmentPKI.relayID,
-                timeout: TimeAmount = .seconds(60)) throws {
+                decryptionIdentities: [Identity] = [], timeout: TimeAmount = .seconds(60)) throws {
         self.relay = relay
+        self.decryptionIdentities = decryptionIdentities.filter { $0.partnerID == identity.partnerID }
         self.relayID = relayID
         self.identity = identity
         self.trust = trust
@@ -134,7 +139,7 @@ public final class RelayClient: Sendable {
             }
             let result: Result<Envelope.Opened, KetenpostError>
             do {
-                let opened = try Envelope.open(sealed, as: identity, trust: trust)
+                let opened = try self.open(sealed)
                 result = opened.header.id == item.id
                     ? .success(opened)
                     : .failure(KetenpostError(.headerMismatch, "The relay delivered the message under another id than its header's."))
@@ -145,6 +150,74 @@ public final class RelayClient: Sendable {
             }
             return Received(id: item.id, from: item.from, leaseToken: item.leaseToken, sealed: sealed, result: result)
         }
+    }
+
+    /// Opens with the identity, or else with each decryption identity (only "not a recipient" moves on).
+    public func open(_ sealed: Data) throws -> Envelope.Opened {
+        let candidates = [identity] + decryptionIdentities
+        for (index, candidate) in candidates.enumerated() {
+            let result = Result { try Envelope.open(sealed, as: candidate, trust: trust) }
+            switch result {
+            case .success(let opened):
+                return opened
+            case .failure(let error):
+                // Only "not encrypted for this key" is worth another key; anything else is final.
+                let notForThisKey = (error as? KetenpostError)?.code == .notARecipient
+                if !notForThisKey || index == candidates.count - 1 { throw error }
+            }
+        }
+        throw KetenpostError(.notARecipient, "The message is not encrypted for any loaded key.")
+    }
+
+    // MARK: Administration (administrator certificate)
+
+    public func adminPartners() async throws -> API.AdminPartnerList {
+        try await call("GET", "/v1/admin/partners", as: API.AdminPartnerList.self)
+    }
+
+    public func adminPartner(_ id: String) async throws -> API.AdminPartner {
+        try await call("GET", "/v1/admin/partners/\(id)", as: API.AdminPartner.self)
+    }
+
+    public func adminAddPartner(_ partner: API.AdminNewPartner) async throws -> API.AdminPartner {
+        try await call("POST", "/v1/admin/partners", json: partner, as: API.AdminPartner.self)
+    }
+
+    public func adminSuspend(_ id: String) async throws -> API.AdminPartner {
+        try await call("POST", "/v1/admin/partners/\(id)/suspend", as: API.AdminPartner.self)
+    }
+
+    public func adminResume(_ id: String) async throws -> API.AdminPartner {
+        try await call("POST", "/v1/admin/partners/\(id)/resume", as: API.AdminPartner.self)
+    }
+
+    public func adminAddCertificate(_ id: String, _ certificate: API.AdminCertificateInput) async throws -> API.AdminPartner {
+        try await call("POST", "/v1/admin/partners/\(id)/certificates", json: certificate, as: API.AdminPartner.self)
+    }
+
+    public func adminRotate(_ id: String, _ rotation: API.AdminRotation) async throws -> API.AdminPartner {
+        try await call("POST", "/v1/admin/partners/\(id)/rotate", json: rotation, as: API.AdminPartner.self)
+    }
+
+    public func adminRevoke(fingerprint: String, reason: String) async throws -> API.AdminPartner {
+        try await call("POST", "/v1/admin/certificates/\(fingerprint)/revoke", json: API.AdminRevocation(reason: reason), as: API.AdminPartner.self)
+    }
+
+    public func adminExpiring(withinDays days: Int) async throws -> API.AdminExpiring {
+        try await call("GET", "/v1/admin/certificates/expiring?within=\(days)d", as: API.AdminExpiring.self)
+    }
+
+    public func adminEvents(after: Int64 = 0, limit: Int = 100) async throws -> API.AdminEvents {
+        try await call("GET", "/v1/admin/events?after=\(after)&limit=\(limit)", as: API.AdminEvents.self)
+    }
+
+    public func adminReload() async throws -> API.HealthResponse {
+        try await call("POST", "/v1/admin/reload", as: API.HealthResponse.self)
+    }
+
+    /// The Prometheus exposition text.
+    public func metrics() async throws -> String {
+        String(decoding: try await raw("GET", "/metrics"), as: UTF8.self)
     }
 
     /// Signs and sends the receipt for a received message: processed, or rejected with the
@@ -164,14 +237,34 @@ public final class RelayClient: Sendable {
 
     // MARK: HTTP
 
+    private func call<T: Decodable, B: Encodable>(_ method: String, _ path: String, json: B, as type: T.Type) async throws -> T {
+        let body = try KetenpostJSON.encoder().encode(json)
+        let data = try await raw(method, path, body: body, contentType: "application/json")
+        do {
+            return try KetenpostJSON.decoder().decode(T.self, from: data)
+        } catch {
+            throw KetenpostError(.internalError, "The relay's answer could not be read: \(error)")
+        }
+    }
+
     private func call<T: Decodable>(_ method: String, _ path: String, body: Data? = nil, as type: T.Type) async throws -> T {
+        let data = try await raw(method, path, body: body, contentType: "application/cms")
+        do {
+            return try KetenpostJSON.decoder().decode(T.self, from: data)
+        } catch {
+            throw KetenpostError(.internalError, "The relay's answer could not be read: \(error)")
+        }
+    }
+
+    /// The body of a 2xx answer; any other status becomes the relay's error (code and sentence).
+    private func raw(_ method: String, _ path: String, body: Data? = nil, contentType: String = "application/cms") async throws -> Data {
         guard let url = URL(string: path, relativeTo: relay) else {
             throw KetenpostError(.requestInvalid, "Cannot build a URL for \(path).")
         }
         var request = HTTPClientRequest(url: url.absoluteString)
         request.method = .init(rawValue: method)
         if let body {
-            request.headers.add(name: "Content-Type", value: "application/cms")
+            request.headers.add(name: "Content-Type", value: contentType)
             request.body = .bytes(ByteBuffer(bytes: body))
         }
         let response = try await http.execute(request, timeout: timeout)
@@ -183,10 +276,6 @@ public final class RelayClient: Sendable {
             }
             throw KetenpostError(.internalError, "The relay answered HTTP \(response.status.code) without an error body.")
         }
-        do {
-            return try KetenpostJSON.decoder().decode(T.self, from: data)
-        } catch {
-            throw KetenpostError(.internalError, "The relay's answer could not be read: \(error)")
-        }
+        return data
     }
 }

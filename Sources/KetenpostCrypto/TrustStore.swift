@@ -36,6 +36,7 @@ public final class TrustStore: @unchecked Sendable {
         anchors: [Certificate],
         intermediates: [Certificate] = [],
         revocationLists: [RevocationList] = [],
+        acceptExpiredCRLs: Bool = false,
         cacheLifetime: TimeInterval = 60
     ) throws(CryptoError) {
         guard !anchors.isEmpty else { throw CryptoError(.certificateUntrusted, "A trust store needs at least one trust anchor.") }
@@ -56,6 +57,12 @@ public final class TrustStore: @unchecked Sendable {
             // With CRLs given, a leaf whose issuer has no current CRL fails (fail closed).
             // CRL_CHECK_ALL: a revoked intermediate CA must fail too, not only a revoked leaf.
             X509_STORE_set_flags(store, UInt(X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL))
+            if acceptExpiredCRLs {
+                // Only "the CRL is past its next update" is forgiven; a listed serial still fails.
+                X509_STORE_set_verify_cb(store) { ok, ctx in
+                    ok == 0 && X509_STORE_CTX_get_error(ctx) == X509_V_ERR_CRL_HAS_EXPIRED ? 1 : ok
+                }
+            }
         }
     }
 

@@ -2,45 +2,99 @@ import Foundation
 import Ketenpost
 import KetenpostCrypto
 import KetenpostModel
+import KetenpostStore
 import Yams
 
-/// A partner as the relay knows it: its role and the certificates that speak for it.
+/// A certificate registered for a partner, parsed once per directory version.
+public struct RegisteredCertificate: Sendable {
+    public let certificate: Certificate
+    public let record: DirectoryCertificate
+    public var fingerprint: String { record.fingerprint }
+
+    public func state(at now: Date) -> CertificateState { record.state(at: now) }
+
+    /// Registered for `use` and active or in its overlap at `now`.
+    public func isUsable(for use: CertificateUse, at now: Date) -> Bool {
+        record.uses.contains(use) && record.state(at: now).isUsable
+    }
+}
+
+/// A partner as the relay knows it: its role, state and registered certificates.
 public struct Partner: Sendable {
     public let id: String
     public let name: String
     public let role: PartnerRole
     public let oin: String
     public let state: PartnerState
-    public let certificates: [Certificate]
-    /// SHA-256 fingerprints of `certificates`.
-    public let fingerprints: Set<String>
+    public let certificates: [RegisteredCertificate]
+
+    /// Certificates that may be used for `use` now (active, or retiring within an overlap).
+    public func usable(for use: CertificateUse, at now: Date) -> [RegisteredCertificate] {
+        certificates.filter { $0.isUsable(for: use, at: now) }
+    }
 }
 
-/// The partner directory, read from `partners.yaml` and the partners' certificate files.
+/// The partner directory at one version of the store's directory (an immutable snapshot;
+/// the relay swaps in a new one when the version changes).
 public struct PartnerDirectory: Sendable {
+    public let version: Int64
     public let partners: [String: Partner]
-    private let byFingerprint: [String: String]
+    private let byFingerprint: [String: RegisteredCertificate]
 
-    public init(partners: [Partner]) {
+    public init(version: Int64 = 0, partners: [Partner]) {
+        self.version = version
         self.partners = Dictionary(uniqueKeysWithValues: partners.map { ($0.id, $0) })
-        var index: [String: String] = [:]
+        var index: [String: RegisteredCertificate] = [:]
         for partner in partners {
-            for fingerprint in partner.fingerprints { index[fingerprint] = partner.id }
+            for certificate in partner.certificates { index[certificate.fingerprint] = certificate }
         }
         byFingerprint = index
     }
 
-    public func partner(_ id: String) -> Partner? { partners[id] }
-
-    /// The partner a certificate belongs to (exact certificate match, not just the name).
-    public func partner(for certificate: Certificate) -> Partner? {
-        byFingerprint[certificate.fingerprint].flatMap { partners[$0] }
+    /// Builds the view of a store snapshot; certificates already parsed in `previous` are reused.
+    public init(snapshot: DirectorySnapshot, previous: PartnerDirectory? = nil) {
+        var byPartner: [String: [RegisteredCertificate]] = [:]
+        for record in snapshot.certificates {
+            let certificate: Certificate
+            if let known = previous?.byFingerprint[record.fingerprint]?.certificate {
+                certificate = known
+            } else if let parsed = try? Certificate(der: record.der) {
+                certificate = parsed
+            } else {
+                continue   // unreadable bytes cannot authenticate anybody
+            }
+            byPartner[record.partnerID, default: []].append(RegisteredCertificate(certificate: certificate, record: record))
+        }
+        let partners = snapshot.partners.compactMap { p -> Partner? in
+            guard let role = PartnerRole(rawValue: p.role) else { return nil }
+            return Partner(id: p.id, name: p.name, role: role, oin: p.oin, state: PartnerState(rawValue: p.state) ?? .suspended,
+                           certificates: byPartner[p.id] ?? [])
+        }
+        self.init(version: snapshot.version, partners: partners)
     }
 
-    /// Loads `file`; partners without a `certificates` list use `<certificateDirectory>/<id>/cert.pem`.
-    public static func load(file: String, certificateDirectory: String) throws(KetenpostError) -> PartnerDirectory {
+    public func partner(_ id: String) -> Partner? { partners[id] }
+
+    /// The registration of exactly this certificate (fingerprint match, not just the name).
+    public func registration(of certificate: Certificate) -> (partner: Partner, certificate: RegisteredCertificate)? {
+        guard let registered = byFingerprint[certificate.fingerprint], let partner = partners[registered.record.partnerID] else { return nil }
+        return (partner, registered)
+    }
+
+    public func registration(fingerprint: String) -> RegisteredCertificate? { byFingerprint[fingerprint] }
+}
+
+/// The idempotent import of `partners.yaml` into the store's directory: partners and
+/// certificates that the store lacks are added; nothing that exists is changed, so a
+/// suspension or revocation made through the admin API survives every restart.
+public enum DirectoryImport {
+    /// Partners without a `certificates` list use `<certificateDirectory>/<id>/cert.pem`.
+    public static func changes(file: String, certificateDirectory: String, current: DirectorySnapshot,
+                               now: Date) throws(KetenpostError) -> [DirectoryChange] {
         let entries = try PartnerDirectoryFile.load(path: file)
-        var partners: [Partner] = []
+        let knownPartners = Set(current.partners.map(\.id))
+        let knownCertificates = Set(current.certificates.map(\.fingerprint))
+        var changes: [DirectoryChange] = []
         for (index, entry) in entries.partners.enumerated() {
             let paths = entry.certificates ?? ["\(certificateDirectory)/\(entry.id)/cert.pem"]
             var certificates: [Certificate] = []
@@ -54,12 +108,27 @@ public struct PartnerDirectory: Sendable {
             for certificate in certificates where certificate.commonName != entry.id {
                 throw KetenpostError(.configInvalid, "\(file): partners[\(index)].certificates: a certificate is for \(certificate.commonName ?? "no commonName"), not for \(entry.id).")
             }
-            partners.append(Partner(id: entry.id, name: entry.name, role: entry.role, oin: entry.oin,
-                                    state: entry.state ?? .active, certificates: certificates,
-                                    fingerprints: Set(certificates.map(\.fingerprint))))
+            if !knownPartners.contains(entry.id) {
+                changes.append(.addPartner(DirectoryPartner(id: entry.id, name: entry.name, role: entry.role.rawValue, oin: entry.oin,
+                                                            state: (entry.state ?? .active).rawValue)))
+            }
+            for certificate in certificates where !knownCertificates.contains(certificate.fingerprint) {
+                changes.append(.addCertificate(record(certificate, partner: entry.id, uses: CertificateUse.allCases, activatesAt: now, now: now)))
+            }
         }
-        return PartnerDirectory(partners: partners)
+        return changes
     }
+
+    /// The directory record of a certificate. Times are whole seconds: stored as numbers since
+    /// 1970 they must compare the same after a round trip through the store.
+    public static func record(_ certificate: Certificate, partner: String, uses: [CertificateUse], activatesAt: Date,
+                              now: Date) -> DirectoryCertificate {
+        DirectoryCertificate(fingerprint: certificate.fingerprint, partnerID: partner, der: certificate.der, uses: uses,
+                             serial: certificate.serialNumberHex, notBefore: certificate.notBefore, notAfter: certificate.notAfter,
+                             activatesAt: wholeSeconds(activatesAt), addedAt: wholeSeconds(now))
+    }
+
+    static func wholeSeconds(_ date: Date) -> Date { Date(timeIntervalSince1970: date.timeIntervalSince1970.rounded(.down)) }
 }
 
 /// Which role may send which type to which role (`config/policy.yaml`).

@@ -39,8 +39,9 @@ public enum RelayHTTP {
         case .certificateUntrusted, .certificateExpired, .certificateNotYetValid, .certificateRevoked, .certificatePurpose,
              .certificateCRLUnavailable, .certificateInvalid:
             return .forbidden
-        case .messageNotFound, .recipientUnknown: return .notFound
-        case .messageConflict, .leaseInvalid, .leaseExpired, .messageFinal: return .conflict
+        case .certificateInactive, .notAdministrator: return .forbidden
+        case .messageNotFound, .recipientUnknown, .partnerNotFound, .certificateNotFound: return .notFound
+        case .messageConflict, .leaseInvalid, .leaseExpired, .messageFinal, .partnerExists, .certificateExists: return .conflict
         case .requestTooLarge, .inputTooLarge: return .contentTooLarge
         case .requestUnsupportedMediaType: return .unsupportedMediaType
         case .rateLimited: return .tooManyRequests
@@ -159,6 +160,7 @@ public enum RelayHTTP {
                                 body: .init(byteBuffer: ByteBuffer(string: entry.certificates.joined())))
             }
         }
+        addAdminRoutes(router, core: core)
         router.get("/v1/health") { _, _ in json(API.HealthResponse(status: "ok")) }
         router.get("/v1/ready") { _, _ in
             await core.ready()
@@ -168,17 +170,122 @@ public enum RelayHTTP {
         return router
     }
 
-    /// TLS 1.2+ with a required, verified client certificate from the partner trust anchors.
-    public static func tlsConfiguration(_ configuration: RelayConfiguration) throws -> TLSConfiguration {
+    /// Reads a JSON body of at most 256 KiB into `T`, strictly (unknown fields are refused).
+    static func jsonBody<T: Codable>(_ request: Request, as type: T.Type) async throws -> T {
+        let contentType = request.headers[.contentType]?.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
+        guard contentType == "application/json" else {
+            throw KetenpostError(.requestUnsupportedMediaType, "Send the request as Content-Type: application/json.")
+        }
+        var request = request
+        let buffer: ByteBuffer
+        do { buffer = try await request.collectBody(upTo: 256 << 10) } catch is NIOTooManyBytesError {
+            throw KetenpostError(.requestTooLarge, "The body is larger than 256 KiB.")
+        }
         do {
-            let chain = try NIOSSLCertificate.fromPEMFile(configuration.tlsCertificate).map { NIOSSLCertificateSource.certificate($0) }
-            let key = try NIOSSLPrivateKey(file: configuration.tlsKey, format: .pem)
-            let roots = try NIOSSLCertificate.fromPEMFile(configuration.trustAnchors)
-            var tls = TLSConfiguration.makeServerConfigurationWithMTLS(certificateChain: chain, privateKey: .privateKey(key),
+            return try KetenpostJSON.decodeStrict(T.self, from: Data(buffer: buffer), path: "body")
+        } catch {
+            throw KetenpostError(.requestInvalid, "The JSON body is not valid: \(error.description)")
+        }
+    }
+
+    /// `/v1/admin/...` and `/metrics`: administrator certificates only (checked first, in RelayCore).
+    static func addAdminRoutes(_ router: Router<RelayRequestContext>, core: RelayCore) {
+        let logger = core.logger
+        @Sendable func partnerID(_ context: RelayRequestContext) -> String { context.parameters.get("partner") ?? "" }
+        router.get("/v1/admin/partners") { _, context in
+            await handle(logger) { json(try core.adminPartners(peer: await context.peerCertificate())) }
+        }
+        router.post("/v1/admin/partners") { request, context in
+            await handle(logger) {
+                let peer = await context.peerCertificate()
+                _ = try core.authenticateAdministrator(peer)
+                let body = try await jsonBody(request, as: API.AdminNewPartner.self)
+                return json(try await core.adminAddPartner(body, peer: peer), status: .created)
+            }
+        }
+        router.get("/v1/admin/partners/:partner") { _, context in
+            await handle(logger) { json(try core.adminPartner(partnerID(context), peer: await context.peerCertificate())) }
+        }
+        router.post("/v1/admin/partners/:partner/suspend") { _, context in
+            await handle(logger) { json(try await core.adminSetState(partnerID(context), .suspended, peer: await context.peerCertificate())) }
+        }
+        router.post("/v1/admin/partners/:partner/resume") { _, context in
+            await handle(logger) { json(try await core.adminSetState(partnerID(context), .active, peer: await context.peerCertificate())) }
+        }
+        router.post("/v1/admin/partners/:partner/certificates") { request, context in
+            await handle(logger) {
+                let peer = await context.peerCertificate()
+                _ = try core.authenticateAdministrator(peer)
+                let body = try await jsonBody(request, as: API.AdminCertificateInput.self)
+                return json(try await core.adminAddCertificate(partnerID(context), body, peer: peer), status: .created)
+            }
+        }
+        router.post("/v1/admin/partners/:partner/rotate") { request, context in
+            await handle(logger) {
+                let peer = await context.peerCertificate()
+                _ = try core.authenticateAdministrator(peer)
+                let body = try await jsonBody(request, as: API.AdminRotation.self)
+                return json(try await core.adminRotate(partnerID(context), body, peer: peer))
+            }
+        }
+        router.post("/v1/admin/certificates/:fingerprint/revoke") { request, context in
+            await handle(logger) {
+                let peer = await context.peerCertificate()
+                _ = try core.authenticateAdministrator(peer)
+                let body = try await jsonBody(request, as: API.AdminRevocation.self)
+                return json(try await core.adminRevoke(fingerprint: context.parameters.get("fingerprint") ?? "", reason: body.reason, peer: peer))
+            }
+        }
+        router.get("/v1/admin/certificates/expiring") { request, context in
+            await handle(logger) {
+                let peer = await context.peerCertificate()
+                _ = try core.authenticateAdministrator(peer)
+                let within = request.uri.queryParameters.get("within").map { Drafting.parseDuration(String($0)) }
+                    ?? core.configuration.expiryWarning
+                guard let within else { throw KetenpostError(.requestInvalid, "within must be a duration such as 30d.") }
+                return json(try core.adminExpiring(within: within, peer: peer))
+            }
+        }
+        router.get("/v1/admin/events") { request, context in
+            await handle(logger) {
+                let after = request.uri.queryParameters.get("after").flatMap { Int64($0) } ?? 0
+                let limit = request.uri.queryParameters.get("limit").flatMap { Int($0) } ?? 100
+                return json(try await core.adminEvents(after: after, limit: limit, peer: await context.peerCertificate()))
+            }
+        }
+        router.post("/v1/admin/reload") { _, context in
+            await handle(logger) {
+                _ = try core.authenticateAdministrator(await context.peerCertificate())
+                let changed = core.reloadCredentials()
+                try await core.refreshDirectory(force: true)
+                return json(API.HealthResponse(status: changed ? "reloaded" : "unchanged"))
+            }
+        }
+        router.get("/metrics") { _, context in
+            await handle(logger) {
+                let text = try core.adminMetrics(peer: await context.peerCertificate())
+                return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
+                                body: .init(byteBuffer: ByteBuffer(string: text)))
+            }
+        }
+    }
+
+    /// TLS 1.2+ with a required client certificate, checked by the relay itself (chain, CRLs,
+    /// directory state) at every handshake; the relay's certificate is looked up per handshake,
+    /// so a reloaded certificate applies to new connections while open ones continue.
+    static func tlsConfiguration(core: RelayCore) throws -> TLSChannelConfiguration {
+        let configuration = core.configuration
+        do {
+            let credentials = core.credentials
+            let roots = try credentials.trust.anchors.map { try NIOSSLCertificate(bytes: Array($0.der), format: .der) }
+            var tls = TLSConfiguration.makeServerConfigurationWithMTLS(certificateChain: credentials.tlsChain, privateKey: credentials.tlsKey,
                                                                       trustRoots: .certificates(roots))
             tls.minimumTLSVersion = .tlsv12
             tls.certificateVerification = .noHostnameVerification
-            return tls
+            tls.sslContextCallback = { _, promise in promise.succeed(core.tlsOverride()) }
+            return TLSChannelConfiguration(tlsConfiguration: tls, customVerificationCallback: { chain, promise in
+                promise.succeed(core.verifyHandshake(chain))
+            })
         } catch {
             throw KetenpostError(.configInvalid, "The relay's TLS files (tls.certificate \(configuration.tlsCertificate), tls.key, tls.trustAnchors \(configuration.trustAnchors)) cannot be used: \(error)")
         }

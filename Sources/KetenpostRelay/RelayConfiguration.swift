@@ -13,10 +13,23 @@ import Yams
 /// - `tls.certificate`, `tls.key` (`certs/dev/relay/cert.pem`, `key.pem`): the relay's TLS server
 ///   certificate, also used to sign acceptance receipts.
 /// - `tls.trustAnchors` (`certs/dev/ca/cert.pem`): CAs that issue partner certificates.
-/// - `tls.crls` (`[certs/dev/crl.pem]`): CRLs; with CRLs, revocation is checked (fail closed).
+/// - `tls.crls` (`[certs/dev/crl.pem]`): CRLs; with CRLs, revocation is checked (fail closed),
+///   at every TLS handshake and for every signature.
+/// - `tls.reloadInterval` (`10s`): how often the relay's certificate and key, the trust anchors and
+///   the CRLs are checked for changes on disk (SIGHUP reloads at once). New handshakes and receipts
+///   use a new relay certificate; open connections continue.
+/// - `tls.staleCRL` (`refuse`): what a CRL past its next update means. `refuse` closes the door to
+///   every certificate of that CA until a fresh CRL arrives; `accept` keeps it open. Either way it
+///   is logged as an error and shown by the `ketenpost_crl_stale` metric.
 /// - `directory.partners` (`config/partners.yaml`), `directory.policy` (`config/policy.yaml`).
 /// - `directory.certificates` (`certs/dev/partners`): where `<id>/cert.pem` is found for partners
 ///   that list no certificates of their own.
+/// - `directory.refreshInterval` (`1s`): how often an instance checks the store for directory changes
+///   made by another instance (changes made through this instance apply at once).
+/// - `directory.expiryWarning` (`30d`): certificates that expire within this window are logged daily
+///   and listed by `ketenpost admin certs expiring`.
+/// - `admin.certificates` (`[certs/dev/admin/cert.pem]`): PEM files with the certificates of the
+///   administrators; only their holders may use `/v1/admin/...` and `/metrics`.
 /// - `queue.leaseDuration` (`60s`): how long a delivered message stays invisible to other polls.
 /// - `queue.maxAttempts` (`5`): deliveries without acknowledgement before dead-lettering.
 /// - `queue.retention` (`7d`): how long ciphertext stays after a message became final.
@@ -41,6 +54,11 @@ public struct RelayConfiguration: Sendable {
     public var partnersFile = "config/partners.yaml"
     public var policyFile = "config/policy.yaml"
     public var certificateDirectory = "certs/dev/partners"
+    public var reloadInterval: TimeInterval = 10
+    public var acceptStaleCRL = false
+    public var directoryRefreshInterval: TimeInterval = 1
+    public var expiryWarning: TimeInterval = 30 * 86_400
+    public var adminCertificates = ["certs/dev/admin/cert.pem"]
     public var leaseDuration: TimeInterval = 60
     public var maxAttempts = 5
     public var retention: TimeInterval = 7 * 86_400
@@ -68,6 +86,7 @@ public struct RelayConfiguration: Sendable {
         c.partnersFile = partnersFile
         c.policyFile = policyFile
         c.certificateDirectory = pki.directory.appendingPathComponent("partners").path
+        c.adminCertificates = [pki.adminDirectory + "/cert.pem"]
         return c
     }
 
@@ -124,6 +143,20 @@ public struct RelayConfiguration: Sendable {
         if let v = raw.directory?.partners { c.partnersFile = v }
         if let v = raw.directory?.policy { c.policyFile = v }
         if let v = raw.directory?.certificates { c.certificateDirectory = v }
+        c.directoryRefreshInterval = try duration(raw.directory?.refreshInterval, "directory.refreshInterval", c.directoryRefreshInterval)
+        c.expiryWarning = try duration(raw.directory?.expiryWarning, "directory.expiryWarning", c.expiryWarning)
+        c.reloadInterval = try duration(raw.tls?.reloadInterval, "tls.reloadInterval", c.reloadInterval)
+        if let v = raw.tls?.staleCRL {
+            switch v {
+            case "refuse": c.acceptStaleCRL = false
+            case "accept": c.acceptStaleCRL = true
+            default: throw fail("tls.staleCRL", "must be refuse or accept.")
+            }
+        }
+        if let v = raw.admin?.certificates { c.adminCertificates = v }
+        guard c.directoryRefreshInterval >= 0.1, c.reloadInterval >= 1 else {
+            throw fail("directory.refreshInterval/tls.reloadInterval", "must be at least 0.1s and 1s respectively.")
+        }
         c.leaseDuration = try duration(raw.queue?.leaseDuration, "queue.leaseDuration", c.leaseDuration)
         c.retention = try duration(raw.queue?.retention, "queue.retention", c.retention)
         c.sweepInterval = try duration(raw.queue?.sweepInterval, "queue.sweepInterval", c.sweepInterval)
@@ -162,8 +195,9 @@ public struct RelayConfiguration: Sendable {
 
     static let knownKeys: [String: Set<String>] = [
         "relay": ["id"], "listen": ["host", "port"], "store": ["path"],
-        "tls": ["certificate", "key", "trustAnchors", "crls"],
-        "directory": ["partners", "policy", "certificates"],
+        "tls": ["certificate", "key", "trustAnchors", "crls", "reloadInterval", "staleCRL"],
+        "directory": ["partners", "policy", "certificates", "refreshInterval", "expiryWarning"],
+        "admin": ["certificates"],
         "queue": ["leaseDuration", "maxAttempts", "retention", "sweepInterval", "maxLongPoll", "maxLifetime"],
         "limits": ["maxMessageBytes", "ratePerSecond", "rateBurst"], "developmentPKI": ["directory"],
     ]
@@ -173,8 +207,14 @@ public struct RelayConfiguration: Sendable {
         struct Relay: Decodable { var id: String? }
         struct Listen: Decodable { var host: String?; var port: Int? }
         struct Store: Decodable { var path: String? }
-        struct TLS: Decodable { var certificate: String?; var key: String?; var trustAnchors: String?; var crls: [String]? }
-        struct Directory: Decodable { var partners: String?; var policy: String?; var certificates: String? }
+        struct TLS: Decodable {
+            var certificate: String?; var key: String?; var trustAnchors: String?; var crls: [String]?
+            var reloadInterval: String?; var staleCRL: String?
+        }
+        struct Directory: Decodable {
+            var partners: String?; var policy: String?; var certificates: String?; var refreshInterval: String?; var expiryWarning: String?
+        }
+        struct Admin: Decodable { var certificates: [String]? }
         struct Queue: Decodable {
             var leaseDuration: String?; var maxAttempts: Int?; var retention: String?; var sweepInterval: String?
             var maxLongPoll: String?; var maxLifetime: [String: String]?
@@ -189,5 +229,6 @@ public struct RelayConfiguration: Sendable {
         var queue: Queue?
         var limits: Limits?
         var developmentPKI: DevelopmentPKI?
+        var admin: Admin?
     }
 }

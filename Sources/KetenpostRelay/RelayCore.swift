@@ -4,44 +4,61 @@ import KetenpostCrypto
 import KetenpostModel
 import KetenpostStore
 import Logging
+import Synchronization
 
 /// The relay's rules, independent of HTTP: who may submit what, lease, acknowledge and see.
 /// Every method takes the TLS client certificate of the caller.
 public final class RelayCore: Sendable {
     public let configuration: RelayConfiguration
-    public let directory: PartnerDirectory
     public let policy: Policy
-    public let trust: TrustStore
-    public let identity: Identity
-    public let store: any MessageStore
+    public let store: any RelayStore
     let notifier = InboxNotifier()
     let rateLimiter: RateLimiter
     let clock: @Sendable () -> Date
     let logger: Logger
+    /// Gauges for certificate expiry and CRL freshness (`/metrics`).
+    public let metrics: RelayMetrics
 
-    public init(configuration: RelayConfiguration, directory: PartnerDirectory, policy: Policy, trust: TrustStore,
-                identity: Identity, store: any MessageStore, logger: Logger, clock: @escaping @Sendable () -> Date = { Date() }) {
+    /// What changes without a restart, swapped as a whole: directory snapshots, trust anchors
+    /// with CRLs, the relay's own certificate and key, the administrators.
+    struct Live: Sendable {
+        var directory: PartnerDirectory
+        var credentials: RelayCredentials
+    }
+    let live: Mutex<Live>
+    /// Serialises reloads (a SIGHUP during a scheduled check does one after the other).
+    let crlAlarm = Mutex<(files: Set<String>, loggedAt: Date)>(([], .distantPast))
+
+    public var directory: PartnerDirectory { live.withLock { $0.directory } }
+    public var trust: TrustStore { live.withLock { $0.credentials.trust } }
+    public var identity: Identity { live.withLock { $0.credentials.identity } }
+    var credentials: RelayCredentials { live.withLock { $0.credentials } }
+
+    init(configuration: RelayConfiguration, directory: PartnerDirectory, policy: Policy, credentials: RelayCredentials,
+         store: any RelayStore, logger: Logger, clock: @escaping @Sendable () -> Date = { Date() }) {
         self.configuration = configuration
-        self.directory = directory
         self.policy = policy
-        self.trust = trust
-        self.identity = identity
         self.store = store
         self.logger = logger
         self.clock = clock
+        live = Mutex(Live(directory: directory, credentials: credentials))
         rateLimiter = RateLimiter(rate: configuration.ratePerSecond, burst: configuration.rateBurst)
+        metrics = RelayMetrics()
     }
 
     // MARK: Authentication
 
-    /// The partner behind a TLS client certificate: registered, active, chain and revocation valid.
+    /// The partner behind a TLS client certificate: registered and usable for TLS now, partner
+    /// active, chain and revocation valid.
     public func authenticate(_ peer: Certificate?) throws(KetenpostError) -> Partner {
         guard let peer else {
             throw KetenpostError(.unknownPartner, "A client certificate is required.")
         }
-        guard let partner = directory.partner(for: peer) else {
+        let (directory, trust) = live.withLock { ($0.directory, $0.credentials.trust) }
+        guard let (partner, registered) = directory.registration(of: peer) else {
             throw KetenpostError(.unknownPartner, "The client certificate is not registered for any partner in the directory.")
         }
+        try checkUsable(registered, for: .tlsClient, partner: partner.id)
         guard partner.state == .active else {
             throw KetenpostError(.partnerSuspended, "Partner \(partner.id) is suspended; contact the relay administrators.")
         }
@@ -51,6 +68,22 @@ public final class RelayCore: Sendable {
             throw .certificate(error, role: "client")
         }
         return partner
+    }
+
+    /// Refuses a registered certificate that is revoked, pending, retired or expired in the
+    /// directory, or not registered for this use.
+    func checkUsable(_ registered: RegisteredCertificate, for use: CertificateUse, partner: String) throws(KetenpostError) {
+        let state = registered.state(at: clock())
+        switch state {
+        case .revoked:
+            throw KetenpostError(.certificateRevoked, "This certificate of \(partner) was revoked by the relay administrators; use its replacement.")
+        case .active, .retiring:
+            guard registered.record.uses.contains(use) else {
+                throw KetenpostError(.certificateInactive, "This certificate of \(partner) is not registered for \(use.rawValue); ask the relay administrators to register it for that use.")
+            }
+        case .pending, .retired, .expired:
+            throw KetenpostError(.certificateInactive, "This certificate of \(partner) is \(state.rawValue) in the directory; use the partner's current certificate.")
+        }
     }
 
     func checkRate(_ partner: Partner) throws(KetenpostError) {
@@ -88,7 +121,8 @@ public final class RelayCore: Sendable {
         guard header.from == partner.id else {
             throw KetenpostError(.senderMismatch, "The header's \"from\" (\(header.from)) is not the partner of the client certificate (\(partner.id)).")
         }
-        guard partner.fingerprints.contains(outer.signer.fingerprint) else {
+        let directory = self.directory
+        guard let (owner, signer) = directory.registration(of: outer.signer), owner.id == partner.id else {
             throw KetenpostError(.signerUnregistered, "The message is signed with a certificate that is not registered for \(partner.id).")
         }
         // A resubmission of what was accepted before gets the original receipt, whatever changed
@@ -101,6 +135,7 @@ public final class RelayCore: Sendable {
         } catch {
             throw storeFailure(error)
         }
+        try checkUsable(signer, for: .signing, partner: partner.id)
         guard let recipient = directory.partner(header.to) else {
             throw KetenpostError(.recipientUnknown, "There is no partner \(header.to) in the directory.")
         }
@@ -123,6 +158,7 @@ public final class RelayCore: Sendable {
         let acceptedAt = Date(timeIntervalSince1970: now.timeIntervalSince1970.rounded(.down))
         let limit = configuration.maxLifetime[header.type] ?? Drafting.defaultLifetime(for: header.type)
         let expiresAt = min(header.expiresAt, acceptedAt.addingTimeInterval(limit))
+        let identity = self.identity
         let receipt = Receipt(kind: .acceptance, messageId: header.id, messageDigest: outer.digest, from: header.from,
                               to: header.to, issuer: identity.partnerID, disposition: .accepted, time: acceptedAt)
         let signedReceipt = try SignedReceipt.sign(receipt, as: identity)
@@ -209,9 +245,10 @@ public final class RelayCore: Sendable {
         try checkRate(partner)
         let verified = try SignedReceipt.verify(body, trust: trust)
         let receipt = verified.receipt
-        guard receipt.issuer == partner.id, partner.fingerprints.contains(verified.signer.fingerprint) else {
+        guard receipt.issuer == partner.id, let (owner, signer) = directory.registration(of: verified.signer), owner.id == partner.id else {
             throw KetenpostError(.receiptSignerMismatch, "The receipt must be signed with a registered certificate of \(partner.id), the recipient.")
         }
+        try checkUsable(signer, for: .signing, partner: partner.id)
         let stored: StoredMessage?
         do { stored = try await store.message(id: id) } catch { throw storeFailure(error) }
         guard let stored, stored.recipient == partner.id else {
@@ -273,14 +310,17 @@ public final class RelayCore: Sendable {
             throw KetenpostError(.recipientUnknown, "There is no partner \(id) in the directory.")
         }
         // Only certificates that are valid now, unrevoked and meant for receiving encrypted content.
-        let valid = partner.certificates.filter { (try? trust.verify($0, for: .contentEncryption)) != nil }
+        // During a rotation's overlap that is the old and the new one: seal to both.
+        let trust = self.trust
+        let valid = partner.usable(for: .encryption, at: clock()).map(\.certificate)
+            .filter { (try? trust.verify($0, for: .contentEncryption)) != nil }
         return API.DirectoryEntry(id: partner.id, name: partner.name, role: partner.role.rawValue, oin: partner.oin,
                                   state: partner.state.rawValue, certificates: valid.map(\.pem))
     }
 
     /// Whether the store answers.
     public func ready() async -> Bool {
-        (try? await store.pendingCount(recipient: identity.partnerID)) != nil
+        (try? await store.pendingCount(recipient: configuration.relayID)) != nil
     }
 
     // MARK: Housekeeping
@@ -296,7 +336,7 @@ public final class RelayCore: Sendable {
 
     func shutdown() async { await notifier.close() }
 
-    private func storeFailure(_ error: any Error) -> KetenpostError {
+    func storeFailure(_ error: any Error) -> KetenpostError {
         logger.error("store failure", metadata: ["error.type": "\(type(of: error))"])
         return KetenpostError(.storeUnavailable, "The relay's store is unavailable; nothing was changed. Retry shortly.")
     }

@@ -19,27 +19,19 @@ public struct RelayServer: Sendable {
     /// the key and what is wrong.
     public static func prepare(_ configuration: RelayConfiguration, logger: Logger,
                                clock: @escaping @Sendable () -> Date = { Date() },
-                               store: (any MessageStore)? = nil) async throws -> RelayServer {
-        if let dir = configuration.developmentPKIDirectory, !DevelopmentPKI(directory: dir).exists {
+                               store: (any RelayStore)? = nil) async throws -> RelayServer {
+        if let dir = configuration.developmentPKIDirectory {
+            // Idempotent: what exists is kept (an administrator identity is added to an older PKI).
             let partners = try PartnerDirectoryFile.load(path: configuration.partnersFile)
             let summary = try DevelopmentPKI(directory: dir).create(partners: partners.partners)
-            logger.notice("created the development PKI (not for production)",
-                          metadata: ["pki.directory": "\(dir)", "pki.identities": "\(summary.created.count)"])
+            if !summary.created.isEmpty {
+                logger.notice("created development PKI identities (not for production)",
+                              metadata: ["pki.directory": "\(dir)", "pki.identities": "\(summary.created.count)"])
+            }
         }
-        let trust = try TrustStore.load(anchorsFile: configuration.trustAnchors, crlFiles: configuration.crls)
-        let directory = try PartnerDirectory.load(file: configuration.partnersFile, certificateDirectory: configuration.certificateDirectory)
+        let credentials = try RelayCredentials.load(configuration)
         let policy = try Policy.load(path: configuration.policyFile)
-        let identity: Identity
-        do {
-            identity = try Identity(certificate: try Certificate(pem: try Data(contentsOf: URL(fileURLWithPath: configuration.tlsCertificate))),
-                                    key: try PrivateKey.load(pemFile: configuration.tlsKey))
-        } catch {
-            throw KetenpostError(.configInvalid, "tls.certificate/tls.key (\(configuration.tlsCertificate)): cannot be read as the relay's identity: \(error)")
-        }
-        guard identity.partnerID == configuration.relayID else {
-            throw KetenpostError(.configInvalid, "relay.id is \(configuration.relayID) but the relay certificate is for \(identity.partnerID).")
-        }
-        let messageStore: any MessageStore
+        let messageStore: any RelayStore
         if let store {
             messageStore = store
         } else {
@@ -50,20 +42,39 @@ public struct RelayServer: Sendable {
             }
         }
         try await messageStore.migrate()
-        let core = RelayCore(configuration: configuration, directory: directory, policy: policy, trust: trust,
-                             identity: identity, store: messageStore, logger: logger, clock: clock)
+        // Seed the store's directory from partners.yaml: only what is missing is added, so
+        // changes made through the admin API survive restarts.
+        let snapshot = try await messageStore.directorySnapshot()
+        let changes = try DirectoryImport.changes(file: configuration.partnersFile, certificateDirectory: configuration.certificateDirectory,
+                                                  current: snapshot, now: clock())
+        if !changes.isEmpty {
+            do {
+                try await messageStore.applyDirectory(changes, actor: "import:" + URL(fileURLWithPath: configuration.partnersFile).lastPathComponent, at: clock())
+            } catch is DirectoryStoreError {
+                // Another instance imported the same entries at the same moment; its import stands.
+            }
+            logger.notice("directory imported", metadata: ["directory.changes": "\(changes.count)"])
+        }
+        let directory = PartnerDirectory(snapshot: try await messageStore.directorySnapshot())
+        let core = RelayCore(configuration: configuration, directory: directory, policy: policy, credentials: credentials,
+                             store: messageStore, logger: logger, clock: clock)
+        core.updateCertificateGauges(directory)
+        core.metrics.directoryVersion.set(Double(directory.version))
+        core.checkCRLs()
         return RelayServer(core: core, configuration: configuration)
     }
 
     /// The Hummingbird application with the sweeper service. `onRunning` gets the bound port.
-    public func application(onRunning: @escaping @Sendable (Int) async -> Void = { _ in }) throws -> some ApplicationProtocol {
-        let tls = try RelayHTTP.tlsConfiguration(configuration)
+    /// - Parameter reloadOnSIGHUP: reload certificates, CRLs and the directory on SIGHUP (`serve`).
+    public func application(reloadOnSIGHUP: Bool = false,
+                            onRunning: @escaping @Sendable (Int) async -> Void = { _ in }) throws -> some ApplicationProtocol {
+        let tls = try RelayHTTP.tlsConfiguration(core: core)
         let logger = core.logger
         return Application(
             router: RelayHTTP.router(core: core),
-            server: try .tls(.http1(configuration: .init(idleTimeout: .seconds(60))), tlsConfiguration: tls),
+            server: try .tls(.http1(configuration: .init(idleTimeout: .seconds(60))), configuration: tls),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "ketenpost"),
-            services: [SweeperService(core: core)],
+            services: [SweeperService(core: core), LifecycleService(core: core, reloadOnSIGHUP: reloadOnSIGHUP)],
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? 0
                 logger.notice("relay listening", metadata: ["listen.host": "\(configuration.host)", "listen.port": "\(port)"])

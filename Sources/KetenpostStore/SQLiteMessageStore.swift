@@ -9,7 +9,7 @@ import GRDB
 /// for writers. Times are stored as REAL seconds since 1970; ids as lowercase UUID text.
 /// Bodies are ciphertext and never leave this type except through `lease` and `body(id:)`.
 public final class SQLiteMessageStore: MessageStore {
-    private let pool: DatabasePool
+    let pool: DatabasePool
     private let groupCommit = GroupCommit()
 
     /// Opens or creates the database file (and its parent directories). Call `migrate()` before use.
@@ -76,6 +76,9 @@ public final class SQLiteMessageStore: MessageStore {
                 -- Retention purge: only rows that still hold a body.
                 CREATE INDEX messages_purge ON messages(completed_at) WHERE body IS NOT NULL;
                 """)
+        }
+        migrator.registerMigration("v2-directory") { db in
+            try db.execute(sql: SQLiteMessageStore.directorySchema)
         }
         return migrator
     }
@@ -275,7 +278,7 @@ public final class SQLiteMessageStore: MessageStore {
 
     /// One `BEGIN IMMEDIATE` transaction: takes the write lock up front, so a read-then-write
     /// never fails half-way with SQLITE_BUSY when another process writes the same file.
-    private func transaction<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
+    func transaction<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
         try await pool.writeWithoutTransaction { db in
             var result: T?
             try db.inTransaction(.immediate) {

@@ -63,10 +63,12 @@ import Testing
         c.policyFile = Root.path("config/policy.yaml")
         c.certificateDirectory = pki.directory.appendingPathComponent("partners").path
         c.storePath = dir.appendingPathComponent("store.sqlite").path
+        c.adminCertificates = [pki.adminDirectory + "/cert.pem"]
         #expect(!pki.exists)
         let server = try await RelayServer.prepare(c, logger: Logger(label: "test"))
         #expect(pki.exists)
         #expect(server.core.directory.partners.count == 8)
+        #expect(FileManager.default.fileExists(atPath: pki.adminDirectory + "/key.pem"))
         // A missing partner certificate file stops start-up with the file and key.
         c.certificateDirectory = dir.appendingPathComponent("nowhere").path
         c.developmentPKIDirectory = nil

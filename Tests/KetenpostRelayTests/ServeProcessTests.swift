@@ -70,6 +70,8 @@ import Testing
               partners: \(Root.path("config/partners.yaml"))
               policy: \(Root.path("config/policy.yaml"))
               certificates: \(pki.directory.path)/partners
+            admin:
+              certificates: [\(pki.adminDirectory)/cert.pem]
 
             """
         let configFile = dir.appendingPathComponent("ketenpost.yaml").path

@@ -1,0 +1,239 @@
+import Foundation
+import Ketenpost
+import KetenpostCrypto
+import KetenpostModel
+import KetenpostStore
+
+/// Administration: only holders of a certificate listed in `admin.certificates`. Every change
+/// goes through the store in one transaction with its audit event, then applies on this
+/// instance at once (other instances within `directory.refreshInterval`).
+extension RelayCore {
+    /// The administrator behind a TLS client certificate (its commonName is the audit actor).
+    public func authenticateAdministrator(_ peer: Certificate?) throws(KetenpostError) -> String {
+        guard let peer, credentials.administrators.contains(peer.fingerprint) else {
+            throw KetenpostError(.notAdministrator, "Only holders of an administrator certificate (admin.certificates) may do this.")
+        }
+        do {
+            try trust.verify(peer, for: .tlsClient)
+        } catch {
+            throw .certificate(error, role: "administrator")
+        }
+        return "admin:" + (peer.commonName ?? String(peer.fingerprint.prefix(16)))
+    }
+
+    public func adminPartners(peer: Certificate?) throws(KetenpostError) -> API.AdminPartnerList {
+        _ = try authenticateAdministrator(peer)
+        let directory = self.directory
+        return API.AdminPartnerList(version: directory.version,
+                                    partners: directory.partners.values.sorted { $0.id < $1.id }.map(view))
+    }
+
+    public func adminPartner(_ id: String, peer: Certificate?) throws(KetenpostError) -> API.AdminPartner {
+        _ = try authenticateAdministrator(peer)
+        guard let partner = directory.partner(id) else { throw notFound(id) }
+        return view(partner)
+    }
+
+    public func adminAddPartner(_ request: API.AdminNewPartner, peer: Certificate?) async throws(KetenpostError) -> API.AdminPartner {
+        let actor = try authenticateAdministrator(peer)
+        guard PartnerID.isValid(request.id) else {
+            throw KetenpostError(.requestInvalid, "id must be lowercase letters, digits and dashes (2 to 63 characters).")
+        }
+        guard request.id != configuration.relayID else { throw KetenpostError(.requestInvalid, "id may not be the relay's own id.") }
+        guard let role = PartnerRole(rawValue: request.role) else {
+            throw KetenpostError(.requestInvalid, "role must be one of \(PartnerRole.allCases.map(\.rawValue).joined(separator: ", ")).")
+        }
+        let name = request.name.trimmingCharacters(in: .whitespaces)
+        guard !name.isEmpty, name.count <= 200 else { throw KetenpostError(.requestInvalid, "name must be 1 to 200 characters.") }
+        guard Identifiers.isValidOIN(request.oin) else { throw KetenpostError(.requestInvalid, "oin must be exactly 20 digits.") }
+        let now = clock()
+        var changes: [DirectoryChange] = [.addPartner(DirectoryPartner(id: request.id, name: name, role: role.rawValue,
+                                                                       oin: request.oin, state: PartnerState.active.rawValue))]
+        for input in request.certificates {
+            changes.append(.addCertificate(try checkedCertificate(input, partner: request.id, oin: request.oin, now: now)))
+        }
+        try await apply(changes, actor: actor, at: now)
+        guard let partner = directory.partner(request.id) else { throw notFound(request.id) }
+        return view(partner)
+    }
+
+    public func adminSetState(_ id: String, _ state: PartnerState, peer: Certificate?) async throws(KetenpostError) -> API.AdminPartner {
+        let actor = try authenticateAdministrator(peer)
+        guard directory.partner(id) != nil else { throw notFound(id) }
+        try await apply([.setPartnerState(id: id, state: state.rawValue)], actor: actor, at: clock())
+        if state == .active { await notifier.notify(id) }
+        guard let partner = directory.partner(id) else { throw notFound(id) }
+        return view(partner)
+    }
+
+    /// Registers another certificate, active from `activatesAt` (default now); nothing retires.
+    public func adminAddCertificate(_ id: String, _ input: API.AdminCertificateInput, peer: Certificate?) async throws(KetenpostError) -> API.AdminPartner {
+        let actor = try authenticateAdministrator(peer)
+        guard let partner = directory.partner(id) else { throw notFound(id) }
+        let now = clock()
+        try await apply([.addCertificate(try checkedCertificate(input, partner: id, oin: partner.oin, now: now))], actor: actor, at: now)
+        guard let updated = directory.partner(id) else { throw notFound(id) }
+        return view(updated)
+    }
+
+    /// The new certificate is active at once; every active certificate of the partner that shares
+    /// a use with it keeps working for the overlap, then retires by itself.
+    public func adminRotate(_ id: String, _ rotation: API.AdminRotation, peer: Certificate?) async throws(KetenpostError) -> API.AdminPartner {
+        let actor = try authenticateAdministrator(peer)
+        guard let partner = directory.partner(id) else { throw notFound(id) }
+        guard rotation.overlapSeconds >= 0, rotation.overlapSeconds <= 366 * 86_400 else {
+            throw KetenpostError(.requestInvalid, "overlapSeconds must be between 0 and one year.")
+        }
+        guard rotation.certificate.activatesAt == nil else {
+            throw KetenpostError(.requestInvalid, "A rotation starts now; to schedule a certificate, add it with an activation time.")
+        }
+        let now = clock()
+        let new = try checkedCertificate(rotation.certificate, partner: id, oin: partner.oin, now: now)
+        let until = DirectoryImport.wholeSeconds(now.addingTimeInterval(rotation.overlapSeconds))
+        var changes: [DirectoryChange] = [.addCertificate(new)]
+        for old in partner.certificates where old.state(at: now) == .active || old.state(at: now) == .pending {
+            if !Set(old.record.uses).isDisjoint(with: new.uses) {
+                changes.append(.retireCertificate(fingerprint: old.fingerprint, at: until))
+            }
+        }
+        try await apply(changes, actor: actor, at: now)
+        guard let updated = directory.partner(id) else { throw notFound(id) }
+        return view(updated)
+    }
+
+    /// Revokes at once: refused for new handshakes, requests on open connections, signatures on
+    /// submissions and receipts, and no longer handed out for sealing.
+    public func adminRevoke(fingerprint: String, reason: String, peer: Certificate?) async throws(KetenpostError) -> API.AdminPartner {
+        let actor = try authenticateAdministrator(peer)
+        let fingerprint = fingerprint.lowercased()
+        guard let registered = directory.registration(fingerprint: fingerprint) else {
+            throw KetenpostError(.certificateNotFound, "No certificate with fingerprint \(fingerprint) is registered; list them with `ketenpost admin partners show ID`.")
+        }
+        guard reason.count <= 64, !reason.isEmpty, reason.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-") }) else {
+            throw KetenpostError(.requestInvalid, "reason must be a short code of letters, digits and dashes, such as key-compromise.")
+        }
+        try await apply([.revokeCertificate(fingerprint: fingerprint, at: clock(), reason: reason)], actor: actor, at: clock())
+        logger.notice("certificate revoked", metadata: ["partner.id": "\(registered.record.partnerID)",
+                                                        "certificate.fingerprint": "\(fingerprint.prefix(16))", "revocation.reason": "\(reason)"])
+        guard let updated = directory.partner(registered.record.partnerID) else { throw notFound(registered.record.partnerID) }
+        return view(updated)
+    }
+
+    public func adminExpiring(within: TimeInterval, peer: Certificate?) throws(KetenpostError) -> API.AdminExpiring {
+        _ = try authenticateAdministrator(peer)
+        let now = clock()
+        return API.AdminExpiring(withinDays: Int(within / 86_400),
+                                 certificates: expiring(within: within, at: now).map { API.AdminExpiring.Item(partner: $0.partner, certificate: view($0.certificate, now: now)) })
+    }
+
+    public func adminEvents(after: Int64, limit: Int, peer: Certificate?) async throws(KetenpostError) -> API.AdminEvents {
+        _ = try authenticateAdministrator(peer)
+        do {
+            return API.AdminEvents(events: try await store.directoryEvents(after: after, limit: max(1, min(limit, 1000))).map {
+                API.AdminEvent(sequence: $0.sequence, at: $0.at, actor: $0.actor, action: $0.action, partner: $0.partnerID,
+                               fingerprint: $0.fingerprint, detail: $0.detail)
+            })
+        } catch {
+            throw storeFailure(error)
+        }
+    }
+
+    public func adminMetrics(peer: Certificate?) throws(KetenpostError) -> String {
+        _ = try authenticateAdministrator(peer)
+        return metrics.exposition()
+    }
+
+    // MARK: Helpers
+
+    /// Applies in the store, then reloads this instance's directory before answering.
+    func apply(_ changes: [DirectoryChange], actor: String, at now: Date) async throws(KetenpostError) {
+        do {
+            try await store.applyDirectory(changes, actor: actor, at: now)
+        } catch let error as DirectoryStoreError {
+            switch error.kind {
+            case .partnerExists: throw KetenpostError(.partnerExists, "Partner \(error.subject) exists already.")
+            case .partnerNotFound: throw notFound(error.subject)
+            case .certificateExists: throw KetenpostError(.certificateExists, "This certificate is registered already (\(error.subject.prefix(16))…).")
+            case .certificateNotFound: throw KetenpostError(.certificateNotFound, "No certificate \(error.subject.prefix(16))… is registered.")
+            case .certificateRevoked: throw KetenpostError(.certificateRevoked, "Certificate \(error.subject.prefix(16))… is revoked; a revoked certificate does not change again.")
+            }
+        } catch {
+            throw storeFailure(error)
+        }
+        for change in changes {
+            logger.notice("directory changed", metadata: ["directory.action": "\(Self.action(change))", "audit.actor": "\(actor)"])
+        }
+        do { try await refreshDirectory() } catch { throw storeFailure(error) }
+    }
+
+    private static func action(_ change: DirectoryChange) -> String {
+        switch change {
+        case .addPartner: return "partner.added"
+        case .setPartnerState(_, let state): return "partner.state=\(state)"
+        case .addCertificate: return "certificate.added"
+        case .retireCertificate: return "certificate.retiring"
+        case .revokeCertificate: return "certificate.revoked"
+        }
+    }
+
+    /// One PEM certificate for this partner (commonName = id, OIN if present), chaining to the
+    /// trust anchors for every use asked for, not expired.
+    func checkedCertificate(_ input: API.AdminCertificateInput, partner: String, oin: String, now: Date) throws(KetenpostError) -> DirectoryCertificate {
+        let certificates: [Certificate]
+        do { certificates = try Certificate.all(pem: Data(input.pem.utf8)) } catch {
+            throw KetenpostError(.requestInvalid, "pem must hold one PEM certificate.")
+        }
+        guard certificates.count == 1, let certificate = certificates.first else {
+            throw KetenpostError(.requestInvalid, "pem must hold exactly one PEM certificate.")
+        }
+        guard certificate.commonName == partner else {
+            throw KetenpostError(.requestInvalid, "The certificate's commonName must be the partner id \(partner).")
+        }
+        if let serialNumber = certificate.subjectSerialNumber, serialNumber != oin {
+            throw KetenpostError(.requestInvalid, "The certificate's subject serialNumber (OIN) is not the partner's OIN.")
+        }
+        var uses: [CertificateUse] = []
+        for name in input.uses ?? CertificateUse.allCases.map(\.rawValue) {
+            guard let use = CertificateUse(rawValue: name) else {
+                throw KetenpostError(.requestInvalid, "uses may hold signing, encryption and tls-client.")
+            }
+            if !uses.contains(use) { uses.append(use) }
+        }
+        guard !uses.isEmpty else { throw KetenpostError(.requestInvalid, "uses must name at least one use.") }
+        let activatesAt = input.activatesAt ?? now
+        guard certificate.notAfter > max(now, activatesAt) else {
+            throw KetenpostError(.certificateExpired, "The certificate expires before it would become active.")
+        }
+        // Checked where it will be used: a not-yet-valid certificate at its own start.
+        let at = certificate.notBefore > now ? certificate.notBefore : nil
+        for use in uses {
+            let purpose: TrustStore.Purpose
+            switch use {
+            case .signing: purpose = .contentSigning
+            case .encryption: purpose = .contentEncryption
+            case .tlsClient: purpose = .tlsClient
+            }
+            do { try trust.verify(certificate, for: purpose, at: at) } catch { throw .certificate(error, role: "new") }
+        }
+        return DirectoryImport.record(certificate, partner: partner, uses: uses, activatesAt: activatesAt, now: now)
+    }
+
+    private func notFound(_ id: String) -> KetenpostError {
+        KetenpostError(.partnerNotFound, "There is no partner \(id) in the directory.")
+    }
+
+    private func view(_ partner: Partner) -> API.AdminPartner {
+        let now = clock()
+        return API.AdminPartner(id: partner.id, name: partner.name, role: partner.role.rawValue, oin: partner.oin,
+                                state: partner.state.rawValue, certificates: partner.certificates.map { view($0, now: now) })
+    }
+
+    private func view(_ certificate: RegisteredCertificate, now: Date) -> API.AdminCertificate {
+        let r = certificate.record
+        return API.AdminCertificate(fingerprint: r.fingerprint, serial: r.serial, uses: r.uses.map(\.rawValue),
+                                    state: r.state(at: now).rawValue, notBefore: r.notBefore, notAfter: r.notAfter,
+                                    activatesAt: r.activatesAt, retiresAt: r.retiresAt, revokedAt: r.revokedAt,
+                                    revocationReason: r.revocationReason,
+                                    daysLeft: Int((r.notAfter.timeIntervalSince(now) / 86_400).rounded(.down)))
+    }
+}

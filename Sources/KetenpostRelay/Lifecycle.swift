@@ -1,0 +1,252 @@
+import Foundation
+import Ketenpost
+import KetenpostCrypto
+import KetenpostStore
+import Logging
+import NIOSSL
+import Prometheus
+import ServiceLifecycle
+import Synchronization
+import UnixSignals
+
+/// The relay's gauges, in its own registry (several relays can run in one process).
+/// Labels are partner ids and certificate fingerprints: metadata, never names of people.
+public final class RelayMetrics: Sendable {
+    public let registry = PrometheusCollectorRegistry()
+    let crlStale: Gauge
+    let directoryVersion: Gauge
+    private let certificateGauges = Mutex<[String: Gauge]>([:])
+
+    init() {
+        crlStale = registry.makeGauge(descriptor: .init(namespace: "ketenpost", metricName: "crl", unitName: "stale",
+                                                        helpText: "Number of configured CRLs past their next update (an alarm when above 0)."))
+        directoryVersion = registry.makeGauge(descriptor: .init(namespace: "ketenpost", metricName: "directory", unitName: "version",
+                                                                helpText: "Version of the partner directory this instance uses."))
+    }
+
+    /// One `ketenpost_certificate_days_left` gauge per usable certificate; gauges of
+    /// certificates that are no longer usable are removed.
+    func setCertificateDays(_ values: [(partner: String, fingerprint: String, days: Double)]) {
+        certificateGauges.withLock { gauges in
+            var keep = Set<String>()
+            for value in values {
+                let key = value.fingerprint
+                keep.insert(key)
+                let gauge = gauges[key] ?? registry.makeGauge(
+                    descriptor: .init(namespace: "ketenpost", metricName: "certificate_days", unitName: "left",
+                                      helpText: "Days until a partner certificate's notAfter (active and retiring certificates)."),
+                    labels: [("partner", value.partner), ("fingerprint", String(value.fingerprint.prefix(16)))])
+                gauge.set(value.days)
+                gauges[key] = gauge
+            }
+            for (key, gauge) in gauges where !keep.contains(key) {
+                registry.unregisterGauge(gauge)
+                gauges[key] = nil
+            }
+        }
+    }
+
+    public func exposition() -> String { registry.emitToString() }
+}
+
+extension RelayCore {
+    // MARK: Directory
+
+    /// Loads the store's directory if its version moved (or `force`), and swaps it in.
+    public func refreshDirectory(force: Bool = false) async throws {
+        let current = directory
+        if !force, try await store.directoryVersion() == current.version { return }
+        let snapshot = try await store.directorySnapshot()
+        let fresh = PartnerDirectory(snapshot: snapshot, previous: current)
+        let swapped = live.withLock { live -> Bool in
+            // Another refresh may have installed a newer version meanwhile.
+            guard fresh.version >= live.directory.version else { return false }
+            live.directory = fresh
+            return true
+        }
+        if swapped {
+            metrics.directoryVersion.set(Double(fresh.version))
+            updateCertificateGauges(fresh)
+            if fresh.version != current.version {
+                logger.info("directory loaded", metadata: ["directory.version": "\(fresh.version)", "directory.partners": "\(fresh.partners.count)"])
+            }
+        }
+    }
+
+    func updateCertificateGauges(_ directory: PartnerDirectory) {
+        let now = clock()
+        var values: [(partner: String, fingerprint: String, days: Double)] = []
+        for partner in directory.partners.values {
+            for certificate in partner.certificates where certificate.state(at: now).isUsable {
+                values.append((partner.id, certificate.fingerprint, certificate.record.notAfter.timeIntervalSince(now) / 86_400))
+            }
+        }
+        metrics.setCertificateDays(values)
+    }
+
+    // MARK: Credentials
+
+    /// Re-reads the relay's certificate and key, trust anchors, CRLs and administrators. A set
+    /// that fails to load is logged and ignored: the relay keeps serving with the old one.
+    /// - Returns: whether a new set was installed.
+    @discardableResult
+    public func reloadCredentials() -> Bool {
+        let fresh: RelayCredentials
+        do {
+            fresh = try RelayCredentials.load(configuration)
+        } catch {
+            logger.error("reload refused; the previous certificates stay in use", metadata: ["error.code": "\(error.code)", "error.message": "\(error.message)"])
+            return false
+        }
+        let changed = live.withLock { live -> Bool in
+            guard live.credentials.digest != fresh.digest else { return false }
+            live.credentials = fresh
+            return true
+        }
+        if changed {
+            logger.notice("certificates reloaded", metadata: [
+                "relay.certificate.serial": "\(fresh.identity.certificate.serialNumberHex)",
+                "relay.certificate.notAfter": "\(ISO8601DateFormatter().string(from: fresh.identity.certificate.notAfter))",
+                "crl.count": "\(fresh.crls.count)",
+            ])
+        }
+        checkCRLs()
+        return changed
+    }
+
+    /// Sets the stale-CRL gauge and logs an error for each CRL past its next update.
+    @discardableResult
+    func checkCRLs() -> [String] {
+        let now = clock()
+        let stale = credentials.staleCRLs(at: now)
+        metrics.crlStale.set(Double(stale.count))
+        // Logged when the set changes and hourly while it lasts, not at every check.
+        let log = crlAlarm.withLock { alarm -> Bool in
+            guard Set(stale) != alarm.files || now.timeIntervalSince(alarm.loggedAt) >= 3600 else { return false }
+            alarm = (Set(stale), now)
+            return true
+        }
+        for file in stale where log {
+            logger.error("CRL past its next update: \(configuration.acceptStaleCRL ? "still accepting (tls.staleCRL: accept)" : "refusing certificates of its CA (tls.staleCRL: refuse)")",
+                         metadata: ["crl.file": "\(file)"])
+        }
+        return stale
+    }
+
+    // MARK: Expiry
+
+    /// Usable certificates that expire within the warning window, each logged as a warning.
+    @discardableResult
+    public func warnExpiring() -> [(partner: String, certificate: RegisteredCertificate)] {
+        let now = clock()
+        let items = expiring(within: configuration.expiryWarning, at: now)
+        for item in items {
+            let days = Int((item.certificate.record.notAfter.timeIntervalSince(now) / 86_400).rounded(.down))
+            logger.warning("certificate expires soon", metadata: [
+                "partner.id": "\(item.partner)", "certificate.fingerprint": "\(item.certificate.fingerprint.prefix(16))",
+                "certificate.daysLeft": "\(days)"])
+        }
+        let relay = identity.certificate
+        if relay.notAfter.timeIntervalSince(now) < configuration.expiryWarning {
+            logger.warning("the relay's own certificate expires soon", metadata: [
+                "certificate.daysLeft": "\(Int((relay.notAfter.timeIntervalSince(now) / 86_400).rounded(.down)))"])
+        }
+        return items
+    }
+
+    func expiring(within window: TimeInterval, at now: Date) -> [(partner: String, certificate: RegisteredCertificate)] {
+        directory.partners.values.flatMap { partner in
+            partner.certificates
+                .filter { $0.state(at: now) != .revoked && $0.state(at: now) != .retired && $0.record.notAfter.timeIntervalSince(now) < window }
+                .map { (partner.id, $0) }
+        }.sorted { $0.certificate.record.notAfter < $1.certificate.record.notAfter }
+    }
+
+    // MARK: TLS
+
+    /// The handshake's client certificate check, replacing BoringSSL's: chain and CRLs through
+    /// the relay's trust store (so revocation counts at the handshake), and a certificate the
+    /// directory has revoked or retired is refused before any request. Certificates the
+    /// directory does not know pass here and get a 403 with a code on their first request.
+    func verifyHandshake(_ chain: [NIOSSLCertificate]) -> NIOSSLVerificationResult {
+        guard let der = try? chain.first?.toDERBytes(), let leaf = try? Certificate(der: der) else { return .failed }
+        let (directory, credentials) = live.withLock { ($0.directory, $0.credentials) }
+        do {
+            try credentials.trust.verify(leaf, for: .tlsClient)
+        } catch {
+            logger.notice("handshake refused", metadata: ["error.code": "\(KetenpostError.certificate(error, role: "client").code)"])
+            return .failed
+        }
+        if credentials.administrators.contains(leaf.fingerprint) { return .certificateVerified }
+        if let (partner, registered) = directory.registration(of: leaf) {
+            let state = registered.state(at: clock())
+            if state == .revoked || state == .retired || state == .expired {
+                logger.notice("handshake refused", metadata: ["partner.id": "\(partner.id)", "certificate.state": "\(state.rawValue)"])
+                return .failed
+            }
+        }
+        return .certificateVerified
+    }
+
+    /// The relay's current certificate and key for a new handshake.
+    func tlsOverride() -> NIOSSLContextConfigurationOverride {
+        let credentials = self.credentials
+        var override = NIOSSLContextConfigurationOverride()
+        override.certificateChain = credentials.tlsChain
+        override.privateKey = credentials.tlsKey
+        return override
+    }
+}
+
+/// Keeps a running relay current: directory changes from other instances, certificate and
+/// CRL files (on schedule and on SIGHUP), the stale-CRL alarm and daily expiry warnings.
+struct LifecycleService: Service {
+    let core: RelayCore
+    let reloadOnSIGHUP: Bool
+
+    func run() async throws {
+        await withTaskGroup(of: Void.self) { group in
+            if reloadOnSIGHUP {
+                let signals = await UnixSignalsSequence(trapping: .sighup)
+                group.addTask {
+                    for await _ in signals.cancelOnGracefulShutdown() {
+                        core.logger.notice("SIGHUP: reloading certificates, CRLs and the directory")
+                        core.reloadCredentials()
+                        try? await core.refreshDirectory(force: true)
+                    }
+                }
+            }
+            group.addTask { await loop() }
+            await group.next()
+            group.cancelAll()
+        }
+    }
+
+    private func loop() async {
+        let configuration = core.configuration
+        var lastCredentials = ContinuousClock.now
+        var lastExpiry = ContinuousClock.now
+        core.warnExpiring()
+        while !Task.isCancelled && !Task.isShuttingDownGracefully {
+            try? await cancelWhenGracefulShutdown {
+                try await Task.sleep(for: .milliseconds(Int64(configuration.directoryRefreshInterval * 1000)))
+            }
+            if Task.isCancelled || Task.isShuttingDownGracefully { return }
+            do {
+                try await core.refreshDirectory()
+            } catch {
+                core.logger.error("directory refresh failed", metadata: ["error.type": "\(type(of: error))"])
+            }
+            let now = ContinuousClock.now
+            if now - lastCredentials >= .milliseconds(Int64(configuration.reloadInterval * 1000)) {
+                lastCredentials = now
+                core.reloadCredentials()
+                core.updateCertificateGauges(core.directory)
+            }
+            if now - lastExpiry >= .seconds(86_400) {
+                lastExpiry = now
+                core.warnExpiring()
+            }
+        }
+    }
+}

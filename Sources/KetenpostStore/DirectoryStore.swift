@@ -1,0 +1,166 @@
+import Foundation
+
+/// A partner as the directory stores it. Roles and states are the model's raw values.
+public struct DirectoryPartner: Sendable, Equatable, Codable {
+    public var id: String
+    public var name: String
+    public var role: String
+    public var oin: String
+    /// `active` or `suspended`.
+    public var state: String
+
+    public init(id: String, name: String, role: String, oin: String, state: String) {
+        self.id = id
+        self.name = name
+        self.role = role
+        self.oin = oin
+        self.state = state
+    }
+}
+
+/// What a certificate may be used for; one certificate may serve several purposes.
+public enum CertificateUse: String, Sendable, Codable, CaseIterable, Comparable {
+    case signing
+    case encryption
+    case tlsClient = "tls-client"
+
+    public static func < (a: Self, b: Self) -> Bool { a.rawValue < b.rawValue }
+}
+
+/// Where a certificate stands at a moment. Derived from its times, so every relay instance
+/// agrees without a background job: a rotation's old certificate retires by itself.
+public enum CertificateState: String, Sendable, Codable {
+    /// Registered with an activation time still ahead.
+    case pending
+    /// In use.
+    case active
+    /// Replaced by a rotation, still accepted until its overlap ends.
+    case retiring
+    /// The overlap ended: refused for new traffic.
+    case retired
+    /// Past its notAfter.
+    case expired
+    /// Revoked by an administrator: refused at once.
+    case revoked
+
+    /// Accepted for new traffic.
+    public var isUsable: Bool { self == .active || self == .retiring }
+}
+
+/// A partner's certificate in the directory.
+public struct DirectoryCertificate: Sendable, Equatable, Codable {
+    /// Lowercase hex SHA-256 of the DER bytes: the certificate's key in the directory.
+    public var fingerprint: String
+    public var partnerID: String
+    public var der: Data
+    public var uses: [CertificateUse]
+    /// Uppercase hex serial number (what a CRL lists).
+    public var serial: String
+    public var notBefore: Date
+    public var notAfter: Date
+    public var activatesAt: Date
+    public var retiresAt: Date?
+    public var revokedAt: Date?
+    /// The administrator's reason, a short code such as `key-compromise`.
+    public var revocationReason: String?
+    public var addedAt: Date
+
+    public init(fingerprint: String, partnerID: String, der: Data, uses: [CertificateUse], serial: String, notBefore: Date,
+                notAfter: Date, activatesAt: Date, retiresAt: Date? = nil, revokedAt: Date? = nil,
+                revocationReason: String? = nil, addedAt: Date) {
+        self.fingerprint = fingerprint
+        self.partnerID = partnerID
+        self.der = der
+        self.uses = uses.sorted()
+        self.serial = serial
+        self.notBefore = notBefore
+        self.notAfter = notAfter
+        self.activatesAt = activatesAt
+        self.retiresAt = retiresAt
+        self.revokedAt = revokedAt
+        self.revocationReason = revocationReason
+        self.addedAt = addedAt
+    }
+
+    public func state(at now: Date) -> CertificateState {
+        if revokedAt != nil { return .revoked }
+        if now >= notAfter { return .expired }
+        if now < activatesAt { return .pending }
+        if let retiresAt { return now < retiresAt ? .retiring : .retired }
+        return .active
+    }
+}
+
+/// One change to the directory. Each is recorded as an audit event with the actor.
+public enum DirectoryChange: Sendable, Equatable {
+    case addPartner(DirectoryPartner)
+    case setPartnerState(id: String, state: String)
+    case addCertificate(DirectoryCertificate)
+    /// Sets (or moves earlier) the end of a certificate's overlap.
+    case retireCertificate(fingerprint: String, at: Date)
+    case revokeCertificate(fingerprint: String, at: Date, reason: String)
+
+    var action: String {
+        switch self {
+        case .addPartner: return "partner.added"
+        case .setPartnerState(_, let state): return state == "suspended" ? "partner.suspended" : "partner.resumed"
+        case .addCertificate: return "certificate.added"
+        case .retireCertificate: return "certificate.retiring"
+        case .revokeCertificate: return "certificate.revoked"
+        }
+    }
+}
+
+/// A directory change as the audit trail keeps it: who, what, when; metadata only.
+public struct DirectoryEvent: Sendable, Equatable, Codable {
+    public var sequence: Int64
+    public var at: Date
+    /// The administrator's certificate commonName, or `import:FILE` for the seed import.
+    public var actor: String
+    public var action: String
+    public var partnerID: String?
+    public var fingerprint: String?
+    /// A short metadata note (state, uses, times, reason code); never message content.
+    public var detail: String?
+}
+
+/// The whole directory at one version.
+public struct DirectorySnapshot: Sendable, Equatable {
+    /// Grows with every applied batch of changes; instances compare it to know whether to reload.
+    public var version: Int64
+    public var partners: [DirectoryPartner]
+    public var certificates: [DirectoryCertificate]
+}
+
+/// Why a batch of directory changes was refused; nothing of the batch was applied.
+public struct DirectoryStoreError: Error, Sendable, Equatable {
+    public enum Kind: String, Sendable { case partnerExists, partnerNotFound, certificateExists, certificateNotFound, certificateRevoked }
+    public var kind: Kind
+    /// The partner id or certificate fingerprint concerned.
+    public var subject: String
+    public init(_ kind: Kind, _ subject: String) {
+        self.kind = kind
+        self.subject = subject
+    }
+}
+
+/// The partner directory in the store, so that every relay instance sees the same partners,
+/// certificates and states. Every backend passes the same contract tests.
+public protocol DirectoryStore: Sendable {
+    /// The current version (cheap: instances poll it to decide whether to reload the snapshot).
+    func directoryVersion() async throws -> Int64
+
+    /// Every partner and certificate, consistent with `version`.
+    func directorySnapshot() async throws -> DirectorySnapshot
+
+    /// Applies the changes in one transaction, each with an audit event naming `actor`, or none
+    /// of them (`DirectoryStoreError`). Returns the new version.
+    @discardableResult
+    func applyDirectory(_ changes: [DirectoryChange], actor: String, at: Date) async throws -> Int64
+
+    /// Audit events after `sequence`, oldest first.
+    func directoryEvents(after sequence: Int64, limit: Int) async throws -> [DirectoryEvent]
+}
+
+/// What a relay needs from its storage.
+public typealias RelayStore = MessageStore & DirectoryStore

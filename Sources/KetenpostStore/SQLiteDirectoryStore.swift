@@ -1,0 +1,157 @@
+import Foundation
+import GRDB
+
+/// The directory tables of the SQLite backend, in the same file as the queue.
+extension SQLiteMessageStore: DirectoryStore {
+    static let directorySchema = """
+        CREATE TABLE directory_version (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL);
+        INSERT INTO directory_version (id, version) VALUES (1, 0);
+        CREATE TABLE partners (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            role TEXT NOT NULL,
+            oin TEXT NOT NULL,
+            state TEXT NOT NULL
+        );
+        CREATE TABLE certificates (
+            fingerprint TEXT PRIMARY KEY,
+            partner_id TEXT NOT NULL REFERENCES partners(id),
+            der BLOB NOT NULL,
+            uses TEXT NOT NULL,
+            serial TEXT NOT NULL,
+            not_before REAL NOT NULL,
+            not_after REAL NOT NULL,
+            activates_at REAL NOT NULL,
+            retires_at REAL,
+            revoked_at REAL,
+            revocation_reason TEXT,
+            added_at REAL NOT NULL
+        );
+        CREATE INDEX certificates_partner ON certificates(partner_id);
+        -- Append-only: who changed what in the directory, metadata only.
+        CREATE TABLE directory_events (
+            sequence INTEGER PRIMARY KEY AUTOINCREMENT,
+            at REAL NOT NULL,
+            actor TEXT NOT NULL,
+            action TEXT NOT NULL,
+            partner_id TEXT,
+            fingerprint TEXT,
+            detail TEXT
+        );
+        """
+
+    public func directoryVersion() async throws -> Int64 {
+        try await pool.read { db in try Int64.fetchOne(db, sql: "SELECT version FROM directory_version WHERE id = 1") ?? 0 }
+    }
+
+    public func directorySnapshot() async throws -> DirectorySnapshot {
+        // One read transaction: version, partners and certificates are consistent.
+        try await pool.read { db in
+            let version = try Int64.fetchOne(db, sql: "SELECT version FROM directory_version WHERE id = 1") ?? 0
+            let partners = try Row.fetchAll(db, sql: "SELECT id, name, role, oin, state FROM partners ORDER BY id").map {
+                DirectoryPartner(id: $0["id"], name: $0["name"], role: $0["role"], oin: $0["oin"], state: $0["state"])
+            }
+            let certificates = try Row.fetchAll(db, sql: "SELECT * FROM certificates ORDER BY partner_id, added_at, fingerprint")
+                .map(Self.certificate)
+            return DirectorySnapshot(version: version, partners: partners, certificates: certificates)
+        }
+    }
+
+    @discardableResult
+    public func applyDirectory(_ changes: [DirectoryChange], actor: String, at: Date) async throws -> Int64 {
+        try await transaction { db in
+            let t = at.timeIntervalSince1970
+            for change in changes {
+                var partnerID: String?
+                var fingerprint: String?
+                var detail: String?
+                switch change {
+                case .addPartner(let p):
+                    guard try !Bool.exists(db, "SELECT 1 FROM partners WHERE id = ?", [p.id]) else {
+                        throw DirectoryStoreError(.partnerExists, p.id)
+                    }
+                    try db.execute(sql: "INSERT INTO partners (id, name, role, oin, state) VALUES (?, ?, ?, ?, ?)",
+                                   arguments: [p.id, p.name, p.role, p.oin, p.state])
+                    partnerID = p.id
+                    detail = "role=\(p.role) state=\(p.state)"
+                case .setPartnerState(let id, let state):
+                    try db.execute(sql: "UPDATE partners SET state = ? WHERE id = ?", arguments: [state, id])
+                    guard db.changesCount == 1 else { throw DirectoryStoreError(.partnerNotFound, id) }
+                    partnerID = id
+                    detail = "state=\(state)"
+                case .addCertificate(let c):
+                    guard try Bool.exists(db, "SELECT 1 FROM partners WHERE id = ?", [c.partnerID]) else {
+                        throw DirectoryStoreError(.partnerNotFound, c.partnerID)
+                    }
+                    guard try !Bool.exists(db, "SELECT 1 FROM certificates WHERE fingerprint = ?", [c.fingerprint]) else {
+                        throw DirectoryStoreError(.certificateExists, c.fingerprint)
+                    }
+                    try db.execute(sql: """
+                        INSERT INTO certificates (fingerprint, partner_id, der, uses, serial, not_before, not_after,
+                            activates_at, retires_at, revoked_at, revocation_reason, added_at)
+                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                        """, arguments: [c.fingerprint, c.partnerID, c.der, c.uses.map(\.rawValue).joined(separator: ","), c.serial,
+                                         c.notBefore.timeIntervalSince1970, c.notAfter.timeIntervalSince1970,
+                                         c.activatesAt.timeIntervalSince1970, c.retiresAt?.timeIntervalSince1970,
+                                         c.revokedAt?.timeIntervalSince1970, c.revocationReason, c.addedAt.timeIntervalSince1970])
+                    partnerID = c.partnerID
+                    fingerprint = c.fingerprint
+                    detail = "uses=\(c.uses.map(\.rawValue).joined(separator: ",")) serial=\(c.serial) activatesAt=\(Int(c.activatesAt.timeIntervalSince1970)) notAfter=\(Int(c.notAfter.timeIntervalSince1970))"
+                case .retireCertificate(let fp, let until):
+                    partnerID = try Self.livePartner(db, fingerprint: fp)
+                    // Only ever earlier: a second rotation cannot extend an overlap already running.
+                    try db.execute(sql: "UPDATE certificates SET retires_at = MIN(COALESCE(retires_at, ?), ?) WHERE fingerprint = ?",
+                                   arguments: [until.timeIntervalSince1970, until.timeIntervalSince1970, fp])
+                    fingerprint = fp
+                    detail = "retiresAt=\(Int(until.timeIntervalSince1970))"
+                case .revokeCertificate(let fp, let when, let reason):
+                    partnerID = try Self.livePartner(db, fingerprint: fp)
+                    try db.execute(sql: "UPDATE certificates SET revoked_at = ?, revocation_reason = ? WHERE fingerprint = ?",
+                                   arguments: [when.timeIntervalSince1970, reason, fp])
+                    fingerprint = fp
+                    detail = "reason=\(reason)"
+                }
+                try db.execute(sql: "INSERT INTO directory_events (at, actor, action, partner_id, fingerprint, detail) VALUES (?, ?, ?, ?, ?, ?)",
+                               arguments: [t, actor, change.action, partnerID, fingerprint, detail])
+            }
+            try db.execute(sql: "UPDATE directory_version SET version = version + 1 WHERE id = 1")
+            return try Int64.fetchOne(db, sql: "SELECT version FROM directory_version WHERE id = 1") ?? 0
+        }
+    }
+
+    public func directoryEvents(after sequence: Int64, limit: Int) async throws -> [DirectoryEvent] {
+        try await pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM directory_events WHERE sequence > ? ORDER BY sequence LIMIT ?",
+                             arguments: [sequence, limit]).map {
+                DirectoryEvent(sequence: $0["sequence"], at: Date(timeIntervalSince1970: $0["at"]), actor: $0["actor"],
+                               action: $0["action"], partnerID: $0["partner_id"], fingerprint: $0["fingerprint"], detail: $0["detail"])
+            }
+        }
+    }
+
+    /// The partner of a certificate that is not revoked (a revoked certificate never changes again).
+    private static func livePartner(_ db: Database, fingerprint: String) throws -> String {
+        guard let row = try Row.fetchOne(db, sql: "SELECT partner_id, revoked_at FROM certificates WHERE fingerprint = ?",
+                                         arguments: [fingerprint]) else {
+            throw DirectoryStoreError(.certificateNotFound, fingerprint)
+        }
+        guard (row["revoked_at"] as Double?) == nil else { throw DirectoryStoreError(.certificateRevoked, fingerprint) }
+        return row["partner_id"]
+    }
+
+    private static func certificate(_ row: Row) -> DirectoryCertificate {
+        func date(_ column: String) -> Date? { (row[column] as Double?).map(Date.init(timeIntervalSince1970:)) }
+        let uses = (row["uses"] as String).split(separator: ",").compactMap { CertificateUse(rawValue: String($0)) }
+        return DirectoryCertificate(
+            fingerprint: row["fingerprint"], partnerID: row["partner_id"], der: row["der"], uses: uses, serial: row["serial"],
+            notBefore: date("not_before")!, notAfter: date("not_after")!, activatesAt: date("activates_at")!,
+            retiresAt: date("retires_at"), revokedAt: date("revoked_at"), revocationReason: row["revocation_reason"],
+            addedAt: date("added_at")!)
+    }
+}
+
+extension Bool {
+    fileprivate static func exists(_ db: Database, _ sql: String, _ arguments: StatementArguments) throws -> Bool {
+        try Row.fetchOne(db, sql: sql, arguments: arguments) != nil
+    }
+}
