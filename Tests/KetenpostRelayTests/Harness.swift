@@ -145,6 +145,26 @@ final class Harness: Sendable {
         return client
     }
 
+    /// A client with any identity directory, optionally with further keys to open messages with.
+    func client(identity directory: String, decryption: [String] = []) throws -> RelayClient {
+        let client = try RelayClient(relay: url, identity: try Identity.load(directory: directory), trust: try trust,
+                                     decryptionIdentities: try decryption.map { try Identity.load(directory: $0) })
+        clients.withLock { $0.append(client) }
+        return client
+    }
+
+    /// The development PKI's administrator.
+    func admin() throws -> RelayClient { try client(identity: shared.pki.adminDirectory) }
+
+    /// Issues a new certificate and key for a partner from the development CA, into this harness's folder.
+    func issue(_ partner: String, validDays: Double = 365, name: String = UUID().uuidString) throws -> (directory: String, certificate: Certificate) {
+        let entry = try PartnerDirectoryFile.load(path: shared.partnersFile).partner(partner)
+            ?? PartnerEntry(id: partner, name: partner, role: .municipality, oin: "00000001000000000097")
+        let directory = work.appendingPathComponent("issued/\(name)").path
+        let certificate = try shared.pki.issue(for: entry, validity: validDays * 86_400, into: directory)
+        return (directory, certificate)
+    }
+
     func example(_ type: MessageType) throws -> Data {
         try Data(contentsOf: URL(fileURLWithPath: Root.path("config/examples/\(type.rawValue).json")))
     }
