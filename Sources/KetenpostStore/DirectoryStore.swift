@@ -130,6 +130,12 @@ public struct DirectorySnapshot: Sendable, Equatable {
     public var version: Int64
     public var partners: [DirectoryPartner]
     public var certificates: [DirectoryCertificate]
+
+    public init(version: Int64, partners: [DirectoryPartner], certificates: [DirectoryCertificate]) {
+        self.version = version
+        self.partners = partners
+        self.certificates = certificates
+    }
 }
 
 /// Why a batch of directory changes was refused; nothing of the batch was applied.

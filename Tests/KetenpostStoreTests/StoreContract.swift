@@ -32,10 +32,10 @@ enum Backend: String, CaseIterable, Sendable, CustomTestStringConvertible {
 /// One storage location; `open` connects a new store instance to it (as a restarted or second relay would).
 struct StoreFixture: Sendable {
     /// A new, not yet migrated store on this storage.
-    let open: @Sendable () throws -> any MessageStore
+    let open: @Sendable () throws -> any RelayStore
     let cleanup: @Sendable () -> Void
 
-    func migrated() async throws -> any MessageStore {
+    func migrated() async throws -> any RelayStore {
         let store = try open()
         try await store.migrate()
         return store
@@ -43,7 +43,7 @@ struct StoreFixture: Sendable {
 }
 
 /// Runs `body` with a migrated store on fresh storage, removed afterwards.
-func withStore(_ backend: Backend, _ body: (any MessageStore) async throws -> Void) async throws {
+func withStore(_ backend: Backend, _ body: (any RelayStore) async throws -> Void) async throws {
     let fixture = try backend.makeFixture()
     defer { fixture.cleanup() }
     try await body(try await fixture.migrated())
