@@ -61,7 +61,11 @@ import Testing
     @Test func everyRouteAndErrorCodeIsDocumented() throws {
         let text = try String(contentsOfFile: Root.path("docs/openapi.yaml"), encoding: .utf8)
         for path in ["/v1/messages:", "/v1/inbox:", "/v1/messages/{id}/ack:", "/v1/messages/{id}:",
-                     "/v1/directory/{partner}:", "/v1/directory/{partner}/certificates.pem:", "/v1/health:", "/v1/ready:"] {
+                     "/v1/directory/{partner}:", "/v1/directory/{partner}/certificates.pem:", "/v1/health:", "/v1/ready:",
+                     "/v1/admin/partners:", "/v1/admin/partners/{partner}:", "/v1/admin/partners/{partner}/suspend:",
+                     "/v1/admin/partners/{partner}/resume:", "/v1/admin/partners/{partner}/certificates:",
+                     "/v1/admin/partners/{partner}/rotate:", "/v1/admin/certificates/{fingerprint}/revoke:",
+                     "/v1/admin/certificates/expiring:", "/v1/admin/events:", "/v1/admin/reload:", "/metrics:"] {
             #expect(text.contains("  \(path)\n"), "\(path) is not in docs/openapi.yaml")
         }
         let codes: [KetenpostError.Code] = [
@@ -70,6 +74,7 @@ import Testing
             .messageFinal, .leaseInvalid, .leaseExpired, .receiptMismatch, .requestTooLarge, .requestUnsupportedMediaType,
             .requestInvalid, .rateLimited, .storeUnavailable, .envelopeMalformed, .outerSignatureInvalid, .outerContentInvalid,
             .headerInvalid, .signerNotSender, .certificateUntrusted, .certificateRevoked, .receiptSignerMismatch,
+            .certificateInactive, .notAdministrator, .partnerExists, .partnerNotFound, .certificateExists, .certificateNotFound,
         ]
         for code in codes { #expect(text.contains(code.rawValue), "\(code) is not in docs/openapi.yaml") }
     }
