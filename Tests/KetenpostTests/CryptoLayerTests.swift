@@ -52,7 +52,7 @@ import KetenpostModel
         #expect(partners.partners.count == 8)
         let pki = DevelopmentPKI(directory: dir.path)
         let first = try pki.create(partners: partners.partners)
-        #expect(first.created.count == 10)   // CA, relay, 8 partners
+        #expect(first.created.count == 11)   // CA, relay, administrator, 8 partners
         let second = try pki.create(partners: partners.partners)
         #expect(second.created.isEmpty)
 
@@ -71,6 +71,11 @@ import KetenpostModel
         #expect(try Identity.load(directory: pki.partnerDirectory("gemeente-maastricht")).certificate.keyAlgorithm == .ec)
         let relay = try Identity.load(directory: pki.relayDirectory)
         try trust.verify(relay.certificate, for: .tlsServer)
+        // The administrator's certificate is for TLS client authentication only.
+        let admin = try Identity.load(directory: pki.adminDirectory)
+        try trust.verify(admin.certificate, for: .tlsClient)
+        #expect(throws: CryptoError.self) { try trust.verify(admin.certificate, for: .contentSigning) }
+        #expect(FileManager.default.fileExists(atPath: pki.adminDirectory + "/key.pem"))
         // A partner certificate is not a TLS server certificate.
         #expect(throws: CryptoError.self) {
             try trust.verify(try Identity.load(directory: pki.partnerDirectory("gemeente-maastricht")).certificate, for: .tlsServer)
