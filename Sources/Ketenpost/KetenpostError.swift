@@ -95,6 +95,8 @@ extension KetenpostError.Code {
     public static let partnerNotFound: Self = "admin.partner-not-found"
     public static let certificateExists: Self = "admin.certificate-exists"
     public static let certificateNotFound: Self = "admin.certificate-not-found"
+    /// Client side: the TLS handshake with the relay failed (no HTTP answer at all).
+    public static let tlsHandshakeFailed: Self = "tls.handshake-failed"
 }
 
 extension KetenpostError {

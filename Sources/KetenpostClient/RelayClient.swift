@@ -237,6 +237,11 @@ public final class RelayClient: Sendable {
 
     // MARK: HTTP
 
+    private static func handshakeFailed(_ error: any Error) -> KetenpostError {
+        KetenpostError(.tlsHandshakeFailed, "The TLS handshake with the relay failed: the relay refused this certificate (revoked, retired, expired, suspended at the CA or from an untrusted CA), or the relay's certificate is not trusted here. Check --identity and --trust, or ask the relay administrators.",
+                       detail: ["\(error)"])
+    }
+
     private func call<T: Decodable, B: Encodable>(_ method: String, _ path: String, json: B, as type: T.Type) async throws -> T {
         let body = try KetenpostJSON.encoder().encode(json)
         let data = try await raw(method, path, body: body, contentType: "application/json")
@@ -267,7 +272,14 @@ public final class RelayClient: Sendable {
             request.headers.add(name: "Content-Type", value: contentType)
             request.body = .bytes(ByteBuffer(bytes: body))
         }
-        let response = try await http.execute(request, timeout: timeout)
+        let response: HTTPClientResponse
+        do {
+            response = try await http.execute(request, timeout: timeout)
+        } catch let error as NIOSSLError {
+            throw Self.handshakeFailed(error)
+        } catch let error as BoringSSLError {
+            throw Self.handshakeFailed(error)
+        }
         let bytes = try await response.body.collect(upTo: 64 << 20)
         let data = Data(bytes.readableBytesView)
         guard (200..<300).contains(Int(response.status.code)) else {

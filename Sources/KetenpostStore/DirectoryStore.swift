@@ -109,6 +109,25 @@ public enum DirectoryChange: Sendable, Equatable {
         case .revokeCertificate: return "certificate.revoked"
         }
     }
+
+    /// The audit event's metadata note; the same for every backend.
+    var auditDetail: String {
+        switch self {
+        case .addPartner(let p): return "role=\(p.role) state=\(p.state)"
+        case .setPartnerState(_, let state): return "state=\(state)"
+        case .addCertificate(let c):
+            return "uses=\(c.uses.map(\.rawValue).joined(separator: ",")) serial=\(c.serial) activatesAt=\(Self.text(c.activatesAt)) notAfter=\(Self.text(c.notAfter))"
+        case .retireCertificate(_, let until): return "retiresAt=\(Self.text(until))"
+        case .revokeCertificate(_, _, let reason): return "reason=\(reason)"
+        }
+    }
+
+    /// RFC 3339 in UTC.
+    static func text(_ date: Date) -> String {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime]
+        return formatter.string(from: date)
+    }
 }
 
 /// A directory change as the audit trail keeps it: who, what, when; metadata only.

@@ -64,7 +64,6 @@ extension SQLiteMessageStore: DirectoryStore {
             for change in changes {
                 var partnerID: String?
                 var fingerprint: String?
-                var detail: String?
                 switch change {
                 case .addPartner(let p):
                     guard try !Bool.exists(db, "SELECT 1 FROM partners WHERE id = ?", [p.id]) else {
@@ -73,12 +72,10 @@ extension SQLiteMessageStore: DirectoryStore {
                     try db.execute(sql: "INSERT INTO partners (id, name, role, oin, state) VALUES (?, ?, ?, ?, ?)",
                                    arguments: [p.id, p.name, p.role, p.oin, p.state])
                     partnerID = p.id
-                    detail = "role=\(p.role) state=\(p.state)"
                 case .setPartnerState(let id, let state):
                     try db.execute(sql: "UPDATE partners SET state = ? WHERE id = ?", arguments: [state, id])
                     guard db.changesCount == 1 else { throw DirectoryStoreError(.partnerNotFound, id) }
                     partnerID = id
-                    detail = "state=\(state)"
                 case .addCertificate(let c):
                     guard try Bool.exists(db, "SELECT 1 FROM partners WHERE id = ?", [c.partnerID]) else {
                         throw DirectoryStoreError(.partnerNotFound, c.partnerID)
@@ -96,23 +93,20 @@ extension SQLiteMessageStore: DirectoryStore {
                                          c.revokedAt?.timeIntervalSince1970, c.revocationReason, c.addedAt.timeIntervalSince1970])
                     partnerID = c.partnerID
                     fingerprint = c.fingerprint
-                    detail = "uses=\(c.uses.map(\.rawValue).joined(separator: ",")) serial=\(c.serial) activatesAt=\(Int(c.activatesAt.timeIntervalSince1970)) notAfter=\(Int(c.notAfter.timeIntervalSince1970))"
                 case .retireCertificate(let fp, let until):
                     partnerID = try Self.livePartner(db, fingerprint: fp)
                     // Only ever earlier: a second rotation cannot extend an overlap already running.
                     try db.execute(sql: "UPDATE certificates SET retires_at = MIN(COALESCE(retires_at, ?), ?) WHERE fingerprint = ?",
                                    arguments: [until.timeIntervalSince1970, until.timeIntervalSince1970, fp])
                     fingerprint = fp
-                    detail = "retiresAt=\(Int(until.timeIntervalSince1970))"
                 case .revokeCertificate(let fp, let when, let reason):
                     partnerID = try Self.livePartner(db, fingerprint: fp)
                     try db.execute(sql: "UPDATE certificates SET revoked_at = ?, revocation_reason = ? WHERE fingerprint = ?",
                                    arguments: [when.timeIntervalSince1970, reason, fp])
                     fingerprint = fp
-                    detail = "reason=\(reason)"
                 }
                 try db.execute(sql: "INSERT INTO directory_events (at, actor, action, partner_id, fingerprint, detail) VALUES (?, ?, ?, ?, ?, ?)",
-                               arguments: [t, actor, change.action, partnerID, fingerprint, detail])
+                               arguments: [t, actor, change.action, partnerID, fingerprint, change.auditDetail])
             }
             try db.execute(sql: "UPDATE directory_version SET version = version + 1 WHERE id = 1")
             return try Int64.fetchOne(db, sql: "SELECT version FROM directory_version WHERE id = 1") ?? 0

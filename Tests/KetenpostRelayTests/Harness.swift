@@ -203,12 +203,7 @@ func expectRelayError(_ code: KetenpostError.Code, sourceLocation: SourceLocatio
 
 /// Expects the TLS handshake to fail: no HTTP answer at all.
 func expectHandshakeFailure(sourceLocation: SourceLocation = #_sourceLocation, _ body: () async throws -> Void) async {
-    do {
-        try await body()
-        Issue.record("expected a TLS handshake failure, but the call succeeded", sourceLocation: sourceLocation)
-    } catch let error as KetenpostError {
-        Issue.record("expected a TLS handshake failure, got an HTTP answer: \(error)", sourceLocation: sourceLocation)
-    } catch {}
+    await expectRelayError(.tlsHandshakeFailed, sourceLocation: sourceLocation, body)
 }
 
 struct Shell {
