@@ -159,6 +159,38 @@ import Testing
         }
     }
 
+    @Test func changesReachEveryInstanceOfTheSameStore() async throws {
+        try await withRelay({ $0.directoryRefreshInterval = 0.2 }) { a in
+            try await withRelay({ $0.storePath = a.configuration.storePath; $0.directoryRefreshInterval = 0.2 }) { b in
+                let sender = try b.client(municipality)
+                _ = try await send(b, from: sender)
+                // Revoked through instance A: instance B refuses the certificate within its refresh interval.
+                _ = try await a.admin().adminRevoke(fingerprint: sender.identity.certificate.fingerprint, reason: "key-compromise")
+                var refused = false
+                for _ in 0..<50 where !refused {
+                    do {
+                        _ = try await b.client(municipality).directory(coordinator)
+                        try await Task.sleep(for: .milliseconds(100))
+                    } catch let error as KetenpostError where error.code == .tlsHandshakeFailed {
+                        refused = true
+                    }
+                }
+                #expect(refused, "instance B still accepts a certificate revoked through instance A")
+                // A rotation through B is handed out by A.
+                let new = try b.issue(coordinator)
+                _ = try await b.admin().adminRotate(coordinator, API.AdminRotation(
+                    certificate: API.AdminCertificateInput(pem: new.certificate.pem), overlapSeconds: 60))
+                a.clock.advance(by: 2)   // A's frozen test clock started a little before B's
+                var seen = 0
+                for _ in 0..<50 where seen != 2 {
+                    seen = try await a.client(shelter).directory(coordinator).certificates.count
+                    if seen != 2 { try await Task.sleep(for: .milliseconds(100)) }
+                }
+                #expect(seen == 2)
+            }
+        }
+    }
+
     @Test func aStaleCRLClosesTheDoorAndRaisesTheAlarm() async throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ketenpost-crl-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
