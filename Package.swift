@@ -47,7 +47,7 @@ let package = Package(
         // The durable queue: one protocol, the SQLite backend (GRDB) by default.
         .target(
             name: "KetenpostStore",
-            dependencies: ["KetenpostModel", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: ["KetenpostModel", "KetenpostCrypto", .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: strict
         ),
         // The relay: mutual-TLS HTTP API (Hummingbird) over the store.
@@ -98,7 +98,8 @@ let package = Package(
                            .product(name: "Logging", package: "swift-log"),
                            .product(name: "AsyncHTTPClient", package: "async-http-client"),
                            .product(name: "NIOSSL", package: "swift-nio-ssl"),
-                           .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
+                           .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                           .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: strict
         ),
     ],

@@ -124,22 +124,29 @@ extension API {
         }
     }
 
+    /// A record of the audit trail (message and directory events), metadata only.
     public struct AdminEvent: Codable, Sendable, Equatable {
         public var sequence: Int64
         public var at: Date
         public var actor: String
         public var action: String
+        public var messageId: String?
         public var partner: String?
         public var fingerprint: String?
         public var detail: String?
-        public init(sequence: Int64, at: Date, actor: String, action: String, partner: String?, fingerprint: String?, detail: String?) {
+        /// The record's hash in the chain.
+        public var hash: String
+        public init(sequence: Int64, at: Date, actor: String, action: String, messageId: String?, partner: String?,
+                    fingerprint: String?, detail: String?, hash: String) {
             self.sequence = sequence
             self.at = at
             self.actor = actor
             self.action = action
+            self.messageId = messageId
             self.partner = partner
             self.fingerprint = fingerprint
             self.detail = detail
+            self.hash = hash
         }
     }
 

@@ -129,9 +129,9 @@ extension RelayCore {
     public func adminEvents(after: Int64, limit: Int, peer: Certificate?) async throws(KetenpostError) -> API.AdminEvents {
         _ = try authenticateAdministrator(peer)
         do {
-            return API.AdminEvents(events: try await store.directoryEvents(after: after, limit: max(1, min(limit, 1000))).map {
-                API.AdminEvent(sequence: $0.sequence, at: $0.at, actor: $0.actor, action: $0.action, partner: $0.partnerID,
-                               fingerprint: $0.fingerprint, detail: $0.detail)
+            return API.AdminEvents(events: try await store.auditRecords(after: after, limit: max(1, min(limit, 1000))).map {
+                API.AdminEvent(sequence: $0.sequence, at: $0.date, actor: $0.actor, action: $0.action, messageId: $0.messageId,
+                               partner: $0.partnerId, fingerprint: $0.fingerprint, detail: $0.detail, hash: $0.hash)
             })
         } catch {
             throw storeFailure(error)

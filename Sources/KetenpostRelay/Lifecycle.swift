@@ -133,6 +133,19 @@ extension RelayCore {
         return stale
     }
 
+    // MARK: Audit
+
+    /// Signs the audit trail's head if it moved since the last checkpoint.
+    public func writeCheckpoint() async {
+        do {
+            if let checkpoint = try await AuditTrail.checkpoint(store: store, identity: identity, at: clock()) {
+                logger.info("audit checkpoint", metadata: ["audit.sequence": "\(checkpoint.sequence)"])
+            }
+        } catch {
+            logger.error("audit checkpoint failed", metadata: ["error.type": "\(type(of: error))"])
+        }
+    }
+
     // MARK: Expiry
 
     /// Usable certificates that expire within the warning window, each logged as a warning.
@@ -220,12 +233,15 @@ struct LifecycleService: Service {
             await group.next()
             group.cancelAll()
         }
+        // A final checkpoint when the relay stops: the trail it leaves is signed to its end.
+        await core.writeCheckpoint()
     }
 
     private func loop() async {
         let configuration = core.configuration
         var lastCredentials = ContinuousClock.now
         var lastExpiry = ContinuousClock.now
+        var lastCheckpoint = ContinuousClock.now
         core.warnExpiring()
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
             try? await cancelWhenGracefulShutdown {
@@ -242,6 +258,10 @@ struct LifecycleService: Service {
                 lastCredentials = now
                 core.reloadCredentials()
                 core.updateCertificateGauges(core.directory)
+            }
+            if now - lastCheckpoint >= .milliseconds(Int64(configuration.checkpointInterval * 1000)) {
+                lastCheckpoint = now
+                await core.writeCheckpoint()
             }
             if now - lastExpiry >= .seconds(86_400) {
                 lastExpiry = now

@@ -28,6 +28,9 @@ import Yams
 ///   made by another instance (changes made through this instance apply at once).
 /// - `directory.expiryWarning` (`30d`): certificates that expire within this window are logged daily
 ///   and listed by `ketenpost admin certs expiring`.
+/// - `audit.checkpointInterval` (`5m`): how often the relay signs the head of the audit trail
+///   (and once more when it stops); records after the last checkpoint are protected by the
+///   hash chain only.
 /// - `admin.certificates` (`[certs/dev/admin/cert.pem]`): PEM files with the certificates of the
 ///   administrators; only their holders may use `/v1/admin/...` and `/metrics`.
 /// - `queue.leaseDuration` (`60s`): how long a delivered message stays invisible to other polls.
@@ -59,6 +62,7 @@ public struct RelayConfiguration: Sendable {
     public var directoryRefreshInterval: TimeInterval = 1
     public var expiryWarning: TimeInterval = 30 * 86_400
     public var adminCertificates = ["certs/dev/admin/cert.pem"]
+    public var checkpointInterval: TimeInterval = 300
     public var leaseDuration: TimeInterval = 60
     public var maxAttempts = 5
     public var retention: TimeInterval = 7 * 86_400
@@ -154,6 +158,7 @@ public struct RelayConfiguration: Sendable {
             }
         }
         if let v = raw.admin?.certificates { c.adminCertificates = v }
+        c.checkpointInterval = try duration(raw.audit?.checkpointInterval, "audit.checkpointInterval", c.checkpointInterval)
         guard c.directoryRefreshInterval >= 0.1, c.reloadInterval >= 1 else {
             throw fail("directory.refreshInterval/tls.reloadInterval", "must be at least 0.1s and 1s respectively.")
         }
@@ -197,7 +202,7 @@ public struct RelayConfiguration: Sendable {
         "relay": ["id"], "listen": ["host", "port"], "store": ["path"],
         "tls": ["certificate", "key", "trustAnchors", "crls", "reloadInterval", "staleCRL"],
         "directory": ["partners", "policy", "certificates", "refreshInterval", "expiryWarning"],
-        "admin": ["certificates"],
+        "admin": ["certificates"], "audit": ["checkpointInterval"],
         "queue": ["leaseDuration", "maxAttempts", "retention", "sweepInterval", "maxLongPoll", "maxLifetime"],
         "limits": ["maxMessageBytes", "ratePerSecond", "rateBurst"], "developmentPKI": ["directory"],
     ]
@@ -215,6 +220,7 @@ public struct RelayConfiguration: Sendable {
             var partners: String?; var policy: String?; var certificates: String?; var refreshInterval: String?; var expiryWarning: String?
         }
         struct Admin: Decodable { var certificates: [String]? }
+        struct Audit: Decodable { var checkpointInterval: String? }
         struct Queue: Decodable {
             var leaseDuration: String?; var maxAttempts: Int?; var retention: String?; var sweepInterval: String?
             var maxLongPoll: String?; var maxLifetime: [String: String]?
@@ -230,5 +236,6 @@ public struct RelayConfiguration: Sendable {
         var limits: Limits?
         var developmentPKI: DevelopmentPKI?
         var admin: Admin?
+        var audit: Audit?
     }
 }

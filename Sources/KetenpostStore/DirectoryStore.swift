@@ -130,19 +130,6 @@ public enum DirectoryChange: Sendable, Equatable {
     }
 }
 
-/// A directory change as the audit trail keeps it: who, what, when; metadata only.
-public struct DirectoryEvent: Sendable, Equatable, Codable {
-    public var sequence: Int64
-    public var at: Date
-    /// The administrator's certificate commonName, or `import:FILE` for the seed import.
-    public var actor: String
-    public var action: String
-    public var partnerID: String?
-    public var fingerprint: String?
-    /// A short metadata note (state, uses, times, reason code); never message content.
-    public var detail: String?
-}
-
 /// The whole directory at one version.
 public struct DirectorySnapshot: Sendable, Equatable {
     /// Grows with every applied batch of changes; instances compare it to know whether to reload.
@@ -178,14 +165,11 @@ public protocol DirectoryStore: Sendable {
     /// Every partner and certificate, consistent with `version`.
     func directorySnapshot() async throws -> DirectorySnapshot
 
-    /// Applies the changes in one transaction, each with an audit event naming `actor`, or none
+    /// Applies the changes in one transaction, each with an audit record naming `actor`, or none
     /// of them (`DirectoryStoreError`). Returns the new version.
     @discardableResult
     func applyDirectory(_ changes: [DirectoryChange], actor: String, at: Date) async throws -> Int64
-
-    /// Audit events after `sequence`, oldest first.
-    func directoryEvents(after sequence: Int64, limit: Int) async throws -> [DirectoryEvent]
 }
 
 /// What a relay needs from its storage.
-public typealias RelayStore = MessageStore & DirectoryStore
+public typealias RelayStore = MessageStore & DirectoryStore & AuditStore

@@ -28,15 +28,26 @@ extension SQLiteMessageStore: DirectoryStore {
             added_at REAL NOT NULL
         );
         CREATE INDEX certificates_partner ON certificates(partner_id);
-        -- Append-only: who changed what in the directory, metadata only.
-        CREATE TABLE directory_events (
-            sequence INTEGER PRIMARY KEY AUTOINCREMENT,
-            at REAL NOT NULL,
-            actor TEXT NOT NULL,
+        -- The audit trail: every state change of messages and of the directory, metadata only,
+        -- hash-chained (AuditRecord). Sequences are assigned in the write transaction: no gaps.
+        CREATE TABLE audit_log (
+            sequence INTEGER PRIMARY KEY,
+            at INTEGER NOT NULL,
             action TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            message_id TEXT,
             partner_id TEXT,
             fingerprint TEXT,
-            detail TEXT
+            detail TEXT,
+            prev_hash TEXT NOT NULL,
+            hash TEXT NOT NULL
+        );
+        -- The relay's signatures over the chain head.
+        CREATE TABLE audit_checkpoints (
+            sequence INTEGER PRIMARY KEY,
+            hash TEXT NOT NULL,
+            at INTEGER NOT NULL,
+            signature BLOB NOT NULL
         );
         """
 
@@ -60,7 +71,7 @@ extension SQLiteMessageStore: DirectoryStore {
     @discardableResult
     public func applyDirectory(_ changes: [DirectoryChange], actor: String, at: Date) async throws -> Int64 {
         try await transaction { db in
-            let t = at.timeIntervalSince1970
+            var events: [AuditEvent] = []
             for change in changes {
                 var partnerID: String?
                 var fingerprint: String?
@@ -105,21 +116,12 @@ extension SQLiteMessageStore: DirectoryStore {
                                    arguments: [when.timeIntervalSince1970, reason, fp])
                     fingerprint = fp
                 }
-                try db.execute(sql: "INSERT INTO directory_events (at, actor, action, partner_id, fingerprint, detail) VALUES (?, ?, ?, ?, ?, ?)",
-                               arguments: [t, actor, change.action, partnerID, fingerprint, change.auditDetail])
+                events.append(AuditEvent(action: change.action, actor: actor, partnerId: partnerID, fingerprint: fingerprint,
+                                         detail: change.auditDetail))
             }
+            try Self.appendAudit(db, events, at: at)
             try db.execute(sql: "UPDATE directory_version SET version = version + 1 WHERE id = 1")
             return try Int64.fetchOne(db, sql: "SELECT version FROM directory_version WHERE id = 1") ?? 0
-        }
-    }
-
-    public func directoryEvents(after sequence: Int64, limit: Int) async throws -> [DirectoryEvent] {
-        try await pool.read { db in
-            try Row.fetchAll(db, sql: "SELECT * FROM directory_events WHERE sequence > ? ORDER BY sequence LIMIT ?",
-                             arguments: [sequence, limit]).map {
-                DirectoryEvent(sequence: $0["sequence"], at: Date(timeIntervalSince1970: $0["at"]), actor: $0["actor"],
-                               action: $0["action"], partnerID: $0["partner_id"], fingerprint: $0["fingerprint"], detail: $0["detail"])
-            }
         }
     }
 
@@ -141,6 +143,61 @@ extension SQLiteMessageStore: DirectoryStore {
             notBefore: date("not_before")!, notAfter: date("not_after")!, activatesAt: date("activates_at")!,
             retiresAt: date("retires_at"), revokedAt: date("revoked_at"), revocationReason: row["revocation_reason"],
             addedAt: date("added_at")!)
+    }
+}
+
+extension SQLiteMessageStore: AuditStore {
+    /// Appends hash-chained records inside the caller's write transaction (which holds the
+    /// write lock, so the head read here is the head the new records follow).
+    static func appendAudit(_ db: Database, _ events: [AuditEvent], at date: Date) throws {
+        guard !events.isEmpty else { return }
+        let head = try Row.fetchOne(db, sql: "SELECT sequence, hash FROM audit_log ORDER BY sequence DESC LIMIT 1")
+        var sequence: Int64 = head?["sequence"] ?? 0
+        var previous: String = head?["hash"] ?? AuditRecord.genesis
+        let at = AuditRecord.milliseconds(date)
+        for event in events {
+            sequence += 1
+            let record = AuditRecord(sequence: sequence, at: at, event: event, prevHash: previous)
+            try db.execute(sql: """
+                INSERT INTO audit_log (sequence, at, action, actor, message_id, partner_id, fingerprint, detail, prev_hash, hash)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """, arguments: [record.sequence, record.at, record.action, record.actor, record.messageId, record.partnerId,
+                                 record.fingerprint, record.detail, record.prevHash, record.hash])
+            previous = record.hash
+        }
+    }
+
+    public func auditHead() async throws -> (sequence: Int64, hash: String)? {
+        try await pool.read { db in
+            try Row.fetchOne(db, sql: "SELECT sequence, hash FROM audit_log ORDER BY sequence DESC LIMIT 1")
+                .map { (sequence: $0["sequence"] as Int64, hash: $0["hash"] as String) }
+        }
+    }
+
+    public func auditRecords(after sequence: Int64, limit: Int) async throws -> [AuditRecord] {
+        try await pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM audit_log WHERE sequence > ? ORDER BY sequence LIMIT ?",
+                             arguments: [sequence, limit]).map {
+                AuditRecord(sequence: $0["sequence"], at: $0["at"], action: $0["action"], actor: $0["actor"],
+                            messageId: $0["message_id"], partnerId: $0["partner_id"], fingerprint: $0["fingerprint"],
+                            detail: $0["detail"], prevHash: $0["prev_hash"], hash: $0["hash"])
+            }
+        }
+    }
+
+    public func addAuditCheckpoint(_ checkpoint: AuditCheckpoint) async throws {
+        try await transaction { db in
+            try db.execute(sql: "INSERT OR IGNORE INTO audit_checkpoints (sequence, hash, at, signature) VALUES (?, ?, ?, ?)",
+                           arguments: [checkpoint.sequence, checkpoint.hash, checkpoint.at, checkpoint.signature])
+        }
+    }
+
+    public func auditCheckpoints() async throws -> [AuditCheckpoint] {
+        try await pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM audit_checkpoints ORDER BY sequence").map {
+                AuditCheckpoint(sequence: $0["sequence"], hash: $0["hash"], at: $0["at"], signature: $0["signature"])
+            }
+        }
     }
 }
 

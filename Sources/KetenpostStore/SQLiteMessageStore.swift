@@ -13,8 +13,16 @@ public final class SQLiteMessageStore: MessageStore {
     private let groupCommit = GroupCommit()
 
     /// Opens or creates the database file (and its parent directories). Call `migrate()` before use.
-    public init(path: String) throws {
+    /// - Parameter readOnly: open an existing file without writing to it (`ketenpost audit verify`).
+    public init(path: String, readOnly: Bool = false) throws {
         let url = URL(fileURLWithPath: path)
+        if readOnly {
+            guard FileManager.default.fileExists(atPath: path) else { throw DatabaseError(message: "no database at \(path)") }
+            var config = Configuration()
+            config.readonly = true
+            pool = try DatabasePool(path: url.path, configuration: config)
+            return
+        }
         try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
         var config = Configuration()
         config.foreignKeysEnabled = true
@@ -132,6 +140,10 @@ public final class SQLiteMessageStore: MessageStore {
                     ])
                 // Read back, so the caller sees exactly what later reads return (sequence, stored times).
                 guard let stored = try Self.fetch(db, id: id) else { throw DatabaseError(message: "inserted message vanished") }
+                try Self.appendAudit(db, [AuditEvent(action: "message.accepted", actor: message.sender, messageId: id,
+                                                     partnerId: message.recipient,
+                                                     detail: "type=\(message.type) size=\(message.body.count) digest=\(message.digest)")],
+                                     at: message.acceptedAt)
                 return .accepted(stored)
             }
         }
@@ -146,7 +158,7 @@ public final class SQLiteMessageStore: MessageStore {
             let rows = try Row.fetchAll(db, sql: Self.deliverableSQL, arguments: [recipient, t, maxAttempts, t, limit])
             var generator = SystemRandomNumberGenerator()
             let until = t + duration
-            return try rows.map { row in
+            let leases = try rows.map { row in
                 var message = Self.record(row)
                 let token = Self.token(using: &generator)
                 try db.execute(sql: """
@@ -163,6 +175,11 @@ public final class SQLiteMessageStore: MessageStore {
                 message.lastDeliveredAt = Date(timeIntervalSince1970: t)
                 return Lease(message: message, body: row["body"])
             }
+            try Self.appendAudit(db, leases.map {
+                AuditEvent(action: "message.leased", actor: recipient, messageId: Self.key($0.message.id), partnerId: $0.message.sender,
+                           detail: "attempt=\($0.message.attempts)")
+            }, at: now)
+            return leases
         }
     }
 
@@ -202,6 +219,8 @@ public final class SQLiteMessageStore: MessageStore {
             updated.completedAt = Date(timeIntervalSince1970: t)
             updated.leaseToken = nil
             updated.leaseUntil = nil
+            try Self.appendAudit(db, [AuditEvent(action: "message.\(state.rawValue)", actor: recipient, messageId: Self.key(id),
+                                                 partnerId: message.sender, detail: reason.map { "reason=\($0)" })], at: now)
             return .completed(updated)
         }
     }
@@ -223,11 +242,14 @@ public final class SQLiteMessageStore: MessageStore {
             counts.expired = try Self.expire(db, recipient: nil, now: t)
             counts.deadLettered = try Self.deadLetter(db, recipient: nil, now: t, maxAttempts: maxAttempts)
             // completed_at is set exactly when a message becomes final; the state test is a second guard.
-            try db.execute(sql: """
-                UPDATE messages SET body = NULL, body_purged_at = ?
-                WHERE body IS NOT NULL AND completed_at <= ? AND state NOT IN ('accepted', 'delivered')
-                """, arguments: [t, t - retention])
+            let purgeable = "body IS NOT NULL AND completed_at <= ? AND state NOT IN ('accepted', 'delivered')"
+            let purged = try Row.fetchAll(db, sql: "SELECT id, recipient FROM messages WHERE \(purgeable) ORDER BY sequence",
+                                          arguments: [t - retention])
+            try db.execute(sql: "UPDATE messages SET body = NULL, body_purged_at = ? WHERE \(purgeable)", arguments: [t, t - retention])
             counts.purged = db.changesCount
+            try Self.appendAudit(db, purged.map {
+                AuditEvent(action: "message.purged", actor: "relay", messageId: $0["id"], partnerId: $0["recipient"])
+            }, at: now)
             return counts
         }
     }
@@ -246,27 +268,41 @@ public final class SQLiteMessageStore: MessageStore {
     private static func expire(_ db: Database, recipient: String?, now t: Double) throws -> Int {
         // A message under a running lease is left alone: the recipient may be processing it, and
         // its acknowledgement within the lease must still complete it. It expires once the lease ends.
-        var arguments: StatementArguments = [t, t, t]
+        var arguments: StatementArguments = [t, t]
         let scope = only(recipient, &arguments)
+        let condition = """
+            state IN ('accepted', 'delivered') AND expires_at <= ?
+              AND (state = 'accepted' OR lease_until IS NULL OR lease_until <= ?)\(scope)
+            """
+        let affected = try Row.fetchAll(db, sql: "SELECT id, recipient FROM messages WHERE \(condition) ORDER BY sequence", arguments: arguments)
+        guard !affected.isEmpty else { return 0 }
         try db.execute(sql: """
             UPDATE messages SET state = 'expired', completed_at = ?, reason_code = 'expired', lease_token = NULL, lease_until = NULL
-            WHERE state IN ('accepted', 'delivered') AND expires_at <= ?
-              AND (state = 'accepted' OR lease_until IS NULL OR lease_until <= ?)\(scope)
-            """, arguments: arguments)
-        return db.changesCount
+            WHERE \(condition)
+            """, arguments: [t] + arguments)
+        try appendAudit(db, affected.map {
+            AuditEvent(action: "message.expired", actor: "relay", messageId: $0["id"], partnerId: $0["recipient"])
+        }, at: Date(timeIntervalSince1970: t))
+        return affected.count
     }
 
     /// Delivered messages whose last lease ran out after `maxAttempts` deliveries become `dead-lettered`.
     @discardableResult
     private static func deadLetter(_ db: Database, recipient: String?, now t: Double, maxAttempts: Int) throws -> Int {
-        var arguments: StatementArguments = [t, t, maxAttempts]
+        var arguments: StatementArguments = [t, maxAttempts]
         let scope = only(recipient, &arguments)
+        let condition = "state = 'delivered' AND lease_until <= ? AND attempts >= ?\(scope)"
+        let affected = try Row.fetchAll(db, sql: "SELECT id, recipient FROM messages WHERE \(condition) ORDER BY sequence", arguments: arguments)
+        guard !affected.isEmpty else { return 0 }
         try db.execute(sql: """
             UPDATE messages SET state = 'dead-lettered', completed_at = ?, reason_code = 'max-attempts',
                 lease_token = NULL, lease_until = NULL
-            WHERE state = 'delivered' AND lease_until <= ? AND attempts >= ?\(scope)
-            """, arguments: arguments)
-        return db.changesCount
+            WHERE \(condition)
+            """, arguments: [t] + arguments)
+        try appendAudit(db, affected.map {
+            AuditEvent(action: "message.dead-lettered", actor: "relay", messageId: $0["id"], partnerId: $0["recipient"])
+        }, at: Date(timeIntervalSince1970: t))
+        return affected.count
     }
 
     /// Narrows a statement to one recipient (in `lease`) or leaves it global (in `sweep`).

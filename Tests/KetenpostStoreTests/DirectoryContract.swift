@@ -29,12 +29,12 @@ struct DirectoryContract {
             try await store.applyDirectory([.setPartnerState(id: "p-a", state: "suspended")], actor: "admin:x", at: at(10))
             try await store.applyDirectory([.retireCertificate(fingerprint: "aa", at: at(100))], actor: "admin:x", at: at(11))
             #expect(try await store.directoryVersion() == 3)
-            let events = try await store.directoryEvents(after: 0, limit: 100)
+            let events = try await store.auditRecords(after: 0, limit: 100)
             #expect(events.map(\.action) == ["partner.added", "certificate.added", "partner.suspended", "certificate.retiring"])
             #expect(events.map(\.actor) == ["import:partners.yaml", "import:partners.yaml", "admin:x", "admin:x"])
-            #expect(events[2].partnerID == "p-a" && events[2].detail == "state=suspended" && events[2].at == at(10))
-            #expect(events[3].fingerprint == "aa" && events[3].partnerID == "p-a")
-            #expect(try await store.directoryEvents(after: events[1].sequence, limit: 1).map(\.action) == ["partner.suspended"])
+            #expect(events[2].partnerId == "p-a" && events[2].detail == "state=suspended" && events[2].date == at(10))
+            #expect(events[3].fingerprint == "aa" && events[3].partnerId == "p-a")
+            #expect(try await store.auditRecords(after: events[1].sequence, limit: 1).map(\.action) == ["partner.suspended"])
             let certificate = try #require(try await store.directorySnapshot().certificates.first)
             #expect(certificate.retiresAt == at(100) && certificate.state(at: at(99)) == .retiring && certificate.state(at: at(100)) == .retired)
         }
@@ -60,7 +60,7 @@ struct DirectoryContract {
                     #expect(error.kind == kind)
                 }
                 #expect(try await store.directorySnapshot() == before)
-                #expect(try await store.directoryEvents(after: 0, limit: 100).count == 1)
+                #expect(try await store.auditRecords(after: 0, limit: 100).count == 1)
             }
         }
     }

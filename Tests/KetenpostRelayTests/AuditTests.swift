@@ -1,0 +1,140 @@
+import Foundation
+import GRDB
+import Ketenpost
+import KetenpostClient
+import KetenpostCrypto
+import KetenpostRelay
+import KetenpostStore
+import Testing
+
+/// The tamper-evident audit trail: a relay's real trail verifies; every kind of tampering with
+/// a copy of its store is caught and reported at the first record concerned.
+@Suite struct AuditTests {
+    /// A relay that accepted, delivered, acknowledged and rejected messages and had its directory
+    /// changed, with a checkpoint signed halfway and one at the end; returns a consistent copy of
+    /// its store file.
+    func trail(_ h: Harness) async throws -> (copy: URL, records: [AuditRecord]) {
+        let sender = try h.client(municipality)
+        let recipient = try h.client(coordinator)
+        for _ in 0..<3 { _ = try await sender.send(payload: try h.example(.signal), type: .signal, to: coordinator) }
+        await h.relay.core.writeCheckpoint()
+        for item in try await recipient.receive(max: 10) { try await recipient.acknowledge(item) }
+        _ = try await h.admin().adminSuspend(shelter)
+        for _ in 0..<2 { _ = try await sender.send(payload: try h.example(.signal), type: .signal, to: coordinator) }
+        await h.relay.core.writeCheckpoint()
+        // A consistent copy of the live database (WAL included).
+        let copy = h.work.appendingPathComponent("audit-copy-\(UUID().uuidString.prefix(6)).sqlite")
+        let live = try DatabaseQueue(path: h.configuration.storePath)
+        try await live.writeWithoutTransaction { db in try db.execute(sql: "VACUUM INTO ?", arguments: [copy.path]) }
+        try live.close()
+        let records = try await h.relay.core.store.auditRecords(after: 0, limit: 1000)
+        return (copy, records)
+    }
+
+    func verify(_ file: URL, _ h: Harness) async throws -> AuditTrail.Report {
+        let store = try SQLiteMessageStore(path: file.path, readOnly: true)
+        return try await AuditTrail.verify(store: store, trust: try TrustStore.load(anchorsFile: h.shared.pki.caCertificatePath),
+                                           relayID: DevelopmentPKI.relayID)
+    }
+
+    /// A fresh copy of `original`, changed by `sql`.
+    func tampered(_ original: URL, _ sql: String) throws -> URL {
+        let copy = original.deletingLastPathComponent().appendingPathComponent("tampered-\(UUID().uuidString.prefix(6)).sqlite")
+        try FileManager.default.copyItem(at: original, to: copy)
+        let queue = try DatabaseQueue(path: copy.path)
+        try queue.write { db in try db.execute(sql: sql) }
+        try queue.close()
+        return copy
+    }
+
+    @Test func anUntouchedTrailVerifies() async throws {
+        try await withRelay { h in
+            let (copy, records) = try await trail(h)
+            let actions = Set(records.map(\.action))
+            #expect(actions.isSuperset(of: ["partner.added", "certificate.added", "message.accepted", "message.leased",
+                                            "message.acknowledged", "partner.suspended"]))
+            let report = try await verify(copy, h)
+            #expect(report.ok, "\(report.problems)")
+            #expect(report.records == Int64(records.count) && report.checkpoints == 2 && report.lastCheckpoint == Int64(records.count))
+            // The command line says the same, with exit status 0.
+            let cli = try await shell("'\(ServeProcessTests.binary)' audit verify --store '\(copy.path)' --trust '\(h.shared.pki.caCertificatePath)'")
+            #expect(cli.status == 0 && cli.stdout.contains("Audit trail intact"), "\(cli.stdout)\(cli.stderr)")
+        }
+    }
+
+    @Test func everyKindOfTamperingIsCaughtAtItsRecord() async throws {
+        try await withRelay { h in
+            let (copy, records) = try await trail(h)
+            let n = Int64(records.count)
+            let firstCheckpoint = try await h.relay.core.store.auditCheckpoints()[0].sequence
+            let k = firstCheckpoint + 2   // a record between the two checkpoints
+            #expect(n > k + 3)
+
+            // A field changed.
+            var report = try await verify(try tampered(copy, "UPDATE audit_log SET actor = 'gemeente-maastricht' WHERE sequence = \(k)"), h)
+            #expect(report.problems.first?.kind == .changed && report.problems.first?.sequence == k, "\(report.problems)")
+            // A record removed.
+            report = try await verify(try tampered(copy, "DELETE FROM audit_log WHERE sequence = \(k)"), h)
+            #expect(report.problems.first?.kind == .removed && report.problems.first?.sequence == k, "\(report.problems)")
+            // Two records swapped (content, links and hashes moved along).
+            report = try await verify(try tampered(copy, """
+                UPDATE audit_log SET sequence = -1 WHERE sequence = \(k);
+                UPDATE audit_log SET sequence = \(k) WHERE sequence = \(k + 1);
+                UPDATE audit_log SET sequence = \(k + 1) WHERE sequence = -1;
+                """), h)
+            #expect(report.problems.first?.kind == .reordered && report.problems.first?.sequence == k, "\(report.problems)")
+            // The tail cut off after the last checkpoint was signed.
+            report = try await verify(try tampered(copy, "DELETE FROM audit_log WHERE sequence > \(n - 2)"), h)
+            #expect(report.problems.contains { $0.kind == .truncated && $0.sequence == n - 1 }, "\(report.problems)")
+            // A checkpoint altered.
+            report = try await verify(try tampered(copy, "UPDATE audit_checkpoints SET hash = '\(AuditRecord.genesis)' WHERE sequence = \(n)"), h)
+            #expect(report.problems.contains { $0.kind == .checkpointInvalid && $0.sequence == n }, "\(report.problems)")
+
+            // A record changed and every later hash recomputed: the chain is consistent again, but
+            // not what the relay signed.
+            let forged = try tampered(copy, "SELECT 1")
+            let queue = try DatabaseQueue(path: forged.path)
+            try await queue.write { db in
+                var previous = try String.fetchOne(db, sql: "SELECT hash FROM audit_log WHERE sequence = ?", arguments: [k - 1])!
+                for record in records where record.sequence >= k {
+                    var changed = record
+                    if record.sequence == k { changed.actor = "gemeente-maastricht" }
+                    changed.prevHash = previous
+                    changed.hash = changed.computedHash()
+                    try db.execute(sql: "UPDATE audit_log SET actor = ?, prev_hash = ?, hash = ? WHERE sequence = ?",
+                                   arguments: [changed.actor, changed.prevHash, changed.hash, changed.sequence])
+                    previous = changed.hash
+                }
+            }
+            try queue.close()
+            report = try await verify(forged, h)
+            let mismatch = try #require(report.problems.first)
+            #expect(mismatch.kind == .checkpointMismatch && mismatch.sequence == firstCheckpoint + 1, "\(report.problems)")
+            #expect(!report.problems.contains { $0.kind == .changed || $0.kind == .brokenLink })
+
+            // The command line reports it and exits 1.
+            let cli = try await shell("'\(ServeProcessTests.binary)' audit verify --store '\(forged.path)' --trust '\(h.shared.pki.caCertificatePath)'")
+            #expect(cli.status == 1 && cli.stdout.contains("TAMPERED") && cli.stdout.contains("checkpoint-mismatch"), "\(cli.stdout)\(cli.stderr)")
+        }
+    }
+
+    @Test func checkpointsAreSignedByTheRelayAndWrittenOnStop() async throws {
+        try await withRelay { h in
+            _ = try await h.client(municipality).send(payload: try h.example(.signal), type: .signal, to: coordinator)
+            await h.relay.core.writeCheckpoint()
+            await h.relay.core.writeCheckpoint()   // nothing new: no second checkpoint
+            let checkpoints = try await h.relay.core.store.auditCheckpoints()
+            #expect(checkpoints.count == 1)
+            // The signature is CMS SignedData that the stock openssl command verifies.
+            let file = h.work.appendingPathComponent("checkpoint.der")
+            try checkpoints[0].signature.write(to: file)
+            let check = try await shell("openssl cms -verify -binary -inform DER -in '\(file.path)' -CAfile '\(h.shared.pki.caCertificatePath)' -purpose any")
+            #expect(check.status == 0 && check.stdout.contains("\"hash\":\"\(checkpoints[0].hash)\""), "\(check.stderr)")
+            // Stopping writes a final checkpoint over what happened since.
+            _ = try await h.client(municipality).send(payload: try h.example(.signal), type: .signal, to: coordinator)
+            try await h.restart()
+            let head = try #require(try await h.relay.core.store.auditHead())
+            #expect(try await h.relay.core.store.auditCheckpoints().last?.sequence == head.sequence)
+        }
+    }
+}
