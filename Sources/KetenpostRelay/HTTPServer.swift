@@ -79,8 +79,9 @@ public enum RelayHTTP {
         }
     }
 
-    /// Reads a CMS body: the right content type, refused with 413 before it is read whole.
-    static func cmsBody(_ request: Request, limit: Int) async throws -> Data {
+    /// Reads a CMS body: the right content type, refused with 413 before it is read whole, and
+    /// complete within `limits.bodyTimeout` or the connection is closed.
+    static func cmsBody(_ request: Request, limit: Int, context: RelayRequestContext, timeout: TimeInterval) async throws -> Data {
         let type = request.headers[.contentType]?.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
         guard let type, API.cmsContentTypes.contains(type) else {
             throw KetenpostError(.requestUnsupportedMediaType, "Send the DER bytes with Content-Type: application/cms.")
@@ -89,12 +90,27 @@ public enum RelayHTTP {
             throw KetenpostError(.requestTooLarge, "The body is larger than the relay's limit of \(limit) bytes.")
         }
         var request = request
-        do {
-            let buffer = try await request.collectBody(upTo: limit)
-            return Data(buffer: buffer)
-        } catch is NIOTooManyBytesError {
-            throw KetenpostError(.requestTooLarge, "The body is larger than the relay's limit of \(limit) bytes.")
+        let buffer = try await withBodyDeadline(context: context, timeout: timeout) {
+            do {
+                return try await request.collectBody(upTo: limit)
+            } catch is NIOTooManyBytesError {
+                throw KetenpostError(.requestTooLarge, "The body is larger than the relay's limit of \(limit) bytes.")
+            }
         }
+        return Data(buffer: buffer)
+    }
+
+    /// Closes the connection if `body` has not finished within `timeout`: a client that trickles
+    /// its body would otherwise hold the connection (and a body buffer) as long as it likes.
+    static func withBodyDeadline<T: Sendable>(context: RelayRequestContext, timeout: TimeInterval,
+                                              _ body: () async throws -> T) async throws -> T {
+        let channel = context.channel
+        let timer = Task {
+            try await Task.sleep(for: .milliseconds(Int64(timeout * 1000)))
+            channel.close(promise: nil)
+        }
+        defer { timer.cancel() }
+        return try await body()
     }
 
     static func messageID(_ context: RelayRequestContext) throws -> UUID {
@@ -113,7 +129,7 @@ public enum RelayHTTP {
         router.post("/v1/messages") { request, context in
             await handle(logger) {
                 let partner = try core.admit(await context.peerCertificate())
-                let body = try await cmsBody(request, limit: limit)
+                let body = try await cmsBody(request, limit: limit, context: context, timeout: core.configuration.bodyTimeout)
                 let submitted = try await core.submit(body, as: partner)
                 return json(submitted.response, status: submitted.duplicate ? .ok : .accepted)
             }
@@ -136,7 +152,7 @@ public enum RelayHTTP {
                 guard let token = request.uri.queryParameters.get("lease"), !token.isEmpty, token.count <= 128 else {
                     throw KetenpostError(.requestInvalid, "Give the lease token of the delivery as ?lease=TOKEN.")
                 }
-                let body = try await cmsBody(request, limit: SignedReceipt.maximumSize)
+                let body = try await cmsBody(request, limit: SignedReceipt.maximumSize, context: context, timeout: core.configuration.bodyTimeout)
                 return json(try await core.acknowledge(id: id, leaseToken: String(token), receipt: body, peer: await context.peerCertificate()))
             }
         }
@@ -171,14 +187,16 @@ public enum RelayHTTP {
     }
 
     /// Reads a JSON body of at most 256 KiB into `T`, strictly (unknown fields are refused).
-    static func jsonBody<T: Codable>(_ request: Request, as type: T.Type) async throws -> T {
+    static func jsonBody<T: Codable>(_ request: Request, context: RelayRequestContext, as type: T.Type) async throws -> T {
         let contentType = request.headers[.contentType]?.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
         guard contentType == "application/json" else {
             throw KetenpostError(.requestUnsupportedMediaType, "Send the request as Content-Type: application/json.")
         }
         var request = request
         let buffer: ByteBuffer
-        do { buffer = try await request.collectBody(upTo: 256 << 10) } catch is NIOTooManyBytesError {
+        do {
+            buffer = try await withBodyDeadline(context: context, timeout: 60) { try await request.collectBody(upTo: 256 << 10) }
+        } catch is NIOTooManyBytesError {
             throw KetenpostError(.requestTooLarge, "The body is larger than 256 KiB.")
         }
         do {
@@ -199,7 +217,7 @@ public enum RelayHTTP {
             await handle(logger) {
                 let peer = await context.peerCertificate()
                 _ = try core.authenticateAdministrator(peer)
-                let body = try await jsonBody(request, as: API.AdminNewPartner.self)
+                let body = try await jsonBody(request, context: context, as: API.AdminNewPartner.self)
                 return json(try await core.adminAddPartner(body, peer: peer), status: .created)
             }
         }
@@ -216,7 +234,7 @@ public enum RelayHTTP {
             await handle(logger) {
                 let peer = await context.peerCertificate()
                 _ = try core.authenticateAdministrator(peer)
-                let body = try await jsonBody(request, as: API.AdminCertificateInput.self)
+                let body = try await jsonBody(request, context: context, as: API.AdminCertificateInput.self)
                 return json(try await core.adminAddCertificate(partnerID(context), body, peer: peer), status: .created)
             }
         }
@@ -224,7 +242,7 @@ public enum RelayHTTP {
             await handle(logger) {
                 let peer = await context.peerCertificate()
                 _ = try core.authenticateAdministrator(peer)
-                let body = try await jsonBody(request, as: API.AdminRotation.self)
+                let body = try await jsonBody(request, context: context, as: API.AdminRotation.self)
                 return json(try await core.adminRotate(partnerID(context), body, peer: peer))
             }
         }
@@ -232,7 +250,7 @@ public enum RelayHTTP {
             await handle(logger) {
                 let peer = await context.peerCertificate()
                 _ = try core.authenticateAdministrator(peer)
-                let body = try await jsonBody(request, as: API.AdminRevocation.self)
+                let body = try await jsonBody(request, context: context, as: API.AdminRevocation.self)
                 return json(try await core.adminRevoke(fingerprint: context.parameters.get("fingerprint") ?? "", reason: body.reason, peer: peer))
             }
         }

@@ -43,6 +43,13 @@ import Yams
 ///   its header's `expiresAt` and acceptance plus this.
 /// - `limits.maxMessageBytes` (`4194304`): larger submissions get 413 before being read.
 /// - `limits.ratePerSecond` (`50`), `limits.rateBurst` (`200`): per partner; beyond it, 429.
+/// - `limits.idleTimeout` (`60s`): a connection without a request in progress is closed after
+///   this; it also cuts off a TLS handshake or request head that trickles in (the clock only
+///   restarts when a complete request head or body chunk arrives).
+/// - `limits.bodyTimeout` (`60s`): a request body must have arrived completely this long after
+///   its head, or the connection is closed (a body trickled in byte by byte).
+/// - `limits.maxConnections` (`1024`): open connections at most; further ones wait in the listen
+///   backlog until others close.
 /// - `developmentPKI.directory` (`certs/dev`): if set and no CA exists there, the first start
 ///   creates the development PKI. Remove the key in production.
 public struct RelayConfiguration: Sendable {
@@ -72,6 +79,9 @@ public struct RelayConfiguration: Sendable {
     public var maxMessageBytes = 4 << 20
     public var ratePerSecond: Double = 50
     public var rateBurst: Double = 200
+    public var idleTimeout: TimeInterval = 60
+    public var bodyTimeout: TimeInterval = 60
+    public var maxConnections = 1024
     public var developmentPKIDirectory: String? = "certs/dev"
 
     public init() {}
@@ -190,6 +200,12 @@ public struct RelayConfiguration: Sendable {
             guard burst >= 1 else { throw fail("limits.rateBurst", "must be at least 1.") }
             c.rateBurst = burst
         }
+        c.idleTimeout = try duration(raw.limits?.idleTimeout, "limits.idleTimeout", c.idleTimeout)
+        c.bodyTimeout = try duration(raw.limits?.bodyTimeout, "limits.bodyTimeout", c.bodyTimeout)
+        if let connections = raw.limits?.maxConnections {
+            guard (1...1_000_000).contains(connections) else { throw fail("limits.maxConnections", "must be between 1 and 1000000.") }
+            c.maxConnections = connections
+        }
         c.developmentPKIDirectory = raw.developmentPKI?.directory
         guard c.leaseDuration >= 1 else { throw fail("queue.leaseDuration", "must be at least 1s.") }
         // Below the server's 60 s idle timeout and the client library's 60 s request timeout,
@@ -204,7 +220,7 @@ public struct RelayConfiguration: Sendable {
         "directory": ["partners", "policy", "certificates", "refreshInterval", "expiryWarning"],
         "admin": ["certificates"], "audit": ["checkpointInterval"],
         "queue": ["leaseDuration", "maxAttempts", "retention", "sweepInterval", "maxLongPoll", "maxLifetime"],
-        "limits": ["maxMessageBytes", "ratePerSecond", "rateBurst"], "developmentPKI": ["directory"],
+        "limits": ["maxMessageBytes", "ratePerSecond", "rateBurst", "idleTimeout", "bodyTimeout", "maxConnections"], "developmentPKI": ["directory"],
     ]
 
     /// The file as written: every key optional (unknown keys are refused above).
@@ -225,7 +241,10 @@ public struct RelayConfiguration: Sendable {
             var leaseDuration: String?; var maxAttempts: Int?; var retention: String?; var sweepInterval: String?
             var maxLongPoll: String?; var maxLifetime: [String: String]?
         }
-        struct Limits: Decodable { var maxMessageBytes: Int?; var ratePerSecond: Double?; var rateBurst: Double? }
+        struct Limits: Decodable {
+            var maxMessageBytes: Int?; var ratePerSecond: Double?; var rateBurst: Double?
+            var idleTimeout: String?; var bodyTimeout: String?; var maxConnections: Int?
+        }
         struct DevelopmentPKI: Decodable { var directory: String? }
         var relay: Relay?
         var listen: Listen?

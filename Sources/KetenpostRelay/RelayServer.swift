@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import HummingbirdCore
 import HummingbirdTLS
 import Ketenpost
 import KetenpostCrypto
@@ -72,8 +73,10 @@ public struct RelayServer: Sendable {
         let logger = core.logger
         return Application(
             router: RelayHTTP.router(core: core),
-            server: try .tls(.http1(configuration: .init(idleTimeout: .seconds(60))), configuration: tls),
-            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "ketenpost"),
+            server: try .tls(.http1(configuration: .init(idleTimeout: .milliseconds(Int64(configuration.idleTimeout * 1000)))),
+                             configuration: tls),
+            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "ketenpost",
+                                 availableConnectionsDelegate: MaximumAvailableConnections(configuration.maxConnections, logger: logger)),
             services: [SweeperService(core: core), LifecycleService(core: core, reloadOnSIGHUP: reloadOnSIGHUP)],
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? 0

@@ -180,7 +180,8 @@ import Testing
                 let new = try b.issue(coordinator)
                 _ = try await b.admin().adminRotate(coordinator, API.AdminRotation(
                     certificate: API.AdminCertificateInput(pem: new.certificate.pem), overlapSeconds: 60))
-                a.clock.advance(by: 2)   // A's frozen test clock started a little before B's
+                // Each test relay has its own frozen clock; A's started before B's, which dated the rotation.
+                a.clock.advance(by: max(0, b.clock().timeIntervalSince(a.clock())) + 1)
                 var seen = 0
                 for _ in 0..<50 where seen != 2 {
                     seen = try await a.client(shelter).directory(coordinator).certificates.count
@@ -434,6 +435,8 @@ final class InteractiveProcess: @unchecked Sendable {   // Process and Pipe are 
         }
         return false
     }
+
+    var isRunning: Bool { process.isRunning }
 
     func stop() {
         if process.isRunning { process.terminate() }

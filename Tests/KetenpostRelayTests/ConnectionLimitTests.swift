@@ -1,0 +1,65 @@
+import Foundation
+import Ketenpost
+import KetenpostClient
+import Testing
+
+/// Slow and idle clients cannot hold the relay: a trickled request head is cut off by the idle
+/// timeout, a trickled body by the body timeout, and open connections are bounded. Each time
+/// the relay goes on serving others and nothing is stored.
+@Suite struct ConnectionLimitTests {
+    func sClient(_ h: Harness) throws -> InteractiveProcess {
+        let me = h.shared.identityDirectory(municipality)
+        return try InteractiveProcess(
+            "exec openssl s_client -quiet -connect 127.0.0.1:\(h.relay.port) -CAfile '\(h.shared.pki.caCertificatePath)' -cert '\(me)/cert.pem' -key '\(me)/key.pem' -ign_eof")
+    }
+
+    /// Sends `chunk` every 300 ms while the connection is open, for at most `seconds`; returns
+    /// whether the relay closed the connection within that time.
+    func trickle(_ connection: InteractiveProcess, _ chunk: String, for seconds: Double) async throws -> Bool {
+        let end = ContinuousClock.now + .milliseconds(Int64(seconds * 1000))
+        while connection.isRunning && ContinuousClock.now < end {
+            connection.send(chunk)
+            try await Task.sleep(for: .milliseconds(300))
+        }
+        return !connection.isRunning
+    }
+
+    @Test func aTrickledRequestHeadIsCutOffByTheIdleTimeout() async throws {
+        try await withRelay({ $0.idleTimeout = 2 }) { h in
+            let connection = try sClient(h)
+            defer { connection.stop() }
+            connection.send("GET /v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+            // One header byte every 300 ms would go on for 15 s; the relay closes long before.
+            #expect(try await trickle(connection, "a", for: 15), "the relay kept a trickling request head open")
+            _ = try await h.client(coordinator).directory(municipality)
+        }
+    }
+
+    @Test func aTrickledBodyIsCutOffByTheBodyTimeout() async throws {
+        // The idle timeout alone would not cut it: every body byte counts as activity.
+        try await withRelay({ $0.idleTimeout = 30; $0.bodyTimeout = 2 }) { h in
+            let connection = try sClient(h)
+            defer { connection.stop() }
+            connection.send("POST /v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/cms\r\nContent-Length: 100000\r\n\r\n")
+            #expect(try await trickle(connection, "0", for: 15), "the relay kept a trickling body open")
+            #expect(try await h.store.pendingCount(recipient: coordinator) == 0)
+            _ = try await h.client(municipality).send(payload: try h.example(.signal), type: .signal, to: coordinator)
+        }
+    }
+
+    @Test func openConnectionsAreBounded() async throws {
+        try await withRelay({ $0.maxConnections = 3; $0.idleTimeout = 3 }) { h in
+            let me = h.shared.identityDirectory(municipality)
+            let curl = "curl -sS --cacert '\(h.shared.pki.caCertificatePath)' --cert '\(me)/cert.pem' --key '\(me)/key.pem' \(h.url.absoluteString)/v1/health"
+            // Three idle TCP connections that never say anything take every slot.
+            let idle = try (0..<3).map { _ in try InteractiveProcess("exec 3<>/dev/tcp/127.0.0.1/\(h.relay.port); sleep 60") }
+            defer { idle.forEach { $0.stop() } }
+            try await Task.sleep(for: .milliseconds(500))
+            let refused = try await shell("\(curl) --max-time 1.5")
+            #expect(refused.status != 0, "a fourth connection was served: \(refused.stdout)")
+            // The idle timeout frees the slots; then the relay serves again.
+            let served = try await shell("\(curl) --max-time 15")
+            #expect(served.status == 0 && served.stdout.contains("ok"), "\(served.stderr)")
+        }
+    }
+}
