@@ -210,3 +210,24 @@ public protocol MessageStore: Sendable {
     /// Messages of the recipient that are waiting or leased (not final).
     func pendingCount(recipient: String) async throws -> Int
 }
+
+/// What a store shared by several relay instances tells every instance, so that a long poll
+/// wakes on the instance that holds it, whichever instance accepted the message.
+public enum StoreNotification: Sendable, Equatable {
+    /// A message for this recipient was accepted (by any instance).
+    case inbox(recipient: String)
+    /// The directory changed (by any instance).
+    case directory
+}
+
+/// A store that can notify every instance of changes (PostgreSQL: LISTEN/NOTIFY). Stores that
+/// live in one process (SQLite) do not conform; the relay then notifies itself.
+public protocol NotifyingStore: Sendable {
+    /// Notifications from every instance, this one included, until `shutdown()`.
+    func notifications() async throws -> AsyncStream<StoreNotification>
+}
+
+/// Stores that hold connections or background tasks release them here.
+public protocol ClosableStore: Sendable {
+    func shutdown() async
+}
