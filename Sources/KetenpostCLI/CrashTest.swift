@@ -4,6 +4,7 @@ import Ketenpost
 import KetenpostClient
 import KetenpostCrypto
 import KetenpostModel
+import KetenpostRelay
 import Synchronization
 
 /// Kills the relay with SIGKILL at random moments while partners send and receive, and
@@ -26,10 +27,14 @@ struct CrashTest: AsyncParsableCommand {
     @Option(help: "Messages to send in total.") var messages: Int = 300
     @Option(help: "Sending partners.") var senders: Int = 4
     @Option(help: "Receiving partners.") var recipients: Int = 2
+    @Option(help: "Relay instances sharing one store; senders and recipients alternate between them, and while one is killed the others carry on.") var instances: Int = 1
+    @Option(name: .customLong("store-url"), help: "The shared store (default: a temporary SQLite file), e.g. postgres://user@127.0.0.1:5432/db.") var storeURL: String?
     @Option(help: "Seed for the kill times (default: random).") var seed: UInt64?
     @Option(help: "Write the report as JSON to this file.") var json: String?
 
     struct Report: Codable {
+        var instances: Int
+        var store: String
         var kills: Int
         var messages: Int
         var accepted: Int
@@ -61,10 +66,12 @@ struct CrashTest: AsyncParsableCommand {
         defer { try? FileManager.default.removeItem(at: work) }
         let chain = try SyntheticChain(in: work, prefix: "crash", senders: senders, recipients: recipients)
         let (pki, senderIDs, recipientIDs) = (chain.pki, chain.senderIDs, chain.recipientIDs)
-        let port = try Self.freePort()
+        guard (1...8).contains(instances) else { throw ValidationError("--instances must be 1 to 8.") }
+        let ports = try (0..<instances).map { _ in try Self.freePort() }
+        let storeLine = storeURL.map { "store: {url: \"\($0)\"}" } ?? "store: {path: \(work.path)/store/ketenpost.sqlite}"
         let config = """
-            listen: {host: 127.0.0.1, port: \(port)}
-            store: {path: \(work.path)/store/ketenpost.sqlite}
+            listen: {host: 127.0.0.1, port: \(ports[0])}
+            \(storeLine)
             tls: {certificate: \(pki.relayDirectory)/cert.pem, key: \(pki.relayDirectory)/key.pem, trustAnchors: \(pki.caCertificatePath), crls: [\(pki.crlPath)]}
             directory: {partners: \(chain.partnersFile.path), policy: \(chain.policyFile.path), certificates: \(pki.directory.path)/partners}
             queue: {leaseDuration: 2s, maxAttempts: 100, sweepInterval: 1s, maxLongPoll: 2s}
@@ -75,11 +82,12 @@ struct CrashTest: AsyncParsableCommand {
         let configFile = work.appendingPathComponent("ketenpost.yaml").path
         try config.write(toFile: configFile, atomically: true, encoding: .utf8)
 
-        let relayURL = URL(string: "https://127.0.0.1:\(port)")!
+        let relayURLs = ports.map { URL(string: "https://127.0.0.1:\($0)")! }
         let trust = try TrustStore.load(anchorsFile: pki.caCertificatePath, crlFiles: [pki.crlPath])
-        let server = RelayProcess(executable: Self.ownExecutable(), config: configFile)
-        try await server.start(url: relayURL, trust: trust, probe: try Identity.load(directory: pki.partnerDirectory(senderIDs[0])))
-        print("Crash test: \(messages) messages, \(senders) senders, \(recipients) recipients, \(kills) SIGKILLs; relay pid \(server.pid)")
+        let servers = ports.map { RelayProcess(executable: Self.ownExecutable(), config: configFile, port: $0) }
+        let probe = try Identity.load(directory: pki.partnerDirectory(senderIDs[0]))
+        for (server, url) in zip(servers, relayURLs) { try await server.start(url: url, trust: trust, probe: probe) }
+        print("Crash test: \(messages) messages, \(senders) senders, \(recipients) recipients, \(instances) relay instance(s), \(kills) SIGKILLs; pids \(servers.map(\.pid))")
 
         let recipientCerts = try recipientIDs.map { try Certificate.load(pemFile: pki.partnerDirectory($0) + "/cert.pem") }
         let ledger = Ledger()
@@ -98,23 +106,28 @@ struct CrashTest: AsyncParsableCommand {
         let killSeed = seed ?? UInt64.random(in: 1...UInt64.max)
 
         try await withThrowingTaskGroup(of: Void.self) { group in
+            let instances = self.instances
             for (index, id) in senderIDs.enumerated() {
                 let batch = batches[index]
                 group.addTask {
-                    let client = try RelayClient(relay: relayURL, identity: try Identity.load(directory: pki.partnerDirectory(id)), trust: trust,
-                                                 timeout: .seconds(10))
-                    defer { Task { try? await client.shutdown() } }
-                    for (header, sealed) in batch {
-                        // Retry the same bytes until a verified receipt arrives.
+                    let clients = try relayURLs.map {
+                        try RelayClient(relay: $0, identity: try Identity.load(directory: pki.partnerDirectory(id)), trust: trust, timeout: .seconds(10))
+                    }
+                    defer { Task { for client in clients { try? await client.shutdown() } } }
+                    for (n, (header, sealed)) in batch.enumerated() {
+                        // Alternate between instances; retry the same bytes (on the next instance)
+                        // until a verified receipt arrives.
+                        var target = n % instances
                         while true {
                             do {
-                                let sent = try await client.submit(sealed: sealed, header: header)
+                                let sent = try await clients[target].submit(sealed: sealed, header: header)
                                 ledger.state.withLock { state in
                                     state.accepted.insert(header.id)
                                     if !sent.response.duplicate { state.freshAcceptances[header.id, default: 0] += 1 }
                                 }
                                 break
                             } catch {
+                                target = (target + 1) % instances
                                 try await Task.sleep(for: .milliseconds(50))
                             }
                         }
@@ -123,13 +136,18 @@ struct CrashTest: AsyncParsableCommand {
             }
             for id in recipientIDs {
                 group.addTask {
-                    let client = try RelayClient(relay: relayURL, identity: try Identity.load(directory: pki.partnerDirectory(id)), trust: trust,
-                                                 timeout: .seconds(10))
-                    defer { Task { try? await client.shutdown() } }
+                    let clients = try relayURLs.map {
+                        try RelayClient(relay: $0, identity: try Identity.load(directory: pki.partnerDirectory(id)), trust: trust, timeout: .seconds(10))
+                    }
+                    defer { Task { for client in clients { try? await client.shutdown() } } }
                     var receipts: [UUID: Data] = [:]
+                    var round = 0
                     while true {
                         let finished = ledger.state.withLock { $0.acknowledged.count >= total }
                         if finished { return }
+                        // Each poll goes to the next instance: both serve every inbox.
+                        round += 1
+                        let client = clients[round % instances]
                         do {
                             for item in try await client.receive(max: 20, wait: 1) {
                                 let opened = try item.result.get()
@@ -171,17 +189,23 @@ struct CrashTest: AsyncParsableCommand {
                 for round in 1...killCount {
                     let pause = Double.random(in: 0.1...0.8, using: &generator)
                     try await Task.sleep(for: .milliseconds(Int64(pause * 1000)))
-                    server.kill()
-                    try await server.start(url: relayURL, trust: trust, probe: try Identity.load(directory: pki.partnerDirectory(senderIDs[0])))
-                    print("  kill \(round): relay restarted as pid \(server.pid)")
+                    let victim = Int.random(in: 0..<instances, using: &generator)
+                    servers[victim].kill()
+                    if instances > 1 {
+                        // The others carry on alone for a while; leases the dead one handed out run out and are delivered again.
+                        try await Task.sleep(for: .milliseconds(Int64(Double.random(in: 0.2...1.0, using: &generator) * 1000)))
+                    }
+                    try await servers[victim].start(url: relayURLs[victim], trust: trust, probe: probe)
+                    print("  kill \(round): instance \(victim) restarted as pid \(servers[victim].pid)")
                 }
             }
             try await group.waitForAll()
         }
-        server.stop()
+        for server in servers { server.stop() }
 
         let report = ledger.state.withLock { state in
-            Report(kills: kills, messages: total, accepted: state.accepted.count, delivered: state.delivered.count,
+            Report(instances: instances, store: storeURL.flatMap { StoreLocation.parse($0)?.redacted } ?? "sqlite (temporary)",
+                   kills: kills, messages: total, accepted: state.accepted.count, delivered: state.delivered.count,
                    acknowledged: state.acknowledged.count, lost: state.accepted.subtracting(state.acknowledged).count,
                    deliveredAgainAfterAcknowledgement: state.deliveredAfterAck,
                    duplicateAcceptances: state.freshAcceptances.values.filter { $0 > 1 }.count,
@@ -231,11 +255,13 @@ struct CrashTest: AsyncParsableCommand {
 final class RelayProcess: Sendable {
     let executable: String
     let config: String
+    let port: Int?
     private let process = Mutex<Process?>(nil)
 
-    init(executable: String, config: String) {
+    init(executable: String, config: String, port: Int? = nil) {
         self.executable = executable
         self.config = config
+        self.port = port
     }
 
     var pid: Int32 { process.withLock { $0?.processIdentifier ?? 0 } }
@@ -244,7 +270,7 @@ final class RelayProcess: Sendable {
     func start(url: URL, trust: TrustStore, probe: Identity) async throws {
         let child = Process()
         child.executableURL = URL(fileURLWithPath: executable)
-        child.arguments = ["serve", "--config", config, "--log-level", "error"]
+        child.arguments = ["serve", "--config", config, "--log-level", "error"] + (port.map { ["--port", "\($0)"] } ?? [])
         child.standardOutput = FileHandle.nullDevice
         child.standardError = FileHandle.nullDevice
         try child.run()

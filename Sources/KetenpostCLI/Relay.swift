@@ -41,6 +41,7 @@ struct Serve: AsyncParsableCommand {
                 fflush(nil)
             }
             try await app.runService()
+            await server.core.closeStore()
         } catch {
             throw fail(error)
         }

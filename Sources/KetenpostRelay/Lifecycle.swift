@@ -133,6 +133,11 @@ extension RelayCore {
         return stale
     }
 
+    /// Releases the store's connections (PostgreSQL) once the server has stopped.
+    public func closeStore() async {
+        await (store as? any ClosableStore)?.shutdown()
+    }
+
     // MARK: Audit
 
     /// Signs the audit trail's head if it moved since the last checkpoint.
@@ -229,8 +234,25 @@ struct LifecycleService: Service {
                     }
                 }
             }
-            group.addTask { await loop() }
-            await group.next()
+            if let notifying = core.store as? any NotifyingStore {
+                // Another instance accepted a message or changed the directory: act at once
+                // instead of waiting for a poll.
+                group.addTask {
+                    do {
+                        for await notification in try await notifying.notifications().cancelOnGracefulShutdown() {
+                            switch notification {
+                            case .inbox(let recipient): await core.notifier.notify(recipient)
+                            case .directory: try? await core.refreshDirectory()
+                            }
+                        }
+                    } catch {
+                        // Long polls then wake only for messages accepted here; the others arrive with the next poll.
+                        core.logger.error("store notifications unavailable; falling back to polling", metadata: ["error.type": "\(type(of: error))"])
+                    }
+                }
+            }
+            // The loop ends at graceful shutdown; then the listeners are cancelled.
+            await loop()
             group.cancelAll()
         }
         // A final checkpoint when the relay stops: the trail it leaves is signed to its end.

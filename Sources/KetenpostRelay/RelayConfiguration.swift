@@ -10,6 +10,9 @@ import Yams
 ///   issuer named in acceptance receipts.
 /// - `listen.host` (`127.0.0.1`), `listen.port` (`8443`; 0 picks a free port).
 /// - `store.path` (`data/ketenpost.sqlite`): the SQLite file (WAL, synchronous=FULL).
+/// - `store.url` (none): the store as a URL, overriding `store.path`: `sqlite:///path/to/file`
+///   or `postgres://user[:password]@host:port/database[?sslmode=require|verify-full&sslrootcert=PATH]`
+///   (several relay instances share one PostgreSQL database).
 /// - `tls.certificate`, `tls.key` (`certs/dev/relay/cert.pem`, `key.pem`): the relay's TLS server
 ///   certificate, also used to sign acceptance receipts.
 /// - `tls.trustAnchors` (`certs/dev/ca/cert.pem`): CAs that issue partner certificates.
@@ -57,6 +60,8 @@ public struct RelayConfiguration: Sendable {
     public var host = "127.0.0.1"
     public var port = 8443
     public var storePath = "data/ketenpost.sqlite"
+    /// `store.url`; nil means SQLite at `storePath`.
+    public var storeURL: String?
     public var tlsCertificate = "certs/dev/relay/cert.pem"
     public var tlsKey = "certs/dev/relay/key.pem"
     public var trustAnchors = "certs/dev/ca/cert.pem"
@@ -85,6 +90,11 @@ public struct RelayConfiguration: Sendable {
     public var developmentPKIDirectory: String? = "certs/dev"
 
     public init() {}
+
+    /// Where the store lives.
+    public var storeLocation: StoreLocation {
+        storeURL.flatMap(StoreLocation.parse) ?? .sqlite(path: storePath)
+    }
 
     /// A configuration for a development PKI in `pki` (as `ketenpost pki init` lays it out),
     /// listening on a free port: the demo, the benchmarks and the tests use it.
@@ -150,6 +160,13 @@ public struct RelayConfiguration: Sendable {
             c.port = port
         }
         if let path = raw.store?.path { c.storePath = path }
+        if let url = raw.store?.url {
+            switch StoreLocation.parse(url) {
+            case .sqlite(let path)?: c.storePath = path
+            case .postgres?: c.storeURL = url
+            case nil: throw fail("store.url", "must be sqlite:///path/to/file or postgres://user@host:port/database.")
+            }
+        }
         if let v = raw.tls?.certificate { c.tlsCertificate = v }
         if let v = raw.tls?.key { c.tlsKey = v }
         if let v = raw.tls?.trustAnchors { c.trustAnchors = v }
@@ -215,7 +232,7 @@ public struct RelayConfiguration: Sendable {
     }
 
     static let knownKeys: [String: Set<String>] = [
-        "relay": ["id"], "listen": ["host", "port"], "store": ["path"],
+        "relay": ["id"], "listen": ["host", "port"], "store": ["path", "url"],
         "tls": ["certificate", "key", "trustAnchors", "crls", "reloadInterval", "staleCRL"],
         "directory": ["partners", "policy", "certificates", "refreshInterval", "expiryWarning"],
         "admin": ["certificates"], "audit": ["checkpointInterval"],
@@ -227,7 +244,7 @@ public struct RelayConfiguration: Sendable {
     struct FileShape: Decodable {
         struct Relay: Decodable { var id: String? }
         struct Listen: Decodable { var host: String?; var port: Int? }
-        struct Store: Decodable { var path: String? }
+        struct Store: Decodable { var path: String?; var url: String? }
         struct TLS: Decodable {
             var certificate: String?; var key: String?; var trustAnchors: String?; var crls: [String]?
             var reloadInterval: String?; var staleCRL: String?
@@ -256,5 +273,35 @@ public struct RelayConfiguration: Sendable {
         var developmentPKI: DevelopmentPKI?
         var admin: Admin?
         var audit: Audit?
+    }
+}
+
+/// A store location from `store.url` (or `store.path`).
+public enum StoreLocation: Sendable, Equatable {
+    case sqlite(path: String)
+    /// The URL as given (user, password, host, port, database, TLS parameters).
+    case postgres(url: String)
+
+    public static func parse(_ text: String) -> StoreLocation? {
+        if text.hasPrefix("sqlite://") {
+            let path = String(text.dropFirst("sqlite://".count))
+            return path.isEmpty ? nil : .sqlite(path: path)
+        }
+        if text.hasPrefix("postgres://") || text.hasPrefix("postgresql://") {
+            guard let url = URLComponents(string: text), url.host?.isEmpty == false, url.path.count > 1 else { return nil }
+            return .postgres(url: text)
+        }
+        return nil
+    }
+
+    /// The location without a password, for logs.
+    public var redacted: String {
+        switch self {
+        case .sqlite(let path): return "sqlite://\(path)"
+        case .postgres(let text):
+            guard var url = URLComponents(string: text) else { return "postgres://…" }
+            if url.password != nil { url.password = "…" }
+            return url.string ?? "postgres://…"
+        }
     }
 }

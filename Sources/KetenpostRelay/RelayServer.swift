@@ -121,5 +121,6 @@ public final class RunningRelay: Sendable {
     public func stop() async {
         await group.triggerGracefulShutdown()
         _ = try? await task.value
+        await core.closeStore()
     }
 }

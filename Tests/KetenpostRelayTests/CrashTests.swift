@@ -17,6 +17,19 @@ import Testing
         #expect(json?["kills"] as? Int == 5)
     }
 
+    /// Two relay processes on one SQLite file (WAL, several processes): partners alternate
+    /// between them while one at a time is SIGKILLed; the other carries on.
+    @Test func twoInstancesOnOneSQLiteFileLoseNothing() async throws {
+        let report = FileManager.default.temporaryDirectory.appendingPathComponent("crash-\(UUID().uuidString).json")
+        defer { try? FileManager.default.removeItem(at: report) }
+        let result = try await shell("'\(ServeProcessTests.binary)' crash-test --instances 2 --kills 2 --messages 200 --seed 11 --json '\(report.path)'")
+        #expect(result.status == 0, "\(result.stdout)\n\(result.stderr)")
+        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: report)) as? [String: Any]
+        #expect(json?["instances"] as? Int == 2)
+        #expect(json?["lost"] as? Int == 0 && json?["deliveredAgainAfterAcknowledgement"] as? Int == 0)
+        #expect(json?["duplicateAcceptances"] as? Int == 0 && json?["acknowledged"] as? Int == 200)
+    }
+
     /// The relay benchmark keeps working (a smoke run: seconds, no figures asserted).
     @Test func relayBenchSmoke() async throws {
         let report = FileManager.default.temporaryDirectory.appendingPathComponent("bench-\(UUID().uuidString).json")
