@@ -7,7 +7,7 @@ import KetenpostModel
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks (run them from a release build: swift run -c release ketenpost bench …).",
-        subcommands: [EnvelopeBench.self, RelayBench.self])
+        subcommands: [EnvelopeBench.self, RelayBench.self, BacklogBench.self])
 }
 
 /// Seal, relay-side outer check and open of one payload size, on one core and on all cores.

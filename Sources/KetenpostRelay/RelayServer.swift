@@ -36,11 +36,7 @@ public struct RelayServer: Sendable {
         if let store {
             messageStore = store
         } else {
-            do {
-                messageStore = try SQLiteMessageStore(path: configuration.storePath)
-            } catch {
-                throw KetenpostError(.configInvalid, "store.path \(configuration.storePath): cannot be opened: \(error)")
-            }
+            messageStore = try await StoreFactory.open(configuration.storeLocation)
         }
         try await messageStore.migrate()
         // Seed the store's directory from partners.yaml: only what is missing is added, so

@@ -1,0 +1,161 @@
+import ArgumentParser
+import Foundation
+import Histogram
+import Ketenpost
+import KetenpostRelay
+import KetenpostStore
+import Synchronization
+
+/// How enqueue, lease and acknowledge rates change as the backlog grows: with the right
+/// indexes they stay nearly flat (no scans over pending or completed rows).
+struct BacklogBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "backlog",
+        abstract: "Measure store enqueue, lease and acknowledge rates at growing backlogs (store level, no TLS or crypto).",
+        discussion: """
+            Fills the store with pending messages for --recipients recipients up to each size of --sizes, \
+            then times --probe submissions, --probe leases (one message each) and their acknowledgements \
+            for one recipient, from --concurrency tasks. Bodies are --body-bytes of random bytes.
+            Example: swift run -c release ketenpost bench backlog --sizes 1000,10000,100000,1000000
+            """)
+
+    @Option(help: "Backlog sizes, comma-separated.") var sizes: String = "1000,10000,100000"
+    @Option(help: "Recipients the backlog is spread over.") var recipients: Int = 100
+    @Option(help: "Operations timed at each size.") var probe: Int = 2_000
+    @Option(help: "Concurrent tasks.") var concurrency: Int = 16
+    @Option(name: .customLong("body-bytes"), help: "Size of each stored body.") var bodyBytes: Int = 256
+    @Option(name: .customLong("store-url"), help: "Store URL (default: a temporary SQLite file).") var storeURL: String?
+    @Option(help: "Write the results as JSON to this file.") var json: String?
+
+    struct Row: Codable {
+        var backlog: Int
+        var enqueuePerSecond: Double
+        var leasePerSecond: Double
+        var acknowledgePerSecond: Double
+        var leaseP99Milliseconds: Double
+        var fillSeconds: Double
+    }
+
+    func run() async throws {
+        let targets = sizes.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }.sorted()
+        guard !targets.isEmpty, recipients >= 2, probe > 0, concurrency > 0 else {
+            throw ValidationError("--sizes needs numbers, --recipients at least 2, --probe and --concurrency positive.")
+        }
+        let work = FileManager.default.temporaryDirectory.appendingPathComponent("ketenpost-backlog-\(UUID().uuidString.prefix(8))")
+        defer { try? FileManager.default.removeItem(at: work) }
+        let location: StoreLocation
+        if let storeURL {
+            guard let parsed = StoreLocation.parse(storeURL) else { throw ValidationError("--store-url must be sqlite:///path or postgres://…") }
+            location = parsed
+        } else {
+            location = .sqlite(path: work.appendingPathComponent("backlog.sqlite").path)
+        }
+        let store = try await StoreFactory.open(location)
+        try await store.migrate()
+        defer { Task { await (store as? any ClosableStore)?.shutdown() } }
+        print("Backlog benchmark on \(location.redacted): probe \(probe) operations, \(concurrency) tasks, \(bodyBytes)-byte bodies")
+        print("backlog      enqueue/s   lease/s   ack/s   lease p99 ms   fill s")
+
+        let body = Data((0..<bodyBytes).map { _ in UInt8.random(in: 0...255) })
+        let now = Date()
+        var pending = 0
+        var rows: [Row] = []
+        // The probed recipient is "r-0"; the backlog is spread over the others as well.
+        @Sendable func message(to recipient: String) -> NewMessage {
+            let id = UUID()
+            return NewMessage(id: id, sender: "bench-sender", recipient: recipient, type: "signal", priority: "normal",
+                              digest: (id.uuidString + id.uuidString).lowercased().filter(\.isHexDigit), body: body,
+                              acceptedAt: now, expiresAt: now.addingTimeInterval(30 * 86_400), acceptanceReceipt: body.prefix(64))
+        }
+        let recipientCount = recipients
+        let tasks = concurrency
+        for target in targets {
+            let fillStart = ContinuousClock.now
+            let missing = max(0, target - pending)
+            try await parallel(missing, tasks: tasks) { n in
+                _ = try await store.submit(message(to: "r-\(n % recipientCount)"))
+            }
+            pending += missing
+            let fillSeconds = seconds(ContinuousClock.now - fillStart)
+
+            // Enqueue: new messages for the probed recipient.
+            let enqueueStart = ContinuousClock.now
+            try await parallel(probe, tasks: tasks) { _ in _ = try await store.submit(message(to: "r-0")) }
+            let enqueue = Double(probe) / seconds(ContinuousClock.now - enqueueStart)
+
+            // Lease one at a time from the probed recipient's inbox (deep inside the backlog).
+            let histogram = LeaseTimes()
+            let leases = LeaseBox()
+            let leaseStart = ContinuousClock.now
+            try await parallel(probe, tasks: tasks) { _ in
+                let started = ContinuousClock.now
+                let got = try await store.lease(recipient: "r-0", limit: 1, duration: 600, maxAttempts: 5, now: now)
+                histogram.record(ContinuousClock.now - started)
+                leases.add(got)
+            }
+            let lease = Double(probe) / seconds(ContinuousClock.now - leaseStart)
+
+            let acknowledged = leases.all
+            let ackStart = ContinuousClock.now
+            try await parallel(acknowledged.count, tasks: tasks) { n in
+                let item = acknowledged[n]
+                _ = try await store.acknowledge(id: item.message.id, recipient: "r-0", leaseToken: item.message.leaseToken ?? "",
+                                                receipt: Data("receipt".utf8), rejected: false, reasonCode: nil, now: now)
+            }
+            let acknowledge = Double(max(1, acknowledged.count)) / seconds(ContinuousClock.now - ackStart)
+            let row = Row(backlog: target, enqueuePerSecond: enqueue, leasePerSecond: lease, acknowledgePerSecond: acknowledge,
+                          leaseP99Milliseconds: histogram.p99, fillSeconds: fillSeconds)
+            rows.append(row)
+            print(String(format: "%9d   %9.0f %9.0f %7.0f   %12.2f   %6.1f", target, enqueue, lease, acknowledge, row.leaseP99Milliseconds, fillSeconds))
+        }
+        if let json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            try encoder.encode(rows).write(to: URL(fileURLWithPath: json))
+        }
+    }
+
+    /// Runs `operation(0..<count)` on `tasks` concurrent tasks.
+    private func parallel(_ count: Int, tasks: Int, _ operation: @escaping @Sendable (Int) async throws -> Void) async throws {
+        let next = Counter()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<max(1, min(tasks, count)) {
+                group.addTask {
+                    while let n = next.take(below: count) { try await operation(n) }
+                }
+            }
+            try await group.waitForAll()
+        }
+    }
+
+    private func seconds(_ duration: Duration) -> Double {
+        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+    }
+}
+
+/// Hands out 0, 1, 2, … to concurrent tasks.
+private final class Counter: Sendable {
+    private let value = Mutex(0)
+    func take(below limit: Int) -> Int? {
+        value.withLock { v in
+            guard v < limit else { return nil }
+            defer { v += 1 }
+            return v
+        }
+    }
+}
+
+private final class LeaseBox: Sendable {
+    private let leases = Mutex<[Lease]>([])
+    func add(_ more: [Lease]) { leases.withLock { $0 += more } }
+    var all: [Lease] { leases.withLock { $0 } }
+}
+
+private final class LeaseTimes: Sendable {
+    private let histogram = Mutex(Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three))
+    func record(_ duration: Duration) {
+        let micros = UInt64(max(0, duration.components.seconds * 1_000_000 + duration.components.attoseconds / 1_000_000_000_000))
+        histogram.withLock { _ = $0.record(micros) }
+    }
+    var p99: Double { histogram.withLock { Double($0.valueAtPercentile(99)) / 1000 } }
+}
