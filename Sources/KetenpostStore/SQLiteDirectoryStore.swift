@@ -206,3 +206,19 @@ extension Bool {
         try Row.fetchOne(db, sql: sql, arguments: arguments) != nil
     }
 }
+
+extension SQLiteMessageStore: ReportStore {
+    public func labelCounts(from: Date, to: Date) async throws -> [LabelCount] {
+        try await pool.read { db in
+            try Row.fetchAll(db, sql: """
+                SELECT strftime('%Y-%m', CAST(accepted_at AS INTEGER), 'unixepoch') AS month, type, exploitation_form, region,
+                       count(*) AS n
+                FROM messages WHERE accepted_at >= ? AND accepted_at < ?
+                GROUP BY month, type, exploitation_form, region
+                ORDER BY month, type, exploitation_form, region
+                """, arguments: [from.timeIntervalSince1970, to.timeIntervalSince1970]).map {
+                LabelCount(month: $0["month"], type: $0["type"], form: $0["exploitation_form"], region: $0["region"], count: $0["n"])
+            }
+        }
+    }
+}
