@@ -138,9 +138,9 @@ extension RelayCore {
         }
     }
 
-    public func adminMetrics(peer: Certificate?) throws(KetenpostError) -> String {
+    public func adminMetrics(peer: Certificate?) async throws(KetenpostError) -> String {
         _ = try authenticateAdministrator(peer)
-        return metrics.exposition()
+        return await metricsText()
     }
 
     // MARK: Helpers

@@ -14,7 +14,7 @@ struct RelayCredentials: Sendable {
     let tlsKey: NIOSSLPrivateKeySource
     /// Fingerprints of the administrators' certificates.
     let administrators: Set<String>
-    let crls: [(file: String, nextUpdate: Date?)]
+    let crls: [(file: String, lastUpdate: Date, nextUpdate: Date?)]
     /// SHA-256 over every file read: a change to any of them is a new set.
     let digest: String
 
@@ -50,11 +50,11 @@ struct RelayCredentials: Sendable {
             throw KetenpostError(.configInvalid, "relay.id is \(configuration.relayID) but the relay certificate is for \(identity.partnerID).")
         }
         let trust: TrustStore
-        var crls: [(file: String, nextUpdate: Date?)] = []
+        var crls: [(file: String, lastUpdate: Date, nextUpdate: Date?)] = []
         do {
             let anchors = try Certificate.all(pem: anchorsPEM)
             let lists = try crlData.map { try RevocationList(pem: $0.1) }
-            crls = zip(crlData, lists).map { ($0.0.0, $0.1.nextUpdate) }
+            crls = zip(crlData, lists).map { ($0.0.0, $0.1.lastUpdate, $0.1.nextUpdate) }
             trust = try TrustStore(anchors: anchors, revocationLists: lists, acceptExpiredCRLs: configuration.acceptStaleCRL)
         } catch {
             throw KetenpostError(.configInvalid, "tls.trustAnchors (\(configuration.trustAnchors)) or tls.crls (\(configuration.crls.joined(separator: ", "))): cannot be read: \(error)")

@@ -281,7 +281,7 @@ public enum RelayHTTP {
         }
         router.get("/metrics") { _, context in
             await handle(logger) {
-                let text = try core.adminMetrics(peer: await context.peerCertificate())
+                let text = try await core.adminMetrics(peer: await context.peerCertificate())
                 return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
                                 body: .init(byteBuffer: ByteBuffer(string: text)))
             }

@@ -9,46 +9,6 @@ import ServiceLifecycle
 import Synchronization
 import UnixSignals
 
-/// The relay's gauges, in its own registry (several relays can run in one process).
-/// Labels are partner ids and certificate fingerprints: metadata, never names of people.
-public final class RelayMetrics: Sendable {
-    public let registry = PrometheusCollectorRegistry()
-    let crlStale: Gauge
-    let directoryVersion: Gauge
-    private let certificateGauges = Mutex<[String: Gauge]>([:])
-
-    init() {
-        crlStale = registry.makeGauge(descriptor: .init(namespace: "ketenpost", metricName: "crl", unitName: "stale",
-                                                        helpText: "Number of configured CRLs past their next update (an alarm when above 0)."))
-        directoryVersion = registry.makeGauge(descriptor: .init(namespace: "ketenpost", metricName: "directory", unitName: "version",
-                                                                helpText: "Version of the partner directory this instance uses."))
-    }
-
-    /// One `ketenpost_certificate_days_left` gauge per usable certificate; gauges of
-    /// certificates that are no longer usable are removed.
-    func setCertificateDays(_ values: [(partner: String, fingerprint: String, days: Double)]) {
-        certificateGauges.withLock { gauges in
-            var keep = Set<String>()
-            for value in values {
-                let key = value.fingerprint
-                keep.insert(key)
-                let gauge = gauges[key] ?? registry.makeGauge(
-                    descriptor: .init(namespace: "ketenpost", metricName: "certificate_days", unitName: "left",
-                                      helpText: "Days until a partner certificate's notAfter (active and retiring certificates)."),
-                    labels: [("partner", value.partner), ("fingerprint", String(value.fingerprint.prefix(16)))])
-                gauge.set(value.days)
-                gauges[key] = gauge
-            }
-            for (key, gauge) in gauges where !keep.contains(key) {
-                registry.unregisterGauge(gauge)
-                gauges[key] = nil
-            }
-        }
-    }
-
-    public func exposition() -> String { registry.emitToString() }
-}
-
 extension RelayCore {
     // MARK: Directory
 
@@ -120,6 +80,9 @@ extension RelayCore {
         let now = clock()
         let stale = credentials.staleCRLs(at: now)
         metrics.crlStale.set(Double(stale.count))
+        for crl in credentials.crls {
+            metrics.setCRLAge(file: crl.file, seconds: now.timeIntervalSince(crl.lastUpdate))
+        }
         // Logged when the set changes and hourly while it lasts, not at every check.
         let log = crlAlarm.withLock { alarm -> Bool in
             guard Set(stale) != alarm.files || now.timeIntervalSince(alarm.loggedAt) >= 3600 else { return false }
@@ -131,6 +94,19 @@ extension RelayCore {
                          metadata: ["crl.file": "\(file)"])
         }
         return stale
+    }
+
+    /// The Prometheus text, with the queue gauges read from the store now.
+    public func metricsText() async -> String {
+        if let stats = store as? any StatsStore {
+            do {
+                metrics.setQueue(try await stats.queueStats(), partners: directory.partners.keys, now: clock())
+            } catch {
+                logger.error("queue statistics unavailable", metadata: ["error.type": "\(type(of: error))"])
+            }
+        }
+        updateCertificateGauges(directory)
+        return metrics.exposition()
     }
 
     /// Releases the store's connections (PostgreSQL) once the server has stopped.
@@ -192,7 +168,9 @@ extension RelayCore {
         do {
             try credentials.trust.verify(leaf, for: .tlsClient)
         } catch {
-            logger.notice("handshake refused", metadata: ["error.code": "\(KetenpostError.certificate(error, role: "client").code)"])
+            let code = KetenpostError.certificate(error, role: "client").code
+            logger.notice("handshake refused", metadata: ["error.code": "\(code)"])
+            metrics.handshakeFailed(reason: code.rawValue)
             return .failed
         }
         if credentials.administrators.contains(leaf.fingerprint) { return .certificateVerified }
@@ -200,6 +178,7 @@ extension RelayCore {
             let state = registered.state(at: clock())
             if state == .revoked || state == .retired || state == .expired {
                 logger.notice("handshake refused", metadata: ["partner.id": "\(partner.id)", "certificate.state": "\(state.rawValue)"])
+                metrics.handshakeFailed(reason: "directory-\(state.rawValue)")
                 return .failed
             }
         }

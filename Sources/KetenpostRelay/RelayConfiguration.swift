@@ -31,6 +31,9 @@ import Yams
 ///   made by another instance (changes made through this instance apply at once).
 /// - `directory.expiryWarning` (`30d`): certificates that expire within this window are logged daily
 ///   and listed by `ketenpost admin certs expiring`.
+/// - `metrics.listen` (none): `HOST:PORT` of a plain-HTTP listener that serves only `GET /metrics`
+///   (Prometheus text) for the monitoring system; keep it on loopback or an internal network.
+///   Administrators also get `/metrics` on the main port with their certificate.
 /// - `audit.checkpointInterval` (`5m`): how often the relay signs the head of the audit trail
 ///   (and once more when it stops); records after the last checkpoint are protected by the
 ///   hash chain only.
@@ -75,6 +78,9 @@ public struct RelayConfiguration: Sendable {
     public var expiryWarning: TimeInterval = 30 * 86_400
     public var adminCertificates = ["certs/dev/admin/cert.pem"]
     public var checkpointInterval: TimeInterval = 300
+    /// `metrics.listen`; nil: no separate metrics listener.
+    public var metricsHost: String?
+    public var metricsPort = 0
     public var leaseDuration: TimeInterval = 60
     public var maxAttempts = 5
     public var retention: TimeInterval = 7 * 86_400
@@ -186,6 +192,14 @@ public struct RelayConfiguration: Sendable {
         }
         if let v = raw.admin?.certificates { c.adminCertificates = v }
         c.checkpointInterval = try duration(raw.audit?.checkpointInterval, "audit.checkpointInterval", c.checkpointInterval)
+        if let listen = raw.metrics?.listen {
+            guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]), (0...65_535).contains(port),
+                  colon != listen.startIndex else {
+                throw fail("metrics.listen", "must be HOST:PORT, such as 127.0.0.1:9464.")
+            }
+            c.metricsHost = String(listen[..<colon])
+            c.metricsPort = port
+        }
         guard c.directoryRefreshInterval >= 0.1, c.reloadInterval >= 1 else {
             throw fail("directory.refreshInterval/tls.reloadInterval", "must be at least 0.1s and 1s respectively.")
         }
@@ -235,7 +249,7 @@ public struct RelayConfiguration: Sendable {
         "relay": ["id"], "listen": ["host", "port"], "store": ["path", "url"],
         "tls": ["certificate", "key", "trustAnchors", "crls", "reloadInterval", "staleCRL"],
         "directory": ["partners", "policy", "certificates", "refreshInterval", "expiryWarning"],
-        "admin": ["certificates"], "audit": ["checkpointInterval"],
+        "admin": ["certificates"], "audit": ["checkpointInterval"], "metrics": ["listen"],
         "queue": ["leaseDuration", "maxAttempts", "retention", "sweepInterval", "maxLongPoll", "maxLifetime"],
         "limits": ["maxMessageBytes", "ratePerSecond", "rateBurst", "idleTimeout", "bodyTimeout", "maxConnections"], "developmentPKI": ["directory"],
     ]
@@ -254,6 +268,7 @@ public struct RelayConfiguration: Sendable {
         }
         struct Admin: Decodable { var certificates: [String]? }
         struct Audit: Decodable { var checkpointInterval: String? }
+        struct Metrics: Decodable { var listen: String? }
         struct Queue: Decodable {
             var leaseDuration: String?; var maxAttempts: Int?; var retention: String?; var sweepInterval: String?
             var maxLongPoll: String?; var maxLifetime: [String: String]?
@@ -273,6 +288,7 @@ public struct RelayConfiguration: Sendable {
         var developmentPKI: DevelopmentPKI?
         var admin: Admin?
         var audit: Audit?
+        var metrics: Metrics?
     }
 }
 

@@ -116,6 +116,7 @@ public final class RelayCore: Sendable {
 
     /// `submit` for a partner already admitted (`admit`).
     public func submit(_ body: Data, as partner: Partner) async throws(KetenpostError) -> Submitted {
+        let started = ContinuousClock.now
         let outer = try Envelope.readOuter(body, trust: trust)
         let header = outer.header
         guard header.from == partner.id else {
@@ -175,6 +176,8 @@ public final class RelayCore: Sendable {
         switch outcome {
         case .accepted(let stored):
             logger.info("message accepted", metadata: metadata(stored))
+            metrics.count("accepted", type: stored.type)
+            metrics.submitted(after: ContinuousClock.now - started)
             await notifier.notify(stored.recipient)
             return Submitted(response: response(stored, duplicate: false), duplicate: false)
         case .duplicate(let stored):
@@ -222,7 +225,10 @@ public final class RelayCore: Sendable {
                 throw storeFailure(error)
             }
             if !leases.isEmpty {
-                for lease in leases { logger.info("message leased", metadata: metadata(lease.message)) }
+                for lease in leases {
+                    logger.info("message leased", metadata: metadata(lease.message))
+                    metrics.count("delivered", type: lease.message.type)
+                }
                 return API.InboxResponse(messages: leases.map {
                     API.InboxMessage(id: $0.message.id, from: $0.message.sender, type: $0.message.type,
                                      leaseToken: $0.message.leaseToken ?? "",
@@ -269,6 +275,8 @@ public final class RelayCore: Sendable {
         switch outcome {
         case .completed(let message):
             logger.info("message acknowledged", metadata: metadata(message))
+            metrics.count(message.state == .rejected ? "rejected" : "acknowledged", type: message.type)
+            metrics.endToEnd(seconds: clock().timeIntervalSince(message.acceptedAt), type: message.type)
             return API.AcknowledgeResponse(id: id, state: message.state.rawValue)
         case .alreadyCompleted(let message):
             return API.AcknowledgeResponse(id: id, state: message.state.rawValue)

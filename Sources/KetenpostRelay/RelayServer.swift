@@ -64,16 +64,35 @@ public struct RelayServer: Sendable {
     /// The Hummingbird application with the sweeper service. `onRunning` gets the bound port.
     /// - Parameter reloadOnSIGHUP: reload certificates, CRLs and the directory on SIGHUP (`serve`).
     public func application(reloadOnSIGHUP: Bool = false,
+                            onMetricsRunning: @escaping @Sendable (Int) async -> Void = { _ in },
                             onRunning: @escaping @Sendable (Int) async -> Void = { _ in }) throws -> some ApplicationProtocol {
         let tls = try RelayHTTP.tlsConfiguration(core: core)
         let logger = core.logger
+        var services: [any Service] = [SweeperService(core: core), LifecycleService(core: core, reloadOnSIGHUP: reloadOnSIGHUP)]
+        if let host = configuration.metricsHost {
+            // Plain HTTP for the monitoring system, on an address the configuration names: only /metrics.
+            let router = Router()
+            let core = self.core
+            router.get("/metrics") { _, _ in
+                Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
+                         body: .init(byteBuffer: ByteBuffer(string: await core.metricsText())))
+            }
+            services.append(Application(
+                router: router, configuration: .init(address: .hostname(host, port: configuration.metricsPort), serverName: "ketenpost-metrics"),
+                onServerRunning: { channel in
+                    let port = channel.localAddress?.port ?? 0
+                    logger.notice("metrics listening", metadata: ["listen.host": "\(host)", "listen.port": "\(port)"])
+                    await onMetricsRunning(port)
+                },
+                logger: logger))
+        }
         return Application(
             router: RelayHTTP.router(core: core),
             server: try .tls(.http1(configuration: .init(idleTimeout: .milliseconds(Int64(configuration.idleTimeout * 1000)))),
                              configuration: tls),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "ketenpost",
                                  availableConnectionsDelegate: MaximumAvailableConnections(configuration.maxConnections, logger: logger)),
-            services: [SweeperService(core: core), LifecycleService(core: core, reloadOnSIGHUP: reloadOnSIGHUP)],
+            services: services,
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? 0
                 logger.notice("relay listening", metadata: ["listen.host": "\(configuration.host)", "listen.port": "\(port)"])
@@ -86,12 +105,15 @@ public struct RelayServer: Sendable {
 /// A relay running in this process (the demo, the benchmark and the tests use it).
 public final class RunningRelay: Sendable {
     public let port: Int
+    /// The port of the plain metrics listener, when `metrics.listen` is set.
+    public let metricsPort: Int?
     public let core: RelayCore
     private let group: ServiceGroup
     private let task: Task<Void, any Error>
 
-    init(port: Int, core: RelayCore, group: ServiceGroup, task: Task<Void, any Error>) {
+    init(port: Int, metricsPort: Int?, core: RelayCore, group: ServiceGroup, task: Task<Void, any Error>) {
         self.port = port
+        self.metricsPort = metricsPort
         self.core = core
         self.group = group
         self.task = task
@@ -102,7 +124,8 @@ public final class RunningRelay: Sendable {
     /// Starts the relay and returns once it listens.
     public static func start(_ server: RelayServer, logger: Logger) async throws -> RunningRelay {
         let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
-        let app = try server.application { port in continuation.yield(port) }
+        let (metricsPorts, metricsContinuation) = AsyncStream.makeStream(of: Int.self)
+        let app = try server.application(onMetricsRunning: { metricsContinuation.yield($0) }) { port in continuation.yield(port) }
         let group = ServiceGroup(configuration: .init(services: [app], gracefulShutdownSignals: [], logger: logger))
         let task = Task { try await group.run() }
         var iterator = ports.makeAsyncIterator()
@@ -110,7 +133,12 @@ public final class RunningRelay: Sendable {
             task.cancel()
             throw KetenpostError(.internalError, "The relay did not start.")
         }
-        return RunningRelay(port: port, core: server.core, group: group, task: task)
+        var metricsPort: Int?
+        if server.configuration.metricsHost != nil {
+            var metricsIterator = metricsPorts.makeAsyncIterator()
+            metricsPort = await metricsIterator.next()
+        }
+        return RunningRelay(port: port, metricsPort: metricsPort, core: server.core, group: group, task: task)
     }
 
     /// Graceful shutdown: in-flight requests finish; returns when the server has stopped.

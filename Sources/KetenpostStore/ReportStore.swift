@@ -25,3 +25,39 @@ public protocol ReportStore: Sendable {
     /// Accepted messages with `from <= acceptedAt < to`, grouped by month, type, form and region.
     func labelCounts(from: Date, to: Date) async throws -> [LabelCount]
 }
+
+/// The queue as administrators watch it.
+public struct QueueStats: Sendable, Equatable {
+    public struct Inbox: Sendable, Equatable {
+        public var recipient: String
+        /// Waiting or leased (not final).
+        public var pending: Int
+        public var oldestAcceptedAt: Date?
+        public init(recipient: String, pending: Int, oldestAcceptedAt: Date?) {
+            self.recipient = recipient
+            self.pending = pending
+            self.oldestAcceptedAt = oldestAcceptedAt
+        }
+    }
+    public struct StateCount: Sendable, Equatable {
+        public var type: String
+        public var state: String
+        public var count: Int
+        public init(type: String, state: String, count: Int) {
+            self.type = type
+            self.state = state
+            self.count = count
+        }
+    }
+    public var inboxes: [Inbox]
+    /// Messages in the store by type and state (final states included: the store keeps them).
+    public var byTypeAndState: [StateCount]
+    public init(inboxes: [Inbox], byTypeAndState: [StateCount]) {
+        self.inboxes = inboxes
+        self.byTypeAndState = byTypeAndState
+    }
+}
+
+public protocol StatsStore: Sendable {
+    func queueStats() async throws -> QueueStats
+}

@@ -222,3 +222,22 @@ extension SQLiteMessageStore: ReportStore {
         }
     }
 }
+
+extension SQLiteMessageStore: StatsStore {
+    public func queueStats() async throws -> QueueStats {
+        try await pool.read { db in
+            // The inbox index holds only pending rows, so this walks the backlog, not the history.
+            let inboxes = try Row.fetchAll(db, sql: """
+                SELECT recipient, count(*) AS n, min(accepted_at) AS oldest FROM messages
+                WHERE state IN ('accepted', 'delivered') GROUP BY recipient ORDER BY recipient
+                """).map {
+                QueueStats.Inbox(recipient: $0["recipient"], pending: $0["n"],
+                                 oldestAcceptedAt: ($0["oldest"] as Double?).map(Date.init(timeIntervalSince1970:)))
+            }
+            let states = try Row.fetchAll(db, sql: "SELECT type, state, count(*) AS n FROM messages GROUP BY type, state ORDER BY type, state").map {
+                QueueStats.StateCount(type: $0["type"], state: $0["state"], count: $0["n"])
+            }
+            return QueueStats(inboxes: inboxes, byTypeAndState: states)
+        }
+    }
+}

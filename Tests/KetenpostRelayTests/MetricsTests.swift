@@ -1,0 +1,65 @@
+import Foundation
+import Ketenpost
+import KetenpostClient
+import KetenpostRelay
+import Testing
+
+/// The metrics tell the truth about a scripted flow, on the plain listener for the monitoring
+/// system, and carry metadata only.
+@Suite struct MetricsTests {
+    /// The value of the sample whose line starts with `prefix` (name and labels as exposed).
+    func value(_ text: String, _ prefix: String) -> Double? {
+        text.split(separator: "\n").first { $0.hasPrefix(prefix + " ") }.flatMap { Double($0.split(separator: " ").last ?? "") }
+    }
+
+    @Test func aScriptedFlowShowsInTheMetrics() async throws {
+        try await withRelay({ $0.metricsHost = "127.0.0.1"; $0.metricsPort = 0 }) { h in
+            let metricsPort = try #require(h.relay.metricsPort)
+            let sender = try h.client(municipality)
+            let recipient = try h.client(coordinator)
+            for _ in 0..<3 { _ = try await sender.send(payload: try h.example(.signal), type: .signal, to: coordinator) }
+            _ = try await sender.send(payload: try h.example(.referral), type: .referral, to: shelter)
+            let received = try await recipient.receive(max: 10)
+            try await recipient.acknowledge(received[0])
+            try await recipient.acknowledge(received[1])
+            try await recipient.acknowledge(received[2], rejectedWith: "payload.invalid")
+            await expectHandshakeFailure { _ = try await h.client("gemeente-ingetrokken").inbox() }
+
+            let scrape = "curl -sS --max-time 10 http://127.0.0.1:\(metricsPort)/metrics"
+            var text = try await shell(scrape).stdout
+            #expect(value(text, #"ketenpost_messages_accepted_total{type="signal"}"#) == 3)
+            #expect(value(text, #"ketenpost_messages_accepted_total{type="referral"}"#) == 1)
+            #expect(value(text, #"ketenpost_messages_delivered_total{type="signal"}"#) == 3)
+            #expect(value(text, #"ketenpost_messages_acknowledged_total{type="signal"}"#) == 2)
+            #expect(value(text, #"ketenpost_messages_rejected_total{type="signal"}"#) == 1)
+            #expect(value(text, "ketenpost_submit_duration_seconds_count") == 4)
+            #expect(value(text, #"ketenpost_end_to_end_seconds_count{type="signal"}"#) == 3)
+            #expect(value(text, #"ketenpost_tls_handshake_failures_total{reason="certificate.revoked"}"#) == 1)
+            #expect(value(text, #"ketenpost_messages{type="signal",state="acknowledged"}"#) == 2)
+            #expect(value(text, #"ketenpost_messages{type="signal",state="rejected"}"#) == 1)
+            // The shelter has one waiting referral; the coordinator's inbox is empty.
+            #expect(value(text, #"ketenpost_queue_depth{recipient="\#(shelter)"}"#) == 1)
+            #expect(value(text, #"ketenpost_queue_depth{recipient="\#(coordinator)"}"#) == 0)
+            #expect((value(text, #"ketenpost_crl_age_seconds{crl="crl.pem"}"#) ?? -1) >= 0)
+            #expect(value(text, "ketenpost_crl_stale") == 0)
+            #expect(text.contains(#"ketenpost_certificate_days_left{partner="\#(shelter)""#))
+
+            // The referral expires unread: the gauges follow the store.
+            h.clock.advance(by: 31 * 86_400)
+            _ = try await h.relay.core.sweep()
+            text = try await shell(scrape).stdout
+            #expect(value(text, #"ketenpost_messages{type="referral",state="expired"}"#) == 1)
+            #expect(value(text, #"ketenpost_queue_depth{recipient="\#(shelter)"}"#) == 0)
+
+            // Metadata only: no organisation names, no payload, no message ids.
+            for forbidden in ["Gemeente", "Zorgco", received[0].id.uuidString.lowercased(), "dossier"] {
+                #expect(!text.contains(forbidden), "\(forbidden) in the metrics")
+            }
+            // The plain listener serves nothing else.
+            let other = try await shell("curl -sS -o /dev/null -w '%{http_code}' http://127.0.0.1:\(metricsPort)/v1/health")
+            #expect(other.stdout == "404")
+            // Administrators see the same on the main port; partners do not.
+            #expect(try await h.admin().metrics().contains("ketenpost_messages_accepted_total"))
+        }
+    }
+}
