@@ -279,6 +279,13 @@ public enum RelayHTTP {
                 return json(API.HealthResponse(status: changed ? "reloaded" : "unchanged"))
             }
         }
+        router.get("/v1/admin/status") { _, context in
+            await handle(logger) {
+                _ = try core.authenticateAdministrator(await context.peerCertificate())
+                return Response(status: .ok, headers: [.contentType: "text/html; charset=utf-8", .cacheControl: "no-store"],
+                                body: .init(byteBuffer: ByteBuffer(string: await StatusPage.render(core))))
+            }
+        }
         router.get("/metrics") { _, context in
             await handle(logger) {
                 let text = try await core.adminMetrics(peer: await context.peerCertificate())

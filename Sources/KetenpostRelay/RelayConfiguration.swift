@@ -34,6 +34,9 @@ import Yams
 /// - `metrics.listen` (none): `HOST:PORT` of a plain-HTTP listener that serves only `GET /metrics`
 ///   (Prometheus text) for the monitoring system; keep it on loopback or an internal network.
 ///   Administrators also get `/metrics` on the main port with their certificate.
+/// - `admin.listen` (none): `HOST:PORT` of a plain-HTTP status page for administrators, without
+///   authentication, so HOST must be a loopback address (reach it through an SSH tunnel).
+///   Administrators also get it at `/v1/admin/status` on the main port with their certificate.
 /// - `audit.checkpointInterval` (`5m`): how often the relay signs the head of the audit trail
 ///   (and once more when it stops); records after the last checkpoint are protected by the
 ///   hash chain only.
@@ -81,6 +84,9 @@ public struct RelayConfiguration: Sendable {
     /// `metrics.listen`; nil: no separate metrics listener.
     public var metricsHost: String?
     public var metricsPort = 0
+    /// `admin.listen`; nil: no loopback status page.
+    public var statusHost: String?
+    public var statusPort = 0
     public var leaseDuration: TimeInterval = 60
     public var maxAttempts = 5
     public var retention: TimeInterval = 7 * 86_400
@@ -192,13 +198,21 @@ public struct RelayConfiguration: Sendable {
         }
         if let v = raw.admin?.certificates { c.adminCertificates = v }
         c.checkpointInterval = try duration(raw.audit?.checkpointInterval, "audit.checkpointInterval", c.checkpointInterval)
-        if let listen = raw.metrics?.listen {
-            guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]), (0...65_535).contains(port),
-                  colon != listen.startIndex else {
-                throw fail("metrics.listen", "must be HOST:PORT, such as 127.0.0.1:9464.")
+        func hostPort(_ text: String, _ key: String) throws(KetenpostError) -> (String, Int) {
+            guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (0...65_535).contains(port),
+                  colon != text.startIndex else {
+                throw fail(key, "must be HOST:PORT, such as 127.0.0.1:9464.")
             }
-            c.metricsHost = String(listen[..<colon])
-            c.metricsPort = port
+            return (String(text[..<colon]).trimmingCharacters(in: CharacterSet(charactersIn: "[]")), port)
+        }
+        if let listen = raw.metrics?.listen { (c.metricsHost, c.metricsPort) = try hostPort(listen, "metrics.listen") }
+        if let listen = raw.admin?.listen {
+            let (host, port) = try hostPort(listen, "admin.listen")
+            // The page has no authentication of its own: only this machine may reach it.
+            guard ["127.0.0.1", "::1", "localhost"].contains(host) else {
+                throw fail("admin.listen", "must be on a loopback address (127.0.0.1, ::1 or localhost): the page has no authentication.")
+            }
+            (c.statusHost, c.statusPort) = (host, port)
         }
         guard c.directoryRefreshInterval >= 0.1, c.reloadInterval >= 1 else {
             throw fail("directory.refreshInterval/tls.reloadInterval", "must be at least 0.1s and 1s respectively.")
@@ -249,7 +263,7 @@ public struct RelayConfiguration: Sendable {
         "relay": ["id"], "listen": ["host", "port"], "store": ["path", "url"],
         "tls": ["certificate", "key", "trustAnchors", "crls", "reloadInterval", "staleCRL"],
         "directory": ["partners", "policy", "certificates", "refreshInterval", "expiryWarning"],
-        "admin": ["certificates"], "audit": ["checkpointInterval"], "metrics": ["listen"],
+        "admin": ["certificates", "listen"], "audit": ["checkpointInterval"], "metrics": ["listen"],
         "queue": ["leaseDuration", "maxAttempts", "retention", "sweepInterval", "maxLongPoll", "maxLifetime"],
         "limits": ["maxMessageBytes", "ratePerSecond", "rateBurst", "idleTimeout", "bodyTimeout", "maxConnections"], "developmentPKI": ["directory"],
     ]
@@ -266,7 +280,7 @@ public struct RelayConfiguration: Sendable {
         struct Directory: Decodable {
             var partners: String?; var policy: String?; var certificates: String?; var refreshInterval: String?; var expiryWarning: String?
         }
-        struct Admin: Decodable { var certificates: [String]? }
+        struct Admin: Decodable { var certificates: [String]?; var listen: String? }
         struct Audit: Decodable { var checkpointInterval: String? }
         struct Metrics: Decodable { var listen: String? }
         struct Queue: Decodable {

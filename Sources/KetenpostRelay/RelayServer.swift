@@ -65,10 +65,30 @@ public struct RelayServer: Sendable {
     /// - Parameter reloadOnSIGHUP: reload certificates, CRLs and the directory on SIGHUP (`serve`).
     public func application(reloadOnSIGHUP: Bool = false,
                             onMetricsRunning: @escaping @Sendable (Int) async -> Void = { _ in },
+                            onStatusRunning: @escaping @Sendable (Int) async -> Void = { _ in },
                             onRunning: @escaping @Sendable (Int) async -> Void = { _ in }) throws -> some ApplicationProtocol {
         let tls = try RelayHTTP.tlsConfiguration(core: core)
         let logger = core.logger
         var services: [any Service] = [SweeperService(core: core), LifecycleService(core: core, reloadOnSIGHUP: reloadOnSIGHUP)]
+        if let host = configuration.statusHost {
+            // The status page on loopback, for administrators on this machine (or an SSH tunnel).
+            let router = Router()
+            let core = self.core
+            let page: @Sendable (Request, BasicRequestContext) async -> Response = { _, _ in
+                Response(status: .ok, headers: [.contentType: "text/html; charset=utf-8", .cacheControl: "no-store"],
+                         body: .init(byteBuffer: ByteBuffer(string: await StatusPage.render(core))))
+            }
+            router.get("/", use: page)
+            router.get("/status", use: page)
+            services.append(Application(
+                router: router, configuration: .init(address: .hostname(host, port: configuration.statusPort), serverName: "ketenpost-status"),
+                onServerRunning: { channel in
+                    let port = channel.localAddress?.port ?? 0
+                    logger.notice("status page listening", metadata: ["listen.host": "\(host)", "listen.port": "\(port)"])
+                    await onStatusRunning(port)
+                },
+                logger: logger))
+        }
         if let host = configuration.metricsHost {
             // Plain HTTP for the monitoring system, on an address the configuration names: only /metrics.
             let router = Router()
@@ -107,13 +127,16 @@ public final class RunningRelay: Sendable {
     public let port: Int
     /// The port of the plain metrics listener, when `metrics.listen` is set.
     public let metricsPort: Int?
+    /// The port of the loopback status page, when `admin.listen` is set.
+    public let statusPort: Int?
     public let core: RelayCore
     private let group: ServiceGroup
     private let task: Task<Void, any Error>
 
-    init(port: Int, metricsPort: Int?, core: RelayCore, group: ServiceGroup, task: Task<Void, any Error>) {
+    init(port: Int, metricsPort: Int?, statusPort: Int?, core: RelayCore, group: ServiceGroup, task: Task<Void, any Error>) {
         self.port = port
         self.metricsPort = metricsPort
+        self.statusPort = statusPort
         self.core = core
         self.group = group
         self.task = task
@@ -125,7 +148,9 @@ public final class RunningRelay: Sendable {
     public static func start(_ server: RelayServer, logger: Logger) async throws -> RunningRelay {
         let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
         let (metricsPorts, metricsContinuation) = AsyncStream.makeStream(of: Int.self)
-        let app = try server.application(onMetricsRunning: { metricsContinuation.yield($0) }) { port in continuation.yield(port) }
+        let (statusPorts, statusContinuation) = AsyncStream.makeStream(of: Int.self)
+        let app = try server.application(onMetricsRunning: { metricsContinuation.yield($0) },
+                                         onStatusRunning: { statusContinuation.yield($0) }) { port in continuation.yield(port) }
         let group = ServiceGroup(configuration: .init(services: [app], gracefulShutdownSignals: [], logger: logger))
         let task = Task { try await group.run() }
         var iterator = ports.makeAsyncIterator()
@@ -138,7 +163,12 @@ public final class RunningRelay: Sendable {
             var metricsIterator = metricsPorts.makeAsyncIterator()
             metricsPort = await metricsIterator.next()
         }
-        return RunningRelay(port: port, metricsPort: metricsPort, core: server.core, group: group, task: task)
+        var statusPort: Int?
+        if server.configuration.statusHost != nil {
+            var statusIterator = statusPorts.makeAsyncIterator()
+            statusPort = await statusIterator.next()
+        }
+        return RunningRelay(port: port, metricsPort: metricsPort, statusPort: statusPort, core: server.core, group: group, task: task)
     }
 
     /// Graceful shutdown: in-flight requests finish; returns when the server has stopped.

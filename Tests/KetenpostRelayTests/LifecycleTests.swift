@@ -296,7 +296,7 @@ import Testing
                 ("POST", "/v1/admin/partners/\(coordinator)/suspend"), ("POST", "/v1/admin/partners/\(coordinator)/resume"),
                 ("POST", "/v1/admin/partners/\(coordinator)/certificates"), ("POST", "/v1/admin/partners/\(coordinator)/rotate"),
                 ("POST", "/v1/admin/certificates/\(fp)/revoke"), ("GET", "/v1/admin/certificates/expiring"),
-                ("GET", "/v1/admin/events"), ("POST", "/v1/admin/reload"), ("GET", "/metrics"),
+                ("GET", "/v1/admin/events"), ("POST", "/v1/admin/reload"), ("GET", "/metrics"), ("GET", "/v1/admin/status"),
             ]
             for (method, path) in endpoints {
                 let body = method == "POST" ? "-H 'Content-Type: application/json' -d '{}'" : ""
