@@ -22,16 +22,24 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Relay configuration file.") var config: String = "config/ketenpost.yaml"
     @Option(help: "Override listen.port (0 picks a free port).") var port: Int?
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error, critical.") var logLevel: Logger.Level = .info
+    @Option(name: .customLong("log-format"), help: "text or json (one JSON object per line).") var logFormat: String = "text"
 
     func run() async throws {
         do {
             var configuration = try RelayConfiguration.load(path: config)
             if let port { configuration.port = port }
             let level = logLevel
-            LoggingSystem.bootstrap { label in
-                var handler = StreamLogHandler.standardError(label: label)
-                handler.logLevel = level
-                return handler
+            guard logFormat == "text" || logFormat == "json" else {
+                throw KetenpostError(.configInvalid, "--log-format must be text or json.")
+            }
+            if logFormat == "json" {
+                LoggingSystem.bootstrap { label in JSONLogHandler(label: label, level: level) }
+            } else {
+                LoggingSystem.bootstrap { label in
+                    var handler = StreamLogHandler.standardError(label: label)
+                    handler.logLevel = level
+                    return handler
+                }
             }
             let logger = Logger(label: "ketenpost.relay")
             let server = try await RelayServer.prepare(configuration, logger: logger)

@@ -1,4 +1,5 @@
 import Foundation
+import HTTPTypes
 import Hummingbird
 import KetenpostModel
 import HummingbirdTLS
@@ -25,6 +26,18 @@ public struct RelayRequestContext: RequestContext {
         guard let peer = try? await channel.nioSSL_peerCertificate().get(),
               let der = try? peer.toDERBytes() else { return nil }
         return try? Certificate(der: der)
+    }
+}
+
+/// The id of the request being handled, for log lines written deeper down.
+public enum RequestScope {
+    @TaskLocal public static var id: String?
+
+    /// 64 random bits as 16 hex characters.
+    static func newID() -> String {
+        let value = UInt64.random(in: .min ... .max)
+        let hex = String(value, radix: 16)
+        return String(repeating: "0", count: 16 - hex.count) + hex
     }
 }
 
@@ -67,16 +80,23 @@ public enum RelayHTTP {
     }
 
     /// Runs a handler and turns every failure into the JSON error body with a stable code.
+    /// Every request gets an id: in each log line it causes (a task-local) and in the
+    /// `X-Request-Id` answer header, so a partner's support call can be matched to the logs.
     static func handle(_ logger: Logger, _ body: () async throws -> Response) async -> Response {
-        do {
-            return try await body()
-        } catch let error as KetenpostError {
-            logger.notice("request refused", metadata: ["error.code": "\(error.code)"])
-            return Self.error(error)
-        } catch {
-            logger.error("unexpected failure", metadata: ["error.type": "\(type(of: error))"])
-            return Self.error(KetenpostError(.internalError, "The relay failed unexpectedly; nothing was changed. Retry, and report it if it persists."))
+        let id = RequestScope.newID()
+        var response = await RequestScope.$id.withValue(id) { () async -> Response in
+            do {
+                return try await body()
+            } catch let error as KetenpostError {
+                logger.notice("request refused", metadata: ["error.code": "\(error.code)", "request.id": "\(id)"])
+                return Self.error(error)
+            } catch {
+                logger.error("unexpected failure", metadata: ["error.type": "\(type(of: error))", "request.id": "\(id)"])
+                return Self.error(KetenpostError(.internalError, "The relay failed unexpectedly; nothing was changed. Retry, and report it if it persists."))
+            }
         }
+        response.headers[.requestID] = id
+        return response
     }
 
     /// Reads a CMS body: the right content type, refused with 413 before it is read whole, and
@@ -332,4 +352,8 @@ struct SweeperService: Service {
             Task { await core.shutdown() }
         }
     }
+}
+
+extension HTTPTypes.HTTPField.Name {
+    static let requestID = Self("X-Request-Id")!
 }

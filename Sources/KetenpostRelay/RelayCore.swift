@@ -350,8 +350,11 @@ public final class RelayCore: Sendable {
     }
 
     private func metadata(_ message: StoredMessage) -> Logger.Metadata {
-        ["message.id": "\(message.id)", "message.type": "\(message.type)", "partner.from": "\(message.sender)",
-         "partner.to": "\(message.recipient)", "message.state": "\(message.state.rawValue)", "message.attempts": "\(message.attempts)"]
+        var metadata: Logger.Metadata = [
+            "message.id": "\(message.id)", "message.type": "\(message.type)", "partner.from": "\(message.sender)",
+            "partner.to": "\(message.recipient)", "message.state": "\(message.state.rawValue)", "message.attempts": "\(message.attempts)"]
+        if let id = RequestScope.id { metadata["request.id"] = "\(id)" }
+        return metadata
     }
 }
 
