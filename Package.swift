@@ -56,7 +56,7 @@ let package = Package(
         .target(
             name: "KetenpostRelay",
             dependencies: [
-                "Ketenpost", "KetenpostCrypto", "KetenpostModel", "KetenpostStore",
+                "Ketenpost", "KetenpostCrypto", "KetenpostModel", "KetenpostStore", "KetenpostClient",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),

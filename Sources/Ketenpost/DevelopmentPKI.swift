@@ -9,6 +9,7 @@ import KetenpostCrypto
 /// crl.pem                      an empty CRL of the CA
 /// relay/cert.pem relay/key.pem the relay (TLS server, receipt signing)
 /// admin/cert.pem admin/key.pem an administrator (TLS client for `ketenpost admin`)
+/// echo/cert.pem echo/key.pem   the conformance echo partner (`conformance.echo`)
 /// partners/ID/cert.pem key.pem one identity per partner of partners.yaml
 /// ```
 /// Creation is idempotent: what exists is kept, what is missing is added.
@@ -16,6 +17,9 @@ public struct DevelopmentPKI: Sendable {
     public let directory: URL
     public static let relayID = "ketenpost-relay"
     public static let adminID = "ketenpost-admin"
+    /// The conformance echo partner (`conformance.echo`), for `ketenpost conformance`.
+    public static let echo = PartnerEntry(id: "ketenpost-echo", name: "Ketenpost conformance echo", role: .careCoordinator,
+                                          oin: "00000009999999999999")
 
     public init(directory: String) { self.directory = URL(fileURLWithPath: directory) }
 
@@ -23,6 +27,7 @@ public struct DevelopmentPKI: Sendable {
     public var crlPath: String { directory.appendingPathComponent("crl.pem").path }
     public var relayDirectory: String { directory.appendingPathComponent("relay").path }
     public var adminDirectory: String { directory.appendingPathComponent("admin").path }
+    public var echoDirectory: String { directory.appendingPathComponent("echo").path }
     public func partnerDirectory(_ id: String) -> String { directory.appendingPathComponent("partners/\(id)").path }
 
     public var exists: Bool { FileManager.default.fileExists(atPath: caCertificatePath) }
@@ -56,6 +61,14 @@ public struct DevelopmentPKI: Sendable {
             let certificate = try ca.issue(Self.adminProfile(now: now), for: key)
             try writeIdentity(certificate: certificate, key: key, directory: adminDirectory)
             summary.created.append(Self.adminID)
+        }
+        if FileManager.default.fileExists(atPath: echoDirectory + "/cert.pem") {
+            summary.kept.append(Self.echo.id)
+        } else {
+            let key = try PrivateKey.generate(.ecP256)
+            let certificate = try ca.issue(Self.partnerProfile(Self.echo, keyKind: .ecP256, now: now), for: key)
+            try writeIdentity(certificate: certificate, key: key, directory: echoDirectory)
+            summary.created.append(Self.echo.id)
         }
         for partner in partners {
             let dir = partnerDirectory(partner.id)

@@ -37,6 +37,12 @@ import Yams
 /// - `admin.listen` (none): `HOST:PORT` of a plain-HTTP status page for administrators, without
 ///   authentication, so HOST must be a loopback address (reach it through an SSH tunnel).
 ///   Administrators also get it at `/v1/admin/status` on the main port with their certificate.
+/// - `conformance.echo` (none): the partner id of a conformance echo the relay hosts (e.g.
+///   `ketenpost-echo`), for `ketenpost conformance`: it answers every signal with a signal back
+///   and acknowledges it, or rejects what it cannot open with the failing check's code. It is a
+///   partner like any other, with its own key in `conformance.identity` (the development PKI
+///   creates `certs/dev/echo`), talking to this relay over mutual TLS; it may exchange signals
+///   with every partner whatever the policy says. Leave it off in production regions.
 /// - `audit.checkpointInterval` (`5m`): how often the relay signs the head of the audit trail
 ///   (and once more when it stops); records after the last checkpoint are protected by the
 ///   hash chain only.
@@ -84,6 +90,9 @@ public struct RelayConfiguration: Sendable {
     /// `metrics.listen`; nil: no separate metrics listener.
     public var metricsHost: String?
     public var metricsPort = 0
+    /// `conformance.echo` and `conformance.identity`.
+    public var conformanceEcho: String?
+    public var conformanceIdentity = "certs/dev/echo"
     /// `admin.listen`; nil: no loopback status page.
     public var statusHost: String?
     public var statusPort = 0
@@ -206,6 +215,11 @@ public struct RelayConfiguration: Sendable {
             return (String(text[..<colon]).trimmingCharacters(in: CharacterSet(charactersIn: "[]")), port)
         }
         if let listen = raw.metrics?.listen { (c.metricsHost, c.metricsPort) = try hostPort(listen, "metrics.listen") }
+        if let echo = raw.conformance?.echo {
+            guard PartnerID.isValid(echo) else { throw fail("conformance.echo", "must be a partner id (lowercase letters, digits, dashes).") }
+            c.conformanceEcho = echo
+        }
+        if let identity = raw.conformance?.identity { c.conformanceIdentity = identity }
         if let listen = raw.admin?.listen {
             let (host, port) = try hostPort(listen, "admin.listen")
             // The page has no authentication of its own: only this machine may reach it.
@@ -263,7 +277,7 @@ public struct RelayConfiguration: Sendable {
         "relay": ["id"], "listen": ["host", "port"], "store": ["path", "url"],
         "tls": ["certificate", "key", "trustAnchors", "crls", "reloadInterval", "staleCRL"],
         "directory": ["partners", "policy", "certificates", "refreshInterval", "expiryWarning"],
-        "admin": ["certificates", "listen"], "audit": ["checkpointInterval"], "metrics": ["listen"],
+        "admin": ["certificates", "listen"], "audit": ["checkpointInterval"], "metrics": ["listen"], "conformance": ["echo", "identity"],
         "queue": ["leaseDuration", "maxAttempts", "retention", "sweepInterval", "maxLongPoll", "maxLifetime"],
         "limits": ["maxMessageBytes", "ratePerSecond", "rateBurst", "idleTimeout", "bodyTimeout", "maxConnections"], "developmentPKI": ["directory"],
     ]
@@ -283,6 +297,7 @@ public struct RelayConfiguration: Sendable {
         struct Admin: Decodable { var certificates: [String]?; var listen: String? }
         struct Audit: Decodable { var checkpointInterval: String? }
         struct Metrics: Decodable { var listen: String? }
+        struct Conformance: Decodable { var echo: String?; var identity: String? }
         struct Queue: Decodable {
             var leaseDuration: String?; var maxAttempts: Int?; var retention: String?; var sweepInterval: String?
             var maxLongPoll: String?; var maxLifetime: [String: String]?
@@ -303,6 +318,7 @@ public struct RelayConfiguration: Sendable {
         var admin: Admin?
         var audit: Audit?
         var metrics: Metrics?
+        var conformance: Conformance?
     }
 }
 

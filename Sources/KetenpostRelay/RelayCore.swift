@@ -143,7 +143,9 @@ public final class RelayCore: Sendable {
         guard recipient.state == .active else {
             throw KetenpostError(.recipientSuspended, "Partner \(recipient.id) is suspended and cannot receive messages now.")
         }
-        guard policy.allows(header.type, from: partner.role, to: recipient.role) else {
+        // The conformance echo exchanges signals with everybody; otherwise the policy decides.
+        let echo = configuration.conformanceEcho.map { $0 == partner.id || $0 == recipient.id } ?? false
+        guard echo ? header.type == .signal : policy.allows(header.type, from: partner.role, to: recipient.role) else {
             throw KetenpostError(.policyForbidden, "The policy does not allow a \(partner.role.rawValue) to send \(header.type.rawValue) to a \(recipient.role.rawValue).")
         }
         let now = clock()

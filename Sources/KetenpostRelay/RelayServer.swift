@@ -52,6 +52,9 @@ public struct RelayServer: Sendable {
             }
             logger.notice("directory imported", metadata: ["directory.changes": "\(changes.count)"])
         }
+        if let echo = configuration.conformanceEcho {
+            try await ConformanceEcho.register(echo, configuration: configuration, store: messageStore, now: clock(), logger: logger)
+        }
         let directory = PartnerDirectory(snapshot: try await messageStore.directorySnapshot())
         let core = RelayCore(configuration: configuration, directory: directory, policy: policy, credentials: credentials,
                              store: messageStore, logger: logger, clock: clock)
@@ -70,6 +73,11 @@ public struct RelayServer: Sendable {
         let tls = try RelayHTTP.tlsConfiguration(core: core)
         let logger = core.logger
         var services: [any Service] = [SweeperService(core: core), LifecycleService(core: core, reloadOnSIGHUP: reloadOnSIGHUP)]
+        // The conformance echo talks to this relay like any partner, once it listens.
+        let (echoPorts, echoContinuation) = AsyncStream.makeStream(of: Int.self)
+        if configuration.conformanceEcho != nil {
+            services.append(ConformanceEcho(core: core, ports: echoPorts))
+        }
         if let host = configuration.statusHost {
             // The status page on loopback, for administrators on this machine (or an SSH tunnel).
             let router = Router()
@@ -116,6 +124,7 @@ public struct RelayServer: Sendable {
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? 0
                 logger.notice("relay listening", metadata: ["listen.host": "\(configuration.host)", "listen.port": "\(port)"])
+                echoContinuation.yield(port)
                 await onRunning(port)
             },
             logger: logger)

@@ -52,7 +52,7 @@ import KetenpostModel
         #expect(partners.partners.count == 8)
         let pki = DevelopmentPKI(directory: dir.path)
         let first = try pki.create(partners: partners.partners)
-        #expect(first.created.count == 11)   // CA, relay, administrator, 8 partners
+        #expect(first.created.count == 12)   // CA, relay, administrator, conformance echo, 8 partners
         let second = try pki.create(partners: partners.partners)
         #expect(second.created.isEmpty)
 

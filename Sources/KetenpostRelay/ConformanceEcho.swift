@@ -1,0 +1,78 @@
+import Foundation
+import Ketenpost
+import KetenpostClient
+import KetenpostCrypto
+import KetenpostModel
+import KetenpostStore
+import Logging
+import ServiceLifecycle
+
+/// The conformance echo (`conformance.echo`): a partner hosted by the relay process for
+/// `ketenpost conformance`. It is a client of the relay like any other partner — its own key,
+/// mutual TLS to the relay's port, the client library — so the relay itself still holds no key
+/// that opens a message. It answers every signal it can open with a signal back (same payload,
+/// `correlationId` = the original id) and acknowledges it; what it cannot open it rejects with
+/// the failing check's code, so that a partner sees at once what was wrong.
+struct ConformanceEcho: Service {
+    let core: RelayCore
+    let ports: AsyncStream<Int>
+
+    /// Puts the echo partner and its certificate into the directory if they are missing.
+    static func register(_ id: String, configuration: RelayConfiguration, store: any RelayStore, now: Date, logger: Logger) async throws {
+        let identity = try Identity.load(directory: configuration.conformanceIdentity)
+        guard identity.partnerID == id else {
+            throw KetenpostError(.configInvalid, "conformance.identity \(configuration.conformanceIdentity) is for \(identity.partnerID), not for conformance.echo \(id).")
+        }
+        let snapshot = try await store.directorySnapshot()
+        var changes: [DirectoryChange] = []
+        if !snapshot.partners.contains(where: { $0.id == id }) {
+            changes.append(.addPartner(DirectoryPartner(id: id, name: "Ketenpost conformance echo", role: PartnerRole.careCoordinator.rawValue,
+                                                        oin: identity.certificate.subjectSerialNumber ?? DevelopmentPKI.echo.oin,
+                                                        state: PartnerState.active.rawValue)))
+        }
+        if !snapshot.certificates.contains(where: { $0.fingerprint == identity.certificate.fingerprint }) {
+            changes.append(.addCertificate(DirectoryImport.record(identity.certificate, partner: id, uses: CertificateUse.allCases,
+                                                                  activatesAt: now, now: now)))
+        }
+        if !changes.isEmpty {
+            do { try await store.applyDirectory(changes, actor: "conformance", at: now) } catch is DirectoryStoreError {}
+            logger.notice("conformance echo registered", metadata: ["partner.id": "\(id)"])
+        }
+    }
+
+    func run() async throws {
+        var iterator = ports.makeAsyncIterator()
+        guard let port = await iterator.next() else { return }
+        let configuration = core.configuration
+        let logger = core.logger
+        let client = try RelayClient(relay: URL(string: "https://127.0.0.1:\(port)")!,
+                                     identity: try Identity.load(directory: configuration.conformanceIdentity),
+                                     trust: try TrustStore.load(anchorsFile: configuration.trustAnchors, crlFiles: configuration.crls),
+                                     relayID: configuration.relayID)
+        await withGracefulShutdownHandler {
+            while !Task.isCancelled && !Task.isShuttingDownGracefully {
+                do {
+                    for item in try await client.receive(max: 10, wait: 5) {
+                        switch item.result {
+                        case .success(let opened):
+                            var options = Drafting.Options()
+                            options.correlationID = opened.header.id
+                            let payload = try KetenpostJSON.encoder().encode(opened.payload)
+                            _ = try await client.send(payload: payload, type: .signal, to: opened.header.from, options: options)
+                            try await client.acknowledge(item)
+                            logger.info("conformance echo answered", metadata: ["message.id": "\(item.id)", "partner.to": "\(opened.header.from)"])
+                        case .failure(let error):
+                            // A test partner: anything it cannot open is answered at once, with the reason.
+                            try await client.acknowledge(item, rejectedWith: error.code.rawValue)
+                            logger.info("conformance echo rejected", metadata: ["message.id": "\(item.id)", "error.code": "\(error.code)"])
+                        }
+                    }
+                } catch {
+                    if Task.isShuttingDownGracefully { break }
+                    try? await Task.sleep(for: .milliseconds(500))
+                }
+            }
+        } onGracefulShutdown: {}
+        try? await client.shutdown()
+    }
+}
