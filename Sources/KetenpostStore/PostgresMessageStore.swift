@@ -449,6 +449,12 @@ public final class PostgresMessageStore: MessageStore, NotifyingStore, ClosableS
 
     // MARK: - Diagnostics (tests)
 
+    /// Whether the server sees this store's session as TLS-encrypted.
+    func sessionIsEncrypted() async throws -> Bool {
+        try await client.query("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", logger: logger)
+            .collect().first.map { try $0.decode(Bool.self) } ?? false
+    }
+
     /// `EXPLAIN` of each housekeeping statement with sequential scans priced out, so that a
     /// test sees whether an index can serve it (on a tiny table the planner would scan anyway).
     func queryPlans() async throws -> [String: String] {

@@ -116,6 +116,21 @@ struct PostgresMessageStoreTests {
         await #expect(throws: (any Error).self) { _ = try await store.pendingCount(recipient: recipient) }
     }
 
+    @Test(.enabled(if: serverAvailable)) func tlsModesEncryptAndDisableDoesNot() async throws {
+        let server = try PostgresTestServer.shared()
+        let certificate = try #require(server.tlsCertificate, "the test server has no TLS (openssl missing?)")
+        let database = try server.createDatabase()
+        defer { server.dropDatabase(database) }
+        let base = "postgres://postgres@127.0.0.1:\(server.port)/\(database)"
+        for (query, encrypted) in [("?sslmode=require", true), ("?sslmode=verify-ca&sslrootcert=\(certificate)", true),
+                                   ("?sslmode=verify-full&sslrootcert=\(certificate)", true), ("?sslmode=disable", false)] {
+            let store = try PostgresMessageStore(url: base + query)
+            try await store.migrate()
+            #expect(try await store.sessionIsEncrypted() == encrypted, "\(query)")
+            await store.shutdown()
+        }
+    }
+
     @Test(.enabled(if: serverAvailable)) func housekeepingUsesIndexesNotTableScans() async throws {
         try await withPostgres { stores in
             let plans = try await stores[0].queryPlans()

@@ -18,10 +18,14 @@ import Darwin
 /// - As root (CI, containers) the server runs as the `postgres` system user via `runuser`:
 ///   initdb refuses to run as root.
 /// - `createDatabase()` gives each test its own database; `dropDatabase(_:)` removes it.
+/// - Where `openssl` exists, TLS is on too (optional for clients) with a self-signed certificate
+///   for 127.0.0.1 and localhost, `tlsCertificate`, to use as `sslrootcert`.
 final class PostgresTestServer: Sendable {
     let port: Int
     let root: String
     let binDirectory: String
+    /// PEM of the server's self-signed certificate, or nil when TLS is off.
+    let tlsCertificate: String?
 
     /// The folder holding initdb, pg_ctl, postgres and psql, or why there is none.
     static let binaries: Result<String, ServerError> = locateBinaries()
@@ -35,10 +39,11 @@ final class PostgresTestServer: Sendable {
         init(_ description: String) { self.description = description }
     }
 
-    private init(port: Int, root: String, binDirectory: String) {
+    private init(port: Int, root: String, binDirectory: String, tlsCertificate: String?) {
         self.port = port
         self.root = root
         self.binDirectory = binDirectory
+        self.tlsCertificate = tlsCertificate
     }
 
     /// A connection URL for a database on this server.
@@ -104,6 +109,9 @@ final class PostgresTestServer: Sendable {
         return candidates
     }
 
+    private static let openssl: String? = ["/usr/bin/openssl", "/usr/local/bin/openssl", "/opt/homebrew/bin/openssl"]
+        .first { FileManager.default.isExecutableFile(atPath: $0) }
+
     private static let runuser: String? = ["/usr/sbin/runuser", "/sbin/runuser", "/usr/bin/runuser"]
         .first { FileManager.default.isExecutableFile(atPath: $0) }
 
@@ -130,9 +138,18 @@ final class PostgresTestServer: Sendable {
                 full_page_writes = off
                 max_connections = 400
                 """
+            // The key is made by the server user: the server refuses a key file it does not own.
+            let tlsCertificate: String? = openssl.flatMap { openssl in
+                let made = try? run(openssl, ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                                              "-keyout", data + "/server.key", "-out", data + "/server.crt", "-days", "2",
+                                              "-subj", "/CN=ketenpost-test", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+                                    asServerUser: true, in: root)
+                return made == nil ? nil : data + "/server.crt"
+            }
+            let tlsSettings = tlsCertificate == nil ? "" : "\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n"
             let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: data + "/postgresql.conf"))
             try handle.seekToEnd()
-            try handle.write(contentsOf: Data(settings.utf8))
+            try handle.write(contentsOf: Data((settings + tlsSettings).utf8))
             try handle.close()
             var lastError: (any Error)?
             // A port found free can be taken before the server binds it: try a few.
@@ -145,7 +162,7 @@ final class PostgresTestServer: Sendable {
                     lastError = error
                     continue
                 }
-                let server = PostgresTestServer(port: port, root: root, binDirectory: bin)
+                let server = PostgresTestServer(port: port, root: root, binDirectory: bin, tlsCertificate: tlsCertificate)
                 running.withLock { $0 = (bin, root) }
                 atexit { PostgresTestServer.stopAtExit() }
                 startWatchdog(bin: bin, root: root)
