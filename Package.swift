@@ -25,6 +25,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
@@ -46,10 +47,17 @@ let package = Package(
             dependencies: ["KetenpostCrypto", "KetenpostModel", .product(name: "Yams", package: "Yams")],
             swiftSettings: strict
         ),
-        // The durable queue: one protocol, the SQLite backend (GRDB) by default.
+        // The durable queue: one protocol, the SQLite backend (GRDB) by default, PostgreSQL
+        // (PostgresNIO) for several relay instances sharing one store.
         .target(
             name: "KetenpostStore",
-            dependencies: ["KetenpostModel", "KetenpostCrypto", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: [
+                "KetenpostModel", "KetenpostCrypto",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
             swiftSettings: strict
         ),
         // The relay: mutual-TLS HTTP API (Hummingbird) over the store.

@@ -11,8 +11,25 @@ import Testing
 
 enum Backend: String, CaseIterable, Sendable, CustomTestStringConvertible {
     case sqlite
+    /// A fresh database per fixture on this process's throwaway server (`PostgresTestServer`).
+    case postgres
 
     var testDescription: String { rawValue }
+
+    /// The backends to test here: PostgreSQL only where its server binaries exist, except under
+    /// CI, where a missing server fails every postgres case instead of hiding them.
+    static let allCases: [Backend] = {
+        switch PostgresTestServer.binaries {
+        case .success: return [.sqlite, .postgres]
+        case .failure(let reason):
+            if ProcessInfo.processInfo.environment["CI"] != nil { return [.sqlite, .postgres] }
+            print("""
+                ⚠️  ⚠️  ⚠️  PostgreSQL store tests SKIPPED: \(reason).
+                ⚠️  Only the SQLite backend is tested in this run (under CI=… this is a failure).
+                """)
+            return [.sqlite]
+        }
+    }()
 
     /// Fresh, empty storage for one test.
     func makeFixture() throws -> StoreFixture {
@@ -25,6 +42,13 @@ enum Backend: String, CaseIterable, Sendable, CustomTestStringConvertible {
             return StoreFixture(
                 open: { try SQLiteMessageStore(path: path) },
                 cleanup: { try? FileManager.default.removeItem(at: directory) })
+        case .postgres:
+            let server = try PostgresTestServer.shared()
+            let database = try server.createDatabase()
+            let url = server.url(database: database)
+            return StoreFixture(
+                open: { try PostgresMessageStore(url: url, maximumConnections: 10) },
+                cleanup: { server.dropDatabase(database) })
         }
     }
 }

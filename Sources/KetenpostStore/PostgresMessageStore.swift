@@ -1,0 +1,696 @@
+import Foundation
+import Logging
+import NIOSSL
+import PostgresNIO
+import Synchronization
+
+/// The shared backend: one PostgreSQL database for several relay instances, through PostgresNIO's
+/// `PostgresClient` (a connection pool whose `run()` this store owns until `shutdown()`).
+///
+/// It keeps the SQLite backend's rules (the same contract tests) across instances:
+/// - Every writing transaction appends its audit records last, under the one-row `audit_head`
+///   lock, so the hash chain stays gapless and linear whichever instance writes.
+/// - A submission takes that lock first: submissions commit one at a time, so a message's
+///   `sequence` (acceptance order) is also its commit order on every instance, and no other
+///   instance can be half-way through inserting the same id.
+/// - Lease, expiry, dead-lettering and purge lock rows `FOR UPDATE SKIP LOCKED` in sequence
+///   order: two leasers never get the same message, and none of them ever waits for a row
+///   (rows locked by someone else are handled the next time). Only an acknowledgement waits,
+///   for its one row. With the audit lock always taken last, no cycle of waits can form
+///   (should the server still report a deadlock or serialization failure, the transaction reruns).
+/// - Times are `double precision` seconds since 1970, exactly what SQLite stores as REAL, so
+///   every `Date` reads back equal. Ids are `uuid`; text sorts with `COLLATE "C"` like SQLite.
+///
+/// Durability: "accepted" means committed; the server's `synchronous_commit` (on by default)
+/// decides whether that commit was flushed to disk, as SQLite's `synchronous = FULL` does.
+public final class PostgresMessageStore: MessageStore, NotifyingStore, ClosableStore {
+    let client: PostgresClient
+    let logger: Logger
+    private let runTask: Task<Void, Never>
+    private let groupCommit = GroupCommit()
+    private let listeners = ListenerRegistry()
+
+    /// Connects to `url` (see `PostgresConnectionURL` for the format and TLS modes). Nothing is sent
+    /// before the first call; call `migrate()` before use and `shutdown()` at the end.
+    /// - Parameters:
+    ///   - maximumConnections: the pool's size (one more is held while `notifications()` is used).
+    ///   - logger: background logs of the pool; metadata only. Silent when nil.
+    public convenience init(url: String, maximumConnections: Int = 20, logger: Logger? = nil) throws {
+        try self.init(url: PostgresConnectionURL(url), maximumConnections: maximumConnections, logger: logger)
+    }
+
+    public init(url: PostgresConnectionURL, maximumConnections: Int = 20, logger: Logger? = nil) throws {
+        var configuration = PostgresClient.Configuration(host: url.host, port: url.port, username: url.user, password: url.password,
+                                                         database: url.database, tls: try Self.tls(for: url))
+        configuration.options.maximumConnections = max(2, maximumConnections)
+        let logger = logger ?? Logger(label: "ketenpost.store.postgres", factory: { _ in SwiftLogNoOpLogHandler() })
+        let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
+        self.client = client
+        self.logger = logger
+        // Detached: `run()` ends on a ServiceLifecycle graceful shutdown found in its task-locals,
+        // which would close the store under a relay still draining requests. `shutdown()` ends it.
+        runTask = Task.detached { await client.run() }
+    }
+
+    deinit {
+        // A store dropped without `shutdown()` still closes its connections.
+        listeners.closeAll()
+        runTask.cancel()
+    }
+
+    /// Ends the notification streams and closes every connection; later calls fail.
+    public func shutdown() async {
+        for task in listeners.closeAll() { await task.value }
+        runTask.cancel()
+        await runTask.value
+    }
+
+    private static func tls(for url: PostgresConnectionURL) throws -> PostgresClient.Configuration.TLS {
+        if url.sslMode == .disable { return .disable }
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.minimumTLSVersion = .tlsv12
+        if let path = url.sslRootCertificatePath {
+            // Loaded now, so that a wrong path fails at start with its name, not at the first query.
+            do {
+                tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(path))
+            } catch {
+                throw PostgresStoreError(.tls, "sslrootcert \(path) is not a readable PEM certificate file")
+            }
+        }
+        switch url.sslMode {
+        case .disable: return .disable
+        case .require: tls.certificateVerification = url.sslRootCertificatePath == nil ? .none : .noHostnameVerification
+        case .verifyCA: tls.certificateVerification = .noHostnameVerification
+        case .verifyFull: tls.certificateVerification = .fullVerification
+        }
+        return .require(tls)
+    }
+
+    // MARK: - Schema
+
+    /// Versioned migrations, each applied once in one transaction. Append; never edit an applied one.
+    static let migrations: [(version: Int, statements: [String])] = [
+        (1, [
+            """
+            CREATE TABLE messages (
+                sequence bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                id uuid NOT NULL UNIQUE,
+                sender text NOT NULL,
+                recipient text NOT NULL,
+                type text NOT NULL,
+                priority text NOT NULL,
+                correlation_id uuid,
+                exploitation_form text,
+                region text,
+                digest text NOT NULL,
+                size bigint NOT NULL,
+                accepted_at double precision NOT NULL,
+                expires_at double precision NOT NULL,
+                state text NOT NULL,
+                attempts integer NOT NULL DEFAULT 0,
+                lease_token text,
+                lease_until double precision,
+                first_delivered_at double precision,
+                last_delivered_at double precision,
+                completed_at double precision,
+                acceptance_receipt bytea NOT NULL,
+                recipient_receipt bytea,
+                reason_code text,
+                body bytea,
+                body_purged_at double precision
+            )
+            """,
+            // Ciphertext does not compress: store it out of line without trying.
+            "ALTER TABLE messages ALTER COLUMN body SET STORAGE EXTERNAL",
+            // The inbox: only pending rows, in acceptance order, so a lease walks the recipient's
+            // waiting messages and stops at LIMIT, never the completed history.
+            "CREATE INDEX messages_inbox ON messages (recipient, sequence) WHERE state IN ('accepted', 'delivered')",
+            // Expiry, dead-lettering and retention over all recipients (sweep): pending, leased, or still holding a body.
+            "CREATE INDEX messages_expiry ON messages (expires_at) WHERE state IN ('accepted', 'delivered')",
+            "CREATE INDEX messages_lease ON messages (lease_until) WHERE state = 'delivered'",
+            "CREATE INDEX messages_purge ON messages (completed_at) WHERE body IS NOT NULL",
+            "CREATE TABLE directory_version (id integer PRIMARY KEY CHECK (id = 1), version bigint NOT NULL)",
+            "INSERT INTO directory_version (id, version) VALUES (1, 0)",
+            """
+            CREATE TABLE partners (
+                id text PRIMARY KEY,
+                name text NOT NULL,
+                role text NOT NULL,
+                oin text NOT NULL,
+                state text NOT NULL
+            )
+            """,
+            """
+            CREATE TABLE certificates (
+                fingerprint text PRIMARY KEY,
+                partner_id text NOT NULL REFERENCES partners (id),
+                der bytea NOT NULL,
+                uses text NOT NULL,
+                serial text NOT NULL,
+                not_before double precision NOT NULL,
+                not_after double precision NOT NULL,
+                activates_at double precision NOT NULL,
+                retires_at double precision,
+                revoked_at double precision,
+                revocation_reason text,
+                added_at double precision NOT NULL
+            )
+            """,
+            "CREATE INDEX certificates_partner ON certificates (partner_id)",
+            // The audit trail (AuditRecord): sequences assigned under the audit_head row lock, no gaps.
+            """
+            CREATE TABLE audit_log (
+                sequence bigint PRIMARY KEY,
+                at bigint NOT NULL,
+                action text NOT NULL,
+                actor text NOT NULL,
+                message_id text,
+                partner_id text,
+                fingerprint text,
+                detail text,
+                prev_hash text NOT NULL,
+                hash text NOT NULL
+            )
+            """,
+            "CREATE TABLE audit_head (id integer PRIMARY KEY CHECK (id = 1), sequence bigint NOT NULL, hash text NOT NULL)",
+            "INSERT INTO audit_head (id, sequence, hash) VALUES (1, 0, '\(AuditRecord.genesis)')",
+            """
+            CREATE TABLE audit_checkpoints (
+                sequence bigint PRIMARY KEY,
+                hash text NOT NULL,
+                at bigint NOT NULL,
+                signature bytea NOT NULL
+            )
+            """,
+        ]),
+    ]
+
+    /// Advisory lock keys (per database): 'ktnp' + a purpose.
+    private static let migrationLock: Int64 = 0x6B74_6E70_0000_0001
+
+    public func migrate() async throws {
+        try await transaction { connection in
+            // Two instances starting at once: the second waits here, then finds every migration applied.
+            try await self.run(connection, "SELECT pg_advisory_xact_lock(\(Self.migrationLock))")
+            try await self.run(connection, """
+                CREATE TABLE IF NOT EXISTS ketenpost_migrations (
+                    version integer PRIMARY KEY,
+                    applied_at timestamptz NOT NULL DEFAULT now()
+                )
+                """)
+            let applied = Set(try await self.rows(connection, "SELECT version FROM ketenpost_migrations")
+                .map { try $0.decode(Int.self) })
+            // A newer relay's migrations are left alone (as GRDB's migrator does): they only add.
+            for migration in Self.migrations where !applied.contains(migration.version) {
+                for statement in migration.statements { try await self.run(connection, PostgresQuery(unsafeSQL: statement)) }
+                try await self.run(connection, "INSERT INTO ketenpost_migrations (version) VALUES (\(migration.version))")
+            }
+        }
+    }
+
+    // MARK: - Queue
+
+    /// Group commit (as in SQLite): concurrent submissions to this instance share one transaction
+    /// and one commit; each caller is answered only after the commit holding its message.
+    public func submit(_ message: NewMessage) async throws -> SubmitOutcome {
+        try await groupCommit.submit(message) { [self] batch in try await self.submitBatch(batch) }
+    }
+
+    private func submitBatch(_ messages: [NewMessage]) async throws -> [SubmitOutcome] {
+        try await transaction { connection in
+            // The audit lock first: see the type's comment (sequence = commit order, no pending twin insert).
+            _ = try await self.lockAuditHead(connection)
+            var outcomes: [SubmitOutcome] = []
+            var events: [(AuditEvent, Date)] = []
+            var notify: [String] = []
+            for message in messages {
+                let inserted = try await self.rows(connection, """
+                    INSERT INTO messages (id, sender, recipient, type, priority, correlation_id, exploitation_form, region,
+                        digest, size, accepted_at, expires_at, state, attempts, acceptance_receipt, body)
+                    VALUES (\(message.id), \(message.sender), \(message.recipient), \(message.type), \(message.priority),
+                        \(message.correlationId), \(message.exploitationForm), \(message.region), \(message.digest),
+                        \(message.body.count), \(Self.seconds(message.acceptedAt)), \(Self.seconds(message.expiresAt)),
+                        'accepted', 0, \(message.acceptanceReceipt), \(message.body))
+                    ON CONFLICT (id) DO NOTHING
+                    RETURNING \(unescaped: Self.columns)
+                    """)
+                if let row = inserted.first {
+                    // Read back, so the caller sees exactly what later reads return (sequence, stored times).
+                    outcomes.append(.accepted(try Self.record(row)))
+                    events.append((AuditEvent(action: "message.accepted", actor: message.sender, messageId: Self.key(message.id),
+                                              partnerId: message.recipient,
+                                              detail: "type=\(message.type) size=\(message.body.count) digest=\(message.digest)"),
+                                   message.acceptedAt))
+                    if !notify.contains(message.recipient) { notify.append(message.recipient) }
+                } else {
+                    guard let existing = try await self.fetch(connection, id: message.id) else {
+                        throw PostgresStoreError(.unexpectedResult, "insert of a message reported a conflict, but no message has its id")
+                    }
+                    outcomes.append(existing.digest == message.digest && existing.sender == message.sender ? .duplicate(existing) : .conflict)
+                }
+            }
+            try await self.appendAudit(connection, events)
+            // Delivered to listeners on every instance when (and only if) this transaction commits.
+            for recipient in notify {
+                try await self.run(connection, "SELECT pg_notify(\(Self.inboxChannel), \(recipient))")
+            }
+            return outcomes
+        }
+    }
+
+    public func lease(recipient: String, limit: Int, duration: TimeInterval, maxAttempts: Int, now: Date) async throws -> [Lease] {
+        guard limit > 0 else { return [] }
+        let t = Self.seconds(now)
+        return try await transaction { connection in
+            var events = try await self.expire(connection, recipient: recipient, now: t)
+            events += try await self.deadLetter(connection, recipient: recipient, now: t, maxAttempts: maxAttempts)
+            let rows = try await self.rows(connection, Self.deliverable(recipient: recipient, now: t, maxAttempts: maxAttempts, limit: limit))
+            var generator = SystemRandomNumberGenerator()
+            let until = t + duration
+            let leases = try rows.map { row in
+                var message = try Self.record(row)
+                message.state = .delivered
+                message.leaseToken = Self.token(using: &generator)
+                message.leaseUntil = Date(timeIntervalSince1970: until)
+                message.attempts += 1
+                // Dates as a later read returns them (built from the stored seconds).
+                message.firstDeliveredAt = message.firstDeliveredAt ?? Date(timeIntervalSince1970: t)
+                message.lastDeliveredAt = Date(timeIntervalSince1970: t)
+                return Lease(message: message, body: try row.makeRandomAccess()["body"].decode(Data.self))
+            }
+            if !leases.isEmpty {
+                let sequences = leases.map(\.message.sequence)
+                let tokens = leases.map { $0.message.leaseToken ?? "" }
+                try await self.run(connection, """
+                    UPDATE messages AS m SET state = 'delivered', lease_token = v.token, lease_until = \(until),
+                        attempts = m.attempts + 1, first_delivered_at = coalesce(m.first_delivered_at, \(t)), last_delivered_at = \(t)
+                    FROM unnest(\(sequences)::bigint[], \(tokens)::text[]) AS v(sequence, token)
+                    WHERE m.sequence = v.sequence
+                    """)
+            }
+            events += leases.map {
+                (AuditEvent(action: "message.leased", actor: recipient, messageId: Self.key($0.message.id), partnerId: $0.message.sender,
+                            detail: "attempt=\($0.message.attempts)"), now)
+            }
+            try await self.appendAudit(connection, events)
+            return leases
+        }
+    }
+
+    public func acknowledge(id: UUID, recipient: String, leaseToken: String, receipt: Data, rejected: Bool,
+                            reasonCode: String?, now: Date) async throws -> AcknowledgeOutcome {
+        let t = Self.seconds(now)
+        return try await transaction { connection in
+            // FOR UPDATE: waits for a lease or sweep holding the row, then sees what it committed.
+            guard let message = try await self.fetch(connection, id: id, forUpdate: true), message.recipient == recipient else {
+                return .notFound
+            }
+            if message.state.isFinal {
+                // A retry of the acknowledgement that completed it is answered as before.
+                return message.recipientReceipt == receipt ? .alreadyCompleted(message) : .final(message)
+            }
+            guard message.leaseToken == leaseToken else { return .notLeased }
+            guard let until = message.leaseUntil, Self.seconds(until) > t else { return .leaseExpired }
+            let state: MessageState = rejected ? .rejected : .acknowledged
+            let reason = rejected ? reasonCode : nil
+            try await self.run(connection, """
+                UPDATE messages SET state = \(state.rawValue), recipient_receipt = \(receipt), reason_code = \(reason),
+                    completed_at = \(t), lease_token = NULL, lease_until = NULL
+                WHERE sequence = \(message.sequence)
+                """)
+            var updated = message
+            updated.state = state
+            updated.recipientReceipt = receipt
+            updated.reasonCode = reason
+            updated.completedAt = Date(timeIntervalSince1970: t)
+            updated.leaseToken = nil
+            updated.leaseUntil = nil
+            try await self.appendAudit(connection, [(AuditEvent(action: "message.\(state.rawValue)", actor: recipient,
+                                                                messageId: Self.key(id), partnerId: message.sender,
+                                                                detail: reason.map { "reason=\($0)" }), now)])
+            return .completed(updated)
+        }
+    }
+
+    public func message(id: UUID) async throws -> StoredMessage? {
+        try await client.query("SELECT \(unescaped: Self.columns) FROM messages WHERE id = \(id)", logger: logger)
+            .collect().first.map(Self.record)
+    }
+
+    public func body(id: UUID) async throws -> Data? {
+        try await client.query("SELECT body FROM messages WHERE id = \(id)", logger: logger)
+            .collect().first.flatMap { try $0.decode(Data?.self) }
+    }
+
+    public func sweep(now: Date, maxAttempts: Int, retention: TimeInterval) async throws -> SweepCounts {
+        let t = Self.seconds(now)
+        return try await transaction { connection in
+            let expired = try await self.expire(connection, recipient: nil, now: t)
+            let deadLettered = try await self.deadLetter(connection, recipient: nil, now: t, maxAttempts: maxAttempts)
+            // completed_at is set exactly when a message becomes final; the state test is a second guard.
+            let purged = try await self.changeRows(connection, Self.purge(now: t, retention: retention))
+            let events = expired + deadLettered + purged.map {
+                (AuditEvent(action: "message.purged", actor: "relay", messageId: $0.id, partnerId: $0.recipient), now)
+            }
+            try await self.appendAudit(connection, events)
+            return SweepCounts(expired: expired.count, deadLettered: deadLettered.count, purged: purged.count)
+        }
+    }
+
+    public func pendingCount(recipient: String) async throws -> Int {
+        try await client.query("""
+            SELECT count(*) FROM messages WHERE recipient = \(recipient) AND state IN ('accepted', 'delivered')
+            """, logger: logger).collect().first.map { try $0.decode(Int.self) } ?? 0
+    }
+
+    // MARK: - Shared steps
+
+    /// Pending messages whose `expiresAt` passed become `expired` (for one recipient, or all).
+    /// Returns their audit events, in sequence order.
+    private func expire(_ connection: PostgresConnection, recipient: String?, now t: Double) async throws -> [(AuditEvent, Date)] {
+        try await changeRows(connection, Self.expire(recipient: recipient, now: t)).map {
+            (AuditEvent(action: "message.expired", actor: "relay", messageId: $0.id, partnerId: $0.recipient), Date(timeIntervalSince1970: t))
+        }
+    }
+
+    /// Delivered messages whose last lease ran out after `maxAttempts` deliveries become `dead-lettered`.
+    private func deadLetter(_ connection: PostgresConnection, recipient: String?, now t: Double,
+                            maxAttempts: Int) async throws -> [(AuditEvent, Date)] {
+        try await changeRows(connection, Self.deadLetter(recipient: recipient, now: t, maxAttempts: maxAttempts)).map {
+            (AuditEvent(action: "message.dead-lettered", actor: "relay", messageId: $0.id, partnerId: $0.recipient),
+             Date(timeIntervalSince1970: t))
+        }
+    }
+
+    // MARK: - Statements (one place, so that `queryPlans()` explains exactly what runs)
+    //
+    // The housekeeping updates lock their rows in a CTE (in sequence order, skipping rows
+    // someone else holds) and then update exactly those by primary key: `= ANY (ARRAY(...))`
+    // keeps the update side an index lookup whatever the planner thinks of the CTE's size.
+
+    /// Waiting, or leased with the lease run out; not expired; attempts left; body present. The
+    /// `state IN (...)` term is spelled as in `messages_inbox`'s WHERE so the planner can use it.
+    /// SKIP LOCKED: a message another leaser (or an acknowledgement) holds is not ours to take.
+    static func deliverable(recipient: String, now t: Double, maxAttempts: Int, limit: Int) -> PostgresQuery {
+        """
+        SELECT \(unescaped: columns), body FROM messages
+        WHERE recipient = \(recipient) AND state IN ('accepted', 'delivered')
+          AND expires_at > \(t) AND attempts < \(maxAttempts) AND body IS NOT NULL
+          AND (state = 'accepted' OR lease_until <= \(t))
+        ORDER BY sequence LIMIT \(limit)
+        FOR UPDATE SKIP LOCKED
+        """
+    }
+
+    /// A message under a running lease is left alone: the recipient may be processing it, and
+    /// its acknowledgement within the lease must still complete it. It expires once the lease ends.
+    /// Rows someone else holds are skipped (never waited for): the next lease or sweep takes them.
+    static func expire(recipient: String?, now t: Double) -> PostgresQuery {
+        """
+        WITH due AS (
+            SELECT sequence FROM messages
+            WHERE state IN ('accepted', 'delivered') AND expires_at <= \(t)
+              AND (state = 'accepted' OR lease_until IS NULL OR lease_until <= \(t))
+              AND (\(recipient)::text IS NULL OR recipient = \(recipient))
+            ORDER BY sequence FOR UPDATE SKIP LOCKED)
+        UPDATE messages AS m SET state = 'expired', completed_at = \(t), reason_code = 'expired',
+            lease_token = NULL, lease_until = NULL
+        WHERE m.sequence = ANY (ARRAY(SELECT sequence FROM due))
+        RETURNING m.sequence, m.id, m.recipient
+        """
+    }
+
+    static func deadLetter(recipient: String?, now t: Double, maxAttempts: Int) -> PostgresQuery {
+        """
+        WITH due AS (
+            SELECT sequence FROM messages
+            WHERE state = 'delivered' AND lease_until <= \(t) AND attempts >= \(maxAttempts)
+              AND (\(recipient)::text IS NULL OR recipient = \(recipient))
+            ORDER BY sequence FOR UPDATE SKIP LOCKED)
+        UPDATE messages AS m SET state = 'dead-lettered', completed_at = \(t), reason_code = 'max-attempts',
+            lease_token = NULL, lease_until = NULL
+        WHERE m.sequence = ANY (ARRAY(SELECT sequence FROM due))
+        RETURNING m.sequence, m.id, m.recipient
+        """
+    }
+
+    /// completed_at is set exactly when a message becomes final; the state test is a second guard.
+    static func purge(now t: Double, retention: TimeInterval) -> PostgresQuery {
+        """
+        WITH due AS (
+            SELECT sequence FROM messages
+            WHERE body IS NOT NULL AND completed_at <= \(t - retention) AND state NOT IN ('accepted', 'delivered')
+            ORDER BY sequence FOR UPDATE SKIP LOCKED)
+        UPDATE messages AS m SET body = NULL, body_purged_at = \(t)
+        WHERE m.sequence = ANY (ARRAY(SELECT sequence FROM due))
+        RETURNING m.sequence, m.id, m.recipient
+        """
+    }
+
+    // MARK: - Diagnostics (tests)
+
+    /// Whether the server sees this store's session as TLS-encrypted.
+    func sessionIsEncrypted() async throws -> Bool {
+        try await client.query("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", logger: logger)
+            .collect().first.map { try $0.decode(Bool.self) } ?? false
+    }
+
+    /// `EXPLAIN` of each housekeeping statement with sequential scans priced out, so that a
+    /// test sees whether an index can serve it (on a tiny table the planner would scan anyway).
+    func queryPlans() async throws -> [String: String] {
+        let statements: [(String, PostgresQuery)] = [
+            ("lease", Self.deliverable(recipient: "r", now: 0, maxAttempts: 5, limit: 10)),
+            ("expire.recipient", Self.expire(recipient: "r", now: 0)),
+            ("expire.all", Self.expire(recipient: nil, now: 0)),
+            ("deadLetter.recipient", Self.deadLetter(recipient: "r", now: 0, maxAttempts: 5)),
+            ("deadLetter.all", Self.deadLetter(recipient: nil, now: 0, maxAttempts: 5)),
+            ("purge", Self.purge(now: 0, retention: 0)),
+        ]
+        return try await transaction { connection in
+            try await self.run(connection, "SET LOCAL enable_seqscan = off")
+            var plans: [String: String] = [:]
+            for (name, query) in statements {
+                let lines = try await self.rows(connection, PostgresQuery(unsafeSQL: "EXPLAIN " + query.sql, binds: query.binds))
+                plans[name] = try lines.map { try $0.decode(String.self) }.joined(separator: "\n")
+            }
+            return plans
+        }
+    }
+
+    /// Runs an `UPDATE … RETURNING m.sequence, m.id, m.recipient` and gives the rows in sequence
+    /// order (RETURNING has none of its own), ids as the audit trail writes them.
+    private func changeRows(_ connection: PostgresConnection,
+                            _ query: PostgresQuery) async throws -> [(sequence: Int64, id: String, recipient: String)] {
+        try await rows(connection, query).map { row in
+            let (sequence, id, recipient) = try row.decode((Int64, UUID, String).self)
+            return (sequence, Self.key(id), recipient)
+        }.sorted { $0.sequence < $1.sequence }
+    }
+
+    // MARK: - Connections and transactions
+
+    /// One transaction on one pooled connection. Rolled back when `body` throws (the error is
+    /// rethrown as it is, e.g. `DirectoryStoreError`). A deadlock or serialization failure
+    /// reported by the server (not expected with the lock order above, but cheap to survive)
+    /// runs the whole transaction again.
+    func transaction<T: Sendable>(level: String? = nil,
+                                  _ body: (PostgresConnection) async throws -> T) async throws -> T {
+        var attempt = 1
+        while true {
+            do {
+                return try await client.withConnection { connection in
+                    try await self.run(connection, level.map { PostgresQuery(unsafeSQL: "BEGIN ISOLATION LEVEL \($0)") } ?? "BEGIN")
+                    do {
+                        let value = try await body(connection)
+                        try await self.run(connection, "COMMIT")
+                        return value
+                    } catch {
+                        // A failed ROLLBACK means the connection is gone; the pool replaces it.
+                        try? await self.run(connection, "ROLLBACK")
+                        throw error
+                    }
+                }
+            } catch let error as PSQLError where attempt < 5 && Self.isTransient(error) {
+                logger.debug("store.transaction.retry", metadata: ["attempt": "\(attempt)", "sqlstate": "\(error.serverInfo?[.sqlState] ?? "")"])
+                attempt += 1
+            }
+        }
+    }
+
+    private static func isTransient(_ error: PSQLError) -> Bool {
+        // 40001 serialization_failure, 40P01 deadlock_detected.
+        guard let state = error.serverInfo?[.sqlState] else { return false }
+        return state == "40001" || state == "40P01"
+    }
+
+    func rows(_ connection: PostgresConnection, _ query: PostgresQuery) async throws -> [PostgresRow] {
+        try await connection.query(query, logger: logger).collect()
+    }
+
+    func run(_ connection: PostgresConnection, _ query: PostgresQuery) async throws {
+        _ = try await connection.query(query, logger: logger).collect()
+    }
+
+    // MARK: - Mapping
+
+    /// Every column but the body, which is only read where it is handed out.
+    private static let columns = """
+        sequence, id, sender, recipient, type, priority, correlation_id, exploitation_form, region, digest, size,
+        accepted_at, expires_at, state, attempts, lease_token, lease_until, first_delivered_at, last_delivered_at,
+        completed_at, acceptance_receipt, recipient_receipt, reason_code, body_purged_at
+        """
+
+    private func fetch(_ connection: PostgresConnection, id: UUID, forUpdate: Bool = false) async throws -> StoredMessage? {
+        try await rows(connection, """
+            SELECT \(unescaped: Self.columns) FROM messages WHERE id = \(id)\(unescaped: forUpdate ? " FOR UPDATE" : "")
+            """).first.map(Self.record)
+    }
+
+    private static func record(_ row: PostgresRow) throws -> StoredMessage {
+        let row = row.makeRandomAccess()
+        func date(_ column: String) throws -> Date? { try row[column].decode(Double?.self).map(Date.init(timeIntervalSince1970:)) }
+        func required<T>(_ value: T?, _ column: String) throws -> T {
+            guard let value else { throw PostgresStoreError(.unexpectedResult, "messages.\(column) is NULL") }
+            return value
+        }
+        let state = try row["state"].decode(String.self)
+        return StoredMessage(
+            id: try row["id"].decode(UUID.self), sender: try row["sender"].decode(String.self),
+            recipient: try row["recipient"].decode(String.self), type: try row["type"].decode(String.self),
+            priority: try row["priority"].decode(String.self), correlationId: try row["correlation_id"].decode(UUID?.self),
+            exploitationForm: try row["exploitation_form"].decode(String?.self), region: try row["region"].decode(String?.self),
+            digest: try row["digest"].decode(String.self), size: try row["size"].decode(Int.self),
+            acceptedAt: try required(date("accepted_at"), "accepted_at"), expiresAt: try required(date("expires_at"), "expires_at"),
+            // Only this type writes `state`; an unknown value would mean a newer schema, so fail safe as final.
+            state: MessageState(rawValue: state) ?? .deadLettered, attempts: try row["attempts"].decode(Int.self),
+            leaseToken: try row["lease_token"].decode(String?.self), leaseUntil: try date("lease_until"),
+            firstDeliveredAt: try date("first_delivered_at"), lastDeliveredAt: try date("last_delivered_at"),
+            completedAt: try date("completed_at"), acceptanceReceipt: try row["acceptance_receipt"].decode(Data.self),
+            recipientReceipt: try row["recipient_receipt"].decode(Data?.self), reasonCode: try row["reason_code"].decode(String?.self),
+            bodyPurgedAt: try date("body_purged_at"), sequence: try row["sequence"].decode(Int64.self))
+    }
+
+    static func key(_ id: UUID) -> String { id.uuidString.lowercased() }
+    static func seconds(_ date: Date) -> Double { date.timeIntervalSince1970 }
+
+    /// 128 random bits as 32 lowercase hex characters.
+    private static func token(using generator: inout SystemRandomNumberGenerator) -> String {
+        (0..<2).map { _ in
+            let hex = String(generator.next() as UInt64, radix: 16)
+            return String(repeating: "0", count: 16 - hex.count) + hex
+        }.joined()
+    }
+
+    // MARK: - Notifications
+
+    static let inboxChannel = "ketenpost_inbox"
+    static let directoryChannel = "ketenpost_directory"
+
+    /// LISTENs on both channels on a connection of its own (held from the pool) and returns once
+    /// the server confirmed it, so every change committed after this returns is heard.
+    /// If that connection breaks, it reconnects; what was sent in between is lost (so the
+    /// relay keeps a slow fallback poll), and a `.directory` is yielded so that it reloads.
+    public func notifications() async throws -> AsyncStream<StoreNotification> {
+        let (stream, continuation) = AsyncStream<StoreNotification>.makeStream(bufferingPolicy: .bufferingNewest(4096))
+        let (ready, readyContinuation) = AsyncStream<Result<Void, any Error>>.makeStream()
+        let client = self.client, logger = self.logger
+        let task = try listeners.add(continuation) {
+            Task.detached { await Self.listen(client: client, logger: logger, into: continuation, ready: readyContinuation) }
+        }
+        var outcome: Result<Void, any Error> = .failure(PostgresStoreError(.closed, "notifications() ended by shutdown()"))
+        for await result in ready {
+            outcome = result
+            break
+        }
+        do { try outcome.get() } catch {
+            task.cancel()
+            continuation.finish()
+            throw error
+        }
+        return stream
+    }
+
+    private static func listen(client: PostgresClient, logger: Logger, into continuation: AsyncStream<StoreNotification>.Continuation,
+                               ready: AsyncStream<Result<Void, any Error>>.Continuation) async {
+        var listening = false
+        while !Task.isCancelled {
+            do {
+                try await client.withConnection { connection in
+                    try await connection.listen(on: inboxChannel) { inbox in
+                        try await connection.listen(on: directoryChannel) { directory in
+                            if listening {
+                                // Reconnected: changes in between went unheard.
+                                continuation.yield(.directory)
+                            } else {
+                                listening = true
+                                ready.yield(.success(()))
+                                ready.finish()
+                            }
+                            try await withThrowingTaskGroup(of: Void.self) { group in
+                                group.addTask { for try await note in inbox { continuation.yield(.inbox(recipient: note.payload)) } }
+                                group.addTask { for try await _ in directory { continuation.yield(.directory) } }
+                                // Either ends: the connection is gone (or we are cancelled); listen anew.
+                                try await group.next()
+                                group.cancelAll()
+                            }
+                        }
+                    }
+                }
+            } catch {
+                if !listening {
+                    ready.yield(.failure(error))
+                    ready.finish()
+                    return
+                }
+                if Task.isCancelled { break }
+                logger.warning("store.notifications.reconnect", metadata: ["error.type": "\(type(of: error))"])
+            }
+            if Task.isCancelled { break }
+            try? await Task.sleep(for: .seconds(1))
+        }
+        ready.finish()
+        continuation.finish()
+    }
+}
+
+/// The running `notifications()` streams, so that `shutdown()` ends them.
+private final class ListenerRegistry: Sendable {
+    private struct State {
+        var closed = false
+        var next = 0
+        var active: [Int: (task: Task<Void, Never>, continuation: AsyncStream<StoreNotification>.Continuation)] = [:]
+    }
+
+    private let state = Mutex(State())
+
+    func add(_ continuation: AsyncStream<StoreNotification>.Continuation,
+             start: () -> Task<Void, Never>) throws -> Task<Void, Never> {
+        let (task, id) = try state.withLock { state in
+            guard !state.closed else { throw PostgresStoreError(.closed, "notifications() after shutdown()") }
+            let task = start()
+            state.next += 1
+            state.active[state.next] = (task, continuation)
+            return (task, state.next)
+        }
+        continuation.onTermination = { [weak self] _ in
+            task.cancel()
+            self?.state.withLock { _ = $0.active.removeValue(forKey: id) }
+        }
+        return task
+    }
+
+    /// Stops every stream and refuses new ones; returns the tasks to wait for.
+    @discardableResult
+    func closeAll() -> [Task<Void, Never>] {
+        let active = state.withLock { state in
+            state.closed = true
+            defer { state.active = [:] }
+            return Array(state.active.values)
+        }
+        for entry in active {
+            entry.task.cancel()
+            entry.continuation.finish()
+        }
+        return active.map(\.task)
+    }
+}

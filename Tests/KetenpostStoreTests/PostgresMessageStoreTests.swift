@@ -1,0 +1,147 @@
+import Foundation
+@testable import KetenpostStore
+import Testing
+
+/// What only the PostgreSQL backend promises: its connection URL, notifications across
+/// instances, index use and shutdown.
+@Suite("PostgresMessageStore")
+struct PostgresMessageStoreTests {
+    static let serverAvailable = Backend.allCases.contains(.postgres)
+
+    private func withPostgres(_ count: Int = 1, _ body: ([PostgresMessageStore]) async throws -> Void) async throws {
+        let server = try PostgresTestServer.shared()
+        let database = try server.createDatabase()
+        defer { server.dropDatabase(database) }
+        var stores: [PostgresMessageStore] = []
+        for _ in 0..<count {
+            let store = try PostgresMessageStore(url: server.url(database: database), maximumConnections: 4)
+            try await store.migrate()
+            stores.append(store)
+        }
+        try await body(stores)
+        for store in stores { await store.shutdown() }
+    }
+
+    // MARK: URL
+
+    @Test func parsesAFullURL() throws {
+        let url = try PostgresConnectionURL("postgres://relay:s%40cret@db.example.nl:6432/keten%20post?sslmode=verify-ca&sslrootcert=/etc/ca.pem")
+        #expect(url == PostgresConnectionURL(host: "db.example.nl", port: 6432, user: "relay", password: "s@cret", database: "keten post",
+                                             sslMode: .verifyCA, sslRootCertificatePath: "/etc/ca.pem"))
+        #expect(!url.description.contains("cret"))
+        #expect(url.description.contains("relay:***@db.example.nl:6432"))
+    }
+
+    @Test func defaultsArePort5432AndVerifyFull() throws {
+        let url = try PostgresConnectionURL("postgresql://relay@[::1]/ketenpost")
+        #expect(url.host == "::1" && url.port == 5432 && url.password == nil && url.sslMode == .verifyFull)
+        #expect(try PostgresConnectionURL("postgres://u@h:1/d?sslmode=disable").sslMode == .disable)
+        #expect(try PostgresConnectionURL("postgres://u:@h/d?sslmode=require").password == "")
+    }
+
+    @Test(arguments: [
+        ("mysql://u@h/d", "scheme"),
+        ("postgres://h/d", "no user"),
+        ("postgres://u@h", "no database"),
+        ("postgres://u@h/d/e", "exactly one database"),
+        ("postgres://u@h:99999/d", "port"),
+        ("postgres://u@h:x/d", "port"),
+        ("postgres://u@/d", "no host"),
+        ("postgres://u@h/d?sslmode=prefer", "sslmode prefer"),
+        ("postgres://u@h/d?ssl=true", "unknown parameter ssl"),
+        ("postgres://u@h/d?sslmode=disable&sslrootcert=/ca.pem", "sslrootcert given with sslmode=disable"),
+        ("postgres://u:p%zz@h/d", "password"),
+    ])
+    func refusesAWrongURLSayingWhy(text: String, reason: String) {
+        do {
+            _ = try PostgresConnectionURL(text)
+            Issue.record("accepted \(text)")
+        } catch let error as PostgresStoreError {
+            #expect(error.code == .invalidURL)
+            #expect(error.description.contains(reason), "\(error)")
+            #expect(!error.description.contains("p%zz"))
+        } catch {
+            Issue.record("unexpected \(error)")
+        }
+    }
+
+    @Test func aMissingRootCertificateFailsAtInit() {
+        #expect(throws: PostgresStoreError.self) {
+            _ = try PostgresMessageStore(url: "postgres://u@127.0.0.1/d?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem")
+        }
+    }
+
+    // MARK: Server
+
+    @Test(.enabled(if: serverAvailable)) func aSubmitWakesListenersOnEveryInstance() async throws {
+        try await withPostgres(2) { stores in
+            let heard = try await stores[0].notifications()
+            let heardHere = try await stores[1].notifications()
+            try await stores[1].accept(newMessage(to: "opvang-oost"))
+            try await stores[1].applyDirectory([.addPartner(DirectoryPartner(id: "p", name: "P", role: "municipality", oin: "1",
+                                                                             state: "active"))], actor: "a", at: at(0))
+            for stream in [heard, heardHere] {
+                // Two channels, two listeners: their order between channels is not promised.
+                var iterator = stream.makeAsyncIterator()
+                let two = [await iterator.next(), await iterator.next()]
+                #expect(two.contains(.inbox(recipient: "opvang-oost")) && two.contains(.directory), "\(two)")
+            }
+        }
+    }
+
+    @Test(.enabled(if: serverAvailable)) func refusedOrDuplicateSubmitsNotifyNobody() async throws {
+        try await withPostgres(1) { stores in
+            let store = stores[0]
+            let first = try await store.accept(newMessage(to: "a"))
+            let stream = try await store.notifications()
+            _ = try await store.submit(newMessage(id: first.id, to: "a", digest: first.digest))   // duplicate
+            _ = try await store.submit(newMessage(id: first.id, to: "a"))                          // conflict
+            try await store.accept(newMessage(to: "b"))
+            var iterator = stream.makeAsyncIterator()
+            #expect(await iterator.next() == .inbox(recipient: "b"))
+        }
+    }
+
+    @Test(.enabled(if: serverAvailable)) func shutdownEndsNotificationsAndLaterCallsFail() async throws {
+        let server = try PostgresTestServer.shared()
+        let database = try server.createDatabase()
+        defer { server.dropDatabase(database) }
+        let store = try PostgresMessageStore(url: server.url(database: database))
+        try await store.migrate()
+        let stream = try await store.notifications()
+        await store.shutdown()
+        var iterator = stream.makeAsyncIterator()
+        #expect(await iterator.next() == nil)
+        await #expect(throws: (any Error).self) { _ = try await store.notifications() }
+        await #expect(throws: (any Error).self) { _ = try await store.pendingCount(recipient: recipient) }
+    }
+
+    @Test(.enabled(if: serverAvailable)) func tlsModesEncryptAndDisableDoesNot() async throws {
+        let server = try PostgresTestServer.shared()
+        let certificate = try #require(server.tlsCertificate, "the test server has no TLS (openssl missing?)")
+        let database = try server.createDatabase()
+        defer { server.dropDatabase(database) }
+        let base = "postgres://postgres@127.0.0.1:\(server.port)/\(database)"
+        for (query, encrypted) in [("?sslmode=require", true), ("?sslmode=verify-ca&sslrootcert=\(certificate)", true),
+                                   ("?sslmode=verify-full&sslrootcert=\(certificate)", true), ("?sslmode=disable", false)] {
+            let store = try PostgresMessageStore(url: base + query)
+            try await store.migrate()
+            #expect(try await store.sessionIsEncrypted() == encrypted, "\(query)")
+            await store.shutdown()
+        }
+    }
+
+    @Test(.enabled(if: serverAvailable)) func housekeepingUsesIndexesNotTableScans() async throws {
+        try await withPostgres { stores in
+            let plans = try await stores[0].queryPlans()
+            #expect(plans.count == 6)
+            for (name, plan) in plans {
+                #expect(!plan.contains("Seq Scan on messages"), "\(name):\n\(plan)")
+            }
+            #expect(plans["lease"]?.contains("messages_inbox") == true, "\(plans["lease"] ?? "")")
+            #expect(plans["expire.all"]?.contains("messages_expiry") == true, "\(plans["expire.all"] ?? "")")
+            #expect(plans["deadLetter.all"]?.contains("messages_lease") == true, "\(plans["deadLetter.all"] ?? "")")
+            #expect(plans["purge"]?.contains("messages_purge") == true, "\(plans["purge"] ?? "")")
+        }
+    }
+}
