@@ -12,8 +12,12 @@ public enum StoreFactory {
             } catch {
                 throw KetenpostError(.configInvalid, "store \(location.redacted): cannot be opened: \(error)")
             }
-        case .postgres:
-            throw KetenpostError(.configInvalid, "store \(location.redacted): PostgreSQL is not available in this build.")
+        case .postgres(let url):
+            do {
+                return try PostgresMessageStore(url: url)
+            } catch {
+                throw KetenpostError(.configInvalid, "store \(location.redacted): \(error)")
+            }
         }
     }
 }
