@@ -33,7 +33,7 @@ enum DocumentTargets {
                 do { _ = try RoutingHeader.decode(from: data); return nil } catch { return "\(error)" }
             }
         }
-        try canonical(.header, header.encoded()) { data throws in try RoutingHeader.decode(from: data).encoded() }
+        try canonical(.header, header.encoded(), input: data) { data throws in try RoutingHeader.decode(from: data).encoded() }
     }
 
     static func payload(_ data: Data) throws(FuzzFinding) {
@@ -47,7 +47,7 @@ enum DocumentTargets {
                 do { _ = try Payload.decode(from: data, now: now); return nil } catch { return "\(error)" }
             }
         }
-        try canonical(.payload, payload.encoded()) { data throws in try Payload.decode(from: data, now: now).encoded() }
+        try canonical(.payload, payload.encoded(), input: data) { data throws in try Payload.decode(from: data, now: now).encoded() }
     }
 
     static func receipt(_ data: Data) throws(FuzzFinding) {
@@ -61,7 +61,7 @@ enum DocumentTargets {
         do {
             let receipt = try Receipt.decode(from: data)
             trace("accepted")
-            try canonical(.receipt, receipt.encoded()) { data throws in try Receipt.decode(from: data).encoded() }
+            try canonical(.receipt, receipt.encoded(), input: data) { data throws in try Receipt.decode(from: data).encoded() }
         } catch let finding as FuzzFinding {
             throw finding
         } catch {
@@ -94,17 +94,33 @@ enum DocumentTargets {
         }
     }
 
-    /// `encoded` must decode again and encode to the same bytes.
-    static func canonical(_ target: FuzzTarget, _ encoded: Data, _ decodeAndEncode: (Data) throws -> Data) throws(FuzzFinding) {
+    /// `encoded` must decode again and encode to the same bytes. A failure for an input with
+    /// sub-second date-times is told apart (`canonical-subsecond-dates`): the canonical form
+    /// drops fractions of a second, which the decoder keeps, so two times within one second
+    /// compare differently before and after (a known issue, Tests/Fuzz/README.md).
+    static func canonical(_ target: FuzzTarget, _ encoded: Data, input: Data,
+                          _ decodeAndEncode: (Data) throws -> Data) throws(FuzzFinding) {
+        let property = hasSubsecondTime(input) ? "canonical-subsecond-dates" : "canonical"
         let again: Data
         do {
             again = try decodeAndEncode(encoded)
         } catch {
-            throw FuzzFinding(target, "canonical", "an accepted document's canonical form is refused: \(error)")
+            throw FuzzFinding(target, property, "an accepted document's canonical form is refused: \(error)")
         }
         guard again == encoded else {
-            throw FuzzFinding(target, "canonical", "an accepted document changes when its canonical form is decoded and encoded")
+            throw FuzzFinding(target, property, "an accepted document changes when its canonical form is decoded and encoded")
         }
+    }
+
+    /// Whether `data` holds something like `:05.25` (seconds with a fraction).
+    static func hasSubsecondTime(_ data: Data) -> Bool {
+        let bytes = [UInt8](data)
+        func digit(_ i: Int) -> Bool { i < bytes.count && bytes[i] >= 0x30 && bytes[i] <= 0x39 }
+        guard bytes.count >= 5 else { return false }
+        for i in 0..<(bytes.count - 4) where bytes[i] == 0x3A && digit(i + 1) && digit(i + 2) && bytes[i + 3] == 0x2E && digit(i + 4) {
+            return true
+        }
+        return false
     }
 
     /// Fails when a refusal quotes a string value of the JSON `input`.
