@@ -98,6 +98,7 @@ public struct FuzzFinding: Error, CustomStringConvertible, Sendable {
     public static let known: Set<String> = [
         "canonical-subsecond-dates",
         "config-alias-expansion",
+        "config-complex-key",
         "config-duration-finite",
         "config-rate-retry-after",
     ]
