@@ -11,22 +11,29 @@ import NIOHTTP1
 import NIOHTTPTypes
 import NIOHTTPTypesHTTP1
 import NIOPosix
+import NIOSSL
 
 /// Raw bytes as they arrive on a relay connection, after TLS.
 ///
 /// The bytes go through the decoder pipeline that Hummingbird's `HTTP1Channel` installs (NIO's
 /// HTTP/1 parser with the same limits, then the HTTPTypes codec) on an `EmbeddedChannel`; every
 /// complete request is then built the way Hummingbird builds it and handed to the relay's real
-/// router (`RelayHTTP.router`) over a real `RelayCore` with an SQLite store. What differs from a
-/// live server: there is no TLS, so every request is anonymous (the handlers refuse it at
-/// authentication, after their own parsing of path, query, content type and body size), and
-/// the body is handed over as received instead of streamed.
+/// router (`RelayHTTP.router`) over a real `RelayCore` with an SQLite store.
+///
+/// The handlers authenticate the partner by the connection's TLS client certificate, so the
+/// request context carries a real mutual-TLS connection, made once per process over loopback
+/// between the relay's and the sender's fixture identities: every request is the sender's,
+/// and goes past authentication. What differs from a live server: the request bytes do not
+/// travel through that connection (the decoder runs in memory), and the body is handed to the
+/// handler as received instead of streamed.
 enum HTTPRequestTarget {
     struct Harness: Sendable {
         let responder: RouterResponder<RelayRequestContext>
-        /// A real, idle channel (a UDP socket on loopback that nothing talks to) for the
-        /// request contexts: the handlers ask it for the peer certificate and whether it is open.
+        /// The relay's side of an idle mutual-TLS connection with the sender: the handlers ask it
+        /// for the peer certificate and whether it is open.
         let channel: any Channel
+        /// The sender's side, kept open.
+        let client: any Channel
         let logger: Logger
     }
 
@@ -38,6 +45,7 @@ enum HTTPRequestTarget {
         configuration.maxMessageBytes = 4_096      // small, so that inputs reach the 413 paths
         configuration.ratePerSecond = 1_000_000
         configuration.rateBurst = 1_000_000
+        configuration.maxLongPoll = 0             // an inbox request never waits
         let store = try SQLiteMessageStore(path: configuration.storePath)
         try await store.migrate()
         // The directory as the relay loads it: partners.yaml naming each partner's certificate file.
@@ -53,9 +61,57 @@ enum HTTPRequestTarget {
             configuration: configuration,
             directory: try PartnerDirectory.load(file: partnersFile.path, certificateDirectory: Scratch.directory.path),
             policy: .default, trust: fixture.trust, identity: fixture.relay, store: store, logger: logger)
-        let channel = try await DatagramBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        let (server, client) = try await tlsConnection(fixture)
+        return Harness(responder: RelayHTTP.router(core: core).buildResponder(), channel: server, client: client, logger: logger)
+    }
+
+    /// A mutual-TLS connection over loopback: the relay's identity serves, the sender's
+    /// identity connects. Returns the server's child channel once it knows the client certificate.
+    private static func tlsConnection(_ fixture: Fixture) async throws -> (server: any Channel, client: any Channel) {
+        func nio(_ identity: Identity) throws -> (NIOSSLCertificate, NIOSSLPrivateKey) {
+            (try NIOSSLCertificate(bytes: Array(identity.certificate.pem.utf8), format: .pem),
+             try NIOSSLPrivateKey(bytes: Array(try identity.key.pem().utf8), format: .pem))
+        }
+        let anchor = try NIOSSLCertificate(bytes: Array(fixture.ca.certificate.pem.utf8), format: .pem)
+        let (relayCertificate, relayKey) = try nio(fixture.relay)
+        var serverTLS = TLSConfiguration.makeServerConfigurationWithMTLS(
+            certificateChain: [.certificate(relayCertificate)], privateKey: .privateKey(relayKey), trustRoots: .certificates([anchor]))
+        serverTLS.certificateVerification = .noHostnameVerification
+        let (senderCertificate, senderKey) = try nio(fixture.sender)
+        var clientTLS = TLSConfiguration.makeClientConfiguration()
+        clientTLS.certificateChain = [.certificate(senderCertificate)]
+        clientTLS.privateKey = .privateKey(senderKey)
+        clientTLS.trustRoots = .certificates([anchor])
+        clientTLS.certificateVerification = .noHostnameVerification
+        let serverContext = try NIOSSLContext(configuration: serverTLS)
+        let clientContext = try NIOSSLContext(configuration: clientTLS)
+
+        let group = MultiThreadedEventLoopGroup.singleton
+        let accepted = group.any().makePromise(of: (any Channel).self)
+        let listener = try await ServerBootstrap(group: group)
+            .childChannelInitializer { child in
+                child.eventLoop.makeCompletedFuture {
+                    try child.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: serverContext))
+                    accepted.succeed(child)
+                }
+            }
             .bind(host: "127.0.0.1", port: 0).get()
-        return Harness(responder: RelayHTTP.router(core: core).buildResponder(), channel: channel, logger: logger)
+        let port = listener.localAddress?.port ?? 0
+        let client = try await ClientBootstrap(group: group)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(try NIOSSLClientHandler(context: clientContext, serverHostname: nil))
+                }
+            }
+            .connect(host: "127.0.0.1", port: port).get()
+        let server = try await accepted.futureResult.get()
+        try await listener.close()
+        // The handshake completes in the background; wait until the relay's side has the certificate.
+        for _ in 0..<500 {
+            if (try? await server.nioSSL_peerCertificate().get()) != nil { return (server, client) }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        throw KetenpostError(.internalError, "the harness's TLS connection did not complete its handshake")
     }
 
     static func harness() async throws -> Harness { try await shared.value }
