@@ -13,6 +13,8 @@ let package = Package(
         .executable(name: "ketenpost", targets: ["KetenpostCLI"]),
         .library(name: "Ketenpost", targets: ["Ketenpost"]),
         .library(name: "KetenpostModel", targets: ["KetenpostModel"]),
+        // libFuzzer targets (Tests/Fuzz/README.md); a plain build replays inputs.
+        .executable(name: "ketenpost-fuzz", targets: ["KetenpostFuzz"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -23,6 +25,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-nio-extras", from: "1.35.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
         .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
@@ -102,6 +105,27 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // Fuzzing (Tests/Fuzz/README.md): the entry function of every target, shared by the
+        // fuzzer and the regression test; the executable; libFuzzer's driver, weakly linked.
+        .target(
+            name: "KetenpostFuzzing",
+            dependencies: [
+                "Ketenpost", "KetenpostCrypto", "KetenpostModel", "KetenpostStore", "KetenpostRelay",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
+                .product(name: "NIOHTTPTypesHTTP1", package: "swift-nio-extras"),
+                .product(name: "Yams", package: "Yams"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(name: "CKetenpostFuzzDriver"),
+        .executableTarget(name: "KetenpostFuzz", dependencies: ["KetenpostFuzzing", "CKetenpostFuzzDriver"], swiftSettings: strict),
         .testTarget(name: "KetenpostModelTests", dependencies: ["KetenpostModel"], swiftSettings: strict),
         .testTarget(name: "KetenpostTests", dependencies: ["Ketenpost", "KetenpostCrypto"], swiftSettings: strict),
         .testTarget(name: "KetenpostStoreTests", dependencies: ["KetenpostStore", "KetenpostModel"], swiftSettings: strict),
@@ -115,6 +139,7 @@ let package = Package(
                            .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: strict
         ),
+        .testTarget(name: "KetenpostFuzzTests", dependencies: ["KetenpostFuzzing"], swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,0 +1,94 @@
+import Foundation
+import Ketenpost
+import KetenpostRelay
+import Yams
+
+/// The three configuration files. Invalid configuration must stop start-up with a clean error;
+/// a configuration that is accepted must be one the relay can run with.
+enum ConfigurationTargets {
+    static func relay(_ data: Data) throws(FuzzFinding) {
+        guard let text = String(data: data, encoding: .utf8) else { return }   // load() reads UTF-8 only
+        // RelayConfiguration.parse builds the whole document as Swift values (`Yams.load`) to
+        // look for unknown keys. That expands every alias (a few hundred bytes of nested aliases
+        // take minutes and gigabytes) and traps on a key that is not a scalar (Yams force-unwraps
+        // it). Both are known issues (Tests/Fuzz/README.md); while they are, such files are
+        // reported before `parse` is called, so that the fuzzer neither hangs nor stops on them.
+        if let known = preflight(text), FuzzFinding.known.contains(known.property) {
+            throw FuzzFinding(.configRelay, known.property, known.message)
+        }
+        let configuration: RelayConfiguration
+        do { configuration = try RelayConfiguration.parse(text, file: "ketenpost.yaml") } catch { return trace("refused: \(error)") }
+        trace("accepted")
+        try checkUsable(configuration)
+    }
+
+    static func partners(_ data: Data) throws(FuzzFinding) {
+        guard let text = String(data: data, encoding: .utf8) else { return }
+        let directory: PartnerDirectoryFile
+        do { directory = try PartnerDirectoryFile.parse(text, file: "partners.yaml") } catch { return trace("refused: \(error)") }
+        trace("accepted \(directory.partners.count) partners")
+        let ids = directory.partners.map(\.id)
+        guard Set(ids).count == ids.count else {
+            throw FuzzFinding(.configPartners, "partners-unique", "a partner directory with a repeated id was accepted")
+        }
+    }
+
+    static func policy(_ data: Data) throws(FuzzFinding) {
+        // Policy.load takes a path only.
+        Scratch.withFile(data) { path in
+            do {
+                let policy = try Policy.load(path: path)
+                trace("accepted \(policy.rules.count) rules")
+            } catch {
+                trace("refused: \(error)")
+            }
+        }
+    }
+
+    /// What `Yams.load` would do with `text`, from the composed node tree, which shares the
+    /// nodes that aliases name instead of copying them: more than 100,000 nodes once aliases are
+    /// expanded (the walk stops counting there), or a mapping key that is not a scalar.
+    static func preflight(_ text: String) -> (property: String, message: String)? {
+        guard let root = try? Yams.compose(yaml: text) else { return nil }
+        var budget = 100_000
+        var complexKey = false
+        func visit(_ node: Node) -> Bool {
+            budget -= 1
+            guard budget >= 0 else { return false }
+            switch node {
+            case .scalar, .alias: return true
+            case .mapping(let mapping):
+                return mapping.allSatisfy { key, value in
+                    if key.scalar == nil { complexKey = true }
+                    return visit(key) && visit(value)
+                }
+            case .sequence(let sequence): return sequence.allSatisfy(visit)
+            }
+        }
+        if !visit(root) { return ("config-alias-expansion", "a short file whose aliases expand to over 100000 nodes") }
+        if complexKey { return ("config-complex-key", "a mapping key that is not a scalar (Yams.load traps on it)") }
+        return nil
+    }
+
+    /// What the relay does with the numbers it accepted, without trapping: durations are used
+    /// as seconds and milliseconds (`SweeperService` converts `sweepInterval` to `Int64`
+    /// milliseconds), and a rate-limited answer converts `1 / ratePerSecond` to an `Int` of
+    /// seconds for Retry-After (`RelayCore.checkRate`).
+    static func checkUsable(_ c: RelayConfiguration) throws(FuzzFinding) {
+        let durations = [("queue.leaseDuration", c.leaseDuration), ("queue.retention", c.retention),
+                         ("queue.sweepInterval", c.sweepInterval), ("queue.maxLongPoll", c.maxLongPoll)]
+            + c.maxLifetime.map { ("queue.maxLifetime.\($0.key.rawValue)", $0.value) }
+        for (key, value) in durations where !value.isFinite || value < 0 {
+            throw FuzzFinding(.configRelay, "config-duration-finite", "\(key) was accepted as \(value) seconds")
+        }
+        guard c.sweepInterval * 1000 < Double(Int64.max) else {
+            throw FuzzFinding(.configRelay, "config-duration-finite", "queue.sweepInterval does not fit Int64 milliseconds")
+        }
+        guard (1 / c.ratePerSecond).rounded(.up) < Double(Int.max) else {
+            throw FuzzFinding(.configRelay, "config-rate-retry-after", "limits.ratePerSecond \(c.ratePerSecond) makes Retry-After overflow Int")
+        }
+        guard (1...65_535).contains(c.port) || c.port == 0, c.maxMessageBytes >= 1_024, c.maxAttempts >= 1 else {
+            throw FuzzFinding(.configRelay, "config-range", "a number outside its documented range was accepted")
+        }
+    }
+}

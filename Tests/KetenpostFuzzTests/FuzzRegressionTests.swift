@@ -1,0 +1,72 @@
+import Foundation
+import KetenpostFuzzing
+import Testing
+
+/// Replays the fuzzing seed corpus and every input the fuzzers found (Tests/Fuzz/README.md)
+/// through the same entry functions as `ketenpost-fuzz`, in the normal test run.
+@Suite("Fuzzing regressions")
+struct FuzzRegressionTests {
+    /// Tests/Fuzz, found from this file's path.
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Fuzz")
+
+    struct Input: Sendable {
+        let target: FuzzTarget
+        let file: URL
+        var name: String { "\(target.rawValue)/\(file.lastPathComponent)" }
+    }
+
+    /// Every file under `folder/TARGET/`; a folder that is not a target's name is an error.
+    static func inputs(_ folder: String) throws -> [Input] {
+        let base = root.appendingPathComponent(folder)
+        guard FileManager.default.fileExists(atPath: base.path) else { return [] }
+        var inputs: [Input] = []
+        for name in try FileManager.default.contentsOfDirectory(atPath: base.path).sorted() where !name.hasPrefix(".") {
+            guard let target = FuzzTarget(rawValue: name) else {
+                Issue.record("Tests/Fuzz/\(folder)/\(name) is not a fuzz target's name")
+                continue
+            }
+            let directory = base.appendingPathComponent(name)
+            for file in try FileManager.default.contentsOfDirectory(atPath: directory.path).sorted() where !file.hasPrefix(".") {
+                inputs.append(Input(target: target, file: directory.appendingPathComponent(file)))
+            }
+        }
+        return inputs
+    }
+
+    @Test("the seed corpus runs through every target without a finding")
+    func seedCorpus() async throws {
+        let inputs = try Self.inputs("corpus")
+        #expect(Set(inputs.map(\.target)) == Set(FuzzTarget.allCases), "every target has seeds")
+        for input in inputs {
+            let data = try Data(contentsOf: input.file)
+            do {
+                try await input.target.run(data)
+            } catch {
+                Issue.record("\(input.name): \(error)")
+            }
+        }
+    }
+
+    /// A regression input whose name starts with the name of a known property
+    /// (`FuzzFinding.known`) must still show that known bug; all others must pass cleanly.
+    @Test("every input the fuzzers found is handled cleanly, or is a known issue")
+    func regressions() async throws {
+        for input in try Self.inputs("regressions") {
+            let expected = FuzzFinding.known.first { input.file.lastPathComponent.hasPrefix($0 + "-") }
+            let data = try Data(contentsOf: input.file)
+            do {
+                try await input.target.run(data)
+                if let expected {
+                    Issue.record("\(input.name) no longer shows the known issue \(expected): remove it from FuzzFinding.known and the input's name prefix")
+                }
+            } catch where error.isKnown && error.property == expected {
+                withKnownIssue("\(error.property): a known bug, see Tests/Fuzz/README.md") {
+                    Issue.record("\(input.name): \(error)")
+                }
+            } catch {
+                Issue.record("\(input.name): \(error)")
+            }
+        }
+    }
+}
