@@ -102,6 +102,24 @@ struct PostgresMessageStoreTests {
         }
     }
 
+    @Test(.enabled(if: serverAvailable), .timeLimit(.minutes(1)))
+    func listeningResumesAfterItsConnectionIsLost() async throws {
+        let server = try PostgresTestServer.shared()
+        let database = try server.createDatabase()
+        defer { server.dropDatabase(database) }
+        let store = try PostgresMessageStore(url: server.url(database: database))
+        try await store.migrate()
+        let stream = try await store.notifications()
+        // The server ends the listening session (as a restart or a network cut would).
+        try server.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '\(database)' AND query LIKE 'LISTEN%'")
+        var iterator = stream.makeAsyncIterator()
+        // Listening again; what was sent in between is unknown, so the directory is to be reloaded.
+        #expect(await iterator.next() == .directory)
+        try await store.accept(newMessage(to: "after-reconnect"))
+        #expect(await iterator.next() == .inbox(recipient: "after-reconnect"))
+        await store.shutdown()
+    }
+
     @Test(.enabled(if: serverAvailable)) func shutdownEndsNotificationsAndLaterCallsFail() async throws {
         let server = try PostgresTestServer.shared()
         let database = try server.createDatabase()

@@ -125,6 +125,8 @@ final class PostgresTestServer: Sendable {
             guard chown(root, user.pointee.pw_uid, user.pointee.pw_gid) == 0 else { throw ServerError("chown \(root) failed: errno \(errno)") }
         }
         let data = root + "/data"
+        // Before anything that can leave a server running: a kill from here on still stops it.
+        startWatchdog(bin: bin, root: root)
         do {
             try run(bin + "/initdb", ["-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync"],
                     asServerUser: true, in: root)
@@ -165,7 +167,6 @@ final class PostgresTestServer: Sendable {
                 let server = PostgresTestServer(port: port, root: root, binDirectory: bin, tlsCertificate: tlsCertificate)
                 running.withLock { $0 = (bin, root) }
                 atexit { PostgresTestServer.stopAtExit() }
-                startWatchdog(bin: bin, root: root)
                 return server
             }
             throw lastError ?? ServerError("pg_ctl start failed")
@@ -223,7 +224,8 @@ final class PostgresTestServer: Sendable {
             arguments = ["-u", "postgres", "--", executable] + arguments
             executable = runuser
         }
-        let output = FileManager.default.temporaryDirectory.appendingPathComponent("ketenpost-pg-\(UUID().uuidString).out").path
+        // In the server's folder, so that whatever removes the folder also removes a leftover.
+        let output = "\(directory)/command-\(UUID().uuidString).out"
         defer { try? FileManager.default.removeItem(atPath: output) }
         let pid = try spawn(executable, arguments, output: output, in: directory)
         var status: Int32 = 0
