@@ -128,10 +128,13 @@ let package = Package(
         .executableTarget(name: "KetenpostFuzz", dependencies: ["KetenpostFuzzing", "CKetenpostFuzzDriver"], swiftSettings: strict),
         .testTarget(name: "KetenpostModelTests", dependencies: ["KetenpostModel"], swiftSettings: strict),
         .testTarget(name: "KetenpostTests", dependencies: ["Ketenpost", "KetenpostCrypto"], swiftSettings: strict),
-        .testTarget(name: "KetenpostStoreTests", dependencies: ["KetenpostStore", "KetenpostModel"], swiftSettings: strict),
+        // Test support only: a throwaway PostgreSQL server for the store and relay tests.
+        .target(name: "KetenpostTestSupport", swiftSettings: strict),
+        .testTarget(name: "KetenpostStoreTests", dependencies: ["KetenpostStore", "KetenpostModel", "KetenpostTestSupport"], swiftSettings: strict),
         .testTarget(
             name: "KetenpostRelayTests",
             dependencies: ["Ketenpost", "KetenpostCrypto", "KetenpostModel", "KetenpostStore", "KetenpostRelay", "KetenpostClient",
+                           "KetenpostTestSupport",
                            .product(name: "Logging", package: "swift-log"),
                            .product(name: "AsyncHTTPClient", package: "async-http-client"),
                            .product(name: "NIOSSL", package: "swift-nio-ssl"),

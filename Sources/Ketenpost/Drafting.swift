@@ -51,15 +51,18 @@ public enum Drafting {
         return SealedContent(header: header, payload: payload)
     }
 
-    /// Parses durations such as `90s`, `30m`, `12h`, `14d`.
+    /// A duration such as `30s`, `5m`, `12h` or `7d`: positive, finite, at most ten years
+    /// (`infs` or `1e400s` parse as numbers, and would trap where the relay turns them into integers).
     public static func parseDuration(_ text: String) -> TimeInterval? {
-        guard let unit = text.last, let value = Double(text.dropLast()), value > 0 else { return nil }
+        guard let unit = text.last, let value = Double(text.dropLast()), value.isFinite, value > 0 else { return nil }
+        let seconds: TimeInterval
         switch unit {
-        case "s": return value
-        case "m": return value * 60
-        case "h": return value * 3600
-        case "d": return value * 86_400
+        case "s": seconds = value
+        case "m": seconds = value * 60
+        case "h": seconds = value * 3600
+        case "d": seconds = value * 86_400
         default: return nil
         }
+        return seconds <= 10 * 366 * 86_400 ? seconds : nil
     }
 }

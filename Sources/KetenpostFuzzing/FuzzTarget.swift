@@ -95,13 +95,7 @@ public struct FuzzFinding: Error, CustomStringConvertible, Sendable {
     /// Tests/Fuzz/README.md. `ketenpost-fuzz` ignores them unless KETENPOST_FUZZ_STRICT=1 (so
     /// that CI finds new problems instead of the same one every run); the regression test
     /// expects them as known issues, and fails once the bug is fixed and the name not removed.
-    public static let known: Set<String> = [
-        "canonical-subsecond-dates",
-        "config-alias-expansion",
-        "config-complex-key",
-        "config-duration-finite",
-        "config-rate-retry-after",
-    ]
+    public static let known: Set<String> = []
 
     public var isKnown: Bool { Self.known.contains(property) }
 }

@@ -57,9 +57,11 @@ enum HTTPRequestTarget {
         }
         let partnersFile = Scratch.directory.appendingPathComponent("partners.yaml")
         try Data(yaml.utf8).write(to: partnersFile)
-        let core = RelayCore(
-            configuration: configuration,
-            directory: try PartnerDirectory.load(file: partnersFile.path, certificateDirectory: Scratch.directory.path),
+        let changes = try DirectoryImport.changes(file: partnersFile.path, certificateDirectory: Scratch.directory.path,
+                                                  current: try await store.directorySnapshot(), now: Date())
+        try await store.applyDirectory(changes, actor: "import:fuzz", at: Date())
+        let core = try RelayCore(
+            configuration: configuration, directory: PartnerDirectory(snapshot: try await store.directorySnapshot()),
             policy: .default, trust: fixture.trust, identity: fixture.relay, store: store, logger: logger)
         let (server, client) = try await tlsConnection(fixture)
         return Harness(responder: RelayHTTP.router(core: core).buildResponder(), channel: server, client: client, logger: logger)

@@ -27,7 +27,7 @@ public enum KetenpostJSON {
         return encoder
     }
 
-    /// Dates as RFC 3339 with or without fractional seconds, with `Z` or a numeric offset.
+    /// Dates as RFC 3339 with or without fractional seconds (truncated to whole seconds), with `Z` or a numeric offset.
     public static func decoder() -> JSONDecoder {
         let decoder = JSONDecoder()
         decoder.dateDecodingStrategy = .custom { decoder in
@@ -36,7 +36,10 @@ public enum KetenpostJSON {
                 throw RuleViolation.decodingError(decoder.codingPath, "date-time",
                                                   "must be an RFC 3339 date-time such as 2026-11-29T10:00:00Z")
             }
-            return date
+            // Whole seconds, as they are encoded: rules checked on the decoded value then hold for
+            // its canonical form too (a fraction that vanished on encoding made `expiresAt` equal
+            // `createdAt`; found by the fuzz targets).
+            return Date(timeIntervalSince1970: date.timeIntervalSince1970.rounded(.down))
         }
         return decoder
     }

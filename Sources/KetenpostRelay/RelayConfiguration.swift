@@ -145,6 +145,24 @@ public struct RelayConfiguration: Sendable {
     }
 
     public static func parse(_ text: String, file: String) throws(KetenpostError) -> RelayConfiguration {
+        func fail(_ key: String, _ why: String) -> KetenpostError {
+            KetenpostError(.configInvalid, "\(file): \(key) \(why)")
+        }
+        // A misspelt key would otherwise be ignored silently and its default used. Checked on the
+        // composed node tree, first: constructing plain values (Yams.load) traps on a complex key
+        // such as `? [x]` and expands every alias (found by the config-relay fuzz target).
+        if let node = try? Yams.compose(yaml: text), case .mapping(let sections) = node {
+            for (sectionNode, value) in sections {
+                guard let section = sectionNode.string else { throw fail("a key", "is not text; keys are plain names such as listen or store.") }
+                guard let allowed = knownKeys[section] else { throw fail(section, "is not a known key.") }
+                if case .mapping(let keys) = value {
+                    for (keyNode, _) in keys {
+                        guard let key = keyNode.string else { throw fail("\(section): a key", "is not text.") }
+                        guard allowed.contains(key) else { throw fail("\(section).\(key)", "is not a known key.") }
+                    }
+                }
+            }
+        }
         let raw: FileShape
         do {
             raw = try YAMLDecoder().decode(FileShape.self, from: text)
@@ -152,18 +170,6 @@ public struct RelayConfiguration: Sendable {
             throw KetenpostError(.configInvalid, "\(file): \(ConfigErrors.describe(error))")
         } catch {
             throw KetenpostError(.configInvalid, "\(file): not valid YAML (\(error)).")
-        }
-        func fail(_ key: String, _ why: String) -> KetenpostError {
-            KetenpostError(.configInvalid, "\(file): \(key) \(why)")
-        }
-        // A misspelt key would otherwise be ignored silently and its default used.
-        if let tree = (try? Yams.load(yaml: text)) as? [String: Any] {
-            for (section, value) in tree {
-                guard let allowed = knownKeys[section] else { throw fail(section, "is not a known key.") }
-                for key in (value as? [String: Any])?.keys.map({ $0 }) ?? [] where !allowed.contains(key) {
-                    throw fail("\(section).\(key)", "is not a known key.")
-                }
-            }
         }
         func duration(_ text: String?, _ key: String, _ current: TimeInterval) throws(KetenpostError) -> TimeInterval {
             guard let text else { return current }
@@ -252,11 +258,12 @@ public struct RelayConfiguration: Sendable {
             c.maxMessageBytes = bytes
         }
         if let rate = raw.limits?.ratePerSecond {
-            guard rate > 0 else { throw fail("limits.ratePerSecond", "must be positive.") }
+            // Below one request a day the Retry-After arithmetic leaves every sane range.
+            guard rate.isFinite, rate >= 0.001, rate <= 1_000_000 else { throw fail("limits.ratePerSecond", "must be between 0.001 and 1000000.") }
             c.ratePerSecond = rate
         }
         if let burst = raw.limits?.rateBurst {
-            guard burst >= 1 else { throw fail("limits.rateBurst", "must be at least 1.") }
+            guard burst.isFinite, burst >= 1, burst <= 1_000_000 else { throw fail("limits.rateBurst", "must be between 1 and 1000000.") }
             c.rateBurst = burst
         }
         c.idleTimeout = try duration(raw.limits?.idleTimeout, "limits.idleTimeout", c.idleTimeout)

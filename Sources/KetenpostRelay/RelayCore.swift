@@ -4,6 +4,7 @@ import KetenpostCrypto
 import KetenpostModel
 import KetenpostStore
 import Logging
+import NIOSSL
 import Synchronization
 
 /// The relay's rules, independent of HTTP: who may submit what, lease, acknowledge and see.
@@ -33,6 +34,15 @@ public final class RelayCore: Sendable {
     public var trust: TrustStore { live.withLock { $0.credentials.trust } }
     public var identity: Identity { live.withLock { $0.credentials.identity } }
     var credentials: RelayCredentials { live.withLock { $0.credentials } }
+
+    /// A core from values in memory (no files, no administrators): for harnesses such as the fuzz targets.
+    public convenience init(configuration: RelayConfiguration, directory: PartnerDirectory, policy: Policy, trust: TrustStore,
+                            identity: Identity, store: any RelayStore, logger: Logger) throws {
+        let credentials = RelayCredentials(
+            trust: trust, identity: identity, tlsChain: [], tlsKey: .privateKey(try NIOSSLPrivateKey(bytes: Array(try identity.key.pem().utf8), format: .pem)),
+            administrators: [], crls: [], digest: "")
+        self.init(configuration: configuration, directory: directory, policy: policy, credentials: credentials, store: store, logger: logger)
+    }
 
     init(configuration: RelayConfiguration, directory: PartnerDirectory, policy: Policy, credentials: RelayCredentials,
          store: any RelayStore, logger: Logger, clock: @escaping @Sendable () -> Date = { Date() }) {
@@ -88,7 +98,8 @@ public final class RelayCore: Sendable {
 
     func checkRate(_ partner: Partner) throws(KetenpostError) {
         if let wait = rateLimiter.take(partner.id) {
-            let seconds = max(1, Int(wait.rounded(.up)))
+            // Clamped: a wait that is not a sane number of seconds must not trap the conversion.
+            let seconds = wait.isFinite ? max(1, Int(min(wait, 86_400).rounded(.up))) : 86_400
             throw KetenpostError(.rateLimited, "Too many requests from \(partner.id); retry after \(seconds) second(s).",
                                  detail: ["retry-after=\(seconds)"])
         }

@@ -1,4 +1,5 @@
 import Foundation
+import KetenpostTestSupport
 import Testing
 
 /// Promise 3 under SIGKILL: the short mode of `ketenpost crash-test` (the long mode is run by
@@ -28,6 +29,33 @@ import Testing
         #expect(json?["instances"] as? Int == 2)
         #expect(json?["lost"] as? Int == 0 && json?["deliveredAgainAfterAcknowledgement"] as? Int == 0)
         #expect(json?["duplicateAcceptances"] as? Int == 0 && json?["acknowledged"] as? Int == 200)
+    }
+
+    /// Two relay processes on one PostgreSQL database, 2,000 messages from four senders to two
+    /// recipients alternating between them; one instance at a time is SIGKILLed mid-run and the
+    /// other carries on. Every message is acknowledged exactly once, none is lost, none is
+    /// delivered after its acknowledgement.
+    @Test func twoInstancesOnOnePostgreSQLDatabaseLoseNothing() async throws {
+        let server: PostgresTestServer
+        switch PostgresTestServer.binaries {
+        case .success:
+            server = try await PostgresTestServer.shared()
+        case .failure(let error):
+            if ProcessInfo.processInfo.environment["CI"] != nil { Issue.record("PostgreSQL is required in CI: \(error)") } else {
+                print("⚠️  SKIPPED twoInstancesOnOnePostgreSQLDatabaseLoseNothing: \(error)")
+            }
+            return
+        }
+        let database = try await server.createDatabase()
+        defer { server.dropDatabase(database) }
+        let report = FileManager.default.temporaryDirectory.appendingPathComponent("crash-pg-\(UUID().uuidString).json")
+        defer { try? FileManager.default.removeItem(at: report) }
+        let result = try await shell("'\(ServeProcessTests.binary)' crash-test --instances 2 --kills 2 --messages 2000 --seed 5 --store-url '\(server.url(database: database))' --json '\(report.path)'")
+        #expect(result.status == 0, "\(result.stdout)\n\(result.stderr)")
+        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: report)) as? [String: Any]
+        #expect(json?["instances"] as? Int == 2 && (json?["store"] as? String)?.hasPrefix("postgres://") == true)
+        #expect(json?["lost"] as? Int == 0 && json?["deliveredAgainAfterAcknowledgement"] as? Int == 0)
+        #expect(json?["duplicateAcceptances"] as? Int == 0 && json?["acknowledged"] as? Int == 2000)
     }
 
     /// The relay benchmark keeps working (a smoke run: seconds, no figures asserted).

@@ -100,7 +100,7 @@ struct DirectoryContract {
         #expect(!CertificateState.pending.isUsable && CertificateState.active.isUsable && CertificateState.retiring.isUsable)
         #expect(!CertificateState.retired.isUsable && !CertificateState.revoked.isUsable && !CertificateState.expired.isUsable)
         // A second instance on the same storage sees the same directory.
-        let fixture = try backend.makeFixture()
+        let fixture = try await backend.makeFixture()
         defer { fixture.cleanup() }
         let first = try await fixture.migrated()
         try await first.applyDirectory([.addPartner(Self.partner("p-a")), .addCertificate(c)], actor: "a", at: at(0))

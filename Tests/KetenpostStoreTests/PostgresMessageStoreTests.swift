@@ -1,4 +1,5 @@
 import Foundation
+import KetenpostTestSupport
 @testable import KetenpostStore
 import Testing
 
@@ -9,8 +10,8 @@ struct PostgresMessageStoreTests {
     static let serverAvailable = Backend.allCases.contains(.postgres)
 
     private func withPostgres(_ count: Int = 1, _ body: ([PostgresMessageStore]) async throws -> Void) async throws {
-        let server = try PostgresTestServer.shared()
-        let database = try server.createDatabase()
+        let server = try await PostgresTestServer.shared()
+        let database = try await server.createDatabase()
         defer { server.dropDatabase(database) }
         var stores: [PostgresMessageStore] = []
         for _ in 0..<count {
@@ -104,14 +105,14 @@ struct PostgresMessageStoreTests {
 
     @Test(.enabled(if: serverAvailable), .timeLimit(.minutes(1)))
     func listeningResumesAfterItsConnectionIsLost() async throws {
-        let server = try PostgresTestServer.shared()
-        let database = try server.createDatabase()
+        let server = try await PostgresTestServer.shared()
+        let database = try await server.createDatabase()
         defer { server.dropDatabase(database) }
         let store = try PostgresMessageStore(url: server.url(database: database))
         try await store.migrate()
         let stream = try await store.notifications()
         // The server ends the listening session (as a restart or a network cut would).
-        try server.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '\(database)' AND query LIKE 'LISTEN%'")
+        try await server.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '\(database)' AND query LIKE 'LISTEN%'")
         var iterator = stream.makeAsyncIterator()
         // Listening again; what was sent in between is unknown, so the directory is to be reloaded.
         #expect(await iterator.next() == .directory)
@@ -121,8 +122,8 @@ struct PostgresMessageStoreTests {
     }
 
     @Test(.enabled(if: serverAvailable)) func shutdownEndsNotificationsAndLaterCallsFail() async throws {
-        let server = try PostgresTestServer.shared()
-        let database = try server.createDatabase()
+        let server = try await PostgresTestServer.shared()
+        let database = try await server.createDatabase()
         defer { server.dropDatabase(database) }
         let store = try PostgresMessageStore(url: server.url(database: database))
         try await store.migrate()
@@ -135,9 +136,9 @@ struct PostgresMessageStoreTests {
     }
 
     @Test(.enabled(if: serverAvailable)) func tlsModesEncryptAndDisableDoesNot() async throws {
-        let server = try PostgresTestServer.shared()
+        let server = try await PostgresTestServer.shared()
         let certificate = try #require(server.tlsCertificate, "the test server has no TLS (openssl missing?)")
-        let database = try server.createDatabase()
+        let database = try await server.createDatabase()
         defer { server.dropDatabase(database) }
         let base = "postgres://postgres@127.0.0.1:\(server.port)/\(database)"
         for (query, encrypted) in [("?sslmode=require", true), ("?sslmode=verify-ca&sslrootcert=\(certificate)", true),

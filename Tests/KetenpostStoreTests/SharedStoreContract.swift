@@ -8,7 +8,7 @@ import Testing
 struct SharedStoreContract {
     /// Opens `count` migrated instances on one fresh storage.
     private func withInstances(_ backend: Backend, _ count: Int, _ body: ([any RelayStore]) async throws -> Void) async throws {
-        let fixture = try backend.makeFixture()
+        let fixture = try await backend.makeFixture()
         defer { fixture.cleanup() }
         var stores: [any RelayStore] = []
         for _ in 0..<count { stores.append(try await fixture.migrated()) }
@@ -98,7 +98,7 @@ struct SharedStoreContract {
 
     @Test(arguments: Backend.allCases)
     func fourInstancesMigratingAtOnce(backend: Backend) async throws {
-        let fixture = try backend.makeFixture()
+        let fixture = try await backend.makeFixture()
         defer { fixture.cleanup() }
         let stores = try (0..<4).map { _ in try fixture.open() }
         try await withThrowingTaskGroup(of: Void.self) { group in

@@ -1,4 +1,5 @@
 import Foundation
+import KetenpostTestSupport
 import KetenpostStore
 import Testing
 
@@ -32,7 +33,7 @@ enum Backend: String, CaseIterable, Sendable, CustomTestStringConvertible {
     }()
 
     /// Fresh, empty storage for one test.
-    func makeFixture() throws -> StoreFixture {
+    func makeFixture() async throws -> StoreFixture {
         switch self {
         case .sqlite:
             let directory = FileManager.default.temporaryDirectory
@@ -43,8 +44,8 @@ enum Backend: String, CaseIterable, Sendable, CustomTestStringConvertible {
                 open: { try SQLiteMessageStore(path: path) },
                 cleanup: { try? FileManager.default.removeItem(at: directory) })
         case .postgres:
-            let server = try PostgresTestServer.shared()
-            let database = try server.createDatabase()
+            let server = try await PostgresTestServer.shared()
+            let database = try await server.createDatabase()
             let url = server.url(database: database)
             return StoreFixture(
                 open: { try PostgresMessageStore(url: url, maximumConnections: 10) },
@@ -68,7 +69,7 @@ struct StoreFixture: Sendable {
 
 /// Runs `body` with a migrated store on fresh storage, removed afterwards.
 func withStore(_ backend: Backend, _ body: (any RelayStore) async throws -> Void) async throws {
-    let fixture = try backend.makeFixture()
+    let fixture = try await backend.makeFixture()
     defer { fixture.cleanup() }
     try await body(try await fixture.migrated())
 }
@@ -568,7 +569,7 @@ struct StoreContract {
 
     @Test(arguments: Backend.allCases)
     func dataSurvivesARestart(backend: Backend) async throws {
-        let fixture = try backend.makeFixture()
+        let fixture = try await backend.makeFixture()
         defer { fixture.cleanup() }
         let new = newMessage()
         var lease: Lease?
@@ -589,7 +590,7 @@ struct StoreContract {
 
     @Test(arguments: Backend.allCases)
     func migratingAgainIsHarmless(backend: Backend) async throws {
-        let fixture = try backend.makeFixture()
+        let fixture = try await backend.makeFixture()
         defer { fixture.cleanup() }
         // Two instances starting at once on fresh storage.
         let first = try fixture.open(), second = try fixture.open()

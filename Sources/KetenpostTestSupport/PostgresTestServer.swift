@@ -6,8 +6,7 @@ import Glibc
 import Darwin
 #endif
 
-/// A throwaway PostgreSQL server for the tests of this process, self-contained so that another
-/// test target can copy this file as it is.
+/// A throwaway PostgreSQL server for the tests of this process (store and relay tests).
 ///
 /// - Started on first use (`shared`), from `initdb`/`pg_ctl` found on PATH or under
 ///   `/usr/lib/postgresql/*/bin` (Debian's `postgresql` package), or in `$KETENPOST_POSTGRES_BIN`,
@@ -20,22 +19,33 @@ import Darwin
 /// - `createDatabase()` gives each test its own database; `dropDatabase(_:)` removes it.
 /// - Where `openssl` exists, TLS is on too (optional for clients) with a self-signed certificate
 ///   for 127.0.0.1 and localhost, `tlsCertificate`, to use as `sslrootcert`.
-final class PostgresTestServer: Sendable {
-    let port: Int
-    let root: String
-    let binDirectory: String
+public final class PostgresTestServer: Sendable {
+    public let port: Int
+    public let root: String
+    public let binDirectory: String
     /// PEM of the server's self-signed certificate, or nil when TLS is off.
-    let tlsCertificate: String?
+    public let tlsCertificate: String?
 
     /// The folder holding initdb, pg_ctl, postgres and psql, or why there is none.
-    static let binaries: Result<String, ServerError> = locateBinaries()
+    public static let binaries: Result<String, ServerError> = locateBinaries()
 
     /// The one server of this process (started at the first call; a failure is remembered).
-    static func shared() throws -> PostgresTestServer { try started.get() }
+    /// Starting runs initdb and pg_ctl (seconds of blocking work): it happens on a Dispatch
+    /// thread, never on the cooperative pool, which the relays under test need.
+    public static func shared() async throws -> PostgresTestServer {
+        try await offPool { try started.get() }
+    }
+
+    /// Runs blocking work (subprocesses) on a Dispatch thread.
+    static func offPool<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            DispatchQueue.global().async { continuation.resume(with: Result { try work() }) }
+        }
+    }
     private static let started: Result<PostgresTestServer, any Error> = Result { try start() }
 
-    struct ServerError: Error, CustomStringConvertible {
-        let description: String
+    public struct ServerError: Error, CustomStringConvertible {
+        public let description: String
         init(_ description: String) { self.description = description }
     }
 
@@ -47,22 +57,27 @@ final class PostgresTestServer: Sendable {
     }
 
     /// A connection URL for a database on this server.
-    func url(database: String) -> String { "postgres://postgres@127.0.0.1:\(port)/\(database)?sslmode=disable" }
+    public func url(database: String) -> String { "postgres://postgres@127.0.0.1:\(port)/\(database)?sslmode=disable" }
 
     /// Creates an empty database with a fresh name and returns the name.
-    func createDatabase() throws -> String {
+    public func createDatabase() async throws -> String {
         let name = "ketenpost_test_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "").prefix(16)
-        try psql("CREATE DATABASE \(name)")
+        try await psql("CREATE DATABASE \(name)")
         return name
     }
 
-    /// Drops a database, closing the connections a test left open.
-    func dropDatabase(_ name: String) {
-        _ = try? psql("DROP DATABASE IF EXISTS \(name) WITH (FORCE)")
+    /// Drops a database, closing the connections a test left open. Returns at once: the drop
+    /// runs on a Dispatch thread (callers clean up in `defer`, where nothing can be awaited).
+    public func dropDatabase(_ name: String) {
+        DispatchQueue.global().async { _ = try? self.psqlBlocking("DROP DATABASE IF EXISTS \(name) WITH (FORCE)") }
     }
 
     @discardableResult
-    func psql(_ sql: String) throws -> String {
+    public func psql(_ sql: String) async throws -> String {
+        try await Self.offPool { try self.psqlBlocking(sql) }
+    }
+
+    private func psqlBlocking(_ sql: String) throws -> String {
         try Self.run(binDirectory + "/psql", ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", "\(port)", "-U", "postgres",
                                               "-d", "postgres", "-c", sql], asServerUser: false, in: root)
     }
