@@ -100,7 +100,12 @@ struct Conformance: AsyncParsableCommand {
                     throw KetenpostError(.messageNotFound, "No answer from \(echo) within \(timeout) s; is conformance.echo enabled on the relay?")
                 }
                 _ = await record("The echo's signed receipt is in the status") {
-                    let status = try await client.status(sent.header.id)
+                    var status = try await client.status(sent.header.id)
+                    // The echo acknowledges before it answers; allow a moment for a slow relay.
+                    for _ in 0..<20 where status.state != "acknowledged" {
+                        try await Task.sleep(for: .milliseconds(250))
+                        status = try await client.status(sent.header.id)
+                    }
                     guard status.state == "acknowledged", let receipt = status.recipientReceipt.flatMap({ Data(base64Encoded: $0) }) else {
                         throw KetenpostError(.receiptInvalid, "The message is \(status.state), not acknowledged.")
                     }

@@ -55,11 +55,13 @@ struct ConformanceEcho: Service {
                     for item in try await client.receive(max: 10, wait: 5) {
                         switch item.result {
                         case .success(let opened):
+                            // Acknowledge first: when the partner sees the answer, its own message is
+                            // already acknowledged (the kit checks that right after).
+                            try await client.acknowledge(item)
                             var options = Drafting.Options()
                             options.correlationID = opened.header.id
                             let payload = try KetenpostJSON.encoder().encode(opened.payload)
                             _ = try await client.send(payload: payload, type: .signal, to: opened.header.from, options: options)
-                            try await client.acknowledge(item)
                             logger.info("conformance echo answered", metadata: ["message.id": "\(item.id)", "partner.to": "\(opened.header.from)"])
                         case .failure(let error):
                             // A test partner: anything it cannot open is answered at once, with the reason.
