@@ -61,7 +61,21 @@ public enum CMS {
     /// The signer's chain is *not* checked here: callers check it with a `TrustStore`, which
     /// gives distinct errors (expired, revoked, untrusted) and caches results per certificate.
     public static func verifySignature(_ der: some DataProtocol) throws(CryptoError) -> Signed {
-        let cms = try ContentInfo.parse(der)
+        // The usual shape: certificates from the cache, the rest parsed by OpenSSL.
+        var supplied: [Certificate] = []
+        let cms: ContentInfo
+        if let split = SignedDataCertificates.split(der) {
+            for certificate in split.certificates {
+                do {
+                    supplied.append(try CertificateCache.certificate(der: certificate))
+                } catch {
+                    throw CryptoError(.malformed, "The input is not a well-formed CMS structure.", detail: error.detail)
+                }
+            }
+            cms = try ContentInfo.parse(split.withoutCertificates)
+        } else {
+            cms = try ContentInfo.parse(der)
+        }
         guard cms.typeNID == NID_pkcs7_signed else {
             throw CryptoError(.unexpectedStructure, "The CMS structure is not SignedData.")
         }
@@ -70,10 +84,13 @@ public enum CMS {
         }
         guard let store = X509_STORE_new() else { throw .fromQueue(.internalError, "Could not allocate a store.") }
         defer { X509_STORE_free(store) }
+        let certificates = copenssl_sk_X509_new_null()
+        defer { if let certificates { copenssl_sk_X509_free(certificates) } }
+        for certificate in supplied { _ = copenssl_sk_X509_push(certificates, certificate.pointer) }
         let output = try OwnedBIO()
         OpenSSLErrorQueue.clear()
         let flags = binary | UInt32(CMS_NO_SIGNER_CERT_VERIFY)
-        guard CMS_verify(cms.pointer, nil, store, nil, output.pointer, flags) == 1 else {
+        guard CMS_verify(cms.pointer, supplied.isEmpty ? nil : certificates, store, nil, output.pointer, flags) == 1 else {
             let (texts, reasons) = OpenSSLErrorQueue.drainWithReasons()
             if reasons.contains(CMS_R_NO_CONTENT) || reasons.contains(CMS_R_SIGNER_CERTIFICATE_NOT_FOUND) {
                 throw CryptoError(.unexpectedStructure, "The SignedData must carry its content and its signer's certificate.", detail: texts)
@@ -87,7 +104,9 @@ public enum CMS {
         guard copenssl_sk_X509_num(signers) == 1, let x509 = copenssl_sk_X509_value(signers, 0) else {
             throw CryptoError(.unexpectedStructure, "The SignedData must have exactly one signer.")
         }
-        return Signed(content: output.contents, signer: try Certificate(borrowing: x509))
+        let signer: Certificate
+        if let cached = supplied.first(where: { $0.pointer == x509 }) { signer = cached } else { signer = try Certificate(borrowing: x509) }
+        return Signed(content: output.contents, signer: signer)
     }
 
     /// Encrypts `content` for every recipient with AES-256-GCM (AuthEnvelopedData), and

@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 @testable import Ketenpost
-import KetenpostCrypto
+@testable import KetenpostCrypto
 import KetenpostModel
 
 @Suite struct ReceiptTests {
@@ -141,3 +141,82 @@ import KetenpostModel
     }
 }
 
+
+/// The SignedData fast path: certificates are taken out before OpenSSL parses the structure and
+/// supplied from a per-process cache (docs/BENCHMARKS.md, "Making it fast").
+@Suite struct SignedDataCertificateTests {
+    let pki = TestPKI.shared
+
+    /// Rebuilds a SignedData with `certificates` in place of the ones it carries.
+    func replacingCertificates(of der: Data, with certificates: [Data]) throws -> Data {
+        let split = try #require(SignedDataCertificates.split(der))
+        typealias TLV = SignedDataCertificates.TLV
+        let bytes = [UInt8](split.withoutCertificates)
+        let contentInfo = try #require(TLV.read(bytes, at: 0))
+        let oid = try #require(TLV.read(bytes, at: contentInfo.contentStart))
+        let explicit = try #require(TLV.read(bytes, at: oid.end))
+        let signedData = try #require(TLV.read(bytes, at: explicit.contentStart))
+        var children: [[UInt8]] = []
+        var cursor = signedData.contentStart
+        while cursor < signedData.end {
+            let child = try #require(TLV.read(bytes, at: cursor))
+            children.append(Array(bytes[child.start..<child.end]))
+            cursor = child.end
+        }
+        // version, digestAlgorithms, encapContentInfo, [0] certificates, signerInfos
+        children.insert(TLV.encode(tag: 0xA0, certificates.flatMap { [UInt8]($0) }), at: 3)
+        let rebuilt = TLV.encode(tag: 0x30, Array(bytes[oid.start..<oid.end]) + TLV.encode(tag: 0xA0, TLV.encode(tag: 0x30, children.flatMap { $0 })))
+        return Data(rebuilt)
+    }
+
+    @Test func certificatesAreDecodedOnceAndTheSignerIsTheCachedObject() throws {
+        let signer = try pki.identity("gemeente-eijsden-margraten")
+        let first = try CMS.sign(Data("one".utf8), signer: signer.certificate, key: signer.key)
+        let second = try CMS.sign(Data("two".utf8), signer: signer.certificate, key: signer.key)
+        let split = try #require(SignedDataCertificates.split(first))
+        #expect(split.certificates == [signer.certificate.der])
+        let a = try CMS.verifySignature(first)
+        let b = try CMS.verifySignature(second)
+        #expect(a.content == Data("one".utf8) && b.content == Data("two".utf8))
+        #expect(a.signer == signer.certificate)
+        #expect(a.signer === b.signer)   // one decoded certificate for both messages
+    }
+
+    @Test func extraCertificatesStillFindTheSigner() throws {
+        let signer = try pki.identity("gemeente-eijsden-margraten")
+        let der = try CMS.sign(Data("x".utf8), signer: signer.certificate, key: signer.key, extraCertificates: [pki.ca.certificate])
+        #expect(try #require(SignedDataCertificates.split(der)).certificates.count == 2)
+        #expect(try CMS.verifySignature(der).signer == signer.certificate)
+    }
+
+    @Test func aSwappedOrBrokenCertificateIsRefused() throws {
+        let signer = try pki.identity("gemeente-eijsden-margraten")
+        let other = try pki.identity("opvang-zuid-limburg")
+        let der = try CMS.sign(Data("x".utf8), signer: signer.certificate, key: signer.key)
+        // Another partner's certificate in place of the signer's: the signer is not found.
+        let swapped = try replacingCertificates(of: der, with: [other.certificate.der])
+        #expect(throws: CryptoError.self) { _ = try CMS.verifySignature(swapped) }
+        // The same partner's other certificate (another key) does not verify the signature.
+        let impostor = try pki.makeIdentity("gemeente-eijsden-margraten")
+        let withImpostor = try replacingCertificates(of: der, with: [impostor.certificate.der])
+        #expect(throws: CryptoError.self) { _ = try CMS.verifySignature(withImpostor) }
+        // Not a certificate at all.
+        let broken = try replacingCertificates(of: der, with: [Data([0x30, 0x03, 0x02, 0x01, 0x00])])
+        let error = try #require(throws: CryptoError.self) { _ = try CMS.verifySignature(broken) }
+        #expect(error.code == .malformed)
+        // The untouched original still verifies (nothing cached from the failures leaks into it).
+        #expect(try CMS.verifySignature(der).signer == signer.certificate)
+    }
+
+    @Test func structuresOutsideTheFastPathGetTheUsualErrors() throws {
+        let signer = try pki.identity("gemeente-eijsden-margraten")
+        let noCertificates = try replacingCertificates(of: try CMS.sign(Data("x".utf8), signer: signer.certificate, key: signer.key), with: [])
+        #expect(SignedDataCertificates.split(noCertificates) == nil)
+        let error = try #require(throws: CryptoError.self) { _ = try CMS.verifySignature(noCertificates) }
+        #expect(error.code == .unexpectedStructure)
+        for junk in [Data(), Data([0x30]), Data([0x30, 0x80, 0x00, 0x00]), Data(repeating: 0xA0, count: 40)] {
+            #expect(SignedDataCertificates.split(junk) == nil)
+            #expect(throws: CryptoError.self) { _ = try CMS.verifySignature(junk) }
+        }
+    }
+}
