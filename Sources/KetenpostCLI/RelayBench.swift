@@ -29,6 +29,7 @@ struct RelayBench: AsyncParsableCommand {
     @Option(name: .customLong("flow-messages"), help: "Messages in the end-to-end phase.") var flowMessages: Int = 2_000
     @Option(name: .customLong("payload-size"), help: "Payload JSON bytes.") var payloadSize: Int = 4_096
     @Option(help: "Write the results as JSON to this file.") var json: String?
+    @Option(help: "Phases to run, comma-separated: submit, drain, flow (drain needs submit).") var phases: String = "submit,drain,flow"
 
     struct Phase: Codable {
         var name: String
@@ -76,7 +77,9 @@ struct RelayBench: AsyncParsableCommand {
                 }
             }
         }
+        let selected = Set(self.phases.split(separator: ",").map(String.init))
         var phases: [Phase] = []
+        if selected.contains("submit") {
 
         // Phase 1: submit only.
         print("  sealing \(messages) messages …")
@@ -96,6 +99,7 @@ struct RelayBench: AsyncParsableCommand {
             }
         }
         phases.append(submitted)
+        if selected.contains("drain") {
 
         // Phase 2: drain what phase 1 left: lease, open, acknowledge.
         let drained = try await measure("lease + open + acknowledge (\(recipients) recipients)", count: batch.joined().count) { record in
@@ -116,6 +120,9 @@ struct RelayBench: AsyncParsableCommand {
             }
         }
         phases.append(drained)
+        }
+        }
+        if selected.contains("flow") {
 
         // Phase 3: the whole flow at once, latency from submit to acknowledged.
         print("  sealing \(flowMessages) messages …")
@@ -151,6 +158,7 @@ struct RelayBench: AsyncParsableCommand {
             }
         }
         phases.append(endToEnd)
+        }
 
         for client in senderClients + recipientClients { try? await client.shutdown() }
         await relay.stop()

@@ -102,6 +102,14 @@ enum SignedDataCertificates {
     }
 }
 
+extension Certificate {
+    /// The certificate for these DER bytes, decoded once per process and then shared: for the
+    /// certificates every request presents again (TLS client certificates, message signers).
+    public static func cached(der: some DataProtocol) throws(CryptoError) -> Certificate {
+        try CertificateCache.certificate(der: Data(der))
+    }
+}
+
 /// Certificates decoded once and shared, looked up by their DER bytes (bounded; cleared when full).
 enum CertificateCache {
     private static let entries = Mutex<[Data: Certificate]>([:])

@@ -25,7 +25,7 @@ public struct RelayRequestContext: RequestContext {
     func peerCertificate() async -> Certificate? {
         guard let peer = try? await channel.nioSSL_peerCertificate().get(),
               let der = try? peer.toDERBytes() else { return nil }
-        return try? Certificate(der: der)
+        return try? Certificate.cached(der: der)
     }
 }
 

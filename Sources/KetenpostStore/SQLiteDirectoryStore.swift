@@ -151,17 +151,17 @@ extension SQLiteMessageStore: AuditStore {
     /// write lock, so the head read here is the head the new records follow).
     static func appendAudit(_ db: Database, _ events: [AuditEvent], at date: Date) throws {
         guard !events.isEmpty else { return }
-        let head = try Row.fetchOne(db, sql: "SELECT sequence, hash FROM audit_log ORDER BY sequence DESC LIMIT 1")
+        let head = try Row.fetchOne(db.cachedStatement(sql: "SELECT sequence, hash FROM audit_log ORDER BY sequence DESC LIMIT 1"))
         var sequence: Int64 = head?["sequence"] ?? 0
         var previous: String = head?["hash"] ?? AuditRecord.genesis
         let at = AuditRecord.milliseconds(date)
         for event in events {
             sequence += 1
             let record = AuditRecord(sequence: sequence, at: at, event: event, prevHash: previous)
-            try db.execute(sql: """
+            try db.cachedStatement(sql: """
                 INSERT INTO audit_log (sequence, at, action, actor, message_id, partner_id, fingerprint, detail, prev_hash, hash)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """, arguments: [record.sequence, record.at, record.action, record.actor, record.messageId, record.partnerId,
+                """).execute(arguments: [record.sequence, record.at, record.action, record.actor, record.messageId, record.partnerId,
                                  record.fingerprint, record.detail, record.prevHash, record.hash])
             previous = record.hash
         }

@@ -128,11 +128,11 @@ public final class SQLiteMessageStore: MessageStore {
                 if let existing = try Self.fetch(db, id: id) {
                     return existing.digest == message.digest && existing.sender == message.sender ? .duplicate(existing) : .conflict
                 }
-                try db.execute(sql: """
+                try db.cachedStatement(sql: """
                     INSERT INTO messages (id, sender, recipient, type, priority, correlation_id, exploitation_form, region,
                         digest, size, accepted_at, expires_at, state, attempts, acceptance_receipt, body)
                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'accepted', 0, ?, ?)
-                    """, arguments: [
+                    """).execute(arguments: [
                         id, message.sender, message.recipient, message.type, message.priority,
                         message.correlationId.map(Self.key), message.exploitationForm, message.region,
                         message.digest, message.body.count, Self.seconds(message.acceptedAt), Self.seconds(message.expiresAt),
@@ -155,17 +155,17 @@ public final class SQLiteMessageStore: MessageStore {
         return try await transaction { db in
             try Self.expire(db, recipient: recipient, now: t)
             try Self.deadLetter(db, recipient: recipient, now: t, maxAttempts: maxAttempts)
-            let rows = try Row.fetchAll(db, sql: Self.deliverableSQL, arguments: [recipient, t, maxAttempts, t, limit])
+            let rows = try Row.fetchAll(db.cachedStatement(sql: Self.deliverableSQL), arguments: [recipient, t, maxAttempts, t, limit])
             var generator = SystemRandomNumberGenerator()
             let until = t + duration
             let leases = try rows.map { row in
                 var message = Self.record(row)
                 let token = Self.token(using: &generator)
-                try db.execute(sql: """
+                try db.cachedStatement(sql: """
                     UPDATE messages SET state = 'delivered', lease_token = ?, lease_until = ?, attempts = attempts + 1,
                         first_delivered_at = coalesce(first_delivered_at, ?), last_delivered_at = ?
                     WHERE sequence = ?
-                    """, arguments: [token, until, t, t, message.sequence])
+                    """).execute(arguments: [token, until, t, t, message.sequence])
                 message.state = .delivered
                 message.leaseToken = token
                 message.leaseUntil = Date(timeIntervalSince1970: until)
@@ -207,11 +207,11 @@ public final class SQLiteMessageStore: MessageStore {
             guard let until = message.leaseUntil, Self.seconds(until) > t else { return .leaseExpired }
             let state: MessageState = rejected ? .rejected : .acknowledged
             let reason = rejected ? reasonCode : nil
-            try db.execute(sql: """
+            try db.cachedStatement(sql: """
                 UPDATE messages SET state = ?, recipient_receipt = ?, reason_code = ?, completed_at = ?,
                     lease_token = NULL, lease_until = NULL
                 WHERE sequence = ?
-                """, arguments: [state.rawValue, receipt, reason, t, message.sequence])
+                """).execute(arguments: [state.rawValue, receipt, reason, t, message.sequence])
             var updated = message
             updated.state = state
             updated.recipientReceipt = receipt
@@ -231,7 +231,7 @@ public final class SQLiteMessageStore: MessageStore {
 
     public func body(id: UUID) async throws -> Data? {
         try await pool.read { db in
-            try Data.fetchOne(db, sql: "SELECT body FROM messages WHERE id = ?", arguments: [Self.key(id)])
+            try Data.fetchOne(db.cachedStatement(sql: "SELECT body FROM messages WHERE id = ?"), arguments: [Self.key(id)])
         }
     }
 
@@ -256,7 +256,7 @@ public final class SQLiteMessageStore: MessageStore {
 
     public func pendingCount(recipient: String) async throws -> Int {
         try await pool.read { db in
-            try Int.fetchOne(db, sql: "SELECT count(*) FROM messages WHERE recipient = ? AND state IN ('accepted', 'delivered')",
+            try Int.fetchOne(db.cachedStatement(sql: "SELECT count(*) FROM messages WHERE recipient = ? AND state IN ('accepted', 'delivered')"),
                              arguments: [recipient]) ?? 0
         }
     }
@@ -274,7 +274,7 @@ public final class SQLiteMessageStore: MessageStore {
             state IN ('accepted', 'delivered') AND expires_at <= ?
               AND (state = 'accepted' OR lease_until IS NULL OR lease_until <= ?)\(scope)
             """
-        let affected = try Row.fetchAll(db, sql: "SELECT id, recipient FROM messages WHERE \(condition) ORDER BY sequence", arguments: arguments)
+        let affected = try Row.fetchAll(db.cachedStatement(sql: "SELECT id, recipient FROM messages WHERE \(condition) ORDER BY sequence"), arguments: arguments)
         guard !affected.isEmpty else { return 0 }
         try db.execute(sql: """
             UPDATE messages SET state = 'expired', completed_at = ?, reason_code = 'expired', lease_token = NULL, lease_until = NULL
@@ -292,7 +292,7 @@ public final class SQLiteMessageStore: MessageStore {
         var arguments: StatementArguments = [t, maxAttempts]
         let scope = only(recipient, &arguments)
         let condition = "state = 'delivered' AND lease_until <= ? AND attempts >= ?\(scope)"
-        let affected = try Row.fetchAll(db, sql: "SELECT id, recipient FROM messages WHERE \(condition) ORDER BY sequence", arguments: arguments)
+        let affected = try Row.fetchAll(db.cachedStatement(sql: "SELECT id, recipient FROM messages WHERE \(condition) ORDER BY sequence"), arguments: arguments)
         guard !affected.isEmpty else { return 0 }
         try db.execute(sql: """
             UPDATE messages SET state = 'dead-lettered', completed_at = ?, reason_code = 'max-attempts',
@@ -336,7 +336,7 @@ public final class SQLiteMessageStore: MessageStore {
         """
 
     private static func fetch(_ db: Database, id: String) throws -> StoredMessage? {
-        try Row.fetchOne(db, sql: "SELECT \(columns) FROM messages WHERE id = ?", arguments: [id]).map(record)
+        try Row.fetchOne(db.cachedStatement(sql: "SELECT \(columns) FROM messages WHERE id = ?"), arguments: [id]).map(record)
     }
 
     private static func record(_ row: Row) -> StoredMessage {
