@@ -271,17 +271,24 @@ final class RelayProcess: Sendable {
         let child = Process()
         child.executableURL = URL(fileURLWithPath: executable)
         child.arguments = ["serve", "--config", config, "--log-level", "error"] + (port.map { ["--port", "\($0)"] } ?? [])
+        // Its error log goes to a file beside the configuration, so that a failed start says why.
+        let log = URL(fileURLWithPath: config).deletingLastPathComponent().appendingPathComponent("serve-\(port ?? 0).log")
+        FileManager.default.createFile(atPath: log.path, contents: nil)
+        let handle = try FileHandle(forWritingTo: log)
         child.standardOutput = FileHandle.nullDevice
-        child.standardError = FileHandle.nullDevice
+        child.standardError = handle
         try child.run()
+        try? handle.close()
         process.withLock { $0 = child }
         let client = try RelayClient(relay: url, identity: probe, trust: trust, timeout: .seconds(2))
         defer { Task { try? await client.shutdown() } }
-        for _ in 0..<200 {
+        let deadline = ContinuousClock.now + .seconds(20)
+        while ContinuousClock.now < deadline && child.isRunning {
             if (try? await client.directory(probe.partnerID)) != nil { return }
             try await Task.sleep(for: .milliseconds(50))
         }
-        throw KetenpostError(.internalError, "The relay did not come up.")
+        let said = (try? String(contentsOf: log, encoding: .utf8))?.split(separator: "\n").suffix(3).joined(separator: " | ") ?? ""
+        throw KetenpostError(.internalError, "The relay did not come up: \(said)")
     }
 
     /// SIGKILL: no shutdown handlers, no flushing; only what was fsync'd survives.

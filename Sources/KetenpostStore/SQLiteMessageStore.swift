@@ -10,7 +10,7 @@ import GRDB
 /// Bodies are ciphertext and never leave this type except through `lease` and `body(id:)`.
 public final class SQLiteMessageStore: MessageStore {
     let pool: DatabasePool
-    private let groupCommit = GroupCommit()
+    private let writes: SQLiteWriteBatcher
 
     /// Opens or creates the database file (and its parent directories). Call `migrate()` before use.
     /// - Parameter readOnly: open an existing file without writing to it (`ketenpost audit verify`).
@@ -21,6 +21,7 @@ public final class SQLiteMessageStore: MessageStore {
             var config = Configuration()
             config.readonly = true
             pool = try DatabasePool(path: url.path, configuration: config)
+            writes = SQLiteWriteBatcher(pool: pool)
             return
         }
         try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
@@ -40,6 +41,7 @@ public final class SQLiteMessageStore: MessageStore {
         // lose the last commits on power loss). Set again here because GRDB's WAL setup runs after
         // `prepareDatabase` and switches the writer to NORMAL; the pool keeps this one writer for life.
         try pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
+        writes = SQLiteWriteBatcher(pool: pool)
     }
 
     // MARK: - Schema
@@ -112,47 +114,43 @@ public final class SQLiteMessageStore: MessageStore {
 
     // MARK: - Queue
 
-    /// Group commit: submissions that arrive while a commit is being fsync'd wait for the next
-    /// transaction together, so N concurrent partners share one fsync instead of queueing for N.
-    /// Each caller still gets its answer only after the transaction holding its message committed.
+    /// Group commit (`SQLiteWriteBatcher`): submissions, leases and acknowledgements that arrive
+    /// while a commit is being fsync'd share the next transaction. Each caller still gets its
+    /// answer only after the transaction holding its write committed.
     public func submit(_ message: NewMessage) async throws -> SubmitOutcome {
-        try await groupCommit.submit(message) { [self] batch in try await self.submitBatch(batch) }
+        try await writes.write { db in try Self.submit(db, message) }
     }
 
-    /// Stores a batch in one transaction, in order; a repeated id within the batch sees the earlier insert.
-    private func submitBatch(_ messages: [NewMessage]) async throws -> [SubmitOutcome] {
-        try await transaction { db in
-            try messages.map { message in
-                let id = Self.key(message.id)
-                // Inside the write lock: nobody can insert the same id between this check and the insert.
-                if let existing = try Self.fetch(db, id: id) {
-                    return existing.digest == message.digest && existing.sender == message.sender ? .duplicate(existing) : .conflict
-                }
-                try db.cachedStatement(sql: """
-                    INSERT INTO messages (id, sender, recipient, type, priority, correlation_id, exploitation_form, region,
-                        digest, size, accepted_at, expires_at, state, attempts, acceptance_receipt, body)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'accepted', 0, ?, ?)
-                    """).execute(arguments: [
-                        id, message.sender, message.recipient, message.type, message.priority,
-                        message.correlationId.map(Self.key), message.exploitationForm, message.region,
-                        message.digest, message.body.count, Self.seconds(message.acceptedAt), Self.seconds(message.expiresAt),
-                        message.acceptanceReceipt, message.body,
-                    ])
-                // Read back, so the caller sees exactly what later reads return (sequence, stored times).
-                guard let stored = try Self.fetch(db, id: id) else { throw DatabaseError(message: "inserted message vanished") }
-                try Self.appendAudit(db, [AuditEvent(action: "message.accepted", actor: message.sender, messageId: id,
-                                                     partnerId: message.recipient,
-                                                     detail: "type=\(message.type) size=\(message.body.count) digest=\(message.digest)")],
-                                     at: message.acceptedAt)
-                return .accepted(stored)
-            }
+    /// One submission inside a write transaction; an id repeated within a batch sees the earlier insert.
+    private static func submit(_ db: Database, _ message: NewMessage) throws -> SubmitOutcome {
+        let id = key(message.id)
+        // Inside the write lock: nobody can insert the same id between this check and the insert.
+        if let existing = try fetch(db, id: id) {
+            return existing.digest == message.digest && existing.sender == message.sender ? .duplicate(existing) : .conflict
         }
+        try db.cachedStatement(sql: """
+            INSERT INTO messages (id, sender, recipient, type, priority, correlation_id, exploitation_form, region,
+                digest, size, accepted_at, expires_at, state, attempts, acceptance_receipt, body)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'accepted', 0, ?, ?)
+            """).execute(arguments: [
+                id, message.sender, message.recipient, message.type, message.priority,
+                message.correlationId.map(key), message.exploitationForm, message.region,
+                message.digest, message.body.count, seconds(message.acceptedAt), seconds(message.expiresAt),
+                message.acceptanceReceipt, message.body,
+            ])
+        // Read back, so the caller sees exactly what later reads return (sequence, stored times).
+        guard let stored = try fetch(db, id: id) else { throw DatabaseError(message: "inserted message vanished") }
+        try appendAudit(db, [AuditEvent(action: "message.accepted", actor: message.sender, messageId: id,
+                                        partnerId: message.recipient,
+                                        detail: "type=\(message.type) size=\(message.body.count) digest=\(message.digest)")],
+                        at: message.acceptedAt)
+        return .accepted(stored)
     }
 
     public func lease(recipient: String, limit: Int, duration: TimeInterval, maxAttempts: Int, now: Date) async throws -> [Lease] {
         guard limit > 0 else { return [] }
         let t = Self.seconds(now)
-        return try await transaction { db in
+        return try await writes.write { db in
             try Self.expire(db, recipient: recipient, now: t)
             try Self.deadLetter(db, recipient: recipient, now: t, maxAttempts: maxAttempts)
             let rows = try Row.fetchAll(db.cachedStatement(sql: Self.deliverableSQL), arguments: [recipient, t, maxAttempts, t, limit])
@@ -197,7 +195,7 @@ public final class SQLiteMessageStore: MessageStore {
     public func acknowledge(id: UUID, recipient: String, leaseToken: String, receipt: Data, rejected: Bool,
                             reasonCode: String?, now: Date) async throws -> AcknowledgeOutcome {
         let t = Self.seconds(now)
-        return try await transaction { db in
+        return try await writes.write { db in
             guard let message = try Self.fetch(db, id: Self.key(id)), message.recipient == recipient else { return .notFound }
             if message.state.isFinal {
                 // A retry of the acknowledgement that completed it is answered as before.
