@@ -9,6 +9,17 @@ import Testing
 @Suite struct CommandLineTests {
     var binary: String { ServeProcessTests.binary }
 
+    /// The completion scripts that README.md tells users to install (swift-argument-parser's).
+    @Test func completionScriptsNameTheSubcommands() async throws {
+        for shellName in ["bash", "zsh", "fish"] {
+            let script = try await shell("'\(binary)' --generate-completion-script \(shellName)")
+            #expect(script.status == 0, "\(shellName): \(script.stderr)")
+            for word in ["serve", "audit", "verify", "store-url", "report"] {
+                #expect(script.stdout.contains(word), "\(shellName) script lacks \(word)")
+            }
+        }
+    }
+
     @Test func sendInboxStatusAndRetryWithTheSameID() async throws {
         try await withRelay { h in
             let pki = h.shared.pki
