@@ -14,8 +14,12 @@ struct Report: AsyncParsableCommand {
             as <5, and the total is withheld when a cell is suppressed. Counts are messages, not persons: \
             one case may send several messages (signal, referral, intake), and labels are what senders chose \
             to give. See docs/REPORT.md.
-            Example:
-              ketenpost report --store data/ketenpost.sqlite --from 2026-01-01 --to 2027-01-01 --by month,form
+            Examples:
+              ketenpost report --store data/ketenpost.sqlite --from 2026-01-01 \\
+                --to 2027-01-01 --by month,form
+              ketenpost report \\
+                --store 'postgres://reports@db.internal/ketenpost?sslmode=verify-full' \\
+                --from 2026-01-01 --to 2026-04-01 --by region,type --format csv > q1.csv
             """)
 
     @Option(help: "The relay's store: a SQLite file or a store URL.") var store: String = "data/ketenpost.sqlite"

@@ -20,6 +20,19 @@ import Testing
         }
     }
 
+    /// `help SUBCOMMAND` ends with examples, and the root help points to it and to completions.
+    @Test func helpShowsExamples() async throws {
+        let root = try await shell("'\(binary)' --help")
+        #expect(root.status == 0 && root.stdout.contains("ketenpost help <subcommand>") && root.stdout.contains("--generate-completion-script"),
+                "\(root.stdout)")
+        for command in ["serve", "send", "inbox", "status", "seal", "open", "admin", "admin partners add", "admin certs rotate",
+                        "audit verify", "report", "conformance", "pki issue", "demo"] {
+            let help = try await shell("'\(binary)' help \(command)")
+            #expect(help.status == 0, "\(command): \(help.stderr)")
+            #expect(help.stdout.contains("Examples:\n  ketenpost \(command.split(separator: " ").first!)"), "\(command): \(help.stdout)")
+        }
+    }
+
     @Test func sendInboxStatusAndRetryWithTheSameID() async throws {
         try await withRelay { h in
             let pki = h.shared.pki
