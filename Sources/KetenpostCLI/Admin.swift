@@ -9,11 +9,12 @@ struct Admin: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Administer partners and certificates on a running relay (administrator certificate).",
         discussion: """
-            Every change is applied on all relay instances and recorded as an audit event.
-            Examples (development PKI):
+            Every change is applied on all relay instances and recorded as an audit event. \
+            --identity defaults to the development PKI's administrator (certs/dev/admin). See docs/OPERATIONS.md.
+            Examples:
               ketenpost admin partners list
-              ketenpost admin certs rotate --partner gemeente-maastricht --cert certs/dev/next/gemeente-maastricht/cert.pem --overlap 7d
-              ketenpost admin certs revoke --fingerprint 3f1c… --reason key-compromise
+              ketenpost admin certs rotate --partner gemeente-maastricht \\
+                --cert certs/dev/next/gemeente-maastricht/cert.pem --overlap 7d
               ketenpost admin certs expiring --within 30d
             """,
         subcommands: [Partners.self, Certs.self, Events.self, Reload.self])
@@ -80,10 +81,25 @@ struct Admin: AsyncParsableCommand {
     }
 
     struct Partners: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List, show, add, suspend and resume partners.",
-                                                        subcommands: [List.self, Show.self, Add.self, Suspend.self, Resume.self])
+        static let configuration = CommandConfiguration(
+            abstract: "List, show, add, suspend and resume partners.",
+            discussion: """
+                Examples:
+                  ketenpost admin partners list
+                  ketenpost admin partners show gemeente-maastricht
+                  ketenpost admin partners suspend gemeente-maastricht
+                """,
+            subcommands: [List.self, Show.self, Add.self, Suspend.self, Resume.self])
 
         struct List: AsyncParsableCommand {
+            static let configuration = CommandConfiguration(
+                abstract: "List the partners with their state and certificates.",
+                discussion: """
+                    Examples:
+                      ketenpost admin partners list
+                      ketenpost admin partners list --relay https://relay.example.nl:8443 \\
+                        --identity /etc/ketenpost/admin
+                    """)
             @OptionGroup var options: Options
             func run() async throws {
                 try await options.run({ try await $0.adminPartners() }) { list in
@@ -93,6 +109,12 @@ struct Admin: AsyncParsableCommand {
         }
 
         struct Show: AsyncParsableCommand {
+            static let configuration = CommandConfiguration(
+                abstract: "Show one partner: state, role, OIN and every certificate with its fingerprint and state.",
+                discussion: """
+                    Examples:
+                      ketenpost admin partners show gemeente-maastricht
+                    """)
             @OptionGroup var options: Options
             @Argument(help: "Partner id.") var partner: String
             func run() async throws {
@@ -101,7 +123,16 @@ struct Admin: AsyncParsableCommand {
         }
 
         struct Add: AsyncParsableCommand {
-            static let configuration = CommandConfiguration(abstract: "Onboard a partner with its certificate.")
+            static let configuration = CommandConfiguration(
+                abstract: "Onboard a partner with its certificate.",
+                discussion: """
+                    The relay refuses a certificate for another commonName or OIN, one that does not chain \
+                    to its trust anchors, and an id that exists already.
+                    Examples:
+                      ketenpost admin partners add --id gemeente-voerendaal \\
+                        --name "Gemeente Voerendaal" --role municipality \\
+                        --oin 00000001000000000042 --cert voerendaal-cert.pem
+                    """)
             @OptionGroup var options: Options
             @Option(help: "Partner id (the certificate's commonName).") var id: String
             @Option(help: "Organisation name.") var name: String
@@ -118,7 +149,13 @@ struct Admin: AsyncParsableCommand {
         }
 
         struct Suspend: AsyncParsableCommand {
-            static let configuration = CommandConfiguration(abstract: "Suspend a partner: it can neither send nor receive until resumed.")
+            static let configuration = CommandConfiguration(
+                abstract: "Suspend a partner: it can neither send nor receive until resumed.",
+                discussion: """
+                    Messages waiting for it stay queued. Undo with `ketenpost admin partners resume`.
+                    Examples:
+                      ketenpost admin partners suspend gemeente-maastricht
+                    """)
             @OptionGroup var options: Options
             @Argument(help: "Partner id.") var partner: String
             func run() async throws {
@@ -127,6 +164,12 @@ struct Admin: AsyncParsableCommand {
         }
 
         struct Resume: AsyncParsableCommand {
+            static let configuration = CommandConfiguration(
+                abstract: "Resume a suspended partner.",
+                discussion: """
+                    Examples:
+                      ketenpost admin partners resume gemeente-maastricht
+                    """)
             @OptionGroup var options: Options
             @Argument(help: "Partner id.") var partner: String
             func run() async throws {
@@ -136,11 +179,26 @@ struct Admin: AsyncParsableCommand {
     }
 
     struct Certs: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "certs", abstract: "Add, rotate, revoke and watch certificates.",
-                                                        subcommands: [Add.self, Rotate.self, Revoke.self, Expiring.self])
+        static let configuration = CommandConfiguration(
+            commandName: "certs",
+            abstract: "Add, rotate, revoke and watch certificates.",
+            discussion: """
+                Examples:
+                  ketenpost admin certs rotate --partner zorgcoordinatie-zuid-limburg \\
+                    --cert new-cert.pem --overlap 7d
+                  ketenpost admin certs revoke --fingerprint 3f1c… --reason key-compromise
+                  ketenpost admin certs expiring --within 30d
+                """,
+            subcommands: [Add.self, Rotate.self, Revoke.self, Expiring.self])
 
         struct Add: AsyncParsableCommand {
-            static let configuration = CommandConfiguration(abstract: "Register another certificate, active from --activates-at (default now).")
+            static let configuration = CommandConfiguration(
+                abstract: "Register another certificate, active from --activates-at (default now).",
+                discussion: """
+                    Examples:
+                      ketenpost admin certs add --partner zorgcoordinatie-zuid-limburg \\
+                        --cert new-cert.pem --activates-at 2026-12-01T06:00:00Z
+                    """)
             @OptionGroup var options: Options
             @Option(help: "Partner id.") var partner: String
             @Option(help: "Certificate (PEM).") var cert: String
@@ -155,7 +213,14 @@ struct Admin: AsyncParsableCommand {
 
         struct Rotate: AsyncParsableCommand {
             static let configuration = CommandConfiguration(
-                abstract: "Activate a new certificate now; the old one keeps working for --overlap, then retires by itself.")
+                abstract: "Activate a new certificate now; the old one keeps working for --overlap, then retires by itself.",
+                discussion: """
+                    Examples:
+                      ketenpost admin certs rotate --partner zorgcoordinatie-zuid-limburg \\
+                        --cert new-cert.pem --overlap 7d
+                      ketenpost admin certs rotate --partner zorgcoordinatie-zuid-limburg \\
+                        --cert new-cert.pem --overlap 0s
+                    """)
             @OptionGroup var options: Options
             @Option(help: "Partner id.") var partner: String
             @Option(help: "The new certificate (PEM).") var cert: String
@@ -170,7 +235,15 @@ struct Admin: AsyncParsableCommand {
         }
 
         struct Revoke: AsyncParsableCommand {
-            static let configuration = CommandConfiguration(abstract: "Revoke a certificate at once, on every relay instance.")
+            static let configuration = CommandConfiguration(
+                abstract: "Revoke a certificate at once, on every relay instance.",
+                discussion: """
+                    Give --fingerprint (as `admin partners show` lists it) or --cert.
+                    Examples:
+                      ketenpost admin certs revoke --fingerprint 3f1c… --reason key-compromise
+                      ketenpost admin certs revoke --cert compromised-cert.pem \\
+                        --reason key-compromise
+                    """)
             @OptionGroup var options: Options
             @Option(help: "SHA-256 fingerprint (hex) of the certificate, as `partners show` lists it.") var fingerprint: String?
             @Option(help: "Or the certificate (PEM) itself.") var cert: String?
@@ -191,7 +264,12 @@ struct Admin: AsyncParsableCommand {
         }
 
         struct Expiring: AsyncParsableCommand {
-            static let configuration = CommandConfiguration(abstract: "List certificates that expire within a window.")
+            static let configuration = CommandConfiguration(
+                abstract: "List certificates that expire within a window.",
+                discussion: """
+                    Examples:
+                      ketenpost admin certs expiring --within 30d
+                    """)
             @OptionGroup var options: Options
             @Option(help: "Window, e.g. 30d.") var within: String = "30d"
             func run() async throws {
@@ -207,7 +285,14 @@ struct Admin: AsyncParsableCommand {
     }
 
     struct Events: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "The directory's audit events (who changed what, when).")
+        static let configuration = CommandConfiguration(
+            abstract: "The directory's audit events (who changed what, when).",
+            discussion: """
+                To check that the trail was not tampered with, use `ketenpost audit verify`.
+                Examples:
+                  ketenpost admin events
+                  ketenpost admin events --after 1200
+                """)
         @OptionGroup var options: Options
         @Option(help: "Show events after this sequence number.") var after: Int64 = 0
         func run() async throws {
@@ -219,7 +304,14 @@ struct Admin: AsyncParsableCommand {
     }
 
     struct Reload: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Make the relay re-read its certificate, key, trust anchors, CRLs and directory now.")
+        static let configuration = CommandConfiguration(
+            abstract: "Make the relay re-read its certificate, key, trust anchors, CRLs and directory now.",
+            discussion: """
+                The same as sending the relay SIGHUP. A set of files that does not load is logged and \
+                ignored; the previous set stays in use.
+                Examples:
+                  ketenpost admin reload
+                """)
         @OptionGroup var options: Options
         func run() async throws {
             try await options.run({ try await $0.adminReload() }) { "Relay: \($0.status)." }

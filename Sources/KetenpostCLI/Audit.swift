@@ -9,31 +9,60 @@ import KetenpostStore
 struct Audit: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Check the relay's tamper-evident audit trail.",
+        discussion: """
+            See `ketenpost help audit verify` and docs/SECURITY.md.
+            Examples:
+              ketenpost audit verify --store data/ketenpost.sqlite
+            """,
         subcommands: [Verify.self])
 
     struct Verify: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Verify the audit trail's hash chain and signed checkpoints; report the first record changed, removed or reordered.",
             discussion: """
-                Reads the store file read-only (a copy is fine). Exit status 0: intact; 1: tampered or unreadable.
-                Example:
-                  ketenpost audit verify --store data/ketenpost.sqlite --trust certs/dev/ca/cert.pem
+                Reads a SQLite store file read-only (a copy is fine), or a PostgreSQL store through \
+                --store-url (SELECTs only; a role with read access to audit_log and audit_checkpoints \
+                is enough). The URL's password is never printed. Exit status 0: intact; 1: tampered \
+                or unreadable.
+                Examples:
+                  ketenpost audit verify --store data/ketenpost.sqlite \\
+                    --trust certs/dev/ca/cert.pem
+                  ketenpost audit verify \\
+                    --store-url 'postgres://auditor@db.internal/ketenpost?sslmode=verify-full'
+                  ketenpost audit verify --store-url sqlite:///var/lib/ketenpost/copy.sqlite \\
+                    --json
                 """)
 
-        @Option(help: "The relay's SQLite store file.") var store: String = "data/ketenpost.sqlite"
-        @Option(help: "Trust anchors (PEM) for the relay's checkpoint signatures.") var trust: String = "certs/dev/ca/cert.pem"
+        @Option(help: ArgumentHelp("The relay's SQLite store file (default: data/ketenpost.sqlite).", valueName: "path"),
+                completion: .file(extensions: ["sqlite"]))
+        var store: String?
+        @Option(name: .customLong("store-url"),
+                help: ArgumentHelp("The relay's store as a URL: sqlite:///PATH or postgres://USER@HOST:PORT/DATABASE?sslmode=MODE.", valueName: "url"))
+        var storeURL: String?
+        @Option(help: "Trust anchors (PEM) for the relay's checkpoint signatures.", completion: .file(extensions: ["pem"]))
+        var trust: String = "certs/dev/ca/cert.pem"
         @Option(name: .customLong("relay-id"), help: "The relay's id (commonName of its certificate).") var relayID: String = DevelopmentPKI.relayID
         @Flag(help: "Print the report as JSON.") var json = false
 
+        func validate() throws {
+            if store != nil && storeURL != nil { throw ValidationError("Give either --store or --store-url, not both.") }
+        }
+
         func run() async throws {
             do {
-                let opened: SQLiteMessageStore
-                do { opened = try SQLiteMessageStore(path: store, readOnly: true) } catch {
-                    throw KetenpostError(.configInvalid, "--store \(store) cannot be opened read-only: \(error)")
-                }
+                let location = try storeLocation()
                 // No CRLs: a checkpoint is judged by the certificate's validity when it was signed.
                 let anchors = try TrustStore.load(anchorsFile: trust)
-                let report = try await AuditTrail.verify(store: opened, trust: anchors, relayID: relayID)
+                let opened = try await open(location)
+                let report: AuditTrail.Report
+                do {
+                    report = try await AuditTrail.verify(store: opened, trust: anchors, relayID: relayID)
+                } catch {
+                    await (opened as? any ClosableStore)?.shutdown()
+                    throw KetenpostError(.storeUnavailable,
+                                         "The audit trail in \(location.redacted) cannot be read; check that the store is reachable and holds a relay's tables (\(error)).")
+                }
+                await (opened as? any ClosableStore)?.shutdown()
                 if json {
                     printJSON(report)
                 } else if report.ok {
@@ -47,6 +76,28 @@ struct Audit: AsyncParsableCommand {
                 throw exit
             } catch {
                 throw fail(error)
+            }
+        }
+
+        func storeLocation() throws -> StoreLocation {
+            guard let storeURL else { return .sqlite(path: store ?? "data/ketenpost.sqlite") }
+            // The text may hold a password: the message does not repeat it.
+            guard let location = StoreLocation.parse(storeURL) else {
+                throw KetenpostError(.configInvalid, "--store-url must be sqlite:///PATH or postgres://USER@HOST:PORT/DATABASE?sslmode=MODE.")
+            }
+            return location
+        }
+
+        /// SQLite read-only (the factory opens files for writing); PostgreSQL through the factory,
+        /// which sends nothing but the SELECTs `verify` makes (no migration).
+        func open(_ location: StoreLocation) async throws -> any AuditStore {
+            switch location {
+            case .sqlite(let path):
+                do { return try SQLiteMessageStore(path: path, readOnly: true) } catch {
+                    throw KetenpostError(.configInvalid, "\(location.redacted) cannot be opened read-only: \(error). Check the path (a copy of the file is fine).")
+                }
+            case .postgres:
+                return try await StoreFactory.open(location)
             }
         }
     }

@@ -16,8 +16,10 @@ struct Conformance: AsyncParsableCommand {
             acknowledge it; see the echo's signed receipt in the status; resubmit the same bytes and get \
             the original receipt; and the refusals as documented: a tampered message, an expired message, \
             an unknown recipient, an acknowledgement with a wrong lease. Exit status 0 only if all pass.
-            Example:
+            Examples:
               ketenpost conformance --identity certs/dev/partners/gemeente-maastricht
+              ketenpost conformance --identity certs/dev/partners/gemeente-maastricht \\
+                --relay https://relay.example.nl:8443 --json
             """)
 
     @OptionGroup var partner: PartnerOptions

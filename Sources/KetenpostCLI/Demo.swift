@@ -14,6 +14,9 @@ struct Demo: AsyncParsableCommand {
             A municipality signals the care coordinator; the coordinator sends an intake notice to the \
             shelter; the shelter answers with an intake response. Prints a timeline with verified receipts. \
             Uses config/partners.yaml, config/policy.yaml and config/examples/.
+            Examples:
+              ketenpost demo
+              ketenpost demo --keep
             """)
 
     @Option(help: "Directory with partners.yaml, policy.yaml and examples/.") var config: String = "config"

@@ -9,6 +9,15 @@ struct KetenpostCommand: AsyncParsableCommand {
         discussion: """
             Partners seal messages with CMS sign-encrypt-sign; the relay checks sender, policy and \
             signatures without reading content, stores them durably and forwards them.
+
+            `ketenpost help <subcommand>` (or `ketenpost <subcommand> --help`) shows a
+            subcommand's options and examples.
+            Shell completions: `ketenpost --generate-completion-script bash` (or zsh, fish)
+            prints a script to install; see "Shell completions" in README.md.
+            Examples:
+              ketenpost serve --config config/ketenpost.yaml
+              ketenpost demo
+              ketenpost help send
             """,
         version: "0.1.0",
         subcommands: [Serve.self, Send.self, Inbox.self, Status.self, Seal.self, Open.self, Admin.self, Audit.self, Report.self, Conformance.self, PKI.self, Demo.self, Bench.self, CrashTest.self]

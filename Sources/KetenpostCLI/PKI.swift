@@ -7,12 +7,25 @@ struct PKI: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "pki",
         abstract: "Development PKI: a CA, the relay's certificate and one identity per partner.",
+        discussion: """
+            For development and rehearsals only. `ketenpost serve` creates it on first start when \
+            the configuration asks for it (docs/OPERATIONS.md rehearses rotation and revocation with it).
+            Examples:
+              ketenpost pki init
+              ketenpost pki issue --partner gemeente-maastricht \\
+                --out certs/dev/next/gemeente-maastricht
+            """,
         subcommands: [Init.self, Issue.self, Revoke.self])
 
     struct Init: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Create the development PKI (idempotent: existing identities are kept).",
-            discussion: "Never use the development CA in production: its key lies next to the certificates.")
+            discussion: """
+                Never use the development CA in production: its key lies next to the certificates.
+                Examples:
+                  ketenpost pki init
+                  ketenpost pki init --dir /tmp/pki --partners config/partners.yaml
+                """)
 
         @Option(help: "Directory to write to.") var dir: String = "certs/dev"
         @Option(help: "Partner directory file.") var partners: String = "config/partners.yaml"
@@ -33,8 +46,10 @@ struct PKI: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Issue another certificate and key for a partner from the development CA (to rehearse a rotation).",
             discussion: """
-                Example:
-                  ketenpost pki issue --partner zorgcoordinatie-zuid-limburg --out certs/dev/next/zorgcoordinatie-zuid-limburg
+                Examples:
+                  ketenpost pki issue --partner zorgcoordinatie-zuid-limburg \\
+                    --out certs/dev/next/zorgcoordinatie-zuid-limburg
+                  ketenpost pki issue --relay --out certs/dev/next/relay
                 """)
 
         @Option(help: "Development PKI directory.") var dir: String = "certs/dev"
@@ -84,7 +99,8 @@ struct PKI: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Revoke certificates of the development CA: writes a fresh crl.pem.",
             discussion: """
-                Example:
+                Relays re-read the CRL within tls.reloadInterval, or at once after `ketenpost admin reload`.
+                Examples:
                   ketenpost pki revoke --cert certs/dev/partners/gemeente-maastricht/cert.pem
                 """)
 

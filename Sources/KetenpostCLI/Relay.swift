@@ -12,11 +12,14 @@ extension Logger.Level: @retroactive ExpressibleByArgument {}
 
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Run the relay (mutual TLS; SQLite store; development PKI created on first start).",
+        abstract: "Run the relay (mutual TLS; SQLite or PostgreSQL store; development PKI created on first start).",
         discussion: """
-            Stops gracefully on SIGTERM or SIGINT: in-flight requests finish, nothing accepted is lost.
-            Example:
+            Stops gracefully on SIGTERM or SIGINT: in-flight requests finish, nothing accepted is lost. \
+            SIGHUP re-reads the relay's certificate, key, trust anchors and CRLs. See docs/OPERATIONS.md.
+            Examples:
               ketenpost serve --config config/ketenpost.yaml
+              ketenpost serve --config config/ketenpost.yaml --port 0 --log-format json \\
+                --log-level debug
             """)
 
     @Option(help: "Relay configuration file.") var config: String = "config/ketenpost.yaml"
@@ -107,9 +110,13 @@ struct Send: AsyncParsableCommand {
             The sealed bytes and the receipt are kept in the outbox (default IDENTITY/outbox/ID.der and \
             ID.receipt.der): they are the sender's proof of what was sent and when the relay took it. \
             Running send again with the same --id resubmits the same bytes, so a retry never creates a second message.
-            Example:
+            Examples:
               ketenpost send --identity certs/dev/partners/gemeente-eijsden-margraten \\
-                --to zorgcoordinatie-zuid-limburg --type signal --in config/examples/signal.json
+                --to zorgcoordinatie-zuid-limburg --type signal \\
+                --in config/examples/signal.json
+              ketenpost send --identity certs/dev/partners/gemeente-eijsden-margraten \\
+                --to zorgcoordinatie-zuid-limburg --type signal --id 6f1c2d3e-… \\
+                --in config/examples/signal.json
             """)
 
     @OptionGroup var partner: PartnerOptions
@@ -184,8 +191,12 @@ struct Inbox: AsyncParsableCommand {
         discussion: """
             Each message is written atomically to --out (fsync'd) before its receipt is sent. A message \
             that fails any check is answered with a signed rejection receipt naming the error code.
-            Example:
-              ketenpost inbox --identity certs/dev/partners/zorgcoordinatie-zuid-limburg --wait 20 --out received --ack
+            Exit status 2 when a message was left for redelivery (it may open with another key later).
+            Examples:
+              ketenpost inbox --identity certs/dev/partners/zorgcoordinatie-zuid-limburg \\
+                --wait 20 --out received --ack
+              ketenpost inbox --identity certs/dev/partners/zorgcoordinatie-zuid-limburg \\
+                --max 1
             """)
 
     @OptionGroup var partner: PartnerOptions
@@ -246,7 +257,15 @@ struct Inbox: AsyncParsableCommand {
 struct Status: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Show a sent message's state, times and verified receipts (sender only).",
-        discussion: "Example:\n  ketenpost status --identity certs/dev/partners/gemeente-eijsden-margraten 6f1c2d3e-…")
+        discussion: """
+            Only the sender of a message sees it. With --receipts, the signed receipts are written out \
+            for a third party to check with `openssl cms -verify`.
+            Examples:
+              ketenpost status \\
+                --identity certs/dev/partners/gemeente-eijsden-margraten 6f1c2d3e-…
+              ketenpost status --identity certs/dev/partners/gemeente-eijsden-margraten \\
+                --receipts receipts 6f1c2d3e-…
+            """)
 
     @OptionGroup var partner: PartnerOptions
     @Argument(help: "Message id.") var messageID: String

@@ -14,8 +14,15 @@ struct Report: AsyncParsableCommand {
             as <5, and the total is withheld when a cell is suppressed. Counts are messages, not persons: \
             one case may send several messages (signal, referral, intake), and labels are what senders chose \
             to give. See docs/REPORT.md.
-            Example:
-              ketenpost report --store data/ketenpost.sqlite --from 2026-01-01 --to 2027-01-01 --by month,form
+            Counting is one query in the store and can take a while over a large one: a line when \
+            it starts and one with the elapsed time go to stderr (stdout carries only the report) \
+            when stderr is a terminal, or always with --progress.
+            Examples:
+              ketenpost report --store data/ketenpost.sqlite --from 2026-01-01 \\
+                --to 2027-01-01 --by month,form
+              ketenpost report \\
+                --store 'postgres://reports@db.internal/ketenpost?sslmode=verify-full' \\
+                --from 2026-01-01 --to 2026-04-01 --by region,type --format csv > q1.csv
             """)
 
     @Option(help: "The relay's store: a SQLite file or a store URL.") var store: String = "data/ketenpost.sqlite"
@@ -23,6 +30,8 @@ struct Report: AsyncParsableCommand {
     @Option(help: "Last day (exclusive), YYYY-MM-DD (UTC).") var to: String
     @Option(help: "Dimensions, comma-separated: month, form, region, type.") var by: String = "month,type"
     @Option(help: "table, csv or json.") var format: String = "table"
+    @Flag(inversion: .prefixedNo, help: "Print start and elapsed time on stderr (default: when stderr is a terminal).")
+    var progress: Bool?
 
     func run() async throws {
         do {
@@ -45,9 +54,22 @@ struct Report: AsyncParsableCommand {
             }
             guard !dimensions.isEmpty else { throw KetenpostError(.requestInvalid, "--by needs at least one dimension.") }
             guard ["table", "csv", "json"].contains(format) else { throw KetenpostError(.requestInvalid, "--format is table, csv or json.") }
+            // No percentages: the store answers one GROUP BY query, with nothing to report midway.
+            let progress = ProgressLines(enabled: self.progress ?? (isatty(STDERR_FILENO) == 1))
+            let location = StoreLocation.parse(store) ?? .sqlite(path: store)
+            progress.say("counting messages accepted from \(from) to \(to) in \(location.redacted)…")
+            let started = ContinuousClock.now
             let source = try await ReportSource.open(store)
-            let counts = try await source.labelCounts(from: start, to: end)
+            let counts: [LabelCount]
+            do {
+                counts = try await source.labelCounts(from: start, to: end)
+            } catch {
+                await (source as? any ClosableStore)?.shutdown()
+                throw error
+            }
             await (source as? any ClosableStore)?.shutdown()
+            let elapsed = ContinuousClock.now - started
+            progress.say(String(format: "counted in %.2f s.", Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18))
             let report = ExtentReport(counts: counts, from: start, to: end, by: dimensions)
             switch format {
             case "csv": print(report.csv(), terminator: "")
@@ -57,6 +79,16 @@ struct Report: AsyncParsableCommand {
         } catch {
             throw fail(error)
         }
+    }
+}
+
+/// Progress lines on stderr, prefixed like errors; metadata only (dates, the redacted store).
+struct ProgressLines {
+    let enabled: Bool
+    func say(_ line: String) {
+        guard enabled else { return }
+        var stderr = StandardError()
+        print("ketenpost report: \(line)", to: &stderr)
     }
 }
 

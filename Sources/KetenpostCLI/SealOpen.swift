@@ -12,11 +12,14 @@ struct Seal: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Seal a message offline: sign, encrypt for the recipient's certificates, sign again.",
         discussion: """
-            Example:
+            Needs no relay: the recipient's certificates come from --to-cert. Submit the result with \
+            curl or the client library (docs/FORMAT.md).
+            Examples:
               ketenpost seal --identity certs/dev/partners/gemeente-eijsden-margraten \\
                 --to zorgcoordinatie-zuid-limburg \\
                 --to-cert certs/dev/partners/zorgcoordinatie-zuid-limburg/cert.pem \\
-                --trust certs/dev/ca/cert.pem --type signal --in config/examples/signal.json --out signal.der
+                --trust certs/dev/ca/cert.pem --type signal \\
+                --in config/examples/signal.json --out signal.der
             """)
 
     @Option(help: "Identity directory of the sender (cert.pem, key.pem).") var identity: String
@@ -81,7 +84,7 @@ struct Open: AsyncParsableCommand {
         discussion: """
             Prints {"header": …, "payload": …} as JSON. On failure prints the error code and a \
             sentence on stderr and exits with status 1.
-            Example:
+            Examples:
               ketenpost open --identity certs/dev/partners/zorgcoordinatie-zuid-limburg \\
                 --trust certs/dev/ca/cert.pem --crl certs/dev/crl.pem --in signal.der
             """)

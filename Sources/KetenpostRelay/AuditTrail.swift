@@ -73,6 +73,9 @@ public enum AuditTrail {
     /// Walks the whole chain and checks every checkpoint (signature by `relayID`, chained to
     /// `trust` at the checkpoint's time).
     public static func verify(store: any AuditStore, trust: TrustStore, relayID: String) async throws -> Report {
+        // Checkpoints first: each one vouches for records committed before it, so on a live store
+        // (a relay still writing) a checkpoint added during the walk cannot look like a truncation.
+        let checkpoints = try await store.auditCheckpoints()
         var problems: [Problem] = []
         var expected: Int64 = 1
         var previous = AuditRecord.genesis
@@ -120,7 +123,6 @@ public enum AuditTrail {
                 expected += 1
             }
         }
-        let checkpoints = try await store.auditCheckpoints()
         var lastGood: Int64?
         var lastVouched: Int64 = 0
         for checkpoint in checkpoints {

@@ -5,6 +5,7 @@ import KetenpostClient
 import KetenpostCrypto
 import KetenpostRelay
 import KetenpostStore
+import KetenpostTestSupport
 import Testing
 
 /// The tamper-evident audit trail: a relay's real trail verifies; every kind of tampering with
@@ -14,6 +15,18 @@ import Testing
     /// changed, with a checkpoint signed halfway and one at the end; returns a consistent copy of
     /// its store file.
     func trail(_ h: Harness) async throws -> (copy: URL, records: [AuditRecord]) {
+        try await history(h)
+        // A consistent copy of the live database (WAL included).
+        let copy = h.work.appendingPathComponent("audit-copy-\(UUID().uuidString.prefix(6)).sqlite")
+        let live = try DatabaseQueue(path: h.configuration.storePath)
+        try await live.writeWithoutTransaction { db in try db.execute(sql: "VACUUM INTO ?", arguments: [copy.path]) }
+        try live.close()
+        let records = try await h.relay.core.store.auditRecords(after: 0, limit: 1000)
+        return (copy, records)
+    }
+
+    /// The relay's history behind `trail`, in whichever store it runs on.
+    func history(_ h: Harness) async throws {
         let sender = try h.client(municipality)
         let recipient = try h.client(coordinator)
         for _ in 0..<3 { _ = try await sender.send(payload: try h.example(.signal), type: .signal, to: coordinator) }
@@ -22,13 +35,6 @@ import Testing
         _ = try await h.admin().adminSuspend(shelter)
         for _ in 0..<2 { _ = try await sender.send(payload: try h.example(.signal), type: .signal, to: coordinator) }
         await h.relay.core.writeCheckpoint()
-        // A consistent copy of the live database (WAL included).
-        let copy = h.work.appendingPathComponent("audit-copy-\(UUID().uuidString.prefix(6)).sqlite")
-        let live = try DatabaseQueue(path: h.configuration.storePath)
-        try await live.writeWithoutTransaction { db in try db.execute(sql: "VACUUM INTO ?", arguments: [copy.path]) }
-        try live.close()
-        let records = try await h.relay.core.store.auditRecords(after: 0, limit: 1000)
-        return (copy, records)
     }
 
     func verify(_ file: URL, _ h: Harness) async throws -> AuditTrail.Report {
@@ -115,6 +121,40 @@ import Testing
             // The command line reports it and exits 1.
             let cli = try await shell("'\(ServeProcessTests.binary)' audit verify --store '\(forged.path)' --trust '\(h.shared.pki.caCertificatePath)'")
             #expect(cli.status == 1 && cli.stdout.contains("TAMPERED") && cli.stdout.contains("checkpoint-mismatch"), "\(cli.stdout)\(cli.stderr)")
+        }
+    }
+
+    /// `audit verify --store-url` reads a PostgreSQL store in place: intact, then a record changed
+    /// with psql is reported at its sequence; a URL's password never shows in the output.
+    @Test func aPostgreSQLTrailIsVerifiedFromItsURL() async throws {
+        guard case .success = PostgresTestServer.binaries else {
+            if ProcessInfo.processInfo.environment["CI"] != nil { Issue.record("PostgreSQL is required in CI") }
+            return
+        }
+        let server = try await PostgresTestServer.shared()
+        let database = try await server.createDatabase()
+        defer { server.dropDatabase(database) }
+        let url = server.url(database: database)
+        try await withRelay({ $0.storeURL = url }) { h in
+            try await history(h)
+            let records = try await h.relay.core.store.auditRecords(after: 0, limit: 1000)
+            let verify = "'\(ServeProcessTests.binary)' audit verify --trust '\(h.shared.pki.caCertificatePath)' --store-url"
+            let intact = try await shell("\(verify) '\(url)'")
+            #expect(intact.status == 0 && intact.stdout.contains("Audit trail intact: \(records.count) records, 2 checkpoints"),
+                    "\(intact.stdout)\(intact.stderr)")
+
+            let k = records[records.count / 2].sequence
+            let psql = "'\(server.binDirectory)/psql' -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p \(server.port) -U postgres -d \(database)"
+            let update = try await shell("\(psql) -c \"UPDATE audit_log SET actor = 'someone-else' WHERE sequence = \(k)\"")
+            #expect(update.status == 0, "\(update.stderr)")
+            let tampered = try await shell("\(verify) '\(url)'")
+            #expect(tampered.status == 1 && tampered.stdout.contains("TAMPERED") && tampered.stdout.contains("record \(k): changed"),
+                    "\(tampered.stdout)\(tampered.stderr)")
+
+            // A database without a relay's tables: an error naming the store, without the password.
+            let wrong = try await shell("\(verify) 'postgres://postgres:pw-\(database)@127.0.0.1:\(server.port)/postgres?sslmode=disable'")
+            #expect(wrong.status == 1 && wrong.stderr.contains("store.unavailable") && wrong.stderr.contains("127.0.0.1"), "\(wrong.stderr)")
+            #expect(!wrong.stdout.contains("pw-\(database)") && !wrong.stderr.contains("pw-\(database)"))
         }
     }
 

@@ -9,6 +9,30 @@ import Testing
 @Suite struct CommandLineTests {
     var binary: String { ServeProcessTests.binary }
 
+    /// The completion scripts that README.md tells users to install (swift-argument-parser's).
+    @Test func completionScriptsNameTheSubcommands() async throws {
+        for shellName in ["bash", "zsh", "fish"] {
+            let script = try await shell("'\(binary)' --generate-completion-script \(shellName)")
+            #expect(script.status == 0, "\(shellName): \(script.stderr)")
+            for word in ["serve", "audit", "verify", "store-url", "report"] {
+                #expect(script.stdout.contains(word), "\(shellName) script lacks \(word)")
+            }
+        }
+    }
+
+    /// `help SUBCOMMAND` ends with examples, and the root help points to it and to completions.
+    @Test func helpShowsExamples() async throws {
+        let root = try await shell("'\(binary)' --help")
+        #expect(root.status == 0 && root.stdout.contains("ketenpost help <subcommand>") && root.stdout.contains("--generate-completion-script"),
+                "\(root.stdout)")
+        for command in ["serve", "send", "inbox", "status", "seal", "open", "admin", "admin partners add", "admin certs rotate",
+                        "audit verify", "report", "conformance", "pki issue", "demo"] {
+            let help = try await shell("'\(binary)' help \(command)")
+            #expect(help.status == 0, "\(command): \(help.stderr)")
+            #expect(help.stdout.contains("Examples:\n  ketenpost \(command.split(separator: " ").first!)"), "\(command): \(help.stdout)")
+        }
+    }
+
     @Test func sendInboxStatusAndRetryWithTheSameID() async throws {
         try await withRelay { h in
             let pki = h.shared.pki

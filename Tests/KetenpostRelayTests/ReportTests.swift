@@ -63,4 +63,26 @@ import Testing
         let bad = try await shell("'\(ServeProcessTests.binary)' report --store '\(path)' --from 2026-01-01 --to 2026-04-01 --by person")
         #expect(bad.status == 1 && bad.stderr.contains("request.invalid"))
     }
+
+    /// Start and elapsed time go to stderr with --progress or on a terminal; stdout stays the report.
+    @Test func progressGoesToStderr() async throws {
+        let (_, path) = try await populated()
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let command = "'\(ServeProcessTests.binary)' report --store '\(path)' --from 2026-01-01 --to 2026-04-01 --by month --format csv"
+        let quiet = try await shell(command)
+        #expect(quiet.status == 0 && quiet.stderr.isEmpty, "stderr is a pipe here: \(quiet.stderr)")
+        let loud = try await shell("\(command) --progress")
+        #expect(loud.status == 0 && loud.stdout == quiet.stdout)
+        #expect(loud.stderr.contains("ketenpost report: counting messages accepted from 2026-01-01 to 2026-04-01 in sqlite://\(path)"), "\(loud.stderr)")
+        #expect(loud.stderr.contains("ketenpost report: counted in "), "\(loud.stderr)")
+        // On a terminal (script(1) gives the command one) it is on by default, and --no-progress turns it off.
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/script") else { return }
+        let csv = path + ".csv"
+        defer { try? FileManager.default.removeItem(atPath: csv) }
+        let terminal = try await shell("/usr/bin/script -qec \"\(command) > '\(csv)'\" /dev/null")
+        #expect(terminal.status == 0 && terminal.stdout.contains("counted in "), "\(terminal.stdout)\(terminal.stderr)")
+        #expect(try String(contentsOfFile: csv, encoding: .utf8) == quiet.stdout)
+        let off = try await shell("/usr/bin/script -qec \"\(command) --no-progress > '\(csv)'\" /dev/null")
+        #expect(off.status == 0 && !off.stdout.contains("counted in "), "\(off.stdout)")
+    }
 }
