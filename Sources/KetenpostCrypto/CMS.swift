@@ -33,12 +33,14 @@ public enum CMS {
     public static func sign(_ content: some DataProtocol, signer: Certificate, key: PrivateKey,
                             extraCertificates: [Certificate] = []) throws(CryptoError) -> Data {
         OpenSSLErrorQueue.clear()
-        guard key.matches(signer) else { throw CryptoError(.keyMismatch, "The signing key does not belong to the signing certificate.") }
         let extra = copenssl_sk_X509_new_null()
         defer { if let extra { copenssl_sk_X509_free(extra) } }
         for certificate in extraCertificates { _ = copenssl_sk_X509_push(extra, certificate.pointer) }
         let flags = binary | UInt32(CMS_PARTIAL) | UInt32(CMS_NOSMIMECAP)
         guard let raw = CMS_sign(signer.pointer, key.pointer, extraCertificates.isEmpty ? nil : extra, nil, flags) else {
+            // CMS_sign checks that the key fits the certificate itself; asked only on failure, so
+            // that the check runs once per signature, not twice.
+            if !key.matches(signer) { throw CryptoError(.keyMismatch, "The signing key does not belong to the signing certificate.") }
             throw .fromQueue(.internalError, "Could not start a CMS signature.")
         }
         let cms = ContentInfo(owning: raw)

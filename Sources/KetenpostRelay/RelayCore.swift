@@ -137,37 +137,20 @@ public final class RelayCore: Sendable {
         guard let (owner, signer) = directory.registration(of: outer.signer), owner.id == partner.id else {
             throw KetenpostError(.signerUnregistered, "The message is signed with a certificate that is not registered for \(partner.id).")
         }
-        // A resubmission of what was accepted before gets the original receipt, whatever changed
-        // since (expiry passed, recipient suspended): the sender's first answer may have been lost.
+        let now = clock()
         do {
-            if let stored = try await store.message(id: header.id), stored.digest == outer.digest, stored.sender == partner.id {
+            try await checkAcceptable(header, partner: partner, signer: signer, directory: directory, now: now)
+        } catch {
+            // A resubmission of what was accepted before gets the original receipt, whatever changed
+            // since (expiry passed, recipient suspended): the sender's first answer may have been lost.
+            // Looked up only here: on the way to acceptance the store itself answers duplicates.
+            let stored: StoredMessage?
+            do { stored = try await store.message(id: header.id) } catch let failure { throw storeFailure(failure) }
+            if let stored, stored.digest == outer.digest, stored.sender == partner.id {
                 logger.info("duplicate submission answered with the original receipt", metadata: metadata(stored))
                 return Submitted(response: response(stored, duplicate: true), duplicate: true)
             }
-        } catch {
-            throw storeFailure(error)
-        }
-        try checkUsable(signer, for: .signing, partner: partner.id)
-        guard let recipient = directory.partner(header.to) else {
-            throw KetenpostError(.recipientUnknown, "There is no partner \(header.to) in the directory.")
-        }
-        guard recipient.state == .active else {
-            throw KetenpostError(.recipientSuspended, "Partner \(recipient.id) is suspended and cannot receive messages now.")
-        }
-        // The conformance echo exchanges signals with everybody; otherwise the policy decides.
-        let echo = configuration.conformanceEcho.map { $0 == partner.id || $0 == recipient.id } ?? false
-        guard echo ? header.type == .signal : policy.allows(header.type, from: partner.role, to: recipient.role) else {
-            throw KetenpostError(.policyForbidden, "The policy does not allow a \(partner.role.rawValue) to send \(header.type.rawValue) to a \(recipient.role.rawValue).")
-        }
-        let now = clock()
-        guard header.expiresAt > now else {
-            throw KetenpostError(.messageExpired, "The message expired at its expiresAt; seal it again with a later expiry.")
-        }
-        guard header.createdAt <= now.addingTimeInterval(300) else {
-            throw KetenpostError(.createdInFuture, "The header's createdAt is more than five minutes ahead of the relay's clock; check the sender's clock.")
-        }
-        if header.type == .intakeResponse {
-            try await checkCorrelation(header)
+            throw error
         }
         let acceptedAt = Date(timeIntervalSince1970: now.timeIntervalSince1970.rounded(.down))
         let limit = configuration.maxLifetime[header.type] ?? Drafting.defaultLifetime(for: header.type)
@@ -199,6 +182,33 @@ public final class RelayCore: Sendable {
         case .conflict:
             logger.notice("submission refused: id already used", metadata: ["message.id": "\(header.id)", "partner.from": "\(header.from)"])
             throw KetenpostError(.messageConflict, "Message id \(header.id.uuidString.lowercased()) was already accepted with other content; a new message needs a new id.")
+        }
+    }
+
+    /// Everything a new submission must satisfy besides its signatures: signer usable, recipient
+    /// known and active, policy, lifetime, clock skew, and an intake-response's correlation.
+    private func checkAcceptable(_ header: RoutingHeader, partner: Partner, signer: RegisteredCertificate,
+                                 directory: PartnerDirectory, now: Date) async throws(KetenpostError) {
+        try checkUsable(signer, for: .signing, partner: partner.id)
+        guard let recipient = directory.partner(header.to) else {
+            throw KetenpostError(.recipientUnknown, "There is no partner \(header.to) in the directory.")
+        }
+        guard recipient.state == .active else {
+            throw KetenpostError(.recipientSuspended, "Partner \(recipient.id) is suspended and cannot receive messages now.")
+        }
+        // The conformance echo exchanges signals with everybody; otherwise the policy decides.
+        let echo = configuration.conformanceEcho.map { $0 == partner.id || $0 == recipient.id } ?? false
+        guard echo ? header.type == .signal : policy.allows(header.type, from: partner.role, to: recipient.role) else {
+            throw KetenpostError(.policyForbidden, "The policy does not allow a \(partner.role.rawValue) to send \(header.type.rawValue) to a \(recipient.role.rawValue).")
+        }
+        guard header.expiresAt > now else {
+            throw KetenpostError(.messageExpired, "The message expired at its expiresAt; seal it again with a later expiry.")
+        }
+        guard header.createdAt <= now.addingTimeInterval(300) else {
+            throw KetenpostError(.createdInFuture, "The header's createdAt is more than five minutes ahead of the relay's clock; check the sender's clock.")
+        }
+        if header.type == .intakeResponse {
+            try await checkCorrelation(header)
         }
     }
 

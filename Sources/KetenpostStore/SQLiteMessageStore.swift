@@ -138,8 +138,15 @@ public final class SQLiteMessageStore: MessageStore {
                 message.digest, message.body.count, seconds(message.acceptedAt), seconds(message.expiresAt),
                 message.acceptanceReceipt, message.body,
             ])
-        // Read back, so the caller sees exactly what later reads return (sequence, stored times).
-        guard let stored = try fetch(db, id: id) else { throw DatabaseError(message: "inserted message vanished") }
+        // What a later read returns: times as the stored seconds, the sequence SQLite assigned.
+        let stored = StoredMessage(
+            id: message.id, sender: message.sender, recipient: message.recipient, type: message.type, priority: message.priority,
+            correlationId: message.correlationId, exploitationForm: message.exploitationForm, region: message.region,
+            digest: message.digest, size: message.body.count,
+            acceptedAt: Date(timeIntervalSince1970: seconds(message.acceptedAt)), expiresAt: Date(timeIntervalSince1970: seconds(message.expiresAt)),
+            state: .accepted, attempts: 0, leaseToken: nil, leaseUntil: nil, firstDeliveredAt: nil, lastDeliveredAt: nil,
+            completedAt: nil, acceptanceReceipt: message.acceptanceReceipt, recipientReceipt: nil, reasonCode: nil,
+            bodyPurgedAt: nil, sequence: db.lastInsertedRowID)
         try appendAudit(db, [AuditEvent(action: "message.accepted", actor: message.sender, messageId: id,
                                         partnerId: message.recipient,
                                         detail: "type=\(message.type) size=\(message.body.count) digest=\(message.digest)")],

@@ -64,8 +64,14 @@ import Testing
         defer { try? FileManager.default.removeItem(at: report) }
         let result = try await shell("'\(ServeProcessTests.binary)' bench relay --senders 2 --recipients 1 --messages 10 --flow-messages 4 --json '\(report.path)'")
         #expect(result.status == 0, "\(result.stdout)\n\(result.stderr)")
-        let phases = try JSONSerialization.jsonObject(with: Data(contentsOf: report)) as? [[String: Any]]
-        #expect(phases?.count == 3)
+        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: report)) as? [String: Any]
+        let phases = (json?["runs"] as? [[String: Any]])?.first?["phases"] as? [[String: Any]]
+        #expect(phases?.map { $0["name"] as? String } == ["submit", "drain", "flow"])
         #expect(phases?.first?["messages"] as? Int == 10)
+        #expect((phases?.first?["relayCPUMillisecondsPerMessage"] as? Double ?? 0) > 0)
+        // The fixed-rate mode runs too (5 messages/s: the 10 messages take about 2 s).
+        let paced = try await shell("'\(ServeProcessTests.binary)' bench relay --senders 2 --recipients 1 --messages 10 --phases submit --rate 5")
+        #expect(paced.status == 0, "\(paced.stdout)\n\(paced.stderr)")
+        #expect(paced.stdout.contains("fixed rate 5 msg/s"))
     }
 }
