@@ -275,14 +275,14 @@ public final class SQLiteMessageStore: MessageStore {
         // its acknowledgement within the lease must still complete it. It expires once the lease ends.
         var arguments: StatementArguments = [t, t]
         let scope = only(recipient, &arguments)
-        let condition = """
-            state IN ('accepted', 'delivered') AND expires_at <= ?
-              AND (state = 'accepted' OR lease_until IS NULL OR lease_until <= ?)\(scope)
-            """
-        let affected = try Row.fetchAll(db.cachedStatement(sql: "SELECT id, recipient FROM messages WHERE \(condition) ORDER BY sequence"), arguments: arguments)
+        let condition = expiryCondition(scope)
+        // INDEXED BY: with a recipient given, SQLite would otherwise pick the inbox index and walk
+        // every pending message of that recipient on each lease; the expiry index only visits
+        // what has expired (normally nothing: the sweep got there first).
+        let affected = try Row.fetchAll(db.cachedStatement(sql: expirySelect(scope)), arguments: arguments)
         guard !affected.isEmpty else { return 0 }
         try db.execute(sql: """
-            UPDATE messages SET state = 'expired', completed_at = ?, reason_code = 'expired', lease_token = NULL, lease_until = NULL
+            UPDATE messages INDEXED BY messages_expiry SET state = 'expired', completed_at = ?, reason_code = 'expired', lease_token = NULL, lease_until = NULL
             WHERE \(condition)
             """, arguments: [t] + arguments)
         try appendAudit(db, affected.map {
@@ -296,11 +296,12 @@ public final class SQLiteMessageStore: MessageStore {
     private static func deadLetter(_ db: Database, recipient: String?, now t: Double, maxAttempts: Int) throws -> Int {
         var arguments: StatementArguments = [t, maxAttempts]
         let scope = only(recipient, &arguments)
-        let condition = "state = 'delivered' AND lease_until <= ? AND attempts >= ?\(scope)"
-        let affected = try Row.fetchAll(db.cachedStatement(sql: "SELECT id, recipient FROM messages WHERE \(condition) ORDER BY sequence"), arguments: arguments)
+        let condition = deadLetterCondition(scope)
+        // INDEXED BY, as in `expire`: only deliveries whose lease ran out are visited.
+        let affected = try Row.fetchAll(db.cachedStatement(sql: deadLetterSelect(scope)), arguments: arguments)
         guard !affected.isEmpty else { return 0 }
         try db.execute(sql: """
-            UPDATE messages SET state = 'dead-lettered', completed_at = ?, reason_code = 'max-attempts',
+            UPDATE messages INDEXED BY messages_lease SET state = 'dead-lettered', completed_at = ?, reason_code = 'max-attempts',
                 lease_token = NULL, lease_until = NULL
             WHERE \(condition)
             """, arguments: [t] + arguments)
@@ -308,6 +309,25 @@ public final class SQLiteMessageStore: MessageStore {
             AuditEvent(action: "message.dead-lettered", actor: "relay", messageId: $0["id"], partnerId: $0["recipient"])
         }, at: Date(timeIntervalSince1970: t))
         return affected.count
+    }
+
+    private static func expiryCondition(_ scope: String) -> String {
+        """
+        state IN ('accepted', 'delivered') AND expires_at <= ?
+          AND (state = 'accepted' OR lease_until IS NULL OR lease_until <= ?)\(scope)
+        """
+    }
+
+    private static func deadLetterCondition(_ scope: String) -> String {
+        "state = 'delivered' AND lease_until <= ? AND attempts >= ?\(scope)"
+    }
+
+    private static func expirySelect(_ scope: String) -> String {
+        "SELECT id, recipient FROM messages INDEXED BY messages_expiry WHERE \(expiryCondition(scope)) ORDER BY sequence"
+    }
+
+    private static func deadLetterSelect(_ scope: String) -> String {
+        "SELECT id, recipient FROM messages INDEXED BY messages_lease WHERE \(deadLetterCondition(scope)) ORDER BY sequence"
     }
 
     /// Narrows a statement to one recipient (in `lease`) or leaves it global (in `sweep`).
@@ -374,6 +394,18 @@ public final class SQLiteMessageStore: MessageStore {
     // MARK: - Diagnostics (tests)
 
     /// The `EXPLAIN QUERY PLAN` details of the lease selection, to check that it uses an index.
+    /// The plans of the expiry and dead-letter selections a lease runs for one recipient.
+    func leaseHousekeepingPlans() async throws -> [String] {
+        try await pool.read { db in
+            var arguments: StatementArguments = [0.0, 0.0]
+            let scope = Self.only("r", &arguments)
+            var deadArguments: StatementArguments = [0.0, 5]
+            _ = Self.only("r", &deadArguments)
+            return try Row.fetchAll(db, sql: "EXPLAIN QUERY PLAN " + Self.expirySelect(scope), arguments: arguments).map { $0["detail"] as String }
+                + Row.fetchAll(db, sql: "EXPLAIN QUERY PLAN " + Self.deadLetterSelect(scope), arguments: deadArguments).map { $0["detail"] as String }
+        }
+    }
+
     func leaseQueryPlan() async throws -> [String] {
         try await pool.read { db in
             try Row.fetchAll(db, sql: "EXPLAIN QUERY PLAN " + Self.deliverableSQL, arguments: ["r", 0.0, 5, 0.0, 10])

@@ -31,4 +31,15 @@ struct SQLiteMessageStoreTests {
                     "\(plan)")
         }
     }
+
+    /// The expiry and dead-letter checks a lease runs for one recipient visit only what has
+    /// expired or run out, not every pending message of that recipient (flat with the backlog).
+    @Test func leaseHousekeepingSearchesTheExpiryAndLeaseIndexes() async throws {
+        try await withSQLite { (store: SQLiteMessageStore) async throws in
+            let plans = try await store.leaseHousekeepingPlans()
+            #expect(plans.contains { $0.contains("USING INDEX messages_expiry (state=? AND expires_at<?)") }, "\(plans)")
+            #expect(plans.contains { $0.contains("USING INDEX messages_lease (state=? AND lease_until<?)") }, "\(plans)")
+            #expect(!plans.contains { $0.contains("messages_inbox") }, "\(plans)")
+        }
+    }
 }
