@@ -34,6 +34,10 @@ struct BacklogBench: AsyncParsableCommand {
         var acknowledgePerSecond: Double
         var leaseP99Milliseconds: Double
         var fillSeconds: Double
+        /// Opening the store again at this backlog: open, migrate, count the probed inbox, first lease.
+        var startSeconds: Double
+        /// This process's resident memory after the probes (the store's caches and the bench together).
+        var residentKiB: Int
     }
 
     func run() async throws {
@@ -54,7 +58,7 @@ struct BacklogBench: AsyncParsableCommand {
         try await store.migrate()
         defer { Task { await (store as? any ClosableStore)?.shutdown() } }
         print("Backlog benchmark on \(location.redacted): probe \(probe) operations, \(concurrency) tasks, \(bodyBytes)-byte bodies")
-        print("backlog      enqueue/s   lease/s   ack/s   lease p99 ms   fill s")
+        print("backlog      enqueue/s   lease/s   ack/s   lease p99 ms   fill s   start s   RSS MiB")
 
         let body = Data((0..<bodyBytes).map { _ in UInt8.random(in: 0...255) })
         let now = Date()
@@ -72,9 +76,22 @@ struct BacklogBench: AsyncParsableCommand {
         for target in targets {
             let fillStart = ContinuousClock.now
             let missing = max(0, target - pending)
-            try await parallel(missing, tasks: tasks) { n in
-                _ = try await store.submit(message(to: "r-\(n % recipientCount)"))
+            // Filled by many tasks, so that group commit packs the inserts into large transactions.
+            let filled = Counter()
+            let already = pending
+            let reporter = Task {
+                var stderr = StandardError()
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: .seconds(2))
+                    if Task.isCancelled { break }
+                    print("  filling: \(already + filled.current) of \(target)", to: &stderr)
+                }
             }
+            try await parallel(missing, tasks: 256) { n in
+                _ = try await store.submit(message(to: "r-\(n % recipientCount)"))
+                _ = filled.take(below: .max)
+            }
+            reporter.cancel()
             pending += missing
             let fillSeconds = seconds(ContinuousClock.now - fillStart)
 
@@ -103,10 +120,24 @@ struct BacklogBench: AsyncParsableCommand {
                                                 receipt: Data("receipt".utf8), rejected: false, reasonCode: nil, now: now)
             }
             let acknowledge = Double(max(1, acknowledged.count)) / seconds(ContinuousClock.now - ackStart)
+            // Start-up at this backlog: a second store object on the same data, as a restarted relay opens it.
+            let startClock = ContinuousClock.now
+            let reopened = try await StoreFactory.open(location)
+            try await reopened.migrate()
+            _ = try await reopened.pendingCount(recipient: "r-0")
+            let first = try await reopened.lease(recipient: "r-0", limit: 1, duration: 600, maxAttempts: 5, now: now)
+            let startSeconds = seconds(ContinuousClock.now - startClock)
+            for item in first {
+                _ = try await reopened.acknowledge(id: item.message.id, recipient: "r-0", leaseToken: item.message.leaseToken ?? "",
+                                                   receipt: Data("receipt".utf8), rejected: false, reasonCode: nil, now: now)
+            }
+            await (reopened as? any ClosableStore)?.shutdown()
+            let resident = Self.residentKiB()
             let row = Row(backlog: target, enqueuePerSecond: enqueue, leasePerSecond: lease, acknowledgePerSecond: acknowledge,
-                          leaseP99Milliseconds: histogram.p99, fillSeconds: fillSeconds)
+                          leaseP99Milliseconds: histogram.p99, fillSeconds: fillSeconds, startSeconds: startSeconds, residentKiB: resident)
             rows.append(row)
-            print(String(format: "%9d   %9.0f %9.0f %7.0f   %12.2f   %6.1f", target, enqueue, lease, acknowledge, row.leaseP99Milliseconds, fillSeconds))
+            print(String(format: "%9d   %9.0f %9.0f %7.0f   %12.2f   %6.1f   %7.2f   %7.1f", target, enqueue, lease, acknowledge,
+                         row.leaseP99Milliseconds, fillSeconds, startSeconds, Double(resident) / 1024))
         }
         if let json {
             let encoder = JSONEncoder()
@@ -128,6 +159,13 @@ struct BacklogBench: AsyncParsableCommand {
         }
     }
 
+    /// Current resident memory of this process (VmRSS), in KiB.
+    static func residentKiB() -> Int {
+        guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }) else { return 0 }
+        return Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "") ?? 0
+    }
+
     private func seconds(_ duration: Duration) -> Double {
         Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
     }
@@ -136,6 +174,7 @@ struct BacklogBench: AsyncParsableCommand {
 /// Hands out 0, 1, 2, … to concurrent tasks.
 private final class Counter: Sendable {
     private let value = Mutex(0)
+    var current: Int { value.withLock { $0 } }
     func take(below limit: Int) -> Int? {
         value.withLock { v in
             guard v < limit else { return nil }
