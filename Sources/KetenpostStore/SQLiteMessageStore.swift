@@ -35,6 +35,11 @@ public final class SQLiteMessageStore: MessageStore {
                 try db.execute(sql: "PRAGMA journal_mode = WAL")
             }
             try db.execute(sql: "PRAGMA synchronous = FULL")
+            if !db.configuration.readonly {
+                // 64 MiB of page cache for the one writer (SQLite's default is 2 MiB): with a large
+                // backlog, the id index and the inboxes stay in memory instead of being re-read.
+                try db.execute(sql: "PRAGMA cache_size = -65536")
+            }
         }
         pool = try DatabasePool(path: url.path, configuration: config)
         // FULL: the WAL is fsync'd at every commit, so "accepted" means durably stored (NORMAL may
@@ -89,6 +94,10 @@ public final class SQLiteMessageStore: MessageStore {
         }
         migrator.registerMigration("v2-directory") { db in
             try db.execute(sql: SQLiteMessageStore.directorySchema)
+        }
+        migrator.registerMigration("v3-waiting") { db in
+            // Only messages nobody holds: leasing walks it without stepping over running leases.
+            try db.execute(sql: "CREATE INDEX messages_waiting ON messages(recipient, sequence) WHERE state = 'accepted'")
         }
         return migrator
     }
@@ -160,7 +169,8 @@ public final class SQLiteMessageStore: MessageStore {
         return try await writes.write { db in
             try Self.expire(db, recipient: recipient, now: t)
             try Self.deadLetter(db, recipient: recipient, now: t, maxAttempts: maxAttempts)
-            let rows = try Row.fetchAll(db.cachedStatement(sql: Self.deliverableSQL), arguments: [recipient, t, maxAttempts, t, limit])
+            let rows = try Row.fetchAll(db.cachedStatement(sql: Self.deliverableSQL),
+                                        arguments: Self.deliverableArguments(recipient: recipient, now: t, maxAttempts: maxAttempts, limit: limit))
             var generator = SystemRandomNumberGenerator()
             let until = t + duration
             let leases = try rows.map { row in
@@ -189,15 +199,26 @@ public final class SQLiteMessageStore: MessageStore {
     }
 
     /// Waiting, or leased with the lease run out; not expired; attempts left; body present.
-    /// The `state IN (...)` term is spelled exactly as in `messages_inbox`'s WHERE so that
-    /// SQLite can use that partial index (it only matches identical terms, no parameters).
+    ///
+    /// Two index walks merged by sequence: waiting messages from `messages_waiting` (a leased
+    /// message leaves that index, so a lease never steps over messages other leases hold), and
+    /// redeliveries from `messages_lease` (only deliveries whose lease ran out). The state terms
+    /// are spelled exactly as in the partial index's WHERE, as SQLite matches them literally.
     static let deliverableSQL = """
-        SELECT * FROM messages
-        WHERE recipient = ? AND state IN ('accepted', 'delivered')
-          AND expires_at > ? AND attempts < ? AND body IS NOT NULL
-          AND (state = 'accepted' OR lease_until <= ?)
-        ORDER BY sequence LIMIT ?
+        SELECT * FROM (
+          SELECT * FROM (SELECT * FROM messages INDEXED BY messages_waiting
+            WHERE recipient = ? AND state = 'accepted' AND expires_at > ? AND attempts < ? AND body IS NOT NULL
+            ORDER BY sequence LIMIT ?)
+          UNION ALL
+          SELECT * FROM (SELECT * FROM messages INDEXED BY messages_lease
+            WHERE state = 'delivered' AND lease_until <= ? AND recipient = ? AND expires_at > ? AND attempts < ? AND body IS NOT NULL
+            ORDER BY sequence LIMIT ?)
+        ) ORDER BY sequence LIMIT ?
         """
+
+    static func deliverableArguments(recipient: String, now t: Double, maxAttempts: Int, limit: Int) -> StatementArguments {
+        [recipient, t, maxAttempts, limit, t, recipient, t, maxAttempts, limit, limit]
+    }
 
     public func acknowledge(id: UUID, recipient: String, leaseToken: String, receipt: Data, rejected: Bool,
                             reasonCode: String?, now: Date) async throws -> AcknowledgeOutcome {
@@ -408,7 +429,8 @@ public final class SQLiteMessageStore: MessageStore {
 
     func leaseQueryPlan() async throws -> [String] {
         try await pool.read { db in
-            try Row.fetchAll(db, sql: "EXPLAIN QUERY PLAN " + Self.deliverableSQL, arguments: ["r", 0.0, 5, 0.0, 10])
+            try Row.fetchAll(db, sql: "EXPLAIN QUERY PLAN " + Self.deliverableSQL,
+                             arguments: Self.deliverableArguments(recipient: "r", now: 0, maxAttempts: 5, limit: 10))
                 .map { $0["detail"] as String }
         }
     }

@@ -58,6 +58,17 @@ import Testing
         #expect(json?["duplicateAcceptances"] as? Int == 0 && json?["acknowledged"] as? Int == 2000)
     }
 
+    /// The backlog benchmark keeps working (a smoke run: two small sizes, no figures asserted).
+    @Test func backlogBenchSmoke() async throws {
+        let report = FileManager.default.temporaryDirectory.appendingPathComponent("backlog-\(UUID().uuidString).json")
+        defer { try? FileManager.default.removeItem(at: report) }
+        let result = try await shell("'\(ServeProcessTests.binary)' bench backlog --sizes 50,200 --probe 20 --json '\(report.path)'")
+        #expect(result.status == 0, "\(result.stdout)\n\(result.stderr)")
+        let rows = try JSONSerialization.jsonObject(with: Data(contentsOf: report)) as? [[String: Any]]
+        #expect(rows?.map { $0["backlog"] as? Int } == [50, 200])
+        #expect(rows?.allSatisfy { ($0["leasePerSecond"] as? Double ?? 0) > 0 && ($0["residentKiB"] as? Int ?? 0) > 0 } == true)
+    }
+
     /// The relay benchmark keeps working (a smoke run: seconds, no figures asserted).
     @Test func relayBenchSmoke() async throws {
         let report = FileManager.default.temporaryDirectory.appendingPathComponent("bench-\(UUID().uuidString).json")

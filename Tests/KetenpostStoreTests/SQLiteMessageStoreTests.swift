@@ -23,12 +23,14 @@ struct SQLiteMessageStoreTests {
         }
     }
 
-    @Test func leaseQueryWalksTheInboxIndexWithoutSorting() async throws {
+    /// Waiting messages come from the waiting index in order (no sort, no stepping over running
+    /// leases); redeliveries from the lease index; nothing scans the table.
+    @Test func leaseQueryWalksTheWaitingAndLeaseIndexes() async throws {
         try await withSQLite { (store: SQLiteMessageStore) async throws in
             let plan = try await store.leaseQueryPlan()
-            #expect(plan.contains { $0.contains("USING INDEX messages_inbox") }, "\(plan)")
-            #expect(!plan.contains { $0.contains("TEMP B-TREE") || $0.hasPrefix("SCAN messages") && !$0.contains("INDEX") },
-                    "\(plan)")
+            #expect(plan.contains { $0.contains("USING INDEX messages_waiting (recipient=?)") }, "\(plan)")
+            #expect(plan.contains { $0.contains("USING INDEX messages_lease (state=? AND lease_until<?)") }, "\(plan)")
+            #expect(!plan.contains { $0.contains("SCAN messages") && !$0.contains("INDEX") }, "\(plan)")
         }
     }
 
