@@ -88,14 +88,8 @@ public struct RelayServer: Sendable {
             }
             router.get("/", use: page)
             router.get("/status", use: page)
-            services.append(Application(
-                router: router, configuration: .init(address: .hostname(host, port: configuration.statusPort), serverName: "ketenpost-status"),
-                onServerRunning: { channel in
-                    let port = channel.localAddress?.port ?? 0
-                    logger.notice("status page listening", metadata: ["listen.host": "\(host)", "listen.port": "\(port)"])
-                    await onStatusRunning(port)
-                },
-                logger: logger))
+            services.append(Self.plainListener(router, name: "status", event: "status page listening", host: host,
+                                               port: configuration.statusPort, logger: logger, onRunning: onStatusRunning))
         }
         if let host = configuration.metricsHost {
             // Plain HTTP for the monitoring system, on an address the configuration names: only /metrics.
@@ -105,14 +99,8 @@ public struct RelayServer: Sendable {
                 Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
                          body: .init(byteBuffer: ByteBuffer(string: await core.metricsText())))
             }
-            services.append(Application(
-                router: router, configuration: .init(address: .hostname(host, port: configuration.metricsPort), serverName: "ketenpost-metrics"),
-                onServerRunning: { channel in
-                    let port = channel.localAddress?.port ?? 0
-                    logger.notice("metrics listening", metadata: ["listen.host": "\(host)", "listen.port": "\(port)"])
-                    await onMetricsRunning(port)
-                },
-                logger: logger))
+            services.append(Self.plainListener(router, name: "metrics", event: "metrics listening", host: host,
+                                               port: configuration.metricsPort, logger: logger, onRunning: onMetricsRunning))
         }
         return Application(
             router: RelayHTTP.router(core: core),
@@ -125,6 +113,22 @@ public struct RelayServer: Sendable {
                 let port = channel.localAddress?.port ?? 0
                 logger.notice("relay listening", metadata: ["listen.host": "\(configuration.host)", "listen.port": "\(port)"])
                 echoContinuation.yield(port)
+                await onRunning(port)
+            },
+            logger: logger)
+    }
+}
+
+extension RelayServer {
+    /// A plain-HTTP side listener (status page, metrics): logs `event` with its address and
+    /// reports the port once it listens (the configuration may ask for port 0).
+    static func plainListener(_ router: Router<BasicRequestContext>, name: String, event: String, host: String, port: Int,
+                              logger: Logger, onRunning: @escaping @Sendable (Int) async -> Void) -> any Service {
+        Application(
+            router: router, configuration: .init(address: .hostname(host, port: port), serverName: "ketenpost-\(name)"),
+            onServerRunning: { channel in
+                let port = channel.localAddress?.port ?? 0
+                logger.notice("\(event)", metadata: ["listen.host": "\(host)", "listen.port": "\(port)"])
                 await onRunning(port)
             },
             logger: logger)
