@@ -5,15 +5,15 @@ import Foundation
 ///
 /// Nobody is answered before the transaction holding their message has committed; a failed
 /// transaction fails every submission in it (none of them was stored).
-actor GroupCommit {
-    typealias Runner = @Sendable ([NewMessage]) async throws -> [SubmitOutcome]
+actor GroupCommit<Input: Sendable, Output: Sendable> {
+    typealias Runner = @Sendable ([Input]) async throws -> [Output]
 
-    private var pending: [(message: NewMessage, continuation: CheckedContinuation<SubmitOutcome, any Error>)] = []
+    private var pending: [(message: Input, continuation: CheckedContinuation<Output, any Error>)] = []
     private var draining = false
     /// Bounds a transaction, so that one huge batch does not delay its first member for long.
-    static let maximumBatch = 256
+    static var maximumBatch: Int { 256 }
 
-    func submit(_ message: NewMessage, run: @escaping Runner) async throws -> SubmitOutcome {
+    func submit(_ message: Input, run: @escaping Runner) async throws -> Output {
         try await withCheckedThrowingContinuation { continuation in
             pending.append((message, continuation))
             if !draining {

@@ -27,7 +27,8 @@ public final class PostgresMessageStore: MessageStore, NotifyingStore, ClosableS
     let client: PostgresClient
     let logger: Logger
     private let runTask: Task<Void, Never>
-    private let groupCommit = GroupCommit()
+    private let groupCommit = GroupCommit<NewMessage, SubmitOutcome>()
+    private let acknowledgements = GroupCommit<AcknowledgeRequest, AcknowledgeOutcome>()
     private let listeners = ListenerRegistry()
 
     /// Connects to `url` (see `PostgresConnectionURL` for the format and TLS modes). Nothing is sent
@@ -297,38 +298,68 @@ public final class PostgresMessageStore: MessageStore, NotifyingStore, ClosableS
         }
     }
 
+    struct AcknowledgeRequest: Sendable {
+        var id: UUID
+        var recipient: String
+        var leaseToken: String
+        var receipt: Data
+        var rejected: Bool
+        var reasonCode: String?
+        var now: Date
+    }
+
+    /// Group commit, as for submissions: acknowledgements that arrive while one is being
+    /// committed share the next transaction, so they share one hold of the audit lock and one
+    /// WAL flush instead of queueing for one each.
     public func acknowledge(id: UUID, recipient: String, leaseToken: String, receipt: Data, rejected: Bool,
                             reasonCode: String?, now: Date) async throws -> AcknowledgeOutcome {
-        let t = Self.seconds(now)
-        return try await transaction { connection in
-            // FOR UPDATE: waits for a lease or sweep holding the row, then sees what it committed.
-            guard let message = try await self.fetch(connection, id: id, forUpdate: true), message.recipient == recipient else {
-                return .notFound
+        let request = AcknowledgeRequest(id: id, recipient: recipient, leaseToken: leaseToken, receipt: receipt,
+                                         rejected: rejected, reasonCode: reasonCode, now: now)
+        return try await acknowledgements.submit(request) { [self] batch in try await self.acknowledgeBatch(batch) }
+    }
+
+    private func acknowledgeBatch(_ requests: [AcknowledgeRequest]) async throws -> [AcknowledgeOutcome] {
+        try await transaction { connection in
+            // The audit lock first, as in `submitBatch`: one lock order for every batched writer.
+            _ = try await self.lockAuditHead(connection)
+            var outcomes: [AcknowledgeOutcome] = []
+            var events: [(AuditEvent, Date)] = []
+            for request in requests {
+                let t = Self.seconds(request.now)
+                // FOR UPDATE: waits for a lease or sweep holding the row, then sees what it committed.
+                // An earlier request of this batch for the same message is seen too (same transaction).
+                guard let message = try await self.fetch(connection, id: request.id, forUpdate: true), message.recipient == request.recipient else {
+                    outcomes.append(.notFound)
+                    continue
+                }
+                if message.state.isFinal {
+                    // A retry of the acknowledgement that completed it is answered as before.
+                    outcomes.append(message.recipientReceipt == request.receipt ? .alreadyCompleted(message) : .final(message))
+                    continue
+                }
+                guard message.leaseToken == request.leaseToken else { outcomes.append(.notLeased); continue }
+                guard let until = message.leaseUntil, Self.seconds(until) > t else { outcomes.append(.leaseExpired); continue }
+                let state: MessageState = request.rejected ? .rejected : .acknowledged
+                let reason = request.rejected ? request.reasonCode : nil
+                try await self.run(connection, """
+                    UPDATE messages SET state = \(state.rawValue), recipient_receipt = \(request.receipt), reason_code = \(reason),
+                        completed_at = \(t), lease_token = NULL, lease_until = NULL
+                    WHERE sequence = \(message.sequence)
+                    """)
+                var updated = message
+                updated.state = state
+                updated.recipientReceipt = request.receipt
+                updated.reasonCode = reason
+                updated.completedAt = Date(timeIntervalSince1970: t)
+                updated.leaseToken = nil
+                updated.leaseUntil = nil
+                events.append((AuditEvent(action: "message.\(state.rawValue)", actor: request.recipient,
+                                          messageId: Self.key(request.id), partnerId: message.sender,
+                                          detail: reason.map { "reason=\($0)" }), request.now))
+                outcomes.append(.completed(updated))
             }
-            if message.state.isFinal {
-                // A retry of the acknowledgement that completed it is answered as before.
-                return message.recipientReceipt == receipt ? .alreadyCompleted(message) : .final(message)
-            }
-            guard message.leaseToken == leaseToken else { return .notLeased }
-            guard let until = message.leaseUntil, Self.seconds(until) > t else { return .leaseExpired }
-            let state: MessageState = rejected ? .rejected : .acknowledged
-            let reason = rejected ? reasonCode : nil
-            try await self.run(connection, """
-                UPDATE messages SET state = \(state.rawValue), recipient_receipt = \(receipt), reason_code = \(reason),
-                    completed_at = \(t), lease_token = NULL, lease_until = NULL
-                WHERE sequence = \(message.sequence)
-                """)
-            var updated = message
-            updated.state = state
-            updated.recipientReceipt = receipt
-            updated.reasonCode = reason
-            updated.completedAt = Date(timeIntervalSince1970: t)
-            updated.leaseToken = nil
-            updated.leaseUntil = nil
-            try await self.appendAudit(connection, [(AuditEvent(action: "message.\(state.rawValue)", actor: recipient,
-                                                                messageId: Self.key(id), partnerId: message.sender,
-                                                                detail: reason.map { "reason=\($0)" }), now)])
-            return .completed(updated)
+            try await self.appendAudit(connection, events)
+            return outcomes
         }
     }
 

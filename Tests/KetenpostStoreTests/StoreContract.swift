@@ -629,6 +629,41 @@ struct StoreContract {
     }
 }
 
+extension GroupCommitContract {
+    /// Many concurrent acknowledgements (which a backend may commit together): each completes its
+    /// own message; the same acknowledgement sent twice at once completes it once and is then
+    /// answered as already completed.
+    @Test(arguments: Backend.allCases)
+    func concurrentAcknowledgementsEachCompleteTheirMessage(_ backend: Backend) async throws {
+        try await withStore(backend) { store in
+            _ = try await store.acceptMany(120)
+            let leases = try await store.lease(recipient: recipient, limit: 100, duration: 60, maxAttempts: 5, now: at(1))
+                + store.lease(recipient: recipient, limit: 100, duration: 60, maxAttempts: 5, now: at(1))
+            #expect(leases.count == 120)
+            let twice = try #require(leases.first)
+            let outcomes = try await withThrowingTaskGroup(of: (UUID, AcknowledgeOutcome).self) { group in
+                for lease in leases + [twice] {
+                    group.addTask {
+                        (lease.message.id, try await store.acknowledge(id: lease.message.id, recipient: recipient,
+                                                                       leaseToken: lease.message.leaseToken ?? "",
+                                                                       receipt: Data("receipt \(lease.message.id)".utf8),
+                                                                       rejected: false, reasonCode: nil, now: at(2)))
+                    }
+                }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            let completed = outcomes.filter { if case .completed = $0.1 { return true } else { return false } }
+            let repeated = outcomes.filter { if case .alreadyCompleted = $0.1 { return true } else { return false } }
+            #expect(completed.count == 120 && Set(completed.map(\.0)).count == 120)
+            #expect(repeated.count == 1 && repeated.first?.0 == twice.message.id)
+            #expect(try await store.pendingCount(recipient: recipient) == 0)
+            for lease in leases.prefix(10) {
+                #expect(try await store.message(id: lease.message.id)?.state == .acknowledged)
+            }
+        }
+    }
+}
+
 @Suite struct ExpiryUnderLeaseContract {
     /// A message leased just before its expiry stays the recipient's until the lease ends:
     /// an acknowledgement within the lease completes it, and a sweep meanwhile does not expire it.
