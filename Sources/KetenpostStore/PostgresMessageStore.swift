@@ -184,6 +184,10 @@ public final class PostgresMessageStore: MessageStore, NotifyingStore, ClosableS
             )
             """,
         ]),
+        (2, [
+            // Only messages nobody holds: a lease walks it without stepping over running leases.
+            "CREATE INDEX messages_waiting ON messages (recipient, sequence) WHERE state = 'accepted'",
+        ]),
     ]
 
     /// Advisory lock keys (per database): 'ktnp' + a purpose.
@@ -265,7 +269,11 @@ public final class PostgresMessageStore: MessageStore, NotifyingStore, ClosableS
         return try await transaction { connection in
             var events = try await self.expire(connection, recipient: recipient, now: t)
             events += try await self.deadLetter(connection, recipient: recipient, now: t, maxAttempts: maxAttempts)
-            let rows = try await self.rows(connection, Self.deliverable(recipient: recipient, now: t, maxAttempts: maxAttempts, limit: limit))
+            let waiting = try await self.rows(connection, Self.deliverable(recipient: recipient, now: t, maxAttempts: maxAttempts, limit: limit))
+            let again = try await self.rows(connection, Self.redeliverable(recipient: recipient, now: t, maxAttempts: maxAttempts, limit: limit))
+            // Oldest first across both; rows locked but not taken are released at commit.
+            let rows = try (waiting + again).map { (try $0.makeRandomAccess()["sequence"].decode(Int64.self), $0) }
+                .sorted { $0.0 < $1.0 }.prefix(limit).map(\.1)
             var generator = SystemRandomNumberGenerator()
             let until = t + duration
             let leases = try rows.map { row in
@@ -422,13 +430,27 @@ public final class PostgresMessageStore: MessageStore, NotifyingStore, ClosableS
     /// Waiting, or leased with the lease run out; not expired; attempts left; body present. The
     /// `state IN (...)` term is spelled as in `messages_inbox`'s WHERE so the planner can use it.
     /// SKIP LOCKED: a message another leaser (or an acknowledgement) holds is not ours to take.
+    /// Waiting messages, from `messages_waiting` (a leased message leaves it, so a lease never
+    /// steps over messages that other leases hold).
     static func deliverable(recipient: String, now t: Double, maxAttempts: Int, limit: Int) -> PostgresQuery {
         """
         SELECT \(unescaped: columns), body FROM messages
-        WHERE recipient = \(recipient) AND state IN ('accepted', 'delivered')
+        WHERE recipient = \(recipient) AND state = 'accepted'
           AND expires_at > \(t) AND attempts < \(maxAttempts) AND body IS NOT NULL
-          AND (state = 'accepted' OR lease_until <= \(t))
         ORDER BY sequence LIMIT \(limit)
+        FOR UPDATE SKIP LOCKED
+        """
+    }
+
+    /// Deliveries whose lease ran out, longest-expired first, from `messages_lease` (ordering by
+    /// `lease_until` keeps the planner on that index instead of walking the inbox). PostgreSQL
+    /// allows no FOR UPDATE on a UNION, so the two kinds are selected apart and merged by sequence.
+    static func redeliverable(recipient: String, now t: Double, maxAttempts: Int, limit: Int) -> PostgresQuery {
+        """
+        SELECT \(unescaped: columns), body FROM messages
+        WHERE state = 'delivered' AND lease_until <= \(t) AND recipient = \(recipient)
+          AND expires_at > \(t) AND attempts < \(maxAttempts) AND body IS NOT NULL
+        ORDER BY lease_until, sequence LIMIT \(limit)
         FOR UPDATE SKIP LOCKED
         """
     }
@@ -491,6 +513,7 @@ public final class PostgresMessageStore: MessageStore, NotifyingStore, ClosableS
     func queryPlans() async throws -> [String: String] {
         let statements: [(String, PostgresQuery)] = [
             ("lease", Self.deliverable(recipient: "r", now: 0, maxAttempts: 5, limit: 10)),
+            ("lease.again", Self.redeliverable(recipient: "r", now: 0, maxAttempts: 5, limit: 10)),
             ("expire.recipient", Self.expire(recipient: "r", now: 0)),
             ("expire.all", Self.expire(recipient: nil, now: 0)),
             ("deadLetter.recipient", Self.deadLetter(recipient: "r", now: 0, maxAttempts: 5)),

@@ -153,11 +153,12 @@ struct PostgresMessageStoreTests {
     @Test(.enabled(if: serverAvailable)) func housekeepingUsesIndexesNotTableScans() async throws {
         try await withPostgres { stores in
             let plans = try await stores[0].queryPlans()
-            #expect(plans.count == 6)
+            #expect(plans.count == 7)
             for (name, plan) in plans {
                 #expect(!plan.contains("Seq Scan on messages"), "\(name):\n\(plan)")
             }
-            #expect(plans["lease"]?.contains("messages_inbox") == true, "\(plans["lease"] ?? "")")
+            #expect(plans["lease"]?.contains("messages_waiting") == true, "\(plans["lease"] ?? "")")
+            #expect(plans["lease.again"]?.contains("messages_lease") == true, "\(plans["lease.again"] ?? "")")
             #expect(plans["expire.all"]?.contains("messages_expiry") == true, "\(plans["expire.all"] ?? "")")
             #expect(plans["deadLetter.all"]?.contains("messages_lease") == true, "\(plans["deadLetter.all"] ?? "")")
             #expect(plans["purge"]?.contains("messages_purge") == true, "\(plans["purge"] ?? "")")
