@@ -68,19 +68,10 @@ struct CrashTest: AsyncParsableCommand {
         let (pki, senderIDs, recipientIDs) = (chain.pki, chain.senderIDs, chain.recipientIDs)
         guard (1...8).contains(instances) else { throw ValidationError("--instances must be 1 to 8.") }
         let ports = try (0..<instances).map { _ in try Self.freePort() }
-        let storeLine = storeURL.map { "store: {url: \"\($0)\"}" } ?? "store: {path: \(work.path)/store/ketenpost.sqlite}"
-        let config = """
-            listen: {host: 127.0.0.1, port: \(ports[0])}
-            \(storeLine)
-            tls: {certificate: \(pki.relayDirectory)/cert.pem, key: \(pki.relayDirectory)/key.pem, trustAnchors: \(pki.caCertificatePath), crls: [\(pki.crlPath)]}
-            directory: {partners: \(chain.partnersFile.path), policy: \(chain.policyFile.path), certificates: \(pki.directory.path)/partners}
-            queue: {leaseDuration: 2s, maxAttempts: 100, sweepInterval: 1s, maxLongPoll: 2s}
-            limits: {ratePerSecond: 100000, rateBurst: 100000}
-            admin: {certificates: [\(pki.adminDirectory)/cert.pem]}
-
-            """
-        let configFile = work.appendingPathComponent("ketenpost.yaml").path
-        try config.write(toFile: configFile, atomically: true, encoding: .utf8)
+        let configFile = try chain.writeRelayConfiguration(
+            in: work, port: ports[0], storeURL: storeURL,
+            queue: "{leaseDuration: 2s, maxAttempts: 100, sweepInterval: 1s, maxLongPoll: 2s}",
+            limits: "{ratePerSecond: 100000, rateBurst: 100000}")
 
         let relayURLs = ports.map { URL(string: "https://127.0.0.1:\($0)")! }
         let trust = try TrustStore.load(anchorsFile: pki.caCertificatePath, crlFiles: [pki.crlPath])

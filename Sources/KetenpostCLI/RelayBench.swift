@@ -163,19 +163,10 @@ struct RelayBench: AsyncParsableCommand {
         let chain = try SyntheticChain(in: work, prefix: "bench", senders: senders, recipients: recipients)
         let pki = chain.pki
         let ports = try (0..<instances).map { _ in try CrashTest.freePort() }
-        let storeLine = storeURL.map { "store: {url: \"\($0)\"}" } ?? "store: {path: \(work.path)/store/ketenpost.sqlite}"
-        let config = """
-            listen: {host: 127.0.0.1, port: \(ports[0])}
-            \(storeLine)
-            tls: {certificate: \(pki.relayDirectory)/cert.pem, key: \(pki.relayDirectory)/key.pem, trustAnchors: \(pki.caCertificatePath), crls: [\(pki.crlPath)]}
-            directory: {partners: \(chain.partnersFile.path), policy: \(chain.policyFile.path), certificates: \(pki.directory.path)/partners}
-            queue: {leaseDuration: 60s, maxAttempts: 10, maxLongPoll: 2s}
-            limits: {ratePerSecond: 1000000, rateBurst: 1000000, maxConnections: 4096}
-            admin: {certificates: [\(pki.adminDirectory)/cert.pem]}
-
-            """
-        let configFile = work.appendingPathComponent("ketenpost.yaml").path
-        try config.write(toFile: configFile, atomically: true, encoding: .utf8)
+        let configFile = try chain.writeRelayConfiguration(
+            in: work, port: ports[0], storeURL: storeURL,
+            queue: "{leaseDuration: 60s, maxAttempts: 10, maxLongPoll: 2s}",
+            limits: "{ratePerSecond: 1000000, rateBurst: 1000000, maxConnections: 4096}")
         let urls = ports.map { URL(string: "https://127.0.0.1:\($0)")! }
         let trust = try TrustStore.load(anchorsFile: pki.caCertificatePath, crlFiles: [pki.crlPath])
         let servers = ports.map { RelayProcess(executable: CrashTest.ownExecutable(), config: configFile, port: $0) }

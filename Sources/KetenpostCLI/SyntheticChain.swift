@@ -23,4 +23,24 @@ struct SyntheticChain {
         policyFile = work.appendingPathComponent("policy.yaml")
         try "rules:\n  - {type: signal, from: [municipality], to: [care-coordinator]}\n".write(to: policyFile, atomically: true, encoding: .utf8)
     }
+
+    /// Writes a `serve` configuration for this chain into `work` and returns its path: the given
+    /// listen port (`--port` overrides it per instance), the store of `storeURL` or a SQLite file
+    /// in `work`, and the `queue` and `limits` sections as given (YAML flow mappings).
+    func writeRelayConfiguration(in work: URL, port: Int, storeURL: String?, queue: String, limits: String) throws -> String {
+        let store = storeURL.map { "store: {url: \"\($0)\"}" } ?? "store: {path: \(work.path)/store/ketenpost.sqlite}"
+        let config = """
+            listen: {host: 127.0.0.1, port: \(port)}
+            \(store)
+            tls: {certificate: \(pki.relayDirectory)/cert.pem, key: \(pki.relayDirectory)/key.pem, trustAnchors: \(pki.caCertificatePath), crls: [\(pki.crlPath)]}
+            directory: {partners: \(partnersFile.path), policy: \(policyFile.path), certificates: \(pki.directory.path)/partners}
+            queue: \(queue)
+            limits: \(limits)
+            admin: {certificates: [\(pki.adminDirectory)/cert.pem]}
+
+            """
+        let path = work.appendingPathComponent("ketenpost.yaml").path
+        try config.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
 }

@@ -127,34 +127,29 @@ import Testing
     /// `audit verify --store-url` reads a PostgreSQL store in place: intact, then a record changed
     /// with psql is reported at its sequence; a URL's password never shows in the output.
     @Test func aPostgreSQLTrailIsVerifiedFromItsURL() async throws {
-        guard case .success = PostgresTestServer.binaries else {
-            if ProcessInfo.processInfo.environment["CI"] != nil { Issue.record("PostgreSQL is required in CI") }
-            return
-        }
-        let server = try await PostgresTestServer.shared()
-        let database = try await server.createDatabase()
-        defer { server.dropDatabase(database) }
-        let url = server.url(database: database)
-        try await withRelay({ $0.storeURL = url }) { h in
-            try await history(h)
-            let records = try await h.relay.core.store.auditRecords(after: 0, limit: 1000)
-            let verify = "'\(ServeProcessTests.binary)' audit verify --trust '\(h.shared.pki.caCertificatePath)' --store-url"
-            let intact = try await shell("\(verify) '\(url)'")
-            #expect(intact.status == 0 && intact.stdout.contains("Audit trail intact: \(records.count) records, 2 checkpoints"),
-                    "\(intact.stdout)\(intact.stderr)")
+        try await withPostgresDatabase { server, database in
+            let url = server.url(database: database)
+            try await withRelay({ $0.storeURL = url }) { h in
+                try await history(h)
+                let records = try await h.relay.core.store.auditRecords(after: 0, limit: 1000)
+                let verify = "'\(ServeProcessTests.binary)' audit verify --trust '\(h.shared.pki.caCertificatePath)' --store-url"
+                let intact = try await shell("\(verify) '\(url)'")
+                #expect(intact.status == 0 && intact.stdout.contains("Audit trail intact: \(records.count) records, 2 checkpoints"),
+                        "\(intact.stdout)\(intact.stderr)")
 
-            let k = records[records.count / 2].sequence
-            let psql = "'\(server.binDirectory)/psql' -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p \(server.port) -U postgres -d \(database)"
-            let update = try await shell("\(psql) -c \"UPDATE audit_log SET actor = 'someone-else' WHERE sequence = \(k)\"")
-            #expect(update.status == 0, "\(update.stderr)")
-            let tampered = try await shell("\(verify) '\(url)'")
-            #expect(tampered.status == 1 && tampered.stdout.contains("TAMPERED") && tampered.stdout.contains("record \(k): changed"),
-                    "\(tampered.stdout)\(tampered.stderr)")
+                let k = records[records.count / 2].sequence
+                let psql = "'\(server.binDirectory)/psql' -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p \(server.port) -U postgres -d \(database)"
+                let update = try await shell("\(psql) -c \"UPDATE audit_log SET actor = 'someone-else' WHERE sequence = \(k)\"")
+                #expect(update.status == 0, "\(update.stderr)")
+                let tampered = try await shell("\(verify) '\(url)'")
+                #expect(tampered.status == 1 && tampered.stdout.contains("TAMPERED") && tampered.stdout.contains("record \(k): changed"),
+                        "\(tampered.stdout)\(tampered.stderr)")
 
-            // A database without a relay's tables: an error naming the store, without the password.
-            let wrong = try await shell("\(verify) 'postgres://postgres:pw-\(database)@127.0.0.1:\(server.port)/postgres?sslmode=disable'")
-            #expect(wrong.status == 1 && wrong.stderr.contains("store.unavailable") && wrong.stderr.contains("127.0.0.1"), "\(wrong.stderr)")
-            #expect(!wrong.stdout.contains("pw-\(database)") && !wrong.stderr.contains("pw-\(database)"))
+                // A database without a relay's tables: an error naming the store, without the password.
+                let wrong = try await shell("\(verify) 'postgres://postgres:pw-\(database)@127.0.0.1:\(server.port)/postgres?sslmode=disable'")
+                #expect(wrong.status == 1 && wrong.stderr.contains("store.unavailable") && wrong.stderr.contains("127.0.0.1"), "\(wrong.stderr)")
+                #expect(!wrong.stdout.contains("pw-\(database)") && !wrong.stderr.contains("pw-\(database)"))
+            }
         }
     }
 

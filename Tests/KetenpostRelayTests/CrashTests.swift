@@ -36,26 +36,16 @@ import Testing
     /// other carries on. Every message is acknowledged exactly once, none is lost, none is
     /// delivered after its acknowledgement.
     @Test func twoInstancesOnOnePostgreSQLDatabaseLoseNothing() async throws {
-        let server: PostgresTestServer
-        switch PostgresTestServer.binaries {
-        case .success:
-            server = try await PostgresTestServer.shared()
-        case .failure(let error):
-            if ProcessInfo.processInfo.environment["CI"] != nil { Issue.record("PostgreSQL is required in CI: \(error)") } else {
-                print("⚠️  SKIPPED twoInstancesOnOnePostgreSQLDatabaseLoseNothing: \(error)")
-            }
-            return
+        try await withPostgresDatabase { server, database in
+            let report = FileManager.default.temporaryDirectory.appendingPathComponent("crash-pg-\(UUID().uuidString).json")
+            defer { try? FileManager.default.removeItem(at: report) }
+            let result = try await shell("'\(ServeProcessTests.binary)' crash-test --instances 2 --kills 2 --messages 2000 --seed 5 --store-url '\(server.url(database: database))' --json '\(report.path)'")
+            #expect(result.status == 0, "\(result.stdout)\n\(result.stderr)")
+            let json = try JSONSerialization.jsonObject(with: Data(contentsOf: report)) as? [String: Any]
+            #expect(json?["instances"] as? Int == 2 && (json?["store"] as? String)?.hasPrefix("postgres://") == true)
+            #expect(json?["lost"] as? Int == 0 && json?["deliveredAgainAfterAcknowledgement"] as? Int == 0)
+            #expect(json?["duplicateAcceptances"] as? Int == 0 && json?["acknowledged"] as? Int == 2000)
         }
-        let database = try await server.createDatabase()
-        defer { server.dropDatabase(database) }
-        let report = FileManager.default.temporaryDirectory.appendingPathComponent("crash-pg-\(UUID().uuidString).json")
-        defer { try? FileManager.default.removeItem(at: report) }
-        let result = try await shell("'\(ServeProcessTests.binary)' crash-test --instances 2 --kills 2 --messages 2000 --seed 5 --store-url '\(server.url(database: database))' --json '\(report.path)'")
-        #expect(result.status == 0, "\(result.stdout)\n\(result.stderr)")
-        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: report)) as? [String: Any]
-        #expect(json?["instances"] as? Int == 2 && (json?["store"] as? String)?.hasPrefix("postgres://") == true)
-        #expect(json?["lost"] as? Int == 0 && json?["deliveredAgainAfterAcknowledgement"] as? Int == 0)
-        #expect(json?["duplicateAcceptances"] as? Int == 0 && json?["acknowledged"] as? Int == 2000)
     }
 
     /// The backlog benchmark keeps working (a smoke run: two small sizes, no figures asserted).

@@ -6,6 +6,7 @@ import KetenpostCrypto
 import KetenpostModel
 import KetenpostRelay
 import KetenpostStore
+import KetenpostTestSupport
 import Logging
 import NIOSSL
 import Synchronization
@@ -269,4 +270,23 @@ struct CapturingLogHandler: LogHandler {
         let all = self.metadata.merging(metadata ?? [:]) { $1 }
         lines.append("\(level) \(message) \(all.map { "\($0)=\($1)" }.sorted().joined(separator: " "))")
     }
+}
+
+/// A throwaway database on the shared test server for `body`, dropped afterwards. Without
+/// PostgreSQL binaries the test is skipped loudly, or fails in CI (where `.ci/run` installs them).
+func withPostgresDatabase(_ test: String = #function,
+                          _ body: (PostgresTestServer, String) async throws -> Void) async throws {
+    let server: PostgresTestServer
+    switch PostgresTestServer.binaries {
+    case .success:
+        server = try await PostgresTestServer.shared()
+    case .failure(let error):
+        if ProcessInfo.processInfo.environment["CI"] != nil { Issue.record("PostgreSQL is required in CI: \(error)") } else {
+            print("⚠️  SKIPPED \(test): \(error)")
+        }
+        return
+    }
+    let database = try await server.createDatabase()
+    defer { server.dropDatabase(database) }
+    try await body(server, database)
 }

@@ -75,22 +75,17 @@ import Testing
     /// The same flow on PostgreSQL: a full `pg_dump` of the database (queue, directory, audit
     /// trail) holds no canary, as text or as the hex that bytea columns are dumped in.
     @Test func canariesNeverReachAPostgreSQLDump() async throws {
-        guard case .success = PostgresTestServer.binaries else {
-            if ProcessInfo.processInfo.environment["CI"] != nil { Issue.record("PostgreSQL is required in CI") }
-            return
-        }
-        let server = try await PostgresTestServer.shared()
-        let database = try await server.createDatabase()
-        defer { server.dropDatabase(database) }
-        try await withRelay({ $0.storeURL = server.url(database: database) }) { h in
-            let canary = try await Self.canaryFlow(h)
-            let dump = try await shell("'\(server.binDirectory)/pg_dump' -h 127.0.0.1 -p \(server.port) -U postgres -d \(database)")
-            #expect(dump.status == 0 && dump.stdout.contains("audit_log") && dump.stdout.contains("message.accepted"), "\(dump.stderr)")
-            for needle in [canary] + Self.personal {
-                let hex = Data(needle.utf8).map { String(format: "%02x", $0) }.joined()
-                #expect(!dump.stdout.contains(needle) && !dump.stdout.contains(hex), "the dump holds plaintext")
+        try await withPostgresDatabase { server, database in
+            try await withRelay({ $0.storeURL = server.url(database: database) }) { h in
+                let canary = try await Self.canaryFlow(h)
+                let dump = try await shell("'\(server.binDirectory)/pg_dump' -h 127.0.0.1 -p \(server.port) -U postgres -d \(database)")
+                #expect(dump.status == 0 && dump.stdout.contains("audit_log") && dump.stdout.contains("message.accepted"), "\(dump.stderr)")
+                for needle in [canary] + Self.personal {
+                    let hex = Data(needle.utf8).map { String(format: "%02x", $0) }.joined()
+                    #expect(!dump.stdout.contains(needle) && !dump.stdout.contains(hex), "the dump holds plaintext")
+                }
+                try await h.start()   // withRelay stops it again
             }
-            try await h.start()   // withRelay stops it again
         }
     }
 }
