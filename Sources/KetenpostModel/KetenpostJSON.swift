@@ -94,6 +94,21 @@ public enum KetenpostJSON {
         return value
     }
 
+    /// `decodeStrict` for a document whose fields are all scalars (no nested objects or arrays),
+    /// in one parse: keys are checked against `fields` and for null on the top-level container
+    /// while the value is decoded. Anything it does not accept goes through `decodeStrict`, so
+    /// refusals carry exactly its issues; for such types both accept the same documents (a
+    /// nested null or unknown key can only sit inside a value that fails to decode as a scalar).
+    public static func decodeStrictFlat<T: Decodable & Encodable>(_ type: T.Type, from data: Data, path: String,
+                                                                 fields: Set<String>) throws(ValidationFailure) -> T {
+        if data.count <= Limits.documentBytes, DuplicateKeys.first(in: data, path: path) == nil {
+            let decoder = decoder()
+            decoder.userInfo[FlatDocument<T>.fieldsKey] = fields
+            if let value = try? decoder.decode(FlatDocument<T>.self, from: data).value { return value }
+        }
+        return try decodeStrict(type, from: data, path: path)
+    }
+
     /// The path of the first key that occurs twice in one object, or nil. For callers that
     /// parse a document themselves (the envelope's outer layer) but must refuse what
     /// `decodeStrict` refuses.
@@ -267,5 +282,29 @@ extension KeyedEncodingContainer {
 
     mutating func encodeIfPresent(_ value: UUID?, forKey key: Key) throws {
         if let value { try encode(value, forKey: key) }
+    }
+}
+
+/// A top-level object with only known keys and no nulls, decoded as `T` (see `decodeStrictFlat`).
+private struct FlatDocument<T: Decodable>: Decodable {
+    static var fieldsKey: CodingUserInfoKey { CodingUserInfoKey(rawValue: "ketenpost.flatFields")! }
+    let value: T
+
+    private struct AnyKey: CodingKey {
+        var stringValue: String
+        var intValue: Int? { nil }
+        init(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
+    }
+
+    private struct Refused: Error {}
+
+    init(from decoder: any Decoder) throws {
+        guard let fields = decoder.userInfo[Self.fieldsKey] as? Set<String> else { throw Refused() }
+        let container = try decoder.container(keyedBy: AnyKey.self)
+        for key in container.allKeys {
+            guard fields.contains(key.stringValue), try !container.decodeNil(forKey: key) else { throw Refused() }
+        }
+        value = try T(from: decoder)
     }
 }

@@ -77,10 +77,16 @@ public struct Receipt: Codable, Sendable, Equatable {
     }
 
     public static func decode(from data: Data) throws(ValidationFailure) -> Receipt {
-        let receipt = try KetenpostJSON.decodeStrict(Receipt.self, from: data, path: "receipt")
+        // The relay decodes one receipt per acknowledgement: one parse when the receipt is
+        // well-formed; the full strict decode only to explain a refusal.
+        let receipt = try KetenpostJSON.decodeStrictFlat(Receipt.self, from: data, path: "receipt", fields: fieldNames)
         try receipt.validate()
         return receipt
     }
+
+    /// Every JSON key of a receipt (all of them scalar values, as `decodeStrictFlat` requires).
+    static let fieldNames: Set<String> = ["schema", "kind", "messageId", "messageDigest", "from", "to", "issuer",
+                                          "disposition", "reasonCode", "time"]
 
     /// Canonical bytes: these are what the issuer signs.
     public func encoded() -> Data { KetenpostJSON.canonical(self) }

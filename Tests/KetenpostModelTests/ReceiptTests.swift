@@ -66,4 +66,42 @@ import Testing
         let badID = try JSONSerialization.data(withJSONObject: tree)
         #expect(failure { _ = try Receipt.decode(from: badID) }?.contains(path: "receipt.messageId", rule: "uuid") == true)
     }
+
+    /// `Receipt.decode` parses once and falls back to `decodeStrict` only to explain a refusal:
+    /// for every variant both must accept the same documents, with the same values or issues.
+    @Test func oneParseDecodeAgreesWithTheStrictDecoder() throws {
+        let full = String(decoding: receipt(.acknowledgement, .rejected, reason: "payload.invalid").encoded(), as: UTF8.self)
+        let keys = try #require(try JSONSerialization.jsonObject(with: Data(full.utf8)) as? [String: Any]).keys
+        #expect(Set(keys) == Receipt.fieldNames)
+        let body = String(full.dropFirst().dropLast())
+        let variants = [
+            full,
+            String(decoding: receipt().encoded(), as: UTF8.self),
+            "{\(body),\"extra\":1}",
+            "{\(body),\"extra\":null}",
+            "{\(body),\"reasonCode\":\"late\"}",                        // duplicate key
+            full.replacingOccurrences(of: "\"payload.invalid\"", with: "null"),
+            full.replacingOccurrences(of: "\"payload.invalid\"", with: "{\"a\":null}"),
+            full.replacingOccurrences(of: "\"payload.invalid\"", with: "[null]"),
+            full.replacingOccurrences(of: "\"payload.invalid\"", with: "{\"unknown\":1}"),
+            full.replacingOccurrences(of: "\"payload.invalid\"", with: "7"),
+            full.replacingOccurrences(of: "2026-11-29T10:00:00Z", with: "2026-11-29T10:00:00.75+01:00"),
+            full.replacingOccurrences(of: "2026-11-29T10:00:00Z", with: "yesterday"),
+            "[\(full)]", "\"receipt\"", "{}", "", "{\(body)", "\(full) trailing",
+        ]
+        for text in variants {
+            let data = Data(text.utf8)
+            let strict = Result { () throws(ValidationFailure) -> Receipt in
+                let value = try KetenpostJSON.decodeStrict(Receipt.self, from: data, path: "receipt")
+                try value.validate()
+                return value
+            }
+            let fast = Result { () throws(ValidationFailure) -> Receipt in try Receipt.decode(from: data) }
+            switch (strict, fast) {
+            case (.success(let a), .success(let b)): #expect(a == b, "\(text)")
+            case (.failure(let a), .failure(let b)): #expect(a.issues == b.issues, "\(text)")
+            default: Issue.record("the decoders disagree on \(text): strict \(strict), one parse \(fast)")
+            }
+        }
+    }
 }
