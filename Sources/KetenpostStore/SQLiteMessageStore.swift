@@ -435,6 +435,17 @@ public final class SQLiteMessageStore: MessageStore {
         }
     }
 
+    /// Runs `sql` on the writer connection (tests: a TEMP trigger that makes one write fail).
+    func executeOnWriter(_ sql: String) async throws {
+        try await pool.writeWithoutTransaction { db in try db.execute(sql: sql) }
+    }
+
+    /// Keeps the writer connection busy for `seconds` (tests: writes arriving meanwhile queue
+    /// up and run as one group-commit batch).
+    func occupyWriter(seconds: Double) async throws {
+        try await pool.writeWithoutTransaction { _ in Thread.sleep(forTimeInterval: seconds) }
+    }
+
     /// A pragma's value as the writer connection (the one that commits) sees it.
     func writerPragma(_ name: String) async throws -> String? {
         try await pool.writeWithoutTransaction { db in try String.fetchOne(db, sql: "PRAGMA \(name)") }

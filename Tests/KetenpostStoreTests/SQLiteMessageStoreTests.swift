@@ -44,4 +44,45 @@ struct SQLiteMessageStoreTests {
             #expect(!plans.contains { $0.contains("messages_inbox") }, "\(plans)")
         }
     }
+
+    /// Group commit: one write that fails inside a shared transaction is rolled back alone (its
+    /// savepoint) and answered with its error; the other writes of the batch commit, each with
+    /// its audit record, and the chain stays gapless. The failure comes from the audit insert,
+    /// after the message row was written: only the savepoint takes that row back.
+    @Test func oneFailingWriteInABatchLeavesTheOthersCommitted() async throws {
+        try await withSQLite { (store: SQLiteMessageStore) async throws in
+            let poisoned = UUID()
+            try await store.executeOnWriter("""
+                CREATE TEMP TRIGGER refuse_one BEFORE INSERT ON audit_log WHEN NEW.message_id = '\(poisoned.uuidString.lowercased())'
+                BEGIN SELECT RAISE(ABORT, 'injected failure'); END
+                """)
+            let messages = (0..<20).map { _ in newMessage() } + [newMessage(id: poisoned)] + (0..<20).map { _ in newMessage() }
+            // The writer is busy while the submissions arrive, so they queue and share a transaction.
+            async let busy: Void = store.occupyWriter(seconds: 0.3)
+            try await Task.sleep(for: .milliseconds(50))
+            let outcomes = await withTaskGroup(of: (UUID, Bool).self) { group in
+                for message in messages {
+                    group.addTask {
+                        do { _ = try await store.submit(message); return (message.id, true) } catch { return (message.id, false) }
+                    }
+                }
+                return await group.reduce(into: [UUID: Bool]()) { $0[$1.0] = $1.1 }
+            }
+            try await busy
+            #expect(outcomes[poisoned] == false)
+            #expect(outcomes.filter { $0.value }.count == messages.count - 1)
+            #expect(try await store.message(id: poisoned) == nil)
+            for message in messages where message.id != poisoned {
+                #expect(try await store.message(id: message.id)?.state == .accepted)
+            }
+            let records = try await store.auditRecords(after: 0, limit: 100)
+            #expect(records.count == messages.count - 1)
+            #expect(!records.contains { $0.messageId == poisoned.uuidString.lowercased() })
+            var previous = AuditRecord.genesis
+            for (index, record) in records.enumerated() {
+                #expect(record.sequence == Int64(index + 1) && record.prevHash == previous && record.computedHash() == record.hash)
+                previous = record.hash
+            }
+        }
+    }
 }
