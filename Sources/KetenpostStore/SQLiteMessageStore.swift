@@ -188,7 +188,7 @@ public final class SQLiteMessageStore: MessageStore {
                 // Dates as a later read returns them (built from the stored seconds).
                 message.firstDeliveredAt = message.firstDeliveredAt ?? Date(timeIntervalSince1970: t)
                 message.lastDeliveredAt = Date(timeIntervalSince1970: t)
-                return Lease(message: message, body: row["body"])
+                return Lease(message: message, body: row[Column.body.rawValue])
             }
             try Self.appendAudit(db, leases.map {
                 AuditEvent(action: "message.leased", actor: recipient, messageId: Self.key($0.message.id), partnerId: $0.message.sender,
@@ -205,7 +205,7 @@ public final class SQLiteMessageStore: MessageStore {
     /// redeliveries from `messages_lease` (only deliveries whose lease ran out). The state terms
     /// are spelled exactly as in the partial index's WHERE, as SQLite matches them literally.
     static let deliverableSQL = """
-        SELECT * FROM (
+        SELECT \(columns), body FROM (
           SELECT * FROM (SELECT * FROM messages INDEXED BY messages_waiting
             WHERE recipient = ? AND state = 'accepted' AND expires_at > ? AND attempts < ? AND body IS NOT NULL
             ORDER BY sequence LIMIT ?)
@@ -375,30 +375,45 @@ public final class SQLiteMessageStore: MessageStore {
     // MARK: - Mapping
 
     /// Every column but the body, which is only read where it is handed out.
-    private static let columns = """
-        sequence, id, sender, recipient, type, priority, correlation_id, exploitation_form, region, digest, size,
-        accepted_at, expires_at, state, attempts, lease_token, lease_until, first_delivered_at, last_delivered_at,
-        completed_at, acceptance_receipt, recipient_receipt, reason_code, body_purged_at
-        """
+    /// The columns `record` reads, in the order it reads them by position (GRDB's lookup by
+    /// name compares lowercased names column by column: measurable on every lease and ack).
+    private enum Column: Int, CaseIterable {
+        case sequence, id, sender, recipient, type, priority, correlationId, exploitationForm, region, digest, size,
+             acceptedAt, expiresAt, state, attempts, leaseToken, leaseUntil, firstDeliveredAt, lastDeliveredAt,
+             completedAt, acceptanceReceipt, recipientReceipt, reasonCode, bodyPurgedAt
+        /// Only in the lease selection, after all the others.
+        case body
+
+        var name: String {
+            String(describing: self).reduce(into: "") { name, character in
+                if character.isUppercase { name += "_" + character.lowercased() } else { name.append(character) }
+            }
+        }
+    }
+
+    /// Every column but the body, in `Column` order.
+    private static let columns = Column.allCases.filter { $0 != .body }.map(\.name).joined(separator: ", ")
 
     private static func fetch(_ db: Database, id: String) throws -> StoredMessage? {
         try Row.fetchOne(db.cachedStatement(sql: "SELECT \(columns) FROM messages WHERE id = ?"), arguments: [id]).map(record)
     }
 
     private static func record(_ row: Row) -> StoredMessage {
-        func date(_ column: String) -> Date? { (row[column] as Double?).map(Date.init(timeIntervalSince1970:)) }
-        func uuid(_ column: String) -> UUID? { (row[column] as String?).flatMap(UUID.init(uuidString:)) }
-        let state: String = row["state"]
+        func date(_ column: Column) -> Date? { (row[column.rawValue] as Double?).map(Date.init(timeIntervalSince1970:)) }
+        func uuid(_ column: Column) -> UUID? { (row[column.rawValue] as String?).flatMap(UUID.init(uuidString:)) }
+        func value<T: DatabaseValueConvertible>(_ column: Column) -> T { row[column.rawValue] }
+        func optional<T: DatabaseValueConvertible>(_ column: Column) -> T? { row[column.rawValue] }
+        let state: String = value(.state)
         return StoredMessage(
-            id: uuid("id")!, sender: row["sender"], recipient: row["recipient"], type: row["type"], priority: row["priority"],
-            correlationId: uuid("correlation_id"), exploitationForm: row["exploitation_form"], region: row["region"],
-            digest: row["digest"], size: row["size"], acceptedAt: date("accepted_at")!, expiresAt: date("expires_at")!,
+            id: uuid(.id)!, sender: value(.sender), recipient: value(.recipient), type: value(.type), priority: value(.priority),
+            correlationId: uuid(.correlationId), exploitationForm: optional(.exploitationForm), region: optional(.region),
+            digest: value(.digest), size: value(.size), acceptedAt: date(.acceptedAt)!, expiresAt: date(.expiresAt)!,
             // Only this type writes `state`; an unknown value would mean a newer schema, so fail safe as final.
-            state: MessageState(rawValue: state) ?? .deadLettered, attempts: row["attempts"],
-            leaseToken: row["lease_token"], leaseUntil: date("lease_until"), firstDeliveredAt: date("first_delivered_at"),
-            lastDeliveredAt: date("last_delivered_at"), completedAt: date("completed_at"),
-            acceptanceReceipt: row["acceptance_receipt"], recipientReceipt: row["recipient_receipt"],
-            reasonCode: row["reason_code"], bodyPurgedAt: date("body_purged_at"), sequence: row["sequence"])
+            state: MessageState(rawValue: state) ?? .deadLettered, attempts: value(.attempts),
+            leaseToken: optional(.leaseToken), leaseUntil: date(.leaseUntil), firstDeliveredAt: date(.firstDeliveredAt),
+            lastDeliveredAt: date(.lastDeliveredAt), completedAt: date(.completedAt),
+            acceptanceReceipt: value(.acceptanceReceipt), recipientReceipt: optional(.recipientReceipt),
+            reasonCode: optional(.reasonCode), bodyPurgedAt: date(.bodyPurgedAt), sequence: value(.sequence))
     }
 
     private static func key(_ id: UUID) -> String { id.uuidString.lowercased() }
