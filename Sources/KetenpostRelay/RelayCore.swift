@@ -278,20 +278,16 @@ public final class RelayCore: Sendable {
             throw KetenpostError(.receiptSignerMismatch, "The receipt must be signed with a registered certificate of \(partner.id), the recipient.")
         }
         try checkUsable(signer, for: .signing, partner: partner.id)
-        let stored: StoredMessage?
-        do { stored = try await store.message(id: id) } catch { throw storeFailure(error) }
-        guard let stored, stored.recipient == partner.id else {
-            throw KetenpostError(.messageNotFound, "There is no message \(id.uuidString.lowercased()) for \(partner.id).")
-        }
-        guard receipt.kind == .acknowledgement, receipt.messageId == id, receipt.messageDigest == stored.digest,
-              receipt.from == stored.sender, receipt.to == stored.recipient,
-              receipt.disposition == .processed || receipt.disposition == .rejected else {
-            throw KetenpostError(.receiptMismatch, "The receipt does not name this message as accepted (kind acknowledgement, its id, its digest, its sender and recipient).")
-        }
+        // The receipt's claims are compared with the stored message inside the acknowledging
+        // transaction (no read first), after "not found": a partner learns nothing of others' messages.
+        let names = receipt.kind == .acknowledgement && receipt.messageId == id
+            && (receipt.disposition == .processed || receipt.disposition == .rejected)
+        let claims = ReceiptClaims(messageDigest: names ? receipt.messageDigest : nil, sender: receipt.from, recipient: receipt.to)
         let outcome: AcknowledgeOutcome
         do {
             outcome = try await store.acknowledge(id: id, recipient: partner.id, leaseToken: leaseToken, receipt: body,
-                                                  rejected: receipt.disposition == .rejected, reasonCode: receipt.reasonCode, now: clock())
+                                                  rejected: receipt.disposition == .rejected, reasonCode: receipt.reasonCode,
+                                                  claims: claims, now: clock())
         } catch {
             throw storeFailure(error)
         }
@@ -305,6 +301,8 @@ public final class RelayCore: Sendable {
             return API.AcknowledgeResponse(id: id, state: message.state.rawValue)
         case .notFound:
             throw KetenpostError(.messageNotFound, "There is no message \(id.uuidString.lowercased()) for \(partner.id).")
+        case .receiptMismatch:
+            throw KetenpostError(.receiptMismatch, "The receipt does not name this message as accepted (kind acknowledgement, its id, its digest, its sender and recipient).")
         case .notLeased:
             throw KetenpostError(.leaseInvalid, "This lease token is not the message's current lease; poll the inbox again.")
         case .leaseExpired:

@@ -148,6 +148,8 @@ public struct Lease: Sendable, Equatable {
 public enum AcknowledgeOutcome: Sendable, Equatable {
     /// The message is now acknowledged (or rejected) with this receipt.
     case completed(StoredMessage)
+    /// The receipt names another message (digest or sender differ from the stored ones).
+    case receiptMismatch
     /// It was completed before with exactly this receipt: a retry, nothing changed.
     case alreadyCompleted(StoredMessage)
     /// No message with this id for this recipient.
@@ -158,6 +160,37 @@ public enum AcknowledgeOutcome: Sendable, Equatable {
     case leaseExpired
     /// The message is in a final state with another receipt, or expired or dead-lettered.
     case final(StoredMessage)
+}
+
+/// What a recipient's receipt says about the message it acknowledges; the store compares it
+/// with the stored message inside the acknowledging transaction (no separate read first).
+public struct ReceiptClaims: Sendable, Equatable {
+    /// The digest of the sealed message as the recipient received it; nil when the receipt
+    /// names no message to complete (another kind, id or disposition): it then matches none.
+    public var messageDigest: String?
+    /// The sender the receipt names.
+    public var sender: String
+    /// The recipient the receipt names.
+    public var recipient: String
+
+    public init(messageDigest: String?, sender: String, recipient: String) {
+        self.messageDigest = messageDigest
+        self.sender = sender
+        self.recipient = recipient
+    }
+
+    func match(_ message: StoredMessage) -> Bool {
+        messageDigest == message.digest && sender == message.sender && recipient == message.recipient
+    }
+}
+
+extension MessageStore {
+    /// Acknowledges without comparing receipt claims (the caller checked them, or has none).
+    public func acknowledge(id: UUID, recipient: String, leaseToken: String, receipt: Data, rejected: Bool,
+                            reasonCode: String?, now: Date) async throws -> AcknowledgeOutcome {
+        try await acknowledge(id: id, recipient: recipient, leaseToken: leaseToken, receipt: receipt, rejected: rejected,
+                              reasonCode: reasonCode, claims: nil, now: now)
+    }
 }
 
 public struct SweepCounts: Sendable, Equatable {
@@ -194,8 +227,10 @@ public protocol MessageStore: Sendable {
 
     /// Completes a message leased to `recipient` with `leaseToken`, if the lease is still running:
     /// state `acknowledged` (or `rejected` with `reasonCode`), the receipt stored, lease cleared.
+    /// With `claims`, the message must be the one the receipt names (its digest and sender),
+    /// checked right after "not found" and before everything else: `receiptMismatch` otherwise.
     func acknowledge(id: UUID, recipient: String, leaseToken: String, receipt: Data, rejected: Bool,
-                     reasonCode: String?, now: Date) async throws -> AcknowledgeOutcome
+                     reasonCode: String?, claims: ReceiptClaims?, now: Date) async throws -> AcknowledgeOutcome
 
     /// The record (without body), or nil.
     func message(id: UUID) async throws -> StoredMessage?

@@ -313,6 +313,7 @@ public final class PostgresMessageStore: MessageStore, NotifyingStore, ClosableS
         var receipt: Data
         var rejected: Bool
         var reasonCode: String?
+        var claims: ReceiptClaims?
         var now: Date
     }
 
@@ -320,9 +321,9 @@ public final class PostgresMessageStore: MessageStore, NotifyingStore, ClosableS
     /// committed share the next transaction, so they share one hold of the audit lock and one
     /// WAL flush instead of queueing for one each.
     public func acknowledge(id: UUID, recipient: String, leaseToken: String, receipt: Data, rejected: Bool,
-                            reasonCode: String?, now: Date) async throws -> AcknowledgeOutcome {
+                            reasonCode: String?, claims: ReceiptClaims?, now: Date) async throws -> AcknowledgeOutcome {
         let request = AcknowledgeRequest(id: id, recipient: recipient, leaseToken: leaseToken, receipt: receipt,
-                                         rejected: rejected, reasonCode: reasonCode, now: now)
+                                         rejected: rejected, reasonCode: reasonCode, claims: claims, now: now)
         return try await acknowledgements.submit(request) { [self] batch in try await self.acknowledgeBatch(batch) }
     }
 
@@ -340,6 +341,7 @@ public final class PostgresMessageStore: MessageStore, NotifyingStore, ClosableS
                     outcomes.append(.notFound)
                     continue
                 }
+                if let claims = request.claims, !claims.match(message) { outcomes.append(.receiptMismatch); continue }
                 if message.state.isFinal {
                     // A retry of the acknowledgement that completed it is answered as before.
                     outcomes.append(message.recipientReceipt == request.receipt ? .alreadyCompleted(message) : .final(message))

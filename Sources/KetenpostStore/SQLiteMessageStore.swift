@@ -221,10 +221,11 @@ public final class SQLiteMessageStore: MessageStore {
     }
 
     public func acknowledge(id: UUID, recipient: String, leaseToken: String, receipt: Data, rejected: Bool,
-                            reasonCode: String?, now: Date) async throws -> AcknowledgeOutcome {
+                            reasonCode: String?, claims: ReceiptClaims?, now: Date) async throws -> AcknowledgeOutcome {
         let t = Self.seconds(now)
         return try await writes.write { db in
             guard let message = try Self.fetch(db, id: Self.key(id)), message.recipient == recipient else { return .notFound }
+            if let claims, !claims.match(message) { return .receiptMismatch }
             if message.state.isFinal {
                 // A retry of the acknowledgement that completed it is answered as before.
                 return message.recipientReceipt == receipt ? .alreadyCompleted(message) : .final(message)

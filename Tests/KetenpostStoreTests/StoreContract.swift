@@ -117,9 +117,9 @@ extension MessageStore {
     }
 
     func ack(_ lease: Lease, by who: String = recipient, token: String? = nil, receipt: Data = Data("processed".utf8),
-             rejected: Bool = false, reasonCode: String? = nil, at now: Date) async throws -> AcknowledgeOutcome {
+             rejected: Bool = false, reasonCode: String? = nil, claims: ReceiptClaims? = nil, at now: Date) async throws -> AcknowledgeOutcome {
         try await acknowledge(id: lease.message.id, recipient: who, leaseToken: token ?? lease.message.leaseToken ?? "",
-                              receipt: receipt, rejected: rejected, reasonCode: reasonCode, now: now)
+                              receipt: receipt, rejected: rejected, reasonCode: reasonCode, claims: claims, now: now)
     }
 
     func state(_ id: UUID) async throws -> MessageState? { try await message(id: id)?.state }
@@ -307,6 +307,36 @@ struct StoreContract {
             #expect(try await store.ack(lease, receipt: Data("rejection".utf8), rejected: true, reasonCode: "x", at: at(2))
                 == .final(done))
             #expect(try await store.message(id: lease.message.id) == done)
+        }
+    }
+
+    /// The receipt's claims (digest, sender) are compared inside the acknowledging transaction:
+    /// after "not found" (nothing about others' messages leaks) and before the lease and final checks.
+    @Test(arguments: Backend.allCases)
+    func ackWhoseReceiptNamesAnotherMessageIsAMismatch(backend: Backend) async throws {
+        try await withStore(backend) { store in
+            let message = try #require(try await store.acceptMany(1).first)
+            let lease = try #require(try await store.lease(at: at(0)).first)
+            let right = ReceiptClaims(messageDigest: message.digest, sender: message.sender, recipient: recipient)
+            let otherDigest = ReceiptClaims(messageDigest: String(repeating: "0", count: 64), sender: message.sender, recipient: recipient)
+            let otherSender = ReceiptClaims(messageDigest: message.digest, sender: "gemeente-elders", recipient: recipient)
+            let otherRecipientNamed = ReceiptClaims(messageDigest: message.digest, sender: message.sender, recipient: otherRecipient)
+            let namesNone = ReceiptClaims(messageDigest: nil, sender: message.sender, recipient: recipient)
+            for claims in [otherDigest, otherSender, otherRecipientNamed, namesNone] {
+                #expect(try await store.ack(lease, claims: claims, at: at(1)) == .receiptMismatch)
+            }
+            // Before the token check too, and "not found" first for somebody else's message.
+            #expect(try await store.ack(lease, token: "wrong", claims: otherDigest, at: at(1)) == .receiptMismatch)
+            #expect(try await store.ack(lease, by: otherRecipient, claims: otherDigest, at: at(1)) == .notFound)
+            // Nothing changed: still leased, no audit record of a completion; the right claims complete it.
+            #expect(try await store.state(message.id) == .delivered)
+            guard case .completed(let done) = try await store.ack(lease, claims: right, at: at(2)) else {
+                throw ContractFailure("expected completed")
+            }
+            #expect(try await store.ack(lease, claims: otherDigest, at: at(3)) == .receiptMismatch)
+            #expect(try await store.ack(lease, claims: right, at: at(3)) == .alreadyCompleted(done))
+            let actions = try await store.auditRecords(after: 0, limit: 10).map(\.action)
+            #expect(actions == ["message.accepted", "message.leased", "message.acknowledged"])
         }
     }
 
