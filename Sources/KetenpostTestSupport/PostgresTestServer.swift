@@ -255,6 +255,14 @@ public final class PostgresTestServer: Sendable {
         return text
     }
 
+    /// glibc's `posix_spawn_file_actions_addclosefrom_np` (2.34+), looked up at run time: Swift's
+    /// Glibc module does not import GNU extensions.
+    #if canImport(Glibc)
+    private typealias CloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
+    private static let addCloseFrom: CloseFrom? = dlsym(nil, "posix_spawn_file_actions_addclosefrom_np")
+        .map { unsafeBitCast($0, to: CloseFrom.self) }
+    #endif
+
     /// posix_spawn with stdin from /dev/null and stdout and stderr to `output`. Not Foundation's
     /// `Process`, whose `waitUntilExit()` was seen to miss the child's exit on Linux (a zombie, a hung test).
     private static func spawn(_ executable: String, _ arguments: [String], output: String, in directory: String) throws -> pid_t {
@@ -268,6 +276,13 @@ public final class PostgresTestServer: Sendable {
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
         posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        // Nothing else of ours: the server runs for the whole test process, and an inherited write
+        // end of another test's pipe would keep that test reading forever (a hang seen in CI runs).
+        #if canImport(Glibc)
+        guard let closeFrom = Self.addCloseFrom, closeFrom(&actions, 3) == 0 else {
+            throw ServerError("cannot start \(executable) without our open descriptors (posix_spawn_file_actions_addclosefrom_np, glibc 2.34+)")
+        }
+        #endif
         // In `directory` (the server user may not enter ours): through sh, as addchdir_np is not imported everywhere.
         let command = ["/bin/sh", "-c", #"cd "$0" && exec "$@""#, directory, executable] + arguments
         let argv = command.map { strdup($0) } + [nil]
