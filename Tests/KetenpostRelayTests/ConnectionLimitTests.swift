@@ -48,13 +48,16 @@ import Testing
     }
 
     @Test func openConnectionsAreBounded() async throws {
-        try await withRelay({ $0.maxConnections = 3; $0.idleTimeout = 3 }) { h in
+        // Idle timeout 6 s: the fourth connection must be tried while the idle ones still hold
+        // their slots, also on a busy CI machine where starting curl takes a while.
+        try await withRelay({ $0.maxConnections = 3; $0.idleTimeout = 6 }) { h in
             let me = h.shared.identityDirectory(municipality)
             let curl = "curl -sS --cacert '\(h.shared.pki.caCertificatePath)' --cert '\(me)/cert.pem' --key '\(me)/key.pem' \(h.url.absoluteString)/v1/health"
             // Three idle TCP connections that never say anything take every slot.
-            let idle = try (0..<3).map { _ in try InteractiveProcess("exec 3<>/dev/tcp/127.0.0.1/\(h.relay.port); sleep 60") }
+            let idle = try (0..<3).map { _ in try InteractiveProcess("exec 3<>/dev/tcp/127.0.0.1/\(h.relay.port) && echo connected; sleep 60") }
             defer { idle.forEach { $0.stop() } }
-            try await Task.sleep(for: .milliseconds(500))
+            for connection in idle { #expect(await connection.waitFor("connected", count: 1), "an idle connection did not connect") }
+            try await Task.sleep(for: .milliseconds(200))   // the relay accepts what the kernel has queued
             let refused = try await shell("\(curl) --max-time 1.5")
             #expect(refused.status != 0, "a fourth connection was served: \(refused.stdout)")
             // The idle timeout frees the slots; then the relay serves again.
