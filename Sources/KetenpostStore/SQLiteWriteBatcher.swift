@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import Synchronization
 
 /// Group commit for every write on the hot path (submit, lease, acknowledge): writes that
 /// arrive while a transaction is being committed wait and run together in the next one, so
@@ -9,16 +10,27 @@ import GRDB
 /// rolled back alone and answered with its error while the others commit. Nobody is answered
 /// before the transaction holding their write has committed; if the commit fails, everybody in
 /// it gets the error (none of their writes happened).
-actor SQLiteWriteBatcher {
+///
+/// Batches run on one serial dispatch queue that calls GRDB's synchronous write (which runs on
+/// the calling thread): a write costs one thread wake-up to get there and one to answer,
+/// instead of also hopping through an actor, a drain task and GRDB's asynchronous API. Blocking
+/// on the fsync there keeps it off the Swift concurrency pool.
+final class SQLiteWriteBatcher: Sendable {
     private struct Item: @unchecked Sendable {   // its closures only touch the continuation and the database
         /// Runs the write; returns how to answer the caller once the transaction has committed.
         let run: (Database) -> (() -> Void)
         let fail: (any Error) -> Void
     }
 
+    private struct State {
+        var pending: [Item] = []
+        /// A drain is scheduled or running on `queue`; it takes everything that arrives meanwhile.
+        var draining = false
+    }
+
     private let pool: DatabasePool
-    private var pending: [Item] = []
-    private var draining = false
+    private let state = Mutex(State())
+    private let queue = DispatchQueue(label: "ketenpost.sqlite.writes")
     /// Bounds a transaction, so that one huge batch does not delay its first member for long.
     static let maximumBatch = 256
 
@@ -26,7 +38,7 @@ actor SQLiteWriteBatcher {
 
     func write<T: Sendable>(_ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
-            pending.append(Item(
+            let item = Item(
                 run: { db in
                     do {
                         var result: T?
@@ -40,40 +52,40 @@ actor SQLiteWriteBatcher {
                         return { continuation.resume(throwing: error) }
                     }
                 },
-                fail: { continuation.resume(throwing: $0) }))
-            if !draining {
-                draining = true
-                Task { await self.drain() }
+                fail: { continuation.resume(throwing: $0) })
+            let start = state.withLock { state in
+                state.pending.append(item)
+                defer { state.draining = true }
+                return !state.draining
             }
+            if start { queue.async { self.drain() } }
         }
     }
 
-    private func drain() async {
-        while !pending.isEmpty {
-            let batch = Array(pending.prefix(Self.maximumBatch))
-            pending.removeFirst(batch.count)
+    /// On `queue`: commits batches until nothing is pending.
+    private func drain() {
+        while true {
+            let batch: [Item] = state.withLock { state in
+                let batch = Array(state.pending.prefix(Self.maximumBatch))
+                state.pending.removeFirst(batch.count)
+                if batch.isEmpty { state.draining = false }
+                return batch
+            }
+            if batch.isEmpty { return }
             do {
-                let answers = try await pool.writeWithoutTransaction { db in
-                    var answers: [() -> Void] = []
+                var answers: [() -> Void] = []
+                try pool.writeWithoutTransaction { db in
                     // BEGIN IMMEDIATE: the write lock up front, so that a read-then-write never
                     // fails half-way with SQLITE_BUSY when another process writes the same file.
                     try db.inTransaction(.immediate) {
                         answers = batch.map { $0.run(db) }
                         return .commit
                     }
-                    return UncheckedAnswers(answers)
                 }
-                for answer in answers.answers { answer() }
+                for answer in answers { answer() }
             } catch {
                 for item in batch { item.fail(error) }
             }
         }
-        draining = false
-    }
-
-    /// The closures only resume continuations, which is safe from any thread.
-    private struct UncheckedAnswers: @unchecked Sendable {
-        let answers: [() -> Void]
-        init(_ answers: [() -> Void]) { self.answers = answers }
     }
 }
