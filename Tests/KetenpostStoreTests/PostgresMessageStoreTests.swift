@@ -150,6 +150,17 @@ struct PostgresMessageStoreTests {
         }
     }
 
+    /// With the planner's normal settings and real statistics: a recipient whose few messages sit
+    /// at the end of a large backlog is leased from its waiting index, not by walking the primary
+    /// key through everybody else's messages (which the planner preferred for `ORDER BY sequence`).
+    @Test(.enabled(if: serverAvailable)) func leaseOfAFewMessagesBehindALargeBacklogUsesTheWaitingIndex() async throws {
+        try await withPostgres { stores in
+            let plan = try await stores[0].leasePlanBehindBacklog(others: 30_000, waiting: 300)
+            #expect(plan.contains("messages_waiting_order"), "\(plan)")
+            #expect(!plan.contains("messages_pkey") && !plan.contains("Seq Scan"), "\(plan)")
+        }
+    }
+
     @Test(.enabled(if: serverAvailable)) func housekeepingUsesIndexesNotTableScans() async throws {
         try await withPostgres { stores in
             let plans = try await stores[0].queryPlans()
@@ -157,7 +168,7 @@ struct PostgresMessageStoreTests {
             for (name, plan) in plans {
                 #expect(!plan.contains("Seq Scan on messages"), "\(name):\n\(plan)")
             }
-            #expect(plans["lease"]?.contains("messages_waiting") == true, "\(plans["lease"] ?? "")")
+            #expect(plans["lease"]?.contains("messages_waiting_order") == true, "\(plans["lease"] ?? "")")
             #expect(plans["lease.again"]?.contains("messages_lease") == true, "\(plans["lease.again"] ?? "")")
             #expect(plans["expire.all"]?.contains("messages_expiry") == true, "\(plans["expire.all"] ?? "")")
             #expect(plans["deadLetter.all"]?.contains("messages_lease") == true, "\(plans["deadLetter.all"] ?? "")")
