@@ -101,12 +101,16 @@ public enum KetenpostJSON {
     /// nested null or unknown key can only sit inside a value that fails to decode as a scalar).
     public static func decodeStrictFlat<T: Decodable & Encodable>(_ type: T.Type, from data: Data, path: String,
                                                                  fields: Set<String>) throws(ValidationFailure) -> T {
-        if data.count <= Limits.documentBytes, DuplicateKeys.first(in: data, path: path) == nil {
-            let decoder = decoder()
-            decoder.userInfo[FlatDocument<T>.fieldsKey] = fields
-            if let value = try? decoder.decode(FlatDocument<T>.self, from: data).value { return value }
-        }
+        if let value = decodeOneParse(type, from: data, path: path, fields: fields) { return value }
         return try decodeStrict(type, from: data, path: path)
+    }
+
+    /// The one-parse path of `decodeStrictFlat`: the value, or nil for anything it does not accept.
+    static func decodeOneParse<T: Decodable>(_ type: T.Type, from data: Data, path: String, fields: Set<String>) -> T? {
+        guard data.count <= Limits.documentBytes, DuplicateKeys.first(in: data, path: path) == nil else { return nil }
+        let decoder = decoder()
+        decoder.userInfo[FlatDocument<T>.fieldsKey] = fields
+        return try? decoder.decode(FlatDocument<T>.self, from: data).value
     }
 
     /// The path of the first key that occurs twice in one object, or nil. For callers that

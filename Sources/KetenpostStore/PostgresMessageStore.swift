@@ -193,8 +193,9 @@ public final class PostgresMessageStore: MessageStore, NotifyingStore, ClosableS
             // sequence LIMIT n` the planner walked the primary key filtering on the recipient,
             // expecting a recipient's rows to be spread evenly, and read the whole backlog when
             // they are at its end (70 ms per lease at 100,000 pending).
+            // `messages_waiting` stays: a relay older than this migration may still run on the
+            // database (migrations only add), and its leases order by `sequence`.
             "CREATE INDEX messages_waiting_order ON messages (recipient, (sequence + 0)) WHERE state = 'accepted'",
-            "DROP INDEX messages_waiting",
         ]),
     ]
 
@@ -551,7 +552,7 @@ public final class PostgresMessageStore: MessageStore, NotifyingStore, ClosableS
                 """
                 INSERT INTO messages (id, sender, recipient, type, priority, digest, size, accepted_at, expires_at,
                                       state, acceptance_receipt, body)
-                SELECT gen_random_uuid(), 's', \(recipient) || CASE WHEN \(recipient) = 'r' THEN '' ELSE (n % 100)::text END,
+                SELECT gen_random_uuid(), 's', \(recipient) || CASE WHEN \(recipient) = 'r' THEN '' ELSE (n % 10)::text END,
                        'signal', 'normal', md5(n::text), 8, 0, 1e12, 'accepted', '\\x00', '\\x00'
                 FROM generate_series(1, \(count)) AS n
                 """

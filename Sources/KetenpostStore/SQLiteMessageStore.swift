@@ -188,7 +188,7 @@ public final class SQLiteMessageStore: MessageStore {
                 // Dates as a later read returns them (built from the stored seconds).
                 message.firstDeliveredAt = message.firstDeliveredAt ?? Date(timeIntervalSince1970: t)
                 message.lastDeliveredAt = Date(timeIntervalSince1970: t)
-                return Lease(message: message, body: row[Column.body.rawValue])
+                return Lease(message: message, body: row[Column.body.position])
             }
             try Self.appendAudit(db, leases.map {
                 AuditEvent(action: "message.leased", actor: recipient, messageId: Self.key($0.message.id), partnerId: $0.message.sender,
@@ -378,32 +378,33 @@ public final class SQLiteMessageStore: MessageStore {
     /// Every column but the body, which is only read where it is handed out.
     /// The columns `record` reads, in the order it reads them by position (GRDB's lookup by
     /// name compares lowercased names column by column: measurable on every lease and ack).
-    private enum Column: Int, CaseIterable {
-        case sequence, id, sender, recipient, type, priority, correlationId, exploitationForm, region, digest, size,
-             acceptedAt, expiresAt, state, attempts, leaseToken, leaseUntil, firstDeliveredAt, lastDeliveredAt,
-             completedAt, acceptanceReceipt, recipientReceipt, reasonCode, bodyPurgedAt
+    private enum Column: String, CaseIterable {
+        case sequence, id, sender, recipient, type, priority
+        case correlationId = "correlation_id", exploitationForm = "exploitation_form", region, digest, size
+        case acceptedAt = "accepted_at", expiresAt = "expires_at", state, attempts, leaseToken = "lease_token"
+        case leaseUntil = "lease_until", firstDeliveredAt = "first_delivered_at", lastDeliveredAt = "last_delivered_at"
+        case completedAt = "completed_at", acceptanceReceipt = "acceptance_receipt", recipientReceipt = "recipient_receipt"
+        case reasonCode = "reason_code", bodyPurgedAt = "body_purged_at"
         /// Only in the lease selection, after all the others.
         case body
 
-        var name: String {
-            String(describing: self).reduce(into: "") { name, character in
-                if character.isUppercase { name += "_" + character.lowercased() } else { name.append(character) }
-            }
-        }
+        /// The position in a row selected with `columns` (and `body` after them).
+        var position: Int { Self.allCases.firstIndex(of: self)! }
     }
 
     /// Every column but the body, in `Column` order.
-    private static let columns = Column.allCases.filter { $0 != .body }.map(\.name).joined(separator: ", ")
+    private static let columns = Column.allCases.filter { $0 != .body }.map(\.rawValue).joined(separator: ", ")
 
     private static func fetch(_ db: Database, id: String) throws -> StoredMessage? {
         try Row.fetchOne(db.cachedStatement(sql: "SELECT \(columns) FROM messages WHERE id = ?"), arguments: [id]).map(record)
     }
 
     private static func record(_ row: Row) -> StoredMessage {
-        func date(_ column: Column) -> Date? { (row[column.rawValue] as Double?).map(Date.init(timeIntervalSince1970:)) }
-        func uuid(_ column: Column) -> UUID? { (row[column.rawValue] as String?).flatMap(UUID.init(uuidString:)) }
-        func value<T: DatabaseValueConvertible>(_ column: Column) -> T { row[column.rawValue] }
-        func optional<T: DatabaseValueConvertible>(_ column: Column) -> T? { row[column.rawValue] }
+        // StatementColumnConvertible: GRDB's fast path, reading the SQLite column directly.
+        func date(_ column: Column) -> Date? { (row[column.position] as Double?).map(Date.init(timeIntervalSince1970:)) }
+        func uuid(_ column: Column) -> UUID? { (row[column.position] as String?).flatMap(UUID.init(uuidString:)) }
+        func value<T: DatabaseValueConvertible & StatementColumnConvertible>(_ column: Column) -> T { row[column.position] }
+        func optional<T: DatabaseValueConvertible & StatementColumnConvertible>(_ column: Column) -> T? { row[column.position] }
         let state: String = value(.state)
         return StoredMessage(
             id: uuid(.id)!, sender: value(.sender), recipient: value(.recipient), type: value(.type), priority: value(.priority),
@@ -455,6 +456,9 @@ public final class SQLiteMessageStore: MessageStore {
     func executeOnWriter(_ sql: String) async throws {
         try await pool.writeWithoutTransaction { db in try db.execute(sql: sql) }
     }
+
+    /// Group-commit transactions run so far.
+    var writeBatches: Int { writes.batches.load(ordering: .relaxed) }
 
     /// Keeps the writer connection busy for `seconds` (tests: writes arriving meanwhile queue
     /// up and run as one group-commit batch).

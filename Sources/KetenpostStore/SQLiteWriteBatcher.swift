@@ -30,6 +30,8 @@ final class SQLiteWriteBatcher: Sendable {
 
     private let pool: DatabasePool
     private let state = Mutex(State())
+    /// Transactions run so far (tests: that concurrent writes shared one).
+    let batches = Atomic<Int>(0)
     private let queue = DispatchQueue(label: "ketenpost.sqlite.writes")
     /// Bounds a transaction, so that one huge batch does not delay its first member for long.
     static let maximumBatch = 256
@@ -82,6 +84,7 @@ final class SQLiteWriteBatcher: Sendable {
                         return .commit
                     }
                 }
+                batches.add(1, ordering: .relaxed)
                 for answer in answers { answer() }
             } catch {
                 for item in batch { item.fail(error) }

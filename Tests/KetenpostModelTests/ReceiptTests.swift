@@ -97,8 +97,11 @@ import Testing
                 return value
             }
             let fast = Result { () throws(ValidationFailure) -> Receipt in try Receipt.decode(from: data) }
+            // The one-parse path itself takes exactly the documents the strict decoder accepts.
+            let oneParse = KetenpostJSON.decodeOneParse(Receipt.self, from: data, path: "receipt", fields: Receipt.fieldNames)
+            #expect((oneParse != nil) == ((try? KetenpostJSON.decodeStrict(Receipt.self, from: data, path: "receipt")) != nil), "\(text)")
             switch (strict, fast) {
-            case (.success(let a), .success(let b)): #expect(a == b, "\(text)")
+            case (.success(let a), .success(let b)): #expect(a == b && oneParse == a, "\(text)")
             case (.failure(let a), .failure(let b)): #expect(a.issues == b.issues, "\(text)")
             default: Issue.record("the decoders disagree on \(text): strict \(strict), one parse \(fast)")
             }

@@ -58,6 +58,7 @@ struct SQLiteMessageStoreTests {
                 """)
             let messages = (0..<20).map { _ in newMessage() } + [newMessage(id: poisoned)] + (0..<20).map { _ in newMessage() }
             // The writer is busy while the submissions arrive, so they queue and share a transaction.
+            let batchesBefore = store.writeBatches
             async let busy: Void = store.occupyWriter(seconds: 0.3)
             try await Task.sleep(for: .milliseconds(50))
             let outcomes = await withTaskGroup(of: (UUID, Bool).self) { group in
@@ -69,6 +70,8 @@ struct SQLiteMessageStoreTests {
                 return await group.reduce(into: [UUID: Bool]()) { $0[$1.0] = $1.1 }
             }
             try await busy
+            // Far fewer transactions than writes: the poisoned one shared its transaction with others.
+            #expect(store.writeBatches - batchesBefore <= 3, "\(store.writeBatches - batchesBefore) transactions for \(messages.count) writes")
             #expect(outcomes[poisoned] == false)
             #expect(outcomes.filter { $0.value }.count == messages.count - 1)
             #expect(try await store.message(id: poisoned) == nil)
