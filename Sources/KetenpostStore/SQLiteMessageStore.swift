@@ -375,7 +375,6 @@ public final class SQLiteMessageStore: MessageStore {
 
     // MARK: - Mapping
 
-    /// Every column but the body, which is only read where it is handed out.
     /// The columns `record` reads, in the order it reads them by position (GRDB's lookup by
     /// name compares lowercased names column by column: measurable on every lease and ack).
     private enum Column: String, CaseIterable {
@@ -392,7 +391,7 @@ public final class SQLiteMessageStore: MessageStore {
         var position: Int { Self.allCases.firstIndex(of: self)! }
     }
 
-    /// Every column but the body, in `Column` order.
+    /// Every column but the body (read only where it is handed out), in `Column` order.
     private static let columns = Column.allCases.filter { $0 != .body }.map(\.rawValue).joined(separator: ", ")
 
     private static func fetch(_ db: Database, id: String) throws -> StoredMessage? {
