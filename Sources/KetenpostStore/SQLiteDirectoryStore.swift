@@ -226,10 +226,10 @@ extension SQLiteMessageStore: ReportStore {
 extension SQLiteMessageStore: StatsStore {
     public func queueStats() async throws -> QueueStats {
         try await pool.read { db in
-            // The inbox index holds only pending rows, so this walks the backlog, not the history.
+            // The pending index holds only rows not yet final, so this walks the backlog, not the history.
             let inboxes = try Row.fetchAll(db, sql: """
-                SELECT recipient, count(*) AS n, min(accepted_at) AS oldest FROM messages
-                WHERE state IN ('accepted', 'delivered') GROUP BY recipient ORDER BY recipient
+                SELECT recipient, count(*) AS n, min(accepted_at) AS oldest FROM messages INDEXED BY messages_pending
+                WHERE completed_at IS NULL GROUP BY recipient ORDER BY recipient
                 """).map {
                 QueueStats.Inbox(recipient: $0["recipient"], pending: $0["n"],
                                  oldestAcceptedAt: ($0["oldest"] as Double?).map(Date.init(timeIntervalSince1970:)))

@@ -99,10 +99,33 @@ public final class SQLiteMessageStore: MessageStore {
             // Only messages nobody holds: leasing walks it without stepping over running leases.
             try db.execute(sql: "CREATE INDEX messages_waiting ON messages(recipient, sequence) WHERE state = 'accepted'")
         }
+        migrator.registerMigration("v4-slim-indexes") { db in
+            // Fewer index pages written per message. A lease changes `state`, so every index keyed
+            // on it or filtered by it was rewritten at each lease (a random page each, with a large
+            // backlog); these are filtered by `completed_at`, which a lease leaves alone and which is
+            // set exactly when a message becomes final (acknowledged, rejected, expired, dead-lettered).
+            // Leased rows and purgeable bodies are indexed only while they are that.
+            // The replaced indexes are dropped: an older relay names them (INDEXED BY), so it
+            // refuses this store (`migrate` checks for unknown migrations) instead of failing later.
+            try db.execute(sql: """
+                CREATE INDEX messages_pending ON messages(recipient, sequence) WHERE completed_at IS NULL;
+                CREATE INDEX messages_pending_expiry ON messages(expires_at) WHERE completed_at IS NULL;
+                CREATE INDEX messages_leased ON messages(lease_until) WHERE state = 'delivered';
+                CREATE INDEX messages_purgeable ON messages(completed_at) WHERE body IS NOT NULL AND completed_at IS NOT NULL;
+                DROP INDEX messages_inbox;
+                DROP INDEX messages_expiry;
+                DROP INDEX messages_lease;
+                DROP INDEX messages_purge;
+                """)
+        }
         return migrator
     }
 
     public func migrate() async throws {
+        // A newer relay may have replaced indexes this version names: refuse to run on its store.
+        if try await pool.read({ db in try Self.migrator.hasBeenSuperseded(db) }) {
+            throw SQLiteStoreError(.newerSchema, "The store at \(pool.path) was upgraded by a newer Ketenpost version. Run that version (or newer) on it.")
+        }
         do {
             try await runMigrator()
         } catch is DatabaseError {
@@ -202,7 +225,7 @@ public final class SQLiteMessageStore: MessageStore {
     ///
     /// Two index walks merged by sequence: waiting messages from `messages_waiting` (a leased
     /// message leaves that index, so a lease never steps over messages other leases hold), and
-    /// redeliveries from `messages_lease` (only deliveries whose lease ran out). The state terms
+    /// redeliveries from `messages_leased` (only deliveries whose lease ran out). The state terms
     /// are spelled exactly as in the partial index's WHERE, as SQLite matches them literally.
     static let deliverableSQL = """
         SELECT \(columns), body FROM (
@@ -210,7 +233,7 @@ public final class SQLiteMessageStore: MessageStore {
             WHERE recipient = ? AND state = 'accepted' AND expires_at > ? AND attempts < ? AND body IS NOT NULL
             ORDER BY sequence LIMIT ?)
           UNION ALL
-          SELECT * FROM (SELECT * FROM messages INDEXED BY messages_lease
+          SELECT * FROM (SELECT * FROM messages INDEXED BY messages_leased
             WHERE state = 'delivered' AND lease_until <= ? AND recipient = ? AND expires_at > ? AND attempts < ? AND body IS NOT NULL
             ORDER BY sequence LIMIT ?)
         ) ORDER BY sequence LIMIT ?
@@ -269,10 +292,11 @@ public final class SQLiteMessageStore: MessageStore {
             counts.expired = try Self.expire(db, recipient: nil, now: t)
             counts.deadLettered = try Self.deadLetter(db, recipient: nil, now: t, maxAttempts: maxAttempts)
             // completed_at is set exactly when a message becomes final; the state test is a second guard.
-            let purgeable = "body IS NOT NULL AND completed_at <= ? AND state NOT IN ('accepted', 'delivered')"
-            let purged = try Row.fetchAll(db, sql: "SELECT id, recipient FROM messages WHERE \(purgeable) ORDER BY sequence",
+            let purgeable = "body IS NOT NULL AND completed_at IS NOT NULL AND completed_at <= ? AND state NOT IN ('accepted', 'delivered')"
+            let purged = try Row.fetchAll(db, sql: "SELECT id, recipient FROM messages INDEXED BY messages_purgeable WHERE \(purgeable) ORDER BY sequence",
                                           arguments: [t - retention])
-            try db.execute(sql: "UPDATE messages SET body = NULL, body_purged_at = ? WHERE \(purgeable)", arguments: [t, t - retention])
+            try db.execute(sql: "UPDATE messages INDEXED BY messages_purgeable SET body = NULL, body_purged_at = ? WHERE \(purgeable)",
+                           arguments: [t, t - retention])
             counts.purged = db.changesCount
             try Self.appendAudit(db, purged.map {
                 AuditEvent(action: "message.purged", actor: "relay", messageId: $0["id"], partnerId: $0["recipient"])
@@ -283,7 +307,7 @@ public final class SQLiteMessageStore: MessageStore {
 
     public func pendingCount(recipient: String) async throws -> Int {
         try await pool.read { db in
-            try Int.fetchOne(db.cachedStatement(sql: "SELECT count(*) FROM messages WHERE recipient = ? AND state IN ('accepted', 'delivered')"),
+            try Int.fetchOne(db.cachedStatement(sql: "SELECT count(*) FROM messages INDEXED BY messages_pending WHERE recipient = ? AND completed_at IS NULL"),
                              arguments: [recipient]) ?? 0
         }
     }
@@ -304,7 +328,7 @@ public final class SQLiteMessageStore: MessageStore {
         let affected = try Row.fetchAll(db.cachedStatement(sql: expirySelect(scope)), arguments: arguments)
         guard !affected.isEmpty else { return 0 }
         try db.execute(sql: """
-            UPDATE messages INDEXED BY messages_expiry SET state = 'expired', completed_at = ?, reason_code = 'expired', lease_token = NULL, lease_until = NULL
+            UPDATE messages INDEXED BY messages_pending_expiry SET state = 'expired', completed_at = ?, reason_code = 'expired', lease_token = NULL, lease_until = NULL
             WHERE \(condition)
             """, arguments: [t] + arguments)
         try appendAudit(db, affected.map {
@@ -323,7 +347,7 @@ public final class SQLiteMessageStore: MessageStore {
         let affected = try Row.fetchAll(db.cachedStatement(sql: deadLetterSelect(scope)), arguments: arguments)
         guard !affected.isEmpty else { return 0 }
         try db.execute(sql: """
-            UPDATE messages INDEXED BY messages_lease SET state = 'dead-lettered', completed_at = ?, reason_code = 'max-attempts',
+            UPDATE messages INDEXED BY messages_leased SET state = 'dead-lettered', completed_at = ?, reason_code = 'max-attempts',
                 lease_token = NULL, lease_until = NULL
             WHERE \(condition)
             """, arguments: [t] + arguments)
@@ -335,7 +359,7 @@ public final class SQLiteMessageStore: MessageStore {
 
     private static func expiryCondition(_ scope: String) -> String {
         """
-        state IN ('accepted', 'delivered') AND expires_at <= ?
+        completed_at IS NULL AND expires_at <= ? AND state IN ('accepted', 'delivered')
           AND (state = 'accepted' OR lease_until IS NULL OR lease_until <= ?)\(scope)
         """
     }
@@ -345,11 +369,11 @@ public final class SQLiteMessageStore: MessageStore {
     }
 
     private static func expirySelect(_ scope: String) -> String {
-        "SELECT id, recipient FROM messages INDEXED BY messages_expiry WHERE \(expiryCondition(scope)) ORDER BY sequence"
+        "SELECT id, recipient FROM messages INDEXED BY messages_pending_expiry WHERE \(expiryCondition(scope)) ORDER BY sequence"
     }
 
     private static func deadLetterSelect(_ scope: String) -> String {
-        "SELECT id, recipient FROM messages INDEXED BY messages_lease WHERE \(deadLetterCondition(scope)) ORDER BY sequence"
+        "SELECT id, recipient FROM messages INDEXED BY messages_leased WHERE \(deadLetterCondition(scope)) ORDER BY sequence"
     }
 
     /// Narrows a statement to one recipient (in `lease`) or leaves it global (in `sweep`).
@@ -456,6 +480,23 @@ public final class SQLiteMessageStore: MessageStore {
         try await pool.writeWithoutTransaction { db in try db.execute(sql: sql) }
     }
 
+    /// A count from `sql`, read on the writer connection (tests: invariants of stored rows).
+    func countOnWriter(_ sql: String) async throws -> Int {
+        try await pool.writeWithoutTransaction { db in try Int.fetchOne(db, sql: sql) ?? 0 }
+    }
+
+    /// The indexes on `messages` (tests: which migration's indexes are present).
+    func indexNames() async throws -> Set<String> {
+        try await pool.read { db in
+            Set(try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'messages'"))
+        }
+    }
+
+    /// Migrates up to and including `identifier` (tests: a store as an older version left it).
+    func migrate(upTo identifier: String) async throws {
+        try Self.migrator.migrate(pool, upTo: identifier)
+    }
+
     /// Group-commit transactions run so far.
     var writeBatches: Int { writes.batches.load(ordering: .relaxed) }
 
@@ -469,4 +510,28 @@ public final class SQLiteMessageStore: MessageStore {
     func writerPragma(_ name: String) async throws -> String? {
         try await pool.writeWithoutTransaction { db in try String.fetchOne(db, sql: "PRAGMA \(name)") }
     }
+}
+
+/// Why the SQLite store cannot be used.
+public struct SQLiteStoreError: Error, Sendable, Equatable, CustomStringConvertible {
+    public struct Code: Sendable, Hashable, CustomStringConvertible {
+        let name: String
+        /// The file carries migrations this version does not know (a newer relay migrated it).
+        public static let newerSchema = Code(name: "store.schema-newer")
+        public var description: String { name }
+    }
+
+    public var code: Code
+    /// A sentence for the operator; metadata only.
+    public var reason: String
+
+    public init(_ code: Code, _ reason: String) {
+        self.code = code
+        self.reason = reason
+    }
+
+    /// Only the code takes part in equality: reasons may be reworded, codes never.
+    public static func == (lhs: Self, rhs: Self) -> Bool { lhs.code == rhs.code }
+
+    public var description: String { "SQLite store: \(code): \(reason)" }
 }

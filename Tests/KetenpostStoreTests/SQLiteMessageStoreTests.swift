@@ -29,7 +29,7 @@ struct SQLiteMessageStoreTests {
         try await withSQLite { (store: SQLiteMessageStore) async throws in
             let plan = try await store.leaseQueryPlan()
             #expect(plan.contains { $0.contains("USING INDEX messages_waiting (recipient=?)") }, "\(plan)")
-            #expect(plan.contains { $0.contains("USING INDEX messages_lease (state=? AND lease_until<?)") }, "\(plan)")
+            #expect(plan.contains { $0.contains("USING INDEX messages_leased (lease_until<?)") }, "\(plan)")
             #expect(!plan.contains { $0.contains("SCAN messages") && !$0.contains("INDEX") }, "\(plan)")
         }
     }
@@ -39,9 +39,95 @@ struct SQLiteMessageStoreTests {
     @Test func leaseHousekeepingSearchesTheExpiryAndLeaseIndexes() async throws {
         try await withSQLite { (store: SQLiteMessageStore) async throws in
             let plans = try await store.leaseHousekeepingPlans()
-            #expect(plans.contains { $0.contains("USING INDEX messages_expiry (state=? AND expires_at<?)") }, "\(plans)")
-            #expect(plans.contains { $0.contains("USING INDEX messages_lease (state=? AND lease_until<?)") }, "\(plans)")
-            #expect(!plans.contains { $0.contains("messages_inbox") }, "\(plans)")
+            #expect(plans.contains { $0.contains("USING INDEX messages_pending_expiry (expires_at<?)") }, "\(plans)")
+            #expect(plans.contains { $0.contains("USING INDEX messages_leased (lease_until<?)") }, "\(plans)")
+            #expect(!plans.contains { $0.contains("messages_pending ") }, "\(plans)")
+        }
+    }
+
+    /// The pending, expiry and purge indexes are filtered by `completed_at` instead of `state`
+    /// (so that a lease does not rewrite them): that is only right while `completed_at` is set
+    /// exactly when a message becomes final. Every transition is walked and the two compared.
+    @Test func completedAtIsSetExactlyWhenAMessageBecomesFinal() async throws {
+        try await withSQLite { (store: SQLiteMessageStore) async throws in
+            let start = Date()
+            func disagreements() async throws -> Int {
+                try await store.countOnWriter("""
+                    SELECT count(*) FROM messages WHERE (completed_at IS NULL) != (state IN ('accepted', 'delivered'))
+                    """)
+            }
+            // acknowledged, rejected, expired (waiting and after a lease), dead-lettered, purged, and still pending.
+            let ids = (0..<7).map { _ in UUID() }
+            for (n, id) in ids.enumerated() {
+                let expires = n == 2 || n == 3 ? start.addingTimeInterval(60) : start.addingTimeInterval(86_400)
+                _ = try await store.submit(newMessage(id: id, to: "r-\(n)", acceptedAt: start, expiresAt: expires))
+            }
+            #expect(try await disagreements() == 0)
+            for n in [0, 1, 3, 4, 5] {
+                let leases = try await store.lease(recipient: "r-\(n)", limit: 1, duration: 30, maxAttempts: 1, now: start)
+                #expect(leases.count == 1)
+                #expect(try await disagreements() == 0)
+                if n == 0 || n == 1 || n == 5 {
+                    _ = try await store.acknowledge(id: ids[n], recipient: "r-\(n)", leaseToken: leases[0].message.leaseToken ?? "",
+                                                    receipt: Data("receipt".utf8), rejected: n == 1, reasonCode: n == 1 ? "not-for-us" : nil,
+                                                    now: start.addingTimeInterval(1))
+                }
+            }
+            #expect(try await store.pendingCount(recipient: "r-0") == 0)
+            #expect(try await store.pendingCount(recipient: "r-6") == 1)
+            // r-2 expires waiting, r-3 once its lease ran out, r-4 is dead-lettered (one attempt allowed), the three completed bodies are purged.
+            let counts = try await store.sweep(now: start.addingTimeInterval(120), maxAttempts: 1, retention: 60)
+            #expect(counts.expired == 2 && counts.deadLettered == 1 && counts.purged == 3, "\(counts)")
+            #expect(try await disagreements() == 0)
+            let states = try await store.countOnWriter("SELECT count(*) FROM messages WHERE completed_at IS NULL")
+            #expect(states == 1)
+            let final = try await store.countOnWriter("SELECT count(DISTINCT state) FROM messages WHERE completed_at IS NOT NULL")
+            #expect(final == 4) // acknowledged, rejected, expired, dead-lettered
+        }
+    }
+
+    /// A store made by the previous schema (version 3) is migrated in place: the messages stay,
+    /// the replaced indexes are gone, and leasing, counting and sweeping use the new ones.
+    @Test func aVersionThreeStoreIsMigratedWithItsMessages() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("ketenpost-sqlite-v3-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("queue.sqlite").path
+        let start = Date()
+        do {
+            let old = try SQLiteMessageStore(path: path)
+            try await old.migrate(upTo: "v3-waiting")
+            for n in 0..<10 { _ = try await old.submit(newMessage(to: "r", acceptedAt: start.addingTimeInterval(Double(n)), expiresAt: start.addingTimeInterval(7 * 86_400))) }
+            // As version 3 left them (its queries name the old indexes, so the rows are set directly):
+            // the first message acknowledged, the second under a lease that runs out at start + 30 s.
+            let t = start.timeIntervalSince1970
+            try await old.executeOnWriter("""
+                UPDATE messages SET state = 'acknowledged', completed_at = \(t), recipient_receipt = x'00', attempts = 1 WHERE sequence = 1;
+                UPDATE messages SET state = 'delivered', lease_token = 'token', lease_until = \(t + 30), attempts = 1,
+                    first_delivered_at = \(t), last_delivered_at = \(t) WHERE sequence = 2;
+                """)
+            #expect(try await old.indexNames().contains("messages_lease"))
+        }
+        let store = try SQLiteMessageStore(path: path)
+        try await store.migrate()
+        let indexes = try await store.indexNames()
+        #expect(indexes.isSuperset(of: ["messages_pending", "messages_pending_expiry", "messages_leased", "messages_purgeable", "messages_waiting"]))
+        #expect(indexes.isDisjoint(with: ["messages_inbox", "messages_expiry", "messages_lease", "messages_purge"]), "\(indexes)")
+        #expect(try await store.pendingCount(recipient: "r") == 9)
+        // The one still leased comes back once its lease ran out, before the eight waiting ones.
+        let later = start.addingTimeInterval(60)
+        let again = try await store.lease(recipient: "r", limit: 10, duration: 30, maxAttempts: 5, now: later)
+        #expect(again.count == 9)
+        #expect(again.first?.message.attempts == 2)
+        let counts = try await store.sweep(now: start.addingTimeInterval(30 * 86_400), maxAttempts: 5, retention: 0)
+        #expect(counts.expired == 9 && counts.purged == 10, "\(counts)")
+    }
+
+    /// An older relay refuses a store that a newer one migrated (it may have dropped indexes the
+    /// older one names), with a code and a sentence, instead of failing at its first lease.
+    @Test func aStoreFromANewerVersionIsRefused() async throws {
+        try await withSQLite { (store: SQLiteMessageStore) async throws in
+            try await store.executeOnWriter("INSERT INTO grdb_migrations (identifier) VALUES ('v99-from-the-future')")
+            await #expect(throws: SQLiteStoreError(.newerSchema, "")) { try await store.migrate() }
         }
     }
 
