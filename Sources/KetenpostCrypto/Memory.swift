@@ -88,14 +88,23 @@ extension Data {
 
 /// SHA-256 through OpenSSL's EVP interface.
 public enum Digest {
+    /// Fetched once: given `EVP_sha256()`, OpenSSL 3 looks the implementation up in its provider
+    /// store on every call (a lock and a search; half the time of hashing an audit record). A
+    /// fetched `EVP_MD` is immutable and may be shared between threads.
+    nonisolated(unsafe) private static let sha256Method: OpaquePointer = {
+        guard let method = EVP_MD_fetch(nil, "SHA256", nil) else { fatalError("OpenSSL has no SHA-256 implementation") }
+        return method
+    }()
+
     public static func sha256(_ bytes: some DataProtocol) -> Data {
-        let data = Data(bytes)
+        // Data (nearly every caller) is hashed in place; other collections are copied once.
+        let data = bytes as? Data ?? Data(bytes)
         var out = Data(count: 32)
         var length: UInt32 = 0
         let ok = out.withUnsafeMutableBytes { outRaw in
             data.withUnsafeBytes { inRaw in
                 EVP_Digest(inRaw.baseAddress, inRaw.count,
-                           outRaw.bindMemory(to: UInt8.self).baseAddress, &length, EVP_sha256(), nil)
+                           outRaw.bindMemory(to: UInt8.self).baseAddress, &length, sha256Method, nil)
             }
         }
         // EVP_Digest with SHA-256 cannot fail short of memory exhaustion.
