@@ -15,7 +15,7 @@ struct BacklogBench: AsyncParsableCommand {
         discussion: """
             Fills the store with pending messages for --recipients recipients up to each size of --sizes, \
             then times --probe submissions, --probe leases (one message each) and their acknowledgements \
-            for one recipient, from --concurrency tasks. Bodies are --body-bytes of random bytes. \
+            (every recipient in turn, or one with --pattern one), from --concurrency tasks. Bodies are --body-bytes of random bytes. \
             With --store-url the store is kept, and a later run on it fills only what is missing.
             Example: swift run -c release ketenpost bench backlog --sizes 1000,10000,100000,1000000
             """)
@@ -27,9 +27,19 @@ struct BacklogBench: AsyncParsableCommand {
     @Option(name: .customLong("body-bytes"), help: "Size of each stored body.") var bodyBytes: Int = 256
     @Option(name: .customLong("store-url"), help: "Store URL (default: a temporary SQLite file).") var storeURL: String?
     @Option(help: "Write the results as JSON to this file.") var json: String?
+    @Option(help: "Whose messages the probes enqueue and lease: 'spread' (every recipient in turn, as the backlog was filled) or 'one' (one recipient, deep in the backlog).")
+    var pattern: Pattern = .spread
+
+    /// The probes' access pattern. With `one`, the messages leased at a small backlog are the ones
+    /// the enqueue probe just wrote, side by side on disk, while at a large one they are old rows a
+    /// hundred apart, so that pattern measures locality as much as backlog size.
+    enum Pattern: String, ExpressibleByArgument, Codable {
+        case spread, one
+    }
 
     struct Row: Codable {
         var backlog: Int
+        var pattern: Pattern
         var enqueuePerSecond: Double
         var leasePerSecond: Double
         var acknowledgePerSecond: Double
@@ -58,7 +68,7 @@ struct BacklogBench: AsyncParsableCommand {
         let store = try await StoreFactory.open(location)
         try await store.migrate()
         defer { Task { await (store as? any ClosableStore)?.shutdown() } }
-        print("Backlog benchmark on \(location.redacted): probe \(probe) operations, \(concurrency) tasks, \(bodyBytes)-byte bodies")
+        print("Backlog benchmark on \(location.redacted): probe \(probe) operations (\(pattern == .spread ? "spread over the recipients" : "one recipient")), \(concurrency) tasks, \(bodyBytes)-byte bodies")
         print("backlog      enqueue/s   lease/s   ack/s   lease p99 ms   fill s   start s   RSS MiB")
 
         let body = Data((0..<bodyBytes).map { _ in UInt8.random(in: 0...255) })
@@ -100,18 +110,21 @@ struct BacklogBench: AsyncParsableCommand {
             pending += missing
             let fillSeconds = seconds(ContinuousClock.now - fillStart)
 
-            // Enqueue: new messages for the probed recipient.
+            // The probed recipient of the n-th operation.
+            let spread = pattern == .spread
+            @Sendable func probed(_ n: Int) -> String { spread ? "r-\(n % recipientCount)" : "r-0" }
+            // Enqueue: new messages for the probed recipients.
             let enqueueStart = ContinuousClock.now
-            try await parallel(probe, tasks: tasks) { _ in _ = try await store.submit(message(to: "r-0")) }
+            try await parallel(probe, tasks: tasks) { n in _ = try await store.submit(message(to: probed(n))) }
             let enqueue = Double(probe) / seconds(ContinuousClock.now - enqueueStart)
 
-            // Lease one at a time from the probed recipient's inbox (deep inside the backlog).
+            // Lease one at a time from the probed recipients' inboxes (the oldest first, deep inside the backlog).
             let histogram = LeaseTimes()
             let leases = LeaseBox()
             let leaseStart = ContinuousClock.now
-            try await parallel(probe, tasks: tasks) { _ in
+            try await parallel(probe, tasks: tasks) { n in
                 let started = ContinuousClock.now
-                let got = try await store.lease(recipient: "r-0", limit: 1, duration: 600, maxAttempts: 5, now: now)
+                let got = try await store.lease(recipient: probed(n), limit: 1, duration: 600, maxAttempts: 5, now: now)
                 histogram.record(ContinuousClock.now - started)
                 leases.add(got)
             }
@@ -121,7 +134,7 @@ struct BacklogBench: AsyncParsableCommand {
             let ackStart = ContinuousClock.now
             try await parallel(acknowledged.count, tasks: tasks) { n in
                 let item = acknowledged[n]
-                _ = try await store.acknowledge(id: item.message.id, recipient: "r-0", leaseToken: item.message.leaseToken ?? "",
+                _ = try await store.acknowledge(id: item.message.id, recipient: item.message.recipient, leaseToken: item.message.leaseToken ?? "",
                                                 receipt: Data("receipt".utf8), rejected: false, reasonCode: nil, now: now)
             }
             let acknowledge = Double(max(1, acknowledged.count)) / seconds(ContinuousClock.now - ackStart)
@@ -138,7 +151,7 @@ struct BacklogBench: AsyncParsableCommand {
             }
             await (reopened as? any ClosableStore)?.shutdown()
             let resident = Self.residentKiB()
-            let row = Row(backlog: target, enqueuePerSecond: enqueue, leasePerSecond: lease, acknowledgePerSecond: acknowledge,
+            let row = Row(backlog: target, pattern: pattern, enqueuePerSecond: enqueue, leasePerSecond: lease, acknowledgePerSecond: acknowledge,
                           leaseP99Milliseconds: histogram.p99, fillSeconds: fillSeconds, startSeconds: startSeconds, residentKiB: resident)
             rows.append(row)
             print(String(format: "%9d   %9.0f %9.0f %7.0f   %12.2f   %6.1f   %7.2f   %7.1f", target, enqueue, lease, acknowledge,
