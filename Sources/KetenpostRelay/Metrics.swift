@@ -78,9 +78,17 @@ public final class RelayMetrics: Sendable {
             gauge("ketenpost_queue_oldest_age_seconds", [("recipient", recipient)], help: "Age of the recipient's oldest pending message.")
                 .set(inbox?.oldestAcceptedAt.map { max(0, now.timeIntervalSince($0)) } ?? 0)
         }
-        for row in stats.byTypeAndState {
-            gauge("ketenpost_messages", [("type", row.type), ("state", row.state)],
-                  help: "Messages in the store by type and state (final states included).").set(Double(row.count))
+        // A type and state the store no longer reports (its last message moved on) drops to 0
+        // rather than keep its last value, as the inbox gauges do.
+        let counted = Dictionary(stats.byTypeAndState.map { ("\($0.type)|\($0.state)", $0.count) }, uniquingKeysWith: +)
+        let seen = dynamicGauges.withLock { gauges in
+            Set(gauges.keys.filter { $0.hasPrefix("ketenpost_messages|") }.map { String($0.dropFirst("ketenpost_messages|".count)) })
+        }
+        for key in seen.union(counted.keys) {
+            let parts = key.split(separator: "|", maxSplits: 1).map(String.init)
+            guard parts.count == 2 else { continue }
+            gauge("ketenpost_messages", [("type", parts[0]), ("state", parts[1])],
+                  help: "Messages in the store by type and state (final states included).").set(Double(counted[key] ?? 0))
         }
     }
 

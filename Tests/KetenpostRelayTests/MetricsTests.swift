@@ -1,7 +1,8 @@
 import Foundation
 import Ketenpost
 import KetenpostClient
-import KetenpostRelay
+@testable import KetenpostRelay
+import KetenpostStore
 import Testing
 
 /// The metrics tell the truth about a scripted flow, on the plain listener for the monitoring
@@ -10,6 +11,21 @@ import Testing
     /// The value of the sample whose line starts with `prefix` (name and labels as exposed).
     func value(_ text: String, _ prefix: String) -> Double? {
         text.split(separator: "\n").first { $0.hasPrefix(prefix + " ") }.flatMap { Double($0.split(separator: " ").last ?? "") }
+    }
+
+    /// A store may leave out a type and state with no messages (PostgreSQL's count does): the
+    /// gauge then reads 0, not the count of the previous scrape.
+    @Test func aStateTheStoreNoLongerReportsReadsZero() {
+        let metrics = RelayMetrics()
+        let now = Date()
+        metrics.setQueue(QueueStats(inboxes: [.init(recipient: "r", pending: 2, oldestAcceptedAt: now)],
+                                    byTypeAndState: [.init(type: "signal", state: "accepted", count: 2)]), partners: ["r"], now: now)
+        #expect(value(metrics.exposition(), #"ketenpost_messages{type="signal",state="accepted"}"#) == 2)
+        metrics.setQueue(QueueStats(inboxes: [], byTypeAndState: [.init(type: "signal", state: "expired", count: 2)]), partners: ["r"], now: now)
+        let text = metrics.exposition()
+        #expect(value(text, #"ketenpost_messages{type="signal",state="accepted"}"#) == 0)
+        #expect(value(text, #"ketenpost_messages{type="signal",state="expired"}"#) == 2)
+        #expect(value(text, #"ketenpost_queue_depth{recipient="r"}"#) == 0)
     }
 
     @Test func aScriptedFlowShowsInTheMetrics() async throws {
@@ -49,6 +65,8 @@ import Testing
             _ = try await h.relay.core.sweep()
             text = try await shell(scrape).stdout
             #expect(value(text, #"ketenpost_messages{type="referral",state="expired"}"#) == 1)
+            // The state it left reads 0 (it had no other message), not its last value.
+            #expect(value(text, #"ketenpost_messages{type="referral",state="accepted"}"#) == 0)
             #expect(value(text, #"ketenpost_queue_depth{recipient="\#(shelter)"}"#) == 0)
 
             // Metadata only: no organisation names, no payload, no message ids.
