@@ -226,15 +226,18 @@ extension SQLiteMessageStore: ReportStore {
 extension SQLiteMessageStore: StatsStore {
     public func queueStats() async throws -> QueueStats {
         try await pool.read { db in
-            // The pending index holds only rows not yet final, so this walks the backlog, not the history.
+            // The pending index holds only rows not yet final, so this walks the backlog, not the
+            // history, and reads nothing but the index; the oldest of each inbox is its first row.
             let inboxes = try Row.fetchAll(db, sql: """
-                SELECT recipient, count(*) AS n, min(accepted_at) AS oldest FROM messages INDEXED BY messages_pending
+                SELECT recipient, count(*) AS n, min(sequence) AS first FROM messages INDEXED BY messages_pending
                 WHERE completed_at IS NULL GROUP BY recipient ORDER BY recipient
-                """).map {
-                QueueStats.Inbox(recipient: $0["recipient"], pending: $0["n"],
-                                 oldestAcceptedAt: ($0["oldest"] as Double?).map(Date.init(timeIntervalSince1970:)))
+                """).map { row in
+                let oldest = try Double.fetchOne(db.cachedStatement(sql: "SELECT accepted_at FROM messages WHERE sequence = ?"),
+                                                 arguments: [row["first"] as Int64])
+                return QueueStats.Inbox(recipient: row["recipient"], pending: row["n"], oldestAcceptedAt: oldest.map(Date.init(timeIntervalSince1970:)))
             }
-            let states = try Row.fetchAll(db, sql: "SELECT type, state, count(*) AS n FROM messages GROUP BY type, state ORDER BY type, state").map {
+            // Kept by triggers (migration v5); states whose messages all moved on read 0.
+            let states = try Row.fetchAll(db, sql: "SELECT type, state, n FROM message_counts ORDER BY type, state").map {
                 QueueStats.StateCount(type: $0["type"], state: $0["state"], count: $0["n"])
             }
             return QueueStats(inboxes: inboxes, byTypeAndState: states)

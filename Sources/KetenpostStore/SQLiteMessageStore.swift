@@ -118,6 +118,33 @@ public final class SQLiteMessageStore: MessageStore {
                 DROP INDEX messages_purge;
                 """)
         }
+        migrator.registerMigration("v5-message-counts") { db in
+            // Messages by type and state, kept by triggers in the writing transaction, so that a
+            // metrics scrape reads a few rows instead of counting the whole table (every message
+            // the store ever accepted: about a second per million rows on the benchmark machine).
+            try db.execute(sql: """
+                CREATE TABLE message_counts (
+                    type TEXT NOT NULL,
+                    state TEXT NOT NULL,
+                    n INTEGER NOT NULL,
+                    PRIMARY KEY (type, state)
+                ) WITHOUT ROWID;
+                INSERT INTO message_counts (type, state, n) SELECT type, state, count(*) FROM messages GROUP BY type, state;
+                CREATE TRIGGER message_counts_insert AFTER INSERT ON messages BEGIN
+                    INSERT INTO message_counts (type, state, n) VALUES (NEW.type, NEW.state, 1)
+                        ON CONFLICT (type, state) DO UPDATE SET n = n + 1;
+                END;
+                CREATE TRIGGER message_counts_update AFTER UPDATE OF type, state ON messages
+                WHEN OLD.type IS NOT NEW.type OR OLD.state IS NOT NEW.state BEGIN
+                    UPDATE message_counts SET n = n - 1 WHERE type = OLD.type AND state = OLD.state;
+                    INSERT INTO message_counts (type, state, n) VALUES (NEW.type, NEW.state, 1)
+                        ON CONFLICT (type, state) DO UPDATE SET n = n + 1;
+                END;
+                CREATE TRIGGER message_counts_delete AFTER DELETE ON messages BEGIN
+                    UPDATE message_counts SET n = n - 1 WHERE type = OLD.type AND state = OLD.state;
+                END;
+                """)
+        }
         return migrator
     }
 

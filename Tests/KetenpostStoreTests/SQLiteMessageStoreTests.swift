@@ -83,6 +83,13 @@ struct SQLiteMessageStoreTests {
             #expect(states == 1)
             let final = try await store.countOnWriter("SELECT count(DISTINCT state) FROM messages WHERE completed_at IS NOT NULL")
             #expect(final == 4) // acknowledged, rejected, expired, dead-lettered
+            // The kept counts (migration v5) followed every transition; states left behind read 0.
+            #expect(try await countsDisagreements(store) == 0)
+            let stats = try await store.queueStats()
+            #expect(stats.byTypeAndState.first { $0.state == "delivered" }?.count == 0, "\(stats.byTypeAndState)")
+            #expect(stats.byTypeAndState.first { $0.state == "accepted" }?.count == 1)
+            #expect(stats.inboxes.map(\.recipient) == ["r-6"] && stats.inboxes.first?.pending == 1)
+            #expect(stats.inboxes.first?.oldestAcceptedAt == Date(timeIntervalSince1970: start.timeIntervalSince1970))
         }
     }
 
@@ -113,6 +120,9 @@ struct SQLiteMessageStoreTests {
         #expect(indexes.isSuperset(of: ["messages_pending", "messages_pending_expiry", "messages_leased", "messages_purgeable", "messages_waiting"]))
         #expect(indexes.isDisjoint(with: ["messages_inbox", "messages_expiry", "messages_lease", "messages_purge"]), "\(indexes)")
         #expect(try await store.pendingCount(recipient: "r") == 9)
+        // Counts kept from the rows already there (v5), and from then on by the triggers.
+        #expect(try await countsDisagreements(store) == 0)
+        #expect(try await store.queueStats().byTypeAndState.reduce(0) { $0 + $1.count } == 10)
         // The one still leased comes back once its lease ran out, before the eight waiting ones.
         let later = start.addingTimeInterval(60)
         let again = try await store.lease(recipient: "r", limit: 10, duration: 30, maxAttempts: 5, now: later)
@@ -120,6 +130,19 @@ struct SQLiteMessageStoreTests {
         #expect(again.first?.message.attempts == 2)
         let counts = try await store.sweep(now: start.addingTimeInterval(30 * 86_400), maxAttempts: 5, retention: 0)
         #expect(counts.expired == 9 && counts.purged == 10, "\(counts)")
+        #expect(try await countsDisagreements(store) == 0)
+    }
+
+    /// (type, state) pairs where the kept counts and a full count of the table differ.
+    private func countsDisagreements(_ store: SQLiteMessageStore) async throws -> Int {
+        try await store.countOnWriter("""
+            SELECT count(*) FROM (
+              SELECT * FROM (SELECT type, state, n FROM message_counts WHERE n != 0
+                             EXCEPT SELECT type, state, count(*) FROM messages GROUP BY type, state)
+              UNION ALL
+              SELECT * FROM (SELECT type, state, count(*) FROM messages GROUP BY type, state
+                             EXCEPT SELECT type, state, n FROM message_counts))
+            """)
     }
 
     /// An older relay refuses a store that a newer one migrated (it may have dropped indexes the
