@@ -47,6 +47,8 @@ struct BacklogBench: AsyncParsableCommand {
         var fillSeconds: Double
         /// Opening the store again at this backlog: open, migrate, count the probed inbox, first lease.
         var startSeconds: Double
+        /// Reading the queue statistics once (what every metrics scrape and the status page do), if the store has them.
+        var statsSeconds: Double?
         /// This process's resident memory after the probes (the store's caches and the bench together).
         var residentKiB: Int
     }
@@ -69,7 +71,7 @@ struct BacklogBench: AsyncParsableCommand {
         try await store.migrate()
         defer { Task { await (store as? any ClosableStore)?.shutdown() } }
         print("Backlog benchmark on \(location.redacted): probe \(probe) operations (\(pattern == .spread ? "spread over the recipients" : "one recipient")), \(concurrency) tasks, \(bodyBytes)-byte bodies")
-        print("backlog      enqueue/s   lease/s   ack/s   lease p99 ms   fill s   start s   RSS MiB")
+        print("backlog      enqueue/s   lease/s   ack/s   lease p99 ms   fill s   start s   stats s   RSS MiB")
 
         let body = Data((0..<bodyBytes).map { _ in UInt8.random(in: 0...255) })
         let now = Date()
@@ -150,12 +152,19 @@ struct BacklogBench: AsyncParsableCommand {
                                                    receipt: Data("receipt".utf8), rejected: false, reasonCode: nil, now: now)
             }
             await (reopened as? any ClosableStore)?.shutdown()
+            var statsSeconds: Double?
+            if let stats = store as? any StatsStore {
+                let statsClock = ContinuousClock.now
+                _ = try await stats.queueStats()
+                statsSeconds = seconds(ContinuousClock.now - statsClock)
+            }
             let resident = Self.residentKiB()
             let row = Row(backlog: target, pattern: pattern, enqueuePerSecond: enqueue, leasePerSecond: lease, acknowledgePerSecond: acknowledge,
-                          leaseP99Milliseconds: histogram.p99, fillSeconds: fillSeconds, startSeconds: startSeconds, residentKiB: resident)
+                          leaseP99Milliseconds: histogram.p99, fillSeconds: fillSeconds, startSeconds: startSeconds,
+                          statsSeconds: statsSeconds, residentKiB: resident)
             rows.append(row)
-            print(String(format: "%9d   %9.0f %9.0f %7.0f   %12.2f   %6.1f   %7.2f   %7.1f", target, enqueue, lease, acknowledge,
-                         row.leaseP99Milliseconds, fillSeconds, startSeconds, Double(resident) / 1024))
+            print(String(format: "%9d   %9.0f %9.0f %7.0f   %12.2f   %6.1f   %7.2f   %7.3f   %7.1f", target, enqueue, lease, acknowledge,
+                         row.leaseP99Milliseconds, fillSeconds, startSeconds, statsSeconds ?? .nan, Double(resident) / 1024))
         }
         if let json {
             let encoder = JSONEncoder()
