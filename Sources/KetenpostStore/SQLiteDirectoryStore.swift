@@ -227,7 +227,9 @@ extension SQLiteMessageStore: StatsStore {
     public func queueStats() async throws -> QueueStats {
         try await pool.read { db in
             // The pending index holds only rows not yet final, so this walks the backlog, not the
-            // history, and reads nothing but the index; the oldest of each inbox is its first row.
+            // history, and reads nothing but the index. The oldest of each inbox is taken to be its
+            // first row: sequence follows acceptance, but for requests accepted in the same moment
+            // (their order in one group commit) or a step of the clock.
             let inboxes = try Row.fetchAll(db, sql: """
                 SELECT recipient, count(*) AS n, min(sequence) AS first FROM messages INDEXED BY messages_pending
                 WHERE completed_at IS NULL GROUP BY recipient ORDER BY recipient

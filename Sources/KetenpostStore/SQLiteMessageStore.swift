@@ -105,8 +105,9 @@ public final class SQLiteMessageStore: MessageStore {
             // backlog); these are filtered by `completed_at`, which a lease leaves alone and which is
             // set exactly when a message becomes final (acknowledged, rejected, expired, dead-lettered).
             // Leased rows and purgeable bodies are indexed only while they are that.
-            // The replaced indexes are dropped: an older relay names them (INDEXED BY), so it
-            // refuses this store (`migrate` checks for unknown migrations) instead of failing later.
+            // The replaced indexes are dropped, so this upgrade is one-way: an older relay names
+            // them (INDEXED BY). Relays from this version on refuse a store with migrations they
+            // do not know (`migrate`); earlier ones do not check (docs/SCALING.md: keep a copy).
             try db.execute(sql: """
                 CREATE INDEX messages_pending ON messages(recipient, sequence) WHERE completed_at IS NULL;
                 CREATE INDEX messages_pending_expiry ON messages(expires_at) WHERE completed_at IS NULL;
@@ -349,7 +350,7 @@ public final class SQLiteMessageStore: MessageStore {
         var arguments: StatementArguments = [t, t]
         let scope = only(recipient, &arguments)
         let condition = expiryCondition(scope)
-        // INDEXED BY: with a recipient given, SQLite would otherwise pick the inbox index and walk
+        // INDEXED BY: with a recipient given, SQLite would otherwise pick the pending index and walk
         // every pending message of that recipient on each lease; the expiry index only visits
         // what has expired (normally nothing: the sweep got there first).
         let affected = try Row.fetchAll(db.cachedStatement(sql: expirySelect(scope)), arguments: arguments)
