@@ -57,6 +57,22 @@ import Testing
         let rows = try JSONSerialization.jsonObject(with: Data(contentsOf: report)) as? [[String: Any]]
         #expect(rows?.map { $0["backlog"] as? Int } == [50, 200])
         #expect(rows?.allSatisfy { ($0["leasePerSecond"] as? Double ?? 0) > 0 && ($0["residentKiB"] as? Int ?? 0) > 0 } == true)
+        #expect(rows?.allSatisfy { $0["pattern"] as? String == "spread" && $0["statsSeconds"] is Double } == true)
+
+        // A kept store is topped up, not filled again; the single-inbox pattern runs too.
+        let kept = FileManager.default.temporaryDirectory.appendingPathComponent("backlog-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: kept) }
+        let url = "sqlite://\(kept.appendingPathComponent("store.sqlite").path)"
+        let first = try await shell("'\(ServeProcessTests.binary)' bench backlog --sizes 100 --probe 10 --store-url '\(url)'")
+        #expect(first.status == 0, "\(first.stdout)\n\(first.stderr)")
+        #expect(!first.stdout.contains("already holds"))
+        let again = try await shell("'\(ServeProcessTests.binary)' bench backlog --sizes 100 --probe 10 --pattern one --store-url '\(url)' --json '\(report.path)'")
+        #expect(again.status == 0, "\(again.stdout)\n\(again.stderr)")
+        // 100 filled, 10 enqueued and 10 acknowledged by the probes, one more by the start-up check.
+        #expect(again.stdout.contains("already holds 99 pending messages"), "\(again.stdout)")
+        let topped = try JSONSerialization.jsonObject(with: Data(contentsOf: report)) as? [[String: Any]]
+        #expect(topped?.first?["pattern"] as? String == "one")
+        #expect((topped?.first?["fillSeconds"] as? Double ?? 1) < 0.5)
     }
 
     /// The relay benchmark keeps working (a smoke run: seconds, no figures asserted).
