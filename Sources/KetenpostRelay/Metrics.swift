@@ -15,6 +15,7 @@ public final class RelayMetrics: Sendable {
     let factory: PrometheusMetricsFactory
     let crlStale: Prometheus.Gauge
     let directoryVersion: Prometheus.Gauge
+    let connectionsOpen: Prometheus.Gauge
     private let certificateGauges = Mutex<[String: Prometheus.Gauge]>([:])
     private let dynamicGauges = Mutex<[String: Prometheus.Gauge]>([:])
 
@@ -32,6 +33,8 @@ public final class RelayMetrics: Sendable {
                                                         helpText: "Number of configured CRLs past their next update (an alarm when above 0)."))
         directoryVersion = registry.makeGauge(descriptor: .init(namespace: "ketenpost", metricName: "directory", unitName: "version",
                                                                 helpText: "Version of the partner directory this instance uses."))
+        connectionsOpen = registry.makeGauge(descriptor: .init(namespace: "ketenpost", metricName: "connections", unitName: "open",
+                                                               helpText: "Partner connections this instance holds open (at most limits.maxConnections)."))
     }
 
     // MARK: Events of this instance

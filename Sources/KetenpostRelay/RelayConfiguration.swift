@@ -64,7 +64,7 @@ import Yams
 /// - `limits.bodyTimeout` (`60s`): a request body must have arrived completely this long after
 ///   its head, or the connection is closed (a body trickled in byte by byte).
 /// - `limits.maxConnections` (`1024`): open connections at most; further ones wait in the listen
-///   backlog until others close.
+///   backlog until others close (gauge `ketenpost_connections_open`).
 /// - `developmentPKI.directory` (`certs/dev`): if set and no CA exists there, the first start
 ///   creates the development PKI. Remove the key in production.
 public struct RelayConfiguration: Sendable {

@@ -8,6 +8,7 @@ import KetenpostModel
 import KetenpostStore
 import Logging
 import NIOCore
+import Prometheus
 import ServiceLifecycle
 
 /// Builds a running relay from its configuration: development PKI on first start, the
@@ -107,9 +108,19 @@ public struct RelayServer: Sendable {
             server: try .tls(.http1(configuration: .init(idleTimeout: .milliseconds(Int64(configuration.idleTimeout * 1000)))),
                              configuration: tls),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "ketenpost",
-                                 availableConnectionsDelegate: MaximumAvailableConnections(configuration.maxConnections, logger: logger)),
+                                 availableConnectionsDelegate: ConnectionLimit(configuration.maxConnections, gauge: core.metrics.connectionsOpen)),
             services: services,
             onServerRunning: { channel in
+                // The limit is checked before each read of the listening socket, and NIO
+                // accepts up to `maxMessagesPerRead` (4) connections per read: when slots free
+                // up under a queue of waiting clients the relay would overshoot the limit by
+                // up to three. One accept per read keeps it exact; connections are long-lived,
+                // so this costs nothing measurable.
+                do {
+                    try await channel.setOption(ChannelOptions.maxMessagesPerRead, value: 1)
+                } catch {
+                    logger.warning("could not make the connection limit exact", metadata: ["error.type": "\(type(of: error))"])
+                }
                 let port = channel.localAddress?.port ?? 0
                 logger.notice("relay listening", metadata: ["listen.host": "\(configuration.host)", "listen.port": "\(port)"])
                 echoContinuation.yield(port)
@@ -117,6 +128,31 @@ public struct RelayServer: Sendable {
             },
             logger: logger)
     }
+}
+
+/// `limits.maxConnections`, with the number of open connections as a gauge. Hummingbird's
+/// handler calls it on the listening channel's event loop only.
+struct ConnectionLimit: AvailableConnectionsDelegate {
+    let maxConnections: Int
+    let gauge: Prometheus.Gauge
+    var open = 0
+
+    init(_ maxConnections: Int, gauge: Prometheus.Gauge) {
+        self.maxConnections = maxConnections
+        self.gauge = gauge
+    }
+
+    mutating func connectionOpened() {
+        open += 1
+        gauge.set(Double(open))
+    }
+
+    mutating func connectionClosed() {
+        open -= 1
+        gauge.set(Double(open))
+    }
+
+    func isAcceptingNewConnections() -> Bool { open < maxConnections }
 }
 
 extension RelayServer {
