@@ -197,12 +197,51 @@ public final class PostgresMessageStore: MessageStore, NotifyingStore, ClosableS
             // database (migrations only add), and its leases order by `sequence`.
             "CREATE INDEX messages_waiting_order ON messages (recipient, (sequence + 0)) WHERE state = 'accepted'",
         ]),
+        (4, [
+            // Message counts by type and state for the queue statistics (every metrics scrape),
+            // which otherwise count the whole table, history included. Triggers append a change
+            // row per transition; `compactCounts()` folds them into `message_counts`. Appending
+            // takes no lock another writer waits for (a counter row updated in place would be
+            // locked before the audit head, in varying order: a deadlock), and the triggers also
+            // count what a relay older than this migration writes.
+            "CREATE TABLE message_counts (type text NOT NULL, state text NOT NULL, n bigint NOT NULL, PRIMARY KEY (type, state))",
+            "CREATE TABLE message_count_changes (type text NOT NULL, state text NOT NULL, n bigint NOT NULL)",
+            """
+            CREATE FUNCTION ketenpost_count_message() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                IF TG_OP = 'INSERT' THEN
+                    INSERT INTO message_count_changes (type, state, n) VALUES (NEW.type, NEW.state, 1);
+                ELSIF TG_OP = 'DELETE' THEN
+                    INSERT INTO message_count_changes (type, state, n) VALUES (OLD.type, OLD.state, -1);
+                ELSE
+                    INSERT INTO message_count_changes (type, state, n) VALUES (OLD.type, OLD.state, -1), (NEW.type, NEW.state, 1);
+                END IF;
+                RETURN NULL;
+            END
+            $$
+            """,
+            // No writes between the seeding count and the triggers: both in this transaction,
+            // with writers held off until it commits.
+            "LOCK TABLE messages IN SHARE ROW EXCLUSIVE MODE",
+            "CREATE TRIGGER messages_count_insert AFTER INSERT ON messages FOR EACH ROW EXECUTE FUNCTION ketenpost_count_message()",
+            "CREATE TRIGGER messages_count_delete AFTER DELETE ON messages FOR EACH ROW EXECUTE FUNCTION ketenpost_count_message()",
+            """
+            CREATE TRIGGER messages_count_update AFTER UPDATE OF type, state ON messages FOR EACH ROW
+            WHEN (OLD.type IS DISTINCT FROM NEW.type OR OLD.state IS DISTINCT FROM NEW.state)
+            EXECUTE FUNCTION ketenpost_count_message()
+            """,
+            "INSERT INTO message_counts (type, state, n) SELECT type, state, count(*) FROM messages GROUP BY type, state",
+        ]),
     ]
 
     /// Advisory lock keys (per database): 'ktnp' + a purpose.
     private static let migrationLock: Int64 = 0x6B74_6E70_0000_0001
+    static let countsLock: Int64 = 0x6B74_6E70_0000_0002
 
-    public func migrate() async throws {
+    public func migrate() async throws { try await migrate(upTo: Int.max) }
+
+    /// Applies the migrations up to `version` (tests build an older schema with it).
+    func migrate(upTo version: Int) async throws {
         try await transaction { connection in
             // Two instances starting at once: the second waits here, then finds every migration applied.
             try await self.run(connection, "SELECT pg_advisory_xact_lock(\(Self.migrationLock))")
@@ -215,7 +254,7 @@ public final class PostgresMessageStore: MessageStore, NotifyingStore, ClosableS
             let applied = Set(try await self.rows(connection, "SELECT version FROM ketenpost_migrations")
                 .map { try $0.decode(Int.self) })
             // A newer relay's migrations are left alone (as GRDB's migrator does): they only add.
-            for migration in Self.migrations where !applied.contains(migration.version) {
+            for migration in Self.migrations where !applied.contains(migration.version) && migration.version <= version {
                 for statement in migration.statements { try await self.run(connection, PostgresQuery(unsafeSQL: statement)) }
                 try await self.run(connection, "INSERT INTO ketenpost_migrations (version) VALUES (\(migration.version))")
             }
@@ -394,7 +433,7 @@ public final class PostgresMessageStore: MessageStore, NotifyingStore, ClosableS
 
     public func sweep(now: Date, maxAttempts: Int, retention: TimeInterval) async throws -> SweepCounts {
         let t = Self.seconds(now)
-        return try await transaction { connection in
+        let counts = try await transaction { connection in
             let expired = try await self.expire(connection, recipient: nil, now: t)
             let deadLettered = try await self.deadLetter(connection, recipient: nil, now: t, maxAttempts: maxAttempts)
             // completed_at is set exactly when a message becomes final; the state test is a second guard.
@@ -405,6 +444,14 @@ public final class PostgresMessageStore: MessageStore, NotifyingStore, ClosableS
             try await self.appendAudit(connection, events)
             return SweepCounts(expired: expired.count, deadLettered: deadLettered.count, purged: purged.count)
         }
+        // Also here, so that the change rows stay few when nobody reads the statistics. The
+        // sweep itself has committed; a failed fold is only retried at the next one.
+        do {
+            try await compactCounts()
+        } catch {
+            logger.warning("store.counts.fold-failed", metadata: ["error.type": "\(type(of: error))"])
+        }
+        return counts
     }
 
     public func pendingCount(recipient: String) async throws -> Int {
@@ -531,6 +578,7 @@ public final class PostgresMessageStore: MessageStore, NotifyingStore, ClosableS
             ("deadLetter.recipient", Self.deadLetter(recipient: "r", now: 0, maxAttempts: 5)),
             ("deadLetter.all", Self.deadLetter(recipient: nil, now: 0, maxAttempts: 5)),
             ("purge", Self.purge(now: 0, retention: 0)),
+            ("stats.inboxes", Self.inboxStats),
         ]
         return try await transaction { connection in
             try await self.run(connection, "SET LOCAL enable_seqscan = off")

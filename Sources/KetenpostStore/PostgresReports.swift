@@ -16,19 +16,56 @@ extension PostgresMessageStore: ReportStore, StatsStore {
         }
     }
 
+    /// Pending messages per recipient from the inbox index (one entry per pending message,
+    /// not the history), and the oldest one's acceptance time by its primary key. Submissions
+    /// commit in `sequence` order, so the first in sequence is the oldest accepted.
+    static let inboxStats: PostgresQuery = """
+        SELECT p.recipient, p.n, m.accepted_at FROM (
+            SELECT recipient, count(*)::bigint AS n, min(sequence) AS first FROM messages
+            WHERE state IN ('accepted', 'delivered') GROUP BY recipient) p
+        JOIN messages m ON m.sequence = p.first
+        ORDER BY p.recipient
+        """
+
+    /// Counts by type and state: the folded counts plus the change rows not folded yet, read in
+    /// one statement (one snapshot), so a concurrent `compactCounts()` is seen whole or not at all.
+    static let stateCounts: PostgresQuery = """
+        SELECT type, state, sum(n)::bigint FROM (
+            SELECT type, state, n FROM message_counts UNION ALL SELECT type, state, n FROM message_count_changes) c
+        GROUP BY type, state ORDER BY type, state
+        """
+
     public func queueStats() async throws -> QueueStats {
-        let inboxes = try await client.query("""
-            SELECT recipient, count(*)::bigint, min(accepted_at) FROM messages
-            WHERE state IN ('accepted', 'delivered') GROUP BY recipient ORDER BY recipient
-            """, logger: logger).collect().map { row in
-            let (recipient, n, oldest) = try row.decode((String, Int64, Double?).self)
-            return QueueStats.Inbox(recipient: recipient, pending: Int(n), oldestAcceptedAt: oldest.map(Date.init(timeIntervalSince1970:)))
+        try await transaction { connection in
+            try await self.compactCounts(connection)
+            let inboxes = try await self.rows(connection, Self.inboxStats).map { row in
+                let (recipient, n, oldest) = try row.decode((String, Int64, Double).self)
+                return QueueStats.Inbox(recipient: recipient, pending: Int(n), oldestAcceptedAt: Date(timeIntervalSince1970: oldest))
+            }
+            // States that emptied stay listed with 0, as on SQLite.
+            let states = try await self.rows(connection, Self.stateCounts).map { row in
+                let (type, state, n) = try row.decode((String, String, Int64).self)
+                return QueueStats.StateCount(type: type, state: state, count: Int(n))
+            }
+            return QueueStats(inboxes: inboxes, byTypeAndState: states)
         }
-        let states = try await client.query("SELECT type, state, count(*)::bigint FROM messages GROUP BY type, state ORDER BY type, state",
-                                            logger: logger).collect().map { row in
-            let (type, state, n) = try row.decode((String, String, Int64).self)
-            return QueueStats.StateCount(type: type, state: state, count: Int(n))
-        }
-        return QueueStats(inboxes: inboxes, byTypeAndState: states)
+    }
+
+    /// Folds the change rows the triggers appended (migration 4) into `message_counts`.
+    func compactCounts() async throws {
+        try await transaction { connection in try await self.compactCounts(connection) }
+    }
+
+    /// One instance at a time folds (an advisory lock; the others skip it, never wait). Writers
+    /// only append change rows, so folding never waits for them nor they for it.
+    private func compactCounts(_ connection: PostgresConnection) async throws {
+        let locked = try await rows(connection, "SELECT pg_try_advisory_xact_lock(\(Self.countsLock))").first?.decode(Bool.self) ?? false
+        guard locked else { return }
+        try await run(connection, """
+            WITH moved AS (DELETE FROM message_count_changes RETURNING type, state, n)
+            INSERT INTO message_counts (type, state, n)
+            SELECT type, state, sum(n)::bigint FROM moved GROUP BY type, state
+            ON CONFLICT (type, state) DO UPDATE SET n = message_counts.n + EXCLUDED.n
+            """)
     }
 }

@@ -165,7 +165,7 @@ struct PostgresMessageStoreTests {
     @Test(.enabled(if: serverAvailable)) func housekeepingUsesIndexesNotTableScans() async throws {
         try await withPostgres { stores in
             let plans = try await stores[0].queryPlans()
-            #expect(plans.count == 7)
+            #expect(plans.count == 8)
             for (name, plan) in plans {
                 #expect(!plan.contains("Seq Scan on messages"), "\(name):\n\(plan)")
             }
@@ -174,6 +174,121 @@ struct PostgresMessageStoreTests {
             #expect(plans["expire.all"]?.contains("messages_expiry") == true, "\(plans["expire.all"] ?? "")")
             #expect(plans["deadLetter.all"]?.contains("messages_lease") == true, "\(plans["deadLetter.all"] ?? "")")
             #expect(plans["purge"]?.contains("messages_purge") == true, "\(plans["purge"] ?? "")")
+            // Pending rows only, from either index that holds just those (the planner picks by size).
+            let inboxes = plans["stats.inboxes"] ?? ""
+            #expect(inboxes.contains("on messages_inbox") || inboxes.contains("on messages_expiry"), "\(inboxes)")
         }
+    }
+
+    // MARK: Kept counts (migration 4)
+
+    /// (type, state) pairs where the queue statistics and a full count of the table differ
+    /// (states the statistics list with 0 must be absent from the table).
+    private func countsDisagreements(_ store: PostgresMessageStore) async throws -> Int {
+        let kept = try await store.queueStats().byTypeAndState
+        let full = try await store.client.query("SELECT type, state, count(*)::bigint FROM messages GROUP BY type, state", logger: store.logger)
+            .collect().map { try $0.decode((String, String, Int64).self) }
+        let keptCounts = Dictionary(uniqueKeysWithValues: kept.map { ("\($0.type)/\($0.state)", $0.count) })
+        let fullCounts = Dictionary(uniqueKeysWithValues: full.map { ("\($0.0)/\($0.1)", Int($0.2)) })
+        let keys = Set(keptCounts.keys).union(fullCounts.keys)
+        let differing = keys.filter { (keptCounts[$0] ?? 0) != (fullCounts[$0] ?? 0) }
+        if !differing.isEmpty { Issue.record("kept \(keptCounts), counted \(fullCounts)") }
+        return differing.count
+    }
+
+    private func changeRows(_ store: PostgresMessageStore) async throws -> Int64 {
+        try await store.client.query("SELECT count(*)::bigint FROM message_count_changes", logger: store.logger)
+            .collect().first?.decode(Int64.self) ?? -1
+    }
+
+    /// The statistics follow every transition (submit, lease, acknowledge, reject, expiry waiting
+    /// and leased, dead-letter, purge) without counting the table, and fold the change rows.
+    @Test(.enabled(if: serverAvailable)) func keptCountsFollowEveryTransition() async throws {
+        try await withPostgres { stores in
+            let store = stores[0]
+            let start = Date()
+            let ids = (0..<7).map { _ in UUID() }
+            for (n, id) in ids.enumerated() {
+                let expires = n == 2 || n == 3 ? start.addingTimeInterval(60) : start.addingTimeInterval(86_400)
+                _ = try await store.submit(newMessage(id: id, to: "r-\(n)", acceptedAt: start, expiresAt: expires))
+            }
+            #expect(try await changeRows(store) == 7)
+            #expect(try await countsDisagreements(store) == 0)
+            #expect(try await changeRows(store) == 0, "the statistics did not fold the change rows")
+            for n in [0, 1, 3, 4, 5] {
+                let leases = try await store.lease(recipient: "r-\(n)", limit: 1, duration: 30, maxAttempts: 1, now: start)
+                #expect(leases.count == 1)
+                #expect(try await countsDisagreements(store) == 0)
+                if n == 0 || n == 1 || n == 5 {
+                    _ = try await store.acknowledge(id: ids[n], recipient: "r-\(n)", leaseToken: leases[0].message.leaseToken ?? "",
+                                                    receipt: Data("receipt".utf8), rejected: n == 1, reasonCode: n == 1 ? "not-for-us" : nil,
+                                                    now: start.addingTimeInterval(1))
+                    #expect(try await countsDisagreements(store) == 0)
+                }
+            }
+            let counts = try await store.sweep(now: start.addingTimeInterval(120), maxAttempts: 1, retention: 60)
+            #expect(counts.expired == 2 && counts.deadLettered == 1 && counts.purged == 3, "\(counts)")
+            #expect(try await changeRows(store) == 0, "the sweep did not fold the change rows")
+            #expect(try await countsDisagreements(store) == 0)
+            let stats = try await store.queueStats()
+            #expect(stats.byTypeAndState.first { $0.state == "delivered" }?.count == 0, "\(stats.byTypeAndState)")
+            #expect(stats.byTypeAndState.first { $0.state == "accepted" }?.count == 1)
+            #expect(stats.inboxes.map(\.recipient) == ["r-6"] && stats.inboxes.first?.pending == 1)
+            #expect(stats.inboxes.first?.oldestAcceptedAt == Date(timeIntervalSince1970: start.timeIntervalSince1970))
+        }
+    }
+
+    /// Two instances writing and reading the statistics at once: no deadlock, no lost or
+    /// double-counted change, whichever instance folds.
+    @Test(.enabled(if: serverAvailable)) func twoInstancesKeepTheCountsTogether() async throws {
+        try await withPostgres(2) { stores in
+            let start = Date()
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for (i, store) in stores.enumerated() {
+                    group.addTask {
+                        for n in 0..<60 {
+                            _ = try await store.submit(newMessage(to: "r-\(n % 3)", acceptedAt: start, expiresAt: start.addingTimeInterval(86_400)))
+                            if n % 4 == i {
+                                for lease in try await store.lease(recipient: "r-\(n % 3)", limit: 2, duration: 30, maxAttempts: 5, now: start) {
+                                    _ = try await store.acknowledge(id: lease.message.id, recipient: lease.message.recipient,
+                                                                    leaseToken: lease.message.leaseToken ?? "", receipt: Data("r".utf8),
+                                                                    rejected: n % 8 == 0, reasonCode: n % 8 == 0 ? "not-for-us" : nil, now: start)
+                                }
+                            }
+                        }
+                    }
+                    group.addTask {
+                        for _ in 0..<20 { _ = try await store.queueStats() }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            #expect(try await countsDisagreements(stores[1]) == 0)
+            #expect(try await stores[0].queueStats().byTypeAndState.reduce(0) { $0 + $1.count } == 120)
+        }
+    }
+
+    /// A database of the previous schema (version 3) gets counts of the messages already there.
+    @Test(.enabled(if: serverAvailable)) func aVersionThreeDatabaseIsCountedWhenMigrated() async throws {
+        let server = try await PostgresTestServer.shared()
+        let database = try await server.createDatabase()
+        defer { server.dropDatabase(database) }
+        let start = Date()
+        let old = try PostgresMessageStore(url: server.url(database: database))
+        try await old.migrate(upTo: 3)
+        for n in 0..<5 { _ = try await old.submit(newMessage(to: "r", acceptedAt: start.addingTimeInterval(Double(n)), expiresAt: start.addingTimeInterval(86_400))) }
+        let lease = try #require(try await old.lease(recipient: "r", limit: 2, duration: 30, maxAttempts: 5, now: start).first)
+        _ = try await old.acknowledge(id: lease.message.id, recipient: "r", leaseToken: lease.message.leaseToken ?? "",
+                                      receipt: Data("r".utf8), rejected: false, reasonCode: nil, now: start)
+        await old.shutdown()
+        let store = try PostgresMessageStore(url: server.url(database: database))
+        try await store.migrate()
+        #expect(try await countsDisagreements(store) == 0)
+        let stats = try await store.queueStats()
+        #expect(stats.byTypeAndState.map(\.count).sorted() == [1, 1, 3], "\(stats.byTypeAndState)")
+        #expect(stats.inboxes.first?.pending == 4)
+        _ = try await store.submit(newMessage(to: "r", acceptedAt: start, expiresAt: start.addingTimeInterval(86_400)))
+        #expect(try await countsDisagreements(store) == 0)
+        await store.shutdown()
     }
 }
