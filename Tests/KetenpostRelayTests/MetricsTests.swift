@@ -78,6 +78,19 @@ import Testing
             #expect(other.stdout == "404")
             // Administrators see the same on the main port; partners do not.
             #expect(try await h.admin().metrics().contains("ketenpost_messages_accepted_total"))
+
+            // The operators' table (docs/OPERATIONS.md, "Monitoring") names exactly what is exposed.
+            let exposed = Set(text.split(separator: "\n").compactMap { line -> String? in
+                let words = line.split(separator: " ")
+                return words.count >= 3 && words[0] == "#" && words[1] == "TYPE" ? String(words[2]) : nil
+            })
+            let docs = try String(contentsOf: URL(fileURLWithPath: #filePath)
+                .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+                .appendingPathComponent("docs/OPERATIONS.md"), encoding: .utf8)
+            let section = try #require(docs.components(separatedBy: "## Monitoring").dropFirst().first?.components(separatedBy: "\n## ").first)
+            let documented = Set(section.matches(of: /`(ketenpost_[a-z_]+)`/).map { String($0.output.1) })
+            #expect(exposed.subtracting(documented).isEmpty, "exposed but not documented: \(exposed.subtracting(documented).sorted())")
+            #expect(documented.subtracting(exposed).isEmpty, "documented but not exposed: \(documented.subtracting(exposed).sorted())")
         }
     }
 }
