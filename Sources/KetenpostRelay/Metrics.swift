@@ -34,7 +34,7 @@ public final class RelayMetrics: Sendable {
         directoryVersion = registry.makeGauge(descriptor: .init(namespace: "ketenpost", metricName: "directory", unitName: "version",
                                                                 helpText: "Version of the partner directory this instance uses."))
         connectionsOpen = registry.makeGauge(descriptor: .init(namespace: "ketenpost", metricName: "connections", unitName: "open",
-                                                               helpText: "Partner connections this instance holds open (at most limits.maxConnections)."))
+                                                               helpText: "TCP connections open on the partner port, TLS handshakes included (at most limits.maxConnections)."))
     }
 
     // MARK: Events of this instance

@@ -114,8 +114,9 @@ public struct RelayServer: Sendable {
                 // The limit is checked before each read of the listening socket, and NIO
                 // accepts up to `maxMessagesPerRead` (4) connections per read: when slots free
                 // up under a queue of waiting clients the relay would overshoot the limit by
-                // up to three. One accept per read keeps it exact; connections are long-lived,
-                // so this costs nothing measurable.
+                // up to three. One accept per read keeps it exact from here on (the first read
+                // after binding may still take four); connections are long-lived, so this costs
+                // nothing measurable.
                 do {
                     try await channel.setOption(ChannelOptions.maxMessagesPerRead, value: 1)
                 } catch {

@@ -29,6 +29,7 @@ public final class PostgresMessageStore: MessageStore, NotifyingStore, ClosableS
     private let runTask: Task<Void, Never>
     private let groupCommit = GroupCommit<NewMessage, SubmitOutcome>()
     private let acknowledgements = GroupCommit<AcknowledgeRequest, AcknowledgeOutcome>()
+    private let leases = GroupCommit<LeaseRequest, [Lease]>()
     private let listeners = ListenerRegistry()
 
     /// Connects to `url` (see `PostgresConnectionURL` for the format and TLS modes). Nothing is sent
@@ -200,14 +201,14 @@ public final class PostgresMessageStore: MessageStore, NotifyingStore, ClosableS
         (4, [
             // Message counts by type and state for the queue statistics (every metrics scrape),
             // which otherwise count the whole table, history included. Triggers append a change
-            // row per transition; `compactCounts()` folds them into `message_counts`. Appending
+            // row per transition; `foldCounts()` folds them into `message_counts`. Appending
             // takes no lock another writer waits for (a counter row updated in place would be
             // locked before the audit head, in varying order: a deadlock), and the triggers also
             // count what a relay older than this migration writes.
             "CREATE TABLE message_counts (type text NOT NULL, state text NOT NULL, n bigint NOT NULL, PRIMARY KEY (type, state))",
             "CREATE TABLE message_count_changes (type text NOT NULL, state text NOT NULL, n bigint NOT NULL)",
             """
-            CREATE FUNCTION ketenpost_count_message() RETURNS trigger LANGUAGE plpgsql AS $$
+            CREATE FUNCTION ketenpost_count_message() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
             BEGIN
                 IF TG_OP = 'INSERT' THEN
                     INSERT INTO message_count_changes (type, state, n) VALUES (NEW.type, NEW.state, 1);
@@ -311,47 +312,74 @@ public final class PostgresMessageStore: MessageStore, NotifyingStore, ClosableS
         }
     }
 
+    struct LeaseRequest: Sendable {
+        var recipient: String
+        var limit: Int
+        var duration: TimeInterval
+        var maxAttempts: Int
+        var now: Date
+    }
+
+    /// Group commit, as for submissions and acknowledgements: leases that arrive while one is
+    /// being committed share the next transaction (one hold of the audit lock, one WAL flush).
     public func lease(recipient: String, limit: Int, duration: TimeInterval, maxAttempts: Int, now: Date) async throws -> [Lease] {
         guard limit > 0 else { return [] }
-        let t = Self.seconds(now)
-        return try await transaction { connection in
-            var events = try await self.expire(connection, recipient: recipient, now: t)
-            events += try await self.deadLetter(connection, recipient: recipient, now: t, maxAttempts: maxAttempts)
-            let waiting = try await self.rows(connection, Self.deliverable(recipient: recipient, now: t, maxAttempts: maxAttempts, limit: limit))
-            let again = try await self.rows(connection, Self.redeliverable(recipient: recipient, now: t, maxAttempts: maxAttempts, limit: limit))
-            // Oldest first across both; rows locked but not taken are released at commit.
-            let rows = try (waiting + again).map { (try $0.makeRandomAccess()["sequence"].decode(Int64.self), $0) }
-                .sorted { $0.0 < $1.0 }.prefix(limit).map(\.1)
-            var generator = SystemRandomNumberGenerator()
-            let until = t + duration
-            let leases = try rows.map { row in
-                var message = try Self.record(row)
-                message.state = .delivered
-                message.leaseToken = Self.token(using: &generator)
-                message.leaseUntil = Date(timeIntervalSince1970: until)
-                message.attempts += 1
-                // Dates as a later read returns them (built from the stored seconds).
-                message.firstDeliveredAt = message.firstDeliveredAt ?? Date(timeIntervalSince1970: t)
-                message.lastDeliveredAt = Date(timeIntervalSince1970: t)
-                return Lease(message: message, body: try row.makeRandomAccess()["body"].decode(Data.self))
-            }
-            if !leases.isEmpty {
-                let sequences = leases.map(\.message.sequence)
-                let tokens = leases.map { $0.message.leaseToken ?? "" }
-                try await self.run(connection, """
-                    UPDATE messages AS m SET state = 'delivered', lease_token = v.token, lease_until = \(until),
-                        attempts = m.attempts + 1, first_delivered_at = coalesce(m.first_delivered_at, \(t)), last_delivered_at = \(t)
-                    FROM unnest(\(sequences)::bigint[], \(tokens)::text[]) AS v(sequence, token)
-                    WHERE m.sequence = v.sequence
-                    """)
-            }
-            events += leases.map {
-                (AuditEvent(action: "message.leased", actor: recipient, messageId: Self.key($0.message.id), partnerId: $0.message.sender,
-                            detail: "attempt=\($0.message.attempts)"), now)
+        let request = LeaseRequest(recipient: recipient, limit: limit, duration: duration, maxAttempts: maxAttempts, now: now)
+        return try await leases.submit(request) { [self] batch in try await self.leaseBatch(batch) }
+    }
+
+    private func leaseBatch(_ requests: [LeaseRequest]) async throws -> [[Lease]] {
+        try await transaction { connection in
+            var events: [(AuditEvent, Date)] = []
+            var results: [[Lease]] = []
+            // In turn: a later request for the same inbox sees what an earlier one leased
+            // (same transaction) and takes the next messages.
+            for request in requests {
+                results.append(try await self.lease(connection, request, events: &events))
             }
             try await self.appendAudit(connection, events)
-            return leases
+            return results
         }
+    }
+
+    private func lease(_ connection: PostgresConnection, _ request: LeaseRequest, events: inout [(AuditEvent, Date)]) async throws -> [Lease] {
+        let (recipient, limit, duration, maxAttempts, now) = (request.recipient, request.limit, request.duration, request.maxAttempts, request.now)
+        let t = Self.seconds(now)
+        events += try await self.expire(connection, recipient: recipient, now: t)
+        events += try await self.deadLetter(connection, recipient: recipient, now: t, maxAttempts: maxAttempts)
+        let waiting = try await self.rows(connection, Self.deliverable(recipient: recipient, now: t, maxAttempts: maxAttempts, limit: limit))
+        let again = try await self.rows(connection, Self.redeliverable(recipient: recipient, now: t, maxAttempts: maxAttempts, limit: limit))
+        // Oldest first across both; rows locked but not taken are released at commit.
+        let rows = try (waiting + again).map { (try $0.makeRandomAccess()["sequence"].decode(Int64.self), $0) }
+            .sorted { $0.0 < $1.0 }.prefix(limit).map(\.1)
+        var generator = SystemRandomNumberGenerator()
+        let until = t + duration
+        let leases = try rows.map { row in
+            var message = try Self.record(row)
+            message.state = .delivered
+            message.leaseToken = Self.token(using: &generator)
+            message.leaseUntil = Date(timeIntervalSince1970: until)
+            message.attempts += 1
+            // Dates as a later read returns them (built from the stored seconds).
+            message.firstDeliveredAt = message.firstDeliveredAt ?? Date(timeIntervalSince1970: t)
+            message.lastDeliveredAt = Date(timeIntervalSince1970: t)
+            return Lease(message: message, body: try row.makeRandomAccess()["body"].decode(Data.self))
+        }
+        if !leases.isEmpty {
+            let sequences = leases.map(\.message.sequence)
+            let tokens = leases.map { $0.message.leaseToken ?? "" }
+            try await self.run(connection, """
+                UPDATE messages AS m SET state = 'delivered', lease_token = v.token, lease_until = \(until),
+                    attempts = m.attempts + 1, first_delivered_at = coalesce(m.first_delivered_at, \(t)), last_delivered_at = \(t)
+                FROM unnest(\(sequences)::bigint[], \(tokens)::text[]) AS v(sequence, token)
+                WHERE m.sequence = v.sequence
+                """)
+        }
+        events += leases.map {
+            (AuditEvent(action: "message.leased", actor: recipient, messageId: Self.key($0.message.id), partnerId: $0.message.sender,
+                        detail: "attempt=\($0.message.attempts)"), now)
+        }
+        return leases
     }
 
     struct AcknowledgeRequest: Sendable {
@@ -444,13 +472,10 @@ public final class PostgresMessageStore: MessageStore, NotifyingStore, ClosableS
             try await self.appendAudit(connection, events)
             return SweepCounts(expired: expired.count, deadLettered: deadLettered.count, purged: purged.count)
         }
-        // Also here, so that the change rows stay few when nobody reads the statistics. The
-        // sweep itself has committed; a failed fold is only retried at the next one.
-        do {
-            try await compactCounts()
-        } catch {
-            logger.warning("store.counts.fold-failed", metadata: ["error.type": "\(type(of: error))"])
-        }
+        // Also here, so that the change rows stay few when nobody reads the statistics (a few
+        // batches per sweep work off a backlog of them gradually). The sweep itself has
+        // committed; a failed fold is retried at the next one.
+        for _ in 0..<10 where await foldCounts() == Self.foldBatch {}
         return counts
     }
 

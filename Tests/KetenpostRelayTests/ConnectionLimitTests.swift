@@ -86,7 +86,7 @@ import Testing
                 while sampling.load(ordering: .relaxed) {
                     let open = openConnectionCount(h) ?? 0
                     highest.withLock { $0 = max($0, open) }
-                    usleep(2_000)
+                    usleep(10_000)
                 }
             }
             sampler.start()

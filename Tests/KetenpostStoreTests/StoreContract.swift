@@ -694,6 +694,40 @@ extension GroupCommitContract {
     }
 }
 
+extension GroupCommitContract {
+    /// Many concurrent leases over several inboxes, several at once on the same inbox (which a
+    /// backend may commit together): each message goes to exactly one lease, of its own
+    /// recipient, in inbox order within each lease; a run-out lease's message is handed out again.
+    @Test(arguments: Backend.allCases)
+    func concurrentLeasesEachGetTheirOwnMessages(_ backend: Backend) async throws {
+        try await withStore(backend) { store in
+            let inboxes = ["inbox-a", "inbox-b", "inbox-c"]
+            var stored: [String: [StoredMessage]] = [:]
+            for inbox in inboxes { stored[inbox] = try await store.acceptMany(30, to: inbox) }
+            // One message of inbox-a was leased before and its lease has run out by at(100).
+            let earlier = try await store.lease("inbox-a", limit: 1, duration: 10, at: at(1))
+            #expect(earlier.count == 1)
+            let results = try await withThrowingTaskGroup(of: (String, [Lease]).self) { group in
+                for n in 0..<60 {
+                    let inbox = inboxes[n % inboxes.count]
+                    group.addTask { (inbox, try await store.lease(inbox, limit: 2, duration: 60, at: at(100))) }
+                }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            var seen = Set<UUID>()
+            for (inbox, leases) in results {
+                #expect(leases.allSatisfy { $0.message.recipient == inbox })
+                #expect(leases.map(\.message.sequence) == leases.map(\.message.sequence).sorted())
+                for lease in leases { #expect(seen.insert(lease.message.id).inserted, "a message was leased twice") }
+            }
+            #expect(seen == Set(stored.values.flatMap { $0.map(\.id) }))
+            let again = try #require(results.flatMap(\.1).first { $0.message.id == earlier[0].message.id })
+            #expect(again.message.attempts == 2 && again.message.leaseToken != earlier[0].message.leaseToken)
+            for inbox in inboxes { #expect(try await store.lease(inbox, at: at(101)).isEmpty) }
+        }
+    }
+}
+
 @Suite struct ExpiryUnderLeaseContract {
     /// A message leased just before its expiry stays the recipient's until the lease ends:
     /// an acknowledgement within the lease completes it, and a sweep meanwhile does not expire it.
