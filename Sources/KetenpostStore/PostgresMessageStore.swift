@@ -347,33 +347,23 @@ public final class PostgresMessageStore: MessageStore, NotifyingStore, ClosableS
         let t = Self.seconds(now)
         events += try await self.expire(connection, recipient: recipient, now: t)
         events += try await self.deadLetter(connection, recipient: recipient, now: t, maxAttempts: maxAttempts)
-        let waiting = try await self.rows(connection, Self.deliverable(recipient: recipient, now: t, maxAttempts: maxAttempts, limit: limit))
-        let again = try await self.rows(connection, Self.redeliverable(recipient: recipient, now: t, maxAttempts: maxAttempts, limit: limit))
-        // Oldest first across both; rows locked but not taken are released at commit.
-        let rows = try (waiting + again).map { (try $0.makeRandomAccess()["sequence"].decode(Int64.self), $0) }
-            .sorted { $0.0 < $1.0 }.prefix(limit).map(\.1)
         var generator = SystemRandomNumberGenerator()
+        let tokens = (0..<limit).map { _ in Self.token(using: &generator) }
         let until = t + duration
-        let leases = try rows.map { row in
+        // One statement: pick the oldest of both kinds, lease them, and return them as they
+        // were (rows locked but not taken are released at commit).
+        let rows = try await self.rows(connection, Self.take(recipient: recipient, now: t, maxAttempts: maxAttempts, limit: limit,
+                                                             until: until, tokens: tokens))
+        let leases = try rows.enumerated().map { k, row in
             var message = try Self.record(row)
             message.state = .delivered
-            message.leaseToken = Self.token(using: &generator)
+            message.leaseToken = tokens[k]
             message.leaseUntil = Date(timeIntervalSince1970: until)
             message.attempts += 1
             // Dates as a later read returns them (built from the stored seconds).
             message.firstDeliveredAt = message.firstDeliveredAt ?? Date(timeIntervalSince1970: t)
             message.lastDeliveredAt = Date(timeIntervalSince1970: t)
             return Lease(message: message, body: try row.makeRandomAccess()["body"].decode(Data.self))
-        }
-        if !leases.isEmpty {
-            let sequences = leases.map(\.message.sequence)
-            let tokens = leases.map { $0.message.leaseToken ?? "" }
-            try await self.run(connection, """
-                UPDATE messages AS m SET state = 'delivered', lease_token = v.token, lease_until = \(until),
-                    attempts = m.attempts + 1, first_delivered_at = coalesce(m.first_delivered_at, \(t)), last_delivered_at = \(t)
-                FROM unnest(\(sequences)::bigint[], \(tokens)::text[]) AS v(sequence, token)
-                WHERE m.sequence = v.sequence
-                """)
         }
         events += leases.map {
             (AuditEvent(action: "message.leased", actor: recipient, messageId: Self.key($0.message.id), partnerId: $0.message.sender,
@@ -517,26 +507,63 @@ public final class PostgresMessageStore: MessageStore, NotifyingStore, ClosableS
     /// never steps over messages that other leases hold). `sequence + 0` is that index's order,
     /// one the primary key cannot give (migration 3 says why).
     static func deliverable(recipient: String, now t: Double, maxAttempts: Int, limit: Int) -> PostgresQuery {
-        """
-        SELECT \(unescaped: columns), body FROM messages
-        WHERE recipient = \(recipient) AND state = 'accepted'
-          AND expires_at > \(t) AND attempts < \(maxAttempts) AND body IS NOT NULL
-        ORDER BY sequence + 0 LIMIT \(limit)
+        PostgresQuery(unsafeSQL: deliverableSQL, binds: leaseBindings(recipient: recipient, now: t, maxAttempts: maxAttempts, limit: limit))
+    }
+
+    /// Placeholders (for every lease statement): $1 recipient, $2 now, $3 maxAttempts, $4 limit.
+    private static let deliverableSQL = """
+        SELECT \(columns), body FROM messages
+        WHERE recipient = $1 AND state = 'accepted'
+          AND expires_at > $2 AND attempts < $3 AND body IS NOT NULL
+        ORDER BY sequence + 0 LIMIT $4
         FOR UPDATE SKIP LOCKED
         """
+
+    private static func leaseBindings(recipient: String, now t: Double, maxAttempts: Int, limit: Int) -> PostgresBindings {
+        var binds = PostgresBindings()
+        binds.append(recipient)
+        binds.append(t)
+        binds.append(maxAttempts)
+        binds.append(limit)
+        return binds
     }
 
     /// Deliveries whose lease ran out, longest-expired first, from `messages_lease` (ordering by
     /// `lease_until` keeps the planner on that index instead of walking the inbox). PostgreSQL
     /// allows no FOR UPDATE on a UNION, so the two kinds are selected apart and merged by sequence.
     static func redeliverable(recipient: String, now t: Double, maxAttempts: Int, limit: Int) -> PostgresQuery {
-        """
-        SELECT \(unescaped: columns), body FROM messages
-        WHERE state = 'delivered' AND lease_until <= \(t) AND recipient = \(recipient)
-          AND expires_at > \(t) AND attempts < \(maxAttempts) AND body IS NOT NULL
-        ORDER BY lease_until, sequence LIMIT \(limit)
+        PostgresQuery(unsafeSQL: redeliverableSQL, binds: leaseBindings(recipient: recipient, now: t, maxAttempts: maxAttempts, limit: limit))
+    }
+
+    private static let redeliverableSQL = """
+        SELECT \(columns), body FROM messages
+        WHERE state = 'delivered' AND lease_until <= $2 AND recipient = $1
+          AND expires_at > $2 AND attempts < $3 AND body IS NOT NULL
+        ORDER BY lease_until, sequence LIMIT $4
         FOR UPDATE SKIP LOCKED
         """
+
+    /// A lease in one statement: the waiting and the redeliverable messages (each selected and
+    /// locked as above), the oldest `limit` of both taken in sequence order, the k-th of them
+    /// given `tokens[k]` (placeholders as above, $5 lease end, $6 tokens), and each returned as
+    /// it was before the update, in sequence order.
+    static func take(recipient: String, now t: Double, maxAttempts: Int, limit: Int, until: Double, tokens: [String]) -> PostgresQuery {
+        var binds = leaseBindings(recipient: recipient, now: t, maxAttempts: maxAttempts, limit: limit)
+        binds.append(until)
+        binds.append(tokens)
+        return PostgresQuery(unsafeSQL: """
+            WITH waiting AS (\(deliverableSQL)),
+            again AS (\(redeliverableSQL)),
+            candidates AS (SELECT * FROM waiting UNION ALL SELECT * FROM again),
+            picked AS (SELECT sequence, row_number() OVER (ORDER BY sequence) AS k
+                       FROM (SELECT sequence FROM candidates ORDER BY sequence LIMIT $4) p),
+            leased AS (
+                UPDATE messages AS m SET state = 'delivered', lease_token = ($6::text[])[picked.k], lease_until = $5,
+                    attempts = m.attempts + 1, first_delivered_at = coalesce(m.first_delivered_at, $2), last_delivered_at = $2
+                FROM picked WHERE m.sequence = picked.sequence
+                RETURNING m.sequence)
+            SELECT c.* FROM candidates c JOIN leased USING (sequence) ORDER BY c.sequence
+            """, binds: binds)
     }
 
     /// A message under a running lease is left alone: the recipient may be processing it, and
@@ -598,6 +625,7 @@ public final class PostgresMessageStore: MessageStore, NotifyingStore, ClosableS
         let statements: [(String, PostgresQuery)] = [
             ("lease", Self.deliverable(recipient: "r", now: 0, maxAttempts: 5, limit: 10)),
             ("lease.again", Self.redeliverable(recipient: "r", now: 0, maxAttempts: 5, limit: 10)),
+            ("lease.take", Self.take(recipient: "r", now: 0, maxAttempts: 5, limit: 10, until: 60, tokens: ["t"])),
             ("expire.recipient", Self.expire(recipient: "r", now: 0)),
             ("expire.all", Self.expire(recipient: nil, now: 0)),
             ("deadLetter.recipient", Self.deadLetter(recipient: "r", now: 0, maxAttempts: 5)),

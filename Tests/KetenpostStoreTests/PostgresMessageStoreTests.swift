@@ -165,12 +165,15 @@ struct PostgresMessageStoreTests {
     @Test(.enabled(if: serverAvailable)) func housekeepingUsesIndexesNotTableScans() async throws {
         try await withPostgres { stores in
             let plans = try await stores[0].queryPlans()
-            #expect(plans.count == 8)
+            #expect(plans.count == 9)
             for (name, plan) in plans {
                 #expect(!plan.contains("Seq Scan on messages"), "\(name):\n\(plan)")
             }
             #expect(plans["lease"]?.contains("messages_waiting_order") == true, "\(plans["lease"] ?? "")")
             #expect(plans["lease.again"]?.contains("messages_lease") == true, "\(plans["lease.again"] ?? "")")
+            // The statement a lease runs: both selections from their indexes, the update by primary key.
+            let take = plans["lease.take"] ?? ""
+            #expect(take.contains("messages_waiting_order") && take.contains("messages_lease") && take.contains("messages_pkey"), "\(take)")
             #expect(plans["expire.all"]?.contains("messages_expiry") == true, "\(plans["expire.all"] ?? "")")
             #expect(plans["deadLetter.all"]?.contains("messages_lease") == true, "\(plans["deadLetter.all"] ?? "")")
             #expect(plans["purge"]?.contains("messages_purge") == true, "\(plans["purge"] ?? "")")
