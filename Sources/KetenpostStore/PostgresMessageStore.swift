@@ -352,8 +352,10 @@ public final class PostgresMessageStore: MessageStore, NotifyingStore, ClosableS
         let until = t + duration
         // One statement: pick the oldest of both kinds, lease them, and return them as they
         // were (rows locked but not taken are released at commit).
-        let rows = try await self.rows(connection, Self.take(recipient: recipient, now: t, maxAttempts: maxAttempts, limit: limit,
-                                                             until: until, tokens: tokens))
+        // Prepared once per connection: planning was the largest part of a lease's server time.
+        var rows: [PostgresRow] = []
+        let statement = LeaseTake(recipient: recipient, now: t, maxAttempts: maxAttempts, limit: limit, until: until, tokens: tokens)
+        for try await row in try await connection.execute(statement, logger: logger) { rows.append(row) }
         let leases = try rows.enumerated().map { k, row in
             var message = try Self.record(row)
             message.state = .delivered
@@ -480,7 +482,7 @@ public final class PostgresMessageStore: MessageStore, NotifyingStore, ClosableS
     /// Pending messages whose `expiresAt` passed become `expired` (for one recipient, or all).
     /// Returns their audit events, in sequence order.
     private func expire(_ connection: PostgresConnection, recipient: String?, now t: Double) async throws -> [(AuditEvent, Date)] {
-        try await changeRows(connection, Self.expire(recipient: recipient, now: t)).map {
+        try await changeRows(connection, Expiry(now: t, recipient: recipient)).map {
             (AuditEvent(action: "message.expired", actor: "relay", messageId: $0.id, partnerId: $0.recipient), Date(timeIntervalSince1970: t))
         }
     }
@@ -488,7 +490,7 @@ public final class PostgresMessageStore: MessageStore, NotifyingStore, ClosableS
     /// Delivered messages whose last lease ran out after `maxAttempts` deliveries become `dead-lettered`.
     private func deadLetter(_ connection: PostgresConnection, recipient: String?, now t: Double,
                             maxAttempts: Int) async throws -> [(AuditEvent, Date)] {
-        try await changeRows(connection, Self.deadLetter(recipient: recipient, now: t, maxAttempts: maxAttempts)).map {
+        try await changeRows(connection, DeadLetter(now: t, maxAttempts: maxAttempts, recipient: recipient)).map {
             (AuditEvent(action: "message.dead-lettered", actor: "relay", messageId: $0.id, partnerId: $0.recipient),
              Date(timeIntervalSince1970: t))
         }
@@ -548,54 +550,92 @@ public final class PostgresMessageStore: MessageStore, NotifyingStore, ClosableS
     /// given `tokens[k]` (placeholders as above, $5 lease end, $6 tokens), and each returned as
     /// it was before the update, in sequence order.
     static func take(recipient: String, now t: Double, maxAttempts: Int, limit: Int, until: Double, tokens: [String]) -> PostgresQuery {
-        var binds = leaseBindings(recipient: recipient, now: t, maxAttempts: maxAttempts, limit: limit)
-        binds.append(until)
-        binds.append(tokens)
-        return PostgresQuery(unsafeSQL: """
-            WITH waiting AS (\(deliverableSQL)),
-            again AS (\(redeliverableSQL)),
-            candidates AS (SELECT * FROM waiting UNION ALL SELECT * FROM again),
-            picked AS (SELECT sequence, row_number() OVER (ORDER BY sequence) AS k
-                       FROM (SELECT sequence FROM candidates ORDER BY sequence LIMIT $4) p),
-            leased AS (
-                UPDATE messages AS m SET state = 'delivered', lease_token = ($6::text[])[picked.k], lease_until = $5,
-                    attempts = m.attempts + 1, first_delivered_at = coalesce(m.first_delivered_at, $2), last_delivered_at = $2
-                FROM picked WHERE m.sequence = picked.sequence
-                RETURNING m.sequence)
-            SELECT c.* FROM candidates c JOIN leased USING (sequence) ORDER BY c.sequence
-            """, binds: binds)
+        PostgresQuery(unsafeSQL: takeSQL, binds: LeaseTake(recipient: recipient, now: t, maxAttempts: maxAttempts, limit: limit,
+                                                           until: until, tokens: tokens).makeBindings())
     }
+
+    fileprivate static let takeSQL = """
+        WITH waiting AS (\(deliverableSQL)),
+        again AS (\(redeliverableSQL)),
+        candidates AS (SELECT * FROM waiting UNION ALL SELECT * FROM again),
+        picked AS (SELECT sequence, row_number() OVER (ORDER BY sequence) AS k
+                   FROM (SELECT sequence FROM candidates ORDER BY sequence LIMIT $4) p),
+        leased AS (
+            UPDATE messages AS m SET state = 'delivered', lease_token = ($6::text[])[picked.k], lease_until = $5,
+                attempts = m.attempts + 1, first_delivered_at = coalesce(m.first_delivered_at, $2), last_delivered_at = $2
+            FROM picked WHERE m.sequence = picked.sequence
+            RETURNING m.sequence)
+        SELECT c.* FROM candidates c JOIN leased USING (sequence) ORDER BY c.sequence
+        """
 
     /// A message under a running lease is left alone: the recipient may be processing it, and
     /// its acknowledgement within the lease must still complete it. It expires once the lease ends.
     /// Rows someone else holds are skipped (never waited for): the next lease or sweep takes them.
     static func expire(recipient: String?, now t: Double) -> PostgresQuery {
-        """
-        WITH due AS (
-            SELECT sequence FROM messages
-            WHERE state IN ('accepted', 'delivered') AND expires_at <= \(t)
-              AND (state = 'accepted' OR lease_until IS NULL OR lease_until <= \(t))
-              AND (\(recipient)::text IS NULL OR recipient = \(recipient))
-            ORDER BY sequence FOR UPDATE SKIP LOCKED)
-        UPDATE messages AS m SET state = 'expired', completed_at = \(t), reason_code = 'expired',
-            lease_token = NULL, lease_until = NULL
-        WHERE m.sequence = ANY (ARRAY(SELECT sequence FROM due))
-        RETURNING m.sequence, m.id, m.recipient
-        """
+        PostgresQuery(unsafeSQL: Expiry.sql, binds: Expiry(now: t, recipient: recipient).makeBindings())
     }
 
     static func deadLetter(recipient: String?, now t: Double, maxAttempts: Int) -> PostgresQuery {
-        """
-        WITH due AS (
-            SELECT sequence FROM messages
-            WHERE state = 'delivered' AND lease_until <= \(t) AND attempts >= \(maxAttempts)
-              AND (\(recipient)::text IS NULL OR recipient = \(recipient))
-            ORDER BY sequence FOR UPDATE SKIP LOCKED)
-        UPDATE messages AS m SET state = 'dead-lettered', completed_at = \(t), reason_code = 'max-attempts',
-            lease_token = NULL, lease_until = NULL
-        WHERE m.sequence = ANY (ARRAY(SELECT sequence FROM due))
-        RETURNING m.sequence, m.id, m.recipient
-        """
+        PostgresQuery(unsafeSQL: DeadLetter.sql, binds: DeadLetter(now: t, maxAttempts: maxAttempts, recipient: recipient).makeBindings())
+    }
+
+    /// Expiry for one inbox (at each lease) or all (`recipient` nil, the sweep), prepared.
+    struct Expiry: PostgresPreparedStatement {
+        static let sql = """
+            WITH due AS (
+                SELECT sequence FROM messages
+                WHERE state IN ('accepted', 'delivered') AND expires_at <= $1
+                  AND (state = 'accepted' OR lease_until IS NULL OR lease_until <= $1)
+                  AND ($2::text IS NULL OR recipient = $2)
+                ORDER BY sequence FOR UPDATE SKIP LOCKED)
+            UPDATE messages AS m SET state = 'expired', completed_at = $1, reason_code = 'expired',
+                lease_token = NULL, lease_until = NULL
+            WHERE m.sequence = ANY (ARRAY(SELECT sequence FROM due))
+            RETURNING m.sequence, m.id, m.recipient
+            """
+        static let bindingDataTypes: [PostgresDataType] = [.float8, .text]
+        typealias Row = PostgresRow
+        var now: Double
+        var recipient: String?
+
+        func makeBindings() -> PostgresBindings {
+            var binds = PostgresBindings()
+            binds.append(now)
+            binds.append(recipient)
+            return binds
+        }
+
+        func decodeRow(_ row: PostgresRow) throws -> PostgresRow { row }
+    }
+
+    /// Dead-lettering for one inbox or all, prepared.
+    struct DeadLetter: PostgresPreparedStatement {
+        static let sql = """
+            WITH due AS (
+                SELECT sequence FROM messages
+                WHERE state = 'delivered' AND lease_until <= $1 AND attempts >= $2
+                  AND ($3::text IS NULL OR recipient = $3)
+                ORDER BY sequence FOR UPDATE SKIP LOCKED)
+            UPDATE messages AS m SET state = 'dead-lettered', completed_at = $1, reason_code = 'max-attempts',
+                lease_token = NULL, lease_until = NULL
+            WHERE m.sequence = ANY (ARRAY(SELECT sequence FROM due))
+            RETURNING m.sequence, m.id, m.recipient
+            """
+        static let bindingDataTypes: [PostgresDataType] = [.float8, .int8, .text]
+        typealias Row = PostgresRow
+        var now: Double
+        var maxAttempts: Int
+        var recipient: String?
+
+        func makeBindings() -> PostgresBindings {
+            var binds = PostgresBindings()
+            binds.append(now)
+            binds.append(maxAttempts)
+            binds.append(recipient)
+            return binds
+        }
+
+        func decodeRow(_ row: PostgresRow) throws -> PostgresRow { row }
     }
 
     /// completed_at is set exactly when a message becomes final; the state test is a second guard.
@@ -667,11 +707,35 @@ public final class PostgresMessageStore: MessageStore, NotifyingStore, ClosableS
         return try lines.map { try $0.decode(String.self) }.joined(separator: "\n")
     }
 
+    /// The plan the server may settle on for the prepared lease statement after a few runs (a
+    /// generic plan, made without the parameters' values), on whatever the table holds.
+    func genericLeasePlan() async throws -> String {
+        try await transaction { connection in
+            try await self.run(connection, "SET LOCAL plan_cache_mode = force_generic_plan")
+            try await self.run(connection, PostgresQuery(unsafeSQL: "PREPARE generic_take (text, float8, int8, int8, float8, text[]) AS " + LeaseTake.sql))
+            let lines = try await self.rows(connection, "EXPLAIN EXECUTE generic_take('r', 0, 5, 10, 60, ARRAY['t'])")
+            try await self.run(connection, "DEALLOCATE generic_take")
+            return try lines.map { try $0.decode(String.self) }.joined(separator: "\n")
+        }
+    }
+
+    /// As below, for a prepared statement.
+    private func changeRows<Statement: PostgresPreparedStatement>(_ connection: PostgresConnection, _ statement: Statement) async throws
+        -> [(sequence: Int64, id: String, recipient: String)] where Statement.Row == PostgresRow {
+        var rows: [PostgresRow] = []
+        for try await row in try await connection.execute(statement, logger: logger) { rows.append(row) }
+        return try Self.changes(rows)
+    }
+
     /// Runs an `UPDATE … RETURNING m.sequence, m.id, m.recipient` and gives the rows in sequence
     /// order (RETURNING has none of its own), ids as the audit trail writes them.
     private func changeRows(_ connection: PostgresConnection,
                             _ query: PostgresQuery) async throws -> [(sequence: Int64, id: String, recipient: String)] {
-        try await rows(connection, query).map { row in
+        try Self.changes(try await rows(connection, query))
+    }
+
+    private static func changes(_ rows: [PostgresRow]) throws -> [(sequence: Int64, id: String, recipient: String)] {
+        try rows.map { row in
             let (sequence, id, recipient) = try row.decode((Int64, UUID, String).self)
             return (sequence, Self.key(id), recipient)
         }.sorted { $0.sequence < $1.sequence }
@@ -883,4 +947,32 @@ private final class ListenerRegistry: Sendable {
         }
         return active.map(\.task)
     }
+}
+
+/// The lease statement (`PostgresMessageStore.take`), as a prepared statement.
+struct LeaseTake: PostgresPreparedStatement {
+    static let sql = PostgresMessageStore.takeSQL
+    // The parameters' types as the binds send them (the server would infer integer for $3).
+    static let bindingDataTypes: [PostgresDataType] = [.text, .float8, .int8, .int8, .float8, .textArray]
+    typealias Row = PostgresRow
+
+    var recipient: String
+    var now: Double
+    var maxAttempts: Int
+    var limit: Int
+    var until: Double
+    var tokens: [String]
+
+    func makeBindings() -> PostgresBindings {
+        var binds = PostgresBindings()
+        binds.append(recipient)
+        binds.append(now)
+        binds.append(maxAttempts)
+        binds.append(limit)
+        binds.append(until)
+        binds.append(tokens)
+        return binds
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> PostgresRow { row }
 }

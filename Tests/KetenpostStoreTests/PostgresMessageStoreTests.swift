@@ -159,6 +159,9 @@ struct PostgresMessageStoreTests {
             let plan = try await stores[0].leasePlanBehindBacklog(others: 30_000, waiting: 3_000)
             #expect(plan.contains("messages_waiting_order"), "\(plan)")
             #expect(!plan.contains("messages_pkey") && !plan.contains("Seq Scan"), "\(plan)")
+            // The lease runs as a prepared statement: its generic plan must choose the same way.
+            let generic = try await stores[0].genericLeasePlan()
+            #expect(generic.contains("messages_waiting_order") && !generic.contains("Seq Scan"), "\(generic)")
         }
     }
 
