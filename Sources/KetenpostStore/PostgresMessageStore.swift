@@ -15,8 +15,9 @@ import Synchronization
 ///   instance can be half-way through inserting the same id.
 /// - Lease, expiry, dead-lettering and purge lock rows `FOR UPDATE SKIP LOCKED` in sequence
 ///   order: two leasers never get the same message, and none of them ever waits for a row
-///   (rows locked by someone else are handled the next time). Only an acknowledgement waits,
-///   for its one row. With the audit lock always taken last, no cycle of waits can form
+///   (rows locked by someone else are handled the next time). Only acknowledgements wait for
+///   rows: all of a batch's at once, in sequence order. Everyone but a submission (which
+///   waits for no row) takes the audit lock after its rows, so no cycle of waits can form
 ///   (should the server still report a deadlock or serialization failure, the transaction reruns).
 /// - Times are `double precision` seconds since 1970, exactly what SQLite stores as REAL, so
 ///   every `Date` reads back equal. Ids are `uuid`; text sorts with `COLLATE "C"` like SQLite.
@@ -353,13 +354,12 @@ public final class PostgresMessageStore: MessageStore, NotifyingStore, ClosableS
         // One statement: pick the oldest of both kinds, lease them, and return them as they
         // were (rows locked but not taken are released at commit).
         // Prepared once per connection: planning was the largest part of a lease's server time.
-        var rows: [PostgresRow] = []
-        let statement = LeaseTake(recipient: recipient, now: t, maxAttempts: maxAttempts, limit: limit, until: until, tokens: tokens)
-        for try await row in try await connection.execute(statement, logger: logger) { rows.append(row) }
-        let leases = try rows.enumerated().map { k, row in
+        let rows = try await prepared(connection, LeaseTake(recipient: recipient, now: t, maxAttempts: maxAttempts, limit: limit,
+                                                            until: until, tokens: tokens))
+        let leases = try rows.map { row in
             var message = try Self.record(row)
             message.state = .delivered
-            message.leaseToken = tokens[k]
+            message.leaseToken = try row.makeRandomAccess()["new_lease_token"].decode(String.self)
             message.leaseUntil = Date(timeIntervalSince1970: until)
             message.attempts += 1
             // Dates as a later read returns them (built from the stored seconds).
@@ -397,15 +397,19 @@ public final class PostgresMessageStore: MessageStore, NotifyingStore, ClosableS
 
     private func acknowledgeBatch(_ requests: [AcknowledgeRequest]) async throws -> [AcknowledgeOutcome] {
         try await transaction { connection in
-            // The audit lock first, as in `submitBatch`: one lock order for every batched writer.
-            _ = try await self.lockAuditHead(connection)
+            // The batch's rows first, in sequence order (waiting for a lease or sweep holding one,
+            // which then commits), the audit lock last (`appendAudit`), as leases and the sweep
+            // do: with the audit lock first, an acknowledgement could hold it while waiting for a
+            // row that a lease holds while waiting for the audit lock.
+            let ids = requests.map(\.id)
+            try await self.run(connection, "SELECT sequence FROM messages WHERE id = ANY (\(ids)) ORDER BY sequence FOR UPDATE")
             var outcomes: [AcknowledgeOutcome] = []
             var events: [(AuditEvent, Date)] = []
             for request in requests {
                 let t = Self.seconds(request.now)
-                // FOR UPDATE: waits for a lease or sweep holding the row, then sees what it committed.
-                // An earlier request of this batch for the same message is seen too (same transaction).
-                guard let message = try await self.fetch(connection, id: request.id, forUpdate: true), message.recipient == request.recipient else {
+                // Locked above (so this sees what a lease or sweep committed before); an earlier
+                // request of this batch for the same message is seen too (same transaction).
+                guard let message = try await self.fetch(connection, id: request.id), message.recipient == request.recipient else {
                     outcomes.append(.notFound)
                     continue
                 }
@@ -548,7 +552,7 @@ public final class PostgresMessageStore: MessageStore, NotifyingStore, ClosableS
     /// A lease in one statement: the waiting and the redeliverable messages (each selected and
     /// locked as above), the oldest `limit` of both taken in sequence order, the k-th of them
     /// given `tokens[k]` (placeholders as above, $5 lease end, $6 tokens), and each returned as
-    /// it was before the update, in sequence order.
+    /// it was before the update, with the token it got, in sequence order.
     static func take(recipient: String, now t: Double, maxAttempts: Int, limit: Int, until: Double, tokens: [String]) -> PostgresQuery {
         PostgresQuery(unsafeSQL: takeSQL, binds: LeaseTake(recipient: recipient, now: t, maxAttempts: maxAttempts, limit: limit,
                                                            until: until, tokens: tokens).makeBindings())
@@ -564,8 +568,8 @@ public final class PostgresMessageStore: MessageStore, NotifyingStore, ClosableS
             UPDATE messages AS m SET state = 'delivered', lease_token = ($6::text[])[picked.k], lease_until = $5,
                 attempts = m.attempts + 1, first_delivered_at = coalesce(m.first_delivered_at, $2), last_delivered_at = $2
             FROM picked WHERE m.sequence = picked.sequence
-            RETURNING m.sequence)
-        SELECT c.* FROM candidates c JOIN leased USING (sequence) ORDER BY c.sequence
+            RETURNING m.sequence, m.lease_token AS new_lease_token)
+        SELECT c.*, leased.new_lease_token FROM candidates c JOIN leased USING (sequence) ORDER BY c.sequence
         """
 
     /// A message under a running lease is left alone: the recipient may be processing it, and
@@ -581,6 +585,7 @@ public final class PostgresMessageStore: MessageStore, NotifyingStore, ClosableS
 
     /// Expiry for one inbox (at each lease) or all (`recipient` nil, the sweep), prepared.
     struct Expiry: PostgresPreparedStatement {
+        static var name: String { PostgresMessageStore.preparedName("expiry") }
         static let sql = """
             WITH due AS (
                 SELECT sequence FROM messages
@@ -610,6 +615,7 @@ public final class PostgresMessageStore: MessageStore, NotifyingStore, ClosableS
 
     /// Dead-lettering for one inbox or all, prepared.
     struct DeadLetter: PostgresPreparedStatement {
+        static var name: String { PostgresMessageStore.preparedName("dead-letter") }
         static let sql = """
             WITH due AS (
                 SELECT sequence FROM messages
@@ -712,9 +718,11 @@ public final class PostgresMessageStore: MessageStore, NotifyingStore, ClosableS
     func genericLeasePlan() async throws -> String {
         try await transaction { connection in
             try await self.run(connection, "SET LOCAL plan_cache_mode = force_generic_plan")
-            try await self.run(connection, PostgresQuery(unsafeSQL: "PREPARE generic_take (text, float8, int8, int8, float8, text[]) AS " + LeaseTake.sql))
-            let lines = try await self.rows(connection, "EXPLAIN EXECUTE generic_take('r', 0, 5, 10, 60, ARRAY['t'])")
-            try await self.run(connection, "DEALLOCATE generic_take")
+            // A name of its own: a PREPARE outlives a rolled-back transaction on the pooled connection.
+            let name = "generic_take_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
+            try await self.run(connection, PostgresQuery(unsafeSQL: "PREPARE \(name) (text, float8, int8, int8, float8, text[]) AS " + LeaseTake.sql))
+            let lines = try await self.rows(connection, PostgresQuery(unsafeSQL: "EXPLAIN EXECUTE \(name)('r', 0, 5, 10, 60, ARRAY['t'])"))
+            try await self.run(connection, PostgresQuery(unsafeSQL: "DEALLOCATE \(name)"))
             return try lines.map { try $0.decode(String.self) }.joined(separator: "\n")
         }
     }
@@ -722,10 +730,27 @@ public final class PostgresMessageStore: MessageStore, NotifyingStore, ClosableS
     /// As below, for a prepared statement.
     private func changeRows<Statement: PostgresPreparedStatement>(_ connection: PostgresConnection, _ statement: Statement) async throws
         -> [(sequence: Int64, id: String, recipient: String)] where Statement.Row == PostgresRow {
-        var rows: [PostgresRow] = []
-        for try await row in try await connection.execute(statement, logger: logger) { rows.append(row) }
-        return try Self.changes(rows)
+        try Self.changes(try await prepared(connection, statement))
     }
+
+    /// Runs a prepared statement (prepared on first use per connection, by name). PostgresNIO
+    /// keeps a failed preparation's error under that name for the life of the connection, so
+    /// after any error the names move on to a new generation: the next use prepares afresh.
+    private func prepared<Statement: PostgresPreparedStatement>(_ connection: PostgresConnection,
+                                                               _ statement: Statement) async throws -> [PostgresRow] where Statement.Row == PostgresRow {
+        do {
+            var rows: [PostgresRow] = []
+            for try await row in try await connection.execute(statement, logger: logger) { rows.append(row) }
+            return rows
+        } catch {
+            Self.preparedGeneration.add(1, ordering: .relaxed)
+            throw error
+        }
+    }
+
+    /// Part of every prepared statement's name (see `prepared`).
+    static let preparedGeneration = Atomic<Int>(0)
+    static func preparedName(_ base: String) -> String { "ketenpost.\(base).\(preparedGeneration.load(ordering: .relaxed))" }
 
     /// Runs an `UPDATE … RETURNING m.sequence, m.id, m.recipient` and gives the rows in sequence
     /// order (RETURNING has none of its own), ids as the audit trail writes them.
@@ -949,8 +974,10 @@ private final class ListenerRegistry: Sendable {
     }
 }
 
-/// The lease statement (`PostgresMessageStore.take`), as a prepared statement.
+/// The lease statement (`PostgresMessageStore.take`), as a prepared statement. Its columns are
+/// listed, and migrations only add, so a plan a running instance cached keeps its result type.
 struct LeaseTake: PostgresPreparedStatement {
+    static var name: String { PostgresMessageStore.preparedName("lease") }
     static let sql = PostgresMessageStore.takeSQL
     // The parameters' types as the binds send them (the server would infer integer for $3).
     static let bindingDataTypes: [PostgresDataType] = [.text, .float8, .int8, .int8, .float8, .textArray]

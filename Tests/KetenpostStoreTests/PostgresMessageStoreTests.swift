@@ -135,6 +135,40 @@ struct PostgresMessageStoreTests {
         await #expect(throws: (any Error).self) { _ = try await store.pendingCount(recipient: recipient) }
     }
 
+    /// A lease whose statements could not be prepared (here: the table locked by another
+    /// session past the statement timeout) fails, and the leases after it work: PostgresNIO
+    /// would answer every later use of that statement on the same connection with the old error.
+    @Test(.enabled(if: serverAvailable), .timeLimit(.minutes(1)))
+    func aFailedPreparationDoesNotSpoilItsConnection() async throws {
+        let server = try await PostgresTestServer.shared()
+        let database = try await server.createDatabase()
+        defer { server.dropDatabase(database) }
+        let holder = try PostgresMessageStore(url: server.url(database: database))
+        try await holder.migrate()
+        for _ in 0..<8 { try await holder.accept(newMessage(to: "r")) }
+        // Connections opened from now on give up on a statement after a second.
+        try await server.psql("ALTER DATABASE \(database) SET statement_timeout = '1s'")
+        let store = try PostgresMessageStore(url: server.url(database: database), maximumConnections: 2)
+        let locked = Task {
+            try await holder.transaction { connection in
+                try await holder.run(connection, "SET LOCAL statement_timeout = 0")
+                try await holder.run(connection, "LOCK TABLE messages IN ACCESS EXCLUSIVE MODE")
+                try await holder.run(connection, "SELECT pg_sleep(3)")
+            }
+        }
+        try await Task.sleep(for: .milliseconds(500))
+        await #expect(throws: (any Error).self) {
+            _ = try await store.lease(recipient: "r", limit: 1, duration: 60, maxAttempts: 5, now: at(1))
+        }
+        try await locked.value
+        for n in 0..<6 {
+            #expect(try await store.lease(recipient: "r", limit: 1, duration: 60, maxAttempts: 5, now: at(Double(2 + n))).count == 1,
+                    "lease \(n) after the failed preparation")
+        }
+        await store.shutdown()
+        await holder.shutdown()
+    }
+
     @Test(.enabled(if: serverAvailable)) func tlsModesEncryptAndDisableDoesNot() async throws {
         let server = try await PostgresTestServer.shared()
         let certificate = try #require(server.tlsCertificate, "the test server has no TLS (openssl missing?)")

@@ -718,12 +718,23 @@ extension GroupCommitContract {
             for (inbox, leases) in results {
                 #expect(leases.allSatisfy { $0.message.recipient == inbox })
                 #expect(leases.map(\.message.sequence) == leases.map(\.message.sequence).sorted())
-                for lease in leases { #expect(seen.insert(lease.message.id).inserted, "a message was leased twice") }
+                for lease in leases {
+                    #expect(seen.insert(lease.message.id).inserted, "a message was leased twice")
+                    // What the lease handed out (its token above all) is what the store holds.
+                    #expect(try await store.message(id: lease.message.id) == lease.message)
+                }
             }
             #expect(seen == Set(stored.values.flatMap { $0.map(\.id) }))
             let again = try #require(results.flatMap(\.1).first { $0.message.id == earlier[0].message.id })
             #expect(again.message.attempts == 2 && again.message.leaseToken != earlier[0].message.leaseToken)
             for inbox in inboxes { #expect(try await store.lease(inbox, at: at(101)).isEmpty) }
+            // Every one can be acknowledged with the token it came with.
+            let some = Array(results.flatMap(\.1).filter { $0.message.id != again.message.id }.prefix(12)) + [again]
+            for lease in some {
+                guard case .completed = try await store.ack(lease, by: lease.message.recipient, at: at(102)) else {
+                    Issue.record("the token of \(lease.message.id) was refused"); continue
+                }
+            }
         }
     }
 }
