@@ -112,16 +112,22 @@ extension Certificate {
 
 /// Certificates decoded once and shared, looked up by their DER bytes (bounded; cleared when full).
 enum CertificateCache {
-    private static let entries = Mutex<[Data: Certificate]>([:])
+    private static let entries = Mutex<(certificates: [Data: Certificate], clears: Int)>(([:], 0))
     static let limit = 4_096
 
     static func certificate(der: Data) throws(CryptoError) -> Certificate {
-        if let cached = entries.withLock({ $0[der] }) { return cached }
+        if let cached = entries.withLock({ $0.certificates[der] }) { return cached }
         let certificate = try Certificate(der: der)
         entries.withLock { entries in
-            if entries.count >= limit { entries.removeAll(keepingCapacity: true) }
-            entries[der] = certificate
+            if entries.certificates.count >= limit {
+                entries.certificates.removeAll(keepingCapacity: true)
+                entries.clears += 1
+            }
+            entries.certificates[der] = certificate
         }
         return certificate
     }
+
+    /// How often the cache was cleared (tests: whether two lookups could share an object).
+    static var clears: Int { entries.withLock { $0.clears } }
 }

@@ -68,7 +68,7 @@ import Testing
             let sender = try h.client(municipality)
             let recipient = try h.client(coordinator)
             let me = h.shared.pki.partnerDirectory(municipality)
-            let curl = "curl -sS --max-time 10 --cacert '\(h.shared.pki.caCertificatePath)' --cert '\(me)/cert.pem' --key '\(me)/key.pem'"
+            let curl = "curl -sS --max-time 30 --cacert '\(h.shared.pki.caCertificatePath)' --cert '\(me)/cert.pem' --key '\(me)/key.pem'"
             let badID = try await shell("\(curl) \(h.url.absoluteString)/v1/messages/not-a-uuid")
             #expect(badID.stdout.contains("request.invalid"), "\(badID.stdout)")
             let badMax = try await shell("\(curl) '\(h.url.absoluteString)/v1/inbox?max=100000'")

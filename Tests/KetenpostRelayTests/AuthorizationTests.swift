@@ -137,12 +137,12 @@ import Testing
         try await withRelay { h in
             let ca = h.shared.pki.caCertificatePath
             // curl without a client certificate: TLS 1.3 reports the alert on the first read.
-            let none = try await shell("curl -sS --max-time 10 --cacert '\(ca)' \(h.url.absoluteString)/v1/health")
+            let none = try await shell("curl -sS --max-time 30 --cacert '\(ca)' \(h.url.absoluteString)/v1/health")
             #expect(none.status != 0)
             #expect(none.stderr.contains("alert") || none.stderr.contains("certificate"), "\(none.stderr)")
             // curl with a certificate from an untrusted CA.
             let evil = h.shared.identityDirectory("evil-maastricht")
-            let untrusted = try await shell("curl -sS --max-time 10 --cacert '\(ca)' --cert '\(evil)/cert.pem' --key '\(evil)/key.pem' \(h.url.absoluteString)/v1/health")
+            let untrusted = try await shell("curl -sS --max-time 30 --cacert '\(ca)' --cert '\(evil)/cert.pem' --key '\(evil)/key.pem' \(h.url.absoluteString)/v1/health")
             #expect(untrusted.status != 0)
             #expect(untrusted.stderr.contains("unknown ca") || untrusted.stderr.contains("alert"), "\(untrusted.stderr)")
             // AsyncHTTPClient with the untrusted certificate fails the handshake too.
@@ -150,7 +150,7 @@ import Testing
             await expectHandshakeFailure { _ = try await evilClient.directory(coordinator) }
             // A registered partner gets through.
             let me = h.shared.identityDirectory(municipality)
-            let ok = try await shell("curl -sS --max-time 10 --cacert '\(ca)' --cert '\(me)/cert.pem' --key '\(me)/key.pem' \(h.url.absoluteString)/v1/health")
+            let ok = try await shell("curl -sS --max-time 30 --cacert '\(ca)' --cert '\(me)/cert.pem' --key '\(me)/key.pem' \(h.url.absoluteString)/v1/health")
             #expect(ok.status == 0 && ok.stdout.contains("ok"), "\(ok.stderr)")
         }
     }

@@ -290,7 +290,7 @@ import Testing
     @Test func nonAdministratorsAreRefusedOnEveryAdminEndpoint() async throws {
         try await withRelay { h in
             let me = h.shared.identityDirectory(municipality)
-            let curl = "curl -sS --max-time 10 --cacert '\(h.shared.pki.caCertificatePath)' --cert '\(me)/cert.pem' --key '\(me)/key.pem'"
+            let curl = "curl -sS --max-time 30 --cacert '\(h.shared.pki.caCertificatePath)' --cert '\(me)/cert.pem' --key '\(me)/key.pem'"
             let fp = String(repeating: "a", count: 64)
             let endpoints = [
                 ("GET", "/v1/admin/partners"), ("POST", "/v1/admin/partners"), ("GET", "/v1/admin/partners/\(coordinator)"),
@@ -302,7 +302,8 @@ import Testing
             for (method, path) in endpoints {
                 let body = method == "POST" ? "-H 'Content-Type: application/json' -d '{}'" : ""
                 let result = try await shell("\(curl) -o - -w '\\n%{http_code}' -X \(method) \(body) '\(h.url.absoluteString)\(path)'")
-                #expect(result.stdout.hasSuffix("403") && result.stdout.contains("auth.not-administrator"), "\(method) \(path): \(result.stdout)")
+                #expect(result.stdout.hasSuffix("403") && result.stdout.contains("auth.not-administrator"),
+                        "\(method) \(path): \(result.stdout) \(result.stderr)")
             }
             // Nothing changed.
             #expect(try await h.admin().adminPartner(coordinator).state == "active")

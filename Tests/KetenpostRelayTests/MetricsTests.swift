@@ -41,7 +41,7 @@ import Testing
             try await recipient.acknowledge(received[2], rejectedWith: "payload.invalid")
             await expectHandshakeFailure { _ = try await h.client("gemeente-ingetrokken").inbox() }
 
-            let scrape = "curl -sS --max-time 10 http://127.0.0.1:\(metricsPort)/metrics"
+            let scrape = "curl -sS --max-time 30 http://127.0.0.1:\(metricsPort)/metrics"
             var text = try await shell(scrape).stdout
             #expect(value(text, #"ketenpost_messages_accepted_total{type="signal"}"#) == 3)
             #expect(value(text, #"ketenpost_messages_accepted_total{type="referral"}"#) == 1)
