@@ -122,7 +122,10 @@ enum HTTPRequestTarget {
         let harness: Harness
         do { harness = try await Self.harness() } catch { fatalError("cannot start the relay harness: \(error)") }
         for request in decode(data) {
-            let context = RelayRequestContext(source: .init(channel: harness.channel, logger: harness.logger))
+            // As Hummingbird's server does: each request's logger carries its id.
+            var logger = harness.logger
+            logger[metadataKey: "hb.request.id"] = .stringConvertible(RequestID())
+            let context = RelayRequestContext(source: .init(channel: harness.channel, logger: logger))
             let path = request.head.path ?? ""
             let response: Response
             do {

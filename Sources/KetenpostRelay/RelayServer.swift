@@ -59,9 +59,9 @@ public struct RelayServer: Sendable {
         let directory = PartnerDirectory(snapshot: try await messageStore.directorySnapshot())
         let core = RelayCore(configuration: configuration, directory: directory, policy: policy, credentials: credentials,
                              store: messageStore, logger: logger, clock: clock)
-        core.updateCertificateGauges(directory)
+        core.directory.updateCertificateGauges()
         core.metrics.directoryVersion.set(Double(directory.version))
-        core.checkCRLs()
+        core.credentials.checkCRLs()
         return RelayServer(core: core, configuration: configuration)
     }
 
@@ -71,7 +71,7 @@ public struct RelayServer: Sendable {
                             onMetricsRunning: @escaping @Sendable (Int) async -> Void = { _ in },
                             onStatusRunning: @escaping @Sendable (Int) async -> Void = { _ in },
                             onRunning: @escaping @Sendable (Int) async -> Void = { _ in }) throws -> some ApplicationProtocol {
-        let tls = try RelayHTTP.tlsConfiguration(core: core)
+        let tls = try RelayTLS.configuration(core: core)
         let logger = core.logger
         var services: [any Service] = [SweeperService(core: core), LifecycleService(core: core, reloadOnSIGHUP: reloadOnSIGHUP)]
         // The conformance echo talks to this relay like any partner, once it listens.

@@ -172,4 +172,4 @@ public protocol DirectoryStore: Sendable {
 }
 
 /// What a relay needs from its storage.
-public typealias RelayStore = MessageStore & DirectoryStore & AuditStore
+public typealias RelayStore = MessageStore & DirectoryStore & AuditStore & StatsStore & ReportStore

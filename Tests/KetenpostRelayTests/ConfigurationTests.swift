@@ -67,7 +67,7 @@ import Testing
         #expect(!pki.exists)
         let server = try await RelayServer.prepare(c, logger: Logger(label: "test"))
         #expect(pki.exists)
-        #expect(server.core.directory.partners.count == 8)
+        #expect(server.core.directory.snapshot.partners.count == 8)
         #expect(FileManager.default.fileExists(atPath: pki.adminDirectory + "/key.pem"))
         // A missing partner certificate file stops start-up with the file and key.
         c.certificateDirectory = dir.appendingPathComponent("nowhere").path

@@ -4,106 +4,20 @@ import KetenpostCrypto
 import KetenpostModel
 import KetenpostStore
 import Logging
-import NIOSSL
-import Synchronization
 
-/// The relay's rules, independent of HTTP: who may submit what, lease, acknowledge and see.
-/// Every method takes the TLS client certificate of the caller.
-public final class RelayCore: Sendable {
-    public let configuration: RelayConfiguration
-    public let policy: Policy
-    public let store: any RelayStore
-    let notifier = InboxNotifier()
-    let rateLimiter: RateLimiter
+/// The message rules, independent of HTTP: what an authenticated partner may submit, lease,
+/// acknowledge and see. Callers authenticate first (`Authenticator`); every method takes the
+/// partner it acts for and the logger of the request (its metadata carries the request id).
+public struct MessageService: Sendable {
+    let configuration: RelayConfiguration
+    let policy: Policy
+    let store: any RelayStore
+    let credentials: LiveCredentials
+    let directory: LiveDirectory
+    let authenticator: Authenticator
+    let notifier: InboxNotifier
+    let metrics: RelayMetrics
     let clock: @Sendable () -> Date
-    let logger: Logger
-    /// Gauges for certificate expiry and CRL freshness (`/metrics`).
-    public let metrics: RelayMetrics
-
-    /// What changes without a restart, swapped as a whole: directory snapshots, trust anchors
-    /// with CRLs, the relay's own certificate and key, the administrators.
-    struct Live: Sendable {
-        var directory: PartnerDirectory
-        var credentials: RelayCredentials
-    }
-    let live: Mutex<Live>
-    /// Serialises reloads (a SIGHUP during a scheduled check does one after the other).
-    let crlAlarm = Mutex<(files: Set<String>, loggedAt: Date)>(([], .distantPast))
-
-    public var directory: PartnerDirectory { live.withLock { $0.directory } }
-    public var trust: TrustStore { live.withLock { $0.credentials.trust } }
-    public var identity: Identity { live.withLock { $0.credentials.identity } }
-    var credentials: RelayCredentials { live.withLock { $0.credentials } }
-
-    /// A core from values in memory (no files, no administrators): for harnesses such as the fuzz targets.
-    public convenience init(configuration: RelayConfiguration, directory: PartnerDirectory, policy: Policy, trust: TrustStore,
-                            identity: Identity, store: any RelayStore, logger: Logger) throws {
-        let credentials = RelayCredentials(
-            trust: trust, identity: identity, tlsChain: [], tlsKey: .privateKey(try NIOSSLPrivateKey(bytes: Array(try identity.key.pem().utf8), format: .pem)),
-            administrators: [], crls: [], digest: "")
-        self.init(configuration: configuration, directory: directory, policy: policy, credentials: credentials, store: store, logger: logger)
-    }
-
-    init(configuration: RelayConfiguration, directory: PartnerDirectory, policy: Policy, credentials: RelayCredentials,
-         store: any RelayStore, logger: Logger, clock: @escaping @Sendable () -> Date = { Date() }) {
-        self.configuration = configuration
-        self.policy = policy
-        self.store = store
-        self.logger = logger
-        self.clock = clock
-        live = Mutex(Live(directory: directory, credentials: credentials))
-        rateLimiter = RateLimiter(rate: configuration.ratePerSecond, burst: configuration.rateBurst)
-        metrics = RelayMetrics()
-    }
-
-    // MARK: Authentication
-
-    /// The partner behind a TLS client certificate: registered and usable for TLS now, partner
-    /// active, chain and revocation valid.
-    public func authenticate(_ peer: Certificate?) throws(KetenpostError) -> Partner {
-        guard let peer else {
-            throw KetenpostError(.unknownPartner, "A client certificate is required.")
-        }
-        let (directory, trust) = live.withLock { ($0.directory, $0.credentials.trust) }
-        guard let (partner, registered) = directory.registration(of: peer) else {
-            throw KetenpostError(.unknownPartner, "The client certificate is not registered for any partner in the directory.")
-        }
-        try checkUsable(registered, for: .tlsClient, partner: partner.id)
-        guard partner.state == .active else {
-            throw KetenpostError(.partnerSuspended, "Partner \(partner.id) is suspended; contact the relay administrators.")
-        }
-        do {
-            try trust.verify(peer, for: .tlsClient)
-        } catch {
-            throw .certificate(error, role: "client")
-        }
-        return partner
-    }
-
-    /// Refuses a registered certificate that is revoked, pending, retired or expired in the
-    /// directory, or not registered for this use.
-    func checkUsable(_ registered: RegisteredCertificate, for use: CertificateUse, partner: String) throws(KetenpostError) {
-        let state = registered.state(at: clock())
-        switch state {
-        case .revoked:
-            throw KetenpostError(.certificateRevoked, "This certificate of \(partner) was revoked by the relay administrators; use its replacement.")
-        case .active, .retiring:
-            guard registered.record.uses.contains(use) else {
-                throw KetenpostError(.certificateInactive, "This certificate of \(partner) is not registered for \(use.rawValue); ask the relay administrators to register it for that use.")
-            }
-        case .pending, .retired, .expired:
-            throw KetenpostError(.certificateInactive, "This certificate of \(partner) is \(state.rawValue) in the directory; use the partner's current certificate.")
-        }
-    }
-
-    func checkRate(_ partner: Partner) throws(KetenpostError) {
-        if let wait = rateLimiter.take(partner.id) {
-            // Clamped: a wait that is not a sane number of seconds must not trap the conversion.
-            let seconds = wait.isFinite ? max(1, Int(min(wait, 86_400).rounded(.up))) : 86_400
-            throw KetenpostError(.rateLimited, "Too many requests from \(partner.id); retry after \(seconds) second(s).",
-                                 detail: ["retry-after=\(seconds)"])
-        }
-    }
 
     // MARK: Submit
 
@@ -112,42 +26,29 @@ public final class RelayCore: Sendable {
         public let duplicate: Bool
     }
 
-    /// Authentication and rate limit, for callers that check them before reading a body:
-    /// an unknown or throttled partner does not get to upload megabytes first.
-    public func admit(_ peer: Certificate?) throws(KetenpostError) -> Partner {
-        let partner = try authenticate(peer)
-        try checkRate(partner)
-        return partner
-    }
-
     /// Checks and stores a sealed message; answers with the relay's signed acceptance receipt.
-    public func submit(_ body: Data, peer: Certificate?) async throws(KetenpostError) -> Submitted {
-        try await submit(body, as: try admit(peer))
-    }
-
-    /// `submit` for a partner already admitted (`admit`).
-    public func submit(_ body: Data, as partner: Partner) async throws(KetenpostError) -> Submitted {
+    public func submit(_ body: Data, as partner: Partner, logger: Logger) async throws(KetenpostError) -> Submitted {
         let started = ContinuousClock.now
-        let outer = try Envelope.readOuter(body, trust: trust)
+        let outer = try Envelope.readOuter(body, trust: credentials.trust)
         let header = outer.header
         guard header.from == partner.id else {
             throw KetenpostError(.senderMismatch, "The header's \"from\" (\(header.from)) is not the partner of the client certificate (\(partner.id)).")
         }
-        let directory = self.directory
+        let directory = self.directory.snapshot
         guard let (owner, signer) = directory.registration(of: outer.signer), owner.id == partner.id else {
             throw KetenpostError(.signerUnregistered, "The message is signed with a certificate that is not registered for \(partner.id).")
         }
         let now = clock()
         do {
-            try await checkAcceptable(header, partner: partner, signer: signer, directory: directory, now: now)
+            try await checkAcceptable(header, partner: partner, signer: signer, directory: directory, now: now, logger: logger)
         } catch {
             // A resubmission of what was accepted before gets the original receipt, whatever changed
             // since (expiry passed, recipient suspended): the sender's first answer may have been lost.
             // Looked up only here: on the way to acceptance the store itself answers duplicates.
             let stored: StoredMessage?
-            do { stored = try await store.message(id: header.id) } catch let failure { throw storeFailure(failure) }
+            do { stored = try await store.message(id: header.id) } catch let failure { throw .storeUnavailable(failure, logger: logger) }
             if let stored, stored.digest == outer.digest, stored.sender == partner.id {
-                logger.info("duplicate submission answered with the original receipt", metadata: metadata(stored))
+                logger.info("duplicate submission answered with the original receipt", metadata: Self.metadata(stored))
                 return Submitted(response: response(stored, duplicate: true), duplicate: true)
             }
             throw error
@@ -155,7 +56,7 @@ public final class RelayCore: Sendable {
         let acceptedAt = Date(timeIntervalSince1970: now.timeIntervalSince1970.rounded(.down))
         let limit = configuration.maxLifetime[header.type] ?? Drafting.defaultLifetime(for: header.type)
         let expiresAt = min(header.expiresAt, acceptedAt.addingTimeInterval(limit))
-        let identity = self.identity
+        let identity = credentials.identity
         let receipt = Receipt(kind: .acceptance, messageId: header.id, messageDigest: outer.digest, from: header.from,
                               to: header.to, issuer: identity.partnerID, disposition: .accepted, time: acceptedAt)
         let signedReceipt = try SignedReceipt.sign(receipt, as: identity)
@@ -167,17 +68,17 @@ public final class RelayCore: Sendable {
                 exploitationForm: header.exploitationForm?.rawValue, region: header.region, digest: outer.digest,
                 body: body, acceptedAt: acceptedAt, expiresAt: expiresAt, acceptanceReceipt: signedReceipt))
         } catch {
-            throw storeFailure(error)
+            throw .storeUnavailable(error, logger: logger)
         }
         switch outcome {
         case .accepted(let stored):
-            logger.info("message accepted", metadata: metadata(stored))
+            logger.info("message accepted", metadata: Self.metadata(stored))
             metrics.count("accepted", type: stored.type)
             metrics.submitted(after: ContinuousClock.now - started)
             await notifier.notify(stored.recipient)
             return Submitted(response: response(stored, duplicate: false), duplicate: false)
         case .duplicate(let stored):
-            logger.info("duplicate submission answered with the original receipt", metadata: metadata(stored))
+            logger.info("duplicate submission answered with the original receipt", metadata: Self.metadata(stored))
             return Submitted(response: response(stored, duplicate: true), duplicate: true)
         case .conflict:
             logger.notice("submission refused: id already used", metadata: ["message.id": "\(header.id)", "partner.from": "\(header.from)"])
@@ -188,8 +89,8 @@ public final class RelayCore: Sendable {
     /// Everything a new submission must satisfy besides its signatures: signer usable, recipient
     /// known and active, policy, lifetime, clock skew, and an intake-response's correlation.
     private func checkAcceptable(_ header: RoutingHeader, partner: Partner, signer: RegisteredCertificate,
-                                 directory: PartnerDirectory, now: Date) async throws(KetenpostError) {
-        try checkUsable(signer, for: .signing, partner: partner.id)
+                                 directory: PartnerDirectory, now: Date, logger: Logger) async throws(KetenpostError) {
+        try authenticator.checkUsable(signer, for: .signing, partner: partner.id)
         guard let recipient = directory.partner(header.to) else {
             throw KetenpostError(.recipientUnknown, "There is no partner \(header.to) in the directory.")
         }
@@ -207,18 +108,13 @@ public final class RelayCore: Sendable {
         guard header.createdAt <= now.addingTimeInterval(300) else {
             throw KetenpostError(.createdInFuture, "The header's createdAt is more than five minutes ahead of the relay's clock; check the sender's clock.")
         }
-        if header.type == .intakeResponse {
-            try await checkCorrelation(header)
-        }
-    }
-
-    private func checkCorrelation(_ header: RoutingHeader) async throws(KetenpostError) {
-        guard let correlationId = header.correlationId else { return }   // the header schema requires it
-        let original: StoredMessage?
-        do { original = try await store.message(id: correlationId) } catch { throw storeFailure(error) }
-        guard let original, original.type == MessageType.intakeNotice.rawValue,
-              original.sender == header.to, original.recipient == header.from else {
-            throw KetenpostError(.correlationMismatch, "An intake-response must answer an intake-notice that \(header.to) sent to \(header.from); correlationId names none.")
+        if header.type == .intakeResponse, let correlationId = header.correlationId {   // the header schema requires it
+            let original: StoredMessage?
+            do { original = try await store.message(id: correlationId) } catch { throw .storeUnavailable(error, logger: logger) }
+            guard let original, original.type == MessageType.intakeNotice.rawValue,
+                  original.sender == header.to, original.recipient == header.from else {
+                throw KetenpostError(.correlationMismatch, "An intake-response must answer an intake-notice that \(header.to) sent to \(header.from); correlationId names none.")
+            }
         }
     }
 
@@ -229,12 +125,10 @@ public final class RelayCore: Sendable {
 
     // MARK: Inbox
 
-    /// Leases up to `limit` of the caller's messages, waiting up to `wait` for one to arrive.
+    /// Leases up to `limit` of the partner's messages, waiting up to `wait` for one to arrive.
     /// - Parameter isConnected: whether the caller is still there; nothing is leased to a closed connection.
-    public func inbox(peer: Certificate?, limit: Int, wait: TimeInterval,
+    public func inbox(for partner: Partner, limit: Int, wait: TimeInterval, logger: Logger,
                       isConnected: @Sendable () -> Bool = { true }) async throws(KetenpostError) -> API.InboxResponse {
-        let partner = try authenticate(peer)
-        try checkRate(partner)
         let limit = max(1, min(limit, 100))
         let deadline = ContinuousClock.now + .milliseconds(Int64(max(0, min(wait, configuration.maxLongPoll)) * 1000))
         while true {
@@ -245,11 +139,11 @@ public final class RelayCore: Sendable {
                 leases = try await store.lease(recipient: partner.id, limit: limit, duration: configuration.leaseDuration,
                                                maxAttempts: configuration.maxAttempts, now: clock())
             } catch {
-                throw storeFailure(error)
+                throw .storeUnavailable(error, logger: logger)
             }
             if !leases.isEmpty {
                 for lease in leases {
-                    logger.info("message leased", metadata: metadata(lease.message))
+                    logger.info("message leased", metadata: Self.metadata(lease.message))
                     metrics.count("delivered", type: lease.message.type)
                 }
                 return API.InboxResponse(messages: leases.map {
@@ -262,22 +156,22 @@ public final class RelayCore: Sendable {
             let remaining = deadline - ContinuousClock.now
             if remaining <= .zero || Task.isCancelled { return API.InboxResponse(messages: []) }
             await notifier.wait(for: partner.id, since: seen, timeout: remaining)
-            if await notifier.isClosed { return API.InboxResponse(messages: []) }
+            if await notifier.closedState { return API.InboxResponse(messages: []) }
         }
     }
 
     // MARK: Acknowledge
 
     /// Completes a leased message with the recipient's signed receipt.
-    public func acknowledge(id: UUID, leaseToken: String, receipt body: Data, peer: Certificate?) async throws(KetenpostError) -> API.AcknowledgeResponse {
-        let partner = try authenticate(peer)
-        try checkRate(partner)
-        let verified = try SignedReceipt.verify(body, trust: trust)
+    public func acknowledge(id: UUID, leaseToken: String, receipt body: Data, as partner: Partner,
+                            logger: Logger) async throws(KetenpostError) -> API.AcknowledgeResponse {
+        let verified = try SignedReceipt.verify(body, trust: credentials.trust)
         let receipt = verified.receipt
-        guard receipt.issuer == partner.id, let (owner, signer) = directory.registration(of: verified.signer), owner.id == partner.id else {
+        guard receipt.issuer == partner.id, let (owner, signer) = directory.snapshot.registration(of: verified.signer),
+              owner.id == partner.id else {
             throw KetenpostError(.receiptSignerMismatch, "The receipt must be signed with a registered certificate of \(partner.id), the recipient.")
         }
-        try checkUsable(signer, for: .signing, partner: partner.id)
+        try authenticator.checkUsable(signer, for: .signing, partner: partner.id)
         // The receipt's claims are compared with the stored message inside the acknowledging
         // transaction (no read first), after "not found": a partner learns nothing of others' messages.
         let names = receipt.kind == .acknowledgement && receipt.messageId == id
@@ -289,11 +183,11 @@ public final class RelayCore: Sendable {
                                                   rejected: receipt.disposition == .rejected, reasonCode: receipt.reasonCode,
                                                   claims: claims, now: clock())
         } catch {
-            throw storeFailure(error)
+            throw .storeUnavailable(error, logger: logger)
         }
         switch outcome {
         case .completed(let message):
-            logger.info("message acknowledged", metadata: metadata(message))
+            logger.info("message acknowledged", metadata: Self.metadata(message))
             metrics.count(message.state == .rejected ? "rejected" : "acknowledged", type: message.type)
             metrics.endToEnd(seconds: clock().timeIntervalSince(message.acceptedAt), type: message.type)
             return API.AcknowledgeResponse(id: id, state: message.state.rawValue)
@@ -315,11 +209,9 @@ public final class RelayCore: Sendable {
     // MARK: Status and directory
 
     /// The sender's view of its message; anybody else gets "not found".
-    public func status(id: UUID, peer: Certificate?) async throws(KetenpostError) -> API.StatusResponse {
-        let partner = try authenticate(peer)
-        try checkRate(partner)
+    public func status(id: UUID, for partner: Partner, logger: Logger) async throws(KetenpostError) -> API.StatusResponse {
         let stored: StoredMessage?
-        do { stored = try await store.message(id: id) } catch { throw storeFailure(error) }
+        do { stored = try await store.message(id: id) } catch { throw .storeUnavailable(error, logger: logger) }
         guard let stored, stored.sender == partner.id else {
             throw KetenpostError(.messageNotFound, "There is no message \(id.uuidString.lowercased()) sent by \(partner.id).")
         }
@@ -332,15 +224,13 @@ public final class RelayCore: Sendable {
     }
 
     /// What a partner needs to seal for another: its currently valid certificates.
-    public func directoryEntry(_ id: String, peer: Certificate?) throws(KetenpostError) -> API.DirectoryEntry {
-        let caller = try authenticate(peer)
-        try checkRate(caller)
-        guard let partner = directory.partner(id) else {
+    public func directoryEntry(_ id: String) throws(KetenpostError) -> API.DirectoryEntry {
+        guard let partner = directory.snapshot.partner(id) else {
             throw KetenpostError(.recipientUnknown, "There is no partner \(id) in the directory.")
         }
         // Only certificates that are valid now, unrevoked and meant for receiving encrypted content.
         // During a rotation's overlap that is the old and the new one: seal to both.
-        let trust = self.trust
+        let trust = credentials.trust
         let valid = partner.usable(for: .encryption, at: clock()).map(\.certificate)
             .filter { (try? trust.verify($0, for: .contentEncryption)) != nil }
         return API.DirectoryEntry(id: partner.id, name: partner.name, role: partner.role.rawValue, oin: partner.oin,
@@ -354,7 +244,8 @@ public final class RelayCore: Sendable {
 
     // MARK: Housekeeping
 
-    public func sweep() async throws -> SweepCounts {
+    /// Applies expiry, dead-letters and retention once.
+    public func sweep(logger: Logger) async throws -> SweepCounts {
         let counts = try await store.sweep(now: clock(), maxAttempts: configuration.maxAttempts, retention: configuration.retention)
         if counts != SweepCounts() {
             logger.info("sweep", metadata: ["sweep.expired": "\(counts.expired)", "sweep.dead_lettered": "\(counts.deadLettered)",
@@ -363,22 +254,19 @@ public final class RelayCore: Sendable {
         return counts
     }
 
-    func shutdown() async { await notifier.close() }
+    /// Ends every long poll now and every later one at once (graceful shutdown).
+    func endLongPolls() async { await notifier.close() }
 
-    func storeFailure(_ error: any Error) -> KetenpostError {
-        logger.error("store failure", metadata: ["error.type": "\(type(of: error))"])
-        return KetenpostError(.storeUnavailable, "The relay's store is unavailable; nothing was changed. Retry shortly.")
-    }
-
-    private func metadata(_ message: StoredMessage) -> Logger.Metadata {
-        var metadata: Logger.Metadata = [
-            "message.id": "\(message.id)", "message.type": "\(message.type)", "partner.from": "\(message.sender)",
-            "partner.to": "\(message.recipient)", "message.state": "\(message.state.rawValue)", "message.attempts": "\(message.attempts)"]
-        if let id = RequestScope.id { metadata["request.id"] = "\(id)" }
-        return metadata
+    static func metadata(_ message: StoredMessage) -> Logger.Metadata {
+        ["message.id": "\(message.id)", "message.type": "\(message.type)", "partner.from": "\(message.sender)",
+         "partner.to": "\(message.recipient)", "message.state": "\(message.state.rawValue)", "message.attempts": "\(message.attempts)"]
     }
 }
 
-extension InboxNotifier {
-    var isClosed: Bool { closedState }
+extension KetenpostError {
+    /// A store failure as callers see it: retry later, nothing changed. Only the error's type is logged.
+    static func storeUnavailable(_ error: any Error, logger: Logger) -> KetenpostError {
+        logger.error("store failure", metadata: ["error.type": "\(type(of: error))"])
+        return KetenpostError(.storeUnavailable, "The relay's store is unavailable; nothing was changed. Retry shortly.")
+    }
 }

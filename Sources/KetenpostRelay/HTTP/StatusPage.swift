@@ -10,10 +10,10 @@ import KetenpostStore
 enum StatusPage {
     static func render(_ core: RelayCore) async -> String {
         let now = core.clock()
-        let directory = core.directory
-        let stats = try? await (core.store as? any StatsStore)?.queueStats()
+        let directory = core.directory.snapshot
+        let stats = try? await core.store.queueStats()
         let failures = await recentFailures(core)
-        let staleCRLs = core.credentials.staleCRLs(at: now)
+        let staleCRLs = core.credentials.value.staleCRLs(at: now)
         let warnWithin = core.configuration.expiryWarning
         let partners = directory.partners.values.sorted { $0.id < $1.id }
 
@@ -58,14 +58,14 @@ enum StatusPage {
                 // The directory may list it, but the CA (CRL) or the chain may still refuse it.
                 var refusal = ""
                 if state.isUsable {
-                    do throws(CryptoError) { try core.trust.verify(certificate.certificate, for: .tlsClient) } catch {
+                    do throws(CryptoError) { try core.credentials.trust.verify(certificate.certificate, for: .tlsClient) } catch {
                         refusal = " <span class=\"tag revoked\">refused: \(e(KetenpostError.certificate(error, role: "partner").code.rawValue))</span>"
                     }
                 }
                 let soon = state.isUsable && certificate.record.notAfter.timeIntervalSince(now) < warnWithin
                 return "<div class=\"\(soon ? "warn" : "")\"><span class=\"tag \(state.rawValue)\">\(state.rawValue)</span> <code>\(e(String(certificate.fingerprint.prefix(16))))</code> \(e(certificate.record.uses.map(\.rawValue).joined(separator: ", "))) · \(note)\(soon ? " · <strong>expires soon</strong>" : "")\(refusal)</div>"
             }.joined()
-            let trust = core.trust
+            let trust = core.credentials.trust
             let rowClass = partner.state == .suspended || partner.certificates.allSatisfy({
                 !$0.state(at: now).isUsable || (try? trust.verify($0.certificate, for: .tlsClient)) == nil
             }) ? "bad"

@@ -3,39 +3,33 @@ import Ketenpost
 import KetenpostCrypto
 import KetenpostModel
 import KetenpostStore
+import Logging
 
-/// Administration: only holders of a certificate listed in `admin.certificates`. Every change
-/// goes through the store in one transaction with its audit event, then applies on this
-/// instance at once (other instances within `directory.refreshInterval`).
-extension RelayCore {
-    /// The administrator behind a TLS client certificate (its commonName is the audit actor).
-    public func authenticateAdministrator(_ peer: Certificate?) throws(KetenpostError) -> String {
-        guard let peer, credentials.administrators.contains(peer.fingerprint) else {
-            throw KetenpostError(.notAdministrator, "Only holders of an administrator certificate (admin.certificates) may do this.")
-        }
-        do {
-            try trust.verify(peer, for: .tlsClient)
-        } catch {
-            throw .certificate(error, role: "administrator")
-        }
-        return "admin:" + (peer.commonName ?? String(peer.fingerprint.prefix(16)))
-    }
+/// Directory administration for holders of an administrator certificate (`admin.certificates`):
+/// partners, their states and certificates, expiry, the audit trail. Every change goes through
+/// the store in one transaction with its audit event, then applies on this instance at once
+/// (other instances within `directory.refreshInterval`). Callers authenticate the administrator
+/// first and pass its audit actor.
+public struct DirectoryAdministration: Sendable {
+    let configuration: RelayConfiguration
+    let store: any RelayStore
+    let credentials: LiveCredentials
+    let directory: LiveDirectory
+    let notifier: InboxNotifier
+    let clock: @Sendable () -> Date
 
-    public func adminPartners(peer: Certificate?) throws(KetenpostError) -> API.AdminPartnerList {
-        _ = try authenticateAdministrator(peer)
-        let directory = self.directory
+    public func partners() -> API.AdminPartnerList {
+        let directory = self.directory.snapshot
         return API.AdminPartnerList(version: directory.version,
                                     partners: directory.partners.values.sorted { $0.id < $1.id }.map(view))
     }
 
-    public func adminPartner(_ id: String, peer: Certificate?) throws(KetenpostError) -> API.AdminPartner {
-        _ = try authenticateAdministrator(peer)
-        guard let partner = directory.partner(id) else { throw notFound(id) }
+    public func partner(_ id: String) throws(KetenpostError) -> API.AdminPartner {
+        guard let partner = directory.snapshot.partner(id) else { throw notFound(id) }
         return view(partner)
     }
 
-    public func adminAddPartner(_ request: API.AdminNewPartner, peer: Certificate?) async throws(KetenpostError) -> API.AdminPartner {
-        let actor = try authenticateAdministrator(peer)
+    public func addPartner(_ request: API.AdminNewPartner, actor: String, logger: Logger) async throws(KetenpostError) -> API.AdminPartner {
         guard PartnerID.isValid(request.id) else {
             throw KetenpostError(.requestInvalid, "id must be lowercase letters, digits and dashes (2 to 63 characters).")
         }
@@ -52,35 +46,32 @@ extension RelayCore {
         for input in request.certificates {
             changes.append(.addCertificate(try checkedCertificate(input, partner: request.id, oin: request.oin, now: now)))
         }
-        try await apply(changes, actor: actor, at: now)
-        guard let partner = directory.partner(request.id) else { throw notFound(request.id) }
+        try await apply(changes, actor: actor, at: now, logger: logger)
+        guard let partner = directory.snapshot.partner(request.id) else { throw notFound(request.id) }
         return view(partner)
     }
 
-    public func adminSetState(_ id: String, _ state: PartnerState, peer: Certificate?) async throws(KetenpostError) -> API.AdminPartner {
-        let actor = try authenticateAdministrator(peer)
-        guard directory.partner(id) != nil else { throw notFound(id) }
-        try await apply([.setPartnerState(id: id, state: state.rawValue)], actor: actor, at: clock())
+    public func setState(_ id: String, _ state: PartnerState, actor: String, logger: Logger) async throws(KetenpostError) -> API.AdminPartner {
+        guard directory.snapshot.partner(id) != nil else { throw notFound(id) }
+        try await apply([.setPartnerState(id: id, state: state.rawValue)], actor: actor, at: clock(), logger: logger)
         if state == .active { await notifier.notify(id) }
-        guard let partner = directory.partner(id) else { throw notFound(id) }
+        guard let partner = directory.snapshot.partner(id) else { throw notFound(id) }
         return view(partner)
     }
 
     /// Registers another certificate, active from `activatesAt` (default now); nothing retires.
-    public func adminAddCertificate(_ id: String, _ input: API.AdminCertificateInput, peer: Certificate?) async throws(KetenpostError) -> API.AdminPartner {
-        let actor = try authenticateAdministrator(peer)
-        guard let partner = directory.partner(id) else { throw notFound(id) }
+    public func addCertificate(_ id: String, _ input: API.AdminCertificateInput, actor: String, logger: Logger) async throws(KetenpostError) -> API.AdminPartner {
+        guard let partner = directory.snapshot.partner(id) else { throw notFound(id) }
         let now = clock()
-        try await apply([.addCertificate(try checkedCertificate(input, partner: id, oin: partner.oin, now: now))], actor: actor, at: now)
-        guard let updated = directory.partner(id) else { throw notFound(id) }
+        try await apply([.addCertificate(try checkedCertificate(input, partner: id, oin: partner.oin, now: now))], actor: actor, at: now, logger: logger)
+        guard let updated = directory.snapshot.partner(id) else { throw notFound(id) }
         return view(updated)
     }
 
     /// The new certificate is active at once; every active certificate of the partner that shares
     /// a use with it keeps working for the overlap, then retires by itself.
-    public func adminRotate(_ id: String, _ rotation: API.AdminRotation, peer: Certificate?) async throws(KetenpostError) -> API.AdminPartner {
-        let actor = try authenticateAdministrator(peer)
-        guard let partner = directory.partner(id) else { throw notFound(id) }
+    public func rotate(_ id: String, _ rotation: API.AdminRotation, actor: String, logger: Logger) async throws(KetenpostError) -> API.AdminPartner {
+        guard let partner = directory.snapshot.partner(id) else { throw notFound(id) }
         guard rotation.overlapSeconds >= 0, rotation.overlapSeconds <= 366 * 86_400 else {
             throw KetenpostError(.requestInvalid, "overlapSeconds must be between 0 and one year.")
         }
@@ -96,57 +87,49 @@ extension RelayCore {
                 changes.append(.retireCertificate(fingerprint: old.fingerprint, at: until))
             }
         }
-        try await apply(changes, actor: actor, at: now)
-        guard let updated = directory.partner(id) else { throw notFound(id) }
+        try await apply(changes, actor: actor, at: now, logger: logger)
+        guard let updated = directory.snapshot.partner(id) else { throw notFound(id) }
         return view(updated)
     }
 
     /// Revokes at once: refused for new handshakes, requests on open connections, signatures on
     /// submissions and receipts, and no longer handed out for sealing.
-    public func adminRevoke(fingerprint: String, reason: String, peer: Certificate?) async throws(KetenpostError) -> API.AdminPartner {
-        let actor = try authenticateAdministrator(peer)
+    public func revoke(fingerprint: String, reason: String, actor: String, logger: Logger) async throws(KetenpostError) -> API.AdminPartner {
         let fingerprint = fingerprint.lowercased()
-        guard let registered = directory.registration(fingerprint: fingerprint) else {
+        guard let registered = directory.snapshot.registration(fingerprint: fingerprint) else {
             throw KetenpostError(.certificateNotFound, "No certificate with fingerprint \(fingerprint) is registered; list them with `ketenpost admin partners show ID`.")
         }
         guard reason.count <= 64, !reason.isEmpty, reason.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-") }) else {
             throw KetenpostError(.requestInvalid, "reason must be a short code of letters, digits and dashes, such as key-compromise.")
         }
-        try await apply([.revokeCertificate(fingerprint: fingerprint, at: clock(), reason: reason)], actor: actor, at: clock())
+        try await apply([.revokeCertificate(fingerprint: fingerprint, at: clock(), reason: reason)], actor: actor, at: clock(), logger: logger)
         logger.notice("certificate revoked", metadata: ["partner.id": "\(registered.record.partnerID)",
                                                         "certificate.fingerprint": "\(fingerprint.prefix(16))", "revocation.reason": "\(reason)"])
-        guard let updated = directory.partner(registered.record.partnerID) else { throw notFound(registered.record.partnerID) }
+        guard let updated = directory.snapshot.partner(registered.record.partnerID) else { throw notFound(registered.record.partnerID) }
         return view(updated)
     }
 
-    public func adminExpiring(within: TimeInterval, peer: Certificate?) throws(KetenpostError) -> API.AdminExpiring {
-        _ = try authenticateAdministrator(peer)
+    public func expiring(within: TimeInterval) -> API.AdminExpiring {
         let now = clock()
         return API.AdminExpiring(withinDays: Int(within / 86_400),
-                                 certificates: expiring(within: within, at: now).map { API.AdminExpiring.Item(partner: $0.partner, certificate: view($0.certificate, now: now)) })
+                                 certificates: directory.expiring(within: within, at: now).map { API.AdminExpiring.Item(partner: $0.partner, certificate: view($0.certificate, now: now)) })
     }
 
-    public func adminEvents(after: Int64, limit: Int, peer: Certificate?) async throws(KetenpostError) -> API.AdminEvents {
-        _ = try authenticateAdministrator(peer)
+    public func events(after: Int64, limit: Int, logger: Logger) async throws(KetenpostError) -> API.AdminEvents {
         do {
             return API.AdminEvents(events: try await store.auditRecords(after: after, limit: max(1, min(limit, 1000))).map {
                 API.AdminEvent(sequence: $0.sequence, at: $0.date, actor: $0.actor, action: $0.action, messageId: $0.messageId,
                                partner: $0.partnerId, fingerprint: $0.fingerprint, detail: $0.detail, hash: $0.hash)
             })
         } catch {
-            throw storeFailure(error)
+            throw .storeUnavailable(error, logger: logger)
         }
-    }
-
-    public func adminMetrics(peer: Certificate?) async throws(KetenpostError) -> String {
-        _ = try authenticateAdministrator(peer)
-        return await metricsText()
     }
 
     // MARK: Helpers
 
     /// Applies in the store, then reloads this instance's directory before answering.
-    func apply(_ changes: [DirectoryChange], actor: String, at now: Date) async throws(KetenpostError) {
+    func apply(_ changes: [DirectoryChange], actor: String, at now: Date, logger: Logger) async throws(KetenpostError) {
         do {
             try await store.applyDirectory(changes, actor: actor, at: now)
         } catch let error as DirectoryStoreError {
@@ -158,12 +141,12 @@ extension RelayCore {
             case .certificateRevoked: throw KetenpostError(.certificateRevoked, "Certificate \(error.subject.prefix(16))… is revoked; a revoked certificate does not change again.")
             }
         } catch {
-            throw storeFailure(error)
+            throw .storeUnavailable(error, logger: logger)
         }
         for change in changes {
             logger.notice("directory changed", metadata: ["directory.action": "\(Self.action(change))", "audit.actor": "\(actor)"])
         }
-        do { try await refreshDirectory() } catch { throw storeFailure(error) }
+        do { try await directory.refresh() } catch { throw .storeUnavailable(error, logger: logger) }
     }
 
     private static func action(_ change: DirectoryChange) -> String {
@@ -213,7 +196,7 @@ extension RelayCore {
             case .encryption: purpose = .contentEncryption
             case .tlsClient: purpose = .tlsClient
             }
-            do { try trust.verify(certificate, for: purpose, at: at) } catch { throw .certificate(error, role: "new") }
+            do { try credentials.trust.verify(certificate, for: purpose, at: at) } catch { throw .certificate(error, role: "new") }
         }
         return DirectoryImport.record(certificate, partner: partner, uses: uses, activatesAt: activatesAt, now: now)
     }
