@@ -56,13 +56,11 @@ struct Audit: AsyncParsableCommand {
                 let opened = try await open(location)
                 let report: AuditTrail.Report
                 do {
-                    report = try await AuditTrail.verify(store: opened, trust: anchors, relayID: relayID)
+                    report = try await opened.withRunning { try await AuditTrail.verify(store: opened, trust: anchors, relayID: relayID) }
                 } catch {
-                    await (opened as? any ClosableStore)?.shutdown()
                     throw KetenpostError(.storeUnavailable,
                                          "The audit trail in \(location.redacted) cannot be read; check that the store is reachable and holds a relay's tables (\(error)).")
                 }
-                await (opened as? any ClosableStore)?.shutdown()
                 if json {
                     printJSON(report)
                 } else if report.ok {
@@ -90,7 +88,7 @@ struct Audit: AsyncParsableCommand {
 
         /// SQLite read-only (the factory opens files for writing); PostgreSQL through the factory,
         /// which sends nothing but the SELECTs `verify` makes (no migration).
-        func open(_ location: StoreLocation) async throws -> any AuditStore {
+        func open(_ location: StoreLocation) async throws -> any RelayStore {
             switch location {
             case .sqlite(let path):
                 do { return try SQLiteMessageStore(path: path, readOnly: true) } catch {

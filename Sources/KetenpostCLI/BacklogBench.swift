@@ -68,8 +68,12 @@ struct BacklogBench: AsyncParsableCommand {
             location = .sqlite(path: work.appendingPathComponent("backlog.sqlite").path)
         }
         let store = try await StoreFactory.open(location)
+        try await store.withRunning { try await measure(store, location: location, targets: targets) }
+    }
+
+    /// The benchmark proper, on a running store.
+    private func measure(_ store: any RelayStore, location: StoreLocation, targets: [Int]) async throws {
         try await store.migrate()
-        defer { Task { await (store as? any ClosableStore)?.shutdown() } }
         print("Backlog benchmark on \(location.redacted): probe \(probe) operations (\(pattern == .spread ? "spread over the recipients" : "one recipient")), \(concurrency) tasks, \(bodyBytes)-byte bodies")
         print("backlog      enqueue/s   lease/s   ack/s   lease p99 ms   fill s   start s   stats s   RSS MiB")
 
@@ -77,12 +81,7 @@ struct BacklogBench: AsyncParsableCommand {
         let now = Date()
         // A store given by --store-url may already hold a backlog (a kept file from an earlier run):
         // fill only what is missing, so a large backlog can be measured (or profiled) again without refilling.
-        var pending = 0
-        if let stats = store as? any StatsStore {
-            pending = try await stats.queueStats().inboxes.reduce(0) { $0 + $1.pending }
-        } else {
-            for n in 0..<recipients { pending += try await store.pendingCount(recipient: "r-\(n)") }
-        }
+        var pending = try await store.queueStats().inboxes.reduce(0) { $0 + $1.pending }
         if pending > 0 { print("The store already holds \(pending) pending messages; filling only up to each size.") }
         var rows: [Row] = []
         // The probed recipient is "r-0"; the backlog is spread over the others as well.
@@ -147,21 +146,20 @@ struct BacklogBench: AsyncParsableCommand {
             // Start-up at this backlog: a second store object on the same data, as a restarted relay opens it.
             let startClock = ContinuousClock.now
             let reopened = try await StoreFactory.open(location)
-            try await reopened.migrate()
-            _ = try await reopened.pendingCount(recipient: "r-0")
-            let first = try await reopened.lease(recipient: "r-0", limit: 1, duration: 600, maxAttempts: 5, now: now)
-            let startSeconds = seconds(ContinuousClock.now - startClock)
-            for item in first {
-                _ = try await reopened.acknowledge(id: item.message.id, recipient: "r-0", leaseToken: item.message.leaseToken ?? "",
-                                                   receipt: Data("receipt".utf8), rejected: false, reasonCode: nil, now: now)
+            let startSeconds = try await reopened.withRunning {
+                try await reopened.migrate()
+                _ = try await reopened.pendingCount(recipient: "r-0")
+                let first = try await reopened.lease(recipient: "r-0", limit: 1, duration: 600, maxAttempts: 5, now: now)
+                let startSeconds = seconds(ContinuousClock.now - startClock)
+                for item in first {
+                    _ = try await reopened.acknowledge(id: item.message.id, recipient: "r-0", leaseToken: item.message.leaseToken ?? "",
+                                                       receipt: Data("receipt".utf8), rejected: false, reasonCode: nil, now: now)
+                }
+                return startSeconds
             }
-            await (reopened as? any ClosableStore)?.shutdown()
-            var statsSeconds: Double?
-            if let stats = store as? any StatsStore {
-                let statsClock = ContinuousClock.now
-                _ = try await stats.queueStats()
-                statsSeconds = seconds(ContinuousClock.now - statsClock)
-            }
+            let statsClock = ContinuousClock.now
+            _ = try await store.queueStats()
+            let statsSeconds: Double? = seconds(ContinuousClock.now - statsClock)
             let resident = Self.residentKiB()
             let row = Row(backlog: target, pattern: pattern, enqueuePerSecond: enqueue, leasePerSecond: lease, acknowledgePerSecond: acknowledge,
                           leaseP99Milliseconds: histogram.p99, fillSeconds: fillSeconds, startSeconds: startSeconds,

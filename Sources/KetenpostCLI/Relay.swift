@@ -47,12 +47,12 @@ struct Serve: AsyncParsableCommand {
             let logger = Logger(label: "ketenpost.relay")
             let server = try await RelayServer.prepare(configuration, logger: logger)
             let host = configuration.host
-            let app = try server.application(reloadOnSIGHUP: true, onRunning: { port in
+            let services = try server.services(reloadOnSIGHUP: true, onRunning: { port in
                 print("Ketenpost relay listening on https://\(host):\(port) (mutual TLS; Ctrl-C stops it)")
                 fflush(nil)
             })
-            try await app.runService()
-            await server.core.closeStore()
+            try await ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint],
+                                                        logger: logger)).run()
         } catch {
             throw fail(error)
         }

@@ -60,14 +60,7 @@ struct Report: AsyncParsableCommand {
             progress.say("counting messages accepted from \(from) to \(to) in \(location.redacted)…")
             let started = ContinuousClock.now
             let source = try await ReportSource.open(store)
-            let counts: [LabelCount]
-            do {
-                counts = try await source.labelCounts(from: start, to: end)
-            } catch {
-                await (source as? any ClosableStore)?.shutdown()
-                throw error
-            }
-            await (source as? any ClosableStore)?.shutdown()
+            let counts = try await source.withRunning { try await source.labelCounts(from: start, to: end) }
             let elapsed = ContinuousClock.now - started
             progress.say(String(format: "counted in %.2f s.", Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18))
             let report = ExtentReport(counts: counts, from: start, to: end, by: dimensions)
@@ -94,16 +87,13 @@ struct ProgressLines {
 
 /// A store opened for reading aggregates: a SQLite file (read-only) or a store URL.
 enum ReportSource {
-    static func open(_ text: String) async throws -> any ReportStore {
+    static func open(_ text: String) async throws -> any RelayStore {
         let location = StoreLocation.parse(text) ?? .sqlite(path: text)
         if case .sqlite(let path) = location {
             do { return try SQLiteMessageStore(path: path, readOnly: true) } catch {
                 throw KetenpostError(.configInvalid, "--store \(path) cannot be opened read-only: \(error)")
             }
         }
-        guard let store = try await StoreFactory.open(location) as? any ReportStore else {
-            throw KetenpostError(.configInvalid, "--store \(location.redacted) cannot produce reports.")
-        }
-        return store
+        return try await StoreFactory.open(location)
     }
 }

@@ -11,8 +11,11 @@ import NIOCore
 import Prometheus
 import ServiceLifecycle
 
-/// Builds a running relay from its configuration: development PKI on first start, the
-/// directory, the policy, the store, and the Hummingbird application with its services.
+/// Builds a relay from its configuration. `prepare` reads the files (development PKI on first
+/// start, credentials, policy) and opens the store without touching it; `services` gives the
+/// store and the relay application for one `ServiceGroup`, in that order: the store runs first
+/// and closes last, after the server drained. The relay application migrates the store, imports
+/// the directory and then serves.
 public struct RelayServer: Sendable {
     public let core: RelayCore
     public let configuration: RelayConfiguration
@@ -37,32 +40,49 @@ public struct RelayServer: Sendable {
         if let store {
             messageStore = store
         } else {
-            messageStore = try await StoreFactory.open(configuration.storeLocation)
+            messageStore = try await StoreFactory.open(configuration.storeLocation, logger: logger)
         }
-        try await messageStore.migrate()
-        // Seed the store's directory from partners.yaml: only what is missing is added, so
-        // changes made through the admin API survive restarts.
-        let snapshot = try await messageStore.directorySnapshot()
+        // The directory is loaded from the store by `start()`, once the store runs.
+        let core = RelayCore(configuration: configuration, directory: PartnerDirectory(version: -1, partners: []), policy: policy,
+                             credentials: credentials, store: messageStore, logger: logger, clock: clock)
+        core.credentials.checkCRLs()
+        return RelayServer(core: core, configuration: configuration)
+    }
+
+    /// Readies the running store: migrations, the import of `partners.yaml` (only what is
+    /// missing is added, so changes made through the admin API survive restarts), the
+    /// conformance echo, and this instance's directory snapshot.
+    public func start() async throws {
+        let store = core.store
+        let logger = core.logger
+        try await store.migrate()
+        let snapshot = try await store.directorySnapshot()
         let changes = try DirectoryImport.changes(file: configuration.partnersFile, certificateDirectory: configuration.certificateDirectory,
-                                                  current: snapshot, now: clock())
+                                                  current: snapshot, now: core.clock())
         if !changes.isEmpty {
             do {
-                try await messageStore.applyDirectory(changes, actor: "import:" + URL(fileURLWithPath: configuration.partnersFile).lastPathComponent, at: clock())
-            } catch is DirectoryStoreError {
+                try await store.applyDirectory(changes, actor: "import:" + URL(fileURLWithPath: configuration.partnersFile).lastPathComponent,
+                                               at: core.clock())
+            } catch is StoreError {
                 // Another instance imported the same entries at the same moment; its import stands.
             }
             logger.notice("directory imported", metadata: ["directory.changes": "\(changes.count)"])
         }
         if let echo = configuration.conformanceEcho {
-            try await ConformanceEcho.register(echo, configuration: configuration, store: messageStore, now: clock(), logger: logger)
+            try await ConformanceEcho.register(echo, configuration: configuration, store: store, now: core.clock(), logger: logger)
         }
-        let directory = PartnerDirectory(snapshot: try await messageStore.directorySnapshot())
-        let core = RelayCore(configuration: configuration, directory: directory, policy: policy, credentials: credentials,
-                             store: messageStore, logger: logger, clock: clock)
-        core.directory.updateCertificateGauges()
-        core.metrics.directoryVersion.set(Double(directory.version))
-        core.credentials.checkCRLs()
-        return RelayServer(core: core, configuration: configuration)
+        try await core.directory.refresh(force: true)
+    }
+
+    /// The services of a relay, in `ServiceGroup` order: the store, then the relay application
+    /// (`start()`, then the Hummingbird application with its housekeeping services).
+    public func services(reloadOnSIGHUP: Bool = false,
+                         onMetricsRunning: @escaping @Sendable (Int) async -> Void = { _ in },
+                         onStatusRunning: @escaping @Sendable (Int) async -> Void = { _ in },
+                         onRunning: @escaping @Sendable (Int) async -> Void = { _ in }) throws -> [any Service] {
+        let app = try application(reloadOnSIGHUP: reloadOnSIGHUP, onMetricsRunning: onMetricsRunning,
+                                  onStatusRunning: onStatusRunning, onRunning: onRunning)
+        return [core.store, StartThenServe(server: self, app: app)]
     }
 
     /// The Hummingbird application with the sweeper service. `onRunning` gets the bound port.
@@ -128,6 +148,18 @@ public struct RelayServer: Sendable {
                 await onRunning(port)
             },
             logger: logger)
+    }
+}
+
+/// The relay application as one service: the store is readied before the listeners open and
+/// the housekeeping services start, so that none of them sees an unmigrated store.
+struct StartThenServe<App: ApplicationProtocol>: Service {
+    let server: RelayServer
+    let app: App
+
+    func run() async throws {
+        try await server.start()
+        try await app.run()
     }
 }
 
@@ -199,14 +231,18 @@ public final class RunningRelay: Sendable {
         let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
         let (metricsPorts, metricsContinuation) = AsyncStream.makeStream(of: Int.self)
         let (statusPorts, statusContinuation) = AsyncStream.makeStream(of: Int.self)
-        let app = try server.application(onMetricsRunning: { metricsContinuation.yield($0) },
-                                         onStatusRunning: { statusContinuation.yield($0) }) { port in continuation.yield(port) }
-        let group = ServiceGroup(configuration: .init(services: [app], gracefulShutdownSignals: [], logger: logger))
-        let task = Task { try await group.run() }
+        let services = try server.services(onMetricsRunning: { metricsContinuation.yield($0) },
+                                           onStatusRunning: { statusContinuation.yield($0) }) { port in continuation.yield(port) }
+        let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [], logger: logger))
+        let task = Task {
+            // A start-up failure (a bad partners.yaml, an unreachable store) ends the wait for the port.
+            defer { continuation.finish() }
+            try await group.run()
+        }
         var iterator = ports.makeAsyncIterator()
         guard let port = await iterator.next() else {
-            task.cancel()
-            throw KetenpostError(.internalError, "The relay did not start.")
+            try await task.value
+            throw KetenpostError(.internalError, "The relay stopped before it listened.")
         }
         var metricsPort: Int?
         if server.configuration.metricsHost != nil {
@@ -221,10 +257,9 @@ public final class RunningRelay: Sendable {
         return RunningRelay(port: port, metricsPort: metricsPort, statusPort: statusPort, core: server.core, group: group, task: task)
     }
 
-    /// Graceful shutdown: in-flight requests finish; returns when the server has stopped.
+    /// Graceful shutdown: in-flight requests finish, then the store closes; returns when all has stopped.
     public func stop() async {
         await group.triggerGracefulShutdown()
         _ = try? await task.value
-        await core.closeStore()
     }
 }

@@ -144,17 +144,6 @@ public struct DirectorySnapshot: Sendable, Equatable {
     }
 }
 
-/// Why a batch of directory changes was refused; nothing of the batch was applied.
-public struct DirectoryStoreError: Error, Sendable, Equatable {
-    public enum Kind: String, Sendable { case partnerExists, partnerNotFound, certificateExists, certificateNotFound, certificateRevoked }
-    public var kind: Kind
-    /// The partner id or certificate fingerprint concerned.
-    public var subject: String
-    public init(_ kind: Kind, _ subject: String) {
-        self.kind = kind
-        self.subject = subject
-    }
-}
 
 /// The partner directory in the store, so that every relay instance sees the same partners,
 /// certificates and states. Every backend passes the same contract tests.
@@ -166,10 +155,8 @@ public protocol DirectoryStore: Sendable {
     func directorySnapshot() async throws -> DirectorySnapshot
 
     /// Applies the changes in one transaction, each with an audit record naming `actor`, or none
-    /// of them (`DirectoryStoreError`). Returns the new version.
+    /// of them (`StoreError`). Returns the new version.
     @discardableResult
     func applyDirectory(_ changes: [DirectoryChange], actor: String, at: Date) async throws -> Int64
 }
 
-/// What a relay needs from its storage.
-public typealias RelayStore = MessageStore & DirectoryStore & AuditStore & StatsStore & ReportStore

@@ -1,4 +1,5 @@
 import Foundation
+import ServiceLifecycle
 
 /// Where a message stands. The sender sees every change.
 public enum MessageState: String, Codable, Sendable, CaseIterable {
@@ -255,14 +256,30 @@ public enum StoreNotification: Sendable, Equatable {
     case directory
 }
 
-/// A store that can notify every instance of changes (PostgreSQL: LISTEN/NOTIFY). Stores that
-/// live in one process (SQLite) do not conform; the relay then notifies itself.
-public protocol NotifyingStore: Sendable {
-    /// Notifications from every instance, this one included, until `shutdown()`.
-    func notifications() async throws -> AsyncStream<StoreNotification>
+/// What a relay needs from its storage, in one protocol with one lifetime: messages, the
+/// partner directory, the audit trail, statistics and reports, and notifications between
+/// instances. Every backend passes the same contract tests (Tests/KetenpostStoreTests).
+///
+/// A store is a `Service`: it is usable while its `run()` runs (PostgreSQL: the connection pool
+/// of `PostgresClient`), and `run()` returns at graceful shutdown or cancellation, after which
+/// calls fail with `StoreError.closed` or wait. In the relay's `ServiceGroup` it is listed before
+/// the HTTP server, so it closes after the server drained. Programs and tests that use a store
+/// on its own wrap their work in `withRunning(_:)`.
+public protocol RelayStore: MessageStore, DirectoryStore, AuditStore, StatsStore, ReportStore, Service {
+    /// Changes made by any instance, this one included, while the store runs (PostgreSQL:
+    /// LISTEN/NOTIFY); nil for a store that lives in one process (SQLite), where the relay
+    /// notifies itself.
+    func notifications() async throws -> AsyncStream<StoreNotification>?
 }
 
-/// Stores that hold connections or background tasks release them here.
-public protocol ClosableStore: Sendable {
-    func shutdown() async
+extension RelayStore {
+    /// Runs the store around `body` and stops it afterwards: for a store used outside a
+    /// `ServiceGroup` (command-line tools, tests).
+    public func withRunning<T: Sendable>(_ body: () async throws -> T) async throws -> T {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await self.run() }
+            defer { group.cancelAll() }
+            return try await body()
+        }
+    }
 }

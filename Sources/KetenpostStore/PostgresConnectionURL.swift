@@ -39,7 +39,7 @@ public struct PostgresConnectionURL: Sendable, Equatable, CustomStringConvertibl
 
     /// Parses a connection URL; the error says which part is wrong (never repeating the password).
     public init(_ text: String) throws {
-        func fail(_ reason: String) -> PostgresStoreError { PostgresStoreError(.invalidURL, reason) }
+        func fail(_ reason: String) -> StoreError { StoreError(.invalidURL, reason) }
         var rest = Substring(text)
         guard let schemeEnd = rest.range(of: "://") else { throw fail("expected postgres://user@host:port/database") }
         let scheme = rest[..<schemeEnd.lowerBound].lowercased()
@@ -135,25 +135,3 @@ public struct PostgresConnectionURL: Sendable, Equatable, CustomStringConvertibl
     }
 }
 
-/// Why the PostgreSQL store could not be opened or used.
-public struct PostgresStoreError: Error, Sendable, Equatable, CustomStringConvertible {
-    public struct Code: Sendable, Hashable, CustomStringConvertible {
-        let name: String
-        public static let invalidURL = Code(name: "invalid connection URL")
-        public static let tls = Code(name: "TLS configuration")
-        public static let unexpectedResult = Code(name: "unexpected result")
-        public static let closed = Code(name: "store shut down")
-        public var description: String { name }
-    }
-
-    public var code: Code
-    /// A sentence for the operator; metadata only (no passwords, no message content).
-    public var reason: String
-
-    public init(_ code: Code, _ reason: String) {
-        self.code = code
-        self.reason = reason
-    }
-
-    public var description: String { "PostgreSQL store: \(code): \(reason)" }
-}

@@ -2,7 +2,7 @@ import Foundation
 import PostgresNIO
 
 /// The directory tables of the PostgreSQL backend: the same tables and rules as SQLite's.
-extension PostgresMessageStore: DirectoryStore {
+extension PostgresMessageStore {  // DirectoryStore
     public func directoryVersion() async throws -> Int64 {
         try await client.query("SELECT version FROM directory_version WHERE id = 1", logger: logger)
             .collect().first.map { try $0.decode(Int64.self) } ?? 0
@@ -39,7 +39,7 @@ extension PostgresMessageStore: DirectoryStore {
                 switch change {
                 case .addPartner(let p):
                     guard try await !self.exists(connection, "SELECT 1 FROM partners WHERE id = \(p.id)") else {
-                        throw DirectoryStoreError(.partnerExists, p.id)
+                        throw StoreError(.partnerExists, subject: p.id)
                     }
                     try await self.run(connection, """
                         INSERT INTO partners (id, name, role, oin, state) VALUES (\(p.id), \(p.name), \(p.role), \(p.oin), \(p.state))
@@ -47,15 +47,15 @@ extension PostgresMessageStore: DirectoryStore {
                     partnerID = p.id
                 case .setPartnerState(let id, let state):
                     guard try await self.exists(connection, "UPDATE partners SET state = \(state) WHERE id = \(id) RETURNING id") else {
-                        throw DirectoryStoreError(.partnerNotFound, id)
+                        throw StoreError(.partnerNotFound, subject: id)
                     }
                     partnerID = id
                 case .addCertificate(let c):
                     guard try await self.exists(connection, "SELECT 1 FROM partners WHERE id = \(c.partnerID)") else {
-                        throw DirectoryStoreError(.partnerNotFound, c.partnerID)
+                        throw StoreError(.partnerNotFound, subject: c.partnerID)
                     }
                     guard try await !self.exists(connection, "SELECT 1 FROM certificates WHERE fingerprint = \(c.fingerprint)") else {
-                        throw DirectoryStoreError(.certificateExists, c.fingerprint)
+                        throw StoreError(.certificateExists, subject: c.fingerprint)
                     }
                     let uses = c.uses.map(\.rawValue).joined(separator: ",")
                     try await self.run(connection, """
@@ -99,10 +99,10 @@ extension PostgresMessageStore: DirectoryStore {
         guard let row = try await rows(connection, """
             SELECT partner_id, revoked_at FROM certificates WHERE fingerprint = \(fingerprint) FOR UPDATE
             """).first else {
-            throw DirectoryStoreError(.certificateNotFound, fingerprint)
+            throw StoreError(.certificateNotFound, subject: fingerprint)
         }
         let (partnerID, revokedAt) = try row.decode((String, Double?).self)
-        guard revokedAt == nil else { throw DirectoryStoreError(.certificateRevoked, fingerprint) }
+        guard revokedAt == nil else { throw StoreError(.certificateRevoked, subject: fingerprint) }
         return partnerID
     }
 
@@ -114,7 +114,7 @@ extension PostgresMessageStore: DirectoryStore {
         let row = row.makeRandomAccess()
         func date(_ column: String) throws -> Date? { try row[column].decode(Double?.self).map(Date.init(timeIntervalSince1970:)) }
         func required(_ column: String) throws -> Date {
-            guard let value = try date(column) else { throw PostgresStoreError(.unexpectedResult, "certificates.\(column) is NULL") }
+            guard let value = try date(column) else { throw StoreError(.unexpectedResult, "certificates.\(column) is NULL") }
             return value
         }
         let uses = try row["uses"].decode(String.self).split(separator: ",").compactMap { CertificateUse(rawValue: String($0)) }
@@ -127,13 +127,13 @@ extension PostgresMessageStore: DirectoryStore {
     }
 }
 
-extension PostgresMessageStore: AuditStore {
+extension PostgresMessageStore {  // AuditStore
     /// Locks the chain head for the rest of the transaction: every writer on every instance
     /// appends after the head it read here. Always the last lock a transaction takes (but in
     /// `submit`, which takes no other), so waiting for it never closes a cycle.
     func lockAuditHead(_ connection: PostgresConnection) async throws -> (sequence: Int64, hash: String) {
         guard let row = try await rows(connection, "SELECT sequence, hash FROM audit_head WHERE id = 1 FOR UPDATE").first else {
-            throw PostgresStoreError(.unexpectedResult, "audit_head has no row; was migrate() run?")
+            throw StoreError(.unexpectedResult, "audit_head has no row; was migrate() run?")
         }
         let (sequence, hash) = try row.decode((Int64, String).self)
         return (sequence, hash)

@@ -2,10 +2,12 @@ import Foundation
 import Logging
 import NIOSSL
 import PostgresNIO
+import ServiceLifecycle
 import Synchronization
 
 /// The shared backend: one PostgreSQL database for several relay instances, through PostgresNIO's
-/// `PostgresClient` (a connection pool whose `run()` this store owns until `shutdown()`).
+/// `PostgresClient` (a connection pool that works while this store's `run()` runs: the store is
+/// a `Service` in the relay's `ServiceGroup`).
 ///
 /// It keeps the SQLite backend's rules (the same contract tests) across instances:
 /// - Every writing transaction appends its audit records last, under the one-row `audit_head`
@@ -24,20 +26,19 @@ import Synchronization
 ///
 /// Durability: "accepted" means committed; the server's `synchronous_commit` (on by default)
 /// decides whether that commit was flushed to disk, as SQLite's `synchronous = FULL` does.
-public final class PostgresMessageStore: MessageStore, NotifyingStore, ClosableStore {
+public final class PostgresMessageStore: RelayStore {
     let client: PostgresClient
     let logger: Logger
-    private let runTask: Task<Void, Never>
     private let groupCommit = GroupCommit<NewMessage, SubmitOutcome>()
     private let acknowledgements = GroupCommit<AcknowledgeRequest, AcknowledgeOutcome>()
     private let leases = GroupCommit<LeaseRequest, [Lease]>()
     private let listeners = ListenerRegistry()
 
-    /// Connects to `url` (see `PostgresConnectionURL` for the format and TLS modes). Nothing is sent
-    /// before the first call; call `migrate()` before use and `shutdown()` at the end.
+    /// Connects to `url` (see `PostgresConnectionURL` for the format and TLS modes) once `run()`
+    /// runs; call `migrate()` before use.
     /// - Parameters:
     ///   - maximumConnections: the pool's size (one more is held while `notifications()` is used).
-    ///   - logger: background logs of the pool; metadata only. Silent when nil.
+    ///   - logger: the store's and the pool's logs (PostgresNIO's background logger); metadata only. Silent when nil.
     public convenience init(url: String, maximumConnections: Int = 20, logger: Logger? = nil) throws {
         try self.init(url: PostgresConnectionURL(url), maximumConnections: maximumConnections, logger: logger)
     }
@@ -50,22 +51,26 @@ public final class PostgresMessageStore: MessageStore, NotifyingStore, ClosableS
         let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
         self.client = client
         self.logger = logger
-        // Detached: `run()` ends on a ServiceLifecycle graceful shutdown found in its task-locals,
-        // which would close the store under a relay still draining requests. `shutdown()` ends it.
-        runTask = Task.detached { await client.run() }
     }
 
     deinit {
-        // A store dropped without `shutdown()` still closes its connections.
         listeners.closeAll()
-        runTask.cancel()
     }
 
-    /// Ends the notification streams and closes every connection; later calls fail.
-    public func shutdown() async {
+    /// Runs the connection pool until graceful shutdown or cancellation. The notification streams
+    /// end first (each holds a connection the pool would wait for); then every connection closes.
+    public func run() async throws {
+        let listeners = self.listeners
+        await withTaskCancellationHandler {
+            await withGracefulShutdownHandler {
+                await client.run()
+            } onGracefulShutdown: {
+                listeners.closeAll()
+            }
+        } onCancel: {
+            listeners.closeAll()
+        }
         for task in listeners.closeAll() { await task.value }
-        runTask.cancel()
-        await runTask.value
     }
 
     private static func tls(for url: PostgresConnectionURL) throws -> PostgresClient.Configuration.TLS {
@@ -77,7 +82,7 @@ public final class PostgresMessageStore: MessageStore, NotifyingStore, ClosableS
             do {
                 tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(path))
             } catch {
-                throw PostgresStoreError(.tls, "sslrootcert \(path) is not a readable PEM certificate file")
+                throw StoreError(.tls, "sslrootcert \(path) is not a readable PEM certificate file")
             }
         }
         switch url.sslMode {
@@ -299,7 +304,7 @@ public final class PostgresMessageStore: MessageStore, NotifyingStore, ClosableS
                     if !notify.contains(message.recipient) { notify.append(message.recipient) }
                 } else {
                     guard let existing = try await self.fetch(connection, id: message.id) else {
-                        throw PostgresStoreError(.unexpectedResult, "insert of a message reported a conflict, but no message has its id")
+                        throw StoreError(.unexpectedResult, "insert of a message reported a conflict, but no message has its id")
                     }
                     outcomes.append(existing.digest == message.digest && existing.sender == message.sender ? .duplicate(existing) : .conflict)
                 }
@@ -769,7 +774,7 @@ public final class PostgresMessageStore: MessageStore, NotifyingStore, ClosableS
     // MARK: - Connections and transactions
 
     /// One transaction on one pooled connection. Rolled back when `body` throws (the error is
-    /// rethrown as it is, e.g. `DirectoryStoreError`). A deadlock or serialization failure
+    /// rethrown as it is, e.g. a directory `StoreError`). A deadlock or serialization failure
     /// reported by the server (not expected with the lock order above, but cheap to survive)
     /// runs the whole transaction again.
     func transaction<T: Sendable>(level: String? = nil,
@@ -829,7 +834,7 @@ public final class PostgresMessageStore: MessageStore, NotifyingStore, ClosableS
         let row = row.makeRandomAccess()
         func date(_ column: String) throws -> Date? { try row[column].decode(Double?.self).map(Date.init(timeIntervalSince1970:)) }
         func required<T>(_ value: T?, _ column: String) throws -> T {
-            guard let value else { throw PostgresStoreError(.unexpectedResult, "messages.\(column) is NULL") }
+            guard let value else { throw StoreError(.unexpectedResult, "messages.\(column) is NULL") }
             return value
         }
         let state = try row["state"].decode(String.self)
@@ -869,14 +874,14 @@ public final class PostgresMessageStore: MessageStore, NotifyingStore, ClosableS
     /// the server confirmed it, so every change committed after this returns is heard.
     /// If that connection breaks, it reconnects; what was sent in between is lost (so the
     /// relay keeps a slow fallback poll), and a `.directory` is yielded so that it reloads.
-    public func notifications() async throws -> AsyncStream<StoreNotification> {
+    public func notifications() async throws -> AsyncStream<StoreNotification>? {
         let (stream, continuation) = AsyncStream<StoreNotification>.makeStream(bufferingPolicy: .bufferingNewest(4096))
         let (ready, readyContinuation) = AsyncStream<Result<Void, any Error>>.makeStream()
         let client = self.client, logger = self.logger
         let task = try listeners.add(continuation) {
             Task.detached { await Self.listen(client: client, logger: logger, into: continuation, ready: readyContinuation) }
         }
-        var outcome: Result<Void, any Error> = .failure(PostgresStoreError(.closed, "notifications() ended by shutdown()"))
+        var outcome: Result<Void, any Error> = .failure(StoreError(.closed, "notifications() ended: the store stopped"))
         for await result in ready {
             outcome = result
             break
@@ -932,7 +937,7 @@ public final class PostgresMessageStore: MessageStore, NotifyingStore, ClosableS
     }
 }
 
-/// The running `notifications()` streams, so that `shutdown()` ends them.
+/// The running `notifications()` streams, so that the end of `run()` ends them.
 private final class ListenerRegistry: Sendable {
     private struct State {
         var closed = false
@@ -945,7 +950,7 @@ private final class ListenerRegistry: Sendable {
     func add(_ continuation: AsyncStream<StoreNotification>.Continuation,
              start: () -> Task<Void, Never>) throws -> Task<Void, Never> {
         let (task, id) = try state.withLock { state in
-            guard !state.closed else { throw PostgresStoreError(.closed, "notifications() after shutdown()") }
+            guard !state.closed else { throw StoreError(.closed, "notifications() after the store stopped") }
             let task = start()
             state.next += 1
             state.active[state.next] = (task, continuation)

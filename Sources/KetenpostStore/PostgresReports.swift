@@ -2,7 +2,7 @@ import Foundation
 import PostgresNIO
 
 /// Report and monitoring aggregates on PostgreSQL (metadata only), as in the SQLite backend.
-extension PostgresMessageStore: ReportStore, StatsStore {
+extension PostgresMessageStore {  // ReportStore, StatsStore
     public func labelCounts(from: Date, to: Date) async throws -> [LabelCount] {
         let rows = try await client.query("""
             SELECT to_char(to_timestamp(floor(accepted_at)) AT TIME ZONE 'UTC', 'YYYY-MM') AS month, type, exploitation_form, region,

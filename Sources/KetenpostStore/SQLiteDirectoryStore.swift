@@ -2,7 +2,7 @@ import Foundation
 import GRDB
 
 /// The directory tables of the SQLite backend, in the same file as the queue.
-extension SQLiteMessageStore: DirectoryStore {
+extension SQLiteMessageStore {  // DirectoryStore
     static let directorySchema = """
         CREATE TABLE directory_version (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL);
         INSERT INTO directory_version (id, version) VALUES (1, 0);
@@ -78,21 +78,21 @@ extension SQLiteMessageStore: DirectoryStore {
                 switch change {
                 case .addPartner(let p):
                     guard try !Bool.exists(db, "SELECT 1 FROM partners WHERE id = ?", [p.id]) else {
-                        throw DirectoryStoreError(.partnerExists, p.id)
+                        throw StoreError(.partnerExists, subject: p.id)
                     }
                     try db.execute(sql: "INSERT INTO partners (id, name, role, oin, state) VALUES (?, ?, ?, ?, ?)",
                                    arguments: [p.id, p.name, p.role, p.oin, p.state])
                     partnerID = p.id
                 case .setPartnerState(let id, let state):
                     try db.execute(sql: "UPDATE partners SET state = ? WHERE id = ?", arguments: [state, id])
-                    guard db.changesCount == 1 else { throw DirectoryStoreError(.partnerNotFound, id) }
+                    guard db.changesCount == 1 else { throw StoreError(.partnerNotFound, subject: id) }
                     partnerID = id
                 case .addCertificate(let c):
                     guard try Bool.exists(db, "SELECT 1 FROM partners WHERE id = ?", [c.partnerID]) else {
-                        throw DirectoryStoreError(.partnerNotFound, c.partnerID)
+                        throw StoreError(.partnerNotFound, subject: c.partnerID)
                     }
                     guard try !Bool.exists(db, "SELECT 1 FROM certificates WHERE fingerprint = ?", [c.fingerprint]) else {
-                        throw DirectoryStoreError(.certificateExists, c.fingerprint)
+                        throw StoreError(.certificateExists, subject: c.fingerprint)
                     }
                     try db.execute(sql: """
                         INSERT INTO certificates (fingerprint, partner_id, der, uses, serial, not_before, not_after,
@@ -129,9 +129,9 @@ extension SQLiteMessageStore: DirectoryStore {
     private static func livePartner(_ db: Database, fingerprint: String) throws -> String {
         guard let row = try Row.fetchOne(db, sql: "SELECT partner_id, revoked_at FROM certificates WHERE fingerprint = ?",
                                          arguments: [fingerprint]) else {
-            throw DirectoryStoreError(.certificateNotFound, fingerprint)
+            throw StoreError(.certificateNotFound, subject: fingerprint)
         }
-        guard (row["revoked_at"] as Double?) == nil else { throw DirectoryStoreError(.certificateRevoked, fingerprint) }
+        guard (row["revoked_at"] as Double?) == nil else { throw StoreError(.certificateRevoked, subject: fingerprint) }
         return row["partner_id"]
     }
 
@@ -146,7 +146,7 @@ extension SQLiteMessageStore: DirectoryStore {
     }
 }
 
-extension SQLiteMessageStore: AuditStore {
+extension SQLiteMessageStore {  // AuditStore
     /// Appends hash-chained records inside the caller's write transaction (which holds the
     /// write lock, so the head read here is the head the new records follow).
     static func appendAudit(_ db: Database, _ events: [AuditEvent], at date: Date) throws {
@@ -207,7 +207,7 @@ extension Bool {
     }
 }
 
-extension SQLiteMessageStore: ReportStore {
+extension SQLiteMessageStore {  // ReportStore
     public func labelCounts(from: Date, to: Date) async throws -> [LabelCount] {
         try await pool.read { db in
             try Row.fetchAll(db, sql: """
@@ -223,7 +223,7 @@ extension SQLiteMessageStore: ReportStore {
     }
 }
 
-extension SQLiteMessageStore: StatsStore {
+extension SQLiteMessageStore {  // StatsStore
     public func queueStats() async throws -> QueueStats {
         try await pool.read { db in
             // The pending index holds only rows not yet final, so this walks the backlog, not the

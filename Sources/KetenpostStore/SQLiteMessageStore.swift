@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import ServiceLifecycle
 
 /// The default backend: one SQLite file in WAL mode through a GRDB `DatabasePool`.
 ///
@@ -8,7 +9,7 @@ import GRDB
 /// queue, also when several processes share the file. Readers (status, body) never wait
 /// for writers. Times are stored as REAL seconds since 1970; ids as lowercase UUID text.
 /// Bodies are ciphertext and never leave this type except through `lease` and `body(id:)`.
-public final class SQLiteMessageStore: MessageStore {
+public final class SQLiteMessageStore: RelayStore {
     let pool: DatabasePool
     private let writes: SQLiteWriteBatcher
 
@@ -48,6 +49,17 @@ public final class SQLiteMessageStore: MessageStore {
         try pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
         writes = SQLiteWriteBatcher(pool: pool)
     }
+
+    // MARK: - Lifetime
+
+    /// Nothing to run: the file is open from `init` to the end. Returns at graceful shutdown or
+    /// cancellation, like every store.
+    public func run() async throws {
+        do { try await gracefulShutdown() } catch {}
+    }
+
+    /// One process writes through this store's notifier alone: nothing to listen to.
+    public func notifications() async throws -> AsyncStream<StoreNotification>? { nil }
 
     // MARK: - Schema
 
@@ -152,7 +164,7 @@ public final class SQLiteMessageStore: MessageStore {
     public func migrate() async throws {
         // A newer relay may have replaced indexes this version names: refuse to run on its store.
         if try await pool.read({ db in try Self.migrator.hasBeenSuperseded(db) }) {
-            throw SQLiteStoreError(.newerSchema, "The store at \(pool.path) was upgraded by a newer Ketenpost version. Run that version (or newer) on it.")
+            throw StoreError(.newerSchema, "The store at \(pool.path) was upgraded by a newer Ketenpost version. Run that version (or newer) on it.")
         }
         do {
             try await runMigrator()
@@ -540,26 +552,3 @@ public final class SQLiteMessageStore: MessageStore {
     }
 }
 
-/// Why the SQLite store cannot be used.
-public struct SQLiteStoreError: Error, Sendable, Equatable, CustomStringConvertible {
-    public struct Code: Sendable, Hashable, CustomStringConvertible {
-        let name: String
-        /// The file carries migrations this version does not know (a newer relay migrated it).
-        public static let newerSchema = Code(name: "store.schema-newer")
-        public var description: String { name }
-    }
-
-    public var code: Code
-    /// A sentence for the operator; metadata only.
-    public var reason: String
-
-    public init(_ code: Code, _ reason: String) {
-        self.code = code
-        self.reason = reason
-    }
-
-    /// Only the code takes part in equality: reasons may be reworded, codes never.
-    public static func == (lhs: Self, rhs: Self) -> Bool { lhs.code == rhs.code }
-
-    public var description: String { "SQLite store: \(code): \(reason)" }
-}

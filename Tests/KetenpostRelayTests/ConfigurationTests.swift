@@ -66,6 +66,7 @@ import Testing
         c.adminCertificates = [pki.adminDirectory + "/cert.pem"]
         #expect(!pki.exists)
         let server = try await RelayServer.prepare(c, logger: Logger(label: "test"))
+        try await server.core.store.withRunning { try await server.start() }
         #expect(pki.exists)
         #expect(server.core.directory.snapshot.partners.count == 8)
         #expect(FileManager.default.fileExists(atPath: pki.adminDirectory + "/key.pem"))
@@ -73,7 +74,8 @@ import Testing
         c.certificateDirectory = dir.appendingPathComponent("nowhere").path
         c.developmentPKIDirectory = nil
         do {
-            _ = try await RelayServer.prepare(c, logger: Logger(label: "test"))
+            let server = try await RelayServer.prepare(c, logger: Logger(label: "test"))
+            try await server.core.store.withRunning { try await server.start() }
             Issue.record("started without partner certificates")
         } catch let error as KetenpostError {
             #expect(error.code == .configInvalid)

@@ -45,7 +45,7 @@ struct DirectoryContract {
         try await withStore(backend) { store in
             try await store.applyDirectory([.addPartner(Self.partner("p-a"))], actor: "a", at: at(0))
             let before = try await store.directorySnapshot()
-            let cases: [([DirectoryChange], DirectoryStoreError.Kind)] = [
+            let cases: [([DirectoryChange], StoreError.Code)] = [
                 ([.addPartner(Self.partner("p-b")), .addPartner(Self.partner("p-a"))], .partnerExists),
                 ([.addCertificate(Self.certificate("bb", of: "p-a")), .addCertificate(Self.certificate("bb", of: "p-a"))], .certificateExists),
                 ([.addCertificate(Self.certificate("cc", of: "nobody"))], .partnerNotFound),
@@ -56,8 +56,8 @@ struct DirectoryContract {
                 do {
                     try await store.applyDirectory(changes, actor: "a", at: at(1))
                     Issue.record("expected \(kind)")
-                } catch let error as DirectoryStoreError {
-                    #expect(error.kind == kind)
+                } catch let error as StoreError {
+                    #expect(error.code == kind)
                 }
                 #expect(try await store.directorySnapshot() == before)
                 #expect(try await store.auditRecords(after: 0, limit: 100).count == 1)
@@ -83,8 +83,8 @@ struct DirectoryContract {
                 do {
                     try await store.applyDirectory([change], actor: "a", at: at(6))
                     Issue.record("a revoked certificate changed")
-                } catch let error as DirectoryStoreError {
-                    #expect(error.kind == .certificateRevoked)
+                } catch let error as StoreError {
+                    #expect(error.code == .certificateRevoked)
                 }
             }
             #expect(try await store.directorySnapshot().certificates.first { $0.fingerprint == "bb" }?.revocationReason == "key-compromise")

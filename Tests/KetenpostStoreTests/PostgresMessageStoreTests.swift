@@ -14,13 +14,15 @@ struct PostgresMessageStoreTests {
         let database = try await server.createDatabase()
         defer { server.dropDatabase(database) }
         var stores: [PostgresMessageStore] = []
+        var running: [RunningStore] = []
         for _ in 0..<count {
             let store = try PostgresMessageStore(url: server.url(database: database), maximumConnections: 4)
+            running.append(RunningStore(store))
             try await store.migrate()
             stores.append(store)
         }
         try await body(stores)
-        for store in stores { await store.shutdown() }
+        for store in running { await store.stop() }
     }
 
     // MARK: URL
@@ -57,7 +59,7 @@ struct PostgresMessageStoreTests {
         do {
             _ = try PostgresConnectionURL(text)
             Issue.record("accepted \(text)")
-        } catch let error as PostgresStoreError {
+        } catch let error as StoreError {
             #expect(error.code == .invalidURL)
             #expect(error.description.contains(reason), "\(error)")
             #expect(!error.description.contains("p%zz"))
@@ -67,7 +69,7 @@ struct PostgresMessageStoreTests {
     }
 
     @Test func aMissingRootCertificateFailsAtInit() {
-        #expect(throws: PostgresStoreError.self) {
+        #expect(throws: StoreError.self) {
             _ = try PostgresMessageStore(url: "postgres://u@127.0.0.1/d?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem")
         }
     }
@@ -76,8 +78,8 @@ struct PostgresMessageStoreTests {
 
     @Test(.enabled(if: serverAvailable)) func aSubmitWakesListenersOnEveryInstance() async throws {
         try await withPostgres(2) { stores in
-            let heard = try await stores[0].notifications()
-            let heardHere = try await stores[1].notifications()
+            let heard = try #require(try await stores[0].notifications())
+            let heardHere = try #require(try await stores[1].notifications())
             try await stores[1].accept(newMessage(to: "opvang-oost"))
             try await stores[1].applyDirectory([.addPartner(DirectoryPartner(id: "p", name: "P", role: "municipality", oin: "1",
                                                                              state: "active"))], actor: "a", at: at(0))
@@ -94,7 +96,7 @@ struct PostgresMessageStoreTests {
         try await withPostgres(1) { stores in
             let store = stores[0]
             let first = try await store.accept(newMessage(to: "a"))
-            let stream = try await store.notifications()
+            let stream = try #require(try await store.notifications())
             _ = try await store.submit(newMessage(id: first.id, to: "a", digest: first.digest))   // duplicate
             _ = try await store.submit(newMessage(id: first.id, to: "a"))                          // conflict
             try await store.accept(newMessage(to: "b"))
@@ -109,8 +111,9 @@ struct PostgresMessageStoreTests {
         let database = try await server.createDatabase()
         defer { server.dropDatabase(database) }
         let store = try PostgresMessageStore(url: server.url(database: database))
+        let storeRun = RunningStore(store)
         try await store.migrate()
-        let stream = try await store.notifications()
+        let stream = try #require(try await store.notifications())
         // The server ends the listening session (as a restart or a network cut would).
         try await server.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '\(database)' AND query LIKE 'LISTEN%'")
         var iterator = stream.makeAsyncIterator()
@@ -118,7 +121,7 @@ struct PostgresMessageStoreTests {
         #expect(await iterator.next() == .directory)
         try await store.accept(newMessage(to: "after-reconnect"))
         #expect(await iterator.next() == .inbox(recipient: "after-reconnect"))
-        await store.shutdown()
+        await storeRun.stop()
     }
 
     @Test(.enabled(if: serverAvailable)) func shutdownEndsNotificationsAndLaterCallsFail() async throws {
@@ -126,9 +129,10 @@ struct PostgresMessageStoreTests {
         let database = try await server.createDatabase()
         defer { server.dropDatabase(database) }
         let store = try PostgresMessageStore(url: server.url(database: database))
+        let storeRun = RunningStore(store)
         try await store.migrate()
-        let stream = try await store.notifications()
-        await store.shutdown()
+        let stream = try #require(try await store.notifications())
+        await storeRun.stop()
         var iterator = stream.makeAsyncIterator()
         #expect(await iterator.next() == nil)
         await #expect(throws: (any Error).self) { _ = try await store.notifications() }
@@ -144,11 +148,13 @@ struct PostgresMessageStoreTests {
         let database = try await server.createDatabase()
         defer { server.dropDatabase(database) }
         let holder = try PostgresMessageStore(url: server.url(database: database))
+        let holderRun = RunningStore(holder)
         try await holder.migrate()
         for _ in 0..<8 { try await holder.accept(newMessage(to: "r")) }
         // Connections opened from now on give up on a statement after a second.
         try await server.psql("ALTER DATABASE \(database) SET statement_timeout = '1s'")
         let store = try PostgresMessageStore(url: server.url(database: database), maximumConnections: 2)
+        let storeRun = RunningStore(store)
         let locked = Task {
             try await holder.transaction { connection in
                 try await holder.run(connection, "SET LOCAL statement_timeout = 0")
@@ -165,8 +171,8 @@ struct PostgresMessageStoreTests {
             #expect(try await store.lease(recipient: "r", limit: 1, duration: 60, maxAttempts: 5, now: at(Double(2 + n))).count == 1,
                     "lease \(n) after the failed preparation")
         }
-        await store.shutdown()
-        await holder.shutdown()
+        await storeRun.stop()
+        await holderRun.stop()
     }
 
     @Test(.enabled(if: serverAvailable)) func tlsModesEncryptAndDisableDoesNot() async throws {
@@ -178,9 +184,10 @@ struct PostgresMessageStoreTests {
         for (query, encrypted) in [("?sslmode=require", true), ("?sslmode=verify-ca&sslrootcert=\(certificate)", true),
                                    ("?sslmode=verify-full&sslrootcert=\(certificate)", true), ("?sslmode=disable", false)] {
             let store = try PostgresMessageStore(url: base + query)
+            let storeRun = RunningStore(store)
             try await store.migrate()
             #expect(try await store.sessionIsEncrypted() == encrypted, "\(query)")
-            await store.shutdown()
+            await storeRun.stop()
         }
     }
 
@@ -336,13 +343,15 @@ struct PostgresMessageStoreTests {
         defer { server.dropDatabase(database) }
         let start = Date()
         let old = try PostgresMessageStore(url: server.url(database: database))
+        let oldRun = RunningStore(old)
         try await old.migrate(upTo: 3)
         for n in 0..<5 { _ = try await old.submit(newMessage(to: "r", acceptedAt: start.addingTimeInterval(Double(n)), expiresAt: start.addingTimeInterval(86_400))) }
         let lease = try #require(try await old.lease(recipient: "r", limit: 2, duration: 30, maxAttempts: 5, now: start).first)
         _ = try await old.acknowledge(id: lease.message.id, recipient: "r", leaseToken: lease.message.leaseToken ?? "",
                                       receipt: Data("r".utf8), rejected: false, reasonCode: nil, now: start)
-        await old.shutdown()
+        await oldRun.stop()
         let store = try PostgresMessageStore(url: server.url(database: database))
+        let storeRun = RunningStore(store)
         try await store.migrate()
         #expect(try await countsDisagreements(store) == 0)
         let stats = try await store.queueStats()
@@ -350,6 +359,21 @@ struct PostgresMessageStoreTests {
         #expect(stats.inboxes.first?.pending == 4)
         _ = try await store.submit(newMessage(to: "r", acceptedAt: start, expiresAt: start.addingTimeInterval(86_400)))
         #expect(try await countsDisagreements(store) == 0)
-        await store.shutdown()
+        await storeRun.stop()
+    }
+}
+
+/// A store run (its `Service.run()`) until `stop()`, for tests that drive one by hand.
+final class RunningStore: Sendable {
+    private let task: Task<Void, any Error>
+
+    init(_ store: some RelayStore) {
+        task = Task { try await store.run() }
+    }
+
+    /// Ends the store's run (as a `ServiceGroup` would at shutdown) and waits for it.
+    func stop() async {
+        task.cancel()
+        _ = await task.result
     }
 }

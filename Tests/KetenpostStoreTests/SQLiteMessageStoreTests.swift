@@ -151,7 +151,7 @@ struct SQLiteMessageStoreTests {
     @Test func aStoreFromANewerVersionIsRefused() async throws {
         try await withSQLite { (store: SQLiteMessageStore) async throws in
             try await store.executeOnWriter("INSERT INTO grdb_migrations (identifier) VALUES ('v99-from-the-future')")
-            await #expect(throws: SQLiteStoreError(.newerSchema, "")) { try await store.migrate() }
+            await #expect(throws: StoreError(.newerSchema, "")) { try await store.migrate() }
         }
     }
 

@@ -13,7 +13,6 @@ struct SharedStoreContract {
         var stores: [any RelayStore] = []
         for _ in 0..<count { stores.append(try await fixture.migrated()) }
         try await body(stores)
-        for store in stores { await (store as? any ClosableStore)?.shutdown() }
     }
 
     @Test(arguments: Backend.allCases)
@@ -108,6 +107,5 @@ struct SharedStoreContract {
         let stored = try await stores[3].accept(newMessage())
         #expect(try await stores[0].message(id: stored.id) == stored)
         #expect(try await stores[1].directoryVersion() == 0)
-        for store in stores { await (store as? any ClosableStore)?.shutdown() }
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import KetenpostTestSupport
 import KetenpostStore
 import Testing
@@ -42,23 +43,42 @@ enum Backend: String, CaseIterable, Sendable, CustomTestStringConvertible {
             let path = directory.appendingPathComponent("data/queue.sqlite").path
             return StoreFixture(
                 open: { try SQLiteMessageStore(path: path) },
-                cleanup: { try? FileManager.default.removeItem(at: directory) })
+                remove: { try? FileManager.default.removeItem(at: directory) })
         case .postgres:
             let server = try await PostgresTestServer.shared()
             let database = try await server.createDatabase()
             let url = server.url(database: database)
             return StoreFixture(
                 open: { try PostgresMessageStore(url: url, maximumConnections: 10) },
-                cleanup: { server.dropDatabase(database) })
+                remove: { server.dropDatabase(database) })
         }
     }
 }
 
-/// One storage location; `open` connects a new store instance to it (as a restarted or second relay would).
-struct StoreFixture: Sendable {
-    /// A new, not yet migrated store on this storage.
-    let open: @Sendable () throws -> any RelayStore
-    let cleanup: @Sendable () -> Void
+/// One storage location; `open` connects a new store instance to it (as a restarted or second
+/// relay would) and runs it (its `Service.run()`) until `cleanup`.
+final class StoreFixture: Sendable {
+    private let make: @Sendable () throws -> any RelayStore
+    private let remove: @Sendable () -> Void
+    private let running = Mutex<[Task<Void, any Error>]>([])
+
+    init(open: @escaping @Sendable () throws -> any RelayStore, remove: @escaping @Sendable () -> Void) {
+        make = open
+        self.remove = remove
+    }
+
+    /// A new, not yet migrated store on this storage, running.
+    func open() throws -> any RelayStore {
+        let store = try make()
+        running.withLock { $0.append(Task { try await store.run() }) }
+        return store
+    }
+
+    /// Stops every store opened here, then removes the storage.
+    func cleanup() {
+        for task in running.withLock({ $0 }) { task.cancel() }
+        remove()
+    }
 
     func migrated() async throws -> any RelayStore {
         let store = try open()

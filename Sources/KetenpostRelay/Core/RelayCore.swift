@@ -75,11 +75,6 @@ public final class RelayCore: Sendable {
         return metrics.exposition()
     }
 
-    /// Releases the store's connections (PostgreSQL) once the server has stopped.
-    public func closeStore() async {
-        await (store as? any ClosableStore)?.shutdown()
-    }
-
     /// Signs the audit trail's head if it moved since the last checkpoint.
     public func writeCheckpoint() async {
         do {

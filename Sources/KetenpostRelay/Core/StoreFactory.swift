@@ -1,10 +1,12 @@
 import Foundation
 import Ketenpost
 import KetenpostStore
+import Logging
 
-/// Opens the store a configuration names (not yet migrated).
+/// Opens the store a configuration names (not yet migrated, not yet running).
 public enum StoreFactory {
-    public static func open(_ location: StoreLocation) async throws(KetenpostError) -> any RelayStore {
+    /// - Parameter logger: where the store's own logs go (PostgresNIO's background logs); metadata only.
+    public static func open(_ location: StoreLocation, logger: Logger? = nil) async throws(KetenpostError) -> any RelayStore {
         switch location {
         case .sqlite(let path):
             do {
@@ -14,7 +16,7 @@ public enum StoreFactory {
             }
         case .postgres(let url):
             do {
-                return try PostgresMessageStore(url: url)
+                return try PostgresMessageStore(url: url, logger: logger)
             } catch {
                 throw KetenpostError(.configInvalid, "store \(location.redacted): \(error)")
             }

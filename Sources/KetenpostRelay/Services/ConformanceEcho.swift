@@ -35,7 +35,7 @@ struct ConformanceEcho: Service {
                                                                   activatesAt: now, now: now)))
         }
         if !changes.isEmpty {
-            do { try await store.applyDirectory(changes, actor: "conformance", at: now) } catch is DirectoryStoreError {}
+            do { try await store.applyDirectory(changes, actor: "conformance", at: now) } catch is StoreError {}
             logger.notice("conformance echo registered", metadata: ["partner.id": "\(id)"])
         }
     }

@@ -132,13 +132,14 @@ public struct DirectoryAdministration: Sendable {
     func apply(_ changes: [DirectoryChange], actor: String, at now: Date, logger: Logger) async throws(KetenpostError) {
         do {
             try await store.applyDirectory(changes, actor: actor, at: now)
-        } catch let error as DirectoryStoreError {
-            switch error.kind {
+        } catch let error as StoreError {
+            switch error.code {
             case .partnerExists: throw KetenpostError(.partnerExists, "Partner \(error.subject) exists already.")
             case .partnerNotFound: throw notFound(error.subject)
             case .certificateExists: throw KetenpostError(.certificateExists, "This certificate is registered already (\(error.subject.prefix(16))…).")
             case .certificateNotFound: throw KetenpostError(.certificateNotFound, "No certificate \(error.subject.prefix(16))… is registered.")
             case .certificateRevoked: throw KetenpostError(.certificateRevoked, "Certificate \(error.subject.prefix(16))… is revoked; a revoked certificate does not change again.")
+            default: throw .storeUnavailable(error, logger: logger)
             }
         } catch {
             throw .storeUnavailable(error, logger: logger)

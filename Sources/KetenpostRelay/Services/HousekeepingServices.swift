@@ -40,21 +40,20 @@ struct LifecycleService: Service {
                     }
                 }
             }
-            if let notifying = core.store as? any NotifyingStore {
-                // Another instance accepted a message or changed the directory: act at once
-                // instead of waiting for a poll.
-                group.addTask {
-                    do {
-                        for await notification in try await notifying.notifications().cancelOnGracefulShutdown() {
-                            switch notification {
-                            case .inbox(let recipient): await core.notifier.notify(recipient)
-                            case .directory: try? await core.directory.refresh()
-                            }
+            // Another instance accepted a message or changed the directory: act at once instead
+            // of waiting for a poll (stores that live in one process have nothing to tell).
+            group.addTask {
+                do {
+                    guard let notifications = try await core.store.notifications() else { return }
+                    for await notification in notifications.cancelOnGracefulShutdown() {
+                        switch notification {
+                        case .inbox(let recipient): await core.notifier.notify(recipient)
+                        case .directory: try? await core.directory.refresh()
                         }
-                    } catch {
-                        // Long polls then wake only for messages accepted here; the others arrive with the next poll.
-                        core.logger.error("store notifications unavailable; falling back to polling", metadata: ["error.type": "\(type(of: error))"])
                     }
+                } catch {
+                    // Long polls then wake only for messages accepted here; the others arrive with the next poll.
+                    core.logger.error("store notifications unavailable; falling back to polling", metadata: ["error.type": "\(type(of: error))"])
                 }
             }
             // The loop ends at graceful shutdown; then the listeners are cancelled.
