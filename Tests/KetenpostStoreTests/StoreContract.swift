@@ -15,6 +15,8 @@ enum Backend: String, CaseIterable, Sendable, CustomTestStringConvertible {
     case sqlite
     /// A fresh database per fixture on this process's throwaway server (`PostgresTestServer`).
     case postgres
+    /// `MemoryRelayStore`: what handler tests run on (`app.test(.router)`).
+    case memory
 
     var testDescription: String { rawValue }
 
@@ -22,14 +24,14 @@ enum Backend: String, CaseIterable, Sendable, CustomTestStringConvertible {
     /// CI, where a missing server fails every postgres case instead of hiding them.
     static let allCases: [Backend] = {
         switch PostgresTestServer.binaries {
-        case .success: return [.sqlite, .postgres]
+        case .success: return [.sqlite, .postgres, .memory]
         case .failure(let reason):
-            if ProcessInfo.processInfo.environment["CI"] != nil { return [.sqlite, .postgres] }
+            if ProcessInfo.processInfo.environment["CI"] != nil { return [.sqlite, .postgres, .memory] }
             print("""
                 ⚠️  ⚠️  ⚠️  PostgreSQL store tests SKIPPED: \(reason).
                 ⚠️  Only the SQLite backend is tested in this run (under CI=… this is a failure).
                 """)
-            return [.sqlite]
+            return [.sqlite, .memory]
         }
     }()
 
@@ -51,6 +53,10 @@ enum Backend: String, CaseIterable, Sendable, CustomTestStringConvertible {
             return StoreFixture(
                 open: { try PostgresMessageStore(url: url, maximumConnections: 10) },
                 remove: { server.dropDatabase(database) })
+        case .memory:
+            // Every instance opened on the fixture shares one storage, as processes share a database.
+            let storage = MemoryRelayStore.Storage()
+            return StoreFixture(open: { MemoryRelayStore(storage: storage) }, remove: {})
         }
     }
 }
