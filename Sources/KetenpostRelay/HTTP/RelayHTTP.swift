@@ -11,6 +11,13 @@ public enum RelayHTTP {
     /// The router with every endpoint of the API, over any context that knows the client certificate.
     public static func router<Context: PeerRequestContext>(core: RelayCore, context: Context.Type = RelayRequestContext.self) -> Router<Context> {
         let router = Router(context: Context.self)
+        addRoutes(to: router, core: core)
+        return router
+    }
+
+    /// Adds the API to a router that may already carry middleware of its own (handler tests put
+    /// the client certificate into their context that way).
+    public static func addRoutes<Context: PeerRequestContext>(to router: Router<Context>, core: RelayCore) {
         router.add(middleware: RequestOutcomeMiddleware())
         router.get("/v1/health") { _, _ in json(API.HealthResponse(status: "ok")) }
         router.get("/v1/ready") { _, _ in
@@ -19,7 +26,6 @@ public enum RelayHTTP {
         }
         addPartnerRoutes(router.group().add(middleware: PartnerAuthentication(authenticator: core.authenticator)), core: core)
         addAdminRoutes(router.group().add(middleware: AdministratorAuthentication(authenticator: core.authenticator)), core: core)
-        return router
     }
 
     static func addPartnerRoutes<Context: PeerRequestContext>(_ routes: RouterGroup<Context>, core: RelayCore) {
