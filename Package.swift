@@ -6,12 +6,23 @@ let strict: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
 ]
 
+// Layers, bottom up (each target lists every module it imports):
+//   model, crypto          KetenpostModel, KetenpostCrypto (the one safe layer over OpenSSL)
+//   wire, envelope         KetenpostAPI (DTOs, error codes), KetenpostEnvelope (seal, open, receipts)
+//   provisioning           KetenpostProvisioning (development PKI, partners.yaml): not in a partner's path
+//   store                  KetenpostStore (SQLite, PostgreSQL, memory)
+//   relay, client          KetenpostRelay (HTTP over the store), KetenpostClient (what case systems embed)
+//   hosted partner         KetenpostConformance (the conformance echo: a client inside the relay process)
+//   programs               ketenpost (KetenpostCLI), ketenpost-bench (KetenpostBench), ketenpost-fuzz
 let package = Package(
     name: "ketenpost",
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "ketenpost", targets: ["KetenpostCLI"]),
-        .library(name: "Ketenpost", targets: ["Ketenpost"]),
+        // Benchmarks and the crash test (docs/BENCHMARKS.md).
+        .executable(name: "ketenpost-bench", targets: ["KetenpostBench"]),
+        // What a case system embeds: the wire API, the envelope and the client.
+        .library(name: "Ketenpost", targets: ["KetenpostAPI", "KetenpostEnvelope", "KetenpostClient"]),
         .library(name: "KetenpostModel", targets: ["KetenpostModel"]),
         // libFuzzer targets (Tests/Fuzz/README.md); a plain build replays inputs.
         .executable(name: "ketenpost-fuzz", targets: ["KetenpostFuzz"]),
@@ -44,18 +55,22 @@ let package = Package(
         .target(name: "KetenpostCrypto", dependencies: ["COpenSSL"], swiftSettings: strict),
         // Routing header, message types, receipts and their validation. Pure Swift.
         .target(name: "KetenpostModel", swiftSettings: strict),
-        // Envelopes (seal/open), the development PKI and the configuration files.
+        // The wire API: request and response bodies, error codes and their sentences.
+        .target(name: "KetenpostAPI", dependencies: ["KetenpostModel"], swiftSettings: strict),
+        // Envelopes (seal, check, open), identities and trust stores, signed receipts.
+        .target(name: "KetenpostEnvelope", dependencies: ["KetenpostAPI", "KetenpostCrypto", "KetenpostModel"], swiftSettings: strict),
+        // The development PKI and partners.yaml: first start, tests, demo and benchmarks.
         .target(
-            name: "Ketenpost",
-            dependencies: ["KetenpostCrypto", "KetenpostModel", .product(name: "Yams", package: "Yams")],
+            name: "KetenpostProvisioning",
+            dependencies: ["KetenpostAPI", "KetenpostCrypto", "KetenpostModel", .product(name: "Yams", package: "Yams")],
             swiftSettings: strict
         ),
         // The durable queue: one protocol, the SQLite backend (GRDB) by default, PostgreSQL
-        // (PostgresNIO) for several relay instances sharing one store.
+        // (PostgresNIO) for several relay instances sharing one store, memory for handler tests.
         .target(
             name: "KetenpostStore",
             dependencies: [
-                "KetenpostModel", "KetenpostCrypto",
+                "KetenpostCrypto",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -68,7 +83,7 @@ let package = Package(
         .target(
             name: "KetenpostRelay",
             dependencies: [
-                "Ketenpost", "KetenpostCrypto", "KetenpostModel", "KetenpostStore", "KetenpostClient",
+                "KetenpostAPI", "KetenpostCrypto", "KetenpostEnvelope", "KetenpostModel", "KetenpostProvisioning", "KetenpostStore",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
@@ -88,21 +103,43 @@ let package = Package(
         .target(
             name: "KetenpostClient",
             dependencies: [
-                "Ketenpost", "KetenpostCrypto", "KetenpostModel",
+                "KetenpostAPI", "KetenpostCrypto", "KetenpostEnvelope", "KetenpostModel",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ],
             swiftSettings: strict
         ),
+        // The conformance echo: a partner hosted in the relay process, a client like any other.
+        .target(
+            name: "KetenpostConformance",
+            dependencies: [
+                "KetenpostAPI", "KetenpostClient", "KetenpostCrypto", "KetenpostEnvelope", "KetenpostModel", "KetenpostProvisioning",
+                "KetenpostRelay", "KetenpostStore",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "KetenpostCLI",
             dependencies: [
-                "Ketenpost", "KetenpostRelay", "KetenpostClient",
+                "KetenpostAPI", "KetenpostClient", "KetenpostConformance", "KetenpostCrypto", "KetenpostEnvelope", "KetenpostModel",
+                "KetenpostProvisioning", "KetenpostRelay", "KetenpostStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
+        // Benchmarks and the crash test; they run `ketenpost serve` from the same build directory.
+        .executableTarget(
+            name: "KetenpostBench",
+            dependencies: [
+                "KetenpostAPI", "KetenpostClient", "KetenpostCrypto", "KetenpostEnvelope", "KetenpostModel", "KetenpostProvisioning",
+                "KetenpostRelay", "KetenpostStore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],
             swiftSettings: strict
         ),
@@ -111,7 +148,8 @@ let package = Package(
         .target(
             name: "KetenpostFuzzing",
             dependencies: [
-                "Ketenpost", "KetenpostCrypto", "KetenpostModel", "KetenpostStore", "KetenpostRelay",
+                "KetenpostAPI", "KetenpostCrypto", "KetenpostEnvelope", "KetenpostModel", "KetenpostProvisioning", "KetenpostRelay",
+                "KetenpostStore",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -128,23 +166,28 @@ let package = Package(
         .target(name: "CKetenpostFuzzDriver"),
         .executableTarget(name: "KetenpostFuzz", dependencies: ["KetenpostFuzzing", "CKetenpostFuzzDriver"], swiftSettings: strict),
         .testTarget(name: "KetenpostModelTests", dependencies: ["KetenpostModel"], swiftSettings: strict),
-        .testTarget(name: "KetenpostTests", dependencies: ["Ketenpost", "KetenpostCrypto"], swiftSettings: strict),
+        .testTarget(
+            name: "KetenpostEnvelopeTests",
+            dependencies: ["KetenpostAPI", "KetenpostCrypto", "KetenpostEnvelope", "KetenpostModel", "KetenpostProvisioning"],
+            swiftSettings: strict
+        ),
         // Test support only: a throwaway PostgreSQL server for the store and relay tests.
         .target(name: "KetenpostTestSupport", swiftSettings: strict),
-        .testTarget(name: "KetenpostStoreTests", dependencies: ["KetenpostStore", "KetenpostModel", "KetenpostTestSupport"], swiftSettings: strict),
+        .testTarget(name: "KetenpostStoreTests", dependencies: ["KetenpostStore", "KetenpostTestSupport"], swiftSettings: strict),
         .testTarget(
             name: "KetenpostRelayTests",
-            dependencies: ["Ketenpost", "KetenpostCrypto", "KetenpostModel", "KetenpostStore", "KetenpostRelay", "KetenpostClient",
-                           "KetenpostTestSupport",
-                           .product(name: "Logging", package: "swift-log"),
-                           .product(name: "AsyncHTTPClient", package: "async-http-client"),
-                           .product(name: "NIOSSL", package: "swift-nio-ssl"),
-                           .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                           .product(name: "GRDB", package: "GRDB.swift"),
-                           .product(name: "Hummingbird", package: "hummingbird"),
-                           .product(name: "HummingbirdTesting", package: "hummingbird"),
-                           .product(name: "HTTPTypes", package: "swift-http-types"),
-                           .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: [
+                "KetenpostAPI", "KetenpostClient", "KetenpostConformance", "KetenpostCrypto", "KetenpostEnvelope", "KetenpostModel",
+                "KetenpostProvisioning", "KetenpostRelay", "KetenpostStore", "KetenpostTestSupport",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
             swiftSettings: strict
         ),
         .testTarget(name: "KetenpostFuzzTests", dependencies: ["KetenpostFuzzing"], swiftSettings: strict),

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
-import Ketenpost
+import KetenpostAPI
+import KetenpostEnvelope
 import KetenpostClient
 import KetenpostCrypto
 
@@ -32,15 +33,8 @@ struct Admin: AsyncParsableCommand {
         /// Runs `body` with a client that is always shut down; errors print as "code: sentence".
         func run<T: Encodable & Sendable>(_ body: (RelayClient) async throws -> T, summary: (T) -> String) async throws {
             do {
-                let client = try client()
-                do {
-                    let value = try await body(client)
-                    try? await client.shutdown()
-                    if json { printJSON(value) } else { print(summary(value)) }
-                } catch {
-                    try? await client.shutdown()
-                    throw error
-                }
+                let value = try await withRelayClient(try client()) { client in try await body(client) }
+                if json { printJSON(value) } else { print(summary(value)) }
             } catch {
                 throw fail(error)
             }

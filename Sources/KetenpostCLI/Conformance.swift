@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
-import Ketenpost
+import KetenpostAPI
+import KetenpostEnvelope
+import KetenpostProvisioning
 import KetenpostClient
 import KetenpostCrypto
 import KetenpostModel
@@ -54,96 +56,102 @@ struct Conformance: AsyncParsableCommand {
                 throw KetenpostError(.internalError, "not refused with \(codes.map(\.rawValue).joined(separator: " or "))")
             }
         }
-        let client: RelayClient
-        do { client = try partner.client() } catch { throw fail(error) }
-        defer { Task { try? await client.shutdown() } }
-        let me = client.identity.partnerID
-        let signal = SyntheticPayload.signal
+        let reached: Bool
+        do {
+            reached = try await withRelayClient(try partner.client()) { client in
+                let me = client.identity.partnerID
+                let signal = SyntheticPayload.signal
 
-        var sent: RelayClient.Sent?
-        var answer: (id: UUID, digest: String)?
-        var sealed = Data()
-        let reached = await record("TLS with the client certificate") {
-            let entry = try await client.directory(me)
-            guard entry.certificates.contains(client.identity.certificate.pem) else {
-                throw KetenpostError(.signerUnregistered, "The relay answers, but this certificate is not among \(me)'s registered certificates.")
-            }
-            return "reached \(client.relay.absoluteString) as \(me)"
-        }
-        if reached {
-            var echoCertificates: [Certificate] = []
-            _ = await record("Directory lists the echo's certificates") {
-                let entry = try await client.directory(echo)
-                echoCertificates = try entry.certificates.flatMap { try Certificate.all(pem: Data($0.utf8)) }
-                guard !echoCertificates.isEmpty else { throw KetenpostError(.recipientUnknown, "The echo has no certificates to seal for.") }
-                return "\(echoCertificates.count) certificate(s)"
-            }
-            let delivered = await record("Send a sealed signal, acceptance receipt verified") {
-                let content = try Drafting.content(type: .signal, from: me, to: echo, payload: signal)
-                sealed = try Envelope.seal(content, from: client.identity, to: echoCertificates, trust: client.trust)
-                let result = try await client.submit(sealed: sealed, header: content.header)
-                sent = result
-                return "accepted \(result.header.id.uuidString.lowercased())"
-            }
-            if delivered, let sent {
-                _ = await record("Receive the echo's answer, open and acknowledge it") {
-                    let deadline = Date().addingTimeInterval(TimeInterval(timeout))
-                    while Date() < deadline {
-                        for item in try await client.receive(max: 10, wait: 5) {
-                            let opened = try item.result.get()
-                            guard opened.header.from == echo, opened.header.correlationId == sent.header.id else {
-                                continue   // not ours: leave it for its real handler (the lease runs out)
+                var sent: RelayClient.Sent?
+                var answer: (id: UUID, digest: String)?
+                var sealed = Data()
+                let reached = await record("TLS with the client certificate") {
+                    let entry = try await client.directory(me)
+                    guard entry.certificates.contains(client.identity.certificate.pem) else {
+                        throw KetenpostError(.signerUnregistered, "The relay answers, but this certificate is not among \(me)'s registered certificates.")
+                    }
+                    return "reached \(client.relay.absoluteString) as \(me)"
+                }
+                if reached {
+                    var echoCertificates: [Certificate] = []
+                    _ = await record("Directory lists the echo's certificates") {
+                        let entry = try await client.directory(echo)
+                        echoCertificates = try entry.certificates.flatMap { try Certificate.all(pem: Data($0.utf8)) }
+                        guard !echoCertificates.isEmpty else { throw KetenpostError(.recipientUnknown, "The echo has no certificates to seal for.") }
+                        return "\(echoCertificates.count) certificate(s)"
+                    }
+                    let delivered = await record("Send a sealed signal, acceptance receipt verified") {
+                        let content = try Drafting.content(type: .signal, from: me, to: echo, payload: signal)
+                        sealed = try Envelope.seal(content, from: client.identity, to: echoCertificates, trust: client.trust)
+                        let result = try await client.submit(sealed: sealed, header: content.header)
+                        sent = result
+                        return "accepted \(result.header.id.uuidString.lowercased())"
+                    }
+                    if delivered, let sent {
+                        _ = await record("Receive the echo's answer, open and acknowledge it") {
+                            let deadline = Date().addingTimeInterval(TimeInterval(timeout))
+                            while Date() < deadline {
+                                for item in try await client.receive(max: 10, wait: 5) {
+                                    let opened = try item.result.get()
+                                    guard opened.header.from == echo, opened.header.correlationId == sent.header.id else {
+                                        continue   // not ours: leave it for its real handler (the lease runs out)
+                                    }
+                                    _ = try await client.acknowledge(item)
+                                    answer = (item.id, opened.digest)
+                                    return "answer \(item.id.uuidString.lowercased()) opened, signature checked, acknowledged"
+                                }
                             }
-                            _ = try await client.acknowledge(item)
-                            answer = (item.id, opened.digest)
-                            return "answer \(item.id.uuidString.lowercased()) opened, signature checked, acknowledged"
+                            throw KetenpostError(.messageNotFound, "No answer from \(echo) within \(timeout) s; is conformance.echo enabled on the relay?")
+                        }
+                        _ = await record("The echo's signed receipt is in the status") {
+                            var status = try await client.status(sent.header.id)
+                            // The echo acknowledges before it answers; allow a moment for a slow relay.
+                            for _ in 0..<20 where status.state != "acknowledged" {
+                                try await Task.sleep(for: .milliseconds(250))
+                                status = try await client.status(sent.header.id)
+                            }
+                            guard status.state == "acknowledged", let receipt = status.recipientReceipt.flatMap({ Data(base64Encoded: $0) }) else {
+                                throw KetenpostError(.receiptInvalid, "The message is \(status.state), not acknowledged.")
+                            }
+                            let verified = try SignedReceipt.verify(receipt, trust: client.trust)
+                            guard verified.receipt.issuer == echo, verified.receipt.messageId == sent.header.id else {
+                                throw KetenpostError(.receiptInvalid, "The receipt is not the echo's for this message.")
+                            }
+                            return "acknowledged by \(echo), receipt verified"
+                        }
+                        _ = await record("Resubmitting the same bytes returns the original receipt") {
+                            let again = try await client.submit(sealed)
+                            guard again.duplicate, again.receipt == sent.response.receipt else {
+                                throw KetenpostError(.messageConflict, "The resubmission was not answered with the original receipt.")
+                            }
+                            return "duplicate, same receipt"
+                        }
+                        await refusal("A tampered message is refused", expecting: [.outerSignatureInvalid, .envelopeMalformed, .outerContentInvalid]) {
+                            var tampered = sealed
+                            tampered[tampered.count / 2] ^= 0x01
+                            _ = try await client.submit(tampered)
                         }
                     }
-                    throw KetenpostError(.messageNotFound, "No answer from \(echo) within \(timeout) s; is conformance.echo enabled on the relay?")
-                }
-                _ = await record("The echo's signed receipt is in the status") {
-                    var status = try await client.status(sent.header.id)
-                    // The echo acknowledges before it answers; allow a moment for a slow relay.
-                    for _ in 0..<20 where status.state != "acknowledged" {
-                        try await Task.sleep(for: .milliseconds(250))
-                        status = try await client.status(sent.header.id)
+                    await refusal("An expired message is refused", expecting: [.messageExpired]) {
+                        let content = try Drafting.content(type: .signal, from: me, to: echo, payload: signal, now: Date().addingTimeInterval(-30 * 86_400))
+                        _ = try await client.submit(try Envelope.seal(content, from: client.identity, to: echoCertificates, trust: client.trust))
                     }
-                    guard status.state == "acknowledged", let receipt = status.recipientReceipt.flatMap({ Data(base64Encoded: $0) }) else {
-                        throw KetenpostError(.receiptInvalid, "The message is \(status.state), not acknowledged.")
+                    await refusal("A message for an unknown partner is refused", expecting: [.recipientUnknown]) {
+                        _ = try await client.directory("no-such-partner-\(UInt32.random(in: 0...UInt32.max))")
                     }
-                    let verified = try SignedReceipt.verify(receipt, trust: client.trust)
-                    guard verified.receipt.issuer == echo, verified.receipt.messageId == sent.header.id else {
-                        throw KetenpostError(.receiptInvalid, "The receipt is not the echo's for this message.")
+                    await refusal("An acknowledgement without a matching lease is refused", expecting: [.leaseInvalid, .messageFinal, .messageNotFound]) {
+                        // A correct receipt for the echo's answer, but the lease is not one the relay handed out.
+                        let id = answer?.id ?? UUID()
+                        let receipt = Receipt(kind: .acknowledgement, messageId: id, messageDigest: answer?.digest ?? String(repeating: "0", count: 64), from: echo,
+                                              to: me, issuer: me, disposition: .processed, time: Date())
+                        _ = try await client.acknowledge(id: id, leaseToken: "not-a-lease", receipt: try SignedReceipt.sign(receipt, as: client.identity))
                     }
-                    return "acknowledged by \(echo), receipt verified"
                 }
-                _ = await record("Resubmitting the same bytes returns the original receipt") {
-                    let again = try await client.submit(sealed)
-                    guard again.duplicate, again.receipt == sent.response.receipt else {
-                        throw KetenpostError(.messageConflict, "The resubmission was not answered with the original receipt.")
-                    }
-                    return "duplicate, same receipt"
-                }
-                await refusal("A tampered message is refused", expecting: [.outerSignatureInvalid, .envelopeMalformed, .outerContentInvalid]) {
-                    var tampered = sealed
-                    tampered[tampered.count / 2] ^= 0x01
-                    _ = try await client.submit(tampered)
-                }
+
+                return reached
             }
-            await refusal("An expired message is refused", expecting: [.messageExpired]) {
-                let content = try Drafting.content(type: .signal, from: me, to: echo, payload: signal, now: Date().addingTimeInterval(-30 * 86_400))
-                _ = try await client.submit(try Envelope.seal(content, from: client.identity, to: echoCertificates, trust: client.trust))
-            }
-            await refusal("A message for an unknown partner is refused", expecting: [.recipientUnknown]) {
-                _ = try await client.directory("no-such-partner-\(UInt32.random(in: 0...UInt32.max))")
-            }
-            await refusal("An acknowledgement without a matching lease is refused", expecting: [.leaseInvalid, .messageFinal, .messageNotFound]) {
-                // A correct receipt for the echo's answer, but the lease is not one the relay handed out.
-                let id = answer?.id ?? UUID()
-                let receipt = Receipt(kind: .acknowledgement, messageId: id, messageDigest: answer?.digest ?? String(repeating: "0", count: 64), from: echo,
-                                      to: me, issuer: me, disposition: .processed, time: Date())
-                _ = try await client.acknowledge(id: id, leaseToken: "not-a-lease", receipt: try SignedReceipt.sign(receipt, as: client.identity))
-            }
+        } catch {
+            throw fail(error)
         }
 
         if json {

@@ -1,7 +1,10 @@
 import ArgumentParser
 import Foundation
-import Ketenpost
+import KetenpostAPI
+import KetenpostEnvelope
+import KetenpostProvisioning
 import KetenpostClient
+import KetenpostConformance
 import KetenpostCrypto
 import KetenpostModel
 import KetenpostRelay
@@ -39,7 +42,7 @@ struct Demo: AsyncParsableCommand {
             partnersFile: config + "/partners.yaml", policyFile: config + "/policy.yaml")
         var logger = Logger(label: "ketenpost.demo")
         logger.logLevel = .warning
-        let relay = try await RunningRelay.start(try await RelayServer.prepare(configuration, logger: logger), logger: logger)
+        let relay = try await RunningRelay.start(try await RelayServer.prepare(configuration, logger: logger, hostedPartners: ConformanceEcho.hosted(by: configuration)), logger: logger)
         let trust = try TrustStore.load(anchorsFile: pki.caCertificatePath, crlFiles: [pki.crlPath])
         let start = Date()
         func line(_ who: String, _ what: String) {
@@ -47,7 +50,7 @@ struct Demo: AsyncParsableCommand {
             print(String(format: "%6d ms  %@  %@", ms, who.padding(toLength: 30, withPad: " ", startingAt: 0), what))
         }
         func client(_ id: String) throws -> RelayClient {
-            try RelayClient(relay: relay.url, identity: try Identity.load(directory: pki.partnerDirectory(id)), trust: trust)
+            try RelayClient(relay: relay.url, identity: try Identity.load(directory: pki.partnerDirectory(id)), trust: trust, relayID: DevelopmentPKI.relayID)
         }
         func example(_ type: MessageType) throws -> Data {
             try Data(contentsOf: URL(fileURLWithPath: "\(config)/examples/\(type.rawValue).json"))

@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
-import Ketenpost
+import KetenpostAPI
+import KetenpostEnvelope
+import KetenpostProvisioning
 import KetenpostCrypto
 
 struct PKI: AsyncParsableCommand {

@@ -1,7 +1,10 @@
 import ArgumentParser
 import Foundation
-import Ketenpost
+import KetenpostAPI
+import KetenpostEnvelope
+import KetenpostProvisioning
 import KetenpostClient
+import KetenpostConformance
 import KetenpostCrypto
 import KetenpostModel
 import KetenpostRelay
@@ -45,7 +48,7 @@ struct Serve: AsyncParsableCommand {
                 }
             }
             let logger = Logger(label: "ketenpost.relay")
-            let server = try await RelayServer.prepare(configuration, logger: logger)
+            let server = try await RelayServer.prepare(configuration, logger: logger, hostedPartners: ConformanceEcho.hosted(by: configuration))
             let host = configuration.host
             let services = try server.services(reloadOnSIGHUP: true, onRunning: { port in
                 print("Ketenpost relay listening on https://\(host):\(port) (mutual TLS; Ctrl-C stops it)")
@@ -65,17 +68,18 @@ struct PartnerOptions: ParsableArguments {
     @Option(help: "Relay base URL.") var relay: String = "https://127.0.0.1:8443"
     @Option(help: "Trust anchors (PEM): the CA of the relay and the partners.") var trust: String = "certs/dev/ca/cert.pem"
     @Option(help: "Certificate revocation list (PEM); repeatable.") var crl: [String] = []
+    @Option(name: .customLong("relay-id"), help: "The relay's id, issuer of acceptance receipts.") var relayID: String = DevelopmentPKI.relayID
 
     func client() throws -> RelayClient {
-        try Self.client(relay: relay, identity: identity, trust: trust, crl: crl)
+        try Self.client(relay: relay, identity: identity, trust: trust, crl: crl, relayID: relayID)
     }
 
-    static func client(relay: String, identity: String, trust: String, crl: [String]) throws -> RelayClient {
+    static func client(relay: String, identity: String, trust: String, crl: [String], relayID: String = DevelopmentPKI.relayID) throws -> RelayClient {
         guard let url = URL(string: relay), url.scheme == "https" else {
             throw KetenpostError(.requestInvalid, "--relay must be an https URL such as https://127.0.0.1:8443.")
         }
         return try RelayClient(relay: url, identity: try Identity.load(directory: identity),
-                               trust: try TrustStore.load(anchorsFile: trust, crlFiles: crl))
+                               trust: try TrustStore.load(anchorsFile: trust, crlFiles: crl), relayID: relayID)
     }
 }
 
@@ -129,17 +133,10 @@ struct Send: AsyncParsableCommand {
 
     func run() async throws {
         do {
-            let client = try partner.client()
-            do {
-                let sent = try await send(client)
-                try await client.shutdown()
-                printJSON(SendResult(id: sent.header.id, to: sent.header.to, type: sent.header.type.rawValue,
-                                     state: sent.response.state, acceptedAt: sent.receipt.time, digest: sent.receipt.messageDigest,
-                                     duplicate: sent.response.duplicate, receiptVerified: true))
-            } catch {
-                try? await client.shutdown()
-                throw error
-            }
+            let sent = try await withRelayClient(try partner.client()) { client in try await send(client) }
+            printJSON(SendResult(id: sent.header.id, to: sent.header.to, type: sent.header.type.rawValue,
+                                 state: sent.response.state, acceptedAt: sent.receipt.time, digest: sent.receipt.messageDigest,
+                                 duplicate: sent.response.duplicate, receiptVerified: true))
         } catch {
             throw fail(error)
         }
@@ -207,43 +204,11 @@ struct Inbox: AsyncParsableCommand {
 
     func run() async throws {
         do {
-            let client = try partner.client()
-            defer { Task { try? await client.shutdown() } }
-            let received = try await client.receive(max: max, wait: TimeInterval(wait))
-            var stderr = StandardError()
-            var failures = 0
-            for item in received {
-                let id = item.id.uuidString.lowercased()
-                // One message must not stop the others: each is handled, and reported, on its own.
-                do {
-                    switch item.result {
-                    case .success(let opened):
-                        let file = out.map { URL(fileURLWithPath: $0).appendingPathComponent("\(id).json") }
-                        if let file, FileManager.default.fileExists(atPath: file.path) {
-                            // Delivered again (our receipt got lost): already written, so only acknowledge.
-                            if ack { try await client.acknowledge(item) }
-                            print("already received \(id), \(ack ? "acknowledged again" : "not written again")", to: &stderr)
-                            continue
-                        }
-                        var document = opened.content.encoded()
-                        document.append(0x0A)
-                        if let file { try writeDurably(document, to: file) } else { FileHandle.standardOutput.write(document) }
-                        if ack { try await client.acknowledge(item) }
-                        print("received \(id) \(opened.header.type.rawValue) from \(opened.header.from)\(ack ? ", acknowledged" : "")", to: &stderr)
-                    case .failure(let error) where error.isContentBound:
-                        if ack { try await client.acknowledge(item) }
-                        print("refused \(id): \(error.code)\(ack ? ", rejection receipt sent" : "")", to: &stderr)
-                    case .failure(let error):
-                        // Possibly local or passing (certificates, CRL, key rotation): no final
-                        // rejection; the relay delivers it again after the lease.
-                        failures += 1
-                        print("could not open \(id): \(error.code); left for redelivery", to: &stderr)
-                    }
-                } catch {
-                    failures += 1
-                    print("failed on \(id): \(error)", to: &stderr)
-                }
+            let (received, failures) = try await withRelayClient(try partner.client()) { client in
+                let received = try await client.receive(max: max, wait: TimeInterval(wait))
+                return (received, await handle(received, client: client))
             }
+            var stderr = StandardError()
             if failures > 0 { throw ExitCode(2) }
             if received.isEmpty { print("no messages", to: &stderr) }
         } catch let exit as ExitCode {
@@ -251,6 +216,46 @@ struct Inbox: AsyncParsableCommand {
         } catch {
             throw fail(error)
         }
+    }
+
+    /// Writes (and acknowledges) each message; one message must not stop the others. Returns
+    /// how many failed.
+    private func handle(_ received: [RelayClient.Received], client: RelayClient) async -> Int {
+        var stderr = StandardError()
+        var failures = 0
+        for item in received {
+            let id = item.id.uuidString.lowercased()
+            // One message must not stop the others: each is handled, and reported, on its own.
+            do {
+                switch item.result {
+                case .success(let opened):
+                    let file = out.map { URL(fileURLWithPath: $0).appendingPathComponent("\(id).json") }
+                    if let file, FileManager.default.fileExists(atPath: file.path) {
+                        // Delivered again (our receipt got lost): already written, so only acknowledge.
+                        if ack { try await client.acknowledge(item) }
+                        print("already received \(id), \(ack ? "acknowledged again" : "not written again")", to: &stderr)
+                        continue
+                    }
+                    var document = opened.content.encoded()
+                    document.append(0x0A)
+                    if let file { try writeDurably(document, to: file) } else { FileHandle.standardOutput.write(document) }
+                    if ack { try await client.acknowledge(item) }
+                    print("received \(id) \(opened.header.type.rawValue) from \(opened.header.from)\(ack ? ", acknowledged" : "")", to: &stderr)
+                case .failure(let error) where error.isContentBound:
+                    if ack { try await client.acknowledge(item) }
+                    print("refused \(id): \(error.code)\(ack ? ", rejection receipt sent" : "")", to: &stderr)
+                case .failure(let error):
+                    // Possibly local or passing (certificates, CRL, key rotation): no final
+                    // rejection; the relay delivers it again after the lease.
+                    failures += 1
+                    print("could not open \(id): \(error.code); left for redelivery", to: &stderr)
+                }
+            } catch {
+                failures += 1
+                print("failed on \(id): \(error)", to: &stderr)
+            }
+        }
+        return failures
     }
 }
 
@@ -271,17 +276,17 @@ struct Status: AsyncParsableCommand {
     @Argument(help: "Message id.") var messageID: String
     @Option(help: "Write the receipts (CMS DER) into this directory, for a third party to check with openssl.") var receipts: String?
     @Option(help: "Outbox with the sealed copy (default IDENTITY/outbox): receipts are checked against its digest.") var outbox: String?
-    @Option(name: .customLong("relay-id"), help: "The relay's id, issuer of acceptance receipts.") var relayID: String = DevelopmentPKI.relayID
 
     func run() async throws {
         do {
             guard let id = UUID(uuidString: messageID) else { throw KetenpostError(.requestInvalid, "The message id must be a UUID.") }
-            let client = try partner.client()
-            defer { Task { try? await client.shutdown() } }
-            let status = try await client.status(id)
-            let copy = try? Data(contentsOf: URL(fileURLWithPath: outbox ?? partner.identity + "/outbox")
-                .appendingPathComponent("\(id.uuidString.lowercased()).der"))
-            let report = try StatusReport(status, trust: client.trust, relayID: relayID, me: client.identity.partnerID, sealedCopy: copy)
+            let (status, report) = try await withRelayClient(try partner.client()) { client in
+                let status = try await client.status(id)
+                let copy = try? Data(contentsOf: URL(fileURLWithPath: outbox ?? partner.identity + "/outbox")
+                    .appendingPathComponent("\(id.uuidString.lowercased()).der"))
+                return (status, try StatusReport(status, trust: client.trust, relayID: partner.relayID, me: client.identity.partnerID,
+                                                 sealedCopy: copy))
+            }
             if let receipts {
                 let dir = URL(fileURLWithPath: receipts)
                 try writeDurably(Data(base64Encoded: status.acceptanceReceipt) ?? Data(), to: dir.appendingPathComponent("\(messageID).acceptance.der"))

@@ -1,6 +1,6 @@
 import ArgumentParser
 import Foundation
-import Ketenpost
+import KetenpostAPI
 import KetenpostRelay
 import KetenpostStore
 

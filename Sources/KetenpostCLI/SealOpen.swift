@@ -1,6 +1,6 @@
 import ArgumentParser
 import Foundation
-import Ketenpost
+import KetenpostEnvelope
 import KetenpostCrypto
 import KetenpostModel
 

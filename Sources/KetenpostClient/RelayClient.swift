@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Foundation
-import Ketenpost
+import KetenpostAPI
+import KetenpostEnvelope
 import KetenpostCrypto
 import KetenpostModel
 import NIOCore
@@ -10,9 +11,11 @@ import NIOSSL
 /// partner's identity, seals, submits, receives, acknowledges and checks receipts.
 ///
 /// ```swift
-/// let client = try RelayClient(relay: URL(string: "https://relay.example:8443")!, identity: identity, trust: trust)
-/// defer { Task { try await client.shutdown() } }
-/// let sent = try await client.send(payload: json, type: .signal, to: "zorgcoordinatie-zuid-limburg")
+/// let client = try RelayClient(relay: URL(string: "https://relay.example:8443")!, identity: identity, trust: trust,
+///                              relayID: "ketenpost-relay")
+/// let sent = try await withRelayClient(client) { client in
+///     try await client.send(payload: json, type: .signal, to: "zorgcoordinatie-zuid-limburg")
+/// }
 /// ```
 public final class RelayClient: Sendable {
     public let relay: URL
@@ -32,7 +35,7 @@ public final class RelayClient: Sendable {
     ///   - trust: trust anchors for the relay's TLS certificate and for every signature.
     ///   - relayID: the commonName of the relay's receipt-signing certificate.
     ///   - decryptionIdentities: other identities of the same partner to try when opening.
-    public init(relay: URL, identity: Identity, trust: TrustStore, relayID: String = DevelopmentPKI.relayID,
+    public init(relay: URL, identity: Identity, trust: TrustStore, relayID: String,
                 decryptionIdentities: [Identity] = [], timeout: TimeAmount = .seconds(60)) throws {
         self.relay = relay
         self.decryptionIdentities = decryptionIdentities.filter { $0.partnerID == identity.partnerID }
@@ -50,6 +53,8 @@ public final class RelayClient: Sendable {
         http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(tlsConfiguration: tls))
     }
 
+    /// Closes the connections. `withRelayClient` does it for you; call it yourself only for a
+    /// client that lives as long as the program.
     public func shutdown() async throws { try await http.shutdown() }
 
     // MARK: Raw API calls
@@ -290,4 +295,35 @@ public final class RelayClient: Sendable {
         }
         return data
     }
+}
+
+/// Runs `body` with a client and shuts the client down afterwards, also when `body` throws:
+/// no connection pool outlives its work, and no detached task is needed to close it.
+public func withRelayClient<Result>(_ client: @autoclosure () throws -> RelayClient,
+                                    _ body: (RelayClient) async throws -> Result) async throws -> Result {
+    let client = try client()
+    let result: Result
+    do {
+        result = try await body(client)
+    } catch {
+        try? await client.shutdown()
+        throw error
+    }
+    try await client.shutdown()
+    return result
+}
+
+/// The same for several clients (the demo, the benchmarks): all are shut down afterwards.
+public func withRelayClients<Result>(_ clients: @autoclosure () throws -> [RelayClient],
+                                     _ body: ([RelayClient]) async throws -> Result) async throws -> Result {
+    let clients = try clients()
+    let result: Result
+    do {
+        result = try await body(clients)
+    } catch {
+        for client in clients { try? await client.shutdown() }
+        throw error
+    }
+    for client in clients { try await client.shutdown() }
+    return result
 }

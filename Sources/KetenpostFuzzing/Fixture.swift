@@ -1,5 +1,6 @@
 import Foundation
-import Ketenpost
+import KetenpostEnvelope
+import KetenpostProvisioning
 import KetenpostCrypto
 import KetenpostModel
 

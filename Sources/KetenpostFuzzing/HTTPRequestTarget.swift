@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
-import Ketenpost
+import KetenpostAPI
+import KetenpostEnvelope
 import KetenpostModel
 import KetenpostRelay
 import KetenpostStore

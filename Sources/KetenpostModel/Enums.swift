@@ -96,3 +96,8 @@ public enum SubjectKind: String, KetenpostEnum { case person, business }
 
 /// The three ways of tackling perpetrators: criminal (police), fiscal (tax office), administrative (municipality).
 public enum EnforcementRoute: String, KetenpostEnum { case criminal, fiscal, administrative }
+
+/// Whether a partner may send and receive (`suspended`: refused at the relay, messages kept).
+public enum PartnerState: String, Codable, Sendable {
+    case active, suspended
+}

@@ -2,7 +2,8 @@ import Foundation
 import Hummingbird
 import HummingbirdCore
 import HummingbirdTLS
-import Ketenpost
+import KetenpostAPI
+import KetenpostProvisioning
 import KetenpostCrypto
 import KetenpostModel
 import KetenpostStore
@@ -19,12 +20,17 @@ import ServiceLifecycle
 public struct RelayServer: Sendable {
     public let core: RelayCore
     public let configuration: RelayConfiguration
+    /// Partners that run inside the relay process (the conformance echo), as clients of it.
+    public let hostedPartners: [any HostedPartner]
 
     /// Loads everything the configuration names. Any problem stops start-up with the file,
     /// the key and what is wrong.
     public static func prepare(_ configuration: RelayConfiguration, logger: Logger,
                                clock: @escaping @Sendable () -> Date = { Date() },
-                               store: (any RelayStore)? = nil) async throws -> RelayServer {
+                               store: (any RelayStore)? = nil, hostedPartners: [any HostedPartner] = []) async throws -> RelayServer {
+        if configuration.conformanceEcho != nil && hostedPartners.isEmpty {
+            throw KetenpostError(.configInvalid, "conformance.echo is set, but this program does not host the conformance echo. Run `ketenpost serve`, or remove conformance.echo.")
+        }
         if let dir = configuration.developmentPKIDirectory {
             // Idempotent: what exists is kept (an administrator identity is added to an older PKI).
             let partners = try PartnerDirectoryFile.load(path: configuration.partnersFile)
@@ -46,7 +52,7 @@ public struct RelayServer: Sendable {
         let core = RelayCore(configuration: configuration, directory: PartnerDirectory(version: -1, partners: []), policy: policy,
                              credentials: credentials, store: messageStore, logger: logger, clock: clock)
         core.credentials.checkCRLs()
-        return RelayServer(core: core, configuration: configuration)
+        return RelayServer(core: core, configuration: configuration, hostedPartners: hostedPartners)
     }
 
     /// Readies the running store: migrations, the import of `partners.yaml` (only what is
@@ -68,8 +74,8 @@ public struct RelayServer: Sendable {
             }
             logger.notice("directory imported", metadata: ["directory.changes": "\(changes.count)"])
         }
-        if let echo = configuration.conformanceEcho {
-            try await ConformanceEcho.register(echo, configuration: configuration, store: store, now: core.clock(), logger: logger)
+        for partner in hostedPartners {
+            try await partner.register(core: core)
         }
         try await core.directory.refresh(force: true)
     }
@@ -94,11 +100,12 @@ public struct RelayServer: Sendable {
         let tls = try RelayTLS.configuration(core: core)
         let logger = core.logger
         var services: [any Service] = [SweeperService(core: core), LifecycleService(core: core, reloadOnSIGHUP: reloadOnSIGHUP)]
-        // The conformance echo talks to this relay like any partner, once it listens.
-        let (echoPorts, echoContinuation) = AsyncStream.makeStream(of: Int.self)
-        if configuration.conformanceEcho != nil {
-            services.append(ConformanceEcho(core: core, ports: echoPorts))
+        // Hosted partners talk to this relay like any partner, once it listens.
+        let streams = hostedPartners.map { _ in AsyncStream.makeStream(of: Int.self) }
+        for (partner, stream) in zip(hostedPartners, streams) {
+            services.append(partner.service(core: core, ports: stream.stream))
         }
+        let listening = streams.map(\.continuation)
         if let host = configuration.statusHost {
             // The status page on loopback, for administrators on this machine (or an SSH tunnel).
             let router = Router()
@@ -144,11 +151,20 @@ public struct RelayServer: Sendable {
                 }
                 let port = channel.localAddress?.port ?? 0
                 logger.notice("relay listening", metadata: ["listen.host": "\(configuration.host)", "listen.port": "\(port)"])
-                echoContinuation.yield(port)
+                for continuation in listening { continuation.yield(port) }
                 await onRunning(port)
             },
             logger: logger)
     }
+}
+
+/// A partner that runs inside the relay process as a client of it (the conformance echo, in
+/// its own target so that the relay does not link the HTTP client).
+public protocol HostedPartner: Sendable {
+    /// Puts the partner into the directory once the store runs (before the listeners open).
+    func register(core: RelayCore) async throws
+    /// The partner's work, given the port the relay listens on once it does.
+    func service(core: RelayCore, ports: AsyncStream<Int>) -> any Service
 }
 
 /// The relay application as one service: the store is readied before the listeners open and

@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
-import Ketenpost
+import KetenpostEnvelope
+import KetenpostProvisioning
 import KetenpostClient
 import KetenpostCrypto
 import KetenpostRelay

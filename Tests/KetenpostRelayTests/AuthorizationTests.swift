@@ -1,6 +1,6 @@
 import AsyncHTTPClient
 import Foundation
-import Ketenpost
+import KetenpostEnvelope
 import KetenpostClient
 import KetenpostCrypto
 import KetenpostModel

@@ -1,5 +1,6 @@
 import Foundation
-import Ketenpost
+import KetenpostEnvelope
+import KetenpostProvisioning
 import KetenpostClient
 import KetenpostCrypto
 import KetenpostModel

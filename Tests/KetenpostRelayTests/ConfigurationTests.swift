@@ -1,5 +1,6 @@
 import Foundation
-import Ketenpost
+import KetenpostAPI
+import KetenpostProvisioning
 import KetenpostRelay
 import Logging
 import Testing

@@ -1,5 +1,5 @@
 import Foundation
-import Ketenpost
+import KetenpostProvisioning
 import KetenpostRelay
 import Testing
 

@@ -2,7 +2,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
-import Ketenpost
+import KetenpostEnvelope
 import KetenpostCrypto
 import KetenpostModel
 import KetenpostRelay

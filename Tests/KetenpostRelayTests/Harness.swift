@@ -1,7 +1,10 @@
 import AsyncHTTPClient
 import Foundation
-import Ketenpost
+import KetenpostAPI
+import KetenpostEnvelope
+import KetenpostProvisioning
 import KetenpostClient
+import KetenpostConformance
 import KetenpostCrypto
 import KetenpostModel
 import KetenpostRelay
@@ -127,7 +130,8 @@ final class Harness: Sendable {
         var logger = Logger(label: "test.relay", factory: { _ in CapturingLogHandler(lines: log) })
         logger.logLevel = .trace
         let clock = self.clock
-        let server = try await RelayServer.prepare(configuration, logger: logger, clock: { clock() })
+        let server = try await RelayServer.prepare(configuration, logger: logger, clock: { clock() },
+                                                   hostedPartners: ConformanceEcho.hosted(by: configuration))
         let started = try await RunningRelay.start(server, logger: logger)
         running.withLock { $0 = started }
     }
@@ -141,14 +145,15 @@ final class Harness: Sendable {
     var trust: TrustStore { get throws { try TrustStore.load(anchorsFile: shared.pki.caCertificatePath, crlFiles: [shared.pki.crlPath]) } }
 
     func client(_ id: String) throws -> RelayClient {
-        let client = try RelayClient(relay: url, identity: try Identity.load(directory: shared.identityDirectory(id)), trust: try trust)
+        let client = try RelayClient(relay: url, identity: try Identity.load(directory: shared.identityDirectory(id)), trust: try trust,
+                                     relayID: DevelopmentPKI.relayID)
         clients.withLock { $0.append(client) }
         return client
     }
 
     /// A client with any identity directory, optionally with further keys to open messages with.
     func client(identity directory: String, decryption: [String] = []) throws -> RelayClient {
-        let client = try RelayClient(relay: url, identity: try Identity.load(directory: directory), trust: try trust,
+        let client = try RelayClient(relay: url, identity: try Identity.load(directory: directory), trust: try trust, relayID: DevelopmentPKI.relayID,
                                      decryptionIdentities: try decryption.map { try Identity.load(directory: $0) })
         clients.withLock { $0.append(client) }
         return client

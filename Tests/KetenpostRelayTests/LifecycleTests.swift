@@ -1,5 +1,7 @@
 import Foundation
-import Ketenpost
+import KetenpostAPI
+import KetenpostEnvelope
+import KetenpostProvisioning
 import KetenpostClient
 import KetenpostCrypto
 import KetenpostModel

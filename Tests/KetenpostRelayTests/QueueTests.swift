@@ -1,5 +1,5 @@
 import Foundation
-import Ketenpost
+import KetenpostEnvelope
 import KetenpostClient
 import KetenpostCrypto
 import KetenpostModel

@@ -1,5 +1,7 @@
 import Foundation
-import Ketenpost
+import KetenpostProvisioning
+import KetenpostAPI
+import KetenpostEnvelope
 import KetenpostClient
 import KetenpostCrypto
 import KetenpostModel
@@ -8,9 +10,13 @@ import Testing
 /// `ketenpost serve` as a real process: it starts from a configuration file, answers over
 /// mutual TLS, stops on SIGTERM with status 0, and what it accepted is there after a restart.
 @Suite struct ServeProcessTests {
-    static var binary: String {
-        let next = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("ketenpost")
-        return FileManager.default.isExecutableFile(atPath: next.path) ? next.path : Root.path(".build/debug/ketenpost")
+    static var binary: String { program("ketenpost") }
+    /// Benchmarks and the crash test.
+    static var bench: String { program("ketenpost-bench") }
+
+    static func program(_ name: String) -> String {
+        let next = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent(name)
+        return FileManager.default.isExecutableFile(atPath: next.path) ? next.path : Root.path(".build/debug/\(name)")
     }
 
     /// Starts `serve` and returns the process and the port it printed.
@@ -81,7 +87,8 @@ import Testing
 
         let (first, port) = try await start(config: configFile, in: dir)
         let sender = try RelayClient(relay: URL(string: "https://127.0.0.1:\(port)")!,
-                                     identity: try Identity.load(directory: pki.partnerDirectory(municipality)), trust: trust)
+                                     identity: try Identity.load(directory: pki.partnerDirectory(municipality)), trust: trust,
+                                     relayID: DevelopmentPKI.relayID)
         let sent = try await sender.send(payload: payload, type: .signal, to: coordinator)
         try await sender.shutdown()
         kill(first.processIdentifier, SIGTERM)
@@ -89,7 +96,8 @@ import Testing
 
         let (second, newPort) = try await start(config: configFile, in: dir)
         let recipient = try RelayClient(relay: URL(string: "https://127.0.0.1:\(newPort)")!,
-                                        identity: try Identity.load(directory: pki.partnerDirectory(coordinator)), trust: trust)
+                                        identity: try Identity.load(directory: pki.partnerDirectory(coordinator)), trust: trust,
+                                        relayID: DevelopmentPKI.relayID)
         let received = try await recipient.receive()
         #expect(received.map(\.id) == [sent.header.id])
         try await recipient.shutdown()

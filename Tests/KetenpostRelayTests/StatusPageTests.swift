@@ -1,5 +1,5 @@
 import Foundation
-import Ketenpost
+import KetenpostAPI
 import KetenpostClient
 import KetenpostCrypto
 import KetenpostRelay

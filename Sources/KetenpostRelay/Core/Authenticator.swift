@@ -1,5 +1,6 @@
 import Foundation
-import Ketenpost
+import KetenpostAPI
+import KetenpostEnvelope
 import KetenpostCrypto
 import KetenpostStore
 

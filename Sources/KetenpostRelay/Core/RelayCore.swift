@@ -1,5 +1,5 @@
 import Foundation
-import Ketenpost
+import KetenpostEnvelope
 import KetenpostCrypto
 import KetenpostModel
 import KetenpostStore
@@ -13,8 +13,8 @@ public final class RelayCore: Sendable {
     public let configuration: RelayConfiguration
     public let policy: Policy
     public let store: any RelayStore
-    let clock: @Sendable () -> Date
-    let logger: Logger
+    public let clock: @Sendable () -> Date
+    public let logger: Logger
     /// Counters and gauges (`/metrics`).
     public let metrics: RelayMetrics
     /// Trust anchors, CRLs, the relay's certificate and key, the administrators.

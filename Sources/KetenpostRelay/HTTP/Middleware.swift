@@ -1,7 +1,7 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
-import Ketenpost
+import KetenpostAPI
 import Logging
 
 /// The outermost middleware of every relay route: each answer carries the request id

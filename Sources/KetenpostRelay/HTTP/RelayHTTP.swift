@@ -1,7 +1,8 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
-import Ketenpost
+import KetenpostAPI
+import KetenpostEnvelope
 import KetenpostModel
 import NIOCore
 

@@ -1,6 +1,6 @@
 import Foundation
 import Hummingbird
-import Ketenpost
+import KetenpostAPI
 import KetenpostCrypto
 import NIOCore
 import NIOSSL

@@ -1,5 +1,5 @@
 import Foundation
-import Ketenpost
+import KetenpostEnvelope
 import KetenpostCrypto
 import KetenpostStore
 

@@ -1,5 +1,5 @@
 import Foundation
-import Ketenpost
+import KetenpostAPI
 import KetenpostStore
 import Logging
 import ServiceLifecycle

@@ -1,6 +1,7 @@
 import Foundation
 import HummingbirdTLS
-import Ketenpost
+import KetenpostAPI
+import KetenpostEnvelope
 import KetenpostCrypto
 import Logging
 import NIOSSL

@@ -1,4 +1,5 @@
 import Foundation
+import KetenpostAPI
 import KetenpostCrypto
 
 /// The development PKI: a CA, the relay's certificate and one identity per partner.

@@ -1,4 +1,5 @@
 import Foundation
+import KetenpostAPI
 import KetenpostCrypto
 import KetenpostModel
 

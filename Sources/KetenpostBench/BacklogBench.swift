@@ -1,7 +1,7 @@
 import ArgumentParser
 import Foundation
 import Histogram
-import Ketenpost
+import KetenpostAPI
 import KetenpostRelay
 import KetenpostStore
 import Synchronization
@@ -17,7 +17,7 @@ struct BacklogBench: AsyncParsableCommand {
             then times --probe submissions, --probe leases (one message each) and their acknowledgements \
             (every recipient in turn, or one with --pattern one), from --concurrency tasks. Bodies are --body-bytes of random bytes. \
             With --store-url the store is kept, and a later run on it fills only what is missing.
-            Example: swift run -c release ketenpost bench backlog --sizes 1000,10000,100000,1000000
+            Example: swift run -c release ketenpost-bench backlog --sizes 1000,10000,100000,1000000
             """)
 
     @Option(help: "Backlog sizes, comma-separated.") var sizes: String = "1000,10000,100000"

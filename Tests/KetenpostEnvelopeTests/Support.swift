@@ -1,6 +1,8 @@
 import Foundation
 import Testing
-@testable import Ketenpost
+@testable import KetenpostEnvelope
+import KetenpostAPI
+import KetenpostProvisioning
 import KetenpostCrypto
 import KetenpostModel
 
@@ -56,13 +58,17 @@ enum Paths {
     }
 
     /// The `ketenpost` executable built next to the test bundle.
-    static var executable: URL {
+    static var executable: URL { program("ketenpost") }
+    /// Benchmarks and the crash test.
+    static var bench: URL { program("ketenpost-bench") }
+
+    static func program(_ name: String) -> URL {
         let bin = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
         for candidate in [bin, bin.deletingLastPathComponent()] {
-            let url = candidate.appendingPathComponent("ketenpost")
+            let url = candidate.appendingPathComponent(name)
             if FileManager.default.isExecutableFile(atPath: url.path) { return url }
         }
-        return root.appendingPathComponent(".build/debug/ketenpost")
+        return root.appendingPathComponent(".build/debug/\(name)")
     }
 
     static func temporaryDirectory() throws -> URL {

@@ -1,6 +1,8 @@
 import Foundation
 import Testing
-@testable import Ketenpost
+@testable import KetenpostEnvelope
+import KetenpostAPI
+import KetenpostProvisioning
 import KetenpostCrypto
 import KetenpostModel
 

@@ -1,13 +1,26 @@
 import ArgumentParser
 import Foundation
-import Ketenpost
+import KetenpostEnvelope
+import KetenpostProvisioning
 import KetenpostCrypto
 import KetenpostModel
 
+@main
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Benchmarks (run them from a release build: swift run -c release ketenpost bench …).",
-        subcommands: [EnvelopeBench.self, RelayBench.self, BacklogBench.self])
+        commandName: "ketenpost-bench",
+        abstract: "Ketenpost's benchmarks and crash test (docs/BENCHMARKS.md).",
+        discussion: """
+            Run them from a release build, next to the `ketenpost` they start as relay processes:
+              swift build -c release && .build/release/ketenpost-bench envelope
+              .build/release/ketenpost-bench relay --runs 3 --json sat.json
+              .build/release/ketenpost-bench crash-test --kills 100 --messages 3000
+            """,
+        subcommands: [EnvelopeBench.self, RelayBench.self, BacklogBench.self, CrashTest.self])
+}
+
+struct StandardError: TextOutputStream {
+    mutating func write(_ string: String) { FileHandle.standardError.write(Data(string.utf8)) }
 }
 
 /// Seal, relay-side outer check and open of one payload size, on one core and on all cores.

@@ -1,5 +1,4 @@
 import Foundation
-import KetenpostCrypto
 import KetenpostModel
 
 /// Every failure that a partner or administrator can see: a stable code and a sentence
@@ -108,21 +107,6 @@ extension KetenpostError {
         [Code.envelopeMalformed, .outerSignatureInvalid, .outerContentInvalid, .decryptionFailed, .innerMalformed,
          .innerSignatureInvalid, .headerInvalid, .headerMismatch, .payloadInvalid, .signerNotSender, .signerMismatch,
          .recipientMismatch, .messageExpired].contains(code)
-    }
-
-    /// Maps a chain verification failure to the partner-facing certificate codes.
-    public static func certificate(_ error: CryptoError, role: String) -> KetenpostError {
-        let code: Code
-        switch error.code {
-        case .certificateExpired: code = .certificateExpired
-        case .certificateNotYetValid: code = .certificateNotYetValid
-        case .certificateRevoked: code = .certificateRevoked
-        case .certificateUntrusted: code = .certificateUntrusted
-        case .certificatePurpose: code = .certificatePurpose
-        case .crlUnavailable: code = .certificateCRLUnavailable
-        default: code = .certificateInvalid
-        }
-        return KetenpostError(code, "The \(role) certificate was refused: \(error.message)", detail: error.detail)
     }
 
     /// Maps validation issues (paths and rules, never values) to `header.invalid` or `payload.invalid`.

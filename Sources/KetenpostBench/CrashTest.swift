@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
-import Ketenpost
+import KetenpostProvisioning
+import KetenpostAPI
+import KetenpostEnvelope
 import KetenpostClient
 import KetenpostCrypto
 import KetenpostModel
@@ -67,17 +69,17 @@ struct CrashTest: AsyncParsableCommand {
         let chain = try SyntheticChain(in: work, prefix: "crash", senders: senders, recipients: recipients)
         let (pki, senderIDs, recipientIDs) = (chain.pki, chain.senderIDs, chain.recipientIDs)
         guard (1...8).contains(instances) else { throw ValidationError("--instances must be 1 to 8.") }
-        let ports = try (0..<instances).map { _ in try Self.freePort() }
         let configFile = try chain.writeRelayConfiguration(
-            in: work, port: ports[0], storeURL: storeURL,
+            in: work, port: 0, storeURL: storeURL,
             queue: "{leaseDuration: 2s, maxAttempts: 100, sweepInterval: 1s, maxLongPoll: 2s}",
             limits: "{ratePerSecond: 100000, rateBurst: 100000}")
 
-        let relayURLs = ports.map { URL(string: "https://127.0.0.1:\($0)")! }
         let trust = try TrustStore.load(anchorsFile: pki.caCertificatePath, crlFiles: [pki.crlPath])
-        let servers = ports.map { RelayProcess(executable: Self.ownExecutable(), config: configFile, port: $0) }
+        let servers = (0..<instances).map { RelayProcess(executable: RelayProcess.relayExecutable(), config: configFile, instance: $0) }
         let probe = try Identity.load(directory: pki.partnerDirectory(senderIDs[0]))
-        for (server, url) in zip(servers, relayURLs) { try await server.start(url: url, trust: trust, probe: probe) }
+        var listening: [URL] = []
+        for server in servers { listening.append(try await server.start(trust: trust, probe: probe)) }
+        let relayURLs = listening
         print("Crash test: \(messages) messages, \(senders) senders, \(recipients) recipients, \(instances) relay instance(s), \(kills) SIGKILLs; pids \(servers.map(\.pid))")
 
         let recipientCerts = try recipientIDs.map { try Certificate.load(pemFile: pki.partnerDirectory($0) + "/cert.pem") }
@@ -101,25 +103,25 @@ struct CrashTest: AsyncParsableCommand {
             for (index, id) in senderIDs.enumerated() {
                 let batch = batches[index]
                 group.addTask {
-                    let clients = try relayURLs.map {
-                        try RelayClient(relay: $0, identity: try Identity.load(directory: pki.partnerDirectory(id)), trust: trust, timeout: .seconds(10))
-                    }
-                    defer { Task { for client in clients { try? await client.shutdown() } } }
-                    for (n, (header, sealed)) in batch.enumerated() {
-                        // Alternate between instances; retry the same bytes (on the next instance)
-                        // until a verified receipt arrives.
-                        var target = n % instances
-                        while true {
-                            do {
-                                let sent = try await clients[target].submit(sealed: sealed, header: header)
-                                ledger.state.withLock { state in
-                                    state.accepted.insert(header.id)
-                                    if !sent.response.duplicate { state.freshAcceptances[header.id, default: 0] += 1 }
+                    try await withRelayClients(try relayURLs.map {
+                        try RelayClient(relay: $0, identity: try Identity.load(directory: pki.partnerDirectory(id)), trust: trust, relayID: DevelopmentPKI.relayID, timeout: .seconds(10))
+                    }) { clients in
+                        for (n, (header, sealed)) in batch.enumerated() {
+                            // Alternate between instances; retry the same bytes (on the next instance)
+                            // until a verified receipt arrives.
+                            var target = n % instances
+                            while true {
+                                do {
+                                    let sent = try await clients[target].submit(sealed: sealed, header: header)
+                                    ledger.state.withLock { state in
+                                        state.accepted.insert(header.id)
+                                        if !sent.response.duplicate { state.freshAcceptances[header.id, default: 0] += 1 }
+                                    }
+                                    break
+                                } catch {
+                                    target = (target + 1) % instances
+                                    try await Task.sleep(for: .milliseconds(50))
                                 }
-                                break
-                            } catch {
-                                target = (target + 1) % instances
-                                try await Task.sleep(for: .milliseconds(50))
                             }
                         }
                     }
@@ -127,50 +129,50 @@ struct CrashTest: AsyncParsableCommand {
             }
             for id in recipientIDs {
                 group.addTask {
-                    let clients = try relayURLs.map {
-                        try RelayClient(relay: $0, identity: try Identity.load(directory: pki.partnerDirectory(id)), trust: trust, timeout: .seconds(10))
-                    }
-                    defer { Task { for client in clients { try? await client.shutdown() } } }
-                    var receipts: [UUID: Data] = [:]
-                    var round = 0
-                    while true {
-                        let finished = ledger.state.withLock { $0.acknowledged.count >= total }
-                        if finished { return }
-                        // Each poll goes to the next instance: both serve every inbox.
-                        round += 1
-                        let client = clients[round % instances]
-                        do {
-                            for item in try await client.receive(max: 20, wait: 1) {
-                                let opened = try item.result.get()
-                                ledger.state.withLock { state in
-                                    state.deliveries += 1
-                                    state.delivered.insert(item.id)
-                                    if state.acknowledged.contains(item.id) { state.deliveredAfterAck += 1 }
-                                }
-                                // One receipt per message, so a retried acknowledgement is the same bytes.
-                                let receipt = try receipts[item.id] ?? SignedReceipt.sign(
-                                    Receipt(kind: .acknowledgement, messageId: item.id, messageDigest: opened.digest, from: opened.header.from,
-                                            to: opened.header.to, issuer: client.identity.partnerID, disposition: .processed, time: Date()),
-                                    as: client.identity)
-                                receipts[item.id] = receipt
-                                while true {
-                                    do {
-                                        _ = try await client.acknowledge(id: item.id, leaseToken: item.leaseToken, receipt: receipt)
-                                        ledger.state.withLock { _ = $0.acknowledged.insert(item.id) }
-                                        break
-                                    } catch let error as KetenpostError {
-                                        // The lease ran out while the relay was down: it comes again.
-                                        if error.code == .leaseExpired || error.code == .leaseInvalid { break }
-                                        throw error
-                                    } catch {
-                                        try await Task.sleep(for: .milliseconds(50))
+                    try await withRelayClients(try relayURLs.map {
+                        try RelayClient(relay: $0, identity: try Identity.load(directory: pki.partnerDirectory(id)), trust: trust, relayID: DevelopmentPKI.relayID, timeout: .seconds(10))
+                    }) { clients in
+                        var receipts: [UUID: Data] = [:]
+                        var round = 0
+                        while true {
+                            let finished = ledger.state.withLock { $0.acknowledged.count >= total }
+                            if finished { return }
+                            // Each poll goes to the next instance: both serve every inbox.
+                            round += 1
+                            let client = clients[round % instances]
+                            do {
+                                for item in try await client.receive(max: 20, wait: 1) {
+                                    let opened = try item.result.get()
+                                    ledger.state.withLock { state in
+                                        state.deliveries += 1
+                                        state.delivered.insert(item.id)
+                                        if state.acknowledged.contains(item.id) { state.deliveredAfterAck += 1 }
+                                    }
+                                    // One receipt per message, so a retried acknowledgement is the same bytes.
+                                    let receipt = try receipts[item.id] ?? SignedReceipt.sign(
+                                        Receipt(kind: .acknowledgement, messageId: item.id, messageDigest: opened.digest, from: opened.header.from,
+                                                to: opened.header.to, issuer: client.identity.partnerID, disposition: .processed, time: Date()),
+                                        as: client.identity)
+                                    receipts[item.id] = receipt
+                                    while true {
+                                        do {
+                                            _ = try await client.acknowledge(id: item.id, leaseToken: item.leaseToken, receipt: receipt)
+                                            ledger.state.withLock { _ = $0.acknowledged.insert(item.id) }
+                                            break
+                                        } catch let error as KetenpostError {
+                                            // The lease ran out while the relay was down: it comes again.
+                                            if error.code == .leaseExpired || error.code == .leaseInvalid { break }
+                                            throw error
+                                        } catch {
+                                            try await Task.sleep(for: .milliseconds(50))
+                                        }
                                     }
                                 }
+                            } catch let error as KetenpostError {
+                                throw error
+                            } catch {
+                                try await Task.sleep(for: .milliseconds(50))
                             }
-                        } catch let error as KetenpostError {
-                            throw error
-                        } catch {
-                            try await Task.sleep(for: .milliseconds(50))
                         }
                     }
                 }
@@ -186,7 +188,7 @@ struct CrashTest: AsyncParsableCommand {
                         // The others carry on alone for a while; leases the dead one handed out run out and are delivered again.
                         try await Task.sleep(for: .milliseconds(Int64(Double.random(in: 0.2...1.0, using: &generator) * 1000)))
                     }
-                    try await servers[victim].start(url: relayURLs[victim], trust: trust, probe: probe)
+                    try await servers[victim].start(trust: trust, probe: probe)
                     print("  kill \(round): instance \(victim) restarted as pid \(servers[victim].pid)")
                 }
             }
@@ -220,66 +222,86 @@ struct CrashTest: AsyncParsableCommand {
         print(ok ? "PASS: nothing lost, nothing duplicated" : "FAIL")
         if !ok { throw ExitCode(1) }
     }
-
-    static func ownExecutable() -> String {
-        (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
-    }
-
-    /// A free TCP port on 127.0.0.1 (bound and released), so that restarts keep one address.
-    static func freePort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
-        }
-        guard bound else { throw KetenpostError(.internalError, "No free port.") }
-        return Int(UInt16(bigEndian: address.sin_port))
-    }
 }
 
 /// The relay as a child process that can be killed and started again.
 final class RelayProcess: Sendable {
     let executable: String
     let config: String
-    let port: Int?
+    /// Names this instance's log files.
+    let instance: Int
     private let process = Mutex<Process?>(nil)
+    /// The port the first start bound (the configuration asks for port 0); restarts keep it,
+    /// so that clients keep one address.
+    private let port = Mutex<Int?>(nil)
 
-    init(executable: String, config: String, port: Int? = nil) {
+    init(executable: String, config: String, instance: Int = 0) {
         self.executable = executable
         self.config = config
-        self.port = port
+        self.instance = instance
+    }
+
+    /// `ketenpost` from the same build directory as this program.
+    static func relayExecutable() -> String {
+        let own = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        return URL(fileURLWithPath: own).deletingLastPathComponent().appendingPathComponent("ketenpost").path
     }
 
     var pid: Int32 { process.withLock { $0?.processIdentifier ?? 0 } }
 
-    /// Starts `serve` and returns once it answers over mutual TLS.
-    func start(url: URL, trust: TrustStore, probe: Identity) async throws {
+    /// Starts `serve` and returns its URL once it answers over mutual TLS.
+    func start(trust: TrustStore, probe: Identity) async throws -> URL {
+        guard FileManager.default.isExecutableFile(atPath: executable) else {
+            throw KetenpostError(.configInvalid, "\(executable) is missing: build the relay too (swift build -c release), then run ketenpost-bench again.")
+        }
         let child = Process()
         child.executableURL = URL(fileURLWithPath: executable)
-        child.arguments = ["serve", "--config", config, "--log-level", "error"] + (port.map { ["--port", "\($0)"] } ?? [])
-        // Its error log goes to a file beside the configuration, so that a failed start says why.
-        let log = URL(fileURLWithPath: config).deletingLastPathComponent().appendingPathComponent("serve-\(port ?? 0).log")
+        child.arguments = ["serve", "--config", config, "--log-level", "error", "--port", "\(port.withLock { $0 } ?? 0)"]
+        // Its error log goes to a file beside the configuration, so that a failed start says why;
+        // its standard output says which port it bound.
+        let directory = URL(fileURLWithPath: config).deletingLastPathComponent()
+        let log = directory.appendingPathComponent("serve-\(instance).log")
+        let out = directory.appendingPathComponent("serve-\(instance).out")
         FileManager.default.createFile(atPath: log.path, contents: nil)
-        let handle = try FileHandle(forWritingTo: log)
-        child.standardOutput = FileHandle.nullDevice
-        child.standardError = handle
+        FileManager.default.createFile(atPath: out.path, contents: nil)
+        let errHandle = try FileHandle(forWritingTo: log)
+        let outHandle = try FileHandle(forWritingTo: out)
+        child.standardOutput = outHandle
+        child.standardError = errHandle
         try child.run()
-        try? handle.close()
+        try? errHandle.close()
+        try? outHandle.close()
         process.withLock { $0 = child }
-        let client = try RelayClient(relay: url, identity: probe, trust: trust, timeout: .seconds(2))
-        defer { Task { try? await client.shutdown() } }
         let deadline = ContinuousClock.now + .seconds(20)
-        while ContinuousClock.now < deadline && child.isRunning {
-            if (try? await client.directory(probe.partnerID)) != nil { return }
-            try await Task.sleep(for: .milliseconds(50))
+        var bound = port.withLock { $0 }
+        while bound == nil && ContinuousClock.now < deadline && child.isRunning {
+            bound = Self.listeningPort(in: (try? String(contentsOf: out, encoding: .utf8)) ?? "")
+            if bound == nil { try await Task.sleep(for: .milliseconds(20)) }
+        }
+        if let bound {
+            port.withLock { $0 = bound }
+            let url = URL(string: "https://127.0.0.1:\(bound)")!
+            let answered = try await withRelayClient(try RelayClient(relay: url, identity: probe, trust: trust,
+                                                                     relayID: DevelopmentPKI.relayID, timeout: .seconds(2))) { client in
+                while ContinuousClock.now < deadline && child.isRunning {
+                    if (try? await client.directory(probe.partnerID)) != nil { return true }
+                    try await Task.sleep(for: .milliseconds(50))
+                }
+                return false
+            }
+            if answered { return url }
         }
         let said = (try? String(contentsOf: log, encoding: .utf8))?.split(separator: "\n").suffix(3).joined(separator: " | ") ?? ""
         throw KetenpostError(.internalError, "The relay did not come up: \(said)")
+    }
+
+    /// The port in serve's "Ketenpost relay listening on https://HOST:PORT" line.
+    static func listeningPort(in output: String) -> Int? {
+        guard let line = output.split(separator: "\n").first(where: { $0.contains("relay listening on https://") }),
+              let url = line.split(separator: " ").first(where: { $0.hasPrefix("https://") }).flatMap({ URL(string: String($0)) }) else {
+            return nil
+        }
+        return url.port
     }
 
     /// SIGKILL: no shutdown handlers, no flushing; only what was fsync'd survives.

@@ -1,5 +1,5 @@
 import Foundation
-import Ketenpost
+import KetenpostProvisioning
 
 /// A throwaway chain for load and crash tests: N municipalities that signal M care
 /// coordinators, with a development PKI, a partners file and a one-rule policy in `work`.

@@ -1,4 +1,5 @@
 import Foundation
+import KetenpostAPI
 import KetenpostModel
 
 /// Turns a payload document and a few routing choices into the content to seal.

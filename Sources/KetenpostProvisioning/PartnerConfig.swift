@@ -1,4 +1,5 @@
 import Foundation
+import KetenpostAPI
 import KetenpostModel
 import Yams
 
@@ -36,10 +37,6 @@ public struct PartnerEntry: Codable, Sendable, Equatable {
         self.state = state
         self.certificates = certificates
     }
-}
-
-public enum PartnerState: String, Codable, Sendable {
-    case active, suspended
 }
 
 /// `config/partners.yaml`: the partner directory as administrators write it.

@@ -1,7 +1,9 @@
 import ArgumentParser
 import Foundation
+import KetenpostProvisioning
 import Histogram
-import Ketenpost
+import KetenpostAPI
+import KetenpostEnvelope
 import KetenpostClient
 import KetenpostCrypto
 import KetenpostModel
@@ -31,9 +33,9 @@ struct RelayBench: AsyncParsableCommand {
             "generator CPU" is this process's. Progress goes to standard error, one line a second.
 
             Examples:
-              ketenpost bench relay
-              ketenpost bench relay --rate 1000 --phases submit,flow --runs 3 --json bench.json
-              ketenpost bench relay --instances 2 --store-url postgres://ketenpost@127.0.0.1:5432/bench
+              ketenpost-bench relay
+              ketenpost-bench relay --rate 1000 --phases submit,flow --runs 3 --json bench.json
+              ketenpost-bench relay --instances 2 --store-url postgres://ketenpost@127.0.0.1:5432/bench
             """)
 
     @Option(help: "Concurrent sending partners.") var senders: Int = 32
@@ -162,102 +164,104 @@ struct RelayBench: AsyncParsableCommand {
         defer { try? FileManager.default.removeItem(at: work) }
         let chain = try SyntheticChain(in: work, prefix: "bench", senders: senders, recipients: recipients)
         let pki = chain.pki
-        let ports = try (0..<instances).map { _ in try CrashTest.freePort() }
         let configFile = try chain.writeRelayConfiguration(
-            in: work, port: ports[0], storeURL: storeURL,
+            in: work, port: 0, storeURL: storeURL,
             queue: "{leaseDuration: 60s, maxAttempts: 10, maxLongPoll: 2s}",
             limits: "{ratePerSecond: 1000000, rateBurst: 1000000, maxConnections: 4096}")
-        let urls = ports.map { URL(string: "https://127.0.0.1:\($0)")! }
         let trust = try TrustStore.load(anchorsFile: pki.caCertificatePath, crlFiles: [pki.crlPath])
-        let servers = ports.map { RelayProcess(executable: CrashTest.ownExecutable(), config: configFile, port: $0) }
+        let servers = (0..<instances).map { RelayProcess(executable: RelayProcess.relayExecutable(), config: configFile, instance: $0) }
         let probe = try Identity.load(directory: pki.partnerDirectory(chain.senderIDs[0]))
         let startClock = ContinuousClock.now
-        for (server, url) in zip(servers, urls) { try await server.start(url: url, trust: trust, probe: probe) }
+        var started: [URL] = []
+        for server in servers { started.append(try await server.start(trust: trust, probe: probe)) }
+        let urls = started
         let startSeconds = Self.seconds(ContinuousClock.now - startClock)
         defer { for server in servers { server.stop() } }
         print("  relay pid(s) \(servers.map(\.pid)) at \(urls.map(\.absoluteString).joined(separator: ", ")), up in \(String(format: "%.2f", startSeconds)) s")
 
         let senderClients = try chain.senderIDs.enumerated().map { index, id in
-            try RelayClient(relay: urls[index % instances], identity: try Identity.load(directory: pki.partnerDirectory(id)), trust: trust)
+            try RelayClient(relay: urls[index % instances], identity: try Identity.load(directory: pki.partnerDirectory(id)), trust: trust, relayID: DevelopmentPKI.relayID)
         }
         let recipientClients = try chain.recipientIDs.enumerated().map { index, id in
-            try RelayClient(relay: urls[index % instances], identity: try Identity.load(directory: pki.partnerDirectory(id)), trust: trust)
+            try RelayClient(relay: urls[index % instances], identity: try Identity.load(directory: pki.partnerDirectory(id)), trust: trust, relayID: DevelopmentPKI.relayID)
         }
-        defer { Task { for client in senderClients + recipientClients { try? await client.shutdown() } } }
-        let recipientCerts = try chain.recipientIDs.map { try Certificate.load(pemFile: pki.partnerDirectory($0) + "/cert.pem") }
-        let recipientIDs = chain.recipientIDs
+        // Every client is shut down when the run ends, also when it fails.
+        return try await withRelayClients(senderClients + recipientClients) { _ in
+            let recipientCerts = try chain.recipientIDs.map { try Certificate.load(pemFile: pki.partnerDirectory($0) + "/cert.pem") }
+            let recipientIDs = chain.recipientIDs
 
-        /// Sealed messages per sender: sender s sends global message k·S + s.
-        func sealAll(_ count: Int) throws -> [[(id: UUID, sealed: Data)]] {
-            print("  sealing \(count) messages …")
-            let payload = EnvelopeBench.signalPayload(bytes: payloadSize)
-            return try senderClients.enumerated().map { index, client in
-                try (0..<(count / senders)).map { n in
-                    let to = (index + n) % recipients
-                    let content = try Drafting.content(type: .signal, from: client.identity.partnerID, to: recipientIDs[to], payload: payload)
-                    return (content.header.id, try Envelope.seal(content, from: client.identity, to: recipientCerts[to], trust: trust))
+            /// Sealed messages per sender: sender s sends global message k·S + s.
+            func sealAll(_ count: Int) throws -> [[(id: UUID, sealed: Data)]] {
+                print("  sealing \(count) messages …")
+                let payload = EnvelopeBench.signalPayload(bytes: payloadSize)
+                return try senderClients.enumerated().map { index, client in
+                    try (0..<(count / senders)).map { n in
+                        let to = (index + n) % recipients
+                        let content = try Drafting.content(type: .signal, from: client.identity.partnerID, to: recipientIDs[to], payload: payload)
+                        return (content.header.id, try Envelope.seal(content, from: client.identity, to: recipientCerts[to], trust: trust))
+                    }
                 }
             }
-        }
 
-        var phases: [Phase] = []
-        if selected.contains("submit") {
-            let batch = try sealAll(messages)
-            phases.append(try await measure("submit", count: batch.joined().count, servers: servers) { record, progress in
-                try await Self.submitAll(batch, clients: senderClients, rate: rate, progress: progress) { _, scheduled, done in record(done - scheduled) }
-            })
-            if selected.contains("drain") {
-                let total = batch.joined().count
-                phases.append(try await measure("drain", count: total, servers: servers) { record, progress in
-                    let left = Shared(total)
-                    let open = self.open
+            var phases: [Phase] = []
+            if selected.contains("submit") {
+                let batch = try sealAll(messages)
+                phases.append(try await measure("submit", count: batch.joined().count, servers: servers) { record, progress in
+                    try await Self.submitAll(batch, clients: senderClients, rate: rate, progress: progress) { _, scheduled, done in record(done - scheduled) }
+                })
+                if selected.contains("drain") {
+                    let total = batch.joined().count
+                    phases.append(try await measure("drain", count: total, servers: servers) { record, progress in
+                        let left = Shared(total)
+                        let open = self.open
+                        try await withThrowingTaskGroup(of: Void.self) { group in
+                            for client in recipientClients {
+                                group.addTask {
+                                    while left.count.load(ordering: .relaxed) > 0 {
+                                        let started = ContinuousClock.now
+                                        let acknowledged = try await Self.receiveAndAcknowledge(client, wait: 0, open: open)
+                                        if acknowledged.isEmpty { break }
+                                        let each = (ContinuousClock.now - started) / acknowledged.count
+                                        for _ in acknowledged { record(each); progress() }
+                                        left.count.subtract(acknowledged.count, ordering: .relaxed)
+                                    }
+                                }
+                            }
+                            try await group.waitForAll()
+                        }
+                    })
+                }
+            }
+            if selected.contains("flow") {
+                let flow = try sealAll(flowMessages)
+                let total = flow.joined().count
+                let left = Shared(total)
+                let (open, rate) = (self.open, self.rate)
+                phases.append(try await measure("flow", count: total, servers: servers) { record, progress in
                     try await withThrowingTaskGroup(of: Void.self) { group in
                         for client in recipientClients {
                             group.addTask {
                                 while left.count.load(ordering: .relaxed) > 0 {
-                                    let started = ContinuousClock.now
-                                    let acknowledged = try await Self.receiveAndAcknowledge(client, wait: 0, open: open)
-                                    if acknowledged.isEmpty { break }
-                                    let each = (ContinuousClock.now - started) / acknowledged.count
-                                    for _ in acknowledged { record(each); progress() }
-                                    left.count.subtract(acknowledged.count, ordering: .relaxed)
+                                    for id in try await Self.receiveAndAcknowledge(client, wait: 1, open: open) {
+                                        let done = ContinuousClock.now
+                                        if let start = left.scheduledAt.withLock({ $0.removeValue(forKey: id) }) { record(done - start) }
+                                        progress()
+                                        left.count.subtract(1, ordering: .relaxed)
+                                    }
                                 }
                             }
+                        }
+                        group.addTask {
+                            try await Self.submitAll(flow, clients: senderClients, rate: rate, progress: {}, done: { _, _, _ in },
+                                                     beforeSend: { id, scheduled in left.scheduledAt.withLock { $0[id] = scheduled } })
                         }
                         try await group.waitForAll()
                     }
                 })
             }
+            let peaks = servers.map { Self.peakResidentKiB(pid: $0.pid) }
+            return Run(phases: phases, relayPeakResidentKiB: peaks, relayStartSeconds: startSeconds)
         }
-        if selected.contains("flow") {
-            let flow = try sealAll(flowMessages)
-            let total = flow.joined().count
-            let left = Shared(total)
-            let (open, rate) = (self.open, self.rate)
-            phases.append(try await measure("flow", count: total, servers: servers) { record, progress in
-                try await withThrowingTaskGroup(of: Void.self) { group in
-                    for client in recipientClients {
-                        group.addTask {
-                            while left.count.load(ordering: .relaxed) > 0 {
-                                for id in try await Self.receiveAndAcknowledge(client, wait: 1, open: open) {
-                                    let done = ContinuousClock.now
-                                    if let start = left.scheduledAt.withLock({ $0.removeValue(forKey: id) }) { record(done - start) }
-                                    progress()
-                                    left.count.subtract(1, ordering: .relaxed)
-                                }
-                            }
-                        }
-                    }
-                    group.addTask {
-                        try await Self.submitAll(flow, clients: senderClients, rate: rate, progress: {}, done: { _, _, _ in },
-                                                 beforeSend: { id, scheduled in left.scheduledAt.withLock { $0[id] = scheduled } })
-                    }
-                    try await group.waitForAll()
-                }
-            })
-        }
-        let peaks = servers.map { Self.peakResidentKiB(pid: $0.pid) }
-        return Run(phases: phases, relayPeakResidentKiB: peaks, relayStartSeconds: startSeconds)
     }
 
     /// Submits every sender's messages, each sender on its own task; at --rate, each message waits

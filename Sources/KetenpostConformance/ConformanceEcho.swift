@@ -1,8 +1,11 @@
 import Foundation
-import Ketenpost
+import KetenpostAPI
+import KetenpostEnvelope
+import KetenpostProvisioning
 import KetenpostClient
 import KetenpostCrypto
 import KetenpostModel
+import KetenpostRelay
 import KetenpostStore
 import Logging
 import ServiceLifecycle
@@ -13,9 +16,22 @@ import ServiceLifecycle
 /// that opens a message. It answers every signal it can open with a signal back (same payload,
 /// `correlationId` = the original id) and acknowledges it; what it cannot open it rejects with
 /// the failing check's code, so that a partner sees at once what was wrong.
-struct ConformanceEcho: Service {
-    let core: RelayCore
-    let ports: AsyncStream<Int>
+public struct ConformanceEcho: HostedPartner {
+    public init() {}
+
+    /// The hosted partners a configuration asks for: the echo if `conformance.echo` is set.
+    public static func hosted(by configuration: RelayConfiguration) -> [any HostedPartner] {
+        configuration.conformanceEcho == nil ? [] : [ConformanceEcho()]
+    }
+
+    public func register(core: RelayCore) async throws {
+        guard let id = core.configuration.conformanceEcho else { return }
+        try await Self.register(id, configuration: core.configuration, store: core.store, now: core.clock(), logger: core.logger)
+    }
+
+    public func service(core: RelayCore, ports: AsyncStream<Int>) -> any Service {
+        Echo(core: core, ports: ports)
+    }
 
     /// Puts the echo partner and its certificate into the directory if they are missing.
     static func register(_ id: String, configuration: RelayConfiguration, store: any RelayStore, now: Date, logger: Logger) async throws {
@@ -39,6 +55,13 @@ struct ConformanceEcho: Service {
             logger.notice("conformance echo registered", metadata: ["partner.id": "\(id)"])
         }
     }
+
+}
+
+/// The echo's loop: receive, answer or reject, acknowledge.
+struct Echo: Service {
+    let core: RelayCore
+    let ports: AsyncStream<Int>
 
     func run() async throws {
         var iterator = ports.makeAsyncIterator()

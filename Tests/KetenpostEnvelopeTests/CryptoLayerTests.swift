@@ -1,6 +1,8 @@
 import Foundation
 import Testing
-@testable import Ketenpost
+@testable import KetenpostEnvelope
+import KetenpostAPI
+import KetenpostProvisioning
 @testable import KetenpostCrypto
 import KetenpostModel
 

@@ -1,6 +1,8 @@
 import Foundation
 import Testing
-@testable import Ketenpost
+@testable import KetenpostEnvelope
+import KetenpostAPI
+import KetenpostProvisioning
 import KetenpostCrypto
 import KetenpostModel
 
@@ -180,7 +182,7 @@ import KetenpostModel
     @Test func envelopeBenchRunsAndDoesNotLeak() async throws {
         let ws = try await Self.workspace.get()
         let report = ws.dir.appendingPathComponent("bench.json")
-        let result = try await run(Paths.executable.path, ["bench", "envelope", "--iterations", "1500", "--warmup", "300", "--json", report.path])
+        let result = try await run(Paths.bench.path, ["envelope", "--iterations", "1500", "--warmup", "300", "--json", report.path])
         #expect(result.status == 0, "\(result.stderr)")
         let json = try JSONSerialization.jsonObject(with: Data(contentsOf: report)) as? [String: Any]
         let before = json?["residentBytesAfterWarmup"] as? Int ?? 0

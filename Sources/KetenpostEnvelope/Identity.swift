@@ -1,4 +1,5 @@
 import Foundation
+import KetenpostAPI
 import KetenpostCrypto
 
 /// A partner's (or the relay's) own certificate and private key.
