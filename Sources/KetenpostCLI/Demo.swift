@@ -61,7 +61,7 @@ struct Demo: AsyncParsableCommand {
         defer {
             for c in [municipality, coordinator, shelter] { Task { try? await c.shutdown() } }
         }
-        print("Ketenpost demo: relay on \(relay.url.absoluteString), store \(configuration.storePath)")
+        print("Ketenpost demo: relay on \(relay.url.absoluteString), store \(configuration.store.path)")
         print("")
 
         func deliver(_ receiver: RelayClient, expecting id: UUID) async throws -> Envelope.Opened {

@@ -33,7 +33,7 @@ struct Serve: AsyncParsableCommand {
     func run() async throws {
         do {
             var configuration = try RelayConfiguration.load(path: config)
-            if let port { configuration.port = port }
+            if let port { configuration.listen.port = port }
             let level = logLevel
             guard logFormat == "text" || logFormat == "json" else {
                 throw KetenpostError(.configInvalid, "--log-format must be text or json.")
@@ -49,7 +49,7 @@ struct Serve: AsyncParsableCommand {
             }
             let logger = Logger(label: "ketenpost.relay")
             let server = try await RelayServer.prepare(configuration, logger: logger, hostedPartners: ConformanceEcho.hosted(by: configuration))
-            let host = configuration.host
+            let host = configuration.listen.host
             let services = try server.services(reloadOnSIGHUP: true, onRunning: { port in
                 print("Ketenpost relay listening on https://\(host):\(port) (mutual TLS; Ctrl-C stops it)")
                 fflush(nil)

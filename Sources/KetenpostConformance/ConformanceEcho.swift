@@ -21,11 +21,11 @@ public struct ConformanceEcho: HostedPartner {
 
     /// The hosted partners a configuration asks for: the echo if `conformance.echo` is set.
     public static func hosted(by configuration: RelayConfiguration) -> [any HostedPartner] {
-        configuration.conformanceEcho == nil ? [] : [ConformanceEcho()]
+        configuration.conformance.echo == nil ? [] : [ConformanceEcho()]
     }
 
     public func register(core: RelayCore) async throws {
-        guard let id = core.configuration.conformanceEcho else { return }
+        guard let id = core.configuration.conformance.echo else { return }
         try await Self.register(id, configuration: core.configuration, store: core.store, now: core.clock(), logger: core.logger)
     }
 
@@ -35,9 +35,9 @@ public struct ConformanceEcho: HostedPartner {
 
     /// Puts the echo partner and its certificate into the directory if they are missing.
     static func register(_ id: String, configuration: RelayConfiguration, store: any RelayStore, now: Date, logger: Logger) async throws {
-        let identity = try Identity.load(directory: configuration.conformanceIdentity)
+        let identity = try Identity.load(directory: configuration.conformance.identity)
         guard identity.partnerID == id else {
-            throw KetenpostError(.configInvalid, "conformance.identity \(configuration.conformanceIdentity) is for \(identity.partnerID), not for conformance.echo \(id).")
+            throw KetenpostError(.configInvalid, "conformance.identity \(configuration.conformance.identity) is for \(identity.partnerID), not for conformance.echo \(id).")
         }
         let snapshot = try await store.directorySnapshot()
         var changes: [DirectoryChange] = []
@@ -69,9 +69,9 @@ struct Echo: Service {
         let configuration = core.configuration
         let logger = core.logger
         let client = try RelayClient(relay: URL(string: "https://127.0.0.1:\(port)")!,
-                                     identity: try Identity.load(directory: configuration.conformanceIdentity),
-                                     trust: try TrustStore.load(anchorsFile: configuration.trustAnchors, crlFiles: configuration.crls),
-                                     relayID: configuration.relayID)
+                                     identity: try Identity.load(directory: configuration.conformance.identity),
+                                     trust: try TrustStore.load(anchorsFile: configuration.tls.trustAnchors, crlFiles: configuration.tls.crls),
+                                     relayID: configuration.relay.id)
         await withGracefulShutdownHandler {
             while !Task.isCancelled && !Task.isShuttingDownGracefully {
                 do {

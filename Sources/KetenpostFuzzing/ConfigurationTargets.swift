@@ -75,19 +75,19 @@ enum ConfigurationTargets {
     /// milliseconds), and a rate-limited answer converts `1 / ratePerSecond` to an `Int` of
     /// seconds for Retry-After (`RelayCore.checkRate`).
     static func checkUsable(_ c: RelayConfiguration) throws(FuzzFinding) {
-        let durations = [("queue.leaseDuration", c.leaseDuration), ("queue.retention", c.retention),
-                         ("queue.sweepInterval", c.sweepInterval), ("queue.maxLongPoll", c.maxLongPoll)]
-            + c.maxLifetime.map { ("queue.maxLifetime.\($0.key.rawValue)", $0.value) }
+        let durations = [("queue.leaseDuration", c.queue.leaseDuration), ("queue.retention", c.queue.retention),
+                         ("queue.sweepInterval", c.queue.sweepInterval), ("queue.maxLongPoll", c.queue.maxLongPoll)]
+            + c.queue.maxLifetime.map { ("queue.maxLifetime.\($0.key.rawValue)", $0.value) }
         for (key, value) in durations where !value.isFinite || value < 0 {
             throw FuzzFinding(.configRelay, "config-duration-finite", "\(key) was accepted as \(value) seconds")
         }
-        guard c.sweepInterval * 1000 < Double(Int64.max) else {
+        guard c.queue.sweepInterval * 1000 < Double(Int64.max) else {
             throw FuzzFinding(.configRelay, "config-duration-finite", "queue.sweepInterval does not fit Int64 milliseconds")
         }
-        guard (1 / c.ratePerSecond).rounded(.up) < Double(Int.max) else {
-            throw FuzzFinding(.configRelay, "config-rate-retry-after", "limits.ratePerSecond \(c.ratePerSecond) makes Retry-After overflow Int")
+        guard (1 / c.limits.ratePerSecond).rounded(.up) < Double(Int.max) else {
+            throw FuzzFinding(.configRelay, "config-rate-retry-after", "limits.ratePerSecond \(c.limits.ratePerSecond) makes Retry-After overflow Int")
         }
-        guard (1...65_535).contains(c.port) || c.port == 0, c.maxMessageBytes >= 1_024, c.maxAttempts >= 1 else {
+        guard (1...65_535).contains(c.listen.port) || c.listen.port == 0, c.limits.maxMessageBytes >= 1_024, c.queue.maxAttempts >= 1 else {
             throw FuzzFinding(.configRelay, "config-range", "a number outside its documented range was accepted")
         }
     }

@@ -42,12 +42,12 @@ enum HTTPRequestTarget {
         let fixture = Fixture.shared
         let logger = Logger(label: "ketenpost.fuzz") { _ in SwiftLogNoOpLogHandler() }
         var configuration = RelayConfiguration()
-        configuration.storePath = Scratch.directory.appendingPathComponent("relay.sqlite").path
-        configuration.maxMessageBytes = 4_096      // small, so that inputs reach the 413 paths
-        configuration.ratePerSecond = 1_000_000
-        configuration.rateBurst = 1_000_000
-        configuration.maxLongPoll = 0             // an inbox request never waits
-        let store = try SQLiteMessageStore(path: configuration.storePath)
+        configuration.store.path = Scratch.directory.appendingPathComponent("relay.sqlite").path
+        configuration.limits.maxMessageBytes = 4_096      // small, so that inputs reach the 413 paths
+        configuration.limits.ratePerSecond = 1_000_000
+        configuration.limits.rateBurst = 1_000_000
+        configuration.queue.maxLongPoll = 0             // an inbox request never waits
+        let store = try SQLiteMessageStore(path: configuration.store.path)
         try await store.migrate()
         // The directory as the relay loads it: partners.yaml naming each partner's certificate file.
         var yaml = "partners:\n"

@@ -28,12 +28,12 @@ public struct RelayServer: Sendable {
     public static func prepare(_ configuration: RelayConfiguration, logger: Logger,
                                clock: @escaping @Sendable () -> Date = { Date() },
                                store: (any RelayStore)? = nil, hostedPartners: [any HostedPartner] = []) async throws -> RelayServer {
-        if configuration.conformanceEcho != nil && hostedPartners.isEmpty {
+        if configuration.conformance.echo != nil && hostedPartners.isEmpty {
             throw KetenpostError(.configInvalid, "conformance.echo is set, but this program does not host the conformance echo. Run `ketenpost serve`, or remove conformance.echo.")
         }
-        if let dir = configuration.developmentPKIDirectory {
+        if let dir = configuration.developmentPKI.directory {
             // Idempotent: what exists is kept (an administrator identity is added to an older PKI).
-            let partners = try PartnerDirectoryFile.load(path: configuration.partnersFile)
+            let partners = try PartnerDirectoryFile.load(path: configuration.directory.partners)
             let summary = try DevelopmentPKI(directory: dir).create(partners: partners.partners)
             if !summary.created.isEmpty {
                 logger.notice("created development PKI identities (not for production)",
@@ -41,7 +41,7 @@ public struct RelayServer: Sendable {
             }
         }
         let credentials = try RelayCredentials.load(configuration)
-        let policy = try Policy.load(path: configuration.policyFile)
+        let policy = try Policy.load(path: configuration.directory.policy)
         let messageStore: any RelayStore
         if let store {
             messageStore = store
@@ -63,11 +63,11 @@ public struct RelayServer: Sendable {
         let logger = core.logger
         try await store.migrate()
         let snapshot = try await store.directorySnapshot()
-        let changes = try DirectoryImport.changes(file: configuration.partnersFile, certificateDirectory: configuration.certificateDirectory,
+        let changes = try DirectoryImport.changes(file: configuration.directory.partners, certificateDirectory: configuration.directory.certificates,
                                                   current: snapshot, now: core.clock())
         if !changes.isEmpty {
             do {
-                try await store.applyDirectory(changes, actor: "import:" + URL(fileURLWithPath: configuration.partnersFile).lastPathComponent,
+                try await store.applyDirectory(changes, actor: "import:" + URL(fileURLWithPath: configuration.directory.partners).lastPathComponent,
                                                at: core.clock())
             } catch is StoreError {
                 // Another instance imported the same entries at the same moment; its import stands.
@@ -106,7 +106,7 @@ public struct RelayServer: Sendable {
             services.append(partner.service(core: core, ports: stream.stream))
         }
         let listening = streams.map(\.continuation)
-        if let host = configuration.statusHost {
+        if let address = configuration.admin.listen {
             // The status page on loopback, for administrators on this machine (or an SSH tunnel).
             let router = Router()
             let core = self.core
@@ -116,10 +116,10 @@ public struct RelayServer: Sendable {
             }
             router.get("/", use: page)
             router.get("/status", use: page)
-            services.append(Self.plainListener(router, name: "status", event: "status page listening", host: host,
-                                               port: configuration.statusPort, logger: logger, onRunning: onStatusRunning))
+            services.append(Self.plainListener(router, name: "status", event: "status page listening", host: address.host,
+                                               port: address.port, logger: logger, onRunning: onStatusRunning))
         }
-        if let host = configuration.metricsHost {
+        if let address = configuration.metrics.listen {
             // Plain HTTP for the monitoring system, on an address the configuration names: only /metrics.
             let router = Router()
             let core = self.core
@@ -127,15 +127,15 @@ public struct RelayServer: Sendable {
                 Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
                          body: .init(byteBuffer: ByteBuffer(string: await core.metricsText())))
             }
-            services.append(Self.plainListener(router, name: "metrics", event: "metrics listening", host: host,
-                                               port: configuration.metricsPort, logger: logger, onRunning: onMetricsRunning))
+            services.append(Self.plainListener(router, name: "metrics", event: "metrics listening", host: address.host,
+                                               port: address.port, logger: logger, onRunning: onMetricsRunning))
         }
         return Application(
             router: RelayHTTP.router(core: core),
-            server: try .tls(.http1(configuration: .init(idleTimeout: .milliseconds(Int64(configuration.idleTimeout * 1000)))),
+            server: try .tls(.http1(configuration: .init(idleTimeout: .milliseconds(Int64(configuration.limits.idleTimeout * 1000)))),
                              configuration: tls),
-            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "ketenpost",
-                                 availableConnectionsDelegate: ConnectionLimit(configuration.maxConnections, gauge: core.metrics.connectionsOpen)),
+            configuration: .init(address: .hostname(configuration.listen.host, port: configuration.listen.port), serverName: "ketenpost",
+                                 availableConnectionsDelegate: ConnectionLimit(configuration.limits.maxConnections, gauge: core.metrics.connectionsOpen)),
             services: services,
             onServerRunning: { channel in
                 // The limit is checked before each read of the listening socket, and NIO
@@ -150,7 +150,7 @@ public struct RelayServer: Sendable {
                     logger.warning("could not make the connection limit exact", metadata: ["error.type": "\(type(of: error))"])
                 }
                 let port = channel.localAddress?.port ?? 0
-                logger.notice("relay listening", metadata: ["listen.host": "\(configuration.host)", "listen.port": "\(port)"])
+                logger.notice("relay listening", metadata: ["listen.host": "\(configuration.listen.host)", "listen.port": "\(port)"])
                 for continuation in listening { continuation.yield(port) }
                 await onRunning(port)
             },
@@ -261,12 +261,12 @@ public final class RunningRelay: Sendable {
             throw KetenpostError(.internalError, "The relay stopped before it listened.")
         }
         var metricsPort: Int?
-        if server.configuration.metricsHost != nil {
+        if server.configuration.metrics.listen != nil {
             var metricsIterator = metricsPorts.makeAsyncIterator()
             metricsPort = await metricsIterator.next()
         }
         var statusPort: Int?
-        if server.configuration.statusHost != nil {
+        if server.configuration.admin.listen != nil {
             var statusIterator = statusPorts.makeAsyncIterator()
             statusPort = await statusIterator.next()
         }

@@ -98,7 +98,7 @@ import Testing
 
     /// An unregistered certificate is refused before its body is read.
     @Test func unknownPartnersAreRefusedBeforeTheirBodyIsRead() async throws {
-        try await withRelay({ $0.maxMessageBytes = 64 * 1024 }) { h in
+        try await withRelay({ $0.limits.maxMessageBytes = 64 * 1024 }) { h in
             let rogue = h.shared.identityDirectory("unregistered-maastricht")
             let big = h.work.appendingPathComponent("big.bin")
             try Data(count: 4 * 1024 * 1024).write(to: big)

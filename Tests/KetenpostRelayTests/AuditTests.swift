@@ -19,7 +19,7 @@ import Testing
         try await history(h)
         // A consistent copy of the live database (WAL included).
         let copy = h.work.appendingPathComponent("audit-copy-\(UUID().uuidString.prefix(6)).sqlite")
-        let live = try DatabaseQueue(path: h.configuration.storePath)
+        let live = try DatabaseQueue(path: h.configuration.store.path)
         try await live.writeWithoutTransaction { db in try db.execute(sql: "VACUUM INTO ?", arguments: [copy.path]) }
         try live.close()
         let records = try await h.relay.core.store.auditRecords(after: 0, limit: 1000)
@@ -130,7 +130,7 @@ import Testing
     @Test func aPostgreSQLTrailIsVerifiedFromItsURL() async throws {
         try await withPostgresDatabase { server, database in
             let url = server.url(database: database)
-            try await withRelay({ $0.storeURL = url }) { h in
+            try await withRelay({ $0.store.url = url }) { h in
                 try await history(h)
                 let records = try await h.relay.core.store.auditRecords(after: 0, limit: 1000)
                 let verify = "'\(ServeProcessTests.binary)' audit verify --trust '\(h.shared.pki.caCertificatePath)' --store-url"

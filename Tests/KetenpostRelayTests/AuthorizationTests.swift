@@ -124,7 +124,7 @@ import Testing
     }
 
     @Test func rateLimitAnswers429() async throws {
-        try await withRelay({ $0.ratePerSecond = 0.01; $0.rateBurst = 3 }) { h in
+        try await withRelay({ $0.limits.ratePerSecond = 0.01; $0.limits.rateBurst = 3 }) { h in
             let eijsden = try h.client(municipality)
             for _ in 0..<3 { _ = try await eijsden.directory(coordinator) }
             await expectRelayError(.rateLimited) { _ = try await eijsden.directory(coordinator) }
@@ -156,7 +156,7 @@ import Testing
     }
 
     @Test func oversizeBodiesGet413AndWrongTypes415() async throws {
-        try await withRelay({ $0.maxMessageBytes = 64 * 1024 }) { h in
+        try await withRelay({ $0.limits.maxMessageBytes = 64 * 1024 }) { h in
             let me = h.shared.identityDirectory(municipality)
             let ca = h.shared.pki.caCertificatePath
             let big = h.work.appendingPathComponent("big.bin")

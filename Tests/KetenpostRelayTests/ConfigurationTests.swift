@@ -8,10 +8,10 @@ import Testing
 @Suite struct ConfigurationTests {
     @Test func shippedConfigurationLoadsWithItsDocumentedDefaults() throws {
         let c = try RelayConfiguration.load(path: Root.path("config/ketenpost.yaml"))
-        #expect(c.port == 8443 && c.host == "127.0.0.1")
-        #expect(c.leaseDuration == 60 && c.maxAttempts == 5 && c.retention == 7 * 86_400)
-        #expect(c.maxLifetime[MessageType.intakeNotice] == TimeInterval(3 * 86_400))
-        #expect(c.developmentPKIDirectory == "certs/dev")
+        #expect(c.listen.port == 8443 && c.listen.host == "127.0.0.1")
+        #expect(c.queue.leaseDuration == 60 && c.queue.maxAttempts == 5 && c.queue.retention == 7 * 86_400)
+        #expect(c.queue.maxLifetime[MessageType.intakeNotice] == TimeInterval(3 * 86_400))
+        #expect(c.developmentPKI.directory == "certs/dev")
         _ = try Policy.load(path: Root.path("config/policy.yaml"))
     }
 
@@ -55,16 +55,16 @@ import Testing
         defer { try? FileManager.default.removeItem(at: dir) }
         var c = RelayConfiguration()
         let pki = DevelopmentPKI(directory: dir.appendingPathComponent("certs").path)
-        c.developmentPKIDirectory = pki.directory.path
-        c.tlsCertificate = pki.relayDirectory + "/cert.pem"
-        c.tlsKey = pki.relayDirectory + "/key.pem"
-        c.trustAnchors = pki.caCertificatePath
-        c.crls = [pki.crlPath]
-        c.partnersFile = Root.path("config/partners.yaml")
-        c.policyFile = Root.path("config/policy.yaml")
-        c.certificateDirectory = pki.directory.appendingPathComponent("partners").path
-        c.storePath = dir.appendingPathComponent("store.sqlite").path
-        c.adminCertificates = [pki.adminDirectory + "/cert.pem"]
+        c.developmentPKI.directory = pki.directory.path
+        c.tls.certificate = pki.relayDirectory + "/cert.pem"
+        c.tls.key = pki.relayDirectory + "/key.pem"
+        c.tls.trustAnchors = pki.caCertificatePath
+        c.tls.crls = [pki.crlPath]
+        c.directory.partners = Root.path("config/partners.yaml")
+        c.directory.policy = Root.path("config/policy.yaml")
+        c.directory.certificates = pki.directory.appendingPathComponent("partners").path
+        c.store.path = dir.appendingPathComponent("store.sqlite").path
+        c.admin.certificates = [pki.adminDirectory + "/cert.pem"]
         #expect(!pki.exists)
         let server = try await RelayServer.prepare(c, logger: Logger(label: "test"))
         try await server.core.store.withRunning { try await server.start() }
@@ -72,8 +72,8 @@ import Testing
         #expect(server.core.directory.snapshot.partners.count == 8)
         #expect(FileManager.default.fileExists(atPath: pki.adminDirectory + "/key.pem"))
         // A missing partner certificate file stops start-up with the file and key.
-        c.certificateDirectory = dir.appendingPathComponent("nowhere").path
-        c.developmentPKIDirectory = nil
+        c.directory.certificates = dir.appendingPathComponent("nowhere").path
+        c.developmentPKI.directory = nil
         do {
             let server = try await RelayServer.prepare(c, logger: Logger(label: "test"))
             try await server.core.store.withRunning { try await server.start() }

@@ -11,7 +11,7 @@ import Testing
     }
 
     @Test func aCorrectPartnerPassesAndMisconfiguredOnesFail() async throws {
-        try await withRelay({ $0.conformanceEcho = DevelopmentPKI.echo.id; $0.conformanceIdentity = SharedPKI.shared.pki.echoDirectory }) { h in
+        try await withRelay({ $0.conformance.echo = DevelopmentPKI.echo.id; $0.conformance.identity = SharedPKI.shared.pki.echoDirectory }) { h in
             let good = try await kit(h, identity: h.shared.identityDirectory("gemeente-maastricht"))
             #expect(good.status == 0, "\(good.stdout)\(good.stderr)")
             #expect(good.stdout.contains("10 of 10 passed"), "\(good.stdout)")

@@ -27,7 +27,7 @@ import Testing
     }
 
     @Test func aTrickledRequestHeadIsCutOffByTheIdleTimeout() async throws {
-        try await withRelay({ $0.idleTimeout = 2 }) { h in
+        try await withRelay({ $0.limits.idleTimeout = 2 }) { h in
             let connection = try sClient(h)
             defer { connection.stop() }
             connection.send("GET /v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
@@ -39,7 +39,7 @@ import Testing
 
     @Test func aTrickledBodyIsCutOffByTheBodyTimeout() async throws {
         // The idle timeout alone would not cut it: every body byte counts as activity.
-        try await withRelay({ $0.idleTimeout = 30; $0.bodyTimeout = 2 }) { h in
+        try await withRelay({ $0.limits.idleTimeout = 30; $0.limits.bodyTimeout = 2 }) { h in
             let connection = try sClient(h)
             defer { connection.stop() }
             connection.send("POST /v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/cms\r\nContent-Length: 100000\r\n\r\n")
@@ -52,7 +52,7 @@ import Testing
     @Test func openConnectionsAreBounded() async throws {
         // Idle timeout 10 s: the fourth connection must be tried while the idle ones still hold
         // their slots, also on a busy CI machine where starting curl takes a while.
-        try await withRelay({ $0.maxConnections = 3; $0.idleTimeout = 10 }) { h in
+        try await withRelay({ $0.limits.maxConnections = 3; $0.limits.idleTimeout = 10 }) { h in
             let me = h.shared.identityDirectory(municipality)
             let curl = "curl -sS --cacert '\(h.shared.pki.caCertificatePath)' --cert '\(me)/cert.pem' --key '\(me)/key.pem' \(h.url.absoluteString)/v1/health"
             // Three idle TCP connections that never say anything take every slot.
@@ -73,7 +73,7 @@ import Testing
     /// the limit is only checked between reads: without one accept per read, one freed slot
     /// let in four.)
     @Test func freedSlotsAreRefilledOnlyUpToTheLimit() async throws {
-        try await withRelay({ $0.maxConnections = 3; $0.idleTimeout = 2 }) { h in
+        try await withRelay({ $0.limits.maxConnections = 3; $0.limits.idleTimeout = 2 }) { h in
             let port = h.relay.port
             let connect = { (fds: ClosedRange<Int>) in
                 "exec " + fds.map { "\($0)<>/dev/tcp/127.0.0.1/\(port)" }.joined(separator: " ") + " && echo connected && exec sleep 60"

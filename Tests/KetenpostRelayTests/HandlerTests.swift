@@ -53,9 +53,9 @@ struct HandlerFixture {
              _ body: @Sendable (RelayServer, any TestClientProtocol) async throws -> Void) async throws {
         var configuration = RelayConfiguration.development(
             pki: shared.pki, storePath: "unused", partnersFile: shared.partnersFile, policyFile: Root.path("config/policy.yaml"))
-        configuration.developmentPKIDirectory = nil
-        configuration.ratePerSecond = 1000
-        configuration.rateBurst = 1000
+        configuration.developmentPKI.directory = nil
+        configuration.limits.ratePerSecond = 1000
+        configuration.limits.rateBurst = 1000
         adjust(&configuration)
         let log = self.log
         var logger = Logger(label: "test.handlers", factory: { _ in CapturingLogHandler(lines: log) })
@@ -206,7 +206,7 @@ func errorCode(_ response: TestResponse, sourceLocation: SourceLocation = #_sour
 
     @Test func badRequestsGetACodeAndAStatus() async throws {
         let fixture = HandlerFixture()
-        try await fixture.run({ $0.maxMessageBytes = 1024 }) { _, client in
+        try await fixture.run({ $0.limits.maxMessageBytes = 1024 }) { _, client in
             let partner = try fixture.peer(municipality)
             try await client.execute(uri: "/v1/inbox?max=0", method: .get, headers: partner) { response in
                 #expect(response.status == .badRequest)

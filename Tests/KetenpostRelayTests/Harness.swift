@@ -109,13 +109,13 @@ final class Harness: Sendable {
         var c = RelayConfiguration.development(
             pki: shared.pki, storePath: work.appendingPathComponent("store/ketenpost.sqlite").path,
             partnersFile: shared.partnersFile, policyFile: Root.path("config/policy.yaml"))
-        c.developmentPKIDirectory = nil
-        c.leaseDuration = 30
-        c.maxAttempts = 3
-        c.retention = 3600
-        c.sweepInterval = 3600   // the tests sweep by hand
-        c.ratePerSecond = 1000
-        c.rateBurst = 1000
+        c.developmentPKI.directory = nil
+        c.queue.leaseDuration = 30
+        c.queue.maxAttempts = 3
+        c.queue.retention = 3600
+        c.queue.sweepInterval = 3600   // the tests sweep by hand
+        c.limits.ratePerSecond = 1000
+        c.limits.rateBurst = 1000
         adjust(&c)
         configuration = c
         try await start()

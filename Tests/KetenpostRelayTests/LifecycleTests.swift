@@ -162,8 +162,8 @@ import Testing
     }
 
     @Test func changesReachEveryInstanceOfTheSameStore() async throws {
-        try await withRelay({ $0.directoryRefreshInterval = 0.2 }) { a in
-            try await withRelay({ $0.storePath = a.configuration.storePath; $0.directoryRefreshInterval = 0.2 }) { b in
+        try await withRelay({ $0.directory.refreshInterval = 0.2 }) { a in
+            try await withRelay({ $0.store.path = a.configuration.store.path; $0.directory.refreshInterval = 0.2 }) { b in
                 let sender = try b.client(municipality)
                 _ = try await send(b, from: sender)
                 // Revoked through instance A: instance B refuses the certificate within its refresh interval.
@@ -207,7 +207,7 @@ import Testing
             try crl.pem.write(toFile: crlPath, atomically: true, encoding: .utf8)
         }
         try writeCRL(nextUpdate: -3600)
-        try await withRelay({ $0.crls = [crlPath]; $0.reloadInterval = 3600 }) { h in
+        try await withRelay({ $0.tls.crls = [crlPath]; $0.tls.reloadInterval = 3600 }) { h in
             // Closed: no partner gets through the handshake.
             await expectHandshakeFailure { _ = try await h.client(municipality).directory(coordinator) }
             #expect(h.log.all.contains { $0.contains("CRL past its next update") && $0.contains("refusing") })
@@ -220,7 +220,7 @@ import Testing
         }
         // `tls.staleCRL: accept` keeps the door open, with the same alarm.
         try writeCRL(nextUpdate: -3600)
-        try await withRelay({ $0.crls = [crlPath]; $0.acceptStaleCRL = true }) { h in
+        try await withRelay({ $0.tls.crls = [crlPath]; $0.tls.acceptStaleCRL = true }) { h in
             _ = try await h.client(municipality).directory(coordinator)
             #expect(h.relay.core.metrics.exposition().contains("ketenpost_crl_stale 1"))
             #expect(h.log.all.contains { $0.contains("CRL past its next update") && $0.contains("still accepting") })
@@ -315,7 +315,7 @@ import Testing
     }
 
     @Test func expiringCertificatesAreListedLoggedAndMeasured() async throws {
-        try await withRelay({ $0.expiryWarning = 30 * 86_400 }) { h in
+        try await withRelay({ $0.directory.expiryWarning = 30 * 86_400 }) { h in
             let admin = try h.admin()
             let soon = try h.issue(shelter, validDays: 10)
             _ = try await admin.adminAddCertificate(shelter, API.AdminCertificateInput(pem: soon.certificate.pem))
@@ -345,10 +345,10 @@ import Testing
             try FileManager.default.copyItem(atPath: pki.relayDirectory + "/" + file, toPath: live.appendingPathComponent(file).path)
         }
         try await withRelay({
-            $0.tlsCertificate = live.appendingPathComponent("cert.pem").path
-            $0.tlsKey = live.appendingPathComponent("key.pem").path
-            $0.reloadInterval = 1
-            $0.directoryRefreshInterval = 0.2
+            $0.tls.certificate = live.appendingPathComponent("cert.pem").path
+            $0.tls.key = live.appendingPathComponent("key.pem").path
+            $0.tls.reloadInterval = 1
+            $0.directory.refreshInterval = 0.2
         }) { h in
             let oldSerial = try Certificate.load(pemFile: pki.relayDirectory + "/cert.pem")[0].serialNumberHex
             let me = h.shared.identityDirectory(municipality)

@@ -29,7 +29,7 @@ import Testing
     }
 
     @Test func aScriptedFlowShowsInTheMetrics() async throws {
-        try await withRelay({ $0.metricsHost = "127.0.0.1"; $0.metricsPort = 0 }) { h in
+        try await withRelay({ $0.metrics.listen = HostPort(host: "127.0.0.1", port: 0) }) { h in
             let metricsPort = try #require(h.relay.metricsPort)
             let sender = try h.client(municipality)
             let recipient = try h.client(coordinator)

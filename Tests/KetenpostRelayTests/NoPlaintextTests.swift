@@ -41,7 +41,7 @@ import Testing
         try await recipient.acknowledge(received[0])
         try await recipient.acknowledge(received[1], rejectedWith: "payload.invalid")
         for id in sentIDs { _ = try await sender.status(id) }
-        h.clock.advance(by: h.configuration.retention + 60)
+        h.clock.advance(by: h.configuration.queue.retention + 60)
         _ = try await h.relay.core.sweep()
         await h.relay.stop()
         return canary
@@ -53,7 +53,7 @@ import Testing
         try await withRelay { h in
             let canary = try await Self.canaryFlow(h)
             // Every file the store wrote (database, WAL, shared memory), byte for byte.
-            let storeDir = URL(fileURLWithPath: h.configuration.storePath).deletingLastPathComponent()
+            let storeDir = URL(fileURLWithPath: h.configuration.store.path).deletingLastPathComponent()
             let files = try FileManager.default.contentsOfDirectory(atPath: storeDir.path)
             #expect(!files.isEmpty)
             let needles = ([canary] + Self.personal).map { Data($0.utf8) }
@@ -76,7 +76,7 @@ import Testing
     /// trail) holds no canary, as text or as the hex that bytea columns are dumped in.
     @Test func canariesNeverReachAPostgreSQLDump() async throws {
         try await withPostgresDatabase { server, database in
-            try await withRelay({ $0.storeURL = server.url(database: database) }) { h in
+            try await withRelay({ $0.store.url = server.url(database: database) }) { h in
                 let canary = try await Self.canaryFlow(h)
                 let dump = try await shell("'\(server.binDirectory)/pg_dump' -h 127.0.0.1 -p \(server.port) -U postgres -d \(database)")
                 #expect(dump.status == 0 && dump.stdout.contains("audit_log") && dump.stdout.contains("message.accepted"), "\(dump.stderr)")

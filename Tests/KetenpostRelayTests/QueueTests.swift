@@ -72,7 +72,7 @@ let shelter = "opvang-zuid-limburg"
             #expect(first.count == 1)
             #expect(try await recipient.receive().isEmpty, "a leased message is invisible while its lease runs")
 
-            h.clock.advance(by: h.configuration.leaseDuration + 1)
+            h.clock.advance(by: h.configuration.queue.leaseDuration + 1)
             // The old lease ran out: acknowledging with it is refused.
             await expectRelayError(.leaseExpired) { try await recipient.acknowledge(first[0]) }
             let second = try await recipient.receive()
@@ -81,9 +81,9 @@ let shelter = "opvang-zuid-limburg"
             // After a new lease, the old token is no lease at all.
             await expectRelayError(.leaseInvalid) { try await recipient.acknowledge(first[0]) }
 
-            h.clock.advance(by: h.configuration.leaseDuration + 1)
+            h.clock.advance(by: h.configuration.queue.leaseDuration + 1)
             #expect(try await recipient.receive().count == 1)   // third and last attempt
-            h.clock.advance(by: h.configuration.leaseDuration + 1)
+            h.clock.advance(by: h.configuration.queue.leaseDuration + 1)
             #expect(try await recipient.receive().isEmpty)
             let status = try await sender.status(sent.header.id)
             #expect(status.state == "dead-lettered")
@@ -98,7 +98,7 @@ let shelter = "opvang-zuid-limburg"
             let recipient = try h.client(coordinator)
             let sent = try await sender.send(payload: try h.example(.signal), type: .signal, to: coordinator)
             _ = try await recipient.receive()
-            h.clock.advance(by: h.configuration.leaseDuration + 1)
+            h.clock.advance(by: h.configuration.queue.leaseDuration + 1)
             let again = try await recipient.receive()
             #expect(try await recipient.acknowledge(again[0]).state == "acknowledged")
             let status = try await sender.status(sent.header.id)
@@ -122,7 +122,7 @@ let shelter = "opvang-zuid-limburg"
     }
 
     @Test func relayLimitShortensTheLifetime() async throws {
-        try await withRelay({ $0.maxLifetime[.signal] = 600 }) { h in
+        try await withRelay({ $0.queue.maxLifetime[.signal] = 600 }) { h in
             let sender = try h.client(municipality)
             let sent = try await sender.send(payload: try h.example(.signal), type: .signal, to: coordinator)
             let status = try await sender.status(sent.header.id)
@@ -156,7 +156,7 @@ let shelter = "opvang-zuid-limburg"
             let pending = try await sender.send(payload: try h.example(.signal), type: .signal, to: coordinator)
             let received = try await recipient.receive(max: 1)
             try await recipient.acknowledge(received[0])
-            h.clock.advance(by: h.configuration.retention - 60)
+            h.clock.advance(by: h.configuration.queue.retention - 60)
             _ = try await h.relay.core.sweep()
             #expect(try await h.store.body(id: sent.header.id) != nil, "not before the retention has passed")
             h.clock.advance(by: 120)

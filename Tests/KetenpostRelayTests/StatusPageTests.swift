@@ -21,7 +21,7 @@ import Testing
             }
             return
         }
-        try await withRelay({ $0.statusHost = "127.0.0.1"; $0.statusPort = 0 }) { h in
+        try await withRelay({ $0.admin.listen = HostPort(host: "127.0.0.1", port: 0) }) { h in
             let statusPort = try #require(h.relay.statusPort)
             let admin = try h.admin()
             let sender = try h.client(municipality)
@@ -79,6 +79,6 @@ import Testing
     @Test func theUnauthenticatedPageMustStayOnLoopback() throws {
         #expect(throws: KetenpostError.self) { _ = try RelayConfiguration.parse("admin:\n  listen: 0.0.0.0:9465\n", file: "k.yaml") }
         let ok = try RelayConfiguration.parse("admin:\n  listen: 127.0.0.1:9465\n", file: "k.yaml")
-        #expect(ok.statusHost == "127.0.0.1" && ok.statusPort == 9465)
+        #expect(ok.admin.listen == HostPort(host: "127.0.0.1", port: 9465))
     }
 }

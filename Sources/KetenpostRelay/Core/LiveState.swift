@@ -75,7 +75,7 @@ public final class LiveCredentials: Sendable {
             alarm = (Set(stale), now)
             return true
         }
-        let consequence = configuration.acceptStaleCRL
+        let consequence = configuration.tls.acceptStaleCRL
             ? "still accepting (tls.staleCRL: accept)" : "refusing certificates of its CA (tls.staleCRL: refuse)"
         for file in stale where log {
             logger.error("CRL past its next update: \(consequence)", metadata: ["crl.file": "\(file)"])

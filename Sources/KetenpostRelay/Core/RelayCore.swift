@@ -48,7 +48,7 @@ public final class RelayCore: Sendable {
         self.credentials = LiveCredentials(credentials, configuration: configuration, metrics: metrics, logger: logger, clock: clock)
         self.directory = LiveDirectory(directory, store: store, metrics: metrics, logger: logger, clock: clock)
         authenticator = Authenticator(credentials: self.credentials, directory: self.directory,
-                                      rateLimiter: RateLimiter(rate: configuration.ratePerSecond, burst: configuration.rateBurst), clock: clock)
+                                      rateLimiter: RateLimiter(rate: configuration.limits.ratePerSecond, burst: configuration.limits.rateBurst), clock: clock)
         messages = MessageService(configuration: configuration, policy: policy, store: store, credentials: self.credentials,
                                   directory: self.directory, authenticator: authenticator, notifier: notifier, metrics: metrics, clock: clock)
         administration = DirectoryAdministration(configuration: configuration, store: store, credentials: self.credentials,
@@ -90,7 +90,7 @@ public final class RelayCore: Sendable {
     @discardableResult
     public func warnExpiring() -> [(partner: String, certificate: RegisteredCertificate)] {
         let now = clock()
-        let items = directory.expiring(within: configuration.expiryWarning, at: now)
+        let items = directory.expiring(within: configuration.directory.expiryWarning, at: now)
         for item in items {
             let days = Int((item.certificate.record.notAfter.timeIntervalSince(now) / 86_400).rounded(.down))
             logger.warning("certificate expires soon", metadata: [
@@ -98,7 +98,7 @@ public final class RelayCore: Sendable {
                 "certificate.daysLeft": "\(days)"])
         }
         let relay = credentials.identity.certificate
-        if relay.notAfter.timeIntervalSince(now) < configuration.expiryWarning {
+        if relay.notAfter.timeIntervalSince(now) < configuration.directory.expiryWarning {
             logger.warning("the relay's own certificate expires soon", metadata: [
                 "certificate.daysLeft": "\(Int((relay.notAfter.timeIntervalSince(now) / 86_400).rounded(.down)))"])
         }

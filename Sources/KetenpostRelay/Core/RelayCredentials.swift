@@ -30,13 +30,13 @@ struct RelayCredentials: Sendable {
                 throw KetenpostError(.configInvalid, "\(key) \(path): cannot be read (\(error.localizedDescription)).")
             }
         }
-        let certificatePEM = try read(configuration.tlsCertificate, "tls.certificate")
-        let keyPEM = try read(configuration.tlsKey, "tls.key")
-        let anchorsPEM = try read(configuration.trustAnchors, "tls.trustAnchors")
+        let certificatePEM = try read(configuration.tls.certificate, "tls.certificate")
+        let keyPEM = try read(configuration.tls.key, "tls.key")
+        let anchorsPEM = try read(configuration.tls.trustAnchors, "tls.trustAnchors")
         var crlData: [(String, Data)] = []
-        for path in configuration.crls { crlData.append((path, try read(path, "tls.crls"))) }
+        for path in configuration.tls.crls { crlData.append((path, try read(path, "tls.crls"))) }
         var adminPEM: [(String, Data)] = []
-        for path in configuration.adminCertificates { adminPEM.append((path, try read(path, "admin.certificates"))) }
+        for path in configuration.admin.certificates { adminPEM.append((path, try read(path, "admin.certificates"))) }
 
         let identity: Identity
         let chain: [Certificate]
@@ -45,10 +45,10 @@ struct RelayCredentials: Sendable {
             guard let leaf = chain.first else { throw KetenpostError(.configInvalid, "no certificate") }
             identity = try Identity(certificate: leaf, key: try PrivateKey(pem: keyPEM), chain: Array(chain.dropFirst()))
         } catch {
-            throw KetenpostError(.configInvalid, "tls.certificate/tls.key (\(configuration.tlsCertificate)): cannot be read as the relay's identity: \(error)")
+            throw KetenpostError(.configInvalid, "tls.certificate/tls.key (\(configuration.tls.certificate)): cannot be read as the relay's identity: \(error)")
         }
-        guard identity.partnerID == configuration.relayID else {
-            throw KetenpostError(.configInvalid, "relay.id is \(configuration.relayID) but the relay certificate is for \(identity.partnerID).")
+        guard identity.partnerID == configuration.relay.id else {
+            throw KetenpostError(.configInvalid, "relay.id is \(configuration.relay.id) but the relay certificate is for \(identity.partnerID).")
         }
         let trust: TrustStore
         var crls: [(file: String, lastUpdate: Date, nextUpdate: Date?)] = []
@@ -56,9 +56,9 @@ struct RelayCredentials: Sendable {
             let anchors = try Certificate.all(pem: anchorsPEM)
             let lists = try crlData.map { try RevocationList(pem: $0.1) }
             crls = zip(crlData, lists).map { ($0.0.0, $0.1.lastUpdate, $0.1.nextUpdate) }
-            trust = try TrustStore(anchors: anchors, revocationLists: lists, acceptExpiredCRLs: configuration.acceptStaleCRL)
+            trust = try TrustStore(anchors: anchors, revocationLists: lists, acceptExpiredCRLs: configuration.tls.acceptStaleCRL)
         } catch {
-            throw KetenpostError(.configInvalid, "tls.trustAnchors (\(configuration.trustAnchors)) or tls.crls (\(configuration.crls.joined(separator: ", "))): cannot be read: \(error)")
+            throw KetenpostError(.configInvalid, "tls.trustAnchors (\(configuration.tls.trustAnchors)) or tls.crls (\(configuration.tls.crls.joined(separator: ", "))): cannot be read: \(error)")
         }
         var administrators = Set<String>()
         for (path, data) in adminPEM {
@@ -73,7 +73,7 @@ struct RelayCredentials: Sendable {
             tlsChain = try chain.map { .certificate(try NIOSSLCertificate(bytes: Array($0.der), format: .der)) }
             tlsKey = .privateKey(try NIOSSLPrivateKey(bytes: Array(keyPEM), format: .pem))
         } catch {
-            throw KetenpostError(.configInvalid, "tls.certificate/tls.key (\(configuration.tlsCertificate)): cannot be used for TLS: \(error)")
+            throw KetenpostError(.configInvalid, "tls.certificate/tls.key (\(configuration.tls.certificate)): cannot be used for TLS: \(error)")
         }
         var all = Data()
         for path in files.keys.sorted() {

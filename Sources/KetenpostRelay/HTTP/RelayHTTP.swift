@@ -33,7 +33,7 @@ public enum RelayHTTP {
         let messages = core.messages
         let configuration = core.configuration
         routes.post("/v1/messages") { request, context in
-            let body = try await cmsBody(request, limit: configuration.maxMessageBytes, context: context, timeout: configuration.bodyTimeout)
+            let body = try await cmsBody(request, limit: configuration.limits.maxMessageBytes, context: context, timeout: configuration.limits.bodyTimeout)
             let submitted = try await messages.submit(body, as: try context.partner(), logger: context.logger)
             return json(submitted.response, status: submitted.duplicate ? .ok : .accepted)
         }
@@ -52,7 +52,7 @@ public enum RelayHTTP {
             guard let token = request.uri.queryParameters.get("lease"), !token.isEmpty, token.count <= 128 else {
                 throw KetenpostError(.requestInvalid, "Give the lease token of the delivery as ?lease=TOKEN.")
             }
-            let body = try await cmsBody(request, limit: SignedReceipt.maximumSize, context: context, timeout: configuration.bodyTimeout)
+            let body = try await cmsBody(request, limit: SignedReceipt.maximumSize, context: context, timeout: configuration.limits.bodyTimeout)
             return json(try await messages.acknowledge(id: id, leaseToken: String(token), receipt: body, as: try context.partner(),
                                                        logger: context.logger))
         }
@@ -102,7 +102,7 @@ public enum RelayHTTP {
         }
         routes.get("/v1/admin/certificates/expiring") { request, _ in
             let within = request.uri.queryParameters.get("within").map { Drafting.parseDuration(String($0)) }
-                ?? core.configuration.expiryWarning
+                ?? core.configuration.directory.expiryWarning
             guard let within else { throw KetenpostError(.requestInvalid, "within must be a duration such as 30d.") }
             return json(administration.expiring(within: within))
         }

@@ -15,7 +15,7 @@ enum StatusPage {
         let stats = try? await core.store.queueStats()
         let failures = await recentFailures(core)
         let staleCRLs = core.credentials.value.staleCRLs(at: now)
-        let warnWithin = core.configuration.expiryWarning
+        let warnWithin = core.configuration.directory.expiryWarning
         let partners = directory.partners.values.sorted { $0.id < $1.id }
 
         var html = """
@@ -38,12 +38,12 @@ enum StatusPage {
             .alarm { padding: .6rem .8rem; background: #fde2e2; border: 1px solid #b91c1c; margin: .8rem 0; }
             code { font-size: .9em; } .muted { color: #666; }
             </style></head><body>
-            <h1>Ketenpost relay <code>\(e(core.configuration.relayID))</code></h1>
+            <h1>Ketenpost relay <code>\(e(core.configuration.relay.id))</code></h1>
             <p class="muted">As of \(e(time(now))) · directory version \(directory.version) · store \(e(core.configuration.storeLocation.redacted)) · certificates expiring within \(Int(warnWithin / 86_400)) days are highlighted</p>
 
             """
         if !staleCRLs.isEmpty {
-            html += "<div class=\"alarm\" id=\"crl-alarm\"><strong>CRL past its next update:</strong> \(staleCRLs.map { e(URL(fileURLWithPath: $0).lastPathComponent) }.joined(separator: ", ")) — \(core.configuration.acceptStaleCRL ? "still accepting (tls.staleCRL: accept)" : "certificates of that CA are refused until a fresh CRL is in place")</div>\n"
+            html += "<div class=\"alarm\" id=\"crl-alarm\"><strong>CRL past its next update:</strong> \(staleCRLs.map { e(URL(fileURLWithPath: $0).lastPathComponent) }.joined(separator: ", ")) — \(core.configuration.tls.acceptStaleCRL ? "still accepting (tls.staleCRL: accept)" : "certificates of that CA are refused until a fresh CRL is in place")</div>\n"
         }
 
         // Partners and certificates.

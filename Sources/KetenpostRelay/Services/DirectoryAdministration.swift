@@ -34,7 +34,7 @@ public struct DirectoryAdministration: Sendable {
         guard PartnerID.isValid(request.id) else {
             throw KetenpostError(.requestInvalid, "id must be lowercase letters, digits and dashes (2 to 63 characters).")
         }
-        guard request.id != configuration.relayID else { throw KetenpostError(.requestInvalid, "id may not be the relay's own id.") }
+        guard request.id != configuration.relay.id else { throw KetenpostError(.requestInvalid, "id may not be the relay's own id.") }
         guard let role = PartnerRole(rawValue: request.role) else {
             throw KetenpostError(.requestInvalid, "role must be one of \(PartnerRole.allCases.map(\.rawValue).joined(separator: ", ")).")
         }

@@ -13,7 +13,7 @@ struct SweeperService: Service {
         await withGracefulShutdownHandler {
             while !Task.isCancelled && !Task.isShuttingDownGracefully {
                 _ = try? await core.sweep()
-                let interval = Duration.milliseconds(Int64(core.configuration.sweepInterval * 1000))
+                let interval = Duration.milliseconds(Int64(core.configuration.queue.sweepInterval * 1000))
                 try? await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
             }
         } onGracefulShutdown: {
@@ -72,7 +72,7 @@ struct LifecycleService: Service {
         core.warnExpiring()
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
             try? await cancelWhenGracefulShutdown {
-                try await Task.sleep(for: .milliseconds(Int64(configuration.directoryRefreshInterval * 1000)))
+                try await Task.sleep(for: .milliseconds(Int64(configuration.directory.refreshInterval * 1000)))
             }
             if Task.isCancelled || Task.isShuttingDownGracefully { return }
             do {
@@ -81,12 +81,12 @@ struct LifecycleService: Service {
                 core.logger.error("directory refresh failed", metadata: ["error.type": "\(type(of: error))"])
             }
             let now = ContinuousClock.now
-            if now - lastCredentials >= .milliseconds(Int64(configuration.reloadInterval * 1000)) {
+            if now - lastCredentials >= .milliseconds(Int64(configuration.tls.reloadInterval * 1000)) {
                 lastCredentials = now
                 core.reloadCredentials()
                 core.directory.updateCertificateGauges()
             }
-            if now - lastCheckpoint >= .milliseconds(Int64(configuration.checkpointInterval * 1000)) {
+            if now - lastCheckpoint >= .milliseconds(Int64(configuration.audit.checkpointInterval * 1000)) {
                 lastCheckpoint = now
                 await core.writeCheckpoint()
             }

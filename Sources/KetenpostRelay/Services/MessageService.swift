@@ -55,7 +55,7 @@ public struct MessageService: Sendable {
             throw error
         }
         let acceptedAt = Date(timeIntervalSince1970: now.timeIntervalSince1970.rounded(.down))
-        let limit = configuration.maxLifetime[header.type] ?? Drafting.defaultLifetime(for: header.type)
+        let limit = configuration.queue.maxLifetime[header.type] ?? Drafting.defaultLifetime(for: header.type)
         let expiresAt = min(header.expiresAt, acceptedAt.addingTimeInterval(limit))
         let identity = credentials.identity
         let receipt = Receipt(kind: .acceptance, messageId: header.id, messageDigest: outer.digest, from: header.from,
@@ -99,7 +99,7 @@ public struct MessageService: Sendable {
             throw KetenpostError(.recipientSuspended, "Partner \(recipient.id) is suspended and cannot receive messages now.")
         }
         // The conformance echo exchanges signals with everybody; otherwise the policy decides.
-        let echo = configuration.conformanceEcho.map { $0 == partner.id || $0 == recipient.id } ?? false
+        let echo = configuration.conformance.echo.map { $0 == partner.id || $0 == recipient.id } ?? false
         guard echo ? header.type == .signal : policy.allows(header.type, from: partner.role, to: recipient.role) else {
             throw KetenpostError(.policyForbidden, "The policy does not allow a \(partner.role.rawValue) to send \(header.type.rawValue) to a \(recipient.role.rawValue).")
         }
@@ -131,14 +131,14 @@ public struct MessageService: Sendable {
     public func inbox(for partner: Partner, limit: Int, wait: TimeInterval, logger: Logger,
                       isConnected: @Sendable () -> Bool = { true }) async throws(KetenpostError) -> API.InboxResponse {
         let limit = max(1, min(limit, 100))
-        let deadline = ContinuousClock.now + .milliseconds(Int64(max(0, min(wait, configuration.maxLongPoll)) * 1000))
+        let deadline = ContinuousClock.now + .milliseconds(Int64(max(0, min(wait, configuration.queue.maxLongPoll)) * 1000))
         while true {
             if !isConnected() || Task.isCancelled { return API.InboxResponse(messages: []) }
             let seen = await notifier.generation(for: partner.id)
             let leases: [Lease]
             do {
-                leases = try await store.lease(recipient: partner.id, limit: limit, duration: configuration.leaseDuration,
-                                               maxAttempts: configuration.maxAttempts, now: clock())
+                leases = try await store.lease(recipient: partner.id, limit: limit, duration: configuration.queue.leaseDuration,
+                                               maxAttempts: configuration.queue.maxAttempts, now: clock())
             } catch {
                 throw .storeUnavailable(error, logger: logger)
             }
@@ -240,14 +240,14 @@ public struct MessageService: Sendable {
 
     /// Whether the store answers.
     public func ready() async -> Bool {
-        (try? await store.pendingCount(recipient: configuration.relayID)) != nil
+        (try? await store.pendingCount(recipient: configuration.relay.id)) != nil
     }
 
     // MARK: Housekeeping
 
     /// Applies expiry, dead-letters and retention once.
     public func sweep(logger: Logger) async throws -> SweepCounts {
-        let counts = try await store.sweep(now: clock(), maxAttempts: configuration.maxAttempts, retention: configuration.retention)
+        let counts = try await store.sweep(now: clock(), maxAttempts: configuration.queue.maxAttempts, retention: configuration.queue.retention)
         if counts != SweepCounts() {
             logger.info("sweep", metadata: ["sweep.expired": "\(counts.expired)", "sweep.dead_lettered": "\(counts.deadLettered)",
                                             "sweep.purged": "\(counts.purged)"])

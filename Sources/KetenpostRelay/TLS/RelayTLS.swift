@@ -27,7 +27,7 @@ enum RelayTLS {
                 promise.succeed(verifier.verify(chain))
             })
         } catch {
-            throw KetenpostError(.configInvalid, "The relay's TLS files (tls.certificate \(configuration.tlsCertificate), tls.key, tls.trustAnchors \(configuration.trustAnchors)) cannot be used: \(error)")
+            throw KetenpostError(.configInvalid, "The relay's TLS files (tls.certificate \(configuration.tls.certificate), tls.key, tls.trustAnchors \(configuration.tls.trustAnchors)) cannot be used: \(error)")
         }
     }
 
