@@ -13,6 +13,14 @@ import ServiceLifecycle
 
 extension Logger.Level: @retroactive ExpressibleByArgument {}
 
+/// `--log-format`: how `serve` writes its log lines to standard error.
+enum LogFormat: String, ExpressibleByArgument, CaseIterable {
+    /// swift-log's stream format, for people.
+    case text
+    /// One JSON object per line, for log collectors.
+    case json
+}
+
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run the relay (mutual TLS; SQLite or PostgreSQL store; development PKI created on first start).",
@@ -28,19 +36,17 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Relay configuration file.") var config: String = "config/ketenpost.yaml"
     @Option(help: "Override listen.port (0 picks a free port).") var port: Int?
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error, critical.") var logLevel: Logger.Level = .info
-    @Option(name: .customLong("log-format"), help: "text or json (one JSON object per line).") var logFormat: String = "text"
+    @Option(name: .customLong("log-format"), help: "text or json (one JSON object per line).") var logFormat: LogFormat = .text
 
     func run() async throws {
         do {
             var configuration = try RelayConfiguration.load(path: config)
             if let port { configuration.listen.port = port }
             let level = logLevel
-            guard logFormat == "text" || logFormat == "json" else {
-                throw KetenpostError(.configInvalid, "--log-format must be text or json.")
-            }
-            if logFormat == "json" {
+            switch logFormat {
+            case .json:
                 LoggingSystem.bootstrap { label in JSONLogHandler(label: label, level: level) }
-            } else {
+            case .text:
                 LoggingSystem.bootstrap { label in
                     var handler = StreamLogHandler.standardError(label: label)
                     handler.logLevel = level

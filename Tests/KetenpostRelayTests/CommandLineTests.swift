@@ -34,6 +34,23 @@ import Testing
         }
     }
 
+    /// An unknown `--log-format` stops `serve` before anything starts, naming the choices.
+    @Test func logFormatIsOneOfTwo() async throws {
+        let result = try await shell("'\(binary)' serve --log-format xml --config /nonexistent.yaml")
+        #expect(result.status != 0)
+        #expect(result.stderr.contains("'text'") && result.stderr.contains("'json'"), "\(result.stderr)")
+        #expect(!result.stderr.contains("nonexistent"), "the option must be refused before the configuration is read: \(result.stderr)")
+    }
+
+    /// `ketenpost-bench` names its four commands; the operators' `ketenpost` no longer has them.
+    @Test func benchmarksAreTheirOwnProgram() async throws {
+        let help = try await shell("'\(ServeProcessTests.bench)' --help")
+        #expect(help.status == 0)
+        for command in ["envelope", "relay", "backlog", "crash-test"] { #expect(help.stdout.contains(command), "\(help.stdout)") }
+        let old = try await shell("'\(binary)' bench envelope")
+        #expect(old.status != 0)
+    }
+
     @Test func sendInboxStatusAndRetryWithTheSameID() async throws {
         try await withRelay { h in
             let pki = h.shared.pki
