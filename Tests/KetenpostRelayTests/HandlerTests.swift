@@ -274,4 +274,22 @@ func errorCode(_ response: TestResponse, sourceLocation: SourceLocation = #_sour
         let changes = records.filter { $0.partnerId == shelter && $0.actor.hasPrefix("admin") }
         #expect(changes.count == 2, "\(records.map { "\($0.action) \($0.actor)" })")
     }
+
+    /// The status page is a Mustache template: every value is escaped, whatever it holds.
+    @Test func theStatusPageEscapesEveryValue() async throws {
+        let fixture = HandlerFixture()
+        try await fixture.run({ $0.store.path = "/tmp/<script>alert('x')</script>&.sqlite" }) { _, client in
+            try await client.execute(uri: "/v1/admin/status", method: .get, headers: try fixture.admin) { response in
+                #expect(response.status == .ok)
+                let page = String(buffer: response.body)
+                #expect(page.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&amp;.sqlite"), "\(page.prefix(2000))")
+                #expect(!page.contains("<script>"))
+                #expect(page.contains("<table id=\"partners\"") && page.contains("id=\"partner-\(municipality)\""))
+            }
+            // Not for partners.
+            try await client.execute(uri: "/v1/admin/status", method: .get, headers: try fixture.peer(municipality)) { response in
+                #expect(response.status == .forbidden)
+            }
+        }
+    }
 }

@@ -61,6 +61,10 @@ import Testing
             let shot = try await shell("cd '\(h.work.path)' && '\(chromium)' \(flags) --screenshot='\(screenshot.path)' '\(url)' 2>/dev/null")
             #expect(shot.status == 0)
             let png = try Data(contentsOf: screenshot)
+            // KETENPOST_SCREENSHOTS=DIR keeps the screenshot, to look at it as an administrator would.
+            if let keep = ProcessInfo.processInfo.environment["KETENPOST_SCREENSHOTS"] {
+                try png.write(to: URL(fileURLWithPath: keep).appendingPathComponent("status-page.png"))
+            }
             #expect(png.starts(with: [0x89, 0x50, 0x4E, 0x47]) && png.count > 20_000, "screenshot of \(png.count) bytes")
             // Width from the PNG header: the page was laid out at the window width.
             let width = png[16..<20].reduce(0) { $0 << 8 | Int($1) }
