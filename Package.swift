@@ -3,7 +3,7 @@ import PackageDescription
 
 // Strict settings shared by every target (Swift 6 language mode is the package default).
 let strict: [SwiftSetting] = [
-    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("ExistentialAny")
 ]
 
 // Layers, bottom up (each target lists every module it imports):

@@ -89,9 +89,23 @@ public enum API {
         public var acceptanceReceipt: String
         /// The recipient's signed receipt (CMS DER, base64), once there is one.
         public var recipientReceipt: String?
-        public init(id: UUID, type: String, from: String, to: String, state: String, digest: String, acceptedAt: Date,
-                    expiresAt: Date, attempts: Int, firstDeliveredAt: Date?, lastDeliveredAt: Date?, completedAt: Date?,
-                    reasonCode: String?, acceptanceReceipt: String, recipientReceipt: String?) {
+        public init(
+            id: UUID,
+            type: String,
+            from: String,
+            to: String,
+            state: String,
+            digest: String,
+            acceptedAt: Date,
+            expiresAt: Date,
+            attempts: Int,
+            firstDeliveredAt: Date?,
+            lastDeliveredAt: Date?,
+            completedAt: Date?,
+            reasonCode: String?,
+            acceptanceReceipt: String,
+            recipientReceipt: String?
+        ) {
             self.id = id
             self.type = type
             self.from = from

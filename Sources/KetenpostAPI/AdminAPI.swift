@@ -18,8 +18,19 @@ extension API {
         public var revocationReason: String?
         /// Whole days until notAfter (negative once expired).
         public var daysLeft: Int
-        public init(fingerprint: String, serial: String, uses: [String], state: String, notBefore: Date, notAfter: Date,
-                    activatesAt: Date, retiresAt: Date?, revokedAt: Date?, revocationReason: String?, daysLeft: Int) {
+        public init(
+            fingerprint: String,
+            serial: String,
+            uses: [String],
+            state: String,
+            notBefore: Date,
+            notAfter: Date,
+            activatesAt: Date,
+            retiresAt: Date?,
+            revokedAt: Date?,
+            revocationReason: String?,
+            daysLeft: Int
+        ) {
             self.fingerprint = fingerprint
             self.serial = serial
             self.uses = uses
@@ -136,8 +147,17 @@ extension API {
         public var detail: String?
         /// The record's hash in the chain.
         public var hash: String
-        public init(sequence: Int64, at: Date, actor: String, action: String, messageId: String?, partner: String?,
-                    fingerprint: String?, detail: String?, hash: String) {
+        public init(
+            sequence: Int64,
+            at: Date,
+            actor: String,
+            action: String,
+            messageId: String?,
+            partner: String?,
+            fingerprint: String?,
+            detail: String?,
+            hash: String
+        ) {
             self.sequence = sequence
             self.at = at
             self.actor = actor

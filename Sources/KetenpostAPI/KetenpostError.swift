@@ -104,9 +104,11 @@ extension KetenpostError {
     /// Certificate, revocation and "not encrypted for this key" failures can be local or
     /// passing (a stale CRL, a rotation in progress); those messages are left for redelivery.
     public var isContentBound: Bool {
-        [Code.envelopeMalformed, .outerSignatureInvalid, .outerContentInvalid, .decryptionFailed, .innerMalformed,
-         .innerSignatureInvalid, .headerInvalid, .headerMismatch, .payloadInvalid, .signerNotSender, .signerMismatch,
-         .recipientMismatch, .messageExpired].contains(code)
+        [
+            Code.envelopeMalformed, .outerSignatureInvalid, .outerContentInvalid, .decryptionFailed, .innerMalformed,
+            .innerSignatureInvalid, .headerInvalid, .headerMismatch, .payloadInvalid, .signerNotSender, .signerMismatch,
+            .recipientMismatch, .messageExpired,
+        ].contains(code)
     }
 
     /// Maps validation issues (paths and rules, never values) to `header.invalid` or `payload.invalid`.
@@ -114,12 +116,18 @@ extension KetenpostError {
         let headerOnly = failure.issues.allSatisfy { $0.path.hasPrefix("header") || $0.path.hasPrefix("outer.header") }
         let code: Code = headerOnly ? .headerInvalid : .payloadInvalid
         let what = headerOnly ? "routing header" : "message"
-        return KetenpostError(code, "The \(what) in the \(layer) does not follow its schema: \(failure.issues.map(\.description).joined(separator: "; "))",
-                              detail: failure.issues.map(\.description))
+        return KetenpostError(
+            code,
+            "The \(what) in the \(layer) does not follow its schema: \(failure.issues.map(\.description).joined(separator: "; "))",
+            detail: failure.issues.map(\.description)
+        )
     }
 
     public static func `internal`(_ error: any Error) -> KetenpostError {
-        KetenpostError(.internalError, "An internal cryptographic operation failed; please report this to the relay administrators.",
-                       detail: [String(describing: error)])
+        KetenpostError(
+            .internalError,
+            "An internal cryptographic operation failed; please report this to the relay administrators.",
+            detail: [String(describing: error)]
+        )
     }
 }

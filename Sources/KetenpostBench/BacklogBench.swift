@@ -18,7 +18,8 @@ struct BacklogBench: AsyncParsableCommand {
             (every recipient in turn, or one with --pattern one), from --concurrency tasks. Bodies are --body-bytes of random bytes. \
             With --store-url the store is kept, and a later run on it fills only what is missing.
             Example: swift run -c release ketenpost-bench backlog --sizes 1000,10000,100000,1000000
-            """)
+            """
+    )
 
     @Option(help: "Backlog sizes, comma-separated.") var sizes: String = "1000,10000,100000"
     @Option(help: "Recipients the backlog is spread over.") var recipients: Int = 100
@@ -27,7 +28,13 @@ struct BacklogBench: AsyncParsableCommand {
     @Option(name: .customLong("body-bytes"), help: "Size of each stored body.") var bodyBytes: Int = 256
     @Option(name: .customLong("store-url"), help: "Store URL (default: a temporary SQLite file).") var storeURL: String?
     @Option(help: "Write the results as JSON to this file.") var json: String?
-    @Option(help: "Whose messages the probes enqueue and lease: 'spread' (every recipient in turn, as the backlog was filled) or 'one' (one recipient, deep in the backlog).")
+    @Option(
+        help:
+            """
+            Whose messages the probes enqueue and lease: 'spread' (every recipient in turn, as the backlog was filled) or 'one' (one \
+            recipient, deep in the backlog).
+            """
+    )
     var pattern: Pattern = .spread
 
     /// The probes' access pattern. With `one`, the messages leased at a small backlog are the ones
@@ -62,7 +69,9 @@ struct BacklogBench: AsyncParsableCommand {
         defer { try? FileManager.default.removeItem(at: work) }
         let location: StoreLocation
         if let storeURL {
-            guard let parsed = StoreLocation.parse(storeURL) else { throw ValidationError("--store-url must be sqlite:///path or postgres://…") }
+            guard let parsed = StoreLocation.parse(storeURL) else {
+                throw ValidationError("--store-url must be sqlite:///path or postgres://…")
+            }
             location = parsed
         } else {
             location = .sqlite(path: work.appendingPathComponent("backlog.sqlite").path)
@@ -74,7 +83,12 @@ struct BacklogBench: AsyncParsableCommand {
     /// The benchmark proper, on a running store.
     private func measure(_ store: any RelayStore, location: StoreLocation, targets: [Int]) async throws {
         try await store.migrate()
-        print("Backlog benchmark on \(location.redacted): probe \(probe) operations (\(pattern == .spread ? "spread over the recipients" : "one recipient")), \(concurrency) tasks, \(bodyBytes)-byte bodies")
+        print(
+            """
+            Backlog benchmark on \(location.redacted): probe \(probe) operations \
+            (\(pattern == .spread ? "spread over the recipients" : "one recipient")), \(concurrency) tasks, \(bodyBytes)-byte bodies
+            """
+        )
         print("backlog      enqueue/s   lease/s   ack/s   lease p99 ms   fill s   start s   stats s   RSS MiB")
 
         let body = Data((0..<bodyBytes).map { _ in UInt8.random(in: 0...255) })
@@ -87,9 +101,18 @@ struct BacklogBench: AsyncParsableCommand {
         // The probed recipient is "r-0"; the backlog is spread over the others as well.
         @Sendable func message(to recipient: String) -> NewMessage {
             let id = UUID()
-            return NewMessage(id: id, sender: "bench-sender", recipient: recipient, type: "signal", priority: "normal",
-                              digest: (id.uuidString + id.uuidString).lowercased().filter(\.isHexDigit), body: body,
-                              acceptedAt: now, expiresAt: now.addingTimeInterval(30 * 86_400), acceptanceReceipt: body.prefix(64))
+            return NewMessage(
+                id: id,
+                sender: "bench-sender",
+                recipient: recipient,
+                type: "signal",
+                priority: "normal",
+                digest: (id.uuidString + id.uuidString).lowercased().filter(\.isHexDigit),
+                body: body,
+                acceptedAt: now,
+                expiresAt: now.addingTimeInterval(30 * 86_400),
+                acceptanceReceipt: body.prefix(64)
+            )
         }
         let recipientCount = recipients
         let tasks = concurrency
@@ -139,8 +162,15 @@ struct BacklogBench: AsyncParsableCommand {
             let ackStart = ContinuousClock.now
             try await parallel(acknowledged.count, tasks: tasks) { n in
                 let item = acknowledged[n]
-                _ = try await store.acknowledge(id: item.message.id, recipient: item.message.recipient, leaseToken: item.message.leaseToken ?? "",
-                                                receipt: Data("receipt".utf8), rejected: false, reasonCode: nil, now: now)
+                _ = try await store.acknowledge(
+                    id: item.message.id,
+                    recipient: item.message.recipient,
+                    leaseToken: item.message.leaseToken ?? "",
+                    receipt: Data("receipt".utf8),
+                    rejected: false,
+                    reasonCode: nil,
+                    now: now
+                )
             }
             let acknowledge = Double(max(1, acknowledged.count)) / seconds(ContinuousClock.now - ackStart)
             // Start-up at this backlog: a second store object on the same data, as a restarted relay opens it.
@@ -152,8 +182,15 @@ struct BacklogBench: AsyncParsableCommand {
                 let first = try await reopened.lease(recipient: "r-0", limit: 1, duration: 600, maxAttempts: 5, now: now)
                 let startSeconds = seconds(ContinuousClock.now - startClock)
                 for item in first {
-                    _ = try await reopened.acknowledge(id: item.message.id, recipient: "r-0", leaseToken: item.message.leaseToken ?? "",
-                                                       receipt: Data("receipt".utf8), rejected: false, reasonCode: nil, now: now)
+                    _ = try await reopened.acknowledge(
+                        id: item.message.id,
+                        recipient: "r-0",
+                        leaseToken: item.message.leaseToken ?? "",
+                        receipt: Data("receipt".utf8),
+                        rejected: false,
+                        reasonCode: nil,
+                        now: now
+                    )
                 }
                 return startSeconds
             }
@@ -161,12 +198,33 @@ struct BacklogBench: AsyncParsableCommand {
             _ = try await store.queueStats()
             let statsSeconds: Double? = seconds(ContinuousClock.now - statsClock)
             let resident = Self.residentKiB()
-            let row = Row(backlog: target, pattern: pattern, enqueuePerSecond: enqueue, leasePerSecond: lease, acknowledgePerSecond: acknowledge,
-                          leaseP99Milliseconds: histogram.p99, fillSeconds: fillSeconds, startSeconds: startSeconds,
-                          statsSeconds: statsSeconds, residentKiB: resident)
+            let row = Row(
+                backlog: target,
+                pattern: pattern,
+                enqueuePerSecond: enqueue,
+                leasePerSecond: lease,
+                acknowledgePerSecond: acknowledge,
+                leaseP99Milliseconds: histogram.p99,
+                fillSeconds: fillSeconds,
+                startSeconds: startSeconds,
+                statsSeconds: statsSeconds,
+                residentKiB: resident
+            )
             rows.append(row)
-            print(String(format: "%9d   %9.0f %9.0f %7.0f   %12.2f   %6.1f   %7.2f   %7.3f   %7.1f", target, enqueue, lease, acknowledge,
-                         row.leaseP99Milliseconds, fillSeconds, startSeconds, statsSeconds ?? .nan, Double(resident) / 1024))
+            print(
+                String(
+                    format: "%9d   %9.0f %9.0f %7.0f   %12.2f   %6.1f   %7.2f   %7.3f   %7.1f",
+                    target,
+                    enqueue,
+                    lease,
+                    acknowledge,
+                    row.leaseP99Milliseconds,
+                    fillSeconds,
+                    startSeconds,
+                    statsSeconds ?? .nan,
+                    Double(resident) / 1024
+                )
+            )
         }
         if let json {
             let encoder = JSONEncoder()
@@ -191,7 +249,8 @@ struct BacklogBench: AsyncParsableCommand {
     /// Current resident memory of this process (VmRSS), in KiB.
     static func residentKiB() -> Int {
         guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
-              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }) else { return 0 }
+            let line = text.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") })
+        else { return 0 }
         return Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "") ?? 0
     }
 

@@ -1,9 +1,9 @@
 import ArgumentParser
 import Foundation
-import KetenpostEnvelope
-import KetenpostProvisioning
 import KetenpostCrypto
+import KetenpostEnvelope
 import KetenpostModel
+import KetenpostProvisioning
 
 @main
 struct Bench: AsyncParsableCommand {
@@ -16,7 +16,8 @@ struct Bench: AsyncParsableCommand {
               .build/release/ketenpost-bench relay --runs 3 --json sat.json
               .build/release/ketenpost-bench crash-test --kills 100 --messages 3000
             """,
-        subcommands: [EnvelopeBench.self, RelayBench.self, BacklogBench.self, CrashTest.self])
+        subcommands: [EnvelopeBench.self, RelayBench.self, BacklogBench.self, CrashTest.self]
+    )
 }
 
 struct StandardError: TextOutputStream {
@@ -32,7 +33,8 @@ struct EnvelopeBench: AsyncParsableCommand {
             Creates a throwaway PKI in memory (EC P-256 unless --rsa), builds a signal payload of \
             --payload-size bytes, and times each operation over --iterations rounds after a warm-up. \
             Also reports resident memory after the warm-up and at the end, so that leaks show.
-            """)
+            """
+    )
 
     @Option(help: "Timed rounds per operation.") var iterations: Int = 2_000
     @Option(help: "Untimed rounds first.") var warmup: Int = 200
@@ -100,11 +102,14 @@ struct EnvelopeBench: AsyncParsableCommand {
             ("seal", { _ = try Envelope.seal(content, from: sender, to: certificates, trust: trust) }),
             ("relay outer verification", { _ = try Envelope.readOuter(sealed, trust: trust) }),
             ("open", { _ = try Envelope.open(sealed, as: recipient, trust: trust) }),
-            ("seal + outer verification + open", {
-                let message = try Envelope.seal(content, from: sender, to: certificates, trust: trust)
-                _ = try Envelope.readOuter(message, trust: trust)
-                _ = try Envelope.open(message, as: recipient, trust: trust)
-            }),
+            (
+                "seal + outer verification + open",
+                {
+                    let message = try Envelope.seal(content, from: sender, to: certificates, trust: trust)
+                    _ = try Envelope.readOuter(message, trust: trust)
+                    _ = try Envelope.open(message, as: recipient, trust: trust)
+                }
+            ),
         ]
         let selected = operations.filter { only == nil || $0.0.contains(only!) }
         for (_, body) in selected { for _ in 0..<warmup { try body() } }
@@ -134,14 +139,30 @@ struct EnvelopeBench: AsyncParsableCommand {
         }
         results.append(Self.result("seal + outer verification + open, \(cores) tasks", perTask * cores, clock.now - start))
 
-        let report = Report(payloadBytes: payload.count, sealedBytes: sealed.count, keyType: rsa ? "rsa-2048" : "ec-p256",
-                            recipients: certificates.count, results: results,
-                            residentBytesAfterWarmup: rssAfterWarmup, residentBytesAtEnd: Self.residentBytes(),
-                            openssl: OpenSSLInfo.version)
-        print("Envelope benchmark: \(report.keyType), payload \(report.payloadBytes) B, sealed \(report.sealedBytes) B, \(report.recipients) recipient(s), \(OpenSSLInfo.version)")
+        let report = Report(
+            payloadBytes: payload.count,
+            sealedBytes: sealed.count,
+            keyType: rsa ? "rsa-2048" : "ec-p256",
+            recipients: certificates.count,
+            results: results,
+            residentBytesAfterWarmup: rssAfterWarmup,
+            residentBytesAtEnd: Self.residentBytes(),
+            openssl: OpenSSLInfo.version
+        )
+        print(
+            """
+            Envelope benchmark: \(report.keyType), payload \(report.payloadBytes) B, sealed \(report.sealedBytes) B, \
+            \(report.recipients) recipient(s), \(OpenSSLInfo.version)
+            """
+        )
         for result in results {
             let name = result.operation.padding(toLength: 44, withPad: " ", startingAt: 0)
-            print("  \(name) \(String(format: "%9.1f", result.microsecondsPerOperation)) µs/op  \(String(format: "%9.0f", result.operationsPerSecond)) op/s")
+            print(
+                """
+                  \(name) \(String(format: "%9.1f", result.microsecondsPerOperation)) µs/op  \
+                \(String(format: "%9.0f", result.operationsPerSecond)) op/s
+                """
+            )
         }
         print("  resident memory: \(rssAfterWarmup / 1024) KiB after warm-up, \(report.residentBytesAtEnd / 1024) KiB at the end")
         if let json {
@@ -153,8 +174,12 @@ struct EnvelopeBench: AsyncParsableCommand {
 
     static func result(_ name: String, _ count: Int, _ elapsed: Duration) -> Result {
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-        return Result(operation: name, iterations: count, microsecondsPerOperation: seconds / Double(max(count, 1)) * 1e6,
-                      operationsPerSecond: Double(count) / seconds)
+        return Result(
+            operation: name,
+            iterations: count,
+            microsecondsPerOperation: seconds / Double(max(count, 1)) * 1e6,
+            operationsPerSecond: Double(count) / seconds
+        )
     }
 
     /// A valid signal whose JSON is about `bytes` long (notes pad it out).
@@ -162,7 +187,8 @@ struct EnvelopeBench: AsyncParsableCommand {
         let base = """
             {"schema":"ketenpost/signal/v1","observedOn":"2026-11-20","place":{"description":"Bedrijventerrein","municipality":"GM1903"},\
             "exploitationForms":["labour"],"indicators":["Geen eigen identiteitsbewijs","Woont op het werkadres"],"urgency":"urgent",\
-            "person":{"alias":"Bench"},"reporter":{"organisation":"gemeente-eijsden-margraten","name":"Wijkteam","phone":"+31 43 458 8488"},\
+            "person":{"alias":"Bench"},\
+            "reporter":{"organisation":"gemeente-eijsden-margraten","name":"Wijkteam","phone":"+31 43 458 8488"},\
             "consent":"not-asked","legalBasis":"legal-task","notes":"
             """
         let padding = max(0, min(bytes - base.utf8.count - 2, 10_000))

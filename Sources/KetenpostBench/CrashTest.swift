@@ -1,11 +1,11 @@
 import ArgumentParser
 import Foundation
-import KetenpostProvisioning
 import KetenpostAPI
-import KetenpostEnvelope
 import KetenpostClient
 import KetenpostCrypto
+import KetenpostEnvelope
 import KetenpostModel
+import KetenpostProvisioning
 import KetenpostRelay
 import Synchronization
 
@@ -23,14 +23,21 @@ struct CrashTest: AsyncParsableCommand {
             acknowledged: must be 0), delivered again after a successful acknowledgement (must be 0) and \
             duplicate acceptances (must be 0). Exits with status 1 if any of those is not 0.
             Short run: --kills 3 --messages 60. Long run: --kills 100 --messages 3000.
-            """)
+            """
+    )
 
     @Option(help: "How many times the relay is killed.") var kills: Int = 10
     @Option(help: "Messages to send in total.") var messages: Int = 300
     @Option(help: "Sending partners.") var senders: Int = 4
     @Option(help: "Receiving partners.") var recipients: Int = 2
-    @Option(help: "Relay instances sharing one store; senders and recipients alternate between them, and while one is killed the others carry on.") var instances: Int = 1
-    @Option(name: .customLong("store-url"), help: "The shared store (default: a temporary SQLite file), e.g. postgres://user@127.0.0.1:5432/db.") var storeURL: String?
+    @Option(
+        help:
+            "Relay instances sharing one store; senders and recipients alternate between them, and while one is killed the others carry on."
+    ) var instances: Int = 1
+    @Option(
+        name: .customLong("store-url"),
+        help: "The shared store (default: a temporary SQLite file), e.g. postgres://user@127.0.0.1:5432/db."
+    ) var storeURL: String?
     @Option(help: "Seed for the kill times (default: random).") var seed: UInt64?
     @Option(help: "Write the report as JSON to this file.") var json: String?
 
@@ -70,9 +77,12 @@ struct CrashTest: AsyncParsableCommand {
         let (pki, senderIDs, recipientIDs) = (chain.pki, chain.senderIDs, chain.recipientIDs)
         guard (1...8).contains(instances) else { throw ValidationError("--instances must be 1 to 8.") }
         let configFile = try chain.writeRelayConfiguration(
-            in: work, port: 0, storeURL: storeURL,
+            in: work,
+            port: 0,
+            storeURL: storeURL,
             queue: "{leaseDuration: 2s, maxAttempts: 100, sweepInterval: 1s, maxLongPoll: 2s}",
-            limits: "{ratePerSecond: 100000, rateBurst: 100000}")
+            limits: "{ratePerSecond: 100000, rateBurst: 100000}"
+        )
 
         let trust = try TrustStore.load(anchorsFile: pki.caCertificatePath, crlFiles: [pki.crlPath])
         let servers = (0..<instances).map { RelayProcess(executable: RelayProcess.relayExecutable(), config: configFile, instance: $0) }
@@ -80,7 +90,12 @@ struct CrashTest: AsyncParsableCommand {
         var listening: [URL] = []
         for server in servers { listening.append(try await server.start(trust: trust, probe: probe)) }
         let relayURLs = listening
-        print("Crash test: \(messages) messages, \(senders) senders, \(recipients) recipients, \(instances) relay instance(s), \(kills) SIGKILLs; pids \(servers.map(\.pid))")
+        print(
+            """
+            Crash test: \(messages) messages, \(senders) senders, \(recipients) recipients, \(instances) relay instance(s), \(kills) \
+            SIGKILLs; pids \(servers.map(\.pid))
+            """
+        )
 
         let recipientCerts = try recipientIDs.map { try Certificate.load(pemFile: pki.partnerDirectory($0) + "/cert.pem") }
         let ledger = Ledger()
@@ -88,11 +103,13 @@ struct CrashTest: AsyncParsableCommand {
         var batches: [[(RoutingHeader, Data)]] = []
         for (index, id) in senderIDs.enumerated() {
             let identity = try Identity.load(directory: pki.partnerDirectory(id))
-            batches.append(try (0..<(messages / senders)).map { n in
-                let to = (index + n) % recipients
-                let content = try Drafting.content(type: .signal, from: id, to: recipientIDs[to], payload: payload)
-                return (content.header, try Envelope.seal(content, from: identity, to: recipientCerts[to], trust: trust))
-            })
+            batches.append(
+                try (0..<(messages / senders)).map { n in
+                    let to = (index + n) % recipients
+                    let content = try Drafting.content(type: .signal, from: id, to: recipientIDs[to], payload: payload)
+                    return (content.header, try Envelope.seal(content, from: identity, to: recipientCerts[to], trust: trust))
+                }
+            )
         }
         let total = batches.joined().count
         let killCount = max(1, kills)
@@ -103,9 +120,17 @@ struct CrashTest: AsyncParsableCommand {
             for (index, id) in senderIDs.enumerated() {
                 let batch = batches[index]
                 group.addTask {
-                    try await withRelayClients(try relayURLs.map {
-                        try RelayClient(relay: $0, identity: try Identity.load(directory: pki.partnerDirectory(id)), trust: trust, relayID: DevelopmentPKI.relayID, timeout: .seconds(10))
-                    }) { clients in
+                    try await withRelayClients(
+                        try relayURLs.map {
+                            try RelayClient(
+                                relay: $0,
+                                identity: try Identity.load(directory: pki.partnerDirectory(id)),
+                                trust: trust,
+                                relayID: DevelopmentPKI.relayID,
+                                timeout: .seconds(10)
+                            )
+                        }
+                    ) { clients in
                         for (n, (header, sealed)) in batch.enumerated() {
                             // Alternate between instances; retry the same bytes (on the next instance)
                             // until a verified receipt arrives.
@@ -129,9 +154,17 @@ struct CrashTest: AsyncParsableCommand {
             }
             for id in recipientIDs {
                 group.addTask {
-                    try await withRelayClients(try relayURLs.map {
-                        try RelayClient(relay: $0, identity: try Identity.load(directory: pki.partnerDirectory(id)), trust: trust, relayID: DevelopmentPKI.relayID, timeout: .seconds(10))
-                    }) { clients in
+                    try await withRelayClients(
+                        try relayURLs.map {
+                            try RelayClient(
+                                relay: $0,
+                                identity: try Identity.load(directory: pki.partnerDirectory(id)),
+                                trust: trust,
+                                relayID: DevelopmentPKI.relayID,
+                                timeout: .seconds(10)
+                            )
+                        }
+                    ) { clients in
                         var receipts: [UUID: Data] = [:]
                         var round = 0
                         while true {
@@ -149,10 +182,21 @@ struct CrashTest: AsyncParsableCommand {
                                         if state.acknowledged.contains(item.id) { state.deliveredAfterAck += 1 }
                                     }
                                     // One receipt per message, so a retried acknowledgement is the same bytes.
-                                    let receipt = try receipts[item.id] ?? SignedReceipt.sign(
-                                        Receipt(kind: .acknowledgement, messageId: item.id, messageDigest: opened.digest, from: opened.header.from,
-                                                to: opened.header.to, issuer: client.identity.partnerID, disposition: .processed, time: Date()),
-                                        as: client.identity)
+                                    let receipt =
+                                        try receipts[item.id]
+                                        ?? SignedReceipt.sign(
+                                            Receipt(
+                                                kind: .acknowledgement,
+                                                messageId: item.id,
+                                                messageDigest: opened.digest,
+                                                from: opened.header.from,
+                                                to: opened.header.to,
+                                                issuer: client.identity.partnerID,
+                                                disposition: .processed,
+                                                time: Date()
+                                            ),
+                                            as: client.identity
+                                        )
                                     receipts[item.id] = receipt
                                     while true {
                                         do {
@@ -197,27 +241,40 @@ struct CrashTest: AsyncParsableCommand {
         for server in servers { server.stop() }
 
         let report = ledger.state.withLock { state in
-            Report(instances: instances, store: storeURL.flatMap { StoreLocation.parse($0)?.redacted } ?? "sqlite (temporary)",
-                   kills: kills, messages: total, accepted: state.accepted.count, delivered: state.delivered.count,
-                   acknowledged: state.acknowledged.count, lost: state.accepted.subtracting(state.acknowledged).count,
-                   deliveredAgainAfterAcknowledgement: state.deliveredAfterAck,
-                   duplicateAcceptances: state.freshAcceptances.values.filter { $0 > 1 }.count,
-                   redeliveries: state.deliveries - state.delivered.count,
-                   seconds: { let d = ContinuousClock.now - started; return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18 }())
+            Report(
+                instances: instances,
+                store: storeURL.flatMap { StoreLocation.parse($0)?.redacted } ?? "sqlite (temporary)",
+                kills: kills,
+                messages: total,
+                accepted: state.accepted.count,
+                delivered: state.delivered.count,
+                acknowledged: state.acknowledged.count,
+                lost: state.accepted.subtracting(state.acknowledged).count,
+                deliveredAgainAfterAcknowledgement: state.deliveredAfterAck,
+                duplicateAcceptances: state.freshAcceptances.values.filter { $0 > 1 }.count,
+                redeliveries: state.deliveries - state.delivered.count,
+                seconds: {
+                    let d = ContinuousClock.now - started
+                    return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+                }()
+            )
         }
-        print("""
+        print(
+            """
               accepted \(report.accepted), delivered \(report.delivered), acknowledged \(report.acknowledged), \
             redeliveries \(report.redeliveries)
               lost \(report.lost), delivered again after acknowledgement \(report.deliveredAgainAfterAcknowledgement), \
             duplicate acceptances \(report.duplicateAcceptances)
               \(String(format: "%.1f", report.seconds)) s
-            """)
+            """
+        )
         if let json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             try encoder.encode(report).write(to: URL(fileURLWithPath: json))
         }
-        let ok = report.lost == 0 && report.deliveredAgainAfterAcknowledgement == 0 && report.duplicateAcceptances == 0
+        let ok =
+            report.lost == 0 && report.deliveredAgainAfterAcknowledgement == 0 && report.duplicateAcceptances == 0
             && report.accepted == total && report.acknowledged == total
         print(ok ? "PASS: nothing lost, nothing duplicated" : "FAIL")
         if !ok { throw ExitCode(1) }
@@ -252,7 +309,10 @@ final class RelayProcess: Sendable {
     /// Starts `serve` and returns its URL once it answers over mutual TLS.
     func start(trust: TrustStore, probe: Identity) async throws -> URL {
         guard FileManager.default.isExecutableFile(atPath: executable) else {
-            throw KetenpostError(.configInvalid, "\(executable) is missing: build the relay too (swift build -c release), then run ketenpost-bench again.")
+            throw KetenpostError(
+                .configInvalid,
+                "\(executable) is missing: build the relay too (swift build -c release), then run ketenpost-bench again."
+            )
         }
         let child = Process()
         child.executableURL = URL(fileURLWithPath: executable)
@@ -281,8 +341,15 @@ final class RelayProcess: Sendable {
         if let bound {
             port.withLock { $0 = bound }
             let url = URL(string: "https://127.0.0.1:\(bound)")!
-            let answered = try await withRelayClient(try RelayClient(relay: url, identity: probe, trust: trust,
-                                                                     relayID: DevelopmentPKI.relayID, timeout: .seconds(2))) { client in
+            let answered = try await withRelayClient(
+                try RelayClient(
+                    relay: url,
+                    identity: probe,
+                    trust: trust,
+                    relayID: DevelopmentPKI.relayID,
+                    timeout: .seconds(2)
+                )
+            ) { client in
                 while ContinuousClock.now < deadline && child.isRunning {
                     if (try? await client.directory(probe.partnerID)) != nil { return true }
                     try await Task.sleep(for: .milliseconds(50))
@@ -298,7 +365,8 @@ final class RelayProcess: Sendable {
     /// The port in serve's "Ketenpost relay listening on https://HOST:PORT" line.
     static func listeningPort(in output: String) -> Int? {
         guard let line = output.split(separator: "\n").first(where: { $0.contains("relay listening on https://") }),
-              let url = line.split(separator: " ").first(where: { $0.hasPrefix("https://") }).flatMap({ URL(string: String($0)) }) else {
+            let url = line.split(separator: " ").first(where: { $0.hasPrefix("https://") }).flatMap({ URL(string: String($0)) })
+        else {
             return nil
         }
         return url.port

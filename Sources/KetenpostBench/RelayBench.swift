@@ -1,12 +1,12 @@
 import ArgumentParser
 import Foundation
-import KetenpostProvisioning
 import Histogram
 import KetenpostAPI
-import KetenpostEnvelope
 import KetenpostClient
 import KetenpostCrypto
+import KetenpostEnvelope
 import KetenpostModel
+import KetenpostProvisioning
 import KetenpostRelay
 import Synchronization
 
@@ -36,7 +36,8 @@ struct RelayBench: AsyncParsableCommand {
               ketenpost-bench relay
               ketenpost-bench relay --rate 1000 --phases submit,flow --runs 3 --json bench.json
               ketenpost-bench relay --instances 2 --store-url postgres://ketenpost@127.0.0.1:5432/bench
-            """)
+            """
+    )
 
     @Option(help: "Concurrent sending partners.") var senders: Int = 32
     @Option(help: "Receiving partners.") var recipients: Int = 4
@@ -46,7 +47,10 @@ struct RelayBench: AsyncParsableCommand {
     @Option(help: "Fixed rate in messages/s for the submit and flow phases (default: saturation).") var rate: Double?
     @Option(help: "Phases to run, comma-separated: submit, drain, flow (drain needs submit).") var phases: String = "submit,drain,flow"
     @Option(help: "Relay processes sharing one store; senders and recipients alternate between them.") var instances: Int = 1
-    @Option(name: .customLong("store-url"), help: "An empty store to use (sqlite:///path or postgres://…) instead of a temporary SQLite file.") var storeURL: String?
+    @Option(
+        name: .customLong("store-url"),
+        help: "An empty store to use (sqlite:///path or postgres://…) instead of a temporary SQLite file."
+    ) var storeURL: String?
     @Flag(help: "Recipients open every message (all three layers) before acknowledging it.") var open = false
     @Option(help: "Repeat the whole measurement this many times (fresh relay and store each time); figures are medians.") var runs: Int = 1
     @Option(help: "Write the results as JSON to this file.") var json: String?
@@ -83,7 +87,9 @@ struct RelayBench: AsyncParsableCommand {
         var max: Double
         init(_ values: [Double]) {
             let sorted = values.sorted()
-            median = sorted.isEmpty ? 0 : sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
+            median =
+                sorted.isEmpty
+                ? 0 : sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
             min = sorted.first ?? 0
             max = sorted.last ?? 0
         }
@@ -112,18 +118,31 @@ struct RelayBench: AsyncParsableCommand {
         }
         guard (1...8).contains(instances) else { throw ValidationError("--instances must be 1 to 8.") }
         guard (1...20).contains(runs) else { throw ValidationError("--runs must be 1 to 20.") }
-        if let rate { guard rate.isFinite, rate > 0, rate <= 1_000_000 else { throw ValidationError("--rate must be a number of messages per second above 0.") } }
-        guard storeURL == nil || runs == 1 else { throw ValidationError("--store-url needs an empty store per run: give --runs 1 and repeat with a fresh database.") }
+        if let rate {
+            guard rate.isFinite, rate > 0, rate <= 1_000_000 else {
+                throw ValidationError("--rate must be a number of messages per second above 0.")
+            }
+        }
+        guard storeURL == nil || runs == 1 else {
+            throw ValidationError("--store-url needs an empty store per run: give --runs 1 and repeat with a fresh database.")
+        }
         let known: Set<String> = ["submit", "drain", "flow"]
         let selected = Set(phases.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
         guard !selected.isEmpty, selected.isSubset(of: known) else { throw ValidationError("--phases takes submit, drain and flow.") }
-        guard !selected.contains("drain") || selected.contains("submit") else { throw ValidationError("The drain phase drains what the submit phase sent: add submit.") }
+        guard !selected.contains("drain") || selected.contains("submit") else {
+            throw ValidationError("The drain phase drains what the submit phase sent: add submit.")
+        }
     }
 
     func run() async throws {
         let selected = Set(phases.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
         let mode = rate.map { "fixed rate \(Int($0)) msg/s" } ?? "saturation"
-        print("Relay benchmark: \(senders) senders, \(recipients) recipients, \(instances) relay instance(s), \(payloadSize) B payloads, \(mode), recipients \(open ? "open" : "do not open") messages, \(runs) run(s)")
+        print(
+            """
+            Relay benchmark: \(senders) senders, \(recipients) recipients, \(instances) relay instance(s), \(payloadSize) B payloads, \
+            \(mode), recipients \(open ? "open" : "do not open") messages, \(runs) run(s)
+            """
+        )
         var results: [Run] = []
         for number in 1...runs {
             if runs > 1 { print("run \(number) of \(runs)") }
@@ -132,25 +151,42 @@ struct RelayBench: AsyncParsableCommand {
         let names = results[0].phases.map(\.name)
         let summary = names.map { name in
             let all = results.compactMap { $0.phases.first { $0.name == name } }
-            return Summary(phase: name,
-                           messagesPerSecond: Spread(all.map(\.messagesPerSecond)),
-                           p50Milliseconds: Spread(all.map { Double($0.latencyMicroseconds["p50"] ?? 0) / 1000 }),
-                           p99Milliseconds: Spread(all.map { Double($0.latencyMicroseconds["p99"] ?? 0) / 1000 }),
-                           relayCPUMillisecondsPerMessage: Spread(all.map(\.relayCPUMillisecondsPerMessage)),
-                           generatorCPUMillisecondsPerMessage: Spread(all.map(\.generatorCPUMillisecondsPerMessage)))
+            return Summary(
+                phase: name,
+                messagesPerSecond: Spread(all.map(\.messagesPerSecond)),
+                p50Milliseconds: Spread(all.map { Double($0.latencyMicroseconds["p50"] ?? 0) / 1000 }),
+                p99Milliseconds: Spread(all.map { Double($0.latencyMicroseconds["p99"] ?? 0) / 1000 }),
+                relayCPUMillisecondsPerMessage: Spread(all.map(\.relayCPUMillisecondsPerMessage)),
+                generatorCPUMillisecondsPerMessage: Spread(all.map(\.generatorCPUMillisecondsPerMessage))
+            )
         }
         print("\nSummary (median [min–max] over \(runs) run(s)):")
         for row in summary {
-            print("  \(row.phase): \(row.messagesPerSecond.text) msg/s; p50 \(row.p50Milliseconds.text) ms, p99 \(row.p99Milliseconds.text) ms; relay CPU \(row.relayCPUMillisecondsPerMessage.text) ms/msg, generator CPU \(row.generatorCPUMillisecondsPerMessage.text) ms/msg")
+            print(
+                """
+                  \(row.phase): \(row.messagesPerSecond.text) msg/s; p50 \(row.p50Milliseconds.text) ms, p99 \
+                \(row.p99Milliseconds.text) ms; relay CPU \(row.relayCPUMillisecondsPerMessage.text) ms/msg, generator CPU \
+                \(row.generatorCPUMillisecondsPerMessage.text) ms/msg
+                """
+            )
         }
         let peaks = results.flatMap(\.relayPeakResidentKiB).map(Double.init)
         print("  relay peak resident memory: \(Spread(peaks).text) KiB; relay start-up \(Spread(results.map(\.relayStartSeconds)).text) s")
         if let json {
-            let report = Report(senders: senders, recipients: recipients, instances: instances, payloadBytes: payloadSize,
-                                mode: rate == nil ? "saturation" : "fixed-rate", rate: rate,
-                                store: storeURL.flatMap(StoreLocation.parse)?.redacted ?? "sqlite (temporary file)",
-                                recipientsOpen: open, cores: ProcessInfo.processInfo.activeProcessorCount,
-                                openssl: OpenSSLInfo.version, runs: results, summary: summary)
+            let report = Report(
+                senders: senders,
+                recipients: recipients,
+                instances: instances,
+                payloadBytes: payloadSize,
+                mode: rate == nil ? "saturation" : "fixed-rate",
+                rate: rate,
+                store: storeURL.flatMap(StoreLocation.parse)?.redacted ?? "sqlite (temporary file)",
+                recipientsOpen: open,
+                cores: ProcessInfo.processInfo.activeProcessorCount,
+                openssl: OpenSSLInfo.version,
+                runs: results,
+                summary: summary
+            )
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             try encoder.encode(report).write(to: URL(fileURLWithPath: json))
@@ -165,9 +201,12 @@ struct RelayBench: AsyncParsableCommand {
         let chain = try SyntheticChain(in: work, prefix: "bench", senders: senders, recipients: recipients)
         let pki = chain.pki
         let configFile = try chain.writeRelayConfiguration(
-            in: work, port: 0, storeURL: storeURL,
+            in: work,
+            port: 0,
+            storeURL: storeURL,
             queue: "{leaseDuration: 60s, maxAttempts: 10, maxLongPoll: 2s}",
-            limits: "{ratePerSecond: 1000000, rateBurst: 1000000, maxConnections: 4096}")
+            limits: "{ratePerSecond: 1000000, rateBurst: 1000000, maxConnections: 4096}"
+        )
         let trust = try TrustStore.load(anchorsFile: pki.caCertificatePath, crlFiles: [pki.crlPath])
         let servers = (0..<instances).map { RelayProcess(executable: RelayProcess.relayExecutable(), config: configFile, instance: $0) }
         let probe = try Identity.load(directory: pki.partnerDirectory(chain.senderIDs[0]))
@@ -177,13 +216,28 @@ struct RelayBench: AsyncParsableCommand {
         let urls = started
         let startSeconds = Self.seconds(ContinuousClock.now - startClock)
         defer { for server in servers { server.stop() } }
-        print("  relay pid(s) \(servers.map(\.pid)) at \(urls.map(\.absoluteString).joined(separator: ", ")), up in \(String(format: "%.2f", startSeconds)) s")
+        print(
+            """
+              relay pid(s) \(servers.map(\.pid)) at \(urls.map(\.absoluteString).joined(separator: ", ")), up in \
+            \(String(format: "%.2f", startSeconds)) s
+            """
+        )
 
         let senderClients = try chain.senderIDs.enumerated().map { index, id in
-            try RelayClient(relay: urls[index % instances], identity: try Identity.load(directory: pki.partnerDirectory(id)), trust: trust, relayID: DevelopmentPKI.relayID)
+            try RelayClient(
+                relay: urls[index % instances],
+                identity: try Identity.load(directory: pki.partnerDirectory(id)),
+                trust: trust,
+                relayID: DevelopmentPKI.relayID
+            )
         }
         let recipientClients = try chain.recipientIDs.enumerated().map { index, id in
-            try RelayClient(relay: urls[index % instances], identity: try Identity.load(directory: pki.partnerDirectory(id)), trust: trust, relayID: DevelopmentPKI.relayID)
+            try RelayClient(
+                relay: urls[index % instances],
+                identity: try Identity.load(directory: pki.partnerDirectory(id)),
+                trust: trust,
+                relayID: DevelopmentPKI.relayID
+            )
         }
         // Every client is shut down when the run ends, also when it fails.
         return try await withRelayClients(senderClients + recipientClients) { _ in
@@ -197,7 +251,12 @@ struct RelayBench: AsyncParsableCommand {
                 return try senderClients.enumerated().map { index, client in
                     try (0..<(count / senders)).map { n in
                         let to = (index + n) % recipients
-                        let content = try Drafting.content(type: .signal, from: client.identity.partnerID, to: recipientIDs[to], payload: payload)
+                        let content = try Drafting.content(
+                            type: .signal,
+                            from: client.identity.partnerID,
+                            to: recipientIDs[to],
+                            payload: payload
+                        )
                         return (content.header.id, try Envelope.seal(content, from: client.identity, to: recipientCerts[to], trust: trust))
                     }
                 }
@@ -206,30 +265,39 @@ struct RelayBench: AsyncParsableCommand {
             var phases: [Phase] = []
             if selected.contains("submit") {
                 let batch = try sealAll(messages)
-                phases.append(try await measure("submit", count: batch.joined().count, servers: servers) { record, progress in
-                    try await Self.submitAll(batch, clients: senderClients, rate: rate, progress: progress) { _, scheduled, done in record(done - scheduled) }
-                })
+                phases.append(
+                    try await measure("submit", count: batch.joined().count, servers: servers) { record, progress in
+                        try await Self.submitAll(batch, clients: senderClients, rate: rate, progress: progress) { _, scheduled, done in
+                            record(done - scheduled)
+                        }
+                    }
+                )
                 if selected.contains("drain") {
                     let total = batch.joined().count
-                    phases.append(try await measure("drain", count: total, servers: servers) { record, progress in
-                        let left = Shared(total)
-                        let open = self.open
-                        try await withThrowingTaskGroup(of: Void.self) { group in
-                            for client in recipientClients {
-                                group.addTask {
-                                    while left.count.load(ordering: .relaxed) > 0 {
-                                        let started = ContinuousClock.now
-                                        let acknowledged = try await Self.receiveAndAcknowledge(client, wait: 0, open: open)
-                                        if acknowledged.isEmpty { break }
-                                        let each = (ContinuousClock.now - started) / acknowledged.count
-                                        for _ in acknowledged { record(each); progress() }
-                                        left.count.subtract(acknowledged.count, ordering: .relaxed)
+                    phases.append(
+                        try await measure("drain", count: total, servers: servers) { record, progress in
+                            let left = Shared(total)
+                            let open = self.open
+                            try await withThrowingTaskGroup(of: Void.self) { group in
+                                for client in recipientClients {
+                                    group.addTask {
+                                        while left.count.load(ordering: .relaxed) > 0 {
+                                            let started = ContinuousClock.now
+                                            let acknowledged = try await Self.receiveAndAcknowledge(client, wait: 0, open: open)
+                                            if acknowledged.isEmpty { break }
+                                            let each = (ContinuousClock.now - started) / acknowledged.count
+                                            for _ in acknowledged {
+                                                record(each)
+                                                progress()
+                                            }
+                                            left.count.subtract(acknowledged.count, ordering: .relaxed)
+                                        }
                                     }
                                 }
+                                try await group.waitForAll()
                             }
-                            try await group.waitForAll()
                         }
-                    })
+                    )
                 }
             }
             if selected.contains("flow") {
@@ -237,27 +305,37 @@ struct RelayBench: AsyncParsableCommand {
                 let total = flow.joined().count
                 let left = Shared(total)
                 let (open, rate) = (self.open, self.rate)
-                phases.append(try await measure("flow", count: total, servers: servers) { record, progress in
-                    try await withThrowingTaskGroup(of: Void.self) { group in
-                        for client in recipientClients {
-                            group.addTask {
-                                while left.count.load(ordering: .relaxed) > 0 {
-                                    for id in try await Self.receiveAndAcknowledge(client, wait: 1, open: open) {
-                                        let done = ContinuousClock.now
-                                        if let start = left.scheduledAt.withLock({ $0.removeValue(forKey: id) }) { record(done - start) }
-                                        progress()
-                                        left.count.subtract(1, ordering: .relaxed)
+                phases.append(
+                    try await measure("flow", count: total, servers: servers) { record, progress in
+                        try await withThrowingTaskGroup(of: Void.self) { group in
+                            for client in recipientClients {
+                                group.addTask {
+                                    while left.count.load(ordering: .relaxed) > 0 {
+                                        for id in try await Self.receiveAndAcknowledge(client, wait: 1, open: open) {
+                                            let done = ContinuousClock.now
+                                            if let start = left.scheduledAt.withLock({ $0.removeValue(forKey: id) }) {
+                                                record(done - start)
+                                            }
+                                            progress()
+                                            left.count.subtract(1, ordering: .relaxed)
+                                        }
                                     }
                                 }
                             }
+                            group.addTask {
+                                try await Self.submitAll(
+                                    flow,
+                                    clients: senderClients,
+                                    rate: rate,
+                                    progress: {},
+                                    done: { _, _, _ in },
+                                    beforeSend: { id, scheduled in left.scheduledAt.withLock { $0[id] = scheduled } }
+                                )
+                            }
+                            try await group.waitForAll()
                         }
-                        group.addTask {
-                            try await Self.submitAll(flow, clients: senderClients, rate: rate, progress: {}, done: { _, _, _ in },
-                                                     beforeSend: { id, scheduled in left.scheduledAt.withLock { $0[id] = scheduled } })
-                        }
-                        try await group.waitForAll()
                     }
-                })
+                )
             }
             let peaks = servers.map { Self.peakResidentKiB(pid: $0.pid) }
             return Run(phases: phases, relayPeakResidentKiB: peaks, relayStartSeconds: startSeconds)
@@ -266,9 +344,14 @@ struct RelayBench: AsyncParsableCommand {
 
     /// Submits every sender's messages, each sender on its own task; at --rate, each message waits
     /// for its scheduled time (start + index / rate) and `done` is reported against that time.
-    private static func submitAll(_ batch: [[(id: UUID, sealed: Data)]], clients: [RelayClient], rate: Double?, progress: @escaping @Sendable () -> Void,
-                           done: @escaping @Sendable (UUID, ContinuousClock.Instant, ContinuousClock.Instant) -> Void,
-                           beforeSend: (@Sendable (UUID, ContinuousClock.Instant) -> Void)? = nil) async throws {
+    private static func submitAll(
+        _ batch: [[(id: UUID, sealed: Data)]],
+        clients: [RelayClient],
+        rate: Double?,
+        progress: @escaping @Sendable () -> Void,
+        done: @escaping @Sendable (UUID, ContinuousClock.Instant, ContinuousClock.Instant) -> Void,
+        beforeSend: (@Sendable (UUID, ContinuousClock.Instant) -> Void)? = nil
+    ) async throws {
         let start = ContinuousClock.now
         let senders = clients.count
         try await withThrowingTaskGroup(of: Void.self) { group in
@@ -303,10 +386,21 @@ struct RelayBench: AsyncParsableCommand {
                         throw KetenpostError(.envelopeMalformed, "The relay delivered a message that is not base64.")
                     }
                     if open { _ = try client.open(sealed) }
-                    let receipt = Receipt(kind: .acknowledgement, messageId: item.id, messageDigest: Digest.sha256(sealed).hexString,
-                                          from: item.from, to: client.identity.partnerID, issuer: client.identity.partnerID,
-                                          disposition: .processed, time: Date())
-                    _ = try await client.acknowledge(id: item.id, leaseToken: item.leaseToken, receipt: try SignedReceipt.sign(receipt, as: client.identity))
+                    let receipt = Receipt(
+                        kind: .acknowledgement,
+                        messageId: item.id,
+                        messageDigest: Digest.sha256(sealed).hexString,
+                        from: item.from,
+                        to: client.identity.partnerID,
+                        issuer: client.identity.partnerID,
+                        disposition: .processed,
+                        time: Date()
+                    )
+                    _ = try await client.acknowledge(
+                        id: item.id,
+                        leaseToken: item.leaseToken,
+                        receipt: try SignedReceipt.sign(receipt, as: client.identity)
+                    )
                     return item.id
                 }
             }
@@ -316,8 +410,12 @@ struct RelayBench: AsyncParsableCommand {
 
     /// Runs `body`, which records one latency per message and calls `progress` per message done,
     /// and prints the phase's figures; a progress line goes to standard error every second.
-    private func measure(_ name: String, count: Int, servers: [RelayProcess],
-                         _ body: (@escaping @Sendable (Duration) -> Void, @escaping @Sendable () -> Void) async throws -> Void) async throws -> Phase {
+    private func measure(
+        _ name: String,
+        count: Int,
+        servers: [RelayProcess],
+        _ body: (@escaping @Sendable (Duration) -> Void, @escaping @Sendable () -> Void) async throws -> Void
+    ) async throws -> Phase {
         let histogram = Mutex(Histogram<UInt64>(highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: .three))
         let done = Atomic<Int>(0)
         let relayBefore = servers.map { Self.processCPUSeconds(pid: $0.pid) }.reduce(0, +)
@@ -334,24 +432,46 @@ struct RelayBench: AsyncParsableCommand {
             }
         }
         defer { reporter.cancel() }
-        try await body({ duration in
-            let micros = UInt64(max(1, duration.components.seconds * 1_000_000 + duration.components.attoseconds / 1_000_000_000_000))
-            _ = histogram.withLock { $0.record(micros) }
-        }, { done.add(1, ordering: .relaxed) })
+        try await body(
+            { duration in
+                let micros = UInt64(max(1, duration.components.seconds * 1_000_000 + duration.components.attoseconds / 1_000_000_000_000))
+                _ = histogram.withLock { $0.record(micros) }
+            },
+            { done.add(1, ordering: .relaxed) }
+        )
         let seconds = Self.seconds(ContinuousClock.now - start)
         let relayCPU = servers.map { Self.processCPUSeconds(pid: $0.pid) }.reduce(0, +) - relayBefore
         let generatorCPU = Self.ownCPUSeconds() - generatorBefore
         let percentiles = histogram.withLock { h in
             ["p50": h.valueAtPercentile(50), "p90": h.valueAtPercentile(90), "p99": h.valueAtPercentile(99), "max": h.max]
         }
-        let phase = Phase(name: name, messages: count, seconds: seconds, messagesPerSecond: Double(count) / seconds,
-                          latencyMicroseconds: percentiles,
-                          relayCPUMillisecondsPerMessage: relayCPU * 1000 / Double(count),
-                          generatorCPUMillisecondsPerMessage: generatorCPU * 1000 / Double(count))
-        print(String(format: "  %@: %d messages in %.2f s = %.0f msg/s; latency p50 %.1f ms, p99 %.1f ms, max %.1f ms; relay CPU %.2f ms/msg, generator CPU %.2f ms/msg",
-                     name, count, seconds, phase.messagesPerSecond, Double(percentiles["p50"]!) / 1000,
-                     Double(percentiles["p99"]!) / 1000, Double(percentiles["max"]!) / 1000,
-                     phase.relayCPUMillisecondsPerMessage, phase.generatorCPUMillisecondsPerMessage))
+        let phase = Phase(
+            name: name,
+            messages: count,
+            seconds: seconds,
+            messagesPerSecond: Double(count) / seconds,
+            latencyMicroseconds: percentiles,
+            relayCPUMillisecondsPerMessage: relayCPU * 1000 / Double(count),
+            generatorCPUMillisecondsPerMessage: generatorCPU * 1000 / Double(count)
+        )
+        print(
+            String(
+                format:
+                    """
+                      %@: %d messages in %.2f s = %.0f msg/s; latency p50 %.1f ms, p99 %.1f ms, max %.1f ms; relay CPU %.2f ms/msg, \
+                    generator CPU %.2f ms/msg
+                    """,
+                name,
+                count,
+                seconds,
+                phase.messagesPerSecond,
+                Double(percentiles["p50"]!) / 1000,
+                Double(percentiles["p99"]!) / 1000,
+                Double(percentiles["max"]!) / 1000,
+                phase.relayCPUMillisecondsPerMessage,
+                phase.generatorCPUMillisecondsPerMessage
+            )
+        )
         return phase
     }
 
@@ -375,7 +495,8 @@ struct RelayBench: AsyncParsableCommand {
     /// User + system CPU seconds of another process, from /proc/PID/stat (fields 14 and 15).
     static func processCPUSeconds(pid: Int32) -> Double {
         guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-              let close = text.lastIndex(of: ")") else { return 0 }
+            let close = text.lastIndex(of: ")")
+        else { return 0 }
         let fields = text[text.index(after: close)...].split(separator: " ")
         guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return 0 }
         return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
@@ -384,7 +505,8 @@ struct RelayBench: AsyncParsableCommand {
     /// Peak resident memory of a process (VmHWM), in KiB.
     static func peakResidentKiB(pid: Int32) -> Int {
         guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
-              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }) else { return 0 }
+            let line = text.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") })
+        else { return 0 }
         return Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "") ?? 0
     }
 }

@@ -13,15 +13,23 @@ struct SyntheticChain {
     init(in work: URL, prefix: String, senders: Int, recipients: Int) throws {
         senderIDs = (1...senders).map { String(format: "\(prefix)-gemeente-%03d", $0) }
         recipientIDs = (1...recipients).map { String(format: "\(prefix)-zorgcoordinatie-%03d", $0) }
-        let entries = senderIDs.enumerated().map { PartnerEntry(id: $1, name: $1, role: .municipality, oin: String(format: "00000001%012d", $0)) }
-            + recipientIDs.enumerated().map { PartnerEntry(id: $1, name: $1, role: .careCoordinator, oin: String(format: "00000003%012d", $0)) }
+        let entries =
+            senderIDs.enumerated().map { PartnerEntry(id: $1, name: $1, role: .municipality, oin: String(format: "00000001%012d", $0)) }
+            + recipientIDs.enumerated().map {
+                PartnerEntry(id: $1, name: $1, role: .careCoordinator, oin: String(format: "00000003%012d", $0))
+            }
         pki = DevelopmentPKI(directory: work.appendingPathComponent("certs").path)
         try pki.create(partners: entries)
         partnersFile = work.appendingPathComponent("partners.yaml")
-        let yaml = "partners:\n" + entries.map { "  - {id: \($0.id), name: \($0.name), role: \($0.role.rawValue), oin: \"\($0.oin)\"}\n" }.joined()
+        let yaml =
+            "partners:\n" + entries.map { "  - {id: \($0.id), name: \($0.name), role: \($0.role.rawValue), oin: \"\($0.oin)\"}\n" }.joined()
         try yaml.write(to: partnersFile, atomically: true, encoding: .utf8)
         policyFile = work.appendingPathComponent("policy.yaml")
-        try "rules:\n  - {type: signal, from: [municipality], to: [care-coordinator]}\n".write(to: policyFile, atomically: true, encoding: .utf8)
+        try "rules:\n  - {type: signal, from: [municipality], to: [care-coordinator]}\n".write(
+            to: policyFile,
+            atomically: true,
+            encoding: .utf8
+        )
     }
 
     /// Writes a `serve` configuration for this chain into `work` and returns its path: the given
@@ -32,7 +40,8 @@ struct SyntheticChain {
         let config = """
             listen: {host: 127.0.0.1, port: \(port)}
             \(store)
-            tls: {certificate: \(pki.relayDirectory)/cert.pem, key: \(pki.relayDirectory)/key.pem, trustAnchors: \(pki.caCertificatePath), crls: [\(pki.crlPath)]}
+            tls: {certificate: \(pki.relayDirectory)/cert.pem, key: \(pki.relayDirectory)/key.pem, trustAnchors: \
+            \(pki.caCertificatePath), crls: [\(pki.crlPath)]}
             directory: {partners: \(partnersFile.path), policy: \(policyFile.path), certificates: \(pki.directory.path)/partners}
             queue: \(queue)
             limits: \(limits)

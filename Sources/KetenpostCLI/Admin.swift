@@ -1,9 +1,9 @@
 import ArgumentParser
 import Foundation
 import KetenpostAPI
-import KetenpostEnvelope
 import KetenpostClient
 import KetenpostCrypto
+import KetenpostEnvelope
 
 /// `ketenpost admin …`: the administration API with an administrator certificate.
 struct Admin: AsyncParsableCommand {
@@ -18,7 +18,8 @@ struct Admin: AsyncParsableCommand {
                 --cert certs/dev/next/gemeente-maastricht/cert.pem --overlap 7d
               ketenpost admin certs expiring --within 30d
             """,
-        subcommands: [Partners.self, Certs.self, Events.self, Reload.self])
+        subcommands: [Partners.self, Certs.self, Events.self, Reload.self]
+    )
 
     struct Options: ParsableArguments {
         @Option(help: "Administrator identity directory (cert.pem, key.pem).") var identity: String = "certs/dev/admin"
@@ -44,7 +45,11 @@ struct Admin: AsyncParsableCommand {
     static func describe(_ partner: API.AdminPartner) -> String {
         var lines = ["\(partner.id)  \(partner.role)  \(partner.state)  OIN \(partner.oin)  \(partner.name)"]
         for c in partner.certificates {
-            var line = "  \(c.fingerprint.prefix(16))…  \(c.state)  \(c.uses.joined(separator: ","))  serial \(c.serial)  until \(RFC3339Text.format(c.notAfter)) (\(c.daysLeft)d)"
+            var line =
+                """
+                  \(c.fingerprint.prefix(16))…  \(c.state)  \(c.uses.joined(separator: ","))  serial \(c.serial)  until \
+                \(RFC3339Text.format(c.notAfter)) (\(c.daysLeft)d)
+                """
             if let retiresAt = c.retiresAt { line += "  retires \(RFC3339Text.format(retiresAt))" }
             if let reason = c.revocationReason { line += "  revoked: \(reason)" }
             lines.append(line)
@@ -83,7 +88,8 @@ struct Admin: AsyncParsableCommand {
                   ketenpost admin partners show gemeente-maastricht
                   ketenpost admin partners suspend gemeente-maastricht
                 """,
-            subcommands: [List.self, Show.self, Add.self, Suspend.self, Resume.self])
+            subcommands: [List.self, Show.self, Add.self, Suspend.self, Resume.self]
+        )
 
         struct List: AsyncParsableCommand {
             static let configuration = CommandConfiguration(
@@ -93,7 +99,8 @@ struct Admin: AsyncParsableCommand {
                       ketenpost admin partners list
                       ketenpost admin partners list --relay https://relay.example.nl:8443 \\
                         --identity /etc/ketenpost/admin
-                    """)
+                    """
+            )
             @OptionGroup var options: Options
             func run() async throws {
                 try await options.run({ try await $0.adminPartners() }) { list in
@@ -108,7 +115,8 @@ struct Admin: AsyncParsableCommand {
                 discussion: """
                     Examples:
                       ketenpost admin partners show gemeente-maastricht
-                    """)
+                    """
+            )
             @OptionGroup var options: Options
             @Argument(help: "Partner id.") var partner: String
             func run() async throws {
@@ -126,7 +134,8 @@ struct Admin: AsyncParsableCommand {
                       ketenpost admin partners add --id gemeente-voerendaal \\
                         --name "Gemeente Voerendaal" --role municipality \\
                         --oin 00000001000000000042 --cert voerendaal-cert.pem
-                    """)
+                    """
+            )
             @OptionGroup var options: Options
             @Option(help: "Partner id (the certificate's commonName).") var id: String
             @Option(help: "Organisation name.") var name: String
@@ -135,10 +144,15 @@ struct Admin: AsyncParsableCommand {
             @Option(help: "Certificate (PEM) of the partner; repeatable.") var cert: [String] = []
             @Option(help: "Uses of the certificates: signing, encryption, tls-client (repeatable; default all).") var use: [String] = []
             func run() async throws {
-                try await options.run({ client in
-                    let inputs = try cert.map { try Admin.certificateInput($0, uses: use, activatesAt: nil) }
-                    return try await client.adminAddPartner(API.AdminNewPartner(id: id, name: name, role: role, oin: oin, certificates: inputs))
-                }, summary: Admin.describe)
+                try await options.run(
+                    { client in
+                        let inputs = try cert.map { try Admin.certificateInput($0, uses: use, activatesAt: nil) }
+                        return try await client.adminAddPartner(
+                            API.AdminNewPartner(id: id, name: name, role: role, oin: oin, certificates: inputs)
+                        )
+                    },
+                    summary: Admin.describe
+                )
             }
         }
 
@@ -149,7 +163,8 @@ struct Admin: AsyncParsableCommand {
                     Messages waiting for it stay queued. Undo with `ketenpost admin partners resume`.
                     Examples:
                       ketenpost admin partners suspend gemeente-maastricht
-                    """)
+                    """
+            )
             @OptionGroup var options: Options
             @Argument(help: "Partner id.") var partner: String
             func run() async throws {
@@ -163,7 +178,8 @@ struct Admin: AsyncParsableCommand {
                 discussion: """
                     Examples:
                       ketenpost admin partners resume gemeente-maastricht
-                    """)
+                    """
+            )
             @OptionGroup var options: Options
             @Argument(help: "Partner id.") var partner: String
             func run() async throws {
@@ -183,7 +199,8 @@ struct Admin: AsyncParsableCommand {
                   ketenpost admin certs revoke --fingerprint 3f1c… --reason key-compromise
                   ketenpost admin certs expiring --within 30d
                 """,
-            subcommands: [Add.self, Rotate.self, Revoke.self, Expiring.self])
+            subcommands: [Add.self, Rotate.self, Revoke.self, Expiring.self]
+        )
 
         struct Add: AsyncParsableCommand {
             static let configuration = CommandConfiguration(
@@ -192,16 +209,20 @@ struct Admin: AsyncParsableCommand {
                     Examples:
                       ketenpost admin certs add --partner zorgcoordinatie-zuid-limburg \\
                         --cert new-cert.pem --activates-at 2026-12-01T06:00:00Z
-                    """)
+                    """
+            )
             @OptionGroup var options: Options
             @Option(help: "Partner id.") var partner: String
             @Option(help: "Certificate (PEM).") var cert: String
             @Option(help: "Uses: signing, encryption, tls-client (repeatable; default all).") var use: [String] = []
             @Option(name: .customLong("activates-at"), help: "Activation time, RFC 3339 (default now).") var activatesAt: String?
             func run() async throws {
-                try await options.run({ client in
-                    try await client.adminAddCertificate(partner, try Admin.certificateInput(cert, uses: use, activatesAt: activatesAt))
-                }, summary: Admin.describe)
+                try await options.run(
+                    { client in
+                        try await client.adminAddCertificate(partner, try Admin.certificateInput(cert, uses: use, activatesAt: activatesAt))
+                    },
+                    summary: Admin.describe
+                )
             }
         }
 
@@ -214,17 +235,24 @@ struct Admin: AsyncParsableCommand {
                         --cert new-cert.pem --overlap 7d
                       ketenpost admin certs rotate --partner zorgcoordinatie-zuid-limburg \\
                         --cert new-cert.pem --overlap 0s
-                    """)
+                    """
+            )
             @OptionGroup var options: Options
             @Option(help: "Partner id.") var partner: String
             @Option(help: "The new certificate (PEM).") var cert: String
             @Option(help: "How long the old certificate keeps working, e.g. 7d (0s: none).") var overlap: String = "7d"
             @Option(help: "Uses: signing, encryption, tls-client (repeatable; default all).") var use: [String] = []
             func run() async throws {
-                try await options.run({ client in
-                    let input = try Admin.certificateInput(cert, uses: use, activatesAt: nil)
-                    return try await client.adminRotate(partner, API.AdminRotation(certificate: input, overlapSeconds: try Admin.duration(overlap, "--overlap")))
-                }, summary: Admin.describe)
+                try await options.run(
+                    { client in
+                        let input = try Admin.certificateInput(cert, uses: use, activatesAt: nil)
+                        return try await client.adminRotate(
+                            partner,
+                            API.AdminRotation(certificate: input, overlapSeconds: try Admin.duration(overlap, "--overlap"))
+                        )
+                    },
+                    summary: Admin.describe
+                )
             }
         }
 
@@ -237,23 +265,27 @@ struct Admin: AsyncParsableCommand {
                       ketenpost admin certs revoke --fingerprint 3f1c… --reason key-compromise
                       ketenpost admin certs revoke --cert compromised-cert.pem \\
                         --reason key-compromise
-                    """)
+                    """
+            )
             @OptionGroup var options: Options
             @Option(help: "SHA-256 fingerprint (hex) of the certificate, as `partners show` lists it.") var fingerprint: String?
             @Option(help: "Or the certificate (PEM) itself.") var cert: String?
             @Option(help: "Reason code, e.g. key-compromise, superseded, cessation-of-operation.") var reason: String
             func run() async throws {
-                try await options.run({ client in
-                    let target: String
-                    if let fingerprint {
-                        target = fingerprint
-                    } else if let cert, let certificate = try Certificate.load(pemFile: cert).first {
-                        target = certificate.fingerprint
-                    } else {
-                        throw KetenpostError(.requestInvalid, "Give --fingerprint or --cert.")
-                    }
-                    return try await client.adminRevoke(fingerprint: target, reason: reason)
-                }, summary: Admin.describe)
+                try await options.run(
+                    { client in
+                        let target: String
+                        if let fingerprint {
+                            target = fingerprint
+                        } else if let cert, let certificate = try Certificate.load(pemFile: cert).first {
+                            target = certificate.fingerprint
+                        } else {
+                            throw KetenpostError(.requestInvalid, "Give --fingerprint or --cert.")
+                        }
+                        return try await client.adminRevoke(fingerprint: target, reason: reason)
+                    },
+                    summary: Admin.describe
+                )
             }
         }
 
@@ -263,7 +295,8 @@ struct Admin: AsyncParsableCommand {
                 discussion: """
                     Examples:
                       ketenpost admin certs expiring --within 30d
-                    """)
+                    """
+            )
             @OptionGroup var options: Options
             @Option(help: "Window, e.g. 30d.") var within: String = "30d"
             func run() async throws {
@@ -272,7 +305,12 @@ struct Admin: AsyncParsableCommand {
                 }) { list in
                     list.certificates.isEmpty
                         ? "No certificate expires within \(list.withinDays) days."
-                        : list.certificates.map { "\($0.partner)  \($0.certificate.fingerprint.prefix(16))…  \($0.certificate.state)  expires \(RFC3339Text.format($0.certificate.notAfter)) (\($0.certificate.daysLeft)d)" }.joined(separator: "\n")
+                        : list.certificates.map {
+                            """
+                            \($0.partner)  \($0.certificate.fingerprint.prefix(16))…  \($0.certificate.state)  expires \
+                            \(RFC3339Text.format($0.certificate.notAfter)) (\($0.certificate.daysLeft)d)
+                            """
+                        }.joined(separator: "\n")
                 }
             }
         }
@@ -286,13 +324,19 @@ struct Admin: AsyncParsableCommand {
                 Examples:
                   ketenpost admin events
                   ketenpost admin events --after 1200
-                """)
+                """
+        )
         @OptionGroup var options: Options
         @Option(help: "Show events after this sequence number.") var after: Int64 = 0
         func run() async throws {
             try await options.run({ try await $0.adminEvents(after: after, limit: 1000) }) { list in
-                list.events.map { "\($0.sequence)  \(RFC3339Text.format($0.at))  \($0.actor)  \($0.action)  \($0.partner ?? "-")  \($0.fingerprint.map { String($0.prefix(16)) } ?? "-")  \($0.detail ?? "")" }
-                    .joined(separator: "\n")
+                list.events.map {
+                    """
+                    \($0.sequence)  \(RFC3339Text.format($0.at))  \($0.actor)  \($0.action)  \($0.partner ?? "-")  \
+                    \($0.fingerprint.map { String($0.prefix(16)) } ?? "-")  \($0.detail ?? "")
+                    """
+                }
+                .joined(separator: "\n")
             }
         }
     }
@@ -305,7 +349,8 @@ struct Admin: AsyncParsableCommand {
                 ignored; the previous set stays in use.
                 Examples:
                   ketenpost admin reload
-                """)
+                """
+        )
         @OptionGroup var options: Options
         func run() async throws {
             try await options.run({ try await $0.adminReload() }) { "Relay: \($0.status)." }

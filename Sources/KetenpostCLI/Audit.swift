@@ -1,9 +1,9 @@
 import ArgumentParser
 import Foundation
 import KetenpostAPI
+import KetenpostCrypto
 import KetenpostEnvelope
 import KetenpostProvisioning
-import KetenpostCrypto
 import KetenpostRelay
 import KetenpostStore
 
@@ -16,7 +16,8 @@ struct Audit: AsyncParsableCommand {
             Examples:
               ketenpost audit verify --store data/ketenpost.sqlite
             """,
-        subcommands: [Verify.self])
+        subcommands: [Verify.self]
+    )
 
     struct Verify: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -33,17 +34,26 @@ struct Audit: AsyncParsableCommand {
                     --store-url 'postgres://auditor@db.internal/ketenpost?sslmode=verify-full'
                   ketenpost audit verify --store-url sqlite:///var/lib/ketenpost/copy.sqlite \\
                     --json
-                """)
+                """
+        )
 
-        @Option(help: ArgumentHelp("The relay's SQLite store file (default: data/ketenpost.sqlite).", valueName: "path"),
-                completion: .file(extensions: ["sqlite"]))
+        @Option(
+            help: ArgumentHelp("The relay's SQLite store file (default: data/ketenpost.sqlite).", valueName: "path"),
+            completion: .file(extensions: ["sqlite"])
+        )
         var store: String?
-        @Option(name: .customLong("store-url"),
-                help: ArgumentHelp("The relay's store as a URL: sqlite:///PATH or postgres://USER@HOST:PORT/DATABASE?sslmode=MODE.", valueName: "url"))
+        @Option(
+            name: .customLong("store-url"),
+            help: ArgumentHelp(
+                "The relay's store as a URL: sqlite:///PATH or postgres://USER@HOST:PORT/DATABASE?sslmode=MODE.",
+                valueName: "url"
+            )
+        )
         var storeURL: String?
         @Option(help: "Trust anchors (PEM) for the relay's checkpoint signatures.", completion: .file(extensions: ["pem"]))
         var trust: String = "certs/dev/ca/cert.pem"
-        @Option(name: .customLong("relay-id"), help: "The relay's id (commonName of its certificate).") var relayID: String = DevelopmentPKI.relayID
+        @Option(name: .customLong("relay-id"), help: "The relay's id (commonName of its certificate).") var relayID: String = DevelopmentPKI
+            .relayID
         @Flag(help: "Print the report as JSON.") var json = false
 
         func validate() throws {
@@ -60,13 +70,23 @@ struct Audit: AsyncParsableCommand {
                 do {
                     report = try await opened.withRunning { try await AuditTrail.verify(store: opened, trust: anchors, relayID: relayID) }
                 } catch {
-                    throw KetenpostError(.storeUnavailable,
-                                         "The audit trail in \(location.redacted) cannot be read; check that the store is reachable and holds a relay's tables (\(error)).")
+                    throw KetenpostError(
+                        .storeUnavailable,
+                        """
+                        The audit trail in \(location.redacted) cannot be read; check that the store is reachable and holds a relay's \
+                        tables (\(error)).
+                        """
+                    )
                 }
                 if json {
                     printJSON(report)
                 } else if report.ok {
-                    print("Audit trail intact: \(report.records) records, \(report.checkpoints) checkpoints; signed up to record \(report.lastCheckpoint.map(String.init) ?? "none").")
+                    print(
+                        """
+                        Audit trail intact: \(report.records) records, \(report.checkpoints) checkpoints; signed up to record \
+                        \(report.lastCheckpoint.map(String.init) ?? "none").
+                        """
+                    )
                 } else {
                     print("Audit trail TAMPERED: \(report.records) records, \(report.checkpoints) checkpoints.")
                     for problem in report.problems { print("  record \(problem.sequence): \(problem.kind.rawValue): \(problem.message)") }
@@ -83,7 +103,10 @@ struct Audit: AsyncParsableCommand {
             guard let storeURL else { return .sqlite(path: store ?? "data/ketenpost.sqlite") }
             // The text may hold a password: the message does not repeat it.
             guard let location = StoreLocation.parse(storeURL) else {
-                throw KetenpostError(.configInvalid, "--store-url must be sqlite:///PATH or postgres://USER@HOST:PORT/DATABASE?sslmode=MODE.")
+                throw KetenpostError(
+                    .configInvalid,
+                    "--store-url must be sqlite:///PATH or postgres://USER@HOST:PORT/DATABASE?sslmode=MODE."
+                )
             }
             return location
         }
@@ -94,7 +117,10 @@ struct Audit: AsyncParsableCommand {
             switch location {
             case .sqlite(let path):
                 do { return try SQLiteMessageStore(path: path, readOnly: true) } catch {
-                    throw KetenpostError(.configInvalid, "\(location.redacted) cannot be opened read-only: \(error). Check the path (a copy of the file is fine).")
+                    throw KetenpostError(
+                        .configInvalid,
+                        "\(location.redacted) cannot be opened read-only: \(error). Check the path (a copy of the file is fine)."
+                    )
                 }
             case .postgres:
                 return try await StoreFactory.open(location)

@@ -1,11 +1,11 @@
 import ArgumentParser
 import Foundation
 import KetenpostAPI
-import KetenpostEnvelope
-import KetenpostProvisioning
 import KetenpostClient
 import KetenpostCrypto
+import KetenpostEnvelope
 import KetenpostModel
+import KetenpostProvisioning
 
 /// `ketenpost conformance`: what a new partner must pass before going live, against a live
 /// relay and its conformance echo (`conformance.echo` in the relay's configuration).
@@ -22,7 +22,8 @@ struct Conformance: AsyncParsableCommand {
               ketenpost conformance --identity certs/dev/partners/gemeente-maastricht
               ketenpost conformance --identity certs/dev/partners/gemeente-maastricht \\
                 --relay https://relay.example.nl:8443 --json
-            """)
+            """
+    )
 
     @OptionGroup var partner: PartnerOptions
     @Option(help: "The relay's conformance echo partner.") var echo: String = DevelopmentPKI.echo.id
@@ -68,7 +69,10 @@ struct Conformance: AsyncParsableCommand {
                 let reached = await record("TLS with the client certificate") {
                     let entry = try await client.directory(me)
                     guard entry.certificates.contains(client.identity.certificate.pem) else {
-                        throw KetenpostError(.signerUnregistered, "The relay answers, but this certificate is not among \(me)'s registered certificates.")
+                        throw KetenpostError(
+                            .signerUnregistered,
+                            "The relay answers, but this certificate is not among \(me)'s registered certificates."
+                        )
                     }
                     return "reached \(client.relay.absoluteString) as \(me)"
                 }
@@ -77,7 +81,9 @@ struct Conformance: AsyncParsableCommand {
                     _ = await record("Directory lists the echo's certificates") {
                         let entry = try await client.directory(echo)
                         echoCertificates = try entry.certificates.flatMap { try Certificate.all(pem: Data($0.utf8)) }
-                        guard !echoCertificates.isEmpty else { throw KetenpostError(.recipientUnknown, "The echo has no certificates to seal for.") }
+                        guard !echoCertificates.isEmpty else {
+                            throw KetenpostError(.recipientUnknown, "The echo has no certificates to seal for.")
+                        }
                         return "\(echoCertificates.count) certificate(s)"
                     }
                     let delivered = await record("Send a sealed signal, acceptance receipt verified") {
@@ -94,14 +100,17 @@ struct Conformance: AsyncParsableCommand {
                                 for item in try await client.receive(max: 10, wait: 5) {
                                     let opened = try item.result.get()
                                     guard opened.header.from == echo, opened.header.correlationId == sent.header.id else {
-                                        continue   // not ours: leave it for its real handler (the lease runs out)
+                                        continue  // not ours: leave it for its real handler (the lease runs out)
                                     }
                                     _ = try await client.acknowledge(item)
                                     answer = (item.id, opened.digest)
                                     return "answer \(item.id.uuidString.lowercased()) opened, signature checked, acknowledged"
                                 }
                             }
-                            throw KetenpostError(.messageNotFound, "No answer from \(echo) within \(timeout) s; is conformance.echo enabled on the relay?")
+                            throw KetenpostError(
+                                .messageNotFound,
+                                "No answer from \(echo) within \(timeout) s; is conformance.echo enabled on the relay?"
+                            )
                         }
                         _ = await record("The echo's signed receipt is in the status") {
                             var status = try await client.status(sent.header.id)
@@ -110,7 +119,8 @@ struct Conformance: AsyncParsableCommand {
                                 try await Task.sleep(for: .milliseconds(250))
                                 status = try await client.status(sent.header.id)
                             }
-                            guard status.state == "acknowledged", let receipt = status.recipientReceipt.flatMap({ Data(base64Encoded: $0) }) else {
+                            guard status.state == "acknowledged", let receipt = status.recipientReceipt.flatMap({ Data(base64Encoded: $0) })
+                            else {
                                 throw KetenpostError(.receiptInvalid, "The message is \(status.state), not acknowledged.")
                             }
                             let verified = try SignedReceipt.verify(receipt, trust: client.trust)
@@ -126,25 +136,51 @@ struct Conformance: AsyncParsableCommand {
                             }
                             return "duplicate, same receipt"
                         }
-                        await refusal("A tampered message is refused", expecting: [.outerSignatureInvalid, .envelopeMalformed, .outerContentInvalid]) {
+                        await refusal(
+                            "A tampered message is refused",
+                            expecting: [.outerSignatureInvalid, .envelopeMalformed, .outerContentInvalid]
+                        ) {
                             var tampered = sealed
                             tampered[tampered.count / 2] ^= 0x01
                             _ = try await client.submit(tampered)
                         }
                     }
                     await refusal("An expired message is refused", expecting: [.messageExpired]) {
-                        let content = try Drafting.content(type: .signal, from: me, to: echo, payload: signal, now: Date().addingTimeInterval(-30 * 86_400))
-                        _ = try await client.submit(try Envelope.seal(content, from: client.identity, to: echoCertificates, trust: client.trust))
+                        let content = try Drafting.content(
+                            type: .signal,
+                            from: me,
+                            to: echo,
+                            payload: signal,
+                            now: Date().addingTimeInterval(-30 * 86_400)
+                        )
+                        _ = try await client.submit(
+                            try Envelope.seal(content, from: client.identity, to: echoCertificates, trust: client.trust)
+                        )
                     }
                     await refusal("A message for an unknown partner is refused", expecting: [.recipientUnknown]) {
                         _ = try await client.directory("no-such-partner-\(UInt32.random(in: 0...UInt32.max))")
                     }
-                    await refusal("An acknowledgement without a matching lease is refused", expecting: [.leaseInvalid, .messageFinal, .messageNotFound]) {
+                    await refusal(
+                        "An acknowledgement without a matching lease is refused",
+                        expecting: [.leaseInvalid, .messageFinal, .messageNotFound]
+                    ) {
                         // A correct receipt for the echo's answer, but the lease is not one the relay handed out.
                         let id = answer?.id ?? UUID()
-                        let receipt = Receipt(kind: .acknowledgement, messageId: id, messageDigest: answer?.digest ?? String(repeating: "0", count: 64), from: echo,
-                                              to: me, issuer: me, disposition: .processed, time: Date())
-                        _ = try await client.acknowledge(id: id, leaseToken: "not-a-lease", receipt: try SignedReceipt.sign(receipt, as: client.identity))
+                        let receipt = Receipt(
+                            kind: .acknowledgement,
+                            messageId: id,
+                            messageDigest: answer?.digest ?? String(repeating: "0", count: 64),
+                            from: echo,
+                            to: me,
+                            issuer: me,
+                            disposition: .processed,
+                            time: Date()
+                        )
+                        _ = try await client.acknowledge(
+                            id: id,
+                            leaseToken: "not-a-lease",
+                            receipt: try SignedReceipt.sign(receipt, as: client.identity)
+                        )
                     }
                 }
 
@@ -159,10 +195,20 @@ struct Conformance: AsyncParsableCommand {
         } else {
             let width = cases.map(\.name.count).max() ?? 0
             for item in cases {
-                print("\(item.passed ? "PASS" : "FAIL")  \(item.name)\(String(repeating: " ", count: width - item.name.count))  \(item.detail)")
+                print(
+                    """
+                    \(item.passed ? "PASS" : "FAIL")  \(item.name)\(String(repeating: " ", count: width - item.name.count))  \
+                    \(item.detail)
+                    """
+                )
             }
             let passed = cases.filter(\.passed).count
-            print("\(passed) of \(cases.count) passed\(reached ? "" : " (the relay could not be reached with this identity; the other cases did not run)")")
+            print(
+                """
+                \(passed) of \(cases.count) \
+                passed\(reached ? "" : " (the relay could not be reached with this identity; the other cases did not run)")
+                """
+            )
         }
         if !reached || cases.contains(where: { !$0.passed }) { throw ExitCode(1) }
     }
@@ -170,9 +216,12 @@ struct Conformance: AsyncParsableCommand {
 
 /// A minimal valid signal payload, without any personal data.
 enum SyntheticPayload {
-    static let signal = Data("""
+    static let signal = Data(
+        """
         {"schema":"ketenpost/signal/v1","observedOn":"2026-01-01","place":{"description":"Conformance check, no real place"},
          "exploitationForms":["labour"],"indicators":["conformance check: no real case"],"urgency":"normal",
-         "reporter":{"organisation":"conformance","name":"Conformance check","email":"conformance@example.invalid"},"consent":"not-possible","legalBasis":"legal-task"}
-        """.utf8)
+         "reporter":{"organisation":"conformance","name":"Conformance \
+         check","email":"conformance@example.invalid"},"consent":"not-possible","legalBasis":"legal-task"}
+        """.utf8
+    )
 }

@@ -1,12 +1,12 @@
 import ArgumentParser
 import Foundation
 import KetenpostAPI
-import KetenpostEnvelope
-import KetenpostProvisioning
 import KetenpostClient
 import KetenpostConformance
 import KetenpostCrypto
+import KetenpostEnvelope
 import KetenpostModel
+import KetenpostProvisioning
 import KetenpostRelay
 import Logging
 
@@ -20,7 +20,8 @@ struct Demo: AsyncParsableCommand {
             Examples:
               ketenpost demo
               ketenpost demo --keep
-            """)
+            """
+    )
 
     @Option(help: "Directory with partners.yaml, policy.yaml and examples/.") var config: String = "config"
     @Flag(help: "Keep the temporary directory (store, PKI) and print its path.") var keep = false
@@ -38,11 +39,17 @@ struct Demo: AsyncParsableCommand {
         defer { if !keep { try? FileManager.default.removeItem(at: work) } }
         let pki = DevelopmentPKI(directory: work.appendingPathComponent("certs").path)
         let configuration = RelayConfiguration.development(
-            pki: pki, storePath: work.appendingPathComponent("ketenpost.sqlite").path,
-            partnersFile: config + "/partners.yaml", policyFile: config + "/policy.yaml")
+            pki: pki,
+            storePath: work.appendingPathComponent("ketenpost.sqlite").path,
+            partnersFile: config + "/partners.yaml",
+            policyFile: config + "/policy.yaml"
+        )
         var logger = Logger(label: "ketenpost.demo")
         logger.logLevel = .warning
-        let relay = try await RunningRelay.start(try await RelayServer.prepare(configuration, logger: logger, hostedPartners: ConformanceEcho.hosted(by: configuration)), logger: logger)
+        let relay = try await RunningRelay.start(
+            try await RelayServer.prepare(configuration, logger: logger, hostedPartners: ConformanceEcho.hosted(by: configuration)),
+            logger: logger
+        )
         let trust = try TrustStore.load(anchorsFile: pki.caCertificatePath, crlFiles: [pki.crlPath])
         let start = Date()
         func line(_ who: String, _ what: String) {
@@ -50,7 +57,12 @@ struct Demo: AsyncParsableCommand {
             print(String(format: "%6d ms  %@  %@", ms, who.padding(toLength: 30, withPad: " ", startingAt: 0), what))
         }
         func client(_ id: String) throws -> RelayClient {
-            try RelayClient(relay: relay.url, identity: try Identity.load(directory: pki.partnerDirectory(id)), trust: trust, relayID: DevelopmentPKI.relayID)
+            try RelayClient(
+                relay: relay.url,
+                identity: try Identity.load(directory: pki.partnerDirectory(id)),
+                trust: trust,
+                relayID: DevelopmentPKI.relayID
+            )
         }
         func example(_ type: MessageType) throws -> Data {
             try Data(contentsOf: URL(fileURLWithPath: "\(config)/examples/\(type.rawValue).json"))
@@ -68,37 +80,79 @@ struct Demo: AsyncParsableCommand {
             let items = try await receiver.receive(max: 1, wait: 5)
             guard let item = items.first, item.id == id else { throw KetenpostError(.messageNotFound, "The message did not arrive.") }
             let opened = try item.result.get()
-            line(receiver.identity.partnerID, "received \(opened.header.type.rawValue) \(short(id)) from \(opened.header.from): both signatures, chain, header and schema verified")
+            line(
+                receiver.identity.partnerID,
+                """
+                received \(opened.header.type.rawValue) \(short(id)) from \(opened.header.from): both signatures, chain, header and \
+                schema verified
+                """
+            )
             try await receiver.acknowledge(item)
             line(receiver.identity.partnerID, "acknowledged \(short(id)) with a signed receipt (processed)")
             return opened
         }
         func confirm(_ sender: RelayClient, _ id: UUID) async throws {
             let status = try await sender.status(id)
-            let report = try StatusReport(status, trust: trust, relayID: DevelopmentPKI.relayID, me: sender.identity.partnerID, sealedCopy: nil)
+            let report = try StatusReport(
+                status,
+                trust: trust,
+                relayID: DevelopmentPKI.relayID,
+                me: sender.identity.partnerID,
+                sealedCopy: nil
+            )
             let receipt = report.recipientReceipt.map { "receipt by \($0.issuer) (\($0.disposition)) verified" } ?? "no receipt yet"
-            line(sender.identity.partnerID, "status of \(short(id)): \(report.state); acceptance receipt by \(report.acceptanceReceipt.issuer) verified; \(receipt)")
+            line(
+                sender.identity.partnerID,
+                "status of \(short(id)): \(report.state); acceptance receipt by \(report.acceptanceReceipt.issuer) verified; \(receipt)"
+            )
         }
 
         var options = Drafting.Options()
         options.region = "GM1903"
         options.exploitationForm = .labour
-        let signal = try await municipality.send(payload: try example(.signal), type: .signal, to: coordinator.identity.partnerID, options: options)
-        line(municipality.identity.partnerID, "sent signal \(short(signal.header.id)) → \(coordinator.identity.partnerID); relay accepted at \(time(signal.receipt.time)), receipt verified")
+        let signal = try await municipality.send(
+            payload: try example(.signal),
+            type: .signal,
+            to: coordinator.identity.partnerID,
+            options: options
+        )
+        line(
+            municipality.identity.partnerID,
+            """
+            sent signal \(short(signal.header.id)) → \(coordinator.identity.partnerID); relay accepted at \
+            \(time(signal.receipt.time)), receipt verified
+            """
+        )
         _ = try await deliver(coordinator, expecting: signal.header.id)
         try await confirm(municipality, signal.header.id)
 
         options.id = UUID()
         options.priority = .urgent
-        let notice = try await coordinator.send(payload: try example(.intakeNotice), type: .intakeNotice, to: shelter.identity.partnerID, options: options)
-        line(coordinator.identity.partnerID, "sent intake-notice \(short(notice.header.id)) → \(shelter.identity.partnerID) (urgent); receipt verified")
+        let notice = try await coordinator.send(
+            payload: try example(.intakeNotice),
+            type: .intakeNotice,
+            to: shelter.identity.partnerID,
+            options: options
+        )
+        line(
+            coordinator.identity.partnerID,
+            "sent intake-notice \(short(notice.header.id)) → \(shelter.identity.partnerID) (urgent); receipt verified"
+        )
         _ = try await deliver(shelter, expecting: notice.header.id)
 
         var answer = Drafting.Options()
         answer.correlationID = notice.header.id
         answer.priority = .urgent
-        let response = try await shelter.send(payload: try example(.intakeResponse), type: .intakeResponse, to: coordinator.identity.partnerID, options: answer)
-        line(shelter.identity.partnerID, "sent intake-response \(short(response.header.id)) answering \(short(notice.header.id)); receipt verified")
+        let response = try await shelter.send(
+            payload: try example(.intakeResponse),
+            type: .intakeResponse,
+            to: coordinator.identity.partnerID,
+            options: answer
+        )
+        line(
+            shelter.identity.partnerID,
+            "sent intake-response \(short(response.header.id)) answering \(short(notice.header.id)); receipt verified"
+        )
         _ = try await deliver(coordinator, expecting: response.header.id)
         try await confirm(coordinator, notice.header.id)
         try await confirm(shelter, response.header.id)

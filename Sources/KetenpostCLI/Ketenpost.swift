@@ -20,7 +20,10 @@ struct KetenpostCommand: AsyncParsableCommand {
               ketenpost help send
             """,
         version: "0.1.0",
-        subcommands: [Serve.self, Send.self, Inbox.self, Status.self, Seal.self, Open.self, Admin.self, Audit.self, Report.self, Conformance.self, PKI.self, Demo.self]
+        subcommands: [
+            Serve.self, Send.self, Inbox.self, Status.self, Seal.self, Open.self, Admin.self, Audit.self, Report.self, Conformance.self,
+            PKI.self, Demo.self,
+        ]
     )
 }
 

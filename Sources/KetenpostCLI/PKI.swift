@@ -1,9 +1,9 @@
 import ArgumentParser
 import Foundation
 import KetenpostAPI
+import KetenpostCrypto
 import KetenpostEnvelope
 import KetenpostProvisioning
-import KetenpostCrypto
 
 struct PKI: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -17,7 +17,8 @@ struct PKI: AsyncParsableCommand {
               ketenpost pki issue --partner gemeente-maastricht \\
                 --out certs/dev/next/gemeente-maastricht
             """,
-        subcommands: [Init.self, Issue.self, Revoke.self])
+        subcommands: [Init.self, Issue.self, Revoke.self]
+    )
 
     struct Init: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -27,7 +28,8 @@ struct PKI: AsyncParsableCommand {
                 Examples:
                   ketenpost pki init
                   ketenpost pki init --dir /tmp/pki --partners config/partners.yaml
-                """)
+                """
+        )
 
         @Option(help: "Directory to write to.") var dir: String = "certs/dev"
         @Option(help: "Partner directory file.") var partners: String = "config/partners.yaml"
@@ -36,7 +38,12 @@ struct PKI: AsyncParsableCommand {
             do {
                 let file = try PartnerDirectoryFile.load(path: partners)
                 let summary = try DevelopmentPKI(directory: dir).create(partners: file.partners)
-                print("Development PKI in \(dir): created \(summary.created.count) (\(summary.created.joined(separator: ", "))), kept \(summary.kept.count).")
+                print(
+                    """
+                    Development PKI in \(dir): created \(summary.created.count) (\(summary.created.joined(separator: ", "))), kept \
+                    \(summary.kept.count).
+                    """
+                )
                 print("Trust anchor: \(DevelopmentPKI(directory: dir).caCertificatePath)")
             } catch {
                 throw fail(error)
@@ -52,7 +59,8 @@ struct PKI: AsyncParsableCommand {
                   ketenpost pki issue --partner zorgcoordinatie-zuid-limburg \\
                     --out certs/dev/next/zorgcoordinatie-zuid-limburg
                   ketenpost pki issue --relay --out certs/dev/next/relay
-                """)
+                """
+        )
 
         @Option(help: "Development PKI directory.") var dir: String = "certs/dev"
         @Option(help: "Partner directory file.") var partners: String = "config/partners.yaml"
@@ -68,7 +76,12 @@ struct PKI: AsyncParsableCommand {
                 if relay {
                     guard partner == nil else { throw KetenpostError(.configInvalid, "Give either --partner or --relay.") }
                     let certificate = try DevelopmentPKI(directory: dir).issueRelay(into: out)
-                    print("Issued \(out)/cert.pem for the relay: serial \(certificate.serialNumberHex), valid \(certificate.notBefore) – \(certificate.notAfter)")
+                    print(
+                        """
+                        Issued \(out)/cert.pem for the relay: serial \(certificate.serialNumberHex), valid \(certificate.notBefore) – \
+                        \(certificate.notAfter)
+                        """
+                    )
                     return
                 }
                 guard let partner else { throw KetenpostError(.configInvalid, "Give --partner ID (or --relay).") }
@@ -88,9 +101,19 @@ struct PKI: AsyncParsableCommand {
                     return date
                 }
                 guard validDays > 0 else { throw KetenpostError(.configInvalid, "--valid-days must be positive.") }
-                let certificate = try DevelopmentPKI(directory: dir).issue(for: entry, key: keyType, notBefore: start,
-                                                                           validity: TimeInterval(validDays) * 86_400, into: out)
-                print("Issued \(out)/cert.pem for \(partner): serial \(certificate.serialNumberHex), valid \(certificate.notBefore) – \(certificate.notAfter)")
+                let certificate = try DevelopmentPKI(directory: dir).issue(
+                    for: entry,
+                    key: keyType,
+                    notBefore: start,
+                    validity: TimeInterval(validDays) * 86_400,
+                    into: out
+                )
+                print(
+                    """
+                    Issued \(out)/cert.pem for \(partner): serial \(certificate.serialNumberHex), valid \(certificate.notBefore) – \
+                    \(certificate.notAfter)
+                    """
+                )
             } catch {
                 throw fail(error)
             }
@@ -104,7 +127,8 @@ struct PKI: AsyncParsableCommand {
                 Relays re-read the CRL within tls.reloadInterval, or at once after `ketenpost admin reload`.
                 Examples:
                   ketenpost pki revoke --cert certs/dev/partners/gemeente-maastricht/cert.pem
-                """)
+                """
+        )
 
         @Option(help: "Development PKI directory.") var dir: String = "certs/dev"
         @Option(help: "Certificate (PEM) to revoke; repeatable.") var cert: [String] = []
@@ -118,7 +142,12 @@ struct PKI: AsyncParsableCommand {
                 }
                 let serials = try cert.flatMap { try Certificate.load(pemFile: $0).map(\.serialNumberHex) } + serial
                 let crl = try DevelopmentPKI(directory: dir).revoke(serials: serials, nextUpdate: interval)
-                print("Wrote \(DevelopmentPKI(directory: dir).crlPath): \(serials.count) serial(s) added; next update \(crl.nextUpdate.map { "\($0)" } ?? "none")")
+                print(
+                    """
+                    Wrote \(DevelopmentPKI(directory: dir).crlPath): \(serials.count) serial(s) added; next update \
+                    \(crl.nextUpdate.map { "\($0)" } ?? "none")
+                    """
+                )
             } catch {
                 throw fail(error)
             }

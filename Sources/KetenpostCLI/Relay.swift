@@ -1,12 +1,12 @@
 import ArgumentParser
 import Foundation
 import KetenpostAPI
-import KetenpostEnvelope
-import KetenpostProvisioning
 import KetenpostClient
 import KetenpostConformance
 import KetenpostCrypto
+import KetenpostEnvelope
 import KetenpostModel
+import KetenpostProvisioning
 import KetenpostRelay
 import Logging
 import ServiceLifecycle
@@ -31,11 +31,13 @@ struct Serve: AsyncParsableCommand {
               ketenpost serve --config config/ketenpost.yaml
               ketenpost serve --config config/ketenpost.yaml --port 0 --log-format json \\
                 --log-level debug
-            """)
+            """
+    )
 
     @Option(help: "Relay configuration file.") var config: String = "config/ketenpost.yaml"
     @Option(help: "Override listen.port (0 picks a free port).") var port: Int?
-    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error, critical.") var logLevel: Logger.Level = .info
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error, critical.") var logLevel: Logger.Level =
+        .info
     @Option(name: .customLong("log-format"), help: "text or json (one JSON object per line).") var logFormat: LogFormat = .text
 
     func run() async throws {
@@ -54,14 +56,26 @@ struct Serve: AsyncParsableCommand {
                 }
             }
             let logger = Logger(label: "ketenpost.relay")
-            let server = try await RelayServer.prepare(configuration, logger: logger, hostedPartners: ConformanceEcho.hosted(by: configuration))
+            let server = try await RelayServer.prepare(
+                configuration,
+                logger: logger,
+                hostedPartners: ConformanceEcho.hosted(by: configuration)
+            )
             let host = configuration.listen.host
-            let services = try server.services(reloadOnSIGHUP: true, onRunning: { port in
-                print("Ketenpost relay listening on https://\(host):\(port) (mutual TLS; Ctrl-C stops it)")
-                fflush(nil)
-            })
-            try await ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint],
-                                                        logger: logger)).run()
+            let services = try server.services(
+                reloadOnSIGHUP: true,
+                onRunning: { port in
+                    print("Ketenpost relay listening on https://\(host):\(port) (mutual TLS; Ctrl-C stops it)")
+                    fflush(nil)
+                }
+            )
+            try await ServiceGroup(
+                configuration: .init(
+                    services: services,
+                    gracefulShutdownSignals: [.sigterm, .sigint],
+                    logger: logger
+                )
+            ).run()
         } catch {
             throw fail(error)
         }
@@ -74,18 +88,29 @@ struct PartnerOptions: ParsableArguments {
     @Option(help: "Relay base URL.") var relay: String = "https://127.0.0.1:8443"
     @Option(help: "Trust anchors (PEM): the CA of the relay and the partners.") var trust: String = "certs/dev/ca/cert.pem"
     @Option(help: "Certificate revocation list (PEM); repeatable.") var crl: [String] = []
-    @Option(name: .customLong("relay-id"), help: "The relay's id, issuer of acceptance receipts.") var relayID: String = DevelopmentPKI.relayID
+    @Option(name: .customLong("relay-id"), help: "The relay's id, issuer of acceptance receipts.") var relayID: String = DevelopmentPKI
+        .relayID
 
     func client() throws -> RelayClient {
         try Self.client(relay: relay, identity: identity, trust: trust, crl: crl, relayID: relayID)
     }
 
-    static func client(relay: String, identity: String, trust: String, crl: [String], relayID: String = DevelopmentPKI.relayID) throws -> RelayClient {
+    static func client(
+        relay: String,
+        identity: String,
+        trust: String,
+        crl: [String],
+        relayID: String = DevelopmentPKI.relayID
+    ) throws -> RelayClient {
         guard let url = URL(string: relay), url.scheme == "https" else {
             throw KetenpostError(.requestInvalid, "--relay must be an https URL such as https://127.0.0.1:8443.")
         }
-        return try RelayClient(relay: url, identity: try Identity.load(directory: identity),
-                               trust: try TrustStore.load(anchorsFile: trust, crlFiles: crl), relayID: relayID)
+        return try RelayClient(
+            relay: url,
+            identity: try Identity.load(directory: identity),
+            trust: try TrustStore.load(anchorsFile: trust, crlFiles: crl),
+            relayID: relayID
+        )
     }
 }
 
@@ -110,7 +135,10 @@ func writeDurably(_ data: Data, to url: URL) throws {
     try handle.close()
     guard rename(temporary.path, url.path) == 0 else { throw KetenpostError(.internalError, "Cannot rename into \(url.path).") }
     let fd = open(directory.path, O_RDONLY)
-    if fd >= 0 { fsync(fd); close(fd) }
+    if fd >= 0 {
+        fsync(fd)
+        close(fd)
+    }
 }
 
 struct Send: AsyncParsableCommand {
@@ -127,7 +155,8 @@ struct Send: AsyncParsableCommand {
               ketenpost send --identity certs/dev/partners/gemeente-eijsden-margraten \\
                 --to zorgcoordinatie-zuid-limburg --type signal --id 6f1c2d3e-… \\
                 --in config/examples/signal.json
-            """)
+            """
+    )
 
     @OptionGroup var partner: PartnerOptions
     @Option(help: "Partner id of the recipient.") var to: String
@@ -140,9 +169,18 @@ struct Send: AsyncParsableCommand {
     func run() async throws {
         do {
             let sent = try await withRelayClient(try partner.client()) { client in try await send(client) }
-            printJSON(SendResult(id: sent.header.id, to: sent.header.to, type: sent.header.type.rawValue,
-                                 state: sent.response.state, acceptedAt: sent.receipt.time, digest: sent.receipt.messageDigest,
-                                 duplicate: sent.response.duplicate, receiptVerified: true))
+            printJSON(
+                SendResult(
+                    id: sent.header.id,
+                    to: sent.header.to,
+                    type: sent.header.type.rawValue,
+                    state: sent.response.state,
+                    acceptedAt: sent.receipt.time,
+                    digest: sent.receipt.messageDigest,
+                    duplicate: sent.response.duplicate,
+                    receiptVerified: true
+                )
+            )
         } catch {
             throw fail(error)
         }
@@ -165,7 +203,13 @@ struct Send: AsyncParsableCommand {
         } else {
             let entry = try await client.directory(to)
             let certificates = try entry.certificates.flatMap { try Certificate.all(pem: Data($0.utf8)) }
-            let content = try Drafting.content(type: type, from: client.identity.partnerID, to: to, payload: try readInput(input), options: options)
+            let content = try Drafting.content(
+                type: type,
+                from: client.identity.partnerID,
+                to: to,
+                payload: try readInput(input),
+                options: options
+            )
             sealed = try Envelope.seal(content, from: client.identity, to: certificates, trust: client.trust)
             routing = content.header
             try writeDurably(sealed, to: file)
@@ -174,11 +218,13 @@ struct Send: AsyncParsableCommand {
         for attempt in 1...max(1, attempts) {
             do {
                 let sent = try await client.submit(sealed: sealed, header: routing)
-                try writeDurably(Data(base64Encoded: sent.response.receipt) ?? Data(),
-                                 to: box.appendingPathComponent("\(routing.id.uuidString.lowercased()).receipt.der"))
+                try writeDurably(
+                    Data(base64Encoded: sent.response.receipt) ?? Data(),
+                    to: box.appendingPathComponent("\(routing.id.uuidString.lowercased()).receipt.der")
+                )
                 return sent
             } catch let error as KetenpostError {
-                throw error   // the relay answered: retrying the same bytes would get the same answer
+                throw error  // the relay answered: retrying the same bytes would get the same answer
             } catch {
                 lastError = error
                 try await Task.sleep(for: .milliseconds(200 * attempt))
@@ -200,7 +246,8 @@ struct Inbox: AsyncParsableCommand {
                 --wait 20 --out received --ack
               ketenpost inbox --identity certs/dev/partners/zorgcoordinatie-zuid-limburg \\
                 --max 1
-            """)
+            """
+    )
 
     @OptionGroup var partner: PartnerOptions
     @Option(help: "Seconds to wait for a message when the inbox is empty (long poll).") var wait: Int = 0
@@ -246,7 +293,10 @@ struct Inbox: AsyncParsableCommand {
                     document.append(0x0A)
                     if let file { try writeDurably(document, to: file) } else { FileHandle.standardOutput.write(document) }
                     if ack { try await client.acknowledge(item) }
-                    print("received \(id) \(opened.header.type.rawValue) from \(opened.header.from)\(ack ? ", acknowledged" : "")", to: &stderr)
+                    print(
+                        "received \(id) \(opened.header.type.rawValue) from \(opened.header.from)\(ack ? ", acknowledged" : "")",
+                        to: &stderr
+                    )
                 case .failure(let error) where error.isContentBound:
                     if ack { try await client.acknowledge(item) }
                     print("refused \(id): \(error.code)\(ack ? ", rejection receipt sent" : "")", to: &stderr)
@@ -276,7 +326,8 @@ struct Status: AsyncParsableCommand {
                 --identity certs/dev/partners/gemeente-eijsden-margraten 6f1c2d3e-…
               ketenpost status --identity certs/dev/partners/gemeente-eijsden-margraten \\
                 --receipts receipts 6f1c2d3e-…
-            """)
+            """
+    )
 
     @OptionGroup var partner: PartnerOptions
     @Argument(help: "Message id.") var messageID: String
@@ -288,16 +339,32 @@ struct Status: AsyncParsableCommand {
             guard let id = UUID(uuidString: messageID) else { throw KetenpostError(.requestInvalid, "The message id must be a UUID.") }
             let (status, report) = try await withRelayClient(try partner.client()) { client in
                 let status = try await client.status(id)
-                let copy = try? Data(contentsOf: URL(fileURLWithPath: outbox ?? partner.identity + "/outbox")
-                    .appendingPathComponent("\(id.uuidString.lowercased()).der"))
-                return (status, try StatusReport(status, trust: client.trust, relayID: partner.relayID, me: client.identity.partnerID,
-                                                 sealedCopy: copy))
+                let copy = try? Data(
+                    contentsOf: URL(fileURLWithPath: outbox ?? partner.identity + "/outbox")
+                        .appendingPathComponent("\(id.uuidString.lowercased()).der")
+                )
+                return (
+                    status,
+                    try StatusReport(
+                        status,
+                        trust: client.trust,
+                        relayID: partner.relayID,
+                        me: client.identity.partnerID,
+                        sealedCopy: copy
+                    )
+                )
             }
             if let receipts {
                 let dir = URL(fileURLWithPath: receipts)
-                try writeDurably(Data(base64Encoded: status.acceptanceReceipt) ?? Data(), to: dir.appendingPathComponent("\(messageID).acceptance.der"))
+                try writeDurably(
+                    Data(base64Encoded: status.acceptanceReceipt) ?? Data(),
+                    to: dir.appendingPathComponent("\(messageID).acceptance.der")
+                )
                 if let recipient = status.recipientReceipt {
-                    try writeDurably(Data(base64Encoded: recipient) ?? Data(), to: dir.appendingPathComponent("\(messageID).acknowledgement.der"))
+                    try writeDurably(
+                        Data(base64Encoded: recipient) ?? Data(),
+                        to: dir.appendingPathComponent("\(messageID).acknowledgement.der")
+                    )
                 }
             }
             printJSON(report)
@@ -346,11 +413,17 @@ struct StatusReport: Encodable {
             guard let der = Data(base64Encoded: base64) else { throw KetenpostError(.receiptMalformed, "A receipt is not base64.") }
             let receipt = try SignedReceipt.verify(der, trust: trust).receipt
             guard receipt.kind == kind, receipt.messageId == status.id, receipt.messageDigest == digest,
-                  receipt.from == me, receipt.to == status.to, receipt.issuer == issuer else {
+                receipt.from == me, receipt.to == status.to, receipt.issuer == issuer
+            else {
                 throw KetenpostError(.receiptInvalid, "A receipt does not name this message.")
             }
-            return ReceiptSummary(issuer: receipt.issuer, disposition: receipt.disposition.rawValue, time: receipt.time,
-                                  reasonCode: receipt.reasonCode, verified: true)
+            return ReceiptSummary(
+                issuer: receipt.issuer,
+                disposition: receipt.disposition.rawValue,
+                time: receipt.time,
+                reasonCode: receipt.reasonCode,
+                verified: true
+            )
         }
         id = status.id
         type = status.type

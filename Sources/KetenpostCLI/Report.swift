@@ -23,7 +23,8 @@ struct Report: AsyncParsableCommand {
               ketenpost report \\
                 --store 'postgres://reports@db.internal/ketenpost?sslmode=verify-full' \\
                 --from 2026-01-01 --to 2026-04-01 --by region,type --format csv > q1.csv
-            """)
+            """
+    )
 
     @Option(help: "The relay's store: a SQLite file or a store URL.") var store: String = "data/ketenpost.sqlite"
     @Option(help: "First day (inclusive), YYYY-MM-DD (UTC).") var from: String
@@ -43,7 +44,8 @@ struct Report: AsyncParsableCommand {
                 }
                 return date
             }
-            let start = try day(from, "--from"), end = try day(to, "--to")
+            let start = try day(from, "--from")
+            let end = try day(to, "--to")
             guard start < end else { throw KetenpostError(.requestInvalid, "--from must be before --to.") }
             var dimensions: [ExtentReport.Dimension] = []
             for name in by.split(separator: ",") {
@@ -53,7 +55,9 @@ struct Report: AsyncParsableCommand {
                 if !dimensions.contains(dimension) { dimensions.append(dimension) }
             }
             guard !dimensions.isEmpty else { throw KetenpostError(.requestInvalid, "--by needs at least one dimension.") }
-            guard ["table", "csv", "json"].contains(format) else { throw KetenpostError(.requestInvalid, "--format is table, csv or json.") }
+            guard ["table", "csv", "json"].contains(format) else {
+                throw KetenpostError(.requestInvalid, "--format is table, csv or json.")
+            }
             // No percentages: the store answers one GROUP BY query, with nothing to report midway.
             let progress = ProgressLines(enabled: self.progress ?? (isatty(STDERR_FILENO) == 1))
             let location = StoreLocation.parse(store) ?? .sqlite(path: store)
@@ -62,7 +66,9 @@ struct Report: AsyncParsableCommand {
             let source = try await ReportSource.open(store)
             let counts = try await source.withRunning { try await source.labelCounts(from: start, to: end) }
             let elapsed = ContinuousClock.now - started
-            progress.say(String(format: "counted in %.2f s.", Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18))
+            progress.say(
+                String(format: "counted in %.2f s.", Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+            )
             let report = ExtentReport(counts: counts, from: start, to: end, by: dimensions)
             switch format {
             case "csv": print(report.csv(), terminator: "")

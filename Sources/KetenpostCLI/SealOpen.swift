@@ -1,7 +1,7 @@
 import ArgumentParser
 import Foundation
-import KetenpostEnvelope
 import KetenpostCrypto
+import KetenpostEnvelope
 import KetenpostModel
 
 extension MessageType: ExpressibleByArgument {}
@@ -20,7 +20,8 @@ struct Seal: AsyncParsableCommand {
                 --to-cert certs/dev/partners/zorgcoordinatie-zuid-limburg/cert.pem \\
                 --trust certs/dev/ca/cert.pem --type signal \\
                 --in config/examples/signal.json --out signal.der
-            """)
+            """
+    )
 
     @Option(help: "Identity directory of the sender (cert.pem, key.pem).") var identity: String
     @Option(help: "Partner id of the recipient.") var to: String
@@ -39,10 +40,20 @@ struct Seal: AsyncParsableCommand {
     func run() async throws {
         do {
             let sender = try Identity.load(directory: identity)
-            let content = try Drafting.content(type: type, from: sender.partnerID, to: to, payload: try readInput(input),
-                                               options: header.drafting())
+            let content = try Drafting.content(
+                type: type,
+                from: sender.partnerID,
+                to: to,
+                payload: try readInput(input),
+                options: header.drafting()
+            )
             let recipients = try toCert.flatMap { try Certificate.load(pemFile: $0) }
-            let sealed = try Envelope.seal(content, from: sender, to: recipients, trust: try TrustStore.load(anchorsFile: trust, crlFiles: crl))
+            let sealed = try Envelope.seal(
+                content,
+                from: sender,
+                to: recipients,
+                trust: try TrustStore.load(anchorsFile: trust, crlFiles: crl)
+            )
             try writeOutput(sealed, to: output)
         } catch {
             throw fail(error)
@@ -56,13 +67,16 @@ struct HeaderOptions: ParsableArguments {
     @Option(name: .customLong("correlation-id"), help: "Id of the message this one answers.") var correlationID: String?
     @Option(name: .customLong("expires-in"), help: "Lifetime such as 12h or 14d; default per type.") var expiresIn: String?
     @Option(help: "normal or urgent.") var priority: Priority = .normal
-    @Option(name: .customLong("exploitation-form"), help: "Statistics label: sexual, labour, criminal, unknown.") var exploitationForm: ExploitationForm?
+    @Option(name: .customLong("exploitation-form"), help: "Statistics label: sexual, labour, criminal, unknown.") var exploitationForm:
+        ExploitationForm?
     @Option(help: "Statistics label: CBS municipality code, e.g. GM1903.") var region: String?
 
     func validate() throws {
         if let id, UUID(uuidString: id) == nil { throw ValidationError("--id must be a UUID.") }
         if let correlationID, UUID(uuidString: correlationID) == nil { throw ValidationError("--correlation-id must be a UUID.") }
-        if let expiresIn, Drafting.parseDuration(expiresIn) == nil { throw ValidationError("--expires-in must look like 90s, 30m, 12h or 14d.") }
+        if let expiresIn, Drafting.parseDuration(expiresIn) == nil {
+            throw ValidationError("--expires-in must look like 90s, 30m, 12h or 14d.")
+        }
     }
 
     /// The drafting options; `validate()` has checked the formats.
@@ -87,13 +101,15 @@ struct Open: AsyncParsableCommand {
             Examples:
               ketenpost open --identity certs/dev/partners/zorgcoordinatie-zuid-limburg \\
                 --trust certs/dev/ca/cert.pem --crl certs/dev/crl.pem --in signal.der
-            """)
+            """
+    )
 
     @Option(help: "Identity directory of the recipient (cert.pem, key.pem).") var identity: String
     @Option(help: "Trust anchors (PEM): the CA certificates partners are issued by.") var trust: String
     @Option(help: "Certificate revocation list (PEM); repeatable. With a CRL, revocation is checked.") var crl: [String] = []
     @Option(name: .customLong("in"), help: "Sealed message (DER), or - for stdin.") var input: String = "-"
-    @Flag(name: .customLong("allow-expired"), help: "Open a message past its expiresAt (to look at it, not to act on it).") var allowExpired = false
+    @Flag(name: .customLong("allow-expired"), help: "Open a message past its expiresAt (to look at it, not to act on it).")
+    var allowExpired = false
 
     func run() async throws {
         do {

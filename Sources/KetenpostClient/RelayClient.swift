@@ -1,8 +1,8 @@
 import AsyncHTTPClient
 import Foundation
 import KetenpostAPI
-import KetenpostEnvelope
 import KetenpostCrypto
+import KetenpostEnvelope
 import KetenpostModel
 import NIOCore
 import NIOSSL
@@ -35,8 +35,14 @@ public final class RelayClient: Sendable {
     ///   - trust: trust anchors for the relay's TLS certificate and for every signature.
     ///   - relayID: the commonName of the relay's receipt-signing certificate.
     ///   - decryptionIdentities: other identities of the same partner to try when opening.
-    public init(relay: URL, identity: Identity, trust: TrustStore, relayID: String,
-                decryptionIdentities: [Identity] = [], timeout: TimeAmount = .seconds(60)) throws {
+    public init(
+        relay: URL,
+        identity: Identity,
+        trust: TrustStore,
+        relayID: String,
+        decryptionIdentities: [Identity] = [],
+        timeout: TimeAmount = .seconds(60)
+    ) throws {
         self.relay = relay
         self.decryptionIdentities = decryptionIdentities.filter { $0.partnerID == identity.partnerID }
         self.relayID = relayID
@@ -73,8 +79,12 @@ public final class RelayClient: Sendable {
     }
 
     public func acknowledge(id: UUID, leaseToken: String, receipt: Data) async throws -> API.AcknowledgeResponse {
-        try await call("POST", "/v1/messages/\(id.uuidString.lowercased())/ack?lease=\(leaseToken)", body: receipt,
-                       as: API.AcknowledgeResponse.self)
+        try await call(
+            "POST",
+            "/v1/messages/\(id.uuidString.lowercased())/ack?lease=\(leaseToken)",
+            body: receipt,
+            as: API.AcknowledgeResponse.self
+        )
     }
 
     public func status(_ id: UUID) async throws -> API.StatusResponse {
@@ -92,7 +102,12 @@ public final class RelayClient: Sendable {
 
     /// Fetches the recipient's certificates, seals for all of them, submits, and verifies the
     /// acceptance receipt (signed by the relay, naming this message's id and digest).
-    public func send(payload: Data, type: MessageType, to recipient: String, options: Drafting.Options = Drafting.Options()) async throws -> Sent {
+    public func send(
+        payload: Data,
+        type: MessageType,
+        to recipient: String,
+        options: Drafting.Options = Drafting.Options()
+    ) async throws -> Sent {
         let entry = try await directory(recipient)
         let certificates = try entry.certificates.flatMap { try Certificate.all(pem: Data($0.utf8)) }
         let content = try Drafting.content(type: type, from: identity.partnerID, to: recipient, payload: payload, options: options)
@@ -118,8 +133,12 @@ public final class RelayClient: Sendable {
             throw KetenpostError(.receiptSignerMismatch, "The acceptance receipt is not signed by the relay (\(relayID)).")
         }
         guard receipt.kind == .acceptance, receipt.disposition == .accepted, receipt.messageId == header.id,
-              receipt.messageDigest == Digest.sha256(sealed).hexString, receipt.from == header.from, receipt.to == header.to else {
-            throw KetenpostError(.receiptInvalid, "The relay's acceptance receipt does not name this message (id, digest, sender, recipient).")
+            receipt.messageDigest == Digest.sha256(sealed).hexString, receipt.from == header.from, receipt.to == header.to
+        else {
+            throw KetenpostError(
+                .receiptInvalid,
+                "The relay's acceptance receipt does not name this message (id, digest, sender, recipient)."
+            )
         }
         return receipt
     }
@@ -139,13 +158,19 @@ public final class RelayClient: Sendable {
     public func receive(max: Int = 10, wait: TimeInterval = 0) async throws -> [Received] {
         try await inbox(max: max, wait: wait).messages.map { item in
             guard let sealed = Data(base64Encoded: item.message) else {
-                return Received(id: item.id, from: item.from, leaseToken: item.leaseToken, sealed: Data(),
-                                result: .failure(KetenpostError(.envelopeMalformed, "The relay delivered a message that is not base64.")))
+                return Received(
+                    id: item.id,
+                    from: item.from,
+                    leaseToken: item.leaseToken,
+                    sealed: Data(),
+                    result: .failure(KetenpostError(.envelopeMalformed, "The relay delivered a message that is not base64."))
+                )
             }
             let result: Result<Envelope.Opened, KetenpostError>
             do {
                 let opened = try self.open(sealed)
-                result = opened.header.id == item.id
+                result =
+                    opened.header.id == item.id
                     ? .success(opened)
                     : .failure(KetenpostError(.headerMismatch, "The relay delivered the message under another id than its header's."))
             } catch let error as KetenpostError {
@@ -205,7 +230,12 @@ public final class RelayClient: Sendable {
     }
 
     public func adminRevoke(fingerprint: String, reason: String) async throws -> API.AdminPartner {
-        try await call("POST", "/v1/admin/certificates/\(fingerprint)/revoke", json: API.AdminRevocation(reason: reason), as: API.AdminPartner.self)
+        try await call(
+            "POST",
+            "/v1/admin/certificates/\(fingerprint)/revoke",
+            json: API.AdminRevocation(reason: reason),
+            as: API.AdminPartner.self
+        )
     }
 
     public func adminExpiring(withinDays days: Int) async throws -> API.AdminExpiring {
@@ -234,17 +264,36 @@ public final class RelayClient: Sendable {
         if rejection == nil, case .failure(let error) = received.result { rejection = error.code.rawValue }
         let from: String
         if case .success(let opened) = received.result { from = opened.header.from } else { from = received.from }
-        let receipt = Receipt(kind: .acknowledgement, messageId: received.id, messageDigest: Digest.sha256(received.sealed).hexString,
-                              from: from, to: identity.partnerID, issuer: identity.partnerID,
-                              disposition: rejection == nil ? .processed : .rejected, reasonCode: rejection, time: Date())
-        return try await acknowledge(id: received.id, leaseToken: received.leaseToken, receipt: try SignedReceipt.sign(receipt, as: identity))
+        let receipt = Receipt(
+            kind: .acknowledgement,
+            messageId: received.id,
+            messageDigest: Digest.sha256(received.sealed).hexString,
+            from: from,
+            to: identity.partnerID,
+            issuer: identity.partnerID,
+            disposition: rejection == nil ? .processed : .rejected,
+            reasonCode: rejection,
+            time: Date()
+        )
+        return try await acknowledge(
+            id: received.id,
+            leaseToken: received.leaseToken,
+            receipt: try SignedReceipt.sign(receipt, as: identity)
+        )
     }
 
     // MARK: HTTP
 
     private static func handshakeFailed(_ error: any Error) -> KetenpostError {
-        KetenpostError(.tlsHandshakeFailed, "The TLS handshake with the relay failed: the relay refused this certificate (revoked, retired, expired, suspended at the CA or from an untrusted CA), or the relay's certificate is not trusted here. Check --identity and --trust, or ask the relay administrators.",
-                       detail: ["\(error)"])
+        KetenpostError(
+            .tlsHandshakeFailed,
+            """
+            The TLS handshake with the relay failed: the relay refused this certificate (revoked, retired, expired, suspended at the \
+            CA or from an untrusted CA), or the relay's certificate is not trusted here. Check --identity and --trust, or ask the \
+            relay administrators.
+            """,
+            detail: ["\(error)"]
+        )
     }
 
     private func call<T: Decodable, B: Encodable>(_ method: String, _ path: String, json: B, as type: T.Type) async throws -> T {
@@ -289,7 +338,11 @@ public final class RelayClient: Sendable {
         let data = Data(bytes.readableBytesView)
         guard (200..<300).contains(Int(response.status.code)) else {
             if let error = try? KetenpostJSON.decoder().decode(API.ErrorBody.self, from: data) {
-                throw KetenpostError(KetenpostError.Code(rawValue: error.error.code), error.error.message, detail: ["HTTP \(response.status.code)"])
+                throw KetenpostError(
+                    KetenpostError.Code(rawValue: error.error.code),
+                    error.error.message,
+                    detail: ["HTTP \(response.status.code)"]
+                )
             }
             throw KetenpostError(.internalError, "The relay answered HTTP \(response.status.code) without an error body.")
         }
@@ -299,8 +352,10 @@ public final class RelayClient: Sendable {
 
 /// Runs `body` with a client and shuts the client down afterwards, also when `body` throws:
 /// no connection pool outlives its work, and no detached task is needed to close it.
-public func withRelayClient<Result>(_ client: @autoclosure () throws -> RelayClient,
-                                    _ body: (RelayClient) async throws -> Result) async throws -> Result {
+public func withRelayClient<Result>(
+    _ client: @autoclosure () throws -> RelayClient,
+    _ body: (RelayClient) async throws -> Result
+) async throws -> Result {
     let client = try client()
     let result: Result
     do {
@@ -314,8 +369,10 @@ public func withRelayClient<Result>(_ client: @autoclosure () throws -> RelayCli
 }
 
 /// The same for several clients (the demo, the benchmarks): all are shut down afterwards.
-public func withRelayClients<Result>(_ clients: @autoclosure () throws -> [RelayClient],
-                                     _ body: ([RelayClient]) async throws -> Result) async throws -> Result {
+public func withRelayClients<Result>(
+    _ clients: @autoclosure () throws -> [RelayClient],
+    _ body: ([RelayClient]) async throws -> Result
+) async throws -> Result {
     let clients = try clients()
     let result: Result
     do {

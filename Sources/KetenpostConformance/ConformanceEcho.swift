@@ -1,10 +1,10 @@
 import Foundation
 import KetenpostAPI
-import KetenpostEnvelope
-import KetenpostProvisioning
 import KetenpostClient
 import KetenpostCrypto
+import KetenpostEnvelope
 import KetenpostModel
+import KetenpostProvisioning
 import KetenpostRelay
 import KetenpostStore
 import Logging
@@ -37,18 +37,38 @@ public struct ConformanceEcho: HostedPartner {
     static func register(_ id: String, configuration: RelayConfiguration, store: any RelayStore, now: Date, logger: Logger) async throws {
         let identity = try Identity.load(directory: configuration.conformance.identity)
         guard identity.partnerID == id else {
-            throw KetenpostError(.configInvalid, "conformance.identity \(configuration.conformance.identity) is for \(identity.partnerID), not for conformance.echo \(id).")
+            throw KetenpostError(
+                .configInvalid,
+                "conformance.identity \(configuration.conformance.identity) is for \(identity.partnerID), not for conformance.echo \(id)."
+            )
         }
         let snapshot = try await store.directorySnapshot()
         var changes: [DirectoryChange] = []
         if !snapshot.partners.contains(where: { $0.id == id }) {
-            changes.append(.addPartner(DirectoryPartner(id: id, name: "Ketenpost conformance echo", role: PartnerRole.careCoordinator.rawValue,
-                                                        oin: identity.certificate.subjectSerialNumber ?? DevelopmentPKI.echo.oin,
-                                                        state: PartnerState.active.rawValue)))
+            changes.append(
+                .addPartner(
+                    DirectoryPartner(
+                        id: id,
+                        name: "Ketenpost conformance echo",
+                        role: PartnerRole.careCoordinator.rawValue,
+                        oin: identity.certificate.subjectSerialNumber ?? DevelopmentPKI.echo.oin,
+                        state: PartnerState.active.rawValue
+                    )
+                )
+            )
         }
         if !snapshot.certificates.contains(where: { $0.fingerprint == identity.certificate.fingerprint }) {
-            changes.append(.addCertificate(DirectoryImport.record(identity.certificate, partner: id, uses: CertificateUse.allCases,
-                                                                  activatesAt: now, now: now)))
+            changes.append(
+                .addCertificate(
+                    DirectoryImport.record(
+                        identity.certificate,
+                        partner: id,
+                        uses: CertificateUse.allCases,
+                        activatesAt: now,
+                        now: now
+                    )
+                )
+            )
         }
         if !changes.isEmpty {
             do { try await store.applyDirectory(changes, actor: "conformance", at: now) } catch is StoreError {}
@@ -68,10 +88,12 @@ struct Echo: Service {
         guard let port = await iterator.next() else { return }
         let configuration = core.configuration
         let logger = core.logger
-        let client = try RelayClient(relay: URL(string: "https://127.0.0.1:\(port)")!,
-                                     identity: try Identity.load(directory: configuration.conformance.identity),
-                                     trust: try TrustStore.load(anchorsFile: configuration.tls.trustAnchors, crlFiles: configuration.tls.crls),
-                                     relayID: configuration.relay.id)
+        let client = try RelayClient(
+            relay: URL(string: "https://127.0.0.1:\(port)")!,
+            identity: try Identity.load(directory: configuration.conformance.identity),
+            trust: try TrustStore.load(anchorsFile: configuration.tls.trustAnchors, crlFiles: configuration.tls.crls),
+            relayID: configuration.relay.id
+        )
         await withGracefulShutdownHandler {
             while !Task.isCancelled && !Task.isShuttingDownGracefully {
                 do {
@@ -85,7 +107,10 @@ struct Echo: Service {
                             options.correlationID = opened.header.id
                             let payload = try KetenpostJSON.encoder().encode(opened.payload)
                             _ = try await client.send(payload: payload, type: .signal, to: opened.header.from, options: options)
-                            logger.info("conformance echo answered", metadata: ["message.id": "\(item.id)", "partner.to": "\(opened.header.from)"])
+                            logger.info(
+                                "conformance echo answered",
+                                metadata: ["message.id": "\(item.id)", "partner.to": "\(opened.header.from)"]
+                            )
                         case .failure(let error):
                             // A test partner: anything it cannot open is answered at once, with the reason.
                             try await client.acknowledge(item, rejectedWith: error.code.rawValue)
@@ -97,7 +122,8 @@ struct Echo: Service {
                     try? await Task.sleep(for: .milliseconds(500))
                 }
             }
-        } onGracefulShutdown: {}
+        } onGracefulShutdown: {
+        }
         try? await client.shutdown()
     }
 }

@@ -30,8 +30,12 @@ public enum CMS {
     }
 
     /// Signs `content` (attached, SHA-256, signed attributes) and returns the SignedData as DER.
-    public static func sign(_ content: some DataProtocol, signer: Certificate, key: PrivateKey,
-                            extraCertificates: [Certificate] = []) throws(CryptoError) -> Data {
+    public static func sign(
+        _ content: some DataProtocol,
+        signer: Certificate,
+        key: PrivateKey,
+        extraCertificates: [Certificate] = []
+    ) throws(CryptoError) -> Data {
         OpenSSLErrorQueue.clear()
         let extra = copenssl_sk_X509_new_null()
         defer { if let extra { copenssl_sk_X509_free(extra) } }
@@ -95,7 +99,11 @@ public enum CMS {
         guard CMS_verify(cms.pointer, supplied.isEmpty ? nil : certificates, store, nil, output.pointer, flags) == 1 else {
             let (texts, reasons) = OpenSSLErrorQueue.drainWithReasons()
             if reasons.contains(CMS_R_NO_CONTENT) || reasons.contains(CMS_R_SIGNER_CERTIFICATE_NOT_FOUND) {
-                throw CryptoError(.unexpectedStructure, "The SignedData must carry its content and its signer's certificate.", detail: texts)
+                throw CryptoError(
+                    .unexpectedStructure,
+                    "The SignedData must carry its content and its signer's certificate.",
+                    detail: texts
+                )
             }
             throw CryptoError(.signatureInvalid, "The signature does not match the signed content.", detail: texts)
         }
@@ -134,7 +142,8 @@ public enum CMS {
                 }
             case CMS_RECIPINFO_TRANS:
                 guard EVP_PKEY_CTX_set_rsa_padding(context, RSA_PKCS1_OAEP_PADDING) == 1,
-                      EVP_PKEY_CTX_set_rsa_oaep_md(context, EVP_sha256()) == 1 else {
+                    EVP_PKEY_CTX_set_rsa_oaep_md(context, EVP_sha256()) == 1
+                else {
                     throw .fromQueue(.internalError, "Could not select RSA-OAEP.")
                 }
             default:
@@ -152,8 +161,12 @@ public enum CMS {
     ///
     /// Unauthenticated EnvelopedData (AES-CBC) is refused unless `allowUnauthenticated`: with
     /// CBC, telling "bad padding" apart from "bad content" is a padding oracle.
-    public static func decrypt(_ der: some DataProtocol, certificate: Certificate, key: PrivateKey,
-                               allowUnauthenticated: Bool = false) throws(CryptoError) -> Data {
+    public static func decrypt(
+        _ der: some DataProtocol,
+        certificate: Certificate,
+        key: PrivateKey,
+        allowUnauthenticated: Bool = false
+    ) throws(CryptoError) -> Data {
         let cms = try ContentInfo.parse(der)
         let type = cms.typeNID
         guard type == NID_id_smime_ct_authEnvelopedData || (allowUnauthenticated && type == NID_pkcs7_enveloped) else {

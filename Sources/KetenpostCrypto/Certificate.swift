@@ -78,7 +78,7 @@ public final class Certificate: @unchecked Sendable, Hashable, CustomStringConve
     /// The subject as an RFC 2253 string.
     public var subject: String {
         guard let bio = try? OwnedBIO(),
-              X509_NAME_print_ex(bio.pointer, X509_get_subject_name(pointer), 0, copenssl_XN_FLAG_RFC2253()) >= 0
+            X509_NAME_print_ex(bio.pointer, X509_get_subject_name(pointer), 0, copenssl_XN_FLAG_RFC2253()) >= 0
         else { return "" }
         return String(decoding: bio.contents, as: UTF8.self)
     }
@@ -113,7 +113,8 @@ public final class Certificate: @unchecked Sendable, Hashable, CustomStringConve
         guard let name = X509_get_subject_name(pointer) else { return nil }
         let index = X509_NAME_get_index_by_NID(name, nid, -1)
         guard index >= 0, let entry = X509_NAME_get_entry(name, index),
-              let value = X509_NAME_ENTRY_get_data(entry) else { return nil }
+            let value = X509_NAME_ENTRY_get_data(entry)
+        else { return nil }
         var utf8: UnsafeMutablePointer<UInt8>?
         let length = ASN1_STRING_to_UTF8(&utf8, value)
         guard length >= 0, let utf8 else { return nil }

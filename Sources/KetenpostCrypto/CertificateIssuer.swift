@@ -17,9 +17,17 @@ public struct CertificateProfile: Sendable {
     /// OpenSSL `subjectAltName` value, e.g. "DNS:localhost,IP:127.0.0.1"; nil for none.
     public var subjectAltName: String?
 
-    public init(commonName: String, organization: String? = nil, subjectSerialNumber: String? = nil,
-                notBefore: Date, notAfter: Date, isCA: Bool = false, keyUsage: String,
-                extendedKeyUsage: String? = nil, subjectAltName: String? = nil) {
+    public init(
+        commonName: String,
+        organization: String? = nil,
+        subjectSerialNumber: String? = nil,
+        notBefore: Date,
+        notAfter: Date,
+        isCA: Bool = false,
+        keyUsage: String,
+        extendedKeyUsage: String? = nil,
+        subjectAltName: String? = nil
+    ) {
         self.commonName = commonName
         self.organization = organization
         self.subjectSerialNumber = subjectSerialNumber
@@ -60,7 +68,7 @@ public struct CertificateIssuer: Sendable {
         guard let raw = X509_CRL_new() else { throw .fromQueue(.internalError, "Could not allocate a CRL.") }
         let crl = RevocationList(owning: raw)
         guard X509_CRL_set_version(raw, 1) == 1,
-              X509_CRL_set_issuer_name(raw, X509_get_subject_name(certificate.pointer)) == 1
+            X509_CRL_set_issuer_name(raw, X509_get_subject_name(certificate.pointer)) == 1
         else { throw .fromQueue(.internalError, "Could not set the CRL issuer.") }
         try Self.withTime(lastUpdate) { time throws(CryptoError) in
             guard X509_CRL_set1_lastUpdate(raw, time) == 1 else { throw .fromQueue(.internalError, "Could not set the CRL time.") }
@@ -103,8 +111,12 @@ public struct CertificateIssuer: Sendable {
         try body(time)
     }
 
-    private static func build(_ profile: CertificateProfile, subjectKey: PrivateKey,
-                              issuer: Certificate?, issuerKey: PrivateKey) throws(CryptoError) -> Certificate {
+    private static func build(
+        _ profile: CertificateProfile,
+        subjectKey: PrivateKey,
+        issuer: Certificate?,
+        issuerKey: PrivateKey
+    ) throws(CryptoError) -> Certificate {
         OpenSSLErrorQueue.clear()
         guard let raw = X509_new() else { throw .fromQueue(.internalError, "Could not allocate a certificate.") }
         var owned: OpaquePointer? = raw
@@ -118,7 +130,7 @@ public struct CertificateIssuer: Sendable {
             throw .fromQueue(.internalError, "Could not make a serial number.")
         }
         guard ASN1_TIME_set(X509_getm_notBefore(raw), time_t(profile.notBefore.timeIntervalSince1970)) != nil,
-              ASN1_TIME_set(X509_getm_notAfter(raw), time_t(profile.notAfter.timeIntervalSince1970)) != nil
+            ASN1_TIME_set(X509_getm_notAfter(raw), time_t(profile.notAfter.timeIntervalSince1970)) != nil
         else { throw .fromQueue(.internalError, "Could not set the validity.") }
 
         guard let name = X509_get_subject_name(raw) else { throw .fromQueue(.internalError, "No subject name.") }

@@ -103,8 +103,14 @@ public enum Digest {
         var length: UInt32 = 0
         let ok = out.withUnsafeMutableBytes { outRaw in
             data.withUnsafeBytes { inRaw in
-                EVP_Digest(inRaw.baseAddress, inRaw.count,
-                           outRaw.bindMemory(to: UInt8.self).baseAddress, &length, sha256Method, nil)
+                EVP_Digest(
+                    inRaw.baseAddress,
+                    inRaw.count,
+                    outRaw.bindMemory(to: UInt8.self).baseAddress,
+                    &length,
+                    sha256Method,
+                    nil
+                )
             }
         }
         // EVP_Digest with SHA-256 cannot fail short of memory exhaustion.

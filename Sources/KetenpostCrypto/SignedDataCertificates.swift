@@ -26,9 +26,9 @@ enum SignedDataCertificates {
         let bytes = [UInt8](der)
         guard let contentInfo = TLV.read(bytes, at: 0), contentInfo.tag == 0x30, contentInfo.end == bytes.count else { return nil }
         guard let oid = TLV.read(bytes, at: contentInfo.contentStart), oid.tag == 0x06,
-              Array(bytes[oid.start..<oid.end]) == signedDataOID,
-              let explicit = TLV.read(bytes, at: oid.end), explicit.tag == 0xA0, explicit.end == contentInfo.end,
-              let signedData = TLV.read(bytes, at: explicit.contentStart), signedData.tag == 0x30, signedData.end == explicit.end
+            Array(bytes[oid.start..<oid.end]) == signedDataOID,
+            let explicit = TLV.read(bytes, at: oid.end), explicit.tag == 0xA0, explicit.end == contentInfo.end,
+            let signedData = TLV.read(bytes, at: explicit.contentStart), signedData.tag == 0x30, signedData.end == explicit.end
         else { return nil }
         var kept: [UInt8] = []
         kept.reserveCapacity(bytes.count)
@@ -41,7 +41,9 @@ enum SignedDataCertificates {
                 found = true
                 var inner = child.contentStart
                 while inner < child.end {
-                    guard let certificate = TLV.read(bytes, at: inner), certificate.tag == 0x30, certificate.end <= child.end else { return nil }
+                    guard let certificate = TLV.read(bytes, at: inner), certificate.tag == 0x30, certificate.end <= child.end else {
+                        return nil
+                    }
                     certificates.append(Data(bytes[certificate.start..<certificate.end]))
                     inner = certificate.end
                 }
@@ -67,7 +69,7 @@ enum SignedDataCertificates {
         static func read(_ bytes: [UInt8], at start: Int) -> TLV? {
             guard start + 2 <= bytes.count else { return nil }
             let tag = bytes[start]
-            guard tag & 0x1F != 0x1F else { return nil }          // multi-byte tags: not ours
+            guard tag & 0x1F != 0x1F else { return nil }  // multi-byte tags: not ours
             let first = bytes[start + 1]
             var length = 0
             var contentStart = start + 2
@@ -92,7 +94,10 @@ enum SignedDataCertificates {
             } else {
                 var lengthBytes: [UInt8] = []
                 var rest = length
-                while rest > 0 { lengthBytes.insert(UInt8(rest & 0xFF), at: 0); rest >>= 8 }
+                while rest > 0 {
+                    lengthBytes.insert(UInt8(rest & 0xFF), at: 0)
+                    rest >>= 8
+                }
                 out.append(0x80 | UInt8(lengthBytes.count))
                 out.append(contentsOf: lengthBytes)
             }

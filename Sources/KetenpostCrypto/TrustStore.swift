@@ -28,7 +28,10 @@ public final class TrustStore: @unchecked Sendable {
     public let cacheLifetime: TimeInterval
 
     private let store: OpaquePointer
-    private struct CacheKey: Hashable { let der: Data; let purpose: Purpose }
+    private struct CacheKey: Hashable {
+        let der: Data
+        let purpose: Purpose
+    }
     private let cache = Mutex<[CacheKey: Date]>([:])
     private static let cacheLimit = 10_000
 
@@ -116,7 +119,7 @@ public final class TrustStore: @unchecked Sendable {
     }
 
     private static func checkEncryptionUsage(_ certificate: Certificate) throws(CryptoError) {
-        let keyUsage = X509_get_key_usage(certificate.pointer)        // UINT32_MAX when absent
+        let keyUsage = X509_get_key_usage(certificate.pointer)  // UINT32_MAX when absent
         let extendedUsage = X509_get_extended_key_usage(certificate.pointer)  // UINT32_MAX when absent
         let needed: UInt32
         switch certificate.keyAlgorithm {
@@ -125,7 +128,10 @@ public final class TrustStore: @unchecked Sendable {
         case .other: throw CryptoError(.certificatePurpose, "The certificate's key type cannot receive encrypted messages.")
         }
         guard keyUsage & needed != 0, extendedUsage & UInt32(XKU_SMIME) != 0 else {
-            throw CryptoError(.certificatePurpose, "The certificate may not be used to receive encrypted messages (key usage or extended key usage).")
+            throw CryptoError(
+                .certificatePurpose,
+                "The certificate may not be used to receive encrypted messages (key usage or extended key usage)."
+            )
         }
     }
 
@@ -139,14 +145,14 @@ public final class TrustStore: @unchecked Sendable {
         case X509_V_ERR_CERT_REVOKED:
             return CryptoError(.certificateRevoked, "The certificate has been revoked.", detail: detail)
         case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY, X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT,
-             X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT, X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN,
-             X509_V_ERR_CERT_UNTRUSTED, X509_V_ERR_CERT_SIGNATURE_FAILURE,
-             X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
+            X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT, X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN,
+            X509_V_ERR_CERT_UNTRUSTED, X509_V_ERR_CERT_SIGNATURE_FAILURE,
+            X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
             return CryptoError(.certificateUntrusted, "The certificate was not issued by a trusted certificate authority.", detail: detail)
         case X509_V_ERR_INVALID_PURPOSE, X509_V_ERR_KEYUSAGE_NO_CERTSIGN, X509_V_ERR_INVALID_CA:
             return CryptoError(.certificatePurpose, "The certificate may not be used for this purpose.", detail: detail)
         case X509_V_ERR_UNABLE_TO_GET_CRL, X509_V_ERR_CRL_HAS_EXPIRED, X509_V_ERR_CRL_NOT_YET_VALID,
-             X509_V_ERR_CRL_SIGNATURE_FAILURE, X509_V_ERR_UNABLE_TO_GET_CRL_ISSUER:
+            X509_V_ERR_CRL_SIGNATURE_FAILURE, X509_V_ERR_UNABLE_TO_GET_CRL_ISSUER:
             return CryptoError(.crlUnavailable, "Revocation could not be checked: no current, valid CRL for the issuer.", detail: detail)
         default:
             return CryptoError(.certificateInvalid, "The certificate chain is not valid.", detail: detail)

@@ -7,7 +7,7 @@ public enum Drafting {
     /// How long a message may wait for its recipient when the sender does not say.
     public static func defaultLifetime(for type: MessageType) -> TimeInterval {
         switch type {
-        case .intakeNotice: return 3 * 86_400      // a shelter place is needed soon, or not at all
+        case .intakeNotice: return 3 * 86_400  // a shelter place is needed soon, or not at all
         case .intakeResponse: return 7 * 86_400
         case .signal: return 14 * 86_400
         case .referral, .enforcementSignal, .registration: return 30 * 86_400
@@ -25,8 +25,14 @@ public enum Drafting {
     }
 
     /// Validates the payload for `type` and wraps it with a fresh routing header.
-    public static func content(type: MessageType, from: String, to: String, payload json: Data,
-                               options: Options = Options(), now: Date = Date()) throws(KetenpostError) -> SealedContent {
+    public static func content(
+        type: MessageType,
+        from: String,
+        to: String,
+        payload json: Data,
+        options: Options = Options(),
+        now: Date = Date()
+    ) throws(KetenpostError) -> SealedContent {
         let payload: Payload
         do {
             payload = try KetenpostJSON.decodeStrict(Payload.self, from: json, path: "payload")
@@ -40,10 +46,17 @@ public enum Drafting {
         // Whole seconds: RFC 3339 without fractions is the documented header form.
         let created = Date(timeIntervalSince1970: now.timeIntervalSince1970.rounded(.down))
         let header = RoutingHeader(
-            id: options.id, type: type, from: from, to: to, createdAt: created,
+            id: options.id,
+            type: type,
+            from: from,
+            to: to,
+            createdAt: created,
             expiresAt: created.addingTimeInterval((options.lifetime ?? defaultLifetime(for: type)).rounded(.down)),
-            correlationId: options.correlationID, priority: options.priority,
-            exploitationForm: options.exploitationForm, region: options.region)
+            correlationId: options.correlationID,
+            priority: options.priority,
+            exploitationForm: options.exploitationForm,
+            region: options.region
+        )
         do {
             try header.validate()
         } catch {

@@ -6,7 +6,8 @@ import KetenpostModel
 /// The Ketenpost envelope: CMS "triple wrap" (RFC 5652), as docs/FORMAT.md describes.
 ///
 /// ```
-/// outer SignedData (sender)            eContent = {"envelope": base64(AuthEnvelopedData), "format": "ketenpost/envelope/v1", "header": {…}}
+/// outer SignedData (sender)            eContent = {"envelope": base64(AuthEnvelopedData), "format": "ketenpost/envelope/v1", "header":
+/// {…}}
 ///   AuthEnvelopedData (AES-256-GCM)     one RecipientInfo per recipient certificate
 ///     inner SignedData (sender)         eContent = {"header": {…}, "payload": {…}}
 /// ```
@@ -39,10 +40,18 @@ public enum Envelope {
             let header = try all.nestedContainer(keyedBy: AnyKey.self, forKey: AnyKey("header"))
             for key in header.allKeys {
                 guard RoutingHeader.fieldNames.contains(key.stringValue) else {
-                    throw ValidationFailure(path: "outer.header.<key>", rule: "unknown-field", message: "is not a field of the routing header")
+                    throw ValidationFailure(
+                        path: "outer.header.<key>",
+                        rule: "unknown-field",
+                        message: "is not a field of the routing header"
+                    )
                 }
                 if try header.decodeNil(forKey: key) {
-                    throw ValidationFailure(path: "outer.header.\(key.stringValue)", rule: "null", message: "must not be null; leave the field out instead")
+                    throw ValidationFailure(
+                        path: "outer.header.\(key.stringValue)",
+                        rule: "null",
+                        message: "must not be null; leave the field out instead"
+                    )
                 }
             }
             let container = try decoder.container(keyedBy: CodingKeys.self)
@@ -68,8 +77,12 @@ public enum Envelope {
     /// Every recipient certificate must chain to `trust`, be valid and unrevoked, and be meant
     /// for receiving encrypted content: the certificates usually come from the relay's
     /// directory, and a relay must not be able to slip in a key of its own.
-    public static func seal(_ content: SealedContent, from sender: Identity, to recipients: [Certificate],
-                            trust: TrustStore) throws(KetenpostError) -> Data {
+    public static func seal(
+        _ content: SealedContent,
+        from sender: Identity,
+        to recipients: [Certificate],
+        trust: TrustStore
+    ) throws(KetenpostError) -> Data {
         do {
             try content.header.validate()
             try content.payload.validate()
@@ -77,17 +90,32 @@ public enum Envelope {
             throw .validation(error, layer: "message to seal")
         }
         guard content.payload.type == content.header.type else {
-            throw KetenpostError(.payloadInvalid, "The payload's schema is for \(content.payload.type.rawValue) but the header's type is \(content.header.type.rawValue).")
+            throw KetenpostError(
+                .payloadInvalid,
+                "The payload's schema is for \(content.payload.type.rawValue) but the header's type is \(content.header.type.rawValue)."
+            )
         }
         guard content.header.from == sender.partnerID else {
-            throw KetenpostError(.signerNotSender, "The header names \(content.header.from) as sender, but the identity's certificate is for \(sender.partnerID).")
+            throw KetenpostError(
+                .signerNotSender,
+                "The header names \(content.header.from) as sender, but the identity's certificate is for \(sender.partnerID)."
+            )
         }
         guard !recipients.isEmpty else {
-            throw KetenpostError(.recipientCertificateMismatch, "No recipient certificate was given; fetch the recipient's certificates from the directory.")
+            throw KetenpostError(
+                .recipientCertificateMismatch,
+                "No recipient certificate was given; fetch the recipient's certificates from the directory."
+            )
         }
         for certificate in recipients {
             guard certificate.commonName == content.header.to else {
-                throw KetenpostError(.recipientCertificateMismatch, "A recipient certificate is for \(certificate.commonName ?? "an unnamed subject"), not for \(content.header.to); the message would be unreadable for its recipient.")
+                throw KetenpostError(
+                    .recipientCertificateMismatch,
+                    """
+                    A recipient certificate is for \(certificate.commonName ?? "an unnamed subject"), not for \(content.header.to); \
+                    the message would be unreadable for its recipient.
+                    """
+                )
             }
             do {
                 try trust.verify(certificate, for: .contentEncryption)
@@ -122,17 +150,27 @@ public enum Envelope {
     /// Checks the outer signature, the sender's certificate chain, the header's schema and
     /// that the signer is the header's `from`. This is all the relay can and needs to see.
     public static func readOuter(_ message: Data, trust: TrustStore, at time: Date? = nil) throws(KetenpostError) -> Outer {
-        guard !message.isEmpty else { throw KetenpostError(.inputEmpty, "The message is empty; send the DER bytes of the outer SignedData.") }
+        guard !message.isEmpty else {
+            throw KetenpostError(.inputEmpty, "The message is empty; send the DER bytes of the outer SignedData.")
+        }
         guard message.count <= maximumSize else {
             throw KetenpostError(.inputTooLarge, "The message is larger than \(maximumSize) bytes.")
         }
         let signed: CMS.Signed
         do {
             signed = try CMS.verifySignature(message)
-        } catch where error.code == .signatureInvalid {
-            throw KetenpostError(.outerSignatureInvalid, "The outer signature does not match the message: it was changed after signing, or damaged in transit.", detail: error.detail)
+        } catch  where error.code == .signatureInvalid {
+            throw KetenpostError(
+                .outerSignatureInvalid,
+                "The outer signature does not match the message: it was changed after signing, or damaged in transit.",
+                detail: error.detail
+            )
         } catch {
-            throw KetenpostError(.envelopeMalformed, "The message is not a Ketenpost envelope (an attached CMS SignedData in DER with one signer and its certificate).", detail: error.detail)
+            throw KetenpostError(
+                .envelopeMalformed,
+                "The message is not a Ketenpost envelope (an attached CMS SignedData in DER with one signer and its certificate).",
+                detail: error.detail
+            )
         }
         do {
             try trust.verify(signed.signer, for: .contentSigning, at: time)
@@ -162,7 +200,13 @@ public enum Envelope {
             if !issues.isEmpty, issues.allSatisfy({ $0.path.hasPrefix("outer.header.") }) {
                 return .validation(ValidationFailure(issues), layer: "outer layer")
             }
-            return KetenpostError(.outerContentInvalid, "The outer layer's signed content is not the JSON document of docs/FORMAT.md: \(issues.map(\.description).joined(separator: "; "))")
+            return KetenpostError(
+                .outerContentInvalid,
+                """
+                The outer layer's signed content is not the JSON document of docs/FORMAT.md: \
+                \(issues.map(\.description).joined(separator: "; "))
+                """
+            )
         }
         if let duplicate = KetenpostJSON.duplicateKeyPath(in: content, path: "outer") {
             throw invalid([ValidationIssue(path: duplicate, rule: "duplicate-key", message: "occurs more than once in its object")])
@@ -191,29 +235,52 @@ public enum Envelope {
     /// Opens and checks every layer; see docs/FORMAT.md for the order of checks.
     /// - Parameter allowExpired: open a message past its `expiresAt` (for looking at old
     ///   messages, never for acting on them: a relay must not deliver those).
-    public static func open(_ message: Data, as recipient: Identity, trust: TrustStore, at time: Date? = nil,
-                            allowExpired: Bool = false) throws(KetenpostError) -> Opened {
+    public static func open(
+        _ message: Data,
+        as recipient: Identity,
+        trust: TrustStore,
+        at time: Date? = nil,
+        allowExpired: Bool = false
+    ) throws(KetenpostError) -> Opened {
         let outer = try readOuter(message, trust: trust, at: time)
         guard outer.header.to == recipient.partnerID else {
-            throw KetenpostError(.recipientMismatch, "The message is addressed to \(outer.header.to), not to \(recipient.partnerID); the relay may have misrouted it.")
+            throw KetenpostError(
+                .recipientMismatch,
+                "The message is addressed to \(outer.header.to), not to \(recipient.partnerID); the relay may have misrouted it."
+            )
         }
         let innerDER: Data
         do {
             innerDER = try CMS.decrypt(outer.encrypted, certificate: recipient.certificate, key: recipient.key)
-        } catch where error.code == .notARecipient {
-            throw KetenpostError(.notARecipient, "The message is not encrypted for this identity's certificate; the sender may have used an old or wrong certificate.")
-        } catch where error.code == .decryptionFailed {
-            throw KetenpostError(.decryptionFailed, "The encrypted layer could not be decrypted: the key does not fit or the ciphertext was changed.", detail: error.detail)
+        } catch  where error.code == .notARecipient {
+            throw KetenpostError(
+                .notARecipient,
+                "The message is not encrypted for this identity's certificate; the sender may have used an old or wrong certificate."
+            )
+        } catch  where error.code == .decryptionFailed {
+            throw KetenpostError(
+                .decryptionFailed,
+                "The encrypted layer could not be decrypted: the key does not fit or the ciphertext was changed.",
+                detail: error.detail
+            )
         } catch {
             throw KetenpostError(.envelopeMalformed, "The encrypted layer is not a CMS AuthEnvelopedData.", detail: error.detail)
         }
         let inner: CMS.Signed
         do {
             inner = try CMS.verifySignature(innerDER)
-        } catch where error.code == .signatureInvalid {
-            throw KetenpostError(.innerSignatureInvalid, "The inner signature does not match the content: it was changed after signing.", detail: error.detail)
+        } catch  where error.code == .signatureInvalid {
+            throw KetenpostError(
+                .innerSignatureInvalid,
+                "The inner signature does not match the content: it was changed after signing.",
+                detail: error.detail
+            )
         } catch {
-            throw KetenpostError(.innerMalformed, "The decrypted layer is not an attached CMS SignedData with one signer.", detail: error.detail)
+            throw KetenpostError(
+                .innerMalformed,
+                "The decrypted layer is not an attached CMS SignedData with one signer.",
+                detail: error.detail
+            )
         }
         guard inner.signer == outer.signer else {
             throw KetenpostError(.signerMismatch, "The inner and outer layers are signed by different certificates.")
@@ -225,11 +292,17 @@ public enum Envelope {
             throw .validation(error, layer: "inner layer")
         }
         guard content.header == outer.header else {
-            throw KetenpostError(.headerMismatch, "The routing header inside the encrypted layer differs from the outer one: it was changed on the way.")
+            throw KetenpostError(
+                .headerMismatch,
+                "The routing header inside the encrypted layer differs from the outer one: it was changed on the way."
+            )
         }
         // Five minutes of clock skew between sender, relay and recipient are tolerated.
         if !allowExpired, content.header.expiresAt.addingTimeInterval(300) < (time ?? Date()) {
-            throw KetenpostError(.messageExpired, "The message expired at its expiresAt; a relay should not have delivered it. Do not act on it.")
+            throw KetenpostError(
+                .messageExpired,
+                "The message expired at its expiresAt; a relay should not have delivered it. Do not act on it."
+            )
         }
         return Opened(content: content, sender: outer.signer, digest: outer.digest)
     }

@@ -13,7 +13,10 @@ public struct Identity: Sendable {
 
     public init(certificate: Certificate, key: PrivateKey, chain: [Certificate] = []) throws(KetenpostError) {
         guard key.matches(certificate) else {
-            throw KetenpostError(.identityInvalid, "The private key does not belong to the certificate; check that key.pem and cert.pem are a pair.")
+            throw KetenpostError(
+                .identityInvalid,
+                "The private key does not belong to the certificate; check that key.pem and cert.pem are a pair."
+            )
         }
         guard let commonName = certificate.commonName, !commonName.isEmpty else {
             throw KetenpostError(.identityInvalid, "The certificate has no commonName; Ketenpost certificates carry the partner id there.")
@@ -30,7 +33,13 @@ public struct Identity: Sendable {
         let base = URL(fileURLWithPath: directory)
         func read(_ name: String) throws(KetenpostError) -> Data {
             do { return try Data(contentsOf: base.appendingPathComponent(name)) } catch {
-                throw KetenpostError(.identityInvalid, "Cannot read \(base.appendingPathComponent(name).path); an identity directory holds cert.pem and key.pem (create them with `ketenpost pki init`).")
+                throw KetenpostError(
+                    .identityInvalid,
+                    """
+                    Cannot read \(base.appendingPathComponent(name).path); an identity directory holds cert.pem and key.pem (create \
+                    them with `ketenpost pki init`).
+                    """
+                )
             }
         }
         let certificate: Certificate
@@ -56,13 +65,20 @@ public struct Identity: Sendable {
 
 extension TrustStore {
     /// Loads trust anchors (and optionally CRLs) from PEM files.
-    public static func load(anchorsFile: String, crlFiles: [String] = [], acceptExpiredCRLs: Bool = false) throws(KetenpostError) -> TrustStore {
+    public static func load(
+        anchorsFile: String,
+        crlFiles: [String] = [],
+        acceptExpiredCRLs: Bool = false
+    ) throws(KetenpostError) -> TrustStore {
         do {
             let anchors = try Certificate.load(pemFile: anchorsFile)
             let crls = try crlFiles.map { try RevocationList.load(pemFile: $0) }
             return try TrustStore(anchors: anchors, revocationLists: crls, acceptExpiredCRLs: acceptExpiredCRLs)
         } catch {
-            throw KetenpostError(.configInvalid, "The trust anchors (\(anchorsFile)) or CRLs (\(crlFiles.joined(separator: ", "))) could not be read: \(error)")
+            throw KetenpostError(
+                .configInvalid,
+                "The trust anchors (\(anchorsFile)) or CRLs (\(crlFiles.joined(separator: ", "))) could not be read: \(error)"
+            )
         }
     }
 }

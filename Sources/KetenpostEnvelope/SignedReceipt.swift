@@ -15,7 +15,10 @@ public enum SignedReceipt {
             throw KetenpostError(.receiptInvalid, "The receipt does not follow its schema: \(error)")
         }
         guard receipt.issuer == issuer.partnerID else {
-            throw KetenpostError(.receiptSignerMismatch, "The receipt names \(receipt.issuer) as issuer, but the signing identity is \(issuer.partnerID).")
+            throw KetenpostError(
+                .receiptSignerMismatch,
+                "The receipt names \(receipt.issuer) as issuer, but the signing identity is \(issuer.partnerID)."
+            )
         }
         do {
             return try CMS.sign(receipt.encoded(), signer: issuer.certificate, key: issuer.key, extraCertificates: issuer.chain)
@@ -37,7 +40,7 @@ public enum SignedReceipt {
         let signed: CMS.Signed
         do {
             signed = try CMS.verifySignature(der)
-        } catch where error.code == .signatureInvalid {
+        } catch  where error.code == .signatureInvalid {
             throw KetenpostError(.receiptSignatureInvalid, "The receipt's signature does not match its content.", detail: error.detail)
         } catch {
             throw KetenpostError(.receiptMalformed, "The receipt is not an attached CMS SignedData with one signer.", detail: error.detail)

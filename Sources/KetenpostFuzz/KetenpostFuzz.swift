@@ -106,11 +106,13 @@ enum KetenpostFuzz {
     }
 
     static func usage() -> Never {
-        fail("""
+        fail(
+            """
             usage: ketenpost-fuzz --list | --replay TARGET FILE_OR_DIRECTORY... | --write-seeds DIRECTORY
                    KETENPOST_FUZZ_TARGET=TARGET ketenpost-fuzz [libFuzzer flags] [CORPUS_DIRECTORY...]
                    (the last form needs a build with -Xswiftc -sanitize=fuzzer,address; see Tests/Fuzz/README.md)
-            """)
+            """
+        )
     }
 
     static func fail(_ message: String) -> Never {

@@ -7,7 +7,7 @@ import Yams
 /// a configuration that is accepted must be one the relay can run with.
 enum ConfigurationTargets {
     static func relay(_ data: Data) throws(FuzzFinding) {
-        guard let text = String(data: data, encoding: .utf8) else { return }   // load() reads UTF-8 only
+        guard let text = String(data: data, encoding: .utf8) else { return }  // load() reads UTF-8 only
         // RelayConfiguration.parse builds the whole document as Swift values (`Yams.load`) to
         // look for unknown keys. That expands every alias (a few hundred bytes of nested aliases
         // take minutes and gigabytes) and traps on a key that is not a scalar (Yams force-unwraps
@@ -75,8 +75,11 @@ enum ConfigurationTargets {
     /// milliseconds), and a rate-limited answer converts `1 / ratePerSecond` to an `Int` of
     /// seconds for Retry-After (`RelayCore.checkRate`).
     static func checkUsable(_ c: RelayConfiguration) throws(FuzzFinding) {
-        let durations = [("queue.leaseDuration", c.queue.leaseDuration), ("queue.retention", c.queue.retention),
-                         ("queue.sweepInterval", c.queue.sweepInterval), ("queue.maxLongPoll", c.queue.maxLongPoll)]
+        let durations =
+            [
+                ("queue.leaseDuration", c.queue.leaseDuration), ("queue.retention", c.queue.retention),
+                ("queue.sweepInterval", c.queue.sweepInterval), ("queue.maxLongPoll", c.queue.maxLongPoll),
+            ]
             + c.queue.maxLifetime.map { ("queue.maxLifetime.\($0.key.rawValue)", $0.value) }
         for (key, value) in durations where !value.isFinite || value < 0 {
             throw FuzzFinding(.configRelay, "config-duration-finite", "\(key) was accepted as \(value) seconds")
@@ -85,7 +88,11 @@ enum ConfigurationTargets {
             throw FuzzFinding(.configRelay, "config-duration-finite", "queue.sweepInterval does not fit Int64 milliseconds")
         }
         guard (1 / c.limits.ratePerSecond).rounded(.up) < Double(Int.max) else {
-            throw FuzzFinding(.configRelay, "config-rate-retry-after", "limits.ratePerSecond \(c.limits.ratePerSecond) makes Retry-After overflow Int")
+            throw FuzzFinding(
+                .configRelay,
+                "config-rate-retry-after",
+                "limits.ratePerSecond \(c.limits.ratePerSecond) makes Retry-After overflow Int"
+            )
         }
         guard (1...65_535).contains(c.listen.port) || c.listen.port == 0, c.limits.maxMessageBytes >= 1_024, c.queue.maxAttempts >= 1 else {
             throw FuzzFinding(.configRelay, "config-range", "a number outside its documented range was accepted")

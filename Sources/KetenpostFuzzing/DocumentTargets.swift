@@ -1,6 +1,6 @@
 import Foundation
-import KetenpostEnvelope
 import KetenpostCrypto
+import KetenpostEnvelope
 import KetenpostModel
 
 /// The JSON documents on their own: routing header, payload, receipt. Besides "no crash",
@@ -20,7 +20,7 @@ enum PartnerIDs {
 
 enum DocumentTargets {
     /// "Today" for the payload rules that compare with it, fixed so that inputs replay the same.
-    static let now = Date(timeIntervalSince1970: 1_795_953_600)   // 2026-11-29T12:00:00Z
+    static let now = Date(timeIntervalSince1970: 1_795_953_600)  // 2026-11-29T12:00:00Z
 
     static func header(_ data: Data) throws(FuzzFinding) {
         let header: RoutingHeader
@@ -30,7 +30,10 @@ enum DocumentTargets {
         } catch {
             trace("refused: \(error)")
             return try checkNoValues(of: data, in: error.description, .header) { data in
-                do { _ = try RoutingHeader.decode(from: data); return nil } catch { return "\(error)" }
+                do {
+                    _ = try RoutingHeader.decode(from: data)
+                    return nil
+                } catch { return "\(error)" }
             }
         }
         try canonical(.header, header.encoded(), input: data) { data throws in try RoutingHeader.decode(from: data).encoded() }
@@ -44,7 +47,10 @@ enum DocumentTargets {
         } catch {
             trace("refused: \(error)")
             return try checkNoValues(of: data, in: error.description, .payload) { data in
-                do { _ = try Payload.decode(from: data, now: now); return nil } catch { return "\(error)" }
+                do {
+                    _ = try Payload.decode(from: data, now: now)
+                    return nil
+                } catch { return "\(error)" }
             }
         }
         try canonical(.payload, payload.encoded(), input: data) { data throws in try Payload.decode(from: data, now: now).encoded() }
@@ -52,7 +58,7 @@ enum DocumentTargets {
 
     static func receipt(_ data: Data) throws(FuzzFinding) {
         let fixture = Fixture.shared
-        if data.first == 0x30 {   // DER SEQUENCE: a signed receipt as the relay or a sender gets it
+        if data.first == 0x30 {  // DER SEQUENCE: a signed receipt as the relay or a sender gets it
             let verified: SignedReceipt.Verified
             do { verified = try SignedReceipt.verify(data, trust: fixture.trust) } catch { return trace("refused: \(error.code)") }
             trace("verified")
@@ -67,7 +73,10 @@ enum DocumentTargets {
         } catch {
             trace("refused: \(error)")
             try checkNoValues(of: data, in: "\(error)", .receipt) { data in
-                do { _ = try Receipt.decode(from: data); return nil } catch { return "\(error)" }
+                do {
+                    _ = try Receipt.decode(from: data)
+                    return nil
+                } catch { return "\(error)" }
             }
         }
         // The same document signed by the recipient identity (the issuer of the seed receipts).
@@ -79,8 +88,13 @@ enum DocumentTargets {
             throw finding
         } catch {
             try checkNoValues(of: data, in: "\(error)", .receipt) { data in
-                guard let signed = try? CMS.sign(data, signer: fixture.recipient.certificate, key: fixture.recipient.key) else { return nil }
-                do { _ = try SignedReceipt.verify(signed, trust: fixture.trust); return nil } catch { return "\(error)" }
+                guard let signed = try? CMS.sign(data, signer: fixture.recipient.certificate, key: fixture.recipient.key) else {
+                    return nil
+                }
+                do {
+                    _ = try SignedReceipt.verify(signed, trust: fixture.trust)
+                    return nil
+                } catch { return "\(error)" }
             }
         }
     }
@@ -98,8 +112,12 @@ enum DocumentTargets {
     /// sub-second date-times is told apart (`canonical-subsecond-dates`): the canonical form
     /// drops fractions of a second, which the decoder keeps, so two times within one second
     /// compare differently before and after (a known issue, Tests/Fuzz/README.md).
-    static func canonical(_ target: FuzzTarget, _ encoded: Data, input: Data,
-                          _ decodeAndEncode: (Data) throws -> Data) throws(FuzzFinding) {
+    static func canonical(
+        _ target: FuzzTarget,
+        _ encoded: Data,
+        input: Data,
+        _ decodeAndEncode: (Data) throws -> Data
+    ) throws(FuzzFinding) {
         let property = hasSubsecondTime(input) ? "canonical-subsecond-dates" : "canonical"
         let again: Data
         do {
@@ -130,18 +148,27 @@ enum DocumentTargets {
     /// shifted (every letter and digit to the next one) is refused with the shifted value in
     /// the text. Partner ids may be named where the relay or the recipient names a partner
     /// (`allowPartnerIDs`, for the envelope), as docs/SECURITY.md allows for metadata.
-    static func checkNoValues(of input: Data, in text: String, _ target: FuzzTarget, allowPartnerIDs: Bool = false,
-                              refusal: (Data) -> String?) throws(FuzzFinding) {
+    static func checkNoValues(
+        of input: Data,
+        in text: String,
+        _ target: FuzzTarget,
+        allowPartnerIDs: Bool = false,
+        refusal: (Data) -> String?
+    ) throws(FuzzFinding) {
         guard let object = try? JSONSerialization.jsonObject(with: input, options: [.fragmentsAllowed]) else { return }
-        var values: Set<String> = [], keys: Set<String> = []
+        var values: Set<String> = []
+        var keys: Set<String> = []
         collect(object, &values, &keys, depth: 0)
         for value in values.sorted() where value.utf8.count >= 4 && !keys.contains(value) && text.contains(value) {
             if allowPartnerIDs, PartnerIDs.isPartnerID(value) { continue }
             let shifted = shift(value)
             guard shifted != value, !text.contains(shifted),
-                  let changed = try? JSONSerialization.data(withJSONObject: replacing(object, value, with: shifted, depth: 0),
-                                                            options: [.fragmentsAllowed]),
-                  let second = refusal(changed) else { continue }
+                let changed = try? JSONSerialization.data(
+                    withJSONObject: replacing(object, value, with: shifted, depth: 0),
+                    options: [.fragmentsAllowed]
+                ),
+                let second = refusal(changed)
+            else { continue }
             if second.contains(shifted) {
                 throw FuzzFinding(target, "error-quotes-value", "an error message quotes a value of the input")
             }
@@ -150,15 +177,19 @@ enum DocumentTargets {
 
     /// Each ASCII letter and digit replaced by the next one (z to a, 9 to 0).
     static func shift(_ value: String) -> String {
-        String(String.UnicodeScalarView(value.unicodeScalars.map { scalar -> Unicode.Scalar in
-            switch scalar {
-            case "a"..."y", "A"..."Y", "0"..."8": Unicode.Scalar(scalar.value + 1)!
-            case "z": "a"
-            case "Z": "A"
-            case "9": "0"
-            default: scalar
-            }
-        }))
+        String(
+            String.UnicodeScalarView(
+                value.unicodeScalars.map { scalar -> Unicode.Scalar in
+                    switch scalar {
+                    case "a"..."y", "A"..."Y", "0"..."8": Unicode.Scalar(scalar.value + 1)!
+                    case "z": "a"
+                    case "Z": "A"
+                    case "9": "0"
+                    default: scalar
+                    }
+                }
+            )
+        )
     }
 
     private static func replacing(_ node: Any, _ value: String, with replacement: String, depth: Int) -> Any {

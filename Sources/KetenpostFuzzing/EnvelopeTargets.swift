@@ -1,7 +1,7 @@
 import Foundation
 import KetenpostAPI
-import KetenpostEnvelope
 import KetenpostCrypto
+import KetenpostEnvelope
 import KetenpostModel
 
 /// The envelope targets. A byte-level fuzzer cannot produce a valid signature, so each layer
@@ -40,7 +40,10 @@ enum EnvelopeTargets {
         } catch {
             trace("refused: \(error.code)")
             return try DocumentTargets.checkNoValues(of: data, in: error.description, .envelopeInner, allowPartnerIDs: true) { data in
-                do { _ = try sealAndOpen(inner: data); return nil } catch { return "\(error)" }
+                do {
+                    _ = try sealAndOpen(inner: data)
+                    return nil
+                } catch { return "\(error)" }
             }
         }
         trace("opened")
@@ -56,8 +59,11 @@ enum EnvelopeTargets {
         do {
             let innerDER = try CMS.sign(data, signer: fixture.sender.certificate, key: fixture.sender.key)
             let encrypted = try CMS.encrypt(innerDER, for: [fixture.recipient.certificate])
-            message = try CMS.sign(Fixture.outerDocument(header: header, encrypted: encrypted),
-                                   signer: fixture.sender.certificate, key: fixture.sender.key)
+            message = try CMS.sign(
+                Fixture.outerDocument(header: header, encrypted: encrypted),
+                signer: fixture.sender.certificate,
+                key: fixture.sender.key
+            )
         } catch {
             throw KetenpostError(.internalError, "the harness could not seal: \(error)")
         }

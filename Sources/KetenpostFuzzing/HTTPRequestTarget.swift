@@ -43,10 +43,10 @@ enum HTTPRequestTarget {
         let logger = Logger(label: "ketenpost.fuzz") { _ in SwiftLogNoOpLogHandler() }
         var configuration = RelayConfiguration()
         configuration.store.path = Scratch.directory.appendingPathComponent("relay.sqlite").path
-        configuration.limits.maxMessageBytes = 4_096      // small, so that inputs reach the 413 paths
+        configuration.limits.maxMessageBytes = 4_096  // small, so that inputs reach the 413 paths
         configuration.limits.ratePerSecond = 1_000_000
         configuration.limits.rateBurst = 1_000_000
-        configuration.queue.maxLongPoll = 0             // an inbox request never waits
+        configuration.queue.maxLongPoll = 0  // an inbox request never waits
         let store = try SQLiteMessageStore(path: configuration.store.path)
         try await store.migrate()
         // The directory as the relay loads it: partners.yaml naming each partner's certificate file.
@@ -54,16 +54,30 @@ enum HTTPRequestTarget {
         for (entry, identity) in [(fixture.senderEntry, fixture.sender), (fixture.recipientEntry, fixture.recipient)] {
             let certificate = Scratch.directory.appendingPathComponent("\(entry.id).pem")
             try Data(identity.certificate.pem.utf8).write(to: certificate)
-            yaml += "  - {id: \(entry.id), name: \(entry.id), role: \(entry.role.rawValue), oin: '\(entry.oin)', certificates: ['\(certificate.path)']}\n"
+            yaml +=
+                """
+                  - {id: \(entry.id), name: \(entry.id), role: \(entry.role.rawValue), oin: '\(entry.oin)', certificates: \
+                ['\(certificate.path)']}\n
+                """
         }
         let partnersFile = Scratch.directory.appendingPathComponent("partners.yaml")
         try Data(yaml.utf8).write(to: partnersFile)
-        let changes = try DirectoryImport.changes(file: partnersFile.path, certificateDirectory: Scratch.directory.path,
-                                                  current: try await store.directorySnapshot(), now: Date())
+        let changes = try DirectoryImport.changes(
+            file: partnersFile.path,
+            certificateDirectory: Scratch.directory.path,
+            current: try await store.directorySnapshot(),
+            now: Date()
+        )
         try await store.applyDirectory(changes, actor: "import:fuzz", at: Date())
         let core = try RelayCore(
-            configuration: configuration, directory: PartnerDirectory(snapshot: try await store.directorySnapshot()),
-            policy: .default, trust: fixture.trust, identity: fixture.relay, store: store, logger: logger)
+            configuration: configuration,
+            directory: PartnerDirectory(snapshot: try await store.directorySnapshot()),
+            policy: .default,
+            trust: fixture.trust,
+            identity: fixture.relay,
+            store: store,
+            logger: logger
+        )
         let (server, client) = try await tlsConnection(fixture)
         return Harness(responder: RelayHTTP.router(core: core).buildResponder(), channel: server, client: client, logger: logger)
     }
@@ -72,13 +86,18 @@ enum HTTPRequestTarget {
     /// identity connects. Returns the server's child channel once it knows the client certificate.
     private static func tlsConnection(_ fixture: Fixture) async throws -> (server: any Channel, client: any Channel) {
         func nio(_ identity: Identity) throws -> (NIOSSLCertificate, NIOSSLPrivateKey) {
-            (try NIOSSLCertificate(bytes: Array(identity.certificate.pem.utf8), format: .pem),
-             try NIOSSLPrivateKey(bytes: Array(try identity.key.pem().utf8), format: .pem))
+            (
+                try NIOSSLCertificate(bytes: Array(identity.certificate.pem.utf8), format: .pem),
+                try NIOSSLPrivateKey(bytes: Array(try identity.key.pem().utf8), format: .pem)
+            )
         }
         let anchor = try NIOSSLCertificate(bytes: Array(fixture.ca.certificate.pem.utf8), format: .pem)
         let (relayCertificate, relayKey) = try nio(fixture.relay)
         var serverTLS = TLSConfiguration.makeServerConfigurationWithMTLS(
-            certificateChain: [.certificate(relayCertificate)], privateKey: .privateKey(relayKey), trustRoots: .certificates([anchor]))
+            certificateChain: [.certificate(relayCertificate)],
+            privateKey: .privateKey(relayKey),
+            trustRoots: .certificates([anchor])
+        )
         serverTLS.certificateVerification = .noHostnameVerification
         let (senderCertificate, senderKey) = try nio(fixture.sender)
         var clientTLS = TLSConfiguration.makeClientConfiguration()
@@ -168,8 +187,12 @@ enum HTTPRequestTarget {
             limits.maxHeaderListSize = 80 * 1024
             limits.maxHeaderFieldCount = 1000
             try channel.pipeline.syncOperations.configureHTTPServerPipeline(
-                withPipeliningAssistance: false, withErrorHandling: false, withOutboundHeaderValidation: false,
-                withEncoderConfiguration: .init(), withDecoderLimitConfiguration: limits)
+                withPipeliningAssistance: false,
+                withErrorHandling: false,
+                withOutboundHeaderValidation: false,
+                withEncoderConfiguration: .init(),
+                withDecoderLimitConfiguration: limits
+            )
             try channel.pipeline.syncOperations.addHandler(HTTP1ToHTTPServerCodec(secure: false))
         } catch {
             fatalError("cannot configure the HTTP pipeline: \(error)")
@@ -187,8 +210,12 @@ enum HTTPRequestTarget {
             var chunks: [ByteBuffer] = []
             body: while index < parts.count {
                 switch parts[index] {
-                case .body(let chunk): chunks.append(chunk); index += 1
-                case .end: index += 1; break body
+                case .body(let chunk):
+                    chunks.append(chunk)
+                    index += 1
+                case .end:
+                    index += 1
+                    break body
                 case .head: break body
                 }
             }

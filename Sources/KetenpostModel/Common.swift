@@ -14,8 +14,15 @@ public struct Person: Codable, Sendable, Equatable {
     /// Burgerservicenummer, checked with the eleven-test.
     public var bsn: String?
 
-    public init(alias: String? = nil, givenName: String? = nil, familyName: String? = nil, dateOfBirth: String? = nil,
-                gender: Gender? = nil, nationality: String? = nil, bsn: String? = nil) {
+    public init(
+        alias: String? = nil,
+        givenName: String? = nil,
+        familyName: String? = nil,
+        dateOfBirth: String? = nil,
+        gender: Gender? = nil,
+        nationality: String? = nil,
+        bsn: String? = nil
+    ) {
         self.alias = alias
         self.givenName = givenName
         self.familyName = familyName
@@ -29,12 +36,18 @@ public struct Person: Codable, Sendable, Equatable {
         c.text(alias, Path.join(path, "alias"))
         c.text(givenName, Path.join(path, "givenName"))
         c.text(familyName, Path.join(path, "familyName"))
-        let named = [alias, givenName, familyName].contains { $0.map { !$0.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty } ?? false }
+        let named = [alias, givenName, familyName].contains {
+            $0.map { !$0.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty } ?? false
+        }
         c.check(named, path, "person-identifier", "must have at least one of alias, givenName, familyName")
         c.date(dateOfBirth, Path.join(path, "dateOfBirth"), notInFuture: true)
         if let nationality {
-            c.check(ASCII.matches(nationality, count: 3...3, rest: ASCII.isUpper), Path.join(path, "nationality"),
-                    "nationality", "must be an ISO 3166-1 alpha-3 code in capitals, such as NLD")
+            c.check(
+                ASCII.matches(nationality, count: 3...3, rest: ASCII.isUpper),
+                Path.join(path, "nationality"),
+                "nationality",
+                "must be an ISO 3166-1 alpha-3 code in capitals, such as NLD"
+            )
         }
         if let bsn {
             c.check(Identifiers.isValidBSN(bsn), Path.join(path, "bsn"), "bsn", "must be 9 digits that pass the eleven-test")
@@ -64,12 +77,17 @@ public struct Contact: Codable, Sendable, Equatable {
         if let phone {
             // ^\+?[0-9 ()-]{6,20}$
             let body = phone.hasPrefix("+") ? String(phone.dropFirst()) : phone
-            c.check(ASCII.matches(body, count: 6...20) { ASCII.isDigit($0) || " ()-".utf8.contains($0) },
-                    Path.join(path, "phone"), "phone", "must be 6 to 20 digits, spaces, hyphens or brackets, optionally after a +")
+            c.check(
+                ASCII.matches(body, count: 6...20) { ASCII.isDigit($0) || " ()-".utf8.contains($0) },
+                Path.join(path, "phone"),
+                "phone",
+                "must be 6 to 20 digits, spaces, hyphens or brackets, optionally after a +"
+            )
         }
         if let email {
             let parts = email.split(separator: "@", omittingEmptySubsequences: false)
-            let ok = parts.count == 2 && parts.allSatisfy { !$0.isEmpty } && email.unicodeScalars.count <= 254
+            let ok =
+                parts.count == 2 && parts.allSatisfy { !$0.isEmpty } && email.unicodeScalars.count <= 254
                 && !email.unicodeScalars.contains { $0.properties.isWhitespace || $0.properties.generalCategory == .control }
             c.check(ok, Path.join(path, "email"), "email", "must be an e-mail address: one @ with text on both sides, no spaces")
         }

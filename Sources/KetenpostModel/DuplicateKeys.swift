@@ -44,7 +44,8 @@ enum DuplicateKeys {
                 if case .object(var keys, _, true) = stack.last {
                     let token = bytes[start...min(i, bytes.count - 1)]
                     // Escapes (`\u0074o` is `to`) are rare in keys; only then pay for a real parse.
-                    let key = !token.contains(UInt8(ascii: "\\"))
+                    let key =
+                        !token.contains(UInt8(ascii: "\\"))
                         ? String(decoding: token.dropFirst().dropLast(), as: UTF8.self)
                         : (try? JSONSerialization.jsonObject(with: Data(token), options: .fragmentsAllowed)) as? String ?? ""
                     let fresh = keys.insert(key).inserted

@@ -76,8 +76,8 @@ struct CalendarDate: Comparable {
     init?(_ s: String) {
         let b = Array(s.utf8)
         guard b.count == 10, b[4] == UInt8(ascii: "-"), b[7] == UInt8(ascii: "-"),
-              let y = Civil.number(b[0..<4]), let m = Civil.number(b[5..<7]), let d = Civil.number(b[8..<10]),
-              y >= 1900, Civil.isValid(year: y, month: m, day: d)
+            let y = Civil.number(b[0..<4]), let m = Civil.number(b[5..<7]), let d = Civil.number(b[8..<10]),
+            y >= 1900, Civil.isValid(year: y, month: m, day: d)
         else { return nil }
         (year, month, day) = (y, m, d)
     }
@@ -113,7 +113,8 @@ enum RFC3339 {
     /// beyond years 0001-9999 are clamped rather than crashing the encoder).
     static func format(_ date: Date) -> String {
         let t = wholeSeconds(date)
-        let days = t.floorDiv(86_400), secs = Int(t - days * 86_400)
+        let days = t.floorDiv(86_400)
+        let secs = Int(t - days * 86_400)
         let (y, m, d) = Civil.date(fromDays: Int(days))
         func pad(_ v: Int, _ width: Int) -> String {
             let s = String(v)
@@ -127,9 +128,9 @@ enum RFC3339 {
         let b = Array(s.utf8)
         func at(_ i: Int, _ chars: String) -> Bool { i < b.count && chars.utf8.contains(b[i]) }
         guard b.count >= 20, b.count <= 40, at(4, "-"), at(7, "-"), at(10, "Tt"), at(13, ":"), at(16, ":"),
-              let year = Civil.number(b[0..<4]), let month = Civil.number(b[5..<7]), let day = Civil.number(b[8..<10]),
-              let hour = Civil.number(b[11..<13]), let minute = Civil.number(b[14..<16]), let second = Civil.number(b[17..<19]),
-              year >= 1, Civil.isValid(year: year, month: month, day: day), hour < 24, minute < 60, second < 60
+            let year = Civil.number(b[0..<4]), let month = Civil.number(b[5..<7]), let day = Civil.number(b[8..<10]),
+            let hour = Civil.number(b[11..<13]), let minute = Civil.number(b[14..<16]), let second = Civil.number(b[17..<19]),
+            year >= 1, Civil.isValid(year: year, month: month, day: day), hour < 24, minute < 60, second < 60
         else { return nil }
         var i = 19
         var fraction = 0.0
@@ -138,14 +139,16 @@ enum RFC3339 {
             i = start
             while i < b.count, ASCII.isDigit(b[i]) { i += 1 }
             guard i > start, i - start <= 9, let digits = String(bytes: b[start..<i], encoding: .ascii),
-                  let value = Double("0." + digits) else { return nil }
+                let value = Double("0." + digits)
+            else { return nil }
             fraction = value
         }
         var offset = 0
         if at(i, "Zz"), i + 1 == b.count {
             offset = 0
         } else if at(i, "+-"), i + 6 == b.count, at(i + 3, ":"),
-                  let oh = Civil.number(b[(i + 1)..<(i + 3)]), let om = Civil.number(b[(i + 4)..<(i + 6)]), oh < 24, om < 60 {
+            let oh = Civil.number(b[(i + 1)..<(i + 3)]), let om = Civil.number(b[(i + 4)..<(i + 6)]), oh < 24, om < 60
+        {
             offset = (oh * 60 + om) * 60 * (b[i] == UInt8(ascii: "-") ? -1 : 1)
         } else {
             return nil

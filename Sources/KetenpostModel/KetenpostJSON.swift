@@ -7,8 +7,13 @@ struct RuleViolation: Error {
     let message: String
 
     static func decodingError(_ codingPath: [any CodingKey], _ rule: String, _ message: String) -> DecodingError {
-        .dataCorrupted(.init(codingPath: codingPath, debugDescription: "\(rule): \(message)",
-                             underlyingError: RuleViolation(rule: rule, message: message)))
+        .dataCorrupted(
+            .init(
+                codingPath: codingPath,
+                debugDescription: "\(rule): \(message)",
+                underlyingError: RuleViolation(rule: rule, message: message)
+            )
+        )
     }
 }
 
@@ -33,8 +38,11 @@ public enum KetenpostJSON {
         decoder.dateDecodingStrategy = .custom { decoder in
             let text = try decoder.singleValueContainer().decode(String.self)
             guard let date = RFC3339.parse(text) else {
-                throw RuleViolation.decodingError(decoder.codingPath, "date-time",
-                                                  "must be an RFC 3339 date-time such as 2026-11-29T10:00:00Z")
+                throw RuleViolation.decodingError(
+                    decoder.codingPath,
+                    "date-time",
+                    "must be an RFC 3339 date-time such as 2026-11-29T10:00:00Z"
+                )
             }
             // Whole seconds, as they are encoded: rules checked on the decoded value then hold for
             // its canonical form too (a fraction that vanished on encoding made `expiresAt` equal
@@ -51,7 +59,8 @@ public enum KetenpostJSON {
     ///
     /// Unknown keys are refused rather than ignored because a misspelt optional field would
     /// otherwise vanish silently: the sender believes it shared something the recipient never sees.
-    public static func decodeStrict<T: Decodable & Encodable>(_ type: T.Type, from data: Data, path: String) throws(ValidationFailure) -> T {
+    public static func decodeStrict<T: Decodable & Encodable>(_ type: T.Type, from data: Data, path: String) throws(ValidationFailure) -> T
+    {
         guard data.count <= Limits.documentBytes else {
             throw ValidationFailure(path: path, rule: "too-large", message: "must be at most \(Limits.documentBytes) bytes (2 MiB)")
         }
@@ -99,8 +108,12 @@ public enum KetenpostJSON {
     /// while the value is decoded. Anything it does not accept goes through `decodeStrict`, so
     /// refusals carry exactly its issues; for such types both accept the same documents (a
     /// nested null or unknown key can only sit inside a value that fails to decode as a scalar).
-    public static func decodeStrictFlat<T: Decodable & Encodable>(_ type: T.Type, from data: Data, path: String,
-                                                                 fields: Set<String>) throws(ValidationFailure) -> T {
+    public static func decodeStrictFlat<T: Decodable & Encodable>(
+        _ type: T.Type,
+        from data: Data,
+        path: String,
+        fields: Set<String>
+    ) throws(ValidationFailure) -> T {
         if let value = decodeOneParse(type, from: data, path: path, fields: fields) { return value }
         return try decodeStrict(type, from: data, path: path)
     }

@@ -30,8 +30,11 @@ public enum Payload: Codable, Sendable, Equatable {
         let container = try decoder.container(keyedBy: SchemaKey.self)
         let schema = try container.decode(String.self, forKey: .schema)
         guard let type = MessageType(schemaID: schema) else {
-            throw RuleViolation.decodingError(container.codingPath + [SchemaKey.schema], "schema",
-                "must be one of: \(MessageType.allCases.map(\.schemaID).joined(separator: ", "))")
+            throw RuleViolation.decodingError(
+                container.codingPath + [SchemaKey.schema],
+                "schema",
+                "must be one of: \(MessageType.allCases.map(\.schemaID).joined(separator: ", "))"
+            )
         }
         switch type {
         case .signal: self = .signal(try Signal(from: decoder))
@@ -91,8 +94,12 @@ public struct SealedContent: Codable, Sendable, Equatable {
         payload.content.check("payload", &c)
         c.check(payload.type == header.type, "payload.schema", "type-mismatch", "must match header.type")
         if header.type == .intakeResponse {
-            c.check(header.correlationId != nil, "header.correlationId", "required",
-                    "is required for an intake-response: the id of the intake-notice it answers")
+            c.check(
+                header.correlationId != nil,
+                "header.correlationId",
+                "required",
+                "is required for an intake-response: the id of the intake-notice it answers"
+            )
         }
         try c.finish()
     }

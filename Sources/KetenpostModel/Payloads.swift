@@ -9,8 +9,12 @@ protocol PayloadContent: Encodable, Sendable {
 
 extension PayloadContent {
     func check(_ path: String, _ c: inout Checks) {
-        c.check(schema == Self.messageType.schemaID, Path.join(path, "schema"), "schema",
-                "must be \(Self.messageType.schemaID) for this payload type")
+        c.check(
+            schema == Self.messageType.schemaID,
+            Path.join(path, "schema"),
+            "schema",
+            "must be \(Self.messageType.schemaID) for this payload type"
+        )
         checkFields(path, &c)
     }
 }
@@ -42,9 +46,18 @@ public struct Signal: Codable, Sendable, Equatable, PayloadContent {
     public var legalBasis: LegalBasis
     public var notes: String?
 
-    public init(observedOn: String, place: Place, exploitationForms: [ExploitationForm], indicators: [String],
-                urgency: Urgency, person: Person? = nil, reporter: Contact, consent: ConsentStatus,
-                legalBasis: LegalBasis, notes: String? = nil) {
+    public init(
+        observedOn: String,
+        place: Place,
+        exploitationForms: [ExploitationForm],
+        indicators: [String],
+        urgency: Urgency,
+        person: Person? = nil,
+        reporter: Contact,
+        consent: ConsentStatus,
+        legalBasis: LegalBasis,
+        notes: String? = nil
+    ) {
         self.observedOn = observedOn
         self.place = place
         self.exploitationForms = exploitationForms
@@ -66,8 +79,12 @@ public struct Signal: Codable, Sendable, Equatable, PayloadContent {
         person?.check(Path.join(p, "person"), &c)
         reporter.check(Path.join(p, "reporter"), &c)
         // Claiming consent that was not given would mislead every recipient down the chain.
-        c.check(legalBasis != .consent || consent == .given, Path.join(p, "legalBasis"), "consent",
-                "can only be consent when consent is given")
+        c.check(
+            legalBasis != .consent || consent == .given,
+            Path.join(p, "legalBasis"),
+            "consent",
+            "can only be consent when consent is given"
+        )
         c.freeText(notes, Path.join(p, "notes"))
     }
 }
@@ -100,8 +117,12 @@ public struct Referral: Codable, Sendable, Equatable, PayloadContent {
         person.check(Path.join(p, "person"), &c)
         c.count(needs.count, Path.join(p, "needs"), 1...6)
         c.unique(needs, Path.join(p, "needs"))
-        c.check(ASCII.matches(caseReference, count: 1...64) { ASCII.isLetterOrDigit($0) || "._/-".utf8.contains($0) },
-                Path.join(p, "caseReference"), "case-reference", "must be 1 to 64 letters, digits or . _ / -")
+        c.check(
+            ASCII.matches(caseReference, count: 1...64) { ASCII.isLetterOrDigit($0) || "._/-".utf8.contains($0) },
+            Path.join(p, "caseReference"),
+            "case-reference",
+            "must be 1 to 64 letters, digits or . _ / -"
+        )
         contact.check(Path.join(p, "contact"), &c)
         c.freeText(notes, Path.join(p, "notes"))
     }
@@ -142,8 +163,17 @@ public struct IntakeNotice: Codable, Sendable, Equatable, PayloadContent {
     public var referrer: Contact
     public var legalBasis: LegalBasis
 
-    public init(person: Person, languages: [String], dependants: [Dependant] = [], urgency: Urgency, requestedArrival: Date,
-                safetyRisks: [String] = [], medicalNeeds: String? = nil, referrer: Contact, legalBasis: LegalBasis) {
+    public init(
+        person: Person,
+        languages: [String],
+        dependants: [Dependant] = [],
+        urgency: Urgency,
+        requestedArrival: Date,
+        safetyRisks: [String] = [],
+        medicalNeeds: String? = nil,
+        referrer: Contact,
+        legalBasis: LegalBasis
+    ) {
         self.person = person
         self.languages = languages
         self.dependants = dependants
@@ -176,14 +206,22 @@ public struct IntakeNotice: Codable, Sendable, Equatable, PayloadContent {
         c.count(languages.count, langs, 1...10)
         c.unique(languages, langs)
         for (i, code) in languages.enumerated() {
-            c.check(ASCII.matches(code, count: 2...2, rest: ASCII.isLower), Path.index(langs, i), "language",
-                    "must be an ISO 639-1 code of two lowercase letters, such as nl")
+            c.check(
+                ASCII.matches(code, count: 2...2, rest: ASCII.isLower),
+                Path.index(langs, i),
+                "language",
+                "must be an ISO 639-1 code of two lowercase letters, such as nl"
+            )
         }
         c.count(dependants.count, Path.join(p, "dependants"), 0...20)
         for (i, dependant) in dependants.enumerated() {
             if let age = dependant.ageYears {
-                c.check((0...120).contains(age), Path.join(Path.index(Path.join(p, "dependants"), i), "ageYears"),
-                        "range", "must be 0 to 120")
+                c.check(
+                    (0...120).contains(age),
+                    Path.join(Path.index(Path.join(p, "dependants"), i), "ageYears"),
+                    "range",
+                    "must be 0 to 120"
+                )
             }
         }
         checkItems(safetyRisks, Path.join(p, "safetyRisks"), 0...50, &c)
@@ -274,7 +312,13 @@ public struct EnforcementSignal: Codable, Sendable, Equatable, PayloadContent {
     public var requestedRoute: EnforcementRoute
     public var legalBasis: LegalBasis
 
-    public init(subjects: [Subject], suspicion: String, observations: [String] = [], requestedRoute: EnforcementRoute, legalBasis: LegalBasis) {
+    public init(
+        subjects: [Subject],
+        suspicion: String,
+        observations: [String] = [],
+        requestedRoute: EnforcementRoute,
+        legalBasis: LegalBasis
+    ) {
         self.subjects = subjects
         self.suspicion = suspicion
         self.observations = observations
@@ -324,8 +368,11 @@ struct VictimHealthDataScreen: Decodable {
         if let object = try? decoder.container(keyedBy: AnyKey.self) {
             for key in object.allKeys.sorted(by: { $0.stringValue < $1.stringValue }) {
                 if Self.isForbidden(key.stringValue) {
-                    throw RuleViolation.decodingError(object.codingPath + [key], "no-victim-health-data",
-                        "is not allowed: enforcement signals may not carry victim health data or data about the victim")
+                    throw RuleViolation.decodingError(
+                        object.codingPath + [key],
+                        "no-victim-health-data",
+                        "is not allowed: enforcement signals may not carry victim health data or data about the victim"
+                    )
                 }
                 _ = try object.decode(VictimHealthDataScreen.self, forKey: key)
             }
@@ -352,8 +399,14 @@ public struct Registration: Codable, Sendable, Equatable, PayloadContent {
     public var pseudonym: String
     public var legalBasis: LegalBasis
 
-    public init(exploitationForm: ExploitationForm, year: Int, municipality: String, referralSource: PartnerRole,
-                pseudonym: String, legalBasis: LegalBasis) {
+    public init(
+        exploitationForm: ExploitationForm,
+        year: Int,
+        municipality: String,
+        referralSource: PartnerRole,
+        pseudonym: String,
+        legalBasis: LegalBasis
+    ) {
         self.exploitationForm = exploitationForm
         self.year = year
         self.municipality = municipality
@@ -377,7 +430,11 @@ public struct Registration: Codable, Sendable, Equatable, PayloadContent {
         let currentYear = CalendarDate.today(now: c.now).year
         c.check((2000...max(2000, currentYear)).contains(year), Path.join(p, "year"), "range", "must be 2000 up to the current year")
         c.municipality(municipality, Path.join(p, "municipality"))
-        c.check(ASCII.matches(pseudonym, count: 8...64) { ASCII.isLetterOrDigit($0) || $0 == UInt8(ascii: "-") },
-                Path.join(p, "pseudonym"), "pseudonym", "must be 8 to 64 letters, digits or hyphens")
+        c.check(
+            ASCII.matches(pseudonym, count: 8...64) { ASCII.isLetterOrDigit($0) || $0 == UInt8(ascii: "-") },
+            Path.join(p, "pseudonym"),
+            "pseudonym",
+            "must be 8 to 64 letters, digits or hyphens"
+        )
     }
 }

@@ -32,8 +32,17 @@ public struct Receipt: Codable, Sendable, Equatable {
     public var reasonCode: String?
     public var time: Date
 
-    public init(kind: Kind, messageId: UUID, messageDigest: String, from: String, to: String, issuer: String,
-                disposition: Disposition, reasonCode: String? = nil, time: Date) {
+    public init(
+        kind: Kind,
+        messageId: UUID,
+        messageDigest: String,
+        from: String,
+        to: String,
+        issuer: String,
+        disposition: Disposition,
+        reasonCode: String? = nil,
+        time: Date
+    ) {
         self.schema = Self.schemaID
         self.kind = kind
         self.messageId = messageId
@@ -51,25 +60,42 @@ public struct Receipt: Codable, Sendable, Equatable {
         var c = Checks()
         let p = "receipt"
         c.check(schema == Self.schemaID, Path.join(p, "schema"), "schema", "must be \(Self.schemaID)")
-        c.check(ASCII.matches(messageDigest, count: 64...64, rest: ASCII.isLowerHex), Path.join(p, "messageDigest"),
-                "digest", "must be a SHA-256 digest in 64 lowercase hexadecimal characters")
+        c.check(
+            ASCII.matches(messageDigest, count: 64...64, rest: ASCII.isLowerHex),
+            Path.join(p, "messageDigest"),
+            "digest",
+            "must be a SHA-256 digest in 64 lowercase hexadecimal characters"
+        )
         c.partnerID(from, Path.join(p, "from"))
         c.partnerID(to, Path.join(p, "to"))
         c.partnerID(issuer, Path.join(p, "issuer"))
         switch kind {
         case .acceptance:
-            c.check(disposition == .accepted, Path.join(p, "disposition"), "disposition",
-                    "must be accepted for an acceptance receipt")
+            c.check(
+                disposition == .accepted,
+                Path.join(p, "disposition"),
+                "disposition",
+                "must be accepted for an acceptance receipt"
+            )
         case .acknowledgement:
-            c.check(disposition != .accepted, Path.join(p, "disposition"), "disposition",
-                    "must be processed or rejected for an acknowledgement receipt")
+            c.check(
+                disposition != .accepted,
+                Path.join(p, "disposition"),
+                "disposition",
+                "must be processed or rejected for an acknowledgement receipt"
+            )
         }
         let reasonPath = Path.join(p, "reasonCode")
         if let reasonCode {
             c.check(disposition == .rejected, reasonPath, "not-applicable", "is only allowed when the disposition is rejected")
-            c.check(ASCII.matches(reasonCode, count: 1...64, first: { ASCII.isLower($0) || ASCII.isDigit($0) }) {
-                ASCII.isLower($0) || ASCII.isDigit($0) || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "-")
-            }, reasonPath, "reason-code", "must be 1 to 64 lowercase letters, digits, dots or hyphens, starting with a letter or digit")
+            c.check(
+                ASCII.matches(reasonCode, count: 1...64, first: { ASCII.isLower($0) || ASCII.isDigit($0) }) {
+                    ASCII.isLower($0) || ASCII.isDigit($0) || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "-")
+                },
+                reasonPath,
+                "reason-code",
+                "must be 1 to 64 lowercase letters, digits, dots or hyphens, starting with a letter or digit"
+            )
         } else if disposition == .rejected {
             c.fail(reasonPath, "required", "is required when the disposition is rejected")
         }
@@ -85,8 +111,10 @@ public struct Receipt: Codable, Sendable, Equatable {
     }
 
     /// Every JSON key of a receipt (all of them scalar values, as `decodeStrictFlat` requires).
-    static let fieldNames: Set<String> = ["schema", "kind", "messageId", "messageDigest", "from", "to", "issuer",
-                                          "disposition", "reasonCode", "time"]
+    static let fieldNames: Set<String> = [
+        "schema", "kind", "messageId", "messageDigest", "from", "to", "issuer",
+        "disposition", "reasonCode", "time",
+    ]
 
     /// Canonical bytes: these are what the issuer signs.
     public func encoded() -> Data { KetenpostJSON.canonical(self) }

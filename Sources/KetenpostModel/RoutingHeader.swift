@@ -24,9 +24,16 @@ public struct RoutingHeader: Codable, Sendable, Equatable {
     /// Dates are cut to whole seconds, as the canonical encoding does, so that a header
     /// survives encode and decode unchanged.
     public init(
-        id: UUID = UUID(), type: MessageType, from: String, to: String, createdAt: Date, expiresAt: Date,
-        correlationId: UUID? = nil, priority: Priority = .normal,
-        exploitationForm: ExploitationForm? = nil, region: String? = nil
+        id: UUID = UUID(),
+        type: MessageType,
+        from: String,
+        to: String,
+        createdAt: Date,
+        expiresAt: Date,
+        correlationId: UUID? = nil,
+        priority: Priority = .normal,
+        exploitationForm: ExploitationForm? = nil,
+        region: String? = nil
     ) {
         self.id = id
         self.type = type
@@ -57,8 +64,12 @@ public struct RoutingHeader: Codable, Sendable, Equatable {
         c.partnerID(to, Path.join(path, "to"))
         c.check(from != to, Path.join(path, "to"), "self-addressed", "must differ from header.from")
         c.check(expiresAt > createdAt, Path.join(path, "expiresAt"), "order", "must be later than createdAt")
-        c.check(expiresAt.timeIntervalSince(createdAt) <= Limits.maxLifetime, Path.join(path, "expiresAt"),
-                "max-lifetime", "must be at most 90 days after createdAt")
+        c.check(
+            expiresAt.timeIntervalSince(createdAt) <= Limits.maxLifetime,
+            Path.join(path, "expiresAt"),
+            "max-lifetime",
+            "must be at most 90 days after createdAt"
+        )
         c.municipality(region, Path.join(path, "region"))
     }
 

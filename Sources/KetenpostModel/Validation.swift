@@ -106,8 +106,13 @@ struct Checks {
         }
         if count > max { fail(path, "too-long", "must be at most \(max) characters") }
         if hasControl {
-            fail(path, "control-character",
-                 multiline ? "must not contain control characters other than line breaks and tabs" : "must be a single line without control characters")
+            fail(
+                path,
+                "control-character",
+                multiline
+                    ? "must not contain control characters other than line breaks and tabs"
+                    : "must be a single line without control characters"
+            )
         }
     }
 
@@ -120,9 +125,14 @@ struct Checks {
     }
 
     mutating func count(_ n: Int, _ path: String, _ range: ClosedRange<Int>) {
-        check(range.contains(n), path, "count", range.lowerBound == 0
-            ? "must have at most \(range.upperBound) items"
-            : "must have \(range.lowerBound) to \(range.upperBound) items")
+        check(
+            range.contains(n),
+            path,
+            "count",
+            range.lowerBound == 0
+                ? "must have at most \(range.upperBound) items"
+                : "must have \(range.lowerBound) to \(range.upperBound) items"
+        )
     }
 
     mutating func unique<E: Hashable>(_ items: [E], _ path: String) {
@@ -130,14 +140,22 @@ struct Checks {
     }
 
     mutating func partnerID(_ value: String, _ path: String) {
-        check(PartnerID.isValid(value), path, "partner-id",
-              "must be a partner id: lowercase letters, digits and hyphens, 2 to 63 characters, not starting with a hyphen")
+        check(
+            PartnerID.isValid(value),
+            path,
+            "partner-id",
+            "must be a partner id: lowercase letters, digits and hyphens, 2 to 63 characters, not starting with a hyphen"
+        )
     }
 
     mutating func municipality(_ value: String?, _ path: String) {
         if let value {
-            check(Identifiers.isValidCBSMunicipality(value), path, "cbs-code",
-                  "must be a CBS municipality code: GM followed by 4 digits")
+            check(
+                Identifiers.isValidCBSMunicipality(value),
+                path,
+                "cbs-code",
+                "must be a CBS municipality code: GM followed by 4 digits"
+            )
         }
     }
 
@@ -164,7 +182,9 @@ enum Path {
     /// Keys in paths come from input when they are unknown: only show them when they look like
     /// field names, so that a partner who puts data into a key does not get it echoed into logs.
     static func safeKey(_ key: String) -> String {
-        ASCII.matches(key, count: 1...64, first: ASCII.isLetterOrDigit) { ASCII.isLetterOrDigit($0) || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: "-") }
+        ASCII.matches(key, count: 1...64, first: ASCII.isLetterOrDigit) {
+            ASCII.isLetterOrDigit($0) || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: "-")
+        }
             ? key : "<key>"
     }
 

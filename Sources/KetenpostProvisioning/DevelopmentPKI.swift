@@ -19,8 +19,12 @@ public struct DevelopmentPKI: Sendable {
     public static let relayID = "ketenpost-relay"
     public static let adminID = "ketenpost-admin"
     /// The conformance echo partner (`conformance.echo`), for `ketenpost conformance`.
-    public static let echo = PartnerEntry(id: "ketenpost-echo", name: "Ketenpost conformance echo", role: .careCoordinator,
-                                          oin: "00000009999999999999")
+    public static let echo = PartnerEntry(
+        id: "ketenpost-echo",
+        name: "Ketenpost conformance echo",
+        role: .careCoordinator,
+        oin: "00000009999999999999"
+    )
 
     public init(directory: String) { self.directory = URL(fileURLWithPath: directory) }
 
@@ -99,8 +103,14 @@ public struct DevelopmentPKI: Sendable {
 
     /// Issues another certificate and key for a partner (a rotation rehearsal) into `directory`.
     @discardableResult
-    public func issue(for partner: PartnerEntry, key keyType: PartnerEntry.KeyType? = nil, notBefore: Date? = nil,
-                      validity: TimeInterval = 365 * 86_400, into directory: String, now: Date = Date()) throws -> Certificate {
+    public func issue(
+        for partner: PartnerEntry,
+        key keyType: PartnerEntry.KeyType? = nil,
+        notBefore: Date? = nil,
+        validity: TimeInterval = 365 * 86_400,
+        into directory: String,
+        now: Date = Date()
+    ) throws -> Certificate {
         guard !FileManager.default.fileExists(atPath: directory + "/cert.pem") else {
             throw KetenpostError(.configInvalid, "\(directory) already holds an identity; choose another directory.")
         }
@@ -108,8 +118,16 @@ public struct DevelopmentPKI: Sendable {
         let kind = (keyType ?? partner.key ?? .ecP256).kind
         let key = try PrivateKey.generate(kind)
         let start = notBefore ?? now.addingTimeInterval(-300)
-        let certificate = try ca.issue(Self.partnerProfile(partner, keyKind: kind, now: now, notBefore: start,
-                                                           notAfter: start.addingTimeInterval(validity)), for: key)
+        let certificate = try ca.issue(
+            Self.partnerProfile(
+                partner,
+                keyKind: kind,
+                now: now,
+                notBefore: start,
+                notAfter: start.addingTimeInterval(validity)
+            ),
+            for: key
+        )
         try writeIdentity(certificate: certificate, key: key, directory: directory)
         return certificate
     }
@@ -122,8 +140,11 @@ public struct DevelopmentPKI: Sendable {
         let known = ((try? String(contentsOfFile: listPath, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
         var all = known
         for serial in serials.map({ $0.uppercased() }) where !all.contains(serial) { all.append(serial) }
-        let crl = try loadCA().revocationList(revokedSerials: all, lastUpdate: now.addingTimeInterval(-60),
-                                              nextUpdate: now.addingTimeInterval(nextUpdate))
+        let crl = try loadCA().revocationList(
+            revokedSerials: all,
+            lastUpdate: now.addingTimeInterval(-60),
+            nextUpdate: now.addingTimeInterval(nextUpdate)
+        )
         try write(all.joined(separator: "\n") + "\n", to: listPath, secret: false)
         try write(crl.pem, to: crlPath, secret: false)
         return crl
@@ -148,39 +169,66 @@ public struct DevelopmentPKI: Sendable {
     }
 
     public static func caProfile(now: Date, name: String = "Ketenpost Development CA") -> CertificateProfile {
-        CertificateProfile(commonName: name, organization: "Ketenpost development (not for production)",
-                           notBefore: now.addingTimeInterval(-3600), notAfter: now.addingTimeInterval(10 * 365 * 86_400),
-                           isCA: true, keyUsage: "critical,keyCertSign,cRLSign")
+        CertificateProfile(
+            commonName: name,
+            organization: "Ketenpost development (not for production)",
+            notBefore: now.addingTimeInterval(-3600),
+            notAfter: now.addingTimeInterval(10 * 365 * 86_400),
+            isCA: true,
+            keyUsage: "critical,keyCertSign,cRLSign"
+        )
     }
 
     public static func relayProfile(now: Date) -> CertificateProfile {
-        CertificateProfile(commonName: relayID, organization: "Ketenpost relay",
-                           notBefore: now.addingTimeInterval(-3600), notAfter: now.addingTimeInterval(365 * 86_400),
-                           keyUsage: "critical,digitalSignature,keyAgreement",
-                           extendedKeyUsage: "serverAuth,clientAuth,emailProtection",
-                           subjectAltName: "DNS:localhost,IP:127.0.0.1,IP:::1")
+        CertificateProfile(
+            commonName: relayID,
+            organization: "Ketenpost relay",
+            notBefore: now.addingTimeInterval(-3600),
+            notAfter: now.addingTimeInterval(365 * 86_400),
+            keyUsage: "critical,digitalSignature,keyAgreement",
+            extendedKeyUsage: "serverAuth,clientAuth,emailProtection",
+            subjectAltName: "DNS:localhost,IP:127.0.0.1,IP:::1"
+        )
     }
 
     /// An administrator's certificate: TLS client authentication only.
     public static func adminProfile(now: Date) -> CertificateProfile {
-        CertificateProfile(commonName: adminID, organization: "Ketenpost administrators",
-                           notBefore: now.addingTimeInterval(-3600), notAfter: now.addingTimeInterval(365 * 86_400),
-                           keyUsage: "critical,digitalSignature", extendedKeyUsage: "clientAuth")
+        CertificateProfile(
+            commonName: adminID,
+            organization: "Ketenpost administrators",
+            notBefore: now.addingTimeInterval(-3600),
+            notAfter: now.addingTimeInterval(365 * 86_400),
+            keyUsage: "critical,digitalSignature",
+            extendedKeyUsage: "clientAuth"
+        )
     }
 
     /// A partner certificate serves signing, encryption and TLS client authentication.
-    public static func partnerProfile(_ partner: PartnerEntry, keyKind: PrivateKey.Kind, now: Date,
-                                      notBefore: Date? = nil, notAfter: Date? = nil) -> CertificateProfile {
+    public static func partnerProfile(
+        _ partner: PartnerEntry,
+        keyKind: PrivateKey.Kind,
+        now: Date,
+        notBefore: Date? = nil,
+        notAfter: Date? = nil
+    ) -> CertificateProfile {
         let keyUsage = keyKind == .ecP256 ? "critical,digitalSignature,keyAgreement" : "critical,digitalSignature,keyEncipherment"
-        return CertificateProfile(commonName: partner.id, organization: partner.name, subjectSerialNumber: partner.oin,
-                                  notBefore: notBefore ?? now.addingTimeInterval(-3600),
-                                  notAfter: notAfter ?? now.addingTimeInterval(365 * 86_400),
-                                  keyUsage: keyUsage, extendedKeyUsage: "clientAuth,emailProtection")
+        return CertificateProfile(
+            commonName: partner.id,
+            organization: partner.name,
+            subjectSerialNumber: partner.oin,
+            notBefore: notBefore ?? now.addingTimeInterval(-3600),
+            notAfter: notAfter ?? now.addingTimeInterval(365 * 86_400),
+            keyUsage: keyUsage,
+            extendedKeyUsage: "clientAuth,emailProtection"
+        )
     }
 
     private func writeIdentity(certificate: Certificate, key: PrivateKey, directory: String) throws {
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
-                                                attributes: [.posixPermissions: 0o700])
+        try FileManager.default.createDirectory(
+            atPath: directory,
+            withIntermediateDirectories: true,
+            attributes: [.posixPermissions: 0o700]
+        )
         try write(key.pem(), to: directory + "/key.pem", secret: true)
         try write(certificate.pem, to: directory + "/cert.pem", secret: false)
     }

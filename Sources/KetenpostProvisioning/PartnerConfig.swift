@@ -27,8 +27,15 @@ public struct PartnerEntry: Codable, Sendable, Equatable {
     /// of the relay configuration.
     public var certificates: [String]?
 
-    public init(id: String, name: String, role: PartnerRole, oin: String, key: KeyType? = nil,
-                state: PartnerState? = nil, certificates: [String]? = nil) {
+    public init(
+        id: String,
+        name: String,
+        role: PartnerRole,
+        oin: String,
+        key: KeyType? = nil,
+        state: PartnerState? = nil,
+        certificates: [String]? = nil
+    ) {
         self.id = id
         self.name = name
         self.role = role
@@ -67,7 +74,10 @@ public struct PartnerDirectoryFile: Codable, Sendable, Equatable {
         for (index, partner) in directory.partners.enumerated() {
             let key = "partners[\(index)]"
             guard PartnerID.isValid(partner.id) else {
-                throw KetenpostError(.configInvalid, "\(file): \(key).id must be lowercase letters, digits and dashes (2 to 63 characters).")
+                throw KetenpostError(
+                    .configInvalid,
+                    "\(file): \(key).id must be lowercase letters, digits and dashes (2 to 63 characters)."
+                )
             }
             guard seen.insert(partner.id).inserted else {
                 throw KetenpostError(.configInvalid, "\(file): \(key).id \(partner.id) appears twice.")
@@ -76,7 +86,10 @@ public struct PartnerDirectoryFile: Codable, Sendable, Equatable {
                 throw KetenpostError(.configInvalid, "\(file): \(key).name must be 1 to 200 characters.")
             }
             guard Identifiers.isValidOIN(partner.oin) else {
-                throw KetenpostError(.configInvalid, "\(file): \(key).oin must be exactly 20 digits (quote it, so YAML keeps the leading zeros).")
+                throw KetenpostError(
+                    .configInvalid,
+                    "\(file): \(key).oin must be exactly 20 digits (quote it, so YAML keeps the leading zeros)."
+                )
             }
         }
         return directory

@@ -3,9 +3,9 @@ import Hummingbird
 import HummingbirdCore
 import HummingbirdTLS
 import KetenpostAPI
-import KetenpostProvisioning
 import KetenpostCrypto
 import KetenpostModel
+import KetenpostProvisioning
 import KetenpostStore
 import Logging
 import NIOCore
@@ -25,19 +25,31 @@ public struct RelayServer: Sendable {
 
     /// Loads everything the configuration names. Any problem stops start-up with the file,
     /// the key and what is wrong.
-    public static func prepare(_ configuration: RelayConfiguration, logger: Logger,
-                               clock: @escaping @Sendable () -> Date = { Date() },
-                               store: (any RelayStore)? = nil, hostedPartners: [any HostedPartner] = []) async throws -> RelayServer {
+    public static func prepare(
+        _ configuration: RelayConfiguration,
+        logger: Logger,
+        clock: @escaping @Sendable () -> Date = { Date() },
+        store: (any RelayStore)? = nil,
+        hostedPartners: [any HostedPartner] = []
+    ) async throws -> RelayServer {
         if configuration.conformance.echo != nil && hostedPartners.isEmpty {
-            throw KetenpostError(.configInvalid, "conformance.echo is set, but this program does not host the conformance echo. Run `ketenpost serve`, or remove conformance.echo.")
+            throw KetenpostError(
+                .configInvalid,
+                """
+                conformance.echo is set, but this program does not host the conformance echo. Run `ketenpost serve`, or remove \
+                conformance.echo.
+                """
+            )
         }
         if let dir = configuration.developmentPKI.directory {
             // Idempotent: what exists is kept (an administrator identity is added to an older PKI).
             let partners = try PartnerDirectoryFile.load(path: configuration.directory.partners)
             let summary = try DevelopmentPKI(directory: dir).create(partners: partners.partners)
             if !summary.created.isEmpty {
-                logger.notice("created development PKI identities (not for production)",
-                              metadata: ["pki.directory": "\(dir)", "pki.identities": "\(summary.created.count)"])
+                logger.notice(
+                    "created development PKI identities (not for production)",
+                    metadata: ["pki.directory": "\(dir)", "pki.identities": "\(summary.created.count)"]
+                )
             }
         }
         let credentials = try RelayCredentials.load(configuration)
@@ -49,8 +61,15 @@ public struct RelayServer: Sendable {
             messageStore = try await StoreFactory.open(configuration.storeLocation, logger: logger)
         }
         // The directory is loaded from the store by `start()`, once the store runs.
-        let core = RelayCore(configuration: configuration, directory: PartnerDirectory(version: -1, partners: []), policy: policy,
-                             credentials: credentials, store: messageStore, logger: logger, clock: clock)
+        let core = RelayCore(
+            configuration: configuration,
+            directory: PartnerDirectory(version: -1, partners: []),
+            policy: policy,
+            credentials: credentials,
+            store: messageStore,
+            logger: logger,
+            clock: clock
+        )
         core.credentials.checkCRLs()
         return RelayServer(core: core, configuration: configuration, hostedPartners: hostedPartners)
     }
@@ -63,12 +82,19 @@ public struct RelayServer: Sendable {
         let logger = core.logger
         try await store.migrate()
         let snapshot = try await store.directorySnapshot()
-        let changes = try DirectoryImport.changes(file: configuration.directory.partners, certificateDirectory: configuration.directory.certificates,
-                                                  current: snapshot, now: core.clock())
+        let changes = try DirectoryImport.changes(
+            file: configuration.directory.partners,
+            certificateDirectory: configuration.directory.certificates,
+            current: snapshot,
+            now: core.clock()
+        )
         if !changes.isEmpty {
             do {
-                try await store.applyDirectory(changes, actor: "import:" + URL(fileURLWithPath: configuration.directory.partners).lastPathComponent,
-                                               at: core.clock())
+                try await store.applyDirectory(
+                    changes,
+                    actor: "import:" + URL(fileURLWithPath: configuration.directory.partners).lastPathComponent,
+                    at: core.clock()
+                )
             } catch is StoreError {
                 // Another instance imported the same entries at the same moment; its import stands.
             }
@@ -82,21 +108,29 @@ public struct RelayServer: Sendable {
 
     /// The services of a relay, in `ServiceGroup` order: the store, then the relay application
     /// (`start()`, then the Hummingbird application with its housekeeping services).
-    public func services(reloadOnSIGHUP: Bool = false,
-                         onMetricsRunning: @escaping @Sendable (Int) async -> Void = { _ in },
-                         onStatusRunning: @escaping @Sendable (Int) async -> Void = { _ in },
-                         onRunning: @escaping @Sendable (Int) async -> Void = { _ in }) throws -> [any Service] {
-        let app = try application(reloadOnSIGHUP: reloadOnSIGHUP, onMetricsRunning: onMetricsRunning,
-                                  onStatusRunning: onStatusRunning, onRunning: onRunning)
+    public func services(
+        reloadOnSIGHUP: Bool = false,
+        onMetricsRunning: @escaping @Sendable (Int) async -> Void = { _ in },
+        onStatusRunning: @escaping @Sendable (Int) async -> Void = { _ in },
+        onRunning: @escaping @Sendable (Int) async -> Void = { _ in }
+    ) throws -> [any Service] {
+        let app = try application(
+            reloadOnSIGHUP: reloadOnSIGHUP,
+            onMetricsRunning: onMetricsRunning,
+            onStatusRunning: onStatusRunning,
+            onRunning: onRunning
+        )
         return [core.store, StartThenServe(server: self, app: app)]
     }
 
     /// The Hummingbird application with the sweeper service. `onRunning` gets the bound port.
     /// - Parameter reloadOnSIGHUP: reload certificates, CRLs and the directory on SIGHUP (`serve`).
-    public func application(reloadOnSIGHUP: Bool = false,
-                            onMetricsRunning: @escaping @Sendable (Int) async -> Void = { _ in },
-                            onStatusRunning: @escaping @Sendable (Int) async -> Void = { _ in },
-                            onRunning: @escaping @Sendable (Int) async -> Void = { _ in }) throws -> some ApplicationProtocol {
+    public func application(
+        reloadOnSIGHUP: Bool = false,
+        onMetricsRunning: @escaping @Sendable (Int) async -> Void = { _ in },
+        onStatusRunning: @escaping @Sendable (Int) async -> Void = { _ in },
+        onRunning: @escaping @Sendable (Int) async -> Void = { _ in }
+    ) throws -> some ApplicationProtocol {
         let tls = try RelayTLS.configuration(core: core)
         let logger = core.logger
         var services: [any Service] = [SweeperService(core: core), LifecycleService(core: core, reloadOnSIGHUP: reloadOnSIGHUP)]
@@ -111,31 +145,60 @@ public struct RelayServer: Sendable {
             let router = Router()
             let core = self.core
             let page: @Sendable (Request, BasicRequestContext) async -> Response = { _, _ in
-                Response(status: .ok, headers: [.contentType: "text/html; charset=utf-8", .cacheControl: "no-store"],
-                         body: .init(byteBuffer: ByteBuffer(string: await StatusPage.render(core))))
+                Response(
+                    status: .ok,
+                    headers: [.contentType: "text/html; charset=utf-8", .cacheControl: "no-store"],
+                    body: .init(byteBuffer: ByteBuffer(string: await StatusPage.render(core)))
+                )
             }
             router.get("/", use: page)
             router.get("/status", use: page)
-            services.append(Self.plainListener(router, name: "status", event: "status page listening", host: address.host,
-                                               port: address.port, logger: logger, onRunning: onStatusRunning))
+            services.append(
+                Self.plainListener(
+                    router,
+                    name: "status",
+                    event: "status page listening",
+                    host: address.host,
+                    port: address.port,
+                    logger: logger,
+                    onRunning: onStatusRunning
+                )
+            )
         }
         if let address = configuration.metrics.listen {
             // Plain HTTP for the monitoring system, on an address the configuration names: only /metrics.
             let router = Router()
             let core = self.core
             router.get("/metrics") { _, _ in
-                Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
-                         body: .init(byteBuffer: ByteBuffer(string: await core.metricsText())))
+                Response(
+                    status: .ok,
+                    headers: [.contentType: "text/plain; version=0.0.4"],
+                    body: .init(byteBuffer: ByteBuffer(string: await core.metricsText()))
+                )
             }
-            services.append(Self.plainListener(router, name: "metrics", event: "metrics listening", host: address.host,
-                                               port: address.port, logger: logger, onRunning: onMetricsRunning))
+            services.append(
+                Self.plainListener(
+                    router,
+                    name: "metrics",
+                    event: "metrics listening",
+                    host: address.host,
+                    port: address.port,
+                    logger: logger,
+                    onRunning: onMetricsRunning
+                )
+            )
         }
         return Application(
             router: RelayHTTP.router(core: core),
-            server: try .tls(.http1(configuration: .init(idleTimeout: .milliseconds(Int64(configuration.limits.idleTimeout * 1000)))),
-                             configuration: tls),
-            configuration: .init(address: .hostname(configuration.listen.host, port: configuration.listen.port), serverName: "ketenpost",
-                                 availableConnectionsDelegate: ConnectionLimit(configuration.limits.maxConnections, gauge: core.metrics.connectionsOpen)),
+            server: try .tls(
+                .http1(configuration: .init(idleTimeout: .milliseconds(Int64(configuration.limits.idleTimeout * 1000)))),
+                configuration: tls
+            ),
+            configuration: .init(
+                address: .hostname(configuration.listen.host, port: configuration.listen.port),
+                serverName: "ketenpost",
+                availableConnectionsDelegate: ConnectionLimit(configuration.limits.maxConnections, gauge: core.metrics.connectionsOpen)
+            ),
             services: services,
             onServerRunning: { channel in
                 // The limit is checked before each read of the listening socket, and NIO
@@ -154,7 +217,8 @@ public struct RelayServer: Sendable {
                 for continuation in listening { continuation.yield(port) }
                 await onRunning(port)
             },
-            logger: logger)
+            logger: logger
+        )
     }
 }
 
@@ -207,16 +271,25 @@ struct ConnectionLimit: AvailableConnectionsDelegate {
 extension RelayServer {
     /// A plain-HTTP side listener (status page, metrics): logs `event` with its address and
     /// reports the port once it listens (the configuration may ask for port 0).
-    static func plainListener(_ router: Router<BasicRequestContext>, name: String, event: String, host: String, port: Int,
-                              logger: Logger, onRunning: @escaping @Sendable (Int) async -> Void) -> any Service {
+    static func plainListener(
+        _ router: Router<BasicRequestContext>,
+        name: String,
+        event: String,
+        host: String,
+        port: Int,
+        logger: Logger,
+        onRunning: @escaping @Sendable (Int) async -> Void
+    ) -> any Service {
         Application(
-            router: router, configuration: .init(address: .hostname(host, port: port), serverName: "ketenpost-\(name)"),
+            router: router,
+            configuration: .init(address: .hostname(host, port: port), serverName: "ketenpost-\(name)"),
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? 0
                 logger.notice("\(event)", metadata: ["listen.host": "\(host)", "listen.port": "\(port)"])
                 await onRunning(port)
             },
-            logger: logger)
+            logger: logger
+        )
     }
 }
 
@@ -247,8 +320,10 @@ public final class RunningRelay: Sendable {
         let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
         let (metricsPorts, metricsContinuation) = AsyncStream.makeStream(of: Int.self)
         let (statusPorts, statusContinuation) = AsyncStream.makeStream(of: Int.self)
-        let services = try server.services(onMetricsRunning: { metricsContinuation.yield($0) },
-                                           onStatusRunning: { statusContinuation.yield($0) }) { port in continuation.yield(port) }
+        let services = try server.services(
+            onMetricsRunning: { metricsContinuation.yield($0) },
+            onStatusRunning: { statusContinuation.yield($0) }
+        ) { port in continuation.yield(port) }
         let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [], logger: logger))
         let task = Task {
             // A start-up failure (a bad partners.yaml, an unreachable store) ends the wait for the port.

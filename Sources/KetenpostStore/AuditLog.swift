@@ -16,8 +16,14 @@ public struct AuditEvent: Sendable, Equatable {
     public var fingerprint: String?
     public var detail: String?
 
-    public init(action: String, actor: String, messageId: String? = nil, partnerId: String? = nil,
-                fingerprint: String? = nil, detail: String? = nil) {
+    public init(
+        action: String,
+        actor: String,
+        messageId: String? = nil,
+        partnerId: String? = nil,
+        fingerprint: String? = nil,
+        detail: String? = nil
+    ) {
         self.action = action
         self.actor = actor
         self.messageId = messageId
@@ -63,8 +69,18 @@ public struct AuditRecord: Sendable, Equatable, Codable {
         hash = computedHash()
     }
 
-    public init(sequence: Int64, at: Int64, action: String, actor: String, messageId: String?, partnerId: String?,
-                fingerprint: String?, detail: String?, prevHash: String, hash: String) {
+    public init(
+        sequence: Int64,
+        at: Int64,
+        action: String,
+        actor: String,
+        messageId: String?,
+        partnerId: String?,
+        fingerprint: String?,
+        detail: String?,
+        prevHash: String,
+        hash: String
+    ) {
         self.sequence = sequence
         self.at = at
         self.action = action
@@ -98,8 +114,10 @@ public struct AuditRecord: Sendable, Equatable, Codable {
     /// `referenceCanonicalBytes`, which a test compares over every escape and many random records.
     public func canonicalBytes(sequence: Int64? = nil) -> Data {
         var out = [UInt8]()
-        out.reserveCapacity(160 + action.utf8.count + actor.utf8.count + (detail?.utf8.count ?? 0) + (fingerprint?.utf8.count ?? 0)
-                            + (messageId?.utf8.count ?? 0) + (partnerId?.utf8.count ?? 0))
+        out.reserveCapacity(
+            160 + action.utf8.count + actor.utf8.count + (detail?.utf8.count ?? 0) + (fingerprint?.utf8.count ?? 0)
+                + (messageId?.utf8.count ?? 0) + (partnerId?.utf8.count ?? 0)
+        )
         // Keys in sorted order; absent fields left out, as the encoder's synthesized conformance does.
         Self.member("action", action, first: true, &out)
         Self.member("actor", actor, &out)
@@ -131,7 +149,9 @@ public struct AuditRecord: Sendable, Equatable, Codable {
             case 0x09: out += [UInt8(ascii: "\\"), UInt8(ascii: "t")]
             case 0..<0x20:
                 let hex = Array("0123456789abcdef".utf8)
-                out += [UInt8(ascii: "\\"), UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0"), hex[Int(byte >> 4)], hex[Int(byte & 0xF)]]
+                out += [
+                    UInt8(ascii: "\\"), UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0"), hex[Int(byte >> 4)], hex[Int(byte & 0xF)],
+                ]
             default: out.append(byte)
             }
         }
@@ -143,8 +163,17 @@ public struct AuditRecord: Sendable, Equatable, Codable {
     func referenceCanonicalBytes(sequence: Int64? = nil) -> Data {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        let value = Canonical(action: action, actor: actor, at: at, detail: detail, fingerprint: fingerprint,
-                              messageId: messageId, partnerId: partnerId, prevHash: prevHash, sequence: sequence ?? self.sequence)
+        let value = Canonical(
+            action: action,
+            actor: actor,
+            at: at,
+            detail: detail,
+            fingerprint: fingerprint,
+            messageId: messageId,
+            partnerId: partnerId,
+            prevHash: prevHash,
+            sequence: sequence ?? self.sequence
+        )
         return (try? encoder.encode(value)) ?? Data()
     }
 

@@ -65,9 +65,20 @@ public struct DirectoryCertificate: Sendable, Equatable, Codable {
     public var revocationReason: String?
     public var addedAt: Date
 
-    public init(fingerprint: String, partnerID: String, der: Data, uses: [CertificateUse], serial: String, notBefore: Date,
-                notAfter: Date, activatesAt: Date, retiresAt: Date? = nil, revokedAt: Date? = nil,
-                revocationReason: String? = nil, addedAt: Date) {
+    public init(
+        fingerprint: String,
+        partnerID: String,
+        der: Data,
+        uses: [CertificateUse],
+        serial: String,
+        notBefore: Date,
+        notAfter: Date,
+        activatesAt: Date,
+        retiresAt: Date? = nil,
+        revokedAt: Date? = nil,
+        revocationReason: String? = nil,
+        addedAt: Date
+    ) {
         self.fingerprint = fingerprint
         self.partnerID = partnerID
         self.der = der
@@ -116,7 +127,11 @@ public enum DirectoryChange: Sendable, Equatable {
         case .addPartner(let p): return "role=\(p.role) state=\(p.state)"
         case .setPartnerState(_, let state): return "state=\(state)"
         case .addCertificate(let c):
-            return "uses=\(c.uses.map(\.rawValue).joined(separator: ",")) serial=\(c.serial) activatesAt=\(Self.text(c.activatesAt)) notAfter=\(Self.text(c.notAfter))"
+            return
+                """
+                uses=\(c.uses.map(\.rawValue).joined(separator: ",")) serial=\(c.serial) activatesAt=\(Self.text(c.activatesAt)) \
+                notAfter=\(Self.text(c.notAfter))
+                """
         case .retireCertificate(_, let until): return "retiresAt=\(Self.text(until))"
         case .revokeCertificate(_, _, let reason): return "reason=\(reason)"
         }
@@ -144,7 +159,6 @@ public struct DirectorySnapshot: Sendable, Equatable {
     }
 }
 
-
 /// The partner directory in the store, so that every relay instance sees the same partners,
 /// certificates and states. Every backend passes the same contract tests.
 public protocol DirectoryStore: Sendable {
@@ -159,4 +173,3 @@ public protocol DirectoryStore: Sendable {
     @discardableResult
     func applyDirectory(_ changes: [DirectoryChange], actor: String, at: Date) async throws -> Int64
 }
-

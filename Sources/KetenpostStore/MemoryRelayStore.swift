@@ -58,20 +58,47 @@ public final class MemoryRelayStore: RelayStore {
                 return existing.digest == message.digest && existing.sender == message.sender ? .duplicate(existing) : .conflict
             }
             let stored = StoredMessage(
-                id: message.id, sender: message.sender, recipient: message.recipient, type: message.type, priority: message.priority,
-                correlationId: message.correlationId, exploitationForm: message.exploitationForm, region: message.region,
-                digest: message.digest, size: message.body.count, acceptedAt: message.acceptedAt, expiresAt: message.expiresAt,
-                state: .accepted, attempts: 0, leaseToken: nil, leaseUntil: nil, firstDeliveredAt: nil, lastDeliveredAt: nil,
-                completedAt: nil, acceptanceReceipt: message.acceptanceReceipt, recipientReceipt: nil, reasonCode: nil,
-                bodyPurgedAt: nil, sequence: Int64(state.messages.count + 1))
+                id: message.id,
+                sender: message.sender,
+                recipient: message.recipient,
+                type: message.type,
+                priority: message.priority,
+                correlationId: message.correlationId,
+                exploitationForm: message.exploitationForm,
+                region: message.region,
+                digest: message.digest,
+                size: message.body.count,
+                acceptedAt: message.acceptedAt,
+                expiresAt: message.expiresAt,
+                state: .accepted,
+                attempts: 0,
+                leaseToken: nil,
+                leaseUntil: nil,
+                firstDeliveredAt: nil,
+                lastDeliveredAt: nil,
+                completedAt: nil,
+                acceptanceReceipt: message.acceptanceReceipt,
+                recipientReceipt: nil,
+                reasonCode: nil,
+                bodyPurgedAt: nil,
+                sequence: Int64(state.messages.count + 1)
+            )
             state.byID[message.id] = state.messages.count
             state.messages.append(stored)
             state.bodies.append(message.body)
             state.seenTypeStates.insert([stored.type, stored.state.rawValue])
-            state.append([AuditEvent(action: "message.accepted", actor: message.sender, messageId: Self.key(message.id),
-                                     partnerId: message.recipient,
-                                     detail: "type=\(message.type) size=\(message.body.count) digest=\(message.digest)")],
-                         at: message.acceptedAt)
+            state.append(
+                [
+                    AuditEvent(
+                        action: "message.accepted",
+                        actor: message.sender,
+                        messageId: Self.key(message.id),
+                        partnerId: message.recipient,
+                        detail: "type=\(message.type) size=\(message.body.count) digest=\(message.digest)"
+                    )
+                ],
+                at: message.acceptedAt
+            )
             return .accepted(stored)
         }
     }
@@ -86,8 +113,9 @@ public final class MemoryRelayStore: RelayStore {
             for index in state.messages.indices where leases.count < limit {
                 var message = state.messages[index]
                 guard message.recipient == recipient, let body = state.bodies[index],
-                      message.state == .accepted || (message.state == .delivered && (message.leaseUntil ?? .distantFuture) <= now),
-                      message.expiresAt > now, message.attempts < maxAttempts else { continue }
+                    message.state == .accepted || (message.state == .delivered && (message.leaseUntil ?? .distantFuture) <= now),
+                    message.expiresAt > now, message.attempts < maxAttempts
+                else { continue }
                 message.state = .delivered
                 message.leaseToken = Self.token()
                 message.leaseUntil = now.addingTimeInterval(duration)
@@ -96,16 +124,31 @@ public final class MemoryRelayStore: RelayStore {
                 message.lastDeliveredAt = now
                 state.update(index, message)
                 leases.append(Lease(message: message, body: body))
-                events.append(AuditEvent(action: "message.leased", actor: recipient, messageId: Self.key(message.id),
-                                         partnerId: message.sender, detail: "attempt=\(message.attempts)"))
+                events.append(
+                    AuditEvent(
+                        action: "message.leased",
+                        actor: recipient,
+                        messageId: Self.key(message.id),
+                        partnerId: message.sender,
+                        detail: "attempt=\(message.attempts)"
+                    )
+                )
             }
             state.append(events, at: now)
             return leases
         }
     }
 
-    public func acknowledge(id: UUID, recipient: String, leaseToken: String, receipt: Data, rejected: Bool,
-                            reasonCode: String?, claims: ReceiptClaims?, now: Date) async throws -> AcknowledgeOutcome {
+    public func acknowledge(
+        id: UUID,
+        recipient: String,
+        leaseToken: String,
+        receipt: Data,
+        rejected: Bool,
+        reasonCode: String?,
+        claims: ReceiptClaims?,
+        now: Date
+    ) async throws -> AcknowledgeOutcome {
         storage.state.withLock { state in
             guard let index = state.byID[id], state.messages[index].recipient == recipient else { return .notFound }
             var message = state.messages[index]
@@ -123,8 +166,18 @@ public final class MemoryRelayStore: RelayStore {
             message.leaseToken = nil
             message.leaseUntil = nil
             state.update(index, message)
-            state.append([AuditEvent(action: "message.\(message.state.rawValue)", actor: recipient, messageId: Self.key(id),
-                                     partnerId: message.sender, detail: message.reasonCode.map { "reason=\($0)" })], at: now)
+            state.append(
+                [
+                    AuditEvent(
+                        action: "message.\(message.state.rawValue)",
+                        actor: recipient,
+                        messageId: Self.key(id),
+                        partnerId: message.sender,
+                        detail: message.reasonCode.map { "reason=\($0)" }
+                    )
+                ],
+                at: now
+            )
             return .completed(message)
         }
     }
@@ -146,11 +199,14 @@ public final class MemoryRelayStore: RelayStore {
             for index in state.messages.indices {
                 var message = state.messages[index]
                 guard state.bodies[index] != nil, message.state.isFinal, let completed = message.completedAt,
-                      completed <= now.addingTimeInterval(-retention) else { continue }
+                    completed <= now.addingTimeInterval(-retention)
+                else { continue }
                 state.bodies[index] = nil
                 message.bodyPurgedAt = now
                 state.update(index, message)
-                events.append(AuditEvent(action: "message.purged", actor: "relay", messageId: Self.key(message.id), partnerId: message.recipient))
+                events.append(
+                    AuditEvent(action: "message.purged", actor: "relay", messageId: Self.key(message.id), partnerId: message.recipient)
+                )
             }
             counts.purged = events.count
             state.append(events, at: now)
@@ -171,10 +227,12 @@ public final class MemoryRelayStore: RelayStore {
     public func directorySnapshot() async throws -> DirectorySnapshot {
         storage.state.withLock { state in
             DirectorySnapshot(
-                version: state.directoryVersion, partners: state.partners.values.sorted { $0.id < $1.id },
+                version: state.directoryVersion,
+                partners: state.partners.values.sorted { $0.id < $1.id },
                 certificates: state.certificates.values.sorted {
                     ($0.partnerID, $0.addedAt, $0.fingerprint) < ($1.partnerID, $1.addedAt, $1.fingerprint)
-                })
+                }
+            )
         }
     }
 
@@ -197,7 +255,9 @@ public final class MemoryRelayStore: RelayStore {
                     next.partners[id]?.state = newState
                     partnerID = id
                 case .addCertificate(let certificate):
-                    guard next.partners[certificate.partnerID] != nil else { throw StoreError(.partnerNotFound, subject: certificate.partnerID) }
+                    guard next.partners[certificate.partnerID] != nil else {
+                        throw StoreError(.partnerNotFound, subject: certificate.partnerID)
+                    }
                     guard next.certificates[certificate.fingerprint] == nil else {
                         throw StoreError(.certificateExists, subject: certificate.fingerprint)
                     }
@@ -216,8 +276,15 @@ public final class MemoryRelayStore: RelayStore {
                     next.certificates[fp]?.revocationReason = reason
                     fingerprint = fp
                 }
-                events.append(AuditEvent(action: change.action, actor: actor, partnerId: partnerID, fingerprint: fingerprint,
-                                         detail: change.auditDetail))
+                events.append(
+                    AuditEvent(
+                        action: change.action,
+                        actor: actor,
+                        partnerId: partnerID,
+                        fingerprint: fingerprint,
+                        detail: change.auditDetail
+                    )
+                )
             }
             next.append(events, at: at)
             next.directoryVersion += 1
@@ -258,7 +325,9 @@ public final class MemoryRelayStore: RelayStore {
                 // Acceptance order: the first pending message of an inbox is its oldest.
                 pending[message.recipient, default: (0, message.acceptedAt)].count += 1
             }
-            let inboxes = pending.keys.sorted().map { QueueStats.Inbox(recipient: $0, pending: pending[$0]!.count, oldestAcceptedAt: pending[$0]!.oldest) }
+            let inboxes = pending.keys.sorted().map {
+                QueueStats.Inbox(recipient: $0, pending: pending[$0]!.count, oldestAcceptedAt: pending[$0]!.oldest)
+            }
             let states = state.seenTypeStates.sorted { ($0[0], $0[1]) < ($1[0], $1[1]) }
                 .map { QueueStats.StateCount(type: $0[0], state: $0[1], count: counts[$0] ?? 0) }
             return QueueStats(inboxes: inboxes, byTypeAndState: states)
@@ -319,7 +388,7 @@ extension MemoryRelayStore.State {
         for index in messages.indices {
             var message = messages[index]
             guard recipient == nil || message.recipient == recipient, message.completedAt == nil, message.expiresAt <= now,
-                  message.state == .accepted || (message.state == .delivered && (message.leaseUntil.map { $0 <= now } ?? true))
+                message.state == .accepted || (message.state == .delivered && (message.leaseUntil.map { $0 <= now } ?? true))
             else { continue }
             message.state = .expired
             message.completedAt = now
@@ -327,8 +396,14 @@ extension MemoryRelayStore.State {
             message.leaseToken = nil
             message.leaseUntil = nil
             update(index, message)
-            events.append(AuditEvent(action: "message.expired", actor: "relay", messageId: message.id.uuidString.lowercased(),
-                                     partnerId: message.recipient))
+            events.append(
+                AuditEvent(
+                    action: "message.expired",
+                    actor: "relay",
+                    messageId: message.id.uuidString.lowercased(),
+                    partnerId: message.recipient
+                )
+            )
         }
         append(events, at: now)
         return events.count
@@ -341,15 +416,22 @@ extension MemoryRelayStore.State {
         for index in messages.indices {
             var message = messages[index]
             guard recipient == nil || message.recipient == recipient, message.state == .delivered,
-                  let until = message.leaseUntil, until <= now, message.attempts >= maxAttempts else { continue }
+                let until = message.leaseUntil, until <= now, message.attempts >= maxAttempts
+            else { continue }
             message.state = .deadLettered
             message.completedAt = now
             message.reasonCode = "max-attempts"
             message.leaseToken = nil
             message.leaseUntil = nil
             update(index, message)
-            events.append(AuditEvent(action: "message.dead-lettered", actor: "relay", messageId: message.id.uuidString.lowercased(),
-                                     partnerId: message.recipient))
+            events.append(
+                AuditEvent(
+                    action: "message.dead-lettered",
+                    actor: "relay",
+                    messageId: message.id.uuidString.lowercased(),
+                    partnerId: message.recipient
+                )
+            )
         }
         append(events, at: now)
         return events.count

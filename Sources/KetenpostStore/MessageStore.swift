@@ -59,11 +59,32 @@ public struct StoredMessage: Sendable, Equatable {
     /// Acceptance order, for FIFO delivery per recipient.
     public var sequence: Int64
 
-    public init(id: UUID, sender: String, recipient: String, type: String, priority: String, correlationId: UUID?,
-                exploitationForm: String?, region: String?, digest: String, size: Int, acceptedAt: Date, expiresAt: Date,
-                state: MessageState, attempts: Int, leaseToken: String?, leaseUntil: Date?, firstDeliveredAt: Date?,
-                lastDeliveredAt: Date?, completedAt: Date?, acceptanceReceipt: Data, recipientReceipt: Data?,
-                reasonCode: String?, bodyPurgedAt: Date?, sequence: Int64) {
+    public init(
+        id: UUID,
+        sender: String,
+        recipient: String,
+        type: String,
+        priority: String,
+        correlationId: UUID?,
+        exploitationForm: String?,
+        region: String?,
+        digest: String,
+        size: Int,
+        acceptedAt: Date,
+        expiresAt: Date,
+        state: MessageState,
+        attempts: Int,
+        leaseToken: String?,
+        leaseUntil: Date?,
+        firstDeliveredAt: Date?,
+        lastDeliveredAt: Date?,
+        completedAt: Date?,
+        acceptanceReceipt: Data,
+        recipientReceipt: Data?,
+        reasonCode: String?,
+        bodyPurgedAt: Date?,
+        sequence: Int64
+    ) {
         self.id = id
         self.sender = sender
         self.recipient = recipient
@@ -107,9 +128,21 @@ public struct NewMessage: Sendable, Equatable {
     public var expiresAt: Date
     public var acceptanceReceipt: Data
 
-    public init(id: UUID, sender: String, recipient: String, type: String, priority: String, correlationId: UUID? = nil,
-                exploitationForm: String? = nil, region: String? = nil, digest: String, body: Data, acceptedAt: Date,
-                expiresAt: Date, acceptanceReceipt: Data) {
+    public init(
+        id: UUID,
+        sender: String,
+        recipient: String,
+        type: String,
+        priority: String,
+        correlationId: UUID? = nil,
+        exploitationForm: String? = nil,
+        region: String? = nil,
+        digest: String,
+        body: Data,
+        acceptedAt: Date,
+        expiresAt: Date,
+        acceptanceReceipt: Data
+    ) {
         self.id = id
         self.sender = sender
         self.recipient = recipient
@@ -187,10 +220,25 @@ public struct ReceiptClaims: Sendable, Equatable {
 
 extension MessageStore {
     /// Acknowledges without comparing receipt claims (the caller checked them, or has none).
-    public func acknowledge(id: UUID, recipient: String, leaseToken: String, receipt: Data, rejected: Bool,
-                            reasonCode: String?, now: Date) async throws -> AcknowledgeOutcome {
-        try await acknowledge(id: id, recipient: recipient, leaseToken: leaseToken, receipt: receipt, rejected: rejected,
-                              reasonCode: reasonCode, claims: nil, now: now)
+    public func acknowledge(
+        id: UUID,
+        recipient: String,
+        leaseToken: String,
+        receipt: Data,
+        rejected: Bool,
+        reasonCode: String?,
+        now: Date
+    ) async throws -> AcknowledgeOutcome {
+        try await acknowledge(
+            id: id,
+            recipient: recipient,
+            leaseToken: leaseToken,
+            receipt: receipt,
+            rejected: rejected,
+            reasonCode: reasonCode,
+            claims: nil,
+            now: now
+        )
     }
 }
 
@@ -230,8 +278,16 @@ public protocol MessageStore: Sendable {
     /// state `acknowledged` (or `rejected` with `reasonCode`), the receipt stored, lease cleared.
     /// With `claims`, the message must be the one the receipt names (its digest and sender),
     /// checked right after "not found" and before everything else: `receiptMismatch` otherwise.
-    func acknowledge(id: UUID, recipient: String, leaseToken: String, receipt: Data, rejected: Bool,
-                     reasonCode: String?, claims: ReceiptClaims?, now: Date) async throws -> AcknowledgeOutcome
+    func acknowledge(
+        id: UUID,
+        recipient: String,
+        leaseToken: String,
+        receipt: Data,
+        rejected: Bool,
+        reasonCode: String?,
+        claims: ReceiptClaims?,
+        now: Date
+    ) async throws -> AcknowledgeOutcome
 
     /// The record (without body), or nil.
     func message(id: UUID) async throws -> StoredMessage?

@@ -26,8 +26,15 @@ public struct PostgresConnectionURL: Sendable, Equatable, CustomStringConvertibl
     /// PEM file with the CA certificates that may sign the server's certificate.
     public var sslRootCertificatePath: String?
 
-    public init(host: String, port: Int = 5432, user: String, password: String? = nil, database: String,
-                sslMode: SSLMode = .verifyFull, sslRootCertificatePath: String? = nil) {
+    public init(
+        host: String,
+        port: Int = 5432,
+        user: String,
+        password: String? = nil,
+        database: String,
+        sslMode: SSLMode = .verifyFull,
+        sslRootCertificatePath: String? = nil
+    ) {
         self.host = host
         self.port = port
         self.user = user
@@ -58,13 +65,16 @@ public struct PostgresConnectionURL: Sendable, Equatable, CustomStringConvertibl
         let authority = rest[..<slash]
         let path = rest[rest.index(after: slash)...]
         guard !path.isEmpty, !path.contains("/") else { throw fail("the path must be exactly one database name") }
-        guard let database = path.removingPercentEncoding, !database.isEmpty else { throw fail("the database name is not valid percent-encoding") }
+        guard let database = path.removingPercentEncoding, !database.isEmpty else {
+            throw fail("the database name is not valid percent-encoding")
+        }
 
         // The password may contain '@' only percent-encoded; the last '@' ends the user part.
         guard let at = authority.lastIndex(of: "@") else { throw fail("no user: write postgres://USER@host/database") }
         let userInfo = authority[..<at]
         let hostPort = authority[authority.index(after: at)...]
-        let userPart: Substring, passwordPart: Substring?
+        let userPart: Substring
+        let passwordPart: Substring?
         if let colon = userInfo.firstIndex(of: ":") {
             userPart = userInfo[..<colon]
             passwordPart = userInfo[userInfo.index(after: colon)...]
@@ -72,14 +82,17 @@ public struct PostgresConnectionURL: Sendable, Equatable, CustomStringConvertibl
             userPart = userInfo
             passwordPart = nil
         }
-        guard let user = userPart.removingPercentEncoding, !user.isEmpty else { throw fail("the user name is empty or not valid percent-encoding") }
+        guard let user = userPart.removingPercentEncoding, !user.isEmpty else {
+            throw fail("the user name is empty or not valid percent-encoding")
+        }
         var password: String?
         if let passwordPart {
             guard let decoded = passwordPart.removingPercentEncoding else { throw fail("the password is not valid percent-encoding") }
             password = decoded
         }
 
-        var host: Substring, portText: Substring?
+        var host: Substring
+        var portText: Substring?
         if hostPort.hasPrefix("[") {
             guard let close = hostPort.firstIndex(of: "]") else { throw fail("an IPv6 host needs a closing ]") }
             host = hostPort[hostPort.index(after: hostPort.startIndex)..<close]
@@ -97,7 +110,9 @@ public struct PostgresConnectionURL: Sendable, Equatable, CustomStringConvertibl
         guard !host.isEmpty else { throw fail("no host") }
         var port = 5432
         if let portText {
-            guard let value = Int(portText), (1...65535).contains(value) else { throw fail("port \(portText) is not a number from 1 to 65535") }
+            guard let value = Int(portText), (1...65535).contains(value) else {
+                throw fail("port \(portText) is not a number from 1 to 65535")
+            }
             port = value
         }
 
@@ -122,8 +137,15 @@ public struct PostgresConnectionURL: Sendable, Equatable, CustomStringConvertibl
             }
         }
         if sslMode == .disable, rootCertificate != nil { throw fail("sslrootcert given with sslmode=disable") }
-        self.init(host: String(host), port: port, user: user, password: password, database: database, sslMode: sslMode,
-                  sslRootCertificatePath: rootCertificate)
+        self.init(
+            host: String(host),
+            port: port,
+            user: user,
+            password: password,
+            database: database,
+            sslMode: sslMode,
+            sslRootCertificatePath: rootCertificate
+        )
     }
 
     /// The URL without the password, for logs and errors.
@@ -134,4 +156,3 @@ public struct PostgresConnectionURL: Sendable, Equatable, CustomStringConvertibl
         return text
     }
 }
-

@@ -11,18 +11,22 @@ extension PostgresMessageStore {  // DirectoryStore
     public func directorySnapshot() async throws -> DirectorySnapshot {
         // One snapshot for the three reads: version, partners and certificates are consistent.
         try await transaction(level: "REPEATABLE READ READ ONLY") { connection in
-            let version = try await self.rows(connection, "SELECT version FROM directory_version WHERE id = 1")
+            let version =
+                try await self.rows(connection, "SELECT version FROM directory_version WHERE id = 1")
                 .first.map { try $0.decode(Int64.self) } ?? 0
             let partners = try await self.rows(connection, #"SELECT id, name, role, oin, state FROM partners ORDER BY id COLLATE "C""#)
                 .map { row in
                     let (id, name, role, oin, state) = try row.decode((String, String, String, String, String).self)
                     return DirectoryPartner(id: id, name: name, role: role, oin: oin, state: state)
                 }
-            let certificates = try await self.rows(connection, """
+            let certificates = try await self.rows(
+                connection,
+                """
                 SELECT fingerprint, partner_id, der, uses, serial, not_before, not_after, activates_at, retires_at, revoked_at,
                     revocation_reason, added_at
                 FROM certificates ORDER BY partner_id COLLATE "C", added_at, fingerprint COLLATE "C"
-                """).map(Self.certificate)
+                """
+            ).map(Self.certificate)
             return DirectorySnapshot(version: version, partners: partners, certificates: certificates)
         }
     }
@@ -41,9 +45,12 @@ extension PostgresMessageStore {  // DirectoryStore
                     guard try await !self.exists(connection, "SELECT 1 FROM partners WHERE id = \(p.id)") else {
                         throw StoreError(.partnerExists, subject: p.id)
                     }
-                    try await self.run(connection, """
+                    try await self.run(
+                        connection,
+                        """
                         INSERT INTO partners (id, name, role, oin, state) VALUES (\(p.id), \(p.name), \(p.role), \(p.oin), \(p.state))
-                        """)
+                        """
+                    )
                     partnerID = p.id
                 case .setPartnerState(let id, let state):
                     guard try await self.exists(connection, "UPDATE partners SET state = \(state) WHERE id = \(id) RETURNING id") else {
@@ -58,35 +65,54 @@ extension PostgresMessageStore {  // DirectoryStore
                         throw StoreError(.certificateExists, subject: c.fingerprint)
                     }
                     let uses = c.uses.map(\.rawValue).joined(separator: ",")
-                    try await self.run(connection, """
+                    try await self.run(
+                        connection,
+                        """
                         INSERT INTO certificates (fingerprint, partner_id, der, uses, serial, not_before, not_after,
                             activates_at, retires_at, revoked_at, revocation_reason, added_at)
                         VALUES (\(c.fingerprint), \(c.partnerID), \(c.der), \(uses), \(c.serial), \(Self.seconds(c.notBefore)),
                             \(Self.seconds(c.notAfter)), \(Self.seconds(c.activatesAt)), \(c.retiresAt.map(Self.seconds)),
                             \(c.revokedAt.map(Self.seconds)), \(c.revocationReason), \(Self.seconds(c.addedAt)))
-                        """)
+                        """
+                    )
                     partnerID = c.partnerID
                     fingerprint = c.fingerprint
                 case .retireCertificate(let fp, let until):
                     partnerID = try await self.livePartner(connection, fingerprint: fp)
                     // Only ever earlier: a second rotation cannot extend an overlap already running.
-                    try await self.run(connection, """
+                    try await self.run(
+                        connection,
+                        """
                         UPDATE certificates SET retires_at = LEAST(COALESCE(retires_at, \(Self.seconds(until))), \(Self.seconds(until)))
                         WHERE fingerprint = \(fp)
-                        """)
+                        """
+                    )
                     fingerprint = fp
                 case .revokeCertificate(let fp, let when, let reason):
                     partnerID = try await self.livePartner(connection, fingerprint: fp)
-                    try await self.run(connection, """
+                    try await self.run(
+                        connection,
+                        """
                         UPDATE certificates SET revoked_at = \(Self.seconds(when)), revocation_reason = \(reason) WHERE fingerprint = \(fp)
-                        """)
+                        """
+                    )
                     fingerprint = fp
                 }
-                events.append((AuditEvent(action: change.action, actor: actor, partnerId: partnerID, fingerprint: fingerprint,
-                                          detail: change.auditDetail), at))
+                events.append(
+                    (
+                        AuditEvent(
+                            action: change.action,
+                            actor: actor,
+                            partnerId: partnerID,
+                            fingerprint: fingerprint,
+                            detail: change.auditDetail
+                        ), at
+                    )
+                )
             }
             try await self.appendAudit(connection, events)
-            let version = try await self.rows(connection, "UPDATE directory_version SET version = version + 1 WHERE id = 1 RETURNING version")
+            let version =
+                try await self.rows(connection, "UPDATE directory_version SET version = version + 1 WHERE id = 1 RETURNING version")
                 .first.map { try $0.decode(Int64.self) } ?? 0
             // Heard by every instance on commit: they reload the snapshot.
             try await self.run(connection, "SELECT pg_notify(\(Self.directoryChannel), '')")
@@ -96,9 +122,14 @@ extension PostgresMessageStore {  // DirectoryStore
 
     /// The partner of a certificate that is not revoked (a revoked certificate never changes again).
     private func livePartner(_ connection: PostgresConnection, fingerprint: String) async throws -> String {
-        guard let row = try await rows(connection, """
-            SELECT partner_id, revoked_at FROM certificates WHERE fingerprint = \(fingerprint) FOR UPDATE
-            """).first else {
+        guard
+            let row = try await rows(
+                connection,
+                """
+                SELECT partner_id, revoked_at FROM certificates WHERE fingerprint = \(fingerprint) FOR UPDATE
+                """
+            ).first
+        else {
             throw StoreError(.certificateNotFound, subject: fingerprint)
         }
         let (partnerID, revokedAt) = try row.decode((String, Double?).self)
@@ -119,11 +150,19 @@ extension PostgresMessageStore {  // DirectoryStore
         }
         let uses = try row["uses"].decode(String.self).split(separator: ",").compactMap { CertificateUse(rawValue: String($0)) }
         return DirectoryCertificate(
-            fingerprint: try row["fingerprint"].decode(String.self), partnerID: try row["partner_id"].decode(String.self),
-            der: try row["der"].decode(Data.self), uses: uses, serial: try row["serial"].decode(String.self),
-            notBefore: try required("not_before"), notAfter: try required("not_after"), activatesAt: try required("activates_at"),
-            retiresAt: try date("retires_at"), revokedAt: try date("revoked_at"),
-            revocationReason: try row["revocation_reason"].decode(String?.self), addedAt: try required("added_at"))
+            fingerprint: try row["fingerprint"].decode(String.self),
+            partnerID: try row["partner_id"].decode(String.self),
+            der: try row["der"].decode(Data.self),
+            uses: uses,
+            serial: try row["serial"].decode(String.self),
+            notBefore: try required("not_before"),
+            notAfter: try required("not_after"),
+            activatesAt: try required("activates_at"),
+            retiresAt: try date("retires_at"),
+            revokedAt: try date("revoked_at"),
+            revocationReason: try row["revocation_reason"].decode(String?.self),
+            addedAt: try required("added_at")
+        )
     }
 }
 
@@ -168,10 +207,16 @@ extension PostgresMessageStore {  // AuditStore
                 bindings.append(record.prevHash)
                 bindings.append(record.hash)
             }
-            try await run(connection, PostgresQuery(unsafeSQL: """
-                INSERT INTO audit_log (sequence, at, action, actor, message_id, partner_id, fingerprint, detail, prev_hash, hash)
-                VALUES \(values.joined(separator: ", "))
-                """, binds: bindings))
+            try await run(
+                connection,
+                PostgresQuery(
+                    unsafeSQL: """
+                        INSERT INTO audit_log (sequence, at, action, actor, message_id, partner_id, fingerprint, detail, prev_hash, hash)
+                        VALUES \(values.joined(separator: ", "))
+                        """,
+                    binds: bindings
+                )
+            )
         }
         try await run(connection, "UPDATE audit_head SET sequence = \(sequence), hash = \(previous) WHERE id = 1")
     }
@@ -185,23 +230,39 @@ extension PostgresMessageStore {  // AuditStore
     }
 
     public func auditRecords(after sequence: Int64, limit: Int) async throws -> [AuditRecord] {
-        try await client.query("""
+        try await client.query(
+            """
             SELECT sequence, at, action, actor, message_id, partner_id, fingerprint, detail, prev_hash, hash
             FROM audit_log WHERE sequence > \(sequence) ORDER BY sequence LIMIT \(limit)
-            """, logger: logger).collect().map { row in
+            """,
+            logger: logger
+        ).collect().map { row in
             let (sequence, at, action, actor, messageID, partnerID, fingerprint, detail, prevHash, hash) =
                 try row.decode((Int64, Int64, String, String, String?, String?, String?, String?, String, String).self)
-            return AuditRecord(sequence: sequence, at: at, action: action, actor: actor, messageId: messageID, partnerId: partnerID,
-                               fingerprint: fingerprint, detail: detail, prevHash: prevHash, hash: hash)
+            return AuditRecord(
+                sequence: sequence,
+                at: at,
+                action: action,
+                actor: actor,
+                messageId: messageID,
+                partnerId: partnerID,
+                fingerprint: fingerprint,
+                detail: detail,
+                prevHash: prevHash,
+                hash: hash
+            )
         }
     }
 
     public func addAuditCheckpoint(_ checkpoint: AuditCheckpoint) async throws {
-        _ = try await client.query("""
+        _ = try await client.query(
+            """
             INSERT INTO audit_checkpoints (sequence, hash, at, signature)
             VALUES (\(checkpoint.sequence), \(checkpoint.hash), \(checkpoint.at), \(checkpoint.signature))
             ON CONFLICT (sequence) DO NOTHING
-            """, logger: logger).collect()
+            """,
+            logger: logger
+        ).collect()
     }
 
     public func auditCheckpoints() async throws -> [AuditCheckpoint] {

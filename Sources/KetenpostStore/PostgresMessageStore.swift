@@ -44,8 +44,14 @@ public final class PostgresMessageStore: RelayStore {
     }
 
     public init(url: PostgresConnectionURL, maximumConnections: Int = 20, logger: Logger? = nil) throws {
-        var configuration = PostgresClient.Configuration(host: url.host, port: url.port, username: url.user, password: url.password,
-                                                         database: url.database, tls: try Self.tls(for: url))
+        var configuration = PostgresClient.Configuration(
+            host: url.host,
+            port: url.port,
+            username: url.user,
+            password: url.password,
+            database: url.database,
+            tls: try Self.tls(for: url)
+        )
         configuration.options.maximumConnections = max(2, maximumConnections)
         let logger = logger ?? Logger(label: "ketenpost.store.postgres", factory: { _ in SwiftLogNoOpLogHandler() })
         let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
@@ -98,147 +104,159 @@ public final class PostgresMessageStore: RelayStore {
 
     /// Versioned migrations, each applied once in one transaction. Append; never edit an applied one.
     static let migrations: [(version: Int, statements: [String])] = [
-        (1, [
-            """
-            CREATE TABLE messages (
-                sequence bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-                id uuid NOT NULL UNIQUE,
-                sender text NOT NULL,
-                recipient text NOT NULL,
-                type text NOT NULL,
-                priority text NOT NULL,
-                correlation_id uuid,
-                exploitation_form text,
-                region text,
-                digest text NOT NULL,
-                size bigint NOT NULL,
-                accepted_at double precision NOT NULL,
-                expires_at double precision NOT NULL,
-                state text NOT NULL,
-                attempts integer NOT NULL DEFAULT 0,
-                lease_token text,
-                lease_until double precision,
-                first_delivered_at double precision,
-                last_delivered_at double precision,
-                completed_at double precision,
-                acceptance_receipt bytea NOT NULL,
-                recipient_receipt bytea,
-                reason_code text,
-                body bytea,
-                body_purged_at double precision
-            )
-            """,
-            // Ciphertext does not compress: store it out of line without trying.
-            "ALTER TABLE messages ALTER COLUMN body SET STORAGE EXTERNAL",
-            // The inbox: only pending rows, in acceptance order, so a lease walks the recipient's
-            // waiting messages and stops at LIMIT, never the completed history.
-            "CREATE INDEX messages_inbox ON messages (recipient, sequence) WHERE state IN ('accepted', 'delivered')",
-            // Expiry, dead-lettering and retention over all recipients (sweep): pending, leased, or still holding a body.
-            "CREATE INDEX messages_expiry ON messages (expires_at) WHERE state IN ('accepted', 'delivered')",
-            "CREATE INDEX messages_lease ON messages (lease_until) WHERE state = 'delivered'",
-            "CREATE INDEX messages_purge ON messages (completed_at) WHERE body IS NOT NULL",
-            "CREATE TABLE directory_version (id integer PRIMARY KEY CHECK (id = 1), version bigint NOT NULL)",
-            "INSERT INTO directory_version (id, version) VALUES (1, 0)",
-            """
-            CREATE TABLE partners (
-                id text PRIMARY KEY,
-                name text NOT NULL,
-                role text NOT NULL,
-                oin text NOT NULL,
-                state text NOT NULL
-            )
-            """,
-            """
-            CREATE TABLE certificates (
-                fingerprint text PRIMARY KEY,
-                partner_id text NOT NULL REFERENCES partners (id),
-                der bytea NOT NULL,
-                uses text NOT NULL,
-                serial text NOT NULL,
-                not_before double precision NOT NULL,
-                not_after double precision NOT NULL,
-                activates_at double precision NOT NULL,
-                retires_at double precision,
-                revoked_at double precision,
-                revocation_reason text,
-                added_at double precision NOT NULL
-            )
-            """,
-            "CREATE INDEX certificates_partner ON certificates (partner_id)",
-            // The audit trail (AuditRecord): sequences assigned under the audit_head row lock, no gaps.
-            """
-            CREATE TABLE audit_log (
-                sequence bigint PRIMARY KEY,
-                at bigint NOT NULL,
-                action text NOT NULL,
-                actor text NOT NULL,
-                message_id text,
-                partner_id text,
-                fingerprint text,
-                detail text,
-                prev_hash text NOT NULL,
-                hash text NOT NULL
-            )
-            """,
-            "CREATE TABLE audit_head (id integer PRIMARY KEY CHECK (id = 1), sequence bigint NOT NULL, hash text NOT NULL)",
-            "INSERT INTO audit_head (id, sequence, hash) VALUES (1, 0, '\(AuditRecord.genesis)')",
-            """
-            CREATE TABLE audit_checkpoints (
-                sequence bigint PRIMARY KEY,
-                hash text NOT NULL,
-                at bigint NOT NULL,
-                signature bytea NOT NULL
-            )
-            """,
-        ]),
-        (2, [
-            // Only messages nobody holds: a lease walks it without stepping over running leases.
-            "CREATE INDEX messages_waiting ON messages (recipient, sequence) WHERE state = 'accepted'",
-        ]),
-        (3, [
-            // Ordered by `sequence + 0`, which the primary key cannot deliver: with `ORDER BY
-            // sequence LIMIT n` the planner walked the primary key filtering on the recipient,
-            // expecting a recipient's rows to be spread evenly, and read the whole backlog when
-            // they are at its end (70 ms per lease at 100,000 pending).
-            // `messages_waiting` stays: a relay older than this migration may still run on the
-            // database (migrations only add), and its leases order by `sequence`.
-            "CREATE INDEX messages_waiting_order ON messages (recipient, (sequence + 0)) WHERE state = 'accepted'",
-        ]),
-        (4, [
-            // Message counts by type and state for the queue statistics (every metrics scrape),
-            // which otherwise count the whole table, history included. Triggers append a change
-            // row per transition; `foldCounts()` folds them into `message_counts`. Appending
-            // takes no lock another writer waits for (a counter row updated in place would be
-            // locked before the audit head, in varying order: a deadlock), and the triggers also
-            // count what a relay older than this migration writes.
-            "CREATE TABLE message_counts (type text NOT NULL, state text NOT NULL, n bigint NOT NULL, PRIMARY KEY (type, state))",
-            "CREATE TABLE message_count_changes (type text NOT NULL, state text NOT NULL, n bigint NOT NULL)",
-            """
-            CREATE FUNCTION ketenpost_count_message() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
-            BEGIN
-                IF TG_OP = 'INSERT' THEN
-                    INSERT INTO message_count_changes (type, state, n) VALUES (NEW.type, NEW.state, 1);
-                ELSIF TG_OP = 'DELETE' THEN
-                    INSERT INTO message_count_changes (type, state, n) VALUES (OLD.type, OLD.state, -1);
-                ELSE
-                    INSERT INTO message_count_changes (type, state, n) VALUES (OLD.type, OLD.state, -1), (NEW.type, NEW.state, 1);
-                END IF;
-                RETURN NULL;
-            END
-            $$
-            """,
-            // No writes between the seeding count and the triggers: both in this transaction,
-            // with writers held off until it commits.
-            "LOCK TABLE messages IN SHARE ROW EXCLUSIVE MODE",
-            "CREATE TRIGGER messages_count_insert AFTER INSERT ON messages FOR EACH ROW EXECUTE FUNCTION ketenpost_count_message()",
-            "CREATE TRIGGER messages_count_delete AFTER DELETE ON messages FOR EACH ROW EXECUTE FUNCTION ketenpost_count_message()",
-            """
-            CREATE TRIGGER messages_count_update AFTER UPDATE OF type, state ON messages FOR EACH ROW
-            WHEN (OLD.type IS DISTINCT FROM NEW.type OR OLD.state IS DISTINCT FROM NEW.state)
-            EXECUTE FUNCTION ketenpost_count_message()
-            """,
-            "INSERT INTO message_counts (type, state, n) SELECT type, state, count(*) FROM messages GROUP BY type, state",
-        ]),
+        (
+            1,
+            [
+                """
+                CREATE TABLE messages (
+                    sequence bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                    id uuid NOT NULL UNIQUE,
+                    sender text NOT NULL,
+                    recipient text NOT NULL,
+                    type text NOT NULL,
+                    priority text NOT NULL,
+                    correlation_id uuid,
+                    exploitation_form text,
+                    region text,
+                    digest text NOT NULL,
+                    size bigint NOT NULL,
+                    accepted_at double precision NOT NULL,
+                    expires_at double precision NOT NULL,
+                    state text NOT NULL,
+                    attempts integer NOT NULL DEFAULT 0,
+                    lease_token text,
+                    lease_until double precision,
+                    first_delivered_at double precision,
+                    last_delivered_at double precision,
+                    completed_at double precision,
+                    acceptance_receipt bytea NOT NULL,
+                    recipient_receipt bytea,
+                    reason_code text,
+                    body bytea,
+                    body_purged_at double precision
+                )
+                """,
+                // Ciphertext does not compress: store it out of line without trying.
+                "ALTER TABLE messages ALTER COLUMN body SET STORAGE EXTERNAL",
+                // The inbox: only pending rows, in acceptance order, so a lease walks the recipient's
+                // waiting messages and stops at LIMIT, never the completed history.
+                "CREATE INDEX messages_inbox ON messages (recipient, sequence) WHERE state IN ('accepted', 'delivered')",
+                // Expiry, dead-lettering and retention over all recipients (sweep): pending, leased, or still holding a body.
+                "CREATE INDEX messages_expiry ON messages (expires_at) WHERE state IN ('accepted', 'delivered')",
+                "CREATE INDEX messages_lease ON messages (lease_until) WHERE state = 'delivered'",
+                "CREATE INDEX messages_purge ON messages (completed_at) WHERE body IS NOT NULL",
+                "CREATE TABLE directory_version (id integer PRIMARY KEY CHECK (id = 1), version bigint NOT NULL)",
+                "INSERT INTO directory_version (id, version) VALUES (1, 0)",
+                """
+                CREATE TABLE partners (
+                    id text PRIMARY KEY,
+                    name text NOT NULL,
+                    role text NOT NULL,
+                    oin text NOT NULL,
+                    state text NOT NULL
+                )
+                """,
+                """
+                CREATE TABLE certificates (
+                    fingerprint text PRIMARY KEY,
+                    partner_id text NOT NULL REFERENCES partners (id),
+                    der bytea NOT NULL,
+                    uses text NOT NULL,
+                    serial text NOT NULL,
+                    not_before double precision NOT NULL,
+                    not_after double precision NOT NULL,
+                    activates_at double precision NOT NULL,
+                    retires_at double precision,
+                    revoked_at double precision,
+                    revocation_reason text,
+                    added_at double precision NOT NULL
+                )
+                """,
+                "CREATE INDEX certificates_partner ON certificates (partner_id)",
+                // The audit trail (AuditRecord): sequences assigned under the audit_head row lock, no gaps.
+                """
+                CREATE TABLE audit_log (
+                    sequence bigint PRIMARY KEY,
+                    at bigint NOT NULL,
+                    action text NOT NULL,
+                    actor text NOT NULL,
+                    message_id text,
+                    partner_id text,
+                    fingerprint text,
+                    detail text,
+                    prev_hash text NOT NULL,
+                    hash text NOT NULL
+                )
+                """,
+                "CREATE TABLE audit_head (id integer PRIMARY KEY CHECK (id = 1), sequence bigint NOT NULL, hash text NOT NULL)",
+                "INSERT INTO audit_head (id, sequence, hash) VALUES (1, 0, '\(AuditRecord.genesis)')",
+                """
+                CREATE TABLE audit_checkpoints (
+                    sequence bigint PRIMARY KEY,
+                    hash text NOT NULL,
+                    at bigint NOT NULL,
+                    signature bytea NOT NULL
+                )
+                """,
+            ]
+        ),
+        (
+            2,
+            [
+                // Only messages nobody holds: a lease walks it without stepping over running leases.
+                "CREATE INDEX messages_waiting ON messages (recipient, sequence) WHERE state = 'accepted'"
+            ]
+        ),
+        (
+            3,
+            [
+                // Ordered by `sequence + 0`, which the primary key cannot deliver: with `ORDER BY
+                // sequence LIMIT n` the planner walked the primary key filtering on the recipient,
+                // expecting a recipient's rows to be spread evenly, and read the whole backlog when
+                // they are at its end (70 ms per lease at 100,000 pending).
+                // `messages_waiting` stays: a relay older than this migration may still run on the
+                // database (migrations only add), and its leases order by `sequence`.
+                "CREATE INDEX messages_waiting_order ON messages (recipient, (sequence + 0)) WHERE state = 'accepted'"
+            ]
+        ),
+        (
+            4,
+            [
+                // Message counts by type and state for the queue statistics (every metrics scrape),
+                // which otherwise count the whole table, history included. Triggers append a change
+                // row per transition; `foldCounts()` folds them into `message_counts`. Appending
+                // takes no lock another writer waits for (a counter row updated in place would be
+                // locked before the audit head, in varying order: a deadlock), and the triggers also
+                // count what a relay older than this migration writes.
+                "CREATE TABLE message_counts (type text NOT NULL, state text NOT NULL, n bigint NOT NULL, PRIMARY KEY (type, state))",
+                "CREATE TABLE message_count_changes (type text NOT NULL, state text NOT NULL, n bigint NOT NULL)",
+                """
+                CREATE FUNCTION ketenpost_count_message() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+                BEGIN
+                    IF TG_OP = 'INSERT' THEN
+                        INSERT INTO message_count_changes (type, state, n) VALUES (NEW.type, NEW.state, 1);
+                    ELSIF TG_OP = 'DELETE' THEN
+                        INSERT INTO message_count_changes (type, state, n) VALUES (OLD.type, OLD.state, -1);
+                    ELSE
+                        INSERT INTO message_count_changes (type, state, n) VALUES (OLD.type, OLD.state, -1), (NEW.type, NEW.state, 1);
+                    END IF;
+                    RETURN NULL;
+                END
+                $$
+                """,
+                // No writes between the seeding count and the triggers: both in this transaction,
+                // with writers held off until it commits.
+                "LOCK TABLE messages IN SHARE ROW EXCLUSIVE MODE",
+                "CREATE TRIGGER messages_count_insert AFTER INSERT ON messages FOR EACH ROW EXECUTE FUNCTION ketenpost_count_message()",
+                "CREATE TRIGGER messages_count_delete AFTER DELETE ON messages FOR EACH ROW EXECUTE FUNCTION ketenpost_count_message()",
+                """
+                CREATE TRIGGER messages_count_update AFTER UPDATE OF type, state ON messages FOR EACH ROW
+                WHEN (OLD.type IS DISTINCT FROM NEW.type OR OLD.state IS DISTINCT FROM NEW.state)
+                EXECUTE FUNCTION ketenpost_count_message()
+                """,
+                "INSERT INTO message_counts (type, state, n) SELECT type, state, count(*) FROM messages GROUP BY type, state",
+            ]
+        ),
     ]
 
     /// Advisory lock keys (per database): 'ktnp' + a purpose.
@@ -252,14 +270,19 @@ public final class PostgresMessageStore: RelayStore {
         try await transaction { connection in
             // Two instances starting at once: the second waits here, then finds every migration applied.
             try await self.run(connection, "SELECT pg_advisory_xact_lock(\(Self.migrationLock))")
-            try await self.run(connection, """
+            try await self.run(
+                connection,
+                """
                 CREATE TABLE IF NOT EXISTS ketenpost_migrations (
                     version integer PRIMARY KEY,
                     applied_at timestamptz NOT NULL DEFAULT now()
                 )
-                """)
-            let applied = Set(try await self.rows(connection, "SELECT version FROM ketenpost_migrations")
-                .map { try $0.decode(Int.self) })
+                """
+            )
+            let applied = Set(
+                try await self.rows(connection, "SELECT version FROM ketenpost_migrations")
+                    .map { try $0.decode(Int.self) }
+            )
             // A newer relay's migrations are left alone (as GRDB's migrator does): they only add.
             for migration in Self.migrations where !applied.contains(migration.version) && migration.version <= version {
                 for statement in migration.statements { try await self.run(connection, PostgresQuery(unsafeSQL: statement)) }
@@ -284,7 +307,9 @@ public final class PostgresMessageStore: RelayStore {
             var events: [(AuditEvent, Date)] = []
             var notify: [String] = []
             for message in messages {
-                let inserted = try await self.rows(connection, """
+                let inserted = try await self.rows(
+                    connection,
+                    """
                     INSERT INTO messages (id, sender, recipient, type, priority, correlation_id, exploitation_form, region,
                         digest, size, accepted_at, expires_at, state, attempts, acceptance_receipt, body)
                     VALUES (\(message.id), \(message.sender), \(message.recipient), \(message.type), \(message.priority),
@@ -293,20 +318,31 @@ public final class PostgresMessageStore: RelayStore {
                         'accepted', 0, \(message.acceptanceReceipt), \(message.body))
                     ON CONFLICT (id) DO NOTHING
                     RETURNING \(unescaped: Self.columns)
-                    """)
+                    """
+                )
                 if let row = inserted.first {
                     // Read back, so the caller sees exactly what later reads return (sequence, stored times).
                     outcomes.append(.accepted(try Self.record(row)))
-                    events.append((AuditEvent(action: "message.accepted", actor: message.sender, messageId: Self.key(message.id),
-                                              partnerId: message.recipient,
-                                              detail: "type=\(message.type) size=\(message.body.count) digest=\(message.digest)"),
-                                   message.acceptedAt))
+                    events.append(
+                        (
+                            AuditEvent(
+                                action: "message.accepted",
+                                actor: message.sender,
+                                messageId: Self.key(message.id),
+                                partnerId: message.recipient,
+                                detail: "type=\(message.type) size=\(message.body.count) digest=\(message.digest)"
+                            ),
+                            message.acceptedAt
+                        )
+                    )
                     if !notify.contains(message.recipient) { notify.append(message.recipient) }
                 } else {
                     guard let existing = try await self.fetch(connection, id: message.id) else {
                         throw StoreError(.unexpectedResult, "insert of a message reported a conflict, but no message has its id")
                     }
-                    outcomes.append(existing.digest == message.digest && existing.sender == message.sender ? .duplicate(existing) : .conflict)
+                    outcomes.append(
+                        existing.digest == message.digest && existing.sender == message.sender ? .duplicate(existing) : .conflict
+                    )
                 }
             }
             try await self.appendAudit(connection, events)
@@ -348,8 +384,14 @@ public final class PostgresMessageStore: RelayStore {
         }
     }
 
-    private func lease(_ connection: PostgresConnection, _ request: LeaseRequest, events: inout [(AuditEvent, Date)]) async throws -> [Lease] {
-        let (recipient, limit, duration, maxAttempts, now) = (request.recipient, request.limit, request.duration, request.maxAttempts, request.now)
+    private func lease(
+        _ connection: PostgresConnection,
+        _ request: LeaseRequest,
+        events: inout [(AuditEvent, Date)]
+    ) async throws -> [Lease] {
+        let (recipient, limit, duration, maxAttempts, now) = (
+            request.recipient, request.limit, request.duration, request.maxAttempts, request.now
+        )
         let t = Self.seconds(now)
         events += try await self.expire(connection, recipient: recipient, now: t)
         events += try await self.deadLetter(connection, recipient: recipient, now: t, maxAttempts: maxAttempts)
@@ -359,8 +401,17 @@ public final class PostgresMessageStore: RelayStore {
         // One statement: pick the oldest of both kinds, lease them, and return them as they
         // were (rows locked but not taken are released at commit).
         // Prepared once per connection: planning was the largest part of a lease's server time.
-        let rows = try await prepared(connection, LeaseTake(recipient: recipient, now: t, maxAttempts: maxAttempts, limit: limit,
-                                                            until: until, tokens: tokens))
+        let rows = try await prepared(
+            connection,
+            LeaseTake(
+                recipient: recipient,
+                now: t,
+                maxAttempts: maxAttempts,
+                limit: limit,
+                until: until,
+                tokens: tokens
+            )
+        )
         let leases = try rows.map { row in
             var message = try Self.record(row)
             message.state = .delivered
@@ -373,8 +424,15 @@ public final class PostgresMessageStore: RelayStore {
             return Lease(message: message, body: try row.makeRandomAccess()["body"].decode(Data.self))
         }
         events += leases.map {
-            (AuditEvent(action: "message.leased", actor: recipient, messageId: Self.key($0.message.id), partnerId: $0.message.sender,
-                        detail: "attempt=\($0.message.attempts)"), now)
+            (
+                AuditEvent(
+                    action: "message.leased",
+                    actor: recipient,
+                    messageId: Self.key($0.message.id),
+                    partnerId: $0.message.sender,
+                    detail: "attempt=\($0.message.attempts)"
+                ), now
+            )
         }
         return leases
     }
@@ -393,10 +451,26 @@ public final class PostgresMessageStore: RelayStore {
     /// Group commit, as for submissions: acknowledgements that arrive while one is being
     /// committed share the next transaction, so they share one hold of the audit lock and one
     /// WAL flush instead of queueing for one each.
-    public func acknowledge(id: UUID, recipient: String, leaseToken: String, receipt: Data, rejected: Bool,
-                            reasonCode: String?, claims: ReceiptClaims?, now: Date) async throws -> AcknowledgeOutcome {
-        let request = AcknowledgeRequest(id: id, recipient: recipient, leaseToken: leaseToken, receipt: receipt,
-                                         rejected: rejected, reasonCode: reasonCode, claims: claims, now: now)
+    public func acknowledge(
+        id: UUID,
+        recipient: String,
+        leaseToken: String,
+        receipt: Data,
+        rejected: Bool,
+        reasonCode: String?,
+        claims: ReceiptClaims?,
+        now: Date
+    ) async throws -> AcknowledgeOutcome {
+        let request = AcknowledgeRequest(
+            id: id,
+            recipient: recipient,
+            leaseToken: leaseToken,
+            receipt: receipt,
+            rejected: rejected,
+            reasonCode: reasonCode,
+            claims: claims,
+            now: now
+        )
         return try await acknowledgements.submit(request) { [self] batch in try await self.acknowledgeBatch(batch) }
     }
 
@@ -418,21 +492,33 @@ public final class PostgresMessageStore: RelayStore {
                     outcomes.append(.notFound)
                     continue
                 }
-                if let claims = request.claims, !claims.match(message) { outcomes.append(.receiptMismatch); continue }
+                if let claims = request.claims, !claims.match(message) {
+                    outcomes.append(.receiptMismatch)
+                    continue
+                }
                 if message.state.isFinal {
                     // A retry of the acknowledgement that completed it is answered as before.
                     outcomes.append(message.recipientReceipt == request.receipt ? .alreadyCompleted(message) : .final(message))
                     continue
                 }
-                guard message.leaseToken == request.leaseToken else { outcomes.append(.notLeased); continue }
-                guard let until = message.leaseUntil, Self.seconds(until) > t else { outcomes.append(.leaseExpired); continue }
+                guard message.leaseToken == request.leaseToken else {
+                    outcomes.append(.notLeased)
+                    continue
+                }
+                guard let until = message.leaseUntil, Self.seconds(until) > t else {
+                    outcomes.append(.leaseExpired)
+                    continue
+                }
                 let state: MessageState = request.rejected ? .rejected : .acknowledged
                 let reason = request.rejected ? request.reasonCode : nil
-                try await self.run(connection, """
+                try await self.run(
+                    connection,
+                    """
                     UPDATE messages SET state = \(state.rawValue), recipient_receipt = \(request.receipt), reason_code = \(reason),
                         completed_at = \(t), lease_token = NULL, lease_until = NULL
                     WHERE sequence = \(message.sequence)
-                    """)
+                    """
+                )
                 var updated = message
                 updated.state = state
                 updated.recipientReceipt = request.receipt
@@ -440,9 +526,17 @@ public final class PostgresMessageStore: RelayStore {
                 updated.completedAt = Date(timeIntervalSince1970: t)
                 updated.leaseToken = nil
                 updated.leaseUntil = nil
-                events.append((AuditEvent(action: "message.\(state.rawValue)", actor: request.recipient,
-                                          messageId: Self.key(request.id), partnerId: message.sender,
-                                          detail: reason.map { "reason=\($0)" }), request.now))
+                events.append(
+                    (
+                        AuditEvent(
+                            action: "message.\(state.rawValue)",
+                            actor: request.recipient,
+                            messageId: Self.key(request.id),
+                            partnerId: message.sender,
+                            detail: reason.map { "reason=\($0)" }
+                        ), request.now
+                    )
+                )
                 outcomes.append(.completed(updated))
             }
             try await self.appendAudit(connection, events)
@@ -467,9 +561,11 @@ public final class PostgresMessageStore: RelayStore {
             let deadLettered = try await self.deadLetter(connection, recipient: nil, now: t, maxAttempts: maxAttempts)
             // completed_at is set exactly when a message becomes final; the state test is a second guard.
             let purged = try await self.changeRows(connection, Self.purge(now: t, retention: retention))
-            let events = expired + deadLettered + purged.map {
-                (AuditEvent(action: "message.purged", actor: "relay", messageId: $0.id, partnerId: $0.recipient), now)
-            }
+            let events =
+                expired + deadLettered
+                + purged.map {
+                    (AuditEvent(action: "message.purged", actor: "relay", messageId: $0.id, partnerId: $0.recipient), now)
+                }
             try await self.appendAudit(connection, events)
             return SweepCounts(expired: expired.count, deadLettered: deadLettered.count, purged: purged.count)
         }
@@ -481,9 +577,12 @@ public final class PostgresMessageStore: RelayStore {
     }
 
     public func pendingCount(recipient: String) async throws -> Int {
-        try await client.query("""
+        try await client.query(
+            """
             SELECT count(*) FROM messages WHERE recipient = \(recipient) AND state IN ('accepted', 'delivered')
-            """, logger: logger).collect().first.map { try $0.decode(Int.self) } ?? 0
+            """,
+            logger: logger
+        ).collect().first.map { try $0.decode(Int.self) } ?? 0
     }
 
     // MARK: - Shared steps
@@ -492,16 +591,25 @@ public final class PostgresMessageStore: RelayStore {
     /// Returns their audit events, in sequence order.
     private func expire(_ connection: PostgresConnection, recipient: String?, now t: Double) async throws -> [(AuditEvent, Date)] {
         try await changeRows(connection, Expiry(now: t, recipient: recipient)).map {
-            (AuditEvent(action: "message.expired", actor: "relay", messageId: $0.id, partnerId: $0.recipient), Date(timeIntervalSince1970: t))
+            (
+                AuditEvent(action: "message.expired", actor: "relay", messageId: $0.id, partnerId: $0.recipient),
+                Date(timeIntervalSince1970: t)
+            )
         }
     }
 
     /// Delivered messages whose last lease ran out after `maxAttempts` deliveries become `dead-lettered`.
-    private func deadLetter(_ connection: PostgresConnection, recipient: String?, now t: Double,
-                            maxAttempts: Int) async throws -> [(AuditEvent, Date)] {
+    private func deadLetter(
+        _ connection: PostgresConnection,
+        recipient: String?,
+        now t: Double,
+        maxAttempts: Int
+    ) async throws -> [(AuditEvent, Date)] {
         try await changeRows(connection, DeadLetter(now: t, maxAttempts: maxAttempts, recipient: recipient)).map {
-            (AuditEvent(action: "message.dead-lettered", actor: "relay", messageId: $0.id, partnerId: $0.recipient),
-             Date(timeIntervalSince1970: t))
+            (
+                AuditEvent(action: "message.dead-lettered", actor: "relay", messageId: $0.id, partnerId: $0.recipient),
+                Date(timeIntervalSince1970: t)
+            )
         }
     }
 
@@ -543,7 +651,10 @@ public final class PostgresMessageStore: RelayStore {
     /// `lease_until` keeps the planner on that index instead of walking the inbox). PostgreSQL
     /// allows no FOR UPDATE on a UNION, so the two kinds are selected apart and merged by sequence.
     static func redeliverable(recipient: String, now t: Double, maxAttempts: Int, limit: Int) -> PostgresQuery {
-        PostgresQuery(unsafeSQL: redeliverableSQL, binds: leaseBindings(recipient: recipient, now: t, maxAttempts: maxAttempts, limit: limit))
+        PostgresQuery(
+            unsafeSQL: redeliverableSQL,
+            binds: leaseBindings(recipient: recipient, now: t, maxAttempts: maxAttempts, limit: limit)
+        )
     }
 
     private static let redeliverableSQL = """
@@ -559,8 +670,17 @@ public final class PostgresMessageStore: RelayStore {
     /// given `tokens[k]` (placeholders as above, $5 lease end, $6 tokens), and each returned as
     /// it was before the update, with the token it got, in sequence order.
     static func take(recipient: String, now t: Double, maxAttempts: Int, limit: Int, until: Double, tokens: [String]) -> PostgresQuery {
-        PostgresQuery(unsafeSQL: takeSQL, binds: LeaseTake(recipient: recipient, now: t, maxAttempts: maxAttempts, limit: limit,
-                                                           until: until, tokens: tokens).makeBindings())
+        PostgresQuery(
+            unsafeSQL: takeSQL,
+            binds: LeaseTake(
+                recipient: recipient,
+                now: t,
+                maxAttempts: maxAttempts,
+                limit: limit,
+                until: until,
+                tokens: tokens
+            ).makeBindings()
+        )
     }
 
     fileprivate static let takeSQL = """
@@ -725,7 +845,10 @@ public final class PostgresMessageStore: RelayStore {
             try await self.run(connection, "SET LOCAL plan_cache_mode = force_generic_plan")
             // A name of its own: a PREPARE outlives a rolled-back transaction on the pooled connection.
             let name = "generic_take_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
-            try await self.run(connection, PostgresQuery(unsafeSQL: "PREPARE \(name) (text, float8, int8, int8, float8, text[]) AS " + LeaseTake.sql))
+            try await self.run(
+                connection,
+                PostgresQuery(unsafeSQL: "PREPARE \(name) (text, float8, int8, int8, float8, text[]) AS " + LeaseTake.sql)
+            )
             let lines = try await self.rows(connection, PostgresQuery(unsafeSQL: "EXPLAIN EXECUTE \(name)('r', 0, 5, 10, 60, ARRAY['t'])"))
             try await self.run(connection, PostgresQuery(unsafeSQL: "DEALLOCATE \(name)"))
             return try lines.map { try $0.decode(String.self) }.joined(separator: "\n")
@@ -733,16 +856,22 @@ public final class PostgresMessageStore: RelayStore {
     }
 
     /// As below, for a prepared statement.
-    private func changeRows<Statement: PostgresPreparedStatement>(_ connection: PostgresConnection, _ statement: Statement) async throws
-        -> [(sequence: Int64, id: String, recipient: String)] where Statement.Row == PostgresRow {
+    private func changeRows<Statement: PostgresPreparedStatement>(
+        _ connection: PostgresConnection,
+        _ statement: Statement
+    ) async throws
+        -> [(sequence: Int64, id: String, recipient: String)] where Statement.Row == PostgresRow
+    {
         try Self.changes(try await prepared(connection, statement))
     }
 
     /// Runs a prepared statement (prepared on first use per connection, by name). PostgresNIO
     /// keeps a failed preparation's error under that name for the life of the connection, so
     /// after any error the names move on to a new generation: the next use prepares afresh.
-    private func prepared<Statement: PostgresPreparedStatement>(_ connection: PostgresConnection,
-                                                               _ statement: Statement) async throws -> [PostgresRow] where Statement.Row == PostgresRow {
+    private func prepared<Statement: PostgresPreparedStatement>(
+        _ connection: PostgresConnection,
+        _ statement: Statement
+    ) async throws -> [PostgresRow] where Statement.Row == PostgresRow {
         do {
             var rows: [PostgresRow] = []
             for try await row in try await connection.execute(statement, logger: logger) { rows.append(row) }
@@ -759,8 +888,10 @@ public final class PostgresMessageStore: RelayStore {
 
     /// Runs an `UPDATE … RETURNING m.sequence, m.id, m.recipient` and gives the rows in sequence
     /// order (RETURNING has none of its own), ids as the audit trail writes them.
-    private func changeRows(_ connection: PostgresConnection,
-                            _ query: PostgresQuery) async throws -> [(sequence: Int64, id: String, recipient: String)] {
+    private func changeRows(
+        _ connection: PostgresConnection,
+        _ query: PostgresQuery
+    ) async throws -> [(sequence: Int64, id: String, recipient: String)] {
         try Self.changes(try await rows(connection, query))
     }
 
@@ -777,8 +908,10 @@ public final class PostgresMessageStore: RelayStore {
     /// rethrown as it is, e.g. a directory `StoreError`). A deadlock or serialization failure
     /// reported by the server (not expected with the lock order above, but cheap to survive)
     /// runs the whole transaction again.
-    func transaction<T: Sendable>(level: String? = nil,
-                                  _ body: (PostgresConnection) async throws -> T) async throws -> T {
+    func transaction<T: Sendable>(
+        level: String? = nil,
+        _ body: (PostgresConnection) async throws -> T
+    ) async throws -> T {
         var attempt = 1
         while true {
             do {
@@ -795,7 +928,10 @@ public final class PostgresMessageStore: RelayStore {
                     }
                 }
             } catch let error as PSQLError where attempt < 5 && Self.isTransient(error) {
-                logger.debug("store.transaction.retry", metadata: ["attempt": "\(attempt)", "sqlstate": "\(error.serverInfo?[.sqlState] ?? "")"])
+                logger.debug(
+                    "store.transaction.retry",
+                    metadata: ["attempt": "\(attempt)", "sqlstate": "\(error.serverInfo?[.sqlState] ?? "")"]
+                )
                 attempt += 1
             }
         }
@@ -825,9 +961,12 @@ public final class PostgresMessageStore: RelayStore {
         """
 
     private func fetch(_ connection: PostgresConnection, id: UUID, forUpdate: Bool = false) async throws -> StoredMessage? {
-        try await rows(connection, """
+        try await rows(
+            connection,
+            """
             SELECT \(unescaped: Self.columns) FROM messages WHERE id = \(id)\(unescaped: forUpdate ? " FOR UPDATE" : "")
-            """).first.map(Self.record)
+            """
+        ).first.map(Self.record)
     }
 
     private static func record(_ row: PostgresRow) throws -> StoredMessage {
@@ -839,19 +978,32 @@ public final class PostgresMessageStore: RelayStore {
         }
         let state = try row["state"].decode(String.self)
         return StoredMessage(
-            id: try row["id"].decode(UUID.self), sender: try row["sender"].decode(String.self),
-            recipient: try row["recipient"].decode(String.self), type: try row["type"].decode(String.self),
-            priority: try row["priority"].decode(String.self), correlationId: try row["correlation_id"].decode(UUID?.self),
-            exploitationForm: try row["exploitation_form"].decode(String?.self), region: try row["region"].decode(String?.self),
-            digest: try row["digest"].decode(String.self), size: try row["size"].decode(Int.self),
-            acceptedAt: try required(date("accepted_at"), "accepted_at"), expiresAt: try required(date("expires_at"), "expires_at"),
+            id: try row["id"].decode(UUID.self),
+            sender: try row["sender"].decode(String.self),
+            recipient: try row["recipient"].decode(String.self),
+            type: try row["type"].decode(String.self),
+            priority: try row["priority"].decode(String.self),
+            correlationId: try row["correlation_id"].decode(UUID?.self),
+            exploitationForm: try row["exploitation_form"].decode(String?.self),
+            region: try row["region"].decode(String?.self),
+            digest: try row["digest"].decode(String.self),
+            size: try row["size"].decode(Int.self),
+            acceptedAt: try required(date("accepted_at"), "accepted_at"),
+            expiresAt: try required(date("expires_at"), "expires_at"),
             // Only this type writes `state`; an unknown value would mean a newer schema, so fail safe as final.
-            state: MessageState(rawValue: state) ?? .deadLettered, attempts: try row["attempts"].decode(Int.self),
-            leaseToken: try row["lease_token"].decode(String?.self), leaseUntil: try date("lease_until"),
-            firstDeliveredAt: try date("first_delivered_at"), lastDeliveredAt: try date("last_delivered_at"),
-            completedAt: try date("completed_at"), acceptanceReceipt: try row["acceptance_receipt"].decode(Data.self),
-            recipientReceipt: try row["recipient_receipt"].decode(Data?.self), reasonCode: try row["reason_code"].decode(String?.self),
-            bodyPurgedAt: try date("body_purged_at"), sequence: try row["sequence"].decode(Int64.self))
+            state: MessageState(rawValue: state) ?? .deadLettered,
+            attempts: try row["attempts"].decode(Int.self),
+            leaseToken: try row["lease_token"].decode(String?.self),
+            leaseUntil: try date("lease_until"),
+            firstDeliveredAt: try date("first_delivered_at"),
+            lastDeliveredAt: try date("last_delivered_at"),
+            completedAt: try date("completed_at"),
+            acceptanceReceipt: try row["acceptance_receipt"].decode(Data.self),
+            recipientReceipt: try row["recipient_receipt"].decode(Data?.self),
+            reasonCode: try row["reason_code"].decode(String?.self),
+            bodyPurgedAt: try date("body_purged_at"),
+            sequence: try row["sequence"].decode(Int64.self)
+        )
     }
 
     static func key(_ id: UUID) -> String { id.uuidString.lowercased() }
@@ -877,7 +1029,8 @@ public final class PostgresMessageStore: RelayStore {
     public func notifications() async throws -> AsyncStream<StoreNotification>? {
         let (stream, continuation) = AsyncStream<StoreNotification>.makeStream(bufferingPolicy: .bufferingNewest(4096))
         let (ready, readyContinuation) = AsyncStream<Result<Void, any Error>>.makeStream()
-        let client = self.client, logger = self.logger
+        let client = self.client
+        let logger = self.logger
         let task = try listeners.add(continuation) {
             Task.detached { await Self.listen(client: client, logger: logger, into: continuation, ready: readyContinuation) }
         }
@@ -894,8 +1047,12 @@ public final class PostgresMessageStore: RelayStore {
         return stream
     }
 
-    private static func listen(client: PostgresClient, logger: Logger, into continuation: AsyncStream<StoreNotification>.Continuation,
-                               ready: AsyncStream<Result<Void, any Error>>.Continuation) async {
+    private static func listen(
+        client: PostgresClient,
+        logger: Logger,
+        into continuation: AsyncStream<StoreNotification>.Continuation,
+        ready: AsyncStream<Result<Void, any Error>>.Continuation
+    ) async {
         var listening = false
         while !Task.isCancelled {
             do {
@@ -947,8 +1104,10 @@ private final class ListenerRegistry: Sendable {
 
     private let state = Mutex(State())
 
-    func add(_ continuation: AsyncStream<StoreNotification>.Continuation,
-             start: () -> Task<Void, Never>) throws -> Task<Void, Never> {
+    func add(
+        _ continuation: AsyncStream<StoreNotification>.Continuation,
+        start: () -> Task<Void, Never>
+    ) throws -> Task<Void, Never> {
         let (task, id) = try state.withLock { state in
             guard !state.closed else { throw StoreError(.closed, "notifications() after the store stopped") }
             let task = start()

@@ -4,12 +4,15 @@ import PostgresNIO
 /// Report and monitoring aggregates on PostgreSQL (metadata only), as in the SQLite backend.
 extension PostgresMessageStore {  // ReportStore, StatsStore
     public func labelCounts(from: Date, to: Date) async throws -> [LabelCount] {
-        let rows = try await client.query("""
+        let rows = try await client.query(
+            """
             SELECT to_char(to_timestamp(floor(accepted_at)) AT TIME ZONE 'UTC', 'YYYY-MM') AS month, type, exploitation_form, region,
                    count(*)::bigint AS n
             FROM messages WHERE accepted_at >= \(from.timeIntervalSince1970) AND accepted_at < \(to.timeIntervalSince1970)
             GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
-            """, logger: logger).collect()
+            """,
+            logger: logger
+        ).collect()
         return try rows.map { row in
             let (month, type, form, region, n) = try row.decode((String, String, String?, String?, Int64).self)
             return LabelCount(month: month, type: type, form: form, region: region, count: Int(n))
@@ -63,9 +66,13 @@ extension PostgresMessageStore {  // ReportStore, StatsStore
     func foldCounts() async -> Int {
         do {
             return try await transaction { connection in
-                let locked = try await self.rows(connection, "SELECT pg_try_advisory_xact_lock(\(Self.countsLock))").first?.decode(Bool.self) ?? false
+                let locked =
+                    try await self.rows(connection, "SELECT pg_try_advisory_xact_lock(\(Self.countsLock))").first?.decode(Bool.self)
+                    ?? false
                 guard locked else { return 0 }
-                let folded = try await self.rows(connection, """
+                let folded = try await self.rows(
+                    connection,
+                    """
                     WITH moved AS (
                         DELETE FROM message_count_changes
                         WHERE ctid = ANY (ARRAY(SELECT ctid FROM message_count_changes LIMIT \(Self.foldBatch)))
@@ -75,7 +82,8 @@ extension PostgresMessageStore {  // ReportStore, StatsStore
                         INSERT INTO message_counts (type, state, n) SELECT type, state, n FROM summed
                         ON CONFLICT (type, state) DO UPDATE SET n = message_counts.n + EXCLUDED.n)
                     SELECT coalesce(sum(rows), 0)::bigint FROM summed
-                    """)
+                    """
+                )
                 return Int(try folded.first?.decode(Int64.self) ?? 0)
             }
         } catch {

@@ -80,8 +80,10 @@ extension SQLiteMessageStore {  // DirectoryStore
                     guard try !Bool.exists(db, "SELECT 1 FROM partners WHERE id = ?", [p.id]) else {
                         throw StoreError(.partnerExists, subject: p.id)
                     }
-                    try db.execute(sql: "INSERT INTO partners (id, name, role, oin, state) VALUES (?, ?, ?, ?, ?)",
-                                   arguments: [p.id, p.name, p.role, p.oin, p.state])
+                    try db.execute(
+                        sql: "INSERT INTO partners (id, name, role, oin, state) VALUES (?, ?, ?, ?, ?)",
+                        arguments: [p.id, p.name, p.role, p.oin, p.state]
+                    )
                     partnerID = p.id
                 case .setPartnerState(let id, let state):
                     try db.execute(sql: "UPDATE partners SET state = ? WHERE id = ?", arguments: [state, id])
@@ -94,30 +96,46 @@ extension SQLiteMessageStore {  // DirectoryStore
                     guard try !Bool.exists(db, "SELECT 1 FROM certificates WHERE fingerprint = ?", [c.fingerprint]) else {
                         throw StoreError(.certificateExists, subject: c.fingerprint)
                     }
-                    try db.execute(sql: """
-                        INSERT INTO certificates (fingerprint, partner_id, der, uses, serial, not_before, not_after,
-                            activates_at, retires_at, revoked_at, revocation_reason, added_at)
-                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                        """, arguments: [c.fingerprint, c.partnerID, c.der, c.uses.map(\.rawValue).joined(separator: ","), c.serial,
-                                         c.notBefore.timeIntervalSince1970, c.notAfter.timeIntervalSince1970,
-                                         c.activatesAt.timeIntervalSince1970, c.retiresAt?.timeIntervalSince1970,
-                                         c.revokedAt?.timeIntervalSince1970, c.revocationReason, c.addedAt.timeIntervalSince1970])
+                    try db.execute(
+                        sql: """
+                            INSERT INTO certificates (fingerprint, partner_id, der, uses, serial, not_before, not_after,
+                                activates_at, retires_at, revoked_at, revocation_reason, added_at)
+                            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                            """,
+                        arguments: [
+                            c.fingerprint, c.partnerID, c.der, c.uses.map(\.rawValue).joined(separator: ","), c.serial,
+                            c.notBefore.timeIntervalSince1970, c.notAfter.timeIntervalSince1970,
+                            c.activatesAt.timeIntervalSince1970, c.retiresAt?.timeIntervalSince1970,
+                            c.revokedAt?.timeIntervalSince1970, c.revocationReason, c.addedAt.timeIntervalSince1970,
+                        ]
+                    )
                     partnerID = c.partnerID
                     fingerprint = c.fingerprint
                 case .retireCertificate(let fp, let until):
                     partnerID = try Self.livePartner(db, fingerprint: fp)
                     // Only ever earlier: a second rotation cannot extend an overlap already running.
-                    try db.execute(sql: "UPDATE certificates SET retires_at = MIN(COALESCE(retires_at, ?), ?) WHERE fingerprint = ?",
-                                   arguments: [until.timeIntervalSince1970, until.timeIntervalSince1970, fp])
+                    try db.execute(
+                        sql: "UPDATE certificates SET retires_at = MIN(COALESCE(retires_at, ?), ?) WHERE fingerprint = ?",
+                        arguments: [until.timeIntervalSince1970, until.timeIntervalSince1970, fp]
+                    )
                     fingerprint = fp
                 case .revokeCertificate(let fp, let when, let reason):
                     partnerID = try Self.livePartner(db, fingerprint: fp)
-                    try db.execute(sql: "UPDATE certificates SET revoked_at = ?, revocation_reason = ? WHERE fingerprint = ?",
-                                   arguments: [when.timeIntervalSince1970, reason, fp])
+                    try db.execute(
+                        sql: "UPDATE certificates SET revoked_at = ?, revocation_reason = ? WHERE fingerprint = ?",
+                        arguments: [when.timeIntervalSince1970, reason, fp]
+                    )
                     fingerprint = fp
                 }
-                events.append(AuditEvent(action: change.action, actor: actor, partnerId: partnerID, fingerprint: fingerprint,
-                                         detail: change.auditDetail))
+                events.append(
+                    AuditEvent(
+                        action: change.action,
+                        actor: actor,
+                        partnerId: partnerID,
+                        fingerprint: fingerprint,
+                        detail: change.auditDetail
+                    )
+                )
             }
             try Self.appendAudit(db, events, at: at)
             try db.execute(sql: "UPDATE directory_version SET version = version + 1 WHERE id = 1")
@@ -127,8 +145,13 @@ extension SQLiteMessageStore {  // DirectoryStore
 
     /// The partner of a certificate that is not revoked (a revoked certificate never changes again).
     private static func livePartner(_ db: Database, fingerprint: String) throws -> String {
-        guard let row = try Row.fetchOne(db, sql: "SELECT partner_id, revoked_at FROM certificates WHERE fingerprint = ?",
-                                         arguments: [fingerprint]) else {
+        guard
+            let row = try Row.fetchOne(
+                db,
+                sql: "SELECT partner_id, revoked_at FROM certificates WHERE fingerprint = ?",
+                arguments: [fingerprint]
+            )
+        else {
             throw StoreError(.certificateNotFound, subject: fingerprint)
         }
         guard (row["revoked_at"] as Double?) == nil else { throw StoreError(.certificateRevoked, subject: fingerprint) }
@@ -139,10 +162,19 @@ extension SQLiteMessageStore {  // DirectoryStore
         func date(_ column: String) -> Date? { (row[column] as Double?).map(Date.init(timeIntervalSince1970:)) }
         let uses = (row["uses"] as String).split(separator: ",").compactMap { CertificateUse(rawValue: String($0)) }
         return DirectoryCertificate(
-            fingerprint: row["fingerprint"], partnerID: row["partner_id"], der: row["der"], uses: uses, serial: row["serial"],
-            notBefore: date("not_before")!, notAfter: date("not_after")!, activatesAt: date("activates_at")!,
-            retiresAt: date("retires_at"), revokedAt: date("revoked_at"), revocationReason: row["revocation_reason"],
-            addedAt: date("added_at")!)
+            fingerprint: row["fingerprint"],
+            partnerID: row["partner_id"],
+            der: row["der"],
+            uses: uses,
+            serial: row["serial"],
+            notBefore: date("not_before")!,
+            notAfter: date("not_after")!,
+            activatesAt: date("activates_at")!,
+            retiresAt: date("retires_at"),
+            revokedAt: date("revoked_at"),
+            revocationReason: row["revocation_reason"],
+            addedAt: date("added_at")!
+        )
     }
 }
 
@@ -158,11 +190,15 @@ extension SQLiteMessageStore {  // AuditStore
         for event in events {
             sequence += 1
             let record = AuditRecord(sequence: sequence, at: at, event: event, prevHash: previous)
-            try db.cachedStatement(sql: """
-                INSERT INTO audit_log (sequence, at, action, actor, message_id, partner_id, fingerprint, detail, prev_hash, hash)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """).execute(arguments: [record.sequence, record.at, record.action, record.actor, record.messageId, record.partnerId,
-                                 record.fingerprint, record.detail, record.prevHash, record.hash])
+            try db.cachedStatement(
+                sql: """
+                    INSERT INTO audit_log (sequence, at, action, actor, message_id, partner_id, fingerprint, detail, prev_hash, hash)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    """
+            ).execute(arguments: [
+                record.sequence, record.at, record.action, record.actor, record.messageId, record.partnerId,
+                record.fingerprint, record.detail, record.prevHash, record.hash,
+            ])
             previous = record.hash
         }
     }
@@ -176,19 +212,33 @@ extension SQLiteMessageStore {  // AuditStore
 
     public func auditRecords(after sequence: Int64, limit: Int) async throws -> [AuditRecord] {
         try await pool.read { db in
-            try Row.fetchAll(db, sql: "SELECT * FROM audit_log WHERE sequence > ? ORDER BY sequence LIMIT ?",
-                             arguments: [sequence, limit]).map {
-                AuditRecord(sequence: $0["sequence"], at: $0["at"], action: $0["action"], actor: $0["actor"],
-                            messageId: $0["message_id"], partnerId: $0["partner_id"], fingerprint: $0["fingerprint"],
-                            detail: $0["detail"], prevHash: $0["prev_hash"], hash: $0["hash"])
+            try Row.fetchAll(
+                db,
+                sql: "SELECT * FROM audit_log WHERE sequence > ? ORDER BY sequence LIMIT ?",
+                arguments: [sequence, limit]
+            ).map {
+                AuditRecord(
+                    sequence: $0["sequence"],
+                    at: $0["at"],
+                    action: $0["action"],
+                    actor: $0["actor"],
+                    messageId: $0["message_id"],
+                    partnerId: $0["partner_id"],
+                    fingerprint: $0["fingerprint"],
+                    detail: $0["detail"],
+                    prevHash: $0["prev_hash"],
+                    hash: $0["hash"]
+                )
             }
         }
     }
 
     public func addAuditCheckpoint(_ checkpoint: AuditCheckpoint) async throws {
         try await transaction { db in
-            try db.execute(sql: "INSERT OR IGNORE INTO audit_checkpoints (sequence, hash, at, signature) VALUES (?, ?, ?, ?)",
-                           arguments: [checkpoint.sequence, checkpoint.hash, checkpoint.at, checkpoint.signature])
+            try db.execute(
+                sql: "INSERT OR IGNORE INTO audit_checkpoints (sequence, hash, at, signature) VALUES (?, ?, ?, ?)",
+                arguments: [checkpoint.sequence, checkpoint.hash, checkpoint.at, checkpoint.signature]
+            )
         }
     }
 
@@ -210,13 +260,17 @@ extension Bool {
 extension SQLiteMessageStore {  // ReportStore
     public func labelCounts(from: Date, to: Date) async throws -> [LabelCount] {
         try await pool.read { db in
-            try Row.fetchAll(db, sql: """
-                SELECT strftime('%Y-%m', CAST(accepted_at AS INTEGER), 'unixepoch') AS month, type, exploitation_form, region,
-                       count(*) AS n
-                FROM messages WHERE accepted_at >= ? AND accepted_at < ?
-                GROUP BY month, type, exploitation_form, region
-                ORDER BY month, type, exploitation_form, region
-                """, arguments: [from.timeIntervalSince1970, to.timeIntervalSince1970]).map {
+            try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT strftime('%Y-%m', CAST(accepted_at AS INTEGER), 'unixepoch') AS month, type, exploitation_form, region,
+                           count(*) AS n
+                    FROM messages WHERE accepted_at >= ? AND accepted_at < ?
+                    GROUP BY month, type, exploitation_form, region
+                    ORDER BY month, type, exploitation_form, region
+                    """,
+                arguments: [from.timeIntervalSince1970, to.timeIntervalSince1970]
+            ).map {
                 LabelCount(month: $0["month"], type: $0["type"], form: $0["exploitation_form"], region: $0["region"], count: $0["n"])
             }
         }
@@ -230,13 +284,22 @@ extension SQLiteMessageStore {  // StatsStore
             // history, and reads nothing but the index. The oldest of each inbox is taken to be its
             // first row: sequence follows acceptance, but for requests accepted in the same moment
             // (their order in one group commit) or a step of the clock.
-            let inboxes = try Row.fetchAll(db, sql: """
-                SELECT recipient, count(*) AS n, min(sequence) AS first FROM messages INDEXED BY messages_pending
-                WHERE completed_at IS NULL GROUP BY recipient ORDER BY recipient
-                """).map { row in
-                let oldest = try Double.fetchOne(db.cachedStatement(sql: "SELECT accepted_at FROM messages WHERE sequence = ?"),
-                                                 arguments: [row["first"] as Int64])
-                return QueueStats.Inbox(recipient: row["recipient"], pending: row["n"], oldestAcceptedAt: oldest.map(Date.init(timeIntervalSince1970:)))
+            let inboxes = try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT recipient, count(*) AS n, min(sequence) AS first FROM messages INDEXED BY messages_pending
+                    WHERE completed_at IS NULL GROUP BY recipient ORDER BY recipient
+                    """
+            ).map { row in
+                let oldest = try Double.fetchOne(
+                    db.cachedStatement(sql: "SELECT accepted_at FROM messages WHERE sequence = ?"),
+                    arguments: [row["first"] as Int64]
+                )
+                return QueueStats.Inbox(
+                    recipient: row["recipient"],
+                    pending: row["n"],
+                    oldestAcceptedAt: oldest.map(Date.init(timeIntervalSince1970:))
+                )
             }
             // Kept by triggers (migration v5); states whose messages all moved on read 0.
             let states = try Row.fetchAll(db, sql: "SELECT type, state, n FROM message_counts ORDER BY type, state").map {

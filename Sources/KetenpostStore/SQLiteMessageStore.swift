@@ -66,43 +66,45 @@ public final class SQLiteMessageStore: RelayStore {
     private static var migrator: DatabaseMigrator {
         var migrator = DatabaseMigrator()
         migrator.registerMigration("v1") { db in
-            try db.execute(sql: """
-                CREATE TABLE messages (
-                    sequence INTEGER PRIMARY KEY AUTOINCREMENT,
-                    id TEXT NOT NULL UNIQUE,
-                    sender TEXT NOT NULL,
-                    recipient TEXT NOT NULL,
-                    type TEXT NOT NULL,
-                    priority TEXT NOT NULL,
-                    correlation_id TEXT,
-                    exploitation_form TEXT,
-                    region TEXT,
-                    digest TEXT NOT NULL,
-                    size INTEGER NOT NULL,
-                    accepted_at REAL NOT NULL,
-                    expires_at REAL NOT NULL,
-                    state TEXT NOT NULL,
-                    attempts INTEGER NOT NULL DEFAULT 0,
-                    lease_token TEXT,
-                    lease_until REAL,
-                    first_delivered_at REAL,
-                    last_delivered_at REAL,
-                    completed_at REAL,
-                    acceptance_receipt BLOB NOT NULL,
-                    recipient_receipt BLOB,
-                    reason_code TEXT,
-                    body BLOB,
-                    body_purged_at REAL
-                );
-                -- The inbox: only pending rows, in acceptance order, so a lease walks the
-                -- recipient's waiting messages and stops at LIMIT, never the completed history.
-                CREATE INDEX messages_inbox ON messages(recipient, sequence) WHERE state IN ('accepted', 'delivered');
-                -- Expiry and dead-lettering (sweep over all recipients).
-                CREATE INDEX messages_expiry ON messages(state, expires_at);
-                CREATE INDEX messages_lease ON messages(state, lease_until);
-                -- Retention purge: only rows that still hold a body.
-                CREATE INDEX messages_purge ON messages(completed_at) WHERE body IS NOT NULL;
-                """)
+            try db.execute(
+                sql: """
+                    CREATE TABLE messages (
+                        sequence INTEGER PRIMARY KEY AUTOINCREMENT,
+                        id TEXT NOT NULL UNIQUE,
+                        sender TEXT NOT NULL,
+                        recipient TEXT NOT NULL,
+                        type TEXT NOT NULL,
+                        priority TEXT NOT NULL,
+                        correlation_id TEXT,
+                        exploitation_form TEXT,
+                        region TEXT,
+                        digest TEXT NOT NULL,
+                        size INTEGER NOT NULL,
+                        accepted_at REAL NOT NULL,
+                        expires_at REAL NOT NULL,
+                        state TEXT NOT NULL,
+                        attempts INTEGER NOT NULL DEFAULT 0,
+                        lease_token TEXT,
+                        lease_until REAL,
+                        first_delivered_at REAL,
+                        last_delivered_at REAL,
+                        completed_at REAL,
+                        acceptance_receipt BLOB NOT NULL,
+                        recipient_receipt BLOB,
+                        reason_code TEXT,
+                        body BLOB,
+                        body_purged_at REAL
+                    );
+                    -- The inbox: only pending rows, in acceptance order, so a lease walks the
+                    -- recipient's waiting messages and stops at LIMIT, never the completed history.
+                    CREATE INDEX messages_inbox ON messages(recipient, sequence) WHERE state IN ('accepted', 'delivered');
+                    -- Expiry and dead-lettering (sweep over all recipients).
+                    CREATE INDEX messages_expiry ON messages(state, expires_at);
+                    CREATE INDEX messages_lease ON messages(state, lease_until);
+                    -- Retention purge: only rows that still hold a body.
+                    CREATE INDEX messages_purge ON messages(completed_at) WHERE body IS NOT NULL;
+                    """
+            )
         }
         migrator.registerMigration("v2-directory") { db in
             try db.execute(sql: SQLiteMessageStore.directorySchema)
@@ -120,43 +122,47 @@ public final class SQLiteMessageStore: RelayStore {
             // The replaced indexes are dropped, so this upgrade is one-way: an older relay names
             // them (INDEXED BY). Relays from this version on refuse a store with migrations they
             // do not know (`migrate`); earlier ones do not check (docs/SCALING.md: keep a copy).
-            try db.execute(sql: """
-                CREATE INDEX messages_pending ON messages(recipient, sequence) WHERE completed_at IS NULL;
-                CREATE INDEX messages_pending_expiry ON messages(expires_at) WHERE completed_at IS NULL;
-                CREATE INDEX messages_leased ON messages(lease_until) WHERE state = 'delivered';
-                CREATE INDEX messages_purgeable ON messages(completed_at) WHERE body IS NOT NULL AND completed_at IS NOT NULL;
-                DROP INDEX messages_inbox;
-                DROP INDEX messages_expiry;
-                DROP INDEX messages_lease;
-                DROP INDEX messages_purge;
-                """)
+            try db.execute(
+                sql: """
+                    CREATE INDEX messages_pending ON messages(recipient, sequence) WHERE completed_at IS NULL;
+                    CREATE INDEX messages_pending_expiry ON messages(expires_at) WHERE completed_at IS NULL;
+                    CREATE INDEX messages_leased ON messages(lease_until) WHERE state = 'delivered';
+                    CREATE INDEX messages_purgeable ON messages(completed_at) WHERE body IS NOT NULL AND completed_at IS NOT NULL;
+                    DROP INDEX messages_inbox;
+                    DROP INDEX messages_expiry;
+                    DROP INDEX messages_lease;
+                    DROP INDEX messages_purge;
+                    """
+            )
         }
         migrator.registerMigration("v5-message-counts") { db in
             // Messages by type and state, kept by triggers in the writing transaction, so that a
             // metrics scrape reads a few rows instead of counting the whole table (every message
             // the store ever accepted: about a second per million rows on the benchmark machine).
-            try db.execute(sql: """
-                CREATE TABLE message_counts (
-                    type TEXT NOT NULL,
-                    state TEXT NOT NULL,
-                    n INTEGER NOT NULL,
-                    PRIMARY KEY (type, state)
-                ) WITHOUT ROWID;
-                INSERT INTO message_counts (type, state, n) SELECT type, state, count(*) FROM messages GROUP BY type, state;
-                CREATE TRIGGER message_counts_insert AFTER INSERT ON messages BEGIN
-                    INSERT INTO message_counts (type, state, n) VALUES (NEW.type, NEW.state, 1)
-                        ON CONFLICT (type, state) DO UPDATE SET n = n + 1;
-                END;
-                CREATE TRIGGER message_counts_update AFTER UPDATE OF type, state ON messages
-                WHEN OLD.type IS NOT NEW.type OR OLD.state IS NOT NEW.state BEGIN
-                    UPDATE message_counts SET n = n - 1 WHERE type = OLD.type AND state = OLD.state;
-                    INSERT INTO message_counts (type, state, n) VALUES (NEW.type, NEW.state, 1)
-                        ON CONFLICT (type, state) DO UPDATE SET n = n + 1;
-                END;
-                CREATE TRIGGER message_counts_delete AFTER DELETE ON messages BEGIN
-                    UPDATE message_counts SET n = n - 1 WHERE type = OLD.type AND state = OLD.state;
-                END;
-                """)
+            try db.execute(
+                sql: """
+                    CREATE TABLE message_counts (
+                        type TEXT NOT NULL,
+                        state TEXT NOT NULL,
+                        n INTEGER NOT NULL,
+                        PRIMARY KEY (type, state)
+                    ) WITHOUT ROWID;
+                    INSERT INTO message_counts (type, state, n) SELECT type, state, count(*) FROM messages GROUP BY type, state;
+                    CREATE TRIGGER message_counts_insert AFTER INSERT ON messages BEGIN
+                        INSERT INTO message_counts (type, state, n) VALUES (NEW.type, NEW.state, 1)
+                            ON CONFLICT (type, state) DO UPDATE SET n = n + 1;
+                    END;
+                    CREATE TRIGGER message_counts_update AFTER UPDATE OF type, state ON messages
+                    WHEN OLD.type IS NOT NEW.type OR OLD.state IS NOT NEW.state BEGIN
+                        UPDATE message_counts SET n = n - 1 WHERE type = OLD.type AND state = OLD.state;
+                        INSERT INTO message_counts (type, state, n) VALUES (NEW.type, NEW.state, 1)
+                            ON CONFLICT (type, state) DO UPDATE SET n = n + 1;
+                    END;
+                    CREATE TRIGGER message_counts_delete AFTER DELETE ON messages BEGIN
+                        UPDATE message_counts SET n = n - 1 WHERE type = OLD.type AND state = OLD.state;
+                    END;
+                    """
+            )
         }
         return migrator
     }
@@ -164,7 +170,10 @@ public final class SQLiteMessageStore: RelayStore {
     public func migrate() async throws {
         // A newer relay may have replaced indexes this version names: refuse to run on its store.
         if try await pool.read({ db in try Self.migrator.hasBeenSuperseded(db) }) {
-            throw StoreError(.newerSchema, "The store at \(pool.path) was upgraded by a newer Ketenpost version. Run that version (or newer) on it.")
+            throw StoreError(
+                .newerSchema,
+                "The store at \(pool.path) was upgraded by a newer Ketenpost version. Run that version (or newer) on it."
+            )
         }
         do {
             try await runMigrator()
@@ -200,29 +209,58 @@ public final class SQLiteMessageStore: RelayStore {
         if let existing = try fetch(db, id: id) {
             return existing.digest == message.digest && existing.sender == message.sender ? .duplicate(existing) : .conflict
         }
-        try db.cachedStatement(sql: """
-            INSERT INTO messages (id, sender, recipient, type, priority, correlation_id, exploitation_form, region,
-                digest, size, accepted_at, expires_at, state, attempts, acceptance_receipt, body)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'accepted', 0, ?, ?)
-            """).execute(arguments: [
-                id, message.sender, message.recipient, message.type, message.priority,
-                message.correlationId.map(key), message.exploitationForm, message.region,
-                message.digest, message.body.count, seconds(message.acceptedAt), seconds(message.expiresAt),
-                message.acceptanceReceipt, message.body,
-            ])
+        try db.cachedStatement(
+            sql: """
+                INSERT INTO messages (id, sender, recipient, type, priority, correlation_id, exploitation_form, region,
+                    digest, size, accepted_at, expires_at, state, attempts, acceptance_receipt, body)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'accepted', 0, ?, ?)
+                """
+        ).execute(arguments: [
+            id, message.sender, message.recipient, message.type, message.priority,
+            message.correlationId.map(key), message.exploitationForm, message.region,
+            message.digest, message.body.count, seconds(message.acceptedAt), seconds(message.expiresAt),
+            message.acceptanceReceipt, message.body,
+        ])
         // What a later read returns: times as the stored seconds, the sequence SQLite assigned.
         let stored = StoredMessage(
-            id: message.id, sender: message.sender, recipient: message.recipient, type: message.type, priority: message.priority,
-            correlationId: message.correlationId, exploitationForm: message.exploitationForm, region: message.region,
-            digest: message.digest, size: message.body.count,
-            acceptedAt: Date(timeIntervalSince1970: seconds(message.acceptedAt)), expiresAt: Date(timeIntervalSince1970: seconds(message.expiresAt)),
-            state: .accepted, attempts: 0, leaseToken: nil, leaseUntil: nil, firstDeliveredAt: nil, lastDeliveredAt: nil,
-            completedAt: nil, acceptanceReceipt: message.acceptanceReceipt, recipientReceipt: nil, reasonCode: nil,
-            bodyPurgedAt: nil, sequence: db.lastInsertedRowID)
-        try appendAudit(db, [AuditEvent(action: "message.accepted", actor: message.sender, messageId: id,
-                                        partnerId: message.recipient,
-                                        detail: "type=\(message.type) size=\(message.body.count) digest=\(message.digest)")],
-                        at: message.acceptedAt)
+            id: message.id,
+            sender: message.sender,
+            recipient: message.recipient,
+            type: message.type,
+            priority: message.priority,
+            correlationId: message.correlationId,
+            exploitationForm: message.exploitationForm,
+            region: message.region,
+            digest: message.digest,
+            size: message.body.count,
+            acceptedAt: Date(timeIntervalSince1970: seconds(message.acceptedAt)),
+            expiresAt: Date(timeIntervalSince1970: seconds(message.expiresAt)),
+            state: .accepted,
+            attempts: 0,
+            leaseToken: nil,
+            leaseUntil: nil,
+            firstDeliveredAt: nil,
+            lastDeliveredAt: nil,
+            completedAt: nil,
+            acceptanceReceipt: message.acceptanceReceipt,
+            recipientReceipt: nil,
+            reasonCode: nil,
+            bodyPurgedAt: nil,
+            sequence: db.lastInsertedRowID
+        )
+        try appendAudit(
+            db,
+            [
+                AuditEvent(
+                    action: "message.accepted",
+                    actor: message.sender,
+                    messageId: id,
+                    partnerId: message.recipient,
+                    detail: "type=\(message.type) size=\(message.body.count) digest=\(message.digest)"
+                )
+            ],
+            at: message.acceptedAt
+        )
         return .accepted(stored)
     }
 
@@ -232,18 +270,22 @@ public final class SQLiteMessageStore: RelayStore {
         return try await writes.write { db in
             try Self.expire(db, recipient: recipient, now: t)
             try Self.deadLetter(db, recipient: recipient, now: t, maxAttempts: maxAttempts)
-            let rows = try Row.fetchAll(db.cachedStatement(sql: Self.deliverableSQL),
-                                        arguments: Self.deliverableArguments(recipient: recipient, now: t, maxAttempts: maxAttempts, limit: limit))
+            let rows = try Row.fetchAll(
+                db.cachedStatement(sql: Self.deliverableSQL),
+                arguments: Self.deliverableArguments(recipient: recipient, now: t, maxAttempts: maxAttempts, limit: limit)
+            )
             var generator = SystemRandomNumberGenerator()
             let until = t + duration
             let leases = try rows.map { row in
                 var message = Self.record(row)
                 let token = Self.token(using: &generator)
-                try db.cachedStatement(sql: """
-                    UPDATE messages SET state = 'delivered', lease_token = ?, lease_until = ?, attempts = attempts + 1,
-                        first_delivered_at = coalesce(first_delivered_at, ?), last_delivered_at = ?
-                    WHERE sequence = ?
-                    """).execute(arguments: [token, until, t, t, message.sequence])
+                try db.cachedStatement(
+                    sql: """
+                        UPDATE messages SET state = 'delivered', lease_token = ?, lease_until = ?, attempts = attempts + 1,
+                            first_delivered_at = coalesce(first_delivered_at, ?), last_delivered_at = ?
+                        WHERE sequence = ?
+                        """
+                ).execute(arguments: [token, until, t, t, message.sequence])
                 message.state = .delivered
                 message.leaseToken = token
                 message.leaseUntil = Date(timeIntervalSince1970: until)
@@ -253,10 +295,19 @@ public final class SQLiteMessageStore: RelayStore {
                 message.lastDeliveredAt = Date(timeIntervalSince1970: t)
                 return Lease(message: message, body: row[Column.body.position])
             }
-            try Self.appendAudit(db, leases.map {
-                AuditEvent(action: "message.leased", actor: recipient, messageId: Self.key($0.message.id), partnerId: $0.message.sender,
-                           detail: "attempt=\($0.message.attempts)")
-            }, at: now)
+            try Self.appendAudit(
+                db,
+                leases.map {
+                    AuditEvent(
+                        action: "message.leased",
+                        actor: recipient,
+                        messageId: Self.key($0.message.id),
+                        partnerId: $0.message.sender,
+                        detail: "attempt=\($0.message.attempts)"
+                    )
+                },
+                at: now
+            )
             return leases
         }
     }
@@ -283,8 +334,16 @@ public final class SQLiteMessageStore: RelayStore {
         [recipient, t, maxAttempts, limit, t, recipient, t, maxAttempts, limit, limit]
     }
 
-    public func acknowledge(id: UUID, recipient: String, leaseToken: String, receipt: Data, rejected: Bool,
-                            reasonCode: String?, claims: ReceiptClaims?, now: Date) async throws -> AcknowledgeOutcome {
+    public func acknowledge(
+        id: UUID,
+        recipient: String,
+        leaseToken: String,
+        receipt: Data,
+        rejected: Bool,
+        reasonCode: String?,
+        claims: ReceiptClaims?,
+        now: Date
+    ) async throws -> AcknowledgeOutcome {
         let t = Self.seconds(now)
         return try await writes.write { db in
             guard let message = try Self.fetch(db, id: Self.key(id)), message.recipient == recipient else { return .notFound }
@@ -297,11 +356,13 @@ public final class SQLiteMessageStore: RelayStore {
             guard let until = message.leaseUntil, Self.seconds(until) > t else { return .leaseExpired }
             let state: MessageState = rejected ? .rejected : .acknowledged
             let reason = rejected ? reasonCode : nil
-            try db.cachedStatement(sql: """
-                UPDATE messages SET state = ?, recipient_receipt = ?, reason_code = ?, completed_at = ?,
-                    lease_token = NULL, lease_until = NULL
-                WHERE sequence = ?
-                """).execute(arguments: [state.rawValue, receipt, reason, t, message.sequence])
+            try db.cachedStatement(
+                sql: """
+                    UPDATE messages SET state = ?, recipient_receipt = ?, reason_code = ?, completed_at = ?,
+                        lease_token = NULL, lease_until = NULL
+                    WHERE sequence = ?
+                    """
+            ).execute(arguments: [state.rawValue, receipt, reason, t, message.sequence])
             var updated = message
             updated.state = state
             updated.recipientReceipt = receipt
@@ -309,8 +370,19 @@ public final class SQLiteMessageStore: RelayStore {
             updated.completedAt = Date(timeIntervalSince1970: t)
             updated.leaseToken = nil
             updated.leaseUntil = nil
-            try Self.appendAudit(db, [AuditEvent(action: "message.\(state.rawValue)", actor: recipient, messageId: Self.key(id),
-                                                 partnerId: message.sender, detail: reason.map { "reason=\($0)" })], at: now)
+            try Self.appendAudit(
+                db,
+                [
+                    AuditEvent(
+                        action: "message.\(state.rawValue)",
+                        actor: recipient,
+                        messageId: Self.key(id),
+                        partnerId: message.sender,
+                        detail: reason.map { "reason=\($0)" }
+                    )
+                ],
+                at: now
+            )
             return .completed(updated)
         }
     }
@@ -333,22 +405,35 @@ public final class SQLiteMessageStore: RelayStore {
             counts.deadLettered = try Self.deadLetter(db, recipient: nil, now: t, maxAttempts: maxAttempts)
             // completed_at is set exactly when a message becomes final; the state test is a second guard.
             let purgeable = "body IS NOT NULL AND completed_at IS NOT NULL AND completed_at <= ? AND state NOT IN ('accepted', 'delivered')"
-            let purged = try Row.fetchAll(db, sql: "SELECT id, recipient FROM messages INDEXED BY messages_purgeable WHERE \(purgeable) ORDER BY sequence",
-                                          arguments: [t - retention])
-            try db.execute(sql: "UPDATE messages INDEXED BY messages_purgeable SET body = NULL, body_purged_at = ? WHERE \(purgeable)",
-                           arguments: [t, t - retention])
+            let purged = try Row.fetchAll(
+                db,
+                sql: "SELECT id, recipient FROM messages INDEXED BY messages_purgeable WHERE \(purgeable) ORDER BY sequence",
+                arguments: [t - retention]
+            )
+            try db.execute(
+                sql: "UPDATE messages INDEXED BY messages_purgeable SET body = NULL, body_purged_at = ? WHERE \(purgeable)",
+                arguments: [t, t - retention]
+            )
             counts.purged = db.changesCount
-            try Self.appendAudit(db, purged.map {
-                AuditEvent(action: "message.purged", actor: "relay", messageId: $0["id"], partnerId: $0["recipient"])
-            }, at: now)
+            try Self.appendAudit(
+                db,
+                purged.map {
+                    AuditEvent(action: "message.purged", actor: "relay", messageId: $0["id"], partnerId: $0["recipient"])
+                },
+                at: now
+            )
             return counts
         }
     }
 
     public func pendingCount(recipient: String) async throws -> Int {
         try await pool.read { db in
-            try Int.fetchOne(db.cachedStatement(sql: "SELECT count(*) FROM messages INDEXED BY messages_pending WHERE recipient = ? AND completed_at IS NULL"),
-                             arguments: [recipient]) ?? 0
+            try Int.fetchOne(
+                db.cachedStatement(
+                    sql: "SELECT count(*) FROM messages INDEXED BY messages_pending WHERE recipient = ? AND completed_at IS NULL"
+                ),
+                arguments: [recipient]
+            ) ?? 0
         }
     }
 
@@ -367,13 +452,21 @@ public final class SQLiteMessageStore: RelayStore {
         // what has expired (normally nothing: the sweep got there first).
         let affected = try Row.fetchAll(db.cachedStatement(sql: expirySelect(scope)), arguments: arguments)
         guard !affected.isEmpty else { return 0 }
-        try db.execute(sql: """
-            UPDATE messages INDEXED BY messages_pending_expiry SET state = 'expired', completed_at = ?, reason_code = 'expired', lease_token = NULL, lease_until = NULL
-            WHERE \(condition)
-            """, arguments: [t] + arguments)
-        try appendAudit(db, affected.map {
-            AuditEvent(action: "message.expired", actor: "relay", messageId: $0["id"], partnerId: $0["recipient"])
-        }, at: Date(timeIntervalSince1970: t))
+        try db.execute(
+            sql: """
+                UPDATE messages INDEXED BY messages_pending_expiry SET state = 'expired', completed_at = ?, reason_code = 'expired', \
+                lease_token = NULL, lease_until = NULL
+                WHERE \(condition)
+                """,
+            arguments: [t] + arguments
+        )
+        try appendAudit(
+            db,
+            affected.map {
+                AuditEvent(action: "message.expired", actor: "relay", messageId: $0["id"], partnerId: $0["recipient"])
+            },
+            at: Date(timeIntervalSince1970: t)
+        )
         return affected.count
     }
 
@@ -386,14 +479,21 @@ public final class SQLiteMessageStore: RelayStore {
         // INDEXED BY, as in `expire`: only deliveries whose lease ran out are visited.
         let affected = try Row.fetchAll(db.cachedStatement(sql: deadLetterSelect(scope)), arguments: arguments)
         guard !affected.isEmpty else { return 0 }
-        try db.execute(sql: """
-            UPDATE messages INDEXED BY messages_leased SET state = 'dead-lettered', completed_at = ?, reason_code = 'max-attempts',
-                lease_token = NULL, lease_until = NULL
-            WHERE \(condition)
-            """, arguments: [t] + arguments)
-        try appendAudit(db, affected.map {
-            AuditEvent(action: "message.dead-lettered", actor: "relay", messageId: $0["id"], partnerId: $0["recipient"])
-        }, at: Date(timeIntervalSince1970: t))
+        try db.execute(
+            sql: """
+                UPDATE messages INDEXED BY messages_leased SET state = 'dead-lettered', completed_at = ?, reason_code = 'max-attempts',
+                    lease_token = NULL, lease_until = NULL
+                WHERE \(condition)
+                """,
+            arguments: [t] + arguments
+        )
+        try appendAudit(
+            db,
+            affected.map {
+                AuditEvent(action: "message.dead-lettered", actor: "relay", messageId: $0["id"], partnerId: $0["recipient"])
+            },
+            at: Date(timeIntervalSince1970: t)
+        )
         return affected.count
     }
 
@@ -443,11 +543,21 @@ public final class SQLiteMessageStore: RelayStore {
     /// name compares lowercased names column by column: measurable on every lease and ack).
     private enum Column: String, CaseIterable {
         case sequence, id, sender, recipient, type, priority
-        case correlationId = "correlation_id", exploitationForm = "exploitation_form", region, digest, size
-        case acceptedAt = "accepted_at", expiresAt = "expires_at", state, attempts, leaseToken = "lease_token"
-        case leaseUntil = "lease_until", firstDeliveredAt = "first_delivered_at", lastDeliveredAt = "last_delivered_at"
-        case completedAt = "completed_at", acceptanceReceipt = "acceptance_receipt", recipientReceipt = "recipient_receipt"
-        case reasonCode = "reason_code", bodyPurgedAt = "body_purged_at"
+        case correlationId = "correlation_id"
+        case exploitationForm = "exploitation_form"
+        case region, digest, size
+        case acceptedAt = "accepted_at"
+        case expiresAt = "expires_at"
+        case state, attempts
+        case leaseToken = "lease_token"
+        case leaseUntil = "lease_until"
+        case firstDeliveredAt = "first_delivered_at"
+        case lastDeliveredAt = "last_delivered_at"
+        case completedAt = "completed_at"
+        case acceptanceReceipt = "acceptance_receipt"
+        case recipientReceipt = "recipient_receipt"
+        case reasonCode = "reason_code"
+        case bodyPurgedAt = "body_purged_at"
         /// Only in the lease selection, after all the others.
         case body
 
@@ -470,15 +580,32 @@ public final class SQLiteMessageStore: RelayStore {
         func optional<T: DatabaseValueConvertible & StatementColumnConvertible>(_ column: Column) -> T? { row[column.position] }
         let state: String = value(.state)
         return StoredMessage(
-            id: uuid(.id)!, sender: value(.sender), recipient: value(.recipient), type: value(.type), priority: value(.priority),
-            correlationId: uuid(.correlationId), exploitationForm: optional(.exploitationForm), region: optional(.region),
-            digest: value(.digest), size: value(.size), acceptedAt: date(.acceptedAt)!, expiresAt: date(.expiresAt)!,
+            id: uuid(.id)!,
+            sender: value(.sender),
+            recipient: value(.recipient),
+            type: value(.type),
+            priority: value(.priority),
+            correlationId: uuid(.correlationId),
+            exploitationForm: optional(.exploitationForm),
+            region: optional(.region),
+            digest: value(.digest),
+            size: value(.size),
+            acceptedAt: date(.acceptedAt)!,
+            expiresAt: date(.expiresAt)!,
             // Only this type writes `state`; an unknown value would mean a newer schema, so fail safe as final.
-            state: MessageState(rawValue: state) ?? .deadLettered, attempts: value(.attempts),
-            leaseToken: optional(.leaseToken), leaseUntil: date(.leaseUntil), firstDeliveredAt: date(.firstDeliveredAt),
-            lastDeliveredAt: date(.lastDeliveredAt), completedAt: date(.completedAt),
-            acceptanceReceipt: value(.acceptanceReceipt), recipientReceipt: optional(.recipientReceipt),
-            reasonCode: optional(.reasonCode), bodyPurgedAt: date(.bodyPurgedAt), sequence: value(.sequence))
+            state: MessageState(rawValue: state) ?? .deadLettered,
+            attempts: value(.attempts),
+            leaseToken: optional(.leaseToken),
+            leaseUntil: date(.leaseUntil),
+            firstDeliveredAt: date(.firstDeliveredAt),
+            lastDeliveredAt: date(.lastDeliveredAt),
+            completedAt: date(.completedAt),
+            acceptanceReceipt: value(.acceptanceReceipt),
+            recipientReceipt: optional(.recipientReceipt),
+            reasonCode: optional(.reasonCode),
+            bodyPurgedAt: date(.bodyPurgedAt),
+            sequence: value(.sequence)
+        )
     }
 
     private static func key(_ id: UUID) -> String { id.uuidString.lowercased() }
@@ -502,16 +629,23 @@ public final class SQLiteMessageStore: RelayStore {
             let scope = Self.only("r", &arguments)
             var deadArguments: StatementArguments = [0.0, 5]
             _ = Self.only("r", &deadArguments)
-            return try Row.fetchAll(db, sql: "EXPLAIN QUERY PLAN " + Self.expirySelect(scope), arguments: arguments).map { $0["detail"] as String }
-                + Row.fetchAll(db, sql: "EXPLAIN QUERY PLAN " + Self.deadLetterSelect(scope), arguments: deadArguments).map { $0["detail"] as String }
+            return try Row.fetchAll(db, sql: "EXPLAIN QUERY PLAN " + Self.expirySelect(scope), arguments: arguments).map {
+                $0["detail"] as String
+            }
+                + Row.fetchAll(db, sql: "EXPLAIN QUERY PLAN " + Self.deadLetterSelect(scope), arguments: deadArguments).map {
+                    $0["detail"] as String
+                }
         }
     }
 
     func leaseQueryPlan() async throws -> [String] {
         try await pool.read { db in
-            try Row.fetchAll(db, sql: "EXPLAIN QUERY PLAN " + Self.deliverableSQL,
-                             arguments: Self.deliverableArguments(recipient: "r", now: 0, maxAttempts: 5, limit: 10))
-                .map { $0["detail"] as String }
+            try Row.fetchAll(
+                db,
+                sql: "EXPLAIN QUERY PLAN " + Self.deliverableSQL,
+                arguments: Self.deliverableArguments(recipient: "r", now: 0, maxAttempts: 5, limit: 10)
+            )
+            .map { $0["detail"] as String }
         }
     }
 
@@ -551,4 +685,3 @@ public final class SQLiteMessageStore: RelayStore {
         try await pool.writeWithoutTransaction { db in try String.fetchOne(db, sql: "PRAGMA \(name)") }
     }
 }
-

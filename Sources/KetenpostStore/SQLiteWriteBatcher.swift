@@ -16,7 +16,7 @@ import Synchronization
 /// instead of also hopping through an actor, a drain task and GRDB's asynchronous API. Blocking
 /// on the fsync there keeps it off the Swift concurrency pool.
 final class SQLiteWriteBatcher: Sendable {
-    private struct Item: @unchecked Sendable {   // its closures only touch the continuation and the database
+    private struct Item: @unchecked Sendable {  // its closures only touch the continuation and the database
         /// Runs the write; returns how to answer the caller once the transaction has committed.
         let run: (Database) -> (() -> Void)
         let fail: (any Error) -> Void
@@ -54,7 +54,8 @@ final class SQLiteWriteBatcher: Sendable {
                         return { continuation.resume(throwing: error) }
                     }
                 },
-                fail: { continuation.resume(throwing: $0) })
+                fail: { continuation.resume(throwing: $0) }
+            )
             let start = state.withLock { state in
                 state.pending.append(item)
                 defer { state.draining = true }

@@ -1,5 +1,6 @@
 import Foundation
 import Synchronization
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -78,8 +79,15 @@ public final class PostgresTestServer: Sendable {
     }
 
     private func psqlBlocking(_ sql: String) throws -> String {
-        try Self.run(binDirectory + "/psql", ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", "\(port)", "-U", "postgres",
-                                              "-d", "postgres", "-c", sql], asServerUser: false, in: root)
+        try Self.run(
+            binDirectory + "/psql",
+            [
+                "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", "\(port)", "-U", "postgres",
+                "-d", "postgres", "-c", sql,
+            ],
+            asServerUser: false,
+            in: root
+        )
     }
 
     // MARK: - Starting and stopping
@@ -93,10 +101,20 @@ public final class PostgresTestServer: Sendable {
         } else {
             candidates = searchPath()
         }
-        guard let directory = candidates.first(where: { directory in
-            ["initdb", "pg_ctl", "postgres", "psql"].allSatisfy { fileManager.isExecutableFile(atPath: "\(directory)/\($0)") }
-        }) else {
-            return .failure(ServerError("no PostgreSQL server binaries (initdb, pg_ctl, postgres, psql) in \(candidates.isEmpty ? "PATH or /usr/lib/postgresql/*/bin" : candidates.joined(separator: ", ")); install Debian's postgresql package"))
+        guard
+            let directory = candidates.first(where: { directory in
+                ["initdb", "pg_ctl", "postgres", "psql"].allSatisfy { fileManager.isExecutableFile(atPath: "\(directory)/\($0)") }
+            })
+        else {
+            return .failure(
+                ServerError(
+                    """
+                    no PostgreSQL server binaries (initdb, pg_ctl, postgres, psql) in \
+                    \(candidates.isEmpty ? "PATH or /usr/lib/postgresql/*/bin" : candidates.joined(separator: ", ")); install \
+                    Debian's postgresql package
+                    """
+                )
+            )
         }
         if geteuid() == 0 {
             guard getpwnam("postgres") != nil else {
@@ -137,14 +155,20 @@ public final class PostgresTestServer: Sendable {
         let root = String(cString: made)
         if geteuid() == 0 {
             guard let user = getpwnam("postgres") else { throw ServerError("no postgres user") }
-            guard chown(root, user.pointee.pw_uid, user.pointee.pw_gid) == 0 else { throw ServerError("chown \(root) failed: errno \(errno)") }
+            guard chown(root, user.pointee.pw_uid, user.pointee.pw_gid) == 0 else {
+                throw ServerError("chown \(root) failed: errno \(errno)")
+            }
         }
         let data = root + "/data"
         // Before anything that can leave a server running: a kill from here on still stops it.
         startWatchdog(bin: bin, root: root)
         do {
-            try run(bin + "/initdb", ["-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync"],
-                    asServerUser: true, in: root)
+            try run(
+                bin + "/initdb",
+                ["-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync"],
+                asServerUser: true,
+                in: root
+            )
             let settings = """
 
                 # ketenpost tests: loopback only, no socket file, speed over durability
@@ -157,10 +181,16 @@ public final class PostgresTestServer: Sendable {
                 """
             // The key is made by the server user: the server refuses a key file it does not own.
             let tlsCertificate: String? = openssl.flatMap { openssl in
-                let made = try? run(openssl, ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-                                              "-keyout", data + "/server.key", "-out", data + "/server.crt", "-days", "2",
-                                              "-subj", "/CN=ketenpost-test", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
-                                    asServerUser: true, in: root)
+                let made = try? run(
+                    openssl,
+                    [
+                        "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                        "-keyout", data + "/server.key", "-out", data + "/server.crt", "-days", "2",
+                        "-subj", "/CN=ketenpost-test", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+                    ],
+                    asServerUser: true,
+                    in: root
+                )
                 return made == nil ? nil : data + "/server.crt"
             }
             let tlsSettings = tlsCertificate == nil ? "" : "\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n"
@@ -173,8 +203,12 @@ public final class PostgresTestServer: Sendable {
             for _ in 0..<5 {
                 let port = try freePort()
                 do {
-                    try run(bin + "/pg_ctl", ["-D", data, "-l", root + "/server.log", "-w", "-t", "60", "-o", "-p \(port)", "start"],
-                            asServerUser: true, in: root)
+                    try run(
+                        bin + "/pg_ctl",
+                        ["-D", data, "-l", root + "/server.log", "-w", "-t", "60", "-o", "-p \(port)", "start"],
+                        asServerUser: true,
+                        in: root
+                    )
                 } catch {
                     lastError = error
                     continue
@@ -234,7 +268,8 @@ public final class PostgresTestServer: Sendable {
     /// goes to a file, never a pipe, so that a server it leaves running cannot hold our read open.
     @discardableResult
     private static func run(_ executable: String, _ arguments: [String], asServerUser: Bool, in directory: String) throws -> String {
-        var executable = executable, arguments = arguments
+        var executable = executable
+        var arguments = arguments
         if asServerUser, geteuid() == 0, let runuser {
             arguments = ["-u", "postgres", "--", executable] + arguments
             executable = runuser
@@ -280,13 +315,15 @@ public final class PostgresTestServer: Sendable {
         // end of another test's pipe would keep that test reading forever (a hang seen in CI runs).
         #if canImport(Glibc)
         guard let closeFrom = Self.addCloseFrom, closeFrom(&actions, 3) == 0 else {
-            throw ServerError("cannot start \(executable) without our open descriptors (posix_spawn_file_actions_addclosefrom_np, glibc 2.34+)")
+            throw ServerError(
+                "cannot start \(executable) without our open descriptors (posix_spawn_file_actions_addclosefrom_np, glibc 2.34+)"
+            )
         }
         #endif
         // In `directory` (the server user may not enter ours): through sh, as addchdir_np is not imported everywhere.
         let command = ["/bin/sh", "-c", #"cd "$0" && exec "$@""#, directory, executable] + arguments
         let argv = command.map { strdup($0) } + [nil]
-        defer { argv.forEach { free($0) } }
+        defer { for pointer in argv { free(pointer) } }
         var pid: pid_t = 0
         let result = posix_spawn(&pid, "/bin/sh", &actions, nil, argv, environ)
         guard result == 0 else { throw ServerError("cannot start \(executable): errno \(result)") }

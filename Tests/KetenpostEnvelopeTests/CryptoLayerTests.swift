@@ -1,24 +1,35 @@
 import Foundation
-import Testing
-@testable import KetenpostEnvelope
 import KetenpostAPI
-import KetenpostProvisioning
-@testable import KetenpostCrypto
 import KetenpostModel
+import KetenpostProvisioning
+import Testing
+
+@testable import KetenpostCrypto
+@testable import KetenpostEnvelope
 
 @Suite struct ReceiptTests {
     let pki = TestPKI.shared
 
     func receipt(issuer: String, disposition: Receipt.Disposition = .processed, reason: String? = nil) -> Receipt {
-        Receipt(kind: .acknowledgement, messageId: UUID(),
-                messageDigest: Digest.sha256(Data("m".utf8)).hexString, from: "gemeente-eijsden-margraten",
-                to: issuer, issuer: issuer, disposition: disposition, reasonCode: reason,
-                time: Date(timeIntervalSince1970: Date().timeIntervalSince1970.rounded(.down)))
+        Receipt(
+            kind: .acknowledgement,
+            messageId: UUID(),
+            messageDigest: Digest.sha256(Data("m".utf8)).hexString,
+            from: "gemeente-eijsden-margraten",
+            to: issuer,
+            issuer: issuer,
+            disposition: disposition,
+            reasonCode: reason,
+            time: Date(timeIntervalSince1970: Date().timeIntervalSince1970.rounded(.down))
+        )
     }
 
     @Test func signedReceiptVerifies() throws {
         let coordinator = try pki.identity("zorgcoordinatie-zuid-limburg")
-        for value in [receipt(issuer: coordinator.partnerID), receipt(issuer: coordinator.partnerID, disposition: .rejected, reason: "schema.invalid")] {
+        for value in [
+            receipt(issuer: coordinator.partnerID),
+            receipt(issuer: coordinator.partnerID, disposition: .rejected, reason: "schema.invalid"),
+        ] {
             let signed = try SignedReceipt.sign(value, as: coordinator)
             let verified = try SignedReceipt.verify(signed, trust: pki.trust)
             #expect(verified.receipt == value)
@@ -42,7 +53,9 @@ import KetenpostModel
         expectCode(.receiptMalformed) { _ = try SignedReceipt.verify(Data([0x30, 0x03, 0x02]), trust: pki.trust) }
         // Untrusted signer.
         let evil = try pki.makeIdentity("zorgcoordinatie-zuid-limburg", issuer: pki.evilCA)
-        expectCode(.certificateUntrusted) { _ = try SignedReceipt.verify(try SignedReceipt.sign(receipt(issuer: evil.partnerID), as: evil), trust: pki.trust) }
+        expectCode(.certificateUntrusted) {
+            _ = try SignedReceipt.verify(try SignedReceipt.sign(receipt(issuer: evil.partnerID), as: evil), trust: pki.trust)
+        }
     }
 }
 
@@ -54,7 +67,7 @@ import KetenpostModel
         #expect(partners.partners.count == 8)
         let pki = DevelopmentPKI(directory: dir.path)
         let first = try pki.create(partners: partners.partners)
-        #expect(first.created.count == 12)   // CA, relay, administrator, conformance echo, 8 partners
+        #expect(first.created.count == 12)  // CA, relay, administrator, conformance echo, 8 partners
         let second = try pki.create(partners: partners.partners)
         #expect(second.created.isEmpty)
 
@@ -66,7 +79,8 @@ import KetenpostModel
             #expect(identity.certificate.organization == partner.name)
             try trust.verify(identity.certificate, for: .contentSigning)
             try trust.verify(identity.certificate, for: .tlsClient)
-            let mode = try FileManager.default.attributesOfItem(atPath: pki.partnerDirectory(partner.id) + "/key.pem")[.posixPermissions] as? Int
+            let mode =
+                try FileManager.default.attributesOfItem(atPath: pki.partnerDirectory(partner.id) + "/key.pem")[.posixPermissions] as? Int
             #expect(mode == 0o600)
         }
         #expect(try Identity.load(directory: pki.partnerDirectory("belastingdienst")).certificate.keyAlgorithm == .rsa)
@@ -90,7 +104,13 @@ import KetenpostModel
             ("partners:\n  - id: a-b\n    name: X\n    role: pirate\n    oin: \"00000001000000000040\"\n", "role"),
             ("partners:\n  - id: a-b\n    name: X\n    role: police\n    oin: 123\n", "oin"),
             ("partners:\n  - id: a-b\n    role: police\n    oin: \"00000001000000000040\"\n", "name"),
-            ("partners:\n  - id: a-b\n    name: X\n    role: police\n    oin: \"00000001000000000040\"\n  - id: a-b\n    name: Y\n    role: police\n    oin: \"00000001000000000040\"\n", "twice"),
+            (
+                """
+                partners:\n  - id: a-b\n    name: X\n    role: police\n    oin: \"00000001000000000040\"\n  - id: a-b\n    name: Y\n  \
+                  role: police\n    oin: \"00000001000000000040\"\n
+                """,
+                "twice"
+            ),
         ]
         for (text, mention) in cases {
             let error = expectCode(.configInvalid) { _ = try PartnerDirectoryFile.parse(text, file: "partners.yaml") }
@@ -123,7 +143,12 @@ import KetenpostModel
                     for round in 0..<15 {
                         let sender = senders[(task + round) % senders.count]
                         let content = try exampleContent(.signal, from: sender.partnerID, to: recipient.partnerID)
-                        let sealed = try Envelope.seal(content, from: sender, to: [recipient.certificate, rsaRecipient.certificate], trust: TestPKI.shared.trust)
+                        let sealed = try Envelope.seal(
+                            content,
+                            from: sender,
+                            to: [recipient.certificate, rsaRecipient.certificate],
+                            trust: TestPKI.shared.trust
+                        )
                         let opener = round % 2 == 0 ? recipient : rsaRecipient
                         let opened = try Envelope.open(sealed, as: opener, trust: trust)
                         guard opened.content == content, opened.sender == sender.certificate else { return done }
@@ -142,7 +167,6 @@ import KetenpostModel
         }
     }
 }
-
 
 /// The SignedData fast path: certificates are taken out before OpenSSL parses the structure and
 /// supplied from a per-process cache (docs/BENCHMARKS.md, "Making it fast").
@@ -167,7 +191,10 @@ import KetenpostModel
         }
         // version, digestAlgorithms, encapContentInfo, [0] certificates, signerInfos
         children.insert(TLV.encode(tag: 0xA0, certificates.flatMap { [UInt8]($0) }), at: 3)
-        let rebuilt = TLV.encode(tag: 0x30, Array(bytes[oid.start..<oid.end]) + TLV.encode(tag: 0xA0, TLV.encode(tag: 0x30, children.flatMap { $0 })))
+        let rebuilt = TLV.encode(
+            tag: 0x30,
+            Array(bytes[oid.start..<oid.end]) + TLV.encode(tag: 0xA0, TLV.encode(tag: 0x30, children.flatMap { $0 }))
+        )
         return Data(rebuilt)
     }
 
@@ -186,7 +213,7 @@ import KetenpostModel
             #expect(a.content == Data("one".utf8) && b.content == Data("two".utf8))
             #expect(a.signer == signer.certificate)
             guard CertificateCache.clears == clears else { continue }
-            #expect(a.signer === b.signer)   // one decoded certificate for both messages
+            #expect(a.signer === b.signer)  // one decoded certificate for both messages
             return
         }
         Issue.record("the certificate cache was cleared during every attempt")
@@ -220,7 +247,10 @@ import KetenpostModel
 
     @Test func structuresOutsideTheFastPathGetTheUsualErrors() throws {
         let signer = try pki.identity("gemeente-eijsden-margraten")
-        let noCertificates = try replacingCertificates(of: try CMS.sign(Data("x".utf8), signer: signer.certificate, key: signer.key), with: [])
+        let noCertificates = try replacingCertificates(
+            of: try CMS.sign(Data("x".utf8), signer: signer.certificate, key: signer.key),
+            with: []
+        )
         #expect(SignedDataCertificates.split(noCertificates) == nil)
         let error = try #require(throws: CryptoError.self) { _ = try CMS.verifySignature(noCertificates) }
         #expect(error.code == .unexpectedStructure)

@@ -1,10 +1,11 @@
 import Foundation
-import Testing
-@testable import KetenpostEnvelope
 import KetenpostAPI
-import KetenpostProvisioning
 import KetenpostCrypto
 import KetenpostModel
+import KetenpostProvisioning
+import Testing
+
+@testable import KetenpostEnvelope
 
 /// Builds an envelope layer by layer, so that tests can do what an attacker or a broken
 /// partner would: change one layer and re-sign another.
@@ -73,7 +74,11 @@ func flip(_ data: inout Data, at marker: String) {
         let sender = try pki.identity(from)
         let recipient = try pki.identity(to)
         let content = try exampleContent(type, from: from, to: to)
-        let opened = try Envelope.open(try Envelope.seal(content, from: sender, to: [recipient.certificate], trust: TestPKI.shared.trust), as: recipient, trust: pki.trust)
+        let opened = try Envelope.open(
+            try Envelope.seal(content, from: sender, to: [recipient.certificate], trust: TestPKI.shared.trust),
+            as: recipient,
+            trust: pki.trust
+        )
         #expect(opened.content == content)
         #expect(opened.payload.type == type)
     }
@@ -95,7 +100,8 @@ func flip(_ data: inout Data, at marker: String) {
         let sender = try pki.identity("politie-avim-limburg")
         let recipient = try pki.identity("belastingdienst")
         // Only required fields.
-        let minimal = #"{"schema":"ketenpost/enforcement-signal/v1","subjects":[{"kind":"business","name":"B.V."}],"suspicion":"x","requestedRoute":"fiscal","legalBasis":"legal-task"}"#
+        let minimal =
+            #"{"schema":"ketenpost/enforcement-signal/v1","subjects":[{"kind":"business","name":"B.V."}],"suspicion":"x","requestedRoute":"fiscal","legalBasis":"legal-task"}"#
         // About 1 MiB of non-ASCII text in the largest fields the schema allows.
         let chunk = String(repeating: "Zoë één 東京 🚐 ", count: 10_000 / 16)
         let observations = Array(repeating: chunk, count: 100)
@@ -106,7 +112,12 @@ func flip(_ data: inout Data, at marker: String) {
         ])
         #expect(large.count > 1_000_000)
         for payload in [Data(minimal.utf8), large] {
-            let content = try Drafting.content(type: .enforcementSignal, from: "politie-avim-limburg", to: "belastingdienst", payload: payload)
+            let content = try Drafting.content(
+                type: .enforcementSignal,
+                from: "politie-avim-limburg",
+                to: "belastingdienst",
+                payload: payload
+            )
             let sealed = try Envelope.seal(content, from: sender, to: [recipient.certificate], trust: TestPKI.shared.trust)
             let opened = try Envelope.open(sealed, as: recipient, trust: pki.trust)
             #expect(opened.content == content)
@@ -141,7 +152,7 @@ let routes: [MessageType: (String, String)] = [
     @Test func flippedByteInEncryptedLayer() throws {
         let (sender, recipient, content) = try parts()
         var forge = Forge(content, sender: sender, recipients: [recipient.certificate])
-        forge.mutateEncrypted = { $0[$0.count - 1] ^= 0x01 }   // the GCM tag
+        forge.mutateEncrypted = { $0[$0.count - 1] ^= 0x01 }  // the GCM tag
         expectCode(.decryptionFailed) { _ = try Envelope.open(try forge.build(), as: recipient, trust: pki.trust) }
         forge.mutateEncrypted = { $0[$0.count - 40] ^= 0x01 }  // the ciphertext
         expectCode(.decryptionFailed) { _ = try Envelope.open(try forge.build(), as: recipient, trust: pki.trust) }
@@ -202,11 +213,19 @@ let routes: [MessageType: (String, String)] = [
         let day: TimeInterval = 86_400
         let expired = try pki.makeIdentity(municipality, notBefore: pki.now - 30 * day, notAfter: pki.now - day)
         expectCode(.certificateExpired) {
-            _ = try Envelope.open(try Envelope.seal(content, from: expired, to: [recipient.certificate], trust: TestPKI.shared.trust), as: recipient, trust: pki.trust)
+            _ = try Envelope.open(
+                try Envelope.seal(content, from: expired, to: [recipient.certificate], trust: TestPKI.shared.trust),
+                as: recipient,
+                trust: pki.trust
+            )
         }
         let future = try pki.makeIdentity(municipality, notBefore: pki.now + day, notAfter: pki.now + 30 * day)
         expectCode(.certificateNotYetValid) {
-            _ = try Envelope.open(try Envelope.seal(content, from: future, to: [recipient.certificate], trust: TestPKI.shared.trust), as: recipient, trust: pki.trust)
+            _ = try Envelope.open(
+                try Envelope.seal(content, from: future, to: [recipient.certificate], trust: TestPKI.shared.trust),
+                as: recipient,
+                trust: pki.trust
+            )
         }
     }
 
@@ -218,8 +237,11 @@ let routes: [MessageType: (String, String)] = [
         let withFresh = try TrustStore(anchors: [pki.ca.certificate], revocationLists: [fresh])
         #expect(try Envelope.open(sealed, as: recipient, trust: withFresh).content == content)
 
-        let revoking = try pki.ca.revocationList(revokedSerials: [sender.certificate.serialNumberHex],
-                                                 lastUpdate: pki.now - 60, nextUpdate: pki.now + 86_400)
+        let revoking = try pki.ca.revocationList(
+            revokedSerials: [sender.certificate.serialNumberHex],
+            lastUpdate: pki.now - 60,
+            nextUpdate: pki.now + 86_400
+        )
         let withRevocation = try TrustStore(anchors: [pki.ca.certificate], revocationLists: [revoking])
         expectCode(.certificateRevoked) { _ = try Envelope.open(sealed, as: recipient, trust: withRevocation) }
 
@@ -233,7 +255,9 @@ let routes: [MessageType: (String, String)] = [
         let (_, recipient, content) = try parts()
         let maastricht = try pki.identity("gemeente-maastricht")
         // Sealing refuses to sign someone else's header.
-        expectCode(.signerNotSender) { _ = try Envelope.seal(content, from: maastricht, to: [recipient.certificate], trust: TestPKI.shared.trust) }
+        expectCode(.signerNotSender) {
+            _ = try Envelope.seal(content, from: maastricht, to: [recipient.certificate], trust: TestPKI.shared.trust)
+        }
         // A forged message, signed on both layers by another (trusted) partner.
         var forge = Forge(content, sender: maastricht, recipients: [recipient.certificate])
         expectCode(.signerNotSender) { _ = try Envelope.open(try forge.build(), as: recipient, trust: pki.trust) }
@@ -264,7 +288,12 @@ let routes: [MessageType: (String, String)] = [
 
         // Drafting refuses invalid payloads before anything is sealed, with the path.
         let bad = expectCode(.payloadInvalid) {
-            _ = try Drafting.content(type: .signal, from: municipality, to: coordinator, payload: Data(#"{"schema":"ketenpost/signal/v1"}"#.utf8))
+            _ = try Drafting.content(
+                type: .signal,
+                from: municipality,
+                to: coordinator,
+                payload: Data(#"{"schema":"ketenpost/signal/v1"}"#.utf8)
+            )
         }
         #expect(bad?.message.contains("payload.") == true)
     }
@@ -294,9 +323,15 @@ let routes: [MessageType: (String, String)] = [
             (#"{"envelope":42,"format":"ketenpost/envelope/v1","header":\#(header)}"#, .outerContentInvalid),
             (#"[1,2,3]"#, .outerContentInvalid),
             (#"not json"#, .outerContentInvalid),
-            (#"{"envelope":"\#(envelope)","format":"ketenpost/envelope/v1","header":\#(header.dropLast()),"region":null}}"#, .headerInvalid),
+            (
+                #"{"envelope":"\#(envelope)","format":"ketenpost/envelope/v1","header":\#(header.dropLast()),"region":null}}"#,
+                .headerInvalid
+            ),
             (#"{"envelope":"\#(envelope)","format":"ketenpost/envelope/v1","header":\#(header.dropLast()),"secret":"x"}}"#, .headerInvalid),
-            (#"{"envelope":"\#(envelope)","format":"ketenpost/envelope/v1","header":\#(header.replacingOccurrences(of: #""priority":"normal""#, with: #""priority":"high""#))}"#, .headerInvalid),
+            (
+                #"{"envelope":"\#(envelope)","format":"ketenpost/envelope/v1","header":\#(header.replacingOccurrences(of: #""priority":"normal""#, with: #""priority":"high""#))}"#,
+                .headerInvalid
+            ),
         ]
         for (json, code) in cases {
             expectCode(code) { _ = try Envelope.readOuter(try signed(json), trust: pki.trust) }
@@ -327,7 +362,9 @@ let routes: [MessageType: (String, String)] = [
     @Test func sealingToAnotherPartnersCertificateIsRefused() throws {
         let (sender, _, content) = try parts()
         let shelter = try pki.identity("opvang-zuid-limburg")
-        expectCode(.recipientCertificateMismatch) { _ = try Envelope.seal(content, from: sender, to: [shelter.certificate], trust: TestPKI.shared.trust) }
+        expectCode(.recipientCertificateMismatch) {
+            _ = try Envelope.seal(content, from: sender, to: [shelter.certificate], trust: TestPKI.shared.trust)
+        }
         expectCode(.recipientCertificateMismatch) { _ = try Envelope.seal(content, from: sender, to: [], trust: TestPKI.shared.trust) }
     }
 
@@ -341,13 +378,19 @@ let routes: [MessageType: (String, String)] = [
         person["bsn"] = "123"
         json["person"] = person
         do {
-            _ = try Drafting.content(type: .signal, from: municipality, to: coordinator, payload: try JSONSerialization.data(withJSONObject: json))
+            _ = try Drafting.content(
+                type: .signal,
+                from: municipality,
+                to: coordinator,
+                payload: try JSONSerialization.data(withJSONObject: json)
+            )
             Issue.record("an invalid BSN was accepted")
         } catch {
             #expect(!"\(error)".contains(canary))
             #expect(!String(reflecting: error).contains(canary))
         }
-        _ = sender; _ = recipient
+        _ = sender
+        _ = recipient
     }
 }
 
@@ -370,7 +413,11 @@ extension Payload {
         expectCode(.certificateExpired) { _ = try Envelope.seal(content, from: sender, to: [expired.certificate], trust: pki.trust) }
         // Revoked.
         let good = try pki.makeIdentity(coordinator)
-        let crl = try pki.ca.revocationList(revokedSerials: [good.certificate.serialNumberHex], lastUpdate: pki.now - 60, nextUpdate: pki.now + 86_400)
+        let crl = try pki.ca.revocationList(
+            revokedSerials: [good.certificate.serialNumberHex],
+            lastUpdate: pki.now - 60,
+            nextUpdate: pki.now + 86_400
+        )
         let withCRL = try TrustStore(anchors: [pki.ca.certificate], revocationLists: [crl])
         expectCode(.certificateRevoked) { _ = try Envelope.seal(content, from: sender, to: [good.certificate], trust: withCRL) }
         // Not meant for encryption: a signing-only key usage.
@@ -380,7 +427,9 @@ extension Payload {
         let signingOnly = try pki.ca.issue(profile, for: key)
         expectCode(.certificatePurpose) { _ = try Envelope.seal(content, from: sender, to: [signingOnly], trust: pki.trust) }
         // One bad certificate among good ones refuses the whole seal.
-        expectCode(.certificateUntrusted) { _ = try Envelope.seal(content, from: sender, to: [good.certificate, foreign.certificate], trust: pki.trust) }
+        expectCode(.certificateUntrusted) {
+            _ = try Envelope.seal(content, from: sender, to: [good.certificate, foreign.certificate], trust: pki.trust)
+        }
     }
 
     @Test func expiredMessagesAreNotActedOn() throws {
@@ -388,7 +437,13 @@ extension Payload {
         let recipient = try pki.identity(coordinator)
         var options = Drafting.Options()
         options.lifetime = 3600
-        let content = try Drafting.content(type: .signal, from: municipality, to: coordinator, payload: try Paths.example(.signal), options: options)
+        let content = try Drafting.content(
+            type: .signal,
+            from: municipality,
+            to: coordinator,
+            payload: try Paths.example(.signal),
+            options: options
+        )
         let sealed = try Envelope.seal(content, from: sender, to: [recipient.certificate], trust: pki.trust)
         let later = Date().addingTimeInterval(2 * 3600)
         expectCode(.messageExpired) { _ = try Envelope.open(sealed, as: recipient, trust: pki.trust, at: later) }
@@ -408,8 +463,14 @@ extension Payload {
         let inner = try CMS.sign(content.encoded(), signer: sender.certificate, key: sender.key)
         try inner.write(to: dir.appendingPathComponent("inner.der"))
         try recipient.certificate.pem.write(to: dir.appendingPathComponent("to.pem"), atomically: true, encoding: .utf8)
-        let result = try await run(opensslPath, ["cms", "-encrypt", "-binary", "-aes-256-cbc", "-in", "inner.der", "-outform", "DER",
-                                                 "-out", "envelope.der", "-recip", "to.pem"], directory: dir)
+        let result = try await run(
+            opensslPath,
+            [
+                "cms", "-encrypt", "-binary", "-aes-256-cbc", "-in", "inner.der", "-outform", "DER",
+                "-out", "envelope.der", "-recip", "to.pem",
+            ],
+            directory: dir
+        )
         #expect(result.status == 0, "\(result.stderr)")
         let encrypted = try Data(contentsOf: dir.appendingPathComponent("envelope.der"))
         let outer = Envelope.OuterContent(envelope: encrypted.base64EncodedString(), format: Envelope.format, header: content.header)

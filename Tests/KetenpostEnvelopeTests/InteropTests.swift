@@ -1,10 +1,11 @@
 import Foundation
-import Testing
-@testable import KetenpostEnvelope
 import KetenpostAPI
-import KetenpostProvisioning
 import KetenpostCrypto
 import KetenpostModel
+import KetenpostProvisioning
+import Testing
+
+@testable import KetenpostEnvelope
 
 /// Interoperability with the real `openssl` command and the real `ketenpost` executable,
 /// using the recipes of docs/FORMAT.md exactly as written there.
@@ -21,8 +22,13 @@ import KetenpostModel
         static func make() async throws -> Workspace {
             let dir = try Paths.temporaryDirectory()
             let certs = dir.appendingPathComponent("certs").path
-            let result = try await run(Paths.executable.path, ["pki", "init", "--dir", certs,
-                                                               "--partners", Paths.root.appendingPathComponent("config/partners.yaml").path])
+            let result = try await run(
+                Paths.executable.path,
+                [
+                    "pki", "init", "--dir", certs,
+                    "--partners", Paths.root.appendingPathComponent("config/partners.yaml").path,
+                ]
+            )
             guard result.status == 0 else { throw KetenpostError(.internalError, "pki init failed: \(result.stderr)") }
             return Workspace(dir: dir, pki: DevelopmentPKI(directory: certs))
         }
@@ -67,18 +73,28 @@ import KetenpostModel
     func messageSealedWithOpenSSLRecipeOpensWithKetenpost(recipient: String) async throws {
         let ws = try await Self.workspace.get()
         let work = try ws.scratch()
-        let (from, type) = recipient == "belastingdienst"
+        let (from, type) =
+            recipient == "belastingdienst"
             ? ("politie-avim-limburg", MessageType.enforcementSignal) : ("gemeente-eijsden-margraten", .signal)
-        let sealed = try await bash(try Self.recipe("seal"), in: work, env: [
-            "SENDER": ws.pki.partnerDirectory(from), "FROM": from, "TO": recipient,
-            "TO_CERT": ws.pki.partnerDirectory(recipient) + "/cert.pem", "TYPE": type.rawValue,
-            "PAYLOAD": Paths.root.appendingPathComponent("config/examples/\(type.rawValue).json").path,
-        ])
+        let sealed = try await bash(
+            try Self.recipe("seal"),
+            in: work,
+            env: [
+                "SENDER": ws.pki.partnerDirectory(from), "FROM": from, "TO": recipient,
+                "TO_CERT": ws.pki.partnerDirectory(recipient) + "/cert.pem", "TYPE": type.rawValue,
+                "PAYLOAD": Paths.root.appendingPathComponent("config/examples/\(type.rawValue).json").path,
+            ]
+        )
         #expect(sealed.status == 0, "seal recipe failed: \(sealed.stderr)")
 
-        let opened = try await run(Paths.executable.path, ["open", "--identity", ws.pki.partnerDirectory(recipient),
-                                                     "--trust", ws.pki.caCertificatePath, "--crl", ws.pki.crlPath,
-                                                     "--in", work.appendingPathComponent("message.der").path])
+        let opened = try await run(
+            Paths.executable.path,
+            [
+                "open", "--identity", ws.pki.partnerDirectory(recipient),
+                "--trust", ws.pki.caCertificatePath, "--crl", ws.pki.crlPath,
+                "--in", work.appendingPathComponent("message.der").path,
+            ]
+        )
         #expect(opened.status == 0, "ketenpost open failed: \(opened.stderr)")
         let content = try SealedContent.decode(from: opened.stdout)
         #expect(content.header.from == from)
@@ -89,27 +105,41 @@ import KetenpostModel
     @Test func messageSealedByKetenpostOpensWithOpenSSLLayerByLayer() async throws {
         let ws = try await Self.workspace.get()
         let work = try ws.scratch()
-        let from = "gemeente-eijsden-margraten", to = "zorgcoordinatie-zuid-limburg"
-        let sealed = try await run(Paths.executable.path, [
-            "seal", "--identity", ws.pki.partnerDirectory(from), "--to", to,
-            "--to-cert", ws.pki.partnerDirectory(to) + "/cert.pem", "--trust", ws.pki.caCertificatePath, "--type", "signal",
-            "--region", "GM1903", "--exploitation-form", "labour",
-            "--in", Paths.root.appendingPathComponent("config/examples/signal.json").path,
-            "--out", work.appendingPathComponent("message.der").path,
-        ])
+        let from = "gemeente-eijsden-margraten"
+        let to = "zorgcoordinatie-zuid-limburg"
+        let sealed = try await run(
+            Paths.executable.path,
+            [
+                "seal", "--identity", ws.pki.partnerDirectory(from), "--to", to,
+                "--to-cert", ws.pki.partnerDirectory(to) + "/cert.pem", "--trust", ws.pki.caCertificatePath, "--type", "signal",
+                "--region", "GM1903", "--exploitation-form", "labour",
+                "--in", Paths.root.appendingPathComponent("config/examples/signal.json").path,
+                "--out", work.appendingPathComponent("message.der").path,
+            ]
+        )
         #expect(sealed.status == 0, "ketenpost seal failed: \(sealed.stderr)")
 
-        let opened = try await bash(try Self.recipe("open"), in: work, env: ["ME": ws.pki.partnerDirectory(to), "CA": ws.pki.caCertificatePath])
+        let opened = try await bash(
+            try Self.recipe("open"),
+            in: work,
+            env: ["ME": ws.pki.partnerDirectory(to), "CA": ws.pki.caCertificatePath]
+        )
         #expect(opened.status == 0, "open recipe failed: \(opened.stderr)")
         let content = try SealedContent.decode(from: opened.stdout)
         #expect(content.header.from == from)
         #expect(content.header.region == "GM1903")
         // The outer JSON that openssl extracted holds the same header.
         let outer = try JSONSerialization.jsonObject(with: Data(contentsOf: work.appendingPathComponent("outer.json"))) as? [String: Any]
-        #expect((outer?["header"] as? [String: Any])?["id"] as? String == content.header.id.uuidString.lowercased()
-                || (outer?["header"] as? [String: Any])?["id"] as? String == content.header.id.uuidString)
+        #expect(
+            (outer?["header"] as? [String: Any])?["id"] as? String == content.header.id.uuidString.lowercased()
+                || (outer?["header"] as? [String: Any])?["id"] as? String == content.header.id.uuidString
+        )
         // A wrong key does not open it with openssl either.
-        let wrong = try await bash(try Self.recipe("open"), in: work, env: ["ME": ws.pki.partnerDirectory("opvang-zuid-limburg"), "CA": ws.pki.caCertificatePath])
+        let wrong = try await bash(
+            try Self.recipe("open"),
+            in: work,
+            env: ["ME": ws.pki.partnerDirectory("opvang-zuid-limburg"), "CA": ws.pki.caCertificatePath]
+        )
         #expect(wrong.status != 0)
     }
 
@@ -118,8 +148,13 @@ import KetenpostModel
         let work = try ws.scratch()
         let garbage = work.appendingPathComponent("garbage.der")
         try Data("not a message".utf8).write(to: garbage)
-        let result = try await run(Paths.executable.path, ["open", "--identity", ws.pki.partnerDirectory("opvang-zuid-limburg"),
-                                                     "--trust", ws.pki.caCertificatePath, "--in", garbage.path])
+        let result = try await run(
+            Paths.executable.path,
+            [
+                "open", "--identity", ws.pki.partnerDirectory("opvang-zuid-limburg"),
+                "--trust", ws.pki.caCertificatePath, "--in", garbage.path,
+            ]
+        )
         #expect(result.status == 1)
         #expect(result.stderr.contains("envelope.malformed"))
         #expect(result.stdout.isEmpty)
@@ -127,11 +162,16 @@ import KetenpostModel
 
     @Test func sealRefusesInvalidPayloadWithPath() async throws {
         let ws = try await Self.workspace.get()
-        let from = "gemeente-eijsden-margraten", to = "zorgcoordinatie-zuid-limburg"
-        let result = try await run(Paths.executable.path, [
-            "seal", "--identity", ws.pki.partnerDirectory(from), "--to", to,
-            "--to-cert", ws.pki.partnerDirectory(to) + "/cert.pem", "--trust", ws.pki.caCertificatePath, "--type", "signal",
-        ], stdin: Data(#"{"schema":"ketenpost/signal/v1","urgency":"later"}"#.utf8))
+        let from = "gemeente-eijsden-margraten"
+        let to = "zorgcoordinatie-zuid-limburg"
+        let result = try await run(
+            Paths.executable.path,
+            [
+                "seal", "--identity", ws.pki.partnerDirectory(from), "--to", to,
+                "--to-cert", ws.pki.partnerDirectory(to) + "/cert.pem", "--trust", ws.pki.caCertificatePath, "--type", "signal",
+            ],
+            stdin: Data(#"{"schema":"ketenpost/signal/v1","urgency":"later"}"#.utf8)
+        )
         #expect(result.status == 1)
         #expect(result.stderr.contains("payload.invalid"))
         #expect(result.stderr.contains("payload."))
@@ -145,8 +185,13 @@ import KetenpostModel
         let partners = Paths.root.appendingPathComponent("config/partners.yaml").path
         let certs = ws.pki.directory.path
         let next = work.appendingPathComponent("next-maastricht").path
-        let issued = try await run(Paths.executable.path, ["pki", "issue", "--dir", certs, "--partners", partners,
-                                                           "--partner", "gemeente-maastricht", "--out", next])
+        let issued = try await run(
+            Paths.executable.path,
+            [
+                "pki", "issue", "--dir", certs, "--partners", partners,
+                "--partner", "gemeente-maastricht", "--out", next,
+            ]
+        )
         #expect(issued.status == 0, "\(issued.stderr)")
         let identity = try Identity.load(directory: next)
         let old = try Identity.load(directory: ws.pki.partnerDirectory("gemeente-maastricht"))
@@ -154,18 +199,32 @@ import KetenpostModel
         let mode = try FileManager.default.attributesOfItem(atPath: next + "/key.pem")[.posixPermissions] as? Int
         #expect(mode == 0o600)
         // Issuing into an existing identity is refused.
-        #expect(try await run(Paths.executable.path, ["pki", "issue", "--dir", certs, "--partners", partners,
-                                                      "--partner", "gemeente-maastricht", "--out", next]).status == 1)
+        #expect(
+            try await run(
+                Paths.executable.path,
+                [
+                    "pki", "issue", "--dir", certs, "--partners", partners,
+                    "--partner", "gemeente-maastricht", "--out", next,
+                ]
+            ).status == 1
+        )
 
         // The new certificate signs a message; once revoked, opening with the CRL refuses it.
         let to = "zorgcoordinatie-zuid-limburg"
         let message = work.appendingPathComponent("m.der").path
-        let sealed = try await run(Paths.executable.path, [
-            "seal", "--identity", next, "--to", to, "--to-cert", ws.pki.partnerDirectory(to) + "/cert.pem",
-            "--trust", ws.pki.caCertificatePath, "--type", "signal",
-            "--in", Paths.root.appendingPathComponent("config/examples/signal.json").path, "--out", message])
+        let sealed = try await run(
+            Paths.executable.path,
+            [
+                "seal", "--identity", next, "--to", to, "--to-cert", ws.pki.partnerDirectory(to) + "/cert.pem",
+                "--trust", ws.pki.caCertificatePath, "--type", "signal",
+                "--in", Paths.root.appendingPathComponent("config/examples/signal.json").path, "--out", message,
+            ]
+        )
         #expect(sealed.status == 0, "\(sealed.stderr)")
-        let open = ["open", "--identity", ws.pki.partnerDirectory(to), "--trust", ws.pki.caCertificatePath, "--crl", ws.pki.crlPath, "--in", message]
+        let open = [
+            "open", "--identity", ws.pki.partnerDirectory(to), "--trust", ws.pki.caCertificatePath, "--crl", ws.pki.crlPath, "--in",
+            message,
+        ]
         #expect(try await run(Paths.executable.path, open).status == 0)
         let revoked = try await run(Paths.executable.path, ["pki", "revoke", "--dir", certs, "--cert", next + "/cert.pem"])
         #expect(revoked.status == 0, "\(revoked.stderr)")

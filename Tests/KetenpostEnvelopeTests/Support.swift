@@ -1,10 +1,11 @@
 import Foundation
-import Testing
-@testable import KetenpostEnvelope
 import KetenpostAPI
-import KetenpostProvisioning
 import KetenpostCrypto
 import KetenpostModel
+import KetenpostProvisioning
+import Testing
+
+@testable import KetenpostEnvelope
 
 /// A throwaway PKI in memory: a CA, an unrelated "evil" CA, and partner identities on demand.
 final class TestPKI: @unchecked Sendable {
@@ -30,8 +31,13 @@ final class TestPKI: @unchecked Sendable {
     }
 
     /// A fresh identity (not cached) with the given options.
-    func makeIdentity(_ id: String, key kind: PrivateKey.Kind = .ecP256, issuer: CertificateIssuer? = nil,
-                      notBefore: Date? = nil, notAfter: Date? = nil) throws -> Identity {
+    func makeIdentity(
+        _ id: String,
+        key kind: PrivateKey.Kind = .ecP256,
+        issuer: CertificateIssuer? = nil,
+        notBefore: Date? = nil,
+        notAfter: Date? = nil
+    ) throws -> Identity {
         let key = try PrivateKey.generate(kind)
         let profile = DevelopmentPKI.partnerProfile(entry(id), keyKind: kind, now: now, notBefore: notBefore, notAfter: notAfter)
         let certificate = try (issuer ?? ca).issue(profile, for: key)
@@ -41,7 +47,8 @@ final class TestPKI: @unchecked Sendable {
     /// A cached EC (or RSA) identity per partner id, for tests that only need "a valid partner".
     func identity(_ id: String, key kind: PrivateKey.Kind = .ecP256) throws -> Identity {
         let cacheKey = "\(id)/\(kind)"
-        lock.lock(); defer { lock.unlock() }
+        lock.lock()
+        defer { lock.unlock() }
         if let found = cache[cacheKey] { return found }
         let made = try makeIdentity(id, key: kind)
         cache[cacheKey] = made
@@ -51,7 +58,8 @@ final class TestPKI: @unchecked Sendable {
 
 enum Paths {
     /// The package root, found from this file's path.
-    static let root: URL = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static let root: URL = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
 
     static func example(_ type: MessageType) throws -> Data {
         try Data(contentsOf: root.appendingPathComponent("config/examples/\(type.rawValue).json"))
@@ -105,7 +113,9 @@ private func runBlocking(_ executable: String, _ arguments: [String], stdin: Dat
     process.executableURL = URL(fileURLWithPath: executable)
     process.arguments = arguments
     if let directory { process.currentDirectoryURL = directory }
-    let out = Pipe(), err = Pipe(), input = Pipe()
+    let out = Pipe()
+    let err = Pipe()
+    let input = Pipe()
     process.standardOutput = out
     process.standardError = err
     process.standardInput = input
@@ -114,9 +124,13 @@ private func runBlocking(_ executable: String, _ arguments: [String], stdin: Dat
     try input.fileHandleForWriting.close()
     // Read both pipes before waiting, so that a large output cannot block the child.
     let group = DispatchGroup()
-    nonisolated(unsafe) var outData = Data(), errData = Data()
+    nonisolated(unsafe) var outData = Data()
+    nonisolated(unsafe) var errData = Data()
     group.enter()
-    DispatchQueue.global().async { outData = out.fileHandleForReading.readDataToEndOfFile(); group.leave() }
+    DispatchQueue.global().async {
+        outData = out.fileHandleForReading.readDataToEndOfFile()
+        group.leave()
+    }
     errData = err.fileHandleForReading.readDataToEndOfFile()
     group.wait()
     process.waitUntilExit()
@@ -139,8 +153,11 @@ func exampleContent(_ type: MessageType, from: String, to: String, correlation: 
 
 /// Expects `body` to throw a KetenpostError with `code`, and returns it.
 @discardableResult
-func expectCode(_ code: KetenpostError.Code, sourceLocation: SourceLocation = #_sourceLocation,
-                _ body: () throws -> Void) -> KetenpostError? {
+func expectCode(
+    _ code: KetenpostError.Code,
+    sourceLocation: SourceLocation = #_sourceLocation,
+    _ body: () throws -> Void
+) -> KetenpostError? {
     do {
         try body()
         Issue.record("expected \(code), but nothing was thrown", sourceLocation: sourceLocation)

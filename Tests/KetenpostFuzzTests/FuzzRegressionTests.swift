@@ -58,9 +58,14 @@ struct FuzzRegressionTests {
             do {
                 try await input.target.run(data)
                 if let expected {
-                    Issue.record("\(input.name) no longer shows the known issue \(expected): remove it from FuzzFinding.known and the input's name prefix")
+                    Issue.record(
+                        """
+                        \(input.name) no longer shows the known issue \(expected): remove it from FuzzFinding.known and the input's \
+                        name prefix
+                        """
+                    )
                 }
-            } catch where error.isKnown && error.property == expected {
+            } catch  where error.isKnown && error.property == expected {
                 withKnownIssue("\(error.property): a known bug, see Tests/Fuzz/README.md") {
                     Issue.record("\(input.name): \(error)")
                 }

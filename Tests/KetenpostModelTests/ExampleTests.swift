@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import KetenpostModel
 
 @Suite struct ExampleTests {
@@ -22,7 +23,10 @@ import Testing
 
     @Test func examplesUseNonASCIIAndSurviveIt() throws {
         let referral = try Examples.content(.referral)
-        guard case .referral(let r) = referral.payload else { Issue.record("not a referral"); return }
+        guard case .referral(let r) = referral.payload else {
+            Issue.record("not a referral")
+            return
+        }
         #expect(r.contact.name == "Anaïs Brouwers")
         let text = String(decoding: referral.encoded(), as: UTF8.self)
         #expect(text.contains("Anaïs"), "non-ASCII is written as UTF-8, not escaped")

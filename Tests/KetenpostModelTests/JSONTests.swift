@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import KetenpostModel
 
 @Suite struct JSONTests {
@@ -25,7 +26,7 @@ import Testing
     }
 
     @Test func dateParsing() {
-        let expected = Date(timeIntervalSince1970: 1_795_946_400) // 2026-11-29T10:00:00Z
+        let expected = Date(timeIntervalSince1970: 1_795_946_400)  // 2026-11-29T10:00:00Z
         #expect(decodeDate("2026-11-29T10:00:00Z") == expected)
         #expect(decodeDate("2026-11-29t10:00:00z") == expected)
         #expect(decodeDate("2026-11-29T11:00:00+01:00") == expected)
@@ -34,8 +35,10 @@ import Testing
         #expect(decodeDate("2026-11-29T10:00:00.250Z") == expected)
         #expect(decodeDate("2026-11-29T10:00:00.999Z") == expected)
         #expect(decodeDate("2028-02-29T00:00:00Z") != nil)
-        for bad in ["2026-11-29T10:00:00", "2026-11-29 10:00:00Z", "2026-11-29T24:00:00Z", "2027-02-29T00:00:00Z",
-                    "2026-11-29T10:00:00.Z", "2026-11-29T10:00:00+0100", "2026-11-29", "２０２６-11-29T10:00:00Z", ""] {
+        for bad in [
+            "2026-11-29T10:00:00", "2026-11-29 10:00:00Z", "2026-11-29T24:00:00Z", "2027-02-29T00:00:00Z",
+            "2026-11-29T10:00:00.Z", "2026-11-29T10:00:00+0100", "2026-11-29", "２０２６-11-29T10:00:00Z", "",
+        ] {
             #expect(decodeDate(bad) == nil, "\(bad)")
         }
     }
@@ -59,7 +62,10 @@ import Testing
     }
 
     @Test func decodeStrictWorksForOtherTypes() {
-        struct Outer: Codable { var header: RoutingHeader; var envelope: String }
+        struct Outer: Codable {
+            var header: RoutingHeader
+            var envelope: String
+        }
         let json = #"{"envelope": "TUlJ", "header": {"id": "x"}, "extra": 1}"#
         let error = failure { _ = try KetenpostJSON.decodeStrict(Outer.self, from: Data(json.utf8), path: "outer") }
         #expect(error?.contains(path: "outer.header.id", rule: "uuid") == true, "\(String(describing: error))")
@@ -85,8 +91,10 @@ extension JSONTests {
         ]
         for (json, path) in cases {
             let error = failure { _ = try SealedContent.decode(from: Data(json.utf8)) }
-            #expect(error?.issues == [ValidationIssue(path: path, rule: "duplicate-key", message: "occurs more than once in its object")],
-                    "\(json): \(String(describing: error))")
+            #expect(
+                error?.issues == [ValidationIssue(path: path, rule: "duplicate-key", message: "occurs more than once in its object")],
+                "\(json): \(String(describing: error))"
+            )
         }
         #expect(DuplicateKeys.first(in: Data(#"{"a": {"k": 1}, "b": {"k": [1, {"k": 2}]}}"#.utf8), path: "") == nil)
         for type in MessageType.allCases {

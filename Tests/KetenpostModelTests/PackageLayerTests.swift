@@ -40,8 +40,10 @@ import Testing
         return modules
     }
 
-    static let platform: Set<String> = ["Foundation", "FoundationEssentials", "Dispatch", "Glibc", "Darwin", "Musl", "Synchronization",
-                                        "Testing", "XCTest"]
+    static let platform: Set<String> = [
+        "Foundation", "FoundationEssentials", "Dispatch", "Glibc", "Darwin", "Musl", "Synchronization",
+        "Testing", "XCTest",
+    ]
 
     @Test func everyTargetDeclaresWhatItImports() throws {
         let targets = try Self.declaredTargets()
@@ -55,7 +57,8 @@ import Testing
     @Test func layersOnlyPointDown() throws {
         let targets = try Self.declaredTargets()
         func reach(_ target: String) -> Set<String> {
-            var seen = Set<String>(), queue = [target]
+            var seen = Set<String>()
+            var queue = [target]
             while let next = queue.popLast() {
                 for dependency in targets[next] ?? [] where seen.insert(dependency).inserted { queue.append(dependency) }
             }

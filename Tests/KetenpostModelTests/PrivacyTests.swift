@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import KetenpostModel
 
 /// Failures reach logs and HTTP bodies; they must never repeat what the sender wrote.

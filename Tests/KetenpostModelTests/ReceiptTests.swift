@@ -1,16 +1,27 @@
 import Foundation
 import Testing
+
 @testable import KetenpostModel
 
 @Suite struct ReceiptTests {
     static let digest = String(repeating: "ab", count: 32)
 
-    func receipt(_ kind: Receipt.Kind = .acknowledgement, _ disposition: Receipt.Disposition = .processed,
-                 reason: String? = nil) -> Receipt {
-        Receipt(kind: kind, messageId: UUID(uuidString: "6f1c2d3e-4a5b-4c6d-8e7f-901a2b3c4d5e") ?? UUID(),
-                messageDigest: Self.digest, from: "gemeente-eijsden-margraten", to: "zorgcoordinatie-zuid-limburg",
-                issuer: "zorgcoordinatie-zuid-limburg", disposition: disposition, reasonCode: reason,
-                time: Date(timeIntervalSince1970: 1_795_946_400.5))
+    func receipt(
+        _ kind: Receipt.Kind = .acknowledgement,
+        _ disposition: Receipt.Disposition = .processed,
+        reason: String? = nil
+    ) -> Receipt {
+        Receipt(
+            kind: kind,
+            messageId: UUID(uuidString: "6f1c2d3e-4a5b-4c6d-8e7f-901a2b3c4d5e") ?? UUID(),
+            messageDigest: Self.digest,
+            from: "gemeente-eijsden-margraten",
+            to: "zorgcoordinatie-zuid-limburg",
+            issuer: "zorgcoordinatie-zuid-limburg",
+            disposition: disposition,
+            reasonCode: reason,
+            time: Date(timeIntervalSince1970: 1_795_946_400.5)
+        )
     }
 
     @Test func validReceiptsRoundTrip() throws {
@@ -79,7 +90,7 @@ import Testing
             String(decoding: receipt().encoded(), as: UTF8.self),
             "{\(body),\"extra\":1}",
             "{\(body),\"extra\":null}",
-            "{\(body),\"reasonCode\":\"late\"}",                        // duplicate key
+            "{\(body),\"reasonCode\":\"late\"}",  // duplicate key
             full.replacingOccurrences(of: "\"payload.invalid\"", with: "null"),
             full.replacingOccurrences(of: "\"payload.invalid\"", with: "{\"a\":null}"),
             full.replacingOccurrences(of: "\"payload.invalid\"", with: "[null]"),

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import KetenpostModel
 
 struct RuleCase: Sendable, CustomStringConvertible {
@@ -85,7 +86,12 @@ struct RuleCase: Sendable, CustomStringConvertible {
         RuleCase(.signal, "payload.notes", "\"\(String(repeating: "a", count: 10_001))\"", "too-long"),
         RuleCase(.signal, "payload.person", #"{"gender": "male"}"#, "person-identifier"),
         RuleCase(.signal, "payload.person.gender", #""f""#, "enum"),
-        RuleCase(.signal, [Edit("payload.reporter.phone", nil), Edit("payload.reporter.email", nil)], "payload.reporter", "contact-channel"),
+        RuleCase(
+            .signal,
+            [Edit("payload.reporter.phone", nil), Edit("payload.reporter.email", nil)],
+            "payload.reporter",
+            "contact-channel"
+        ),
         RuleCase(.signal, "payload.reporter.email", #""a@b@c""#, "email"),
         RuleCase(.signal, "payload.reporter.email", #""@example.nl""#, "email"),
         RuleCase(.signal, "payload.reporter.phone", #""call me""#, "phone"),
@@ -104,7 +110,12 @@ struct RuleCase: Sendable, CustomStringConvertible {
         RuleCase(.referral, "payload.needs.0", #""shelter""#, "enum"),
         RuleCase(.referral, "payload.needs", #"["legal", "legal"]"#, "unique"),
         RuleCase(.referral, "payload.person", nil, "required"),
-        RuleCase(.referral, [Edit("payload.person.givenName", nil), Edit("payload.person.familyName", nil)], "payload.person", "person-identifier"),
+        RuleCase(
+            .referral,
+            [Edit("payload.person.givenName", nil), Edit("payload.person.familyName", nil)],
+            "payload.person",
+            "person-identifier"
+        ),
         // intake-notice
         RuleCase(.intakeNotice, "payload.languages.0", #""NL""#, "language"),
         RuleCase(.intakeNotice, "payload.languages", "[]", "count"),
@@ -121,7 +132,13 @@ struct RuleCase: Sendable, CustomStringConvertible {
         RuleCase(.enforcementSignal, "payload.subjects.0.medicalNeeds", #""diabetes""#, "no-victim-health-data"),
         RuleCase(.enforcementSignal, "payload.victim", #"{"alias": "R"}"#, "no-victim-health-data"),
         RuleCase(.enforcementSignal, "payload.person", #"{"alias": "R"}"#, "no-victim-health-data"),
-        RuleCase(.enforcementSignal, "payload.observations.0", #"{"health_notes": "x"}"#, "payload.observations[0].health_notes", "no-victim-health-data"),
+        RuleCase(
+            .enforcementSignal,
+            "payload.observations.0",
+            #"{"health_notes": "x"}"#,
+            "payload.observations[0].health_notes",
+            "no-victim-health-data"
+        ),
         RuleCase(.enforcementSignal, "payload.subjects.0.kvkNumber", #""1234567""#, "kvk"),
         RuleCase(.enforcementSignal, "payload.subjects.1.kvkNumber", #""71234560""#, "not-applicable"),
         RuleCase(.enforcementSignal, "payload.subjects.0.dateOfBirth", #""1980-01-01""#, "not-applicable"),
@@ -154,11 +171,14 @@ struct RuleCase: Sendable, CustomStringConvertible {
     }
 
     @Test func allValidationIssuesAreReportedTogether() throws {
-        let data = try Examples.edited(.referral, [
-            Edit("payload.person.bsn", #""123456789""#),
-            Edit("payload.caseReference", ##""#1""##),
-            Edit("header.to", #""zorgcoordinatie-zuid-limburg""#),
-        ])
+        let data = try Examples.edited(
+            .referral,
+            [
+                Edit("payload.person.bsn", #""123456789""#),
+                Edit("payload.caseReference", ##""#1""##),
+                Edit("header.to", #""zorgcoordinatie-zuid-limburg""#),
+            ]
+        )
         let error = try #require(failure { _ = try SealedContent.decode(from: data, now: testNow) })
         #expect(error.contains(path: "payload.person.bsn", rule: "bsn"))
         #expect(error.contains(path: "payload.caseReference", rule: "case-reference"))
@@ -167,7 +187,9 @@ struct RuleCase: Sendable, CustomStringConvertible {
     }
 
     @Test func documentLevelRules() {
-        let cases: [(String, String)] = [("[]", "object"), ("\"text\"", "object"), ("42", "object"), ("{\"header\": ", "json"), ("", "json")]
+        let cases: [(String, String)] = [
+            ("[]", "object"), ("\"text\"", "object"), ("42", "object"), ("{\"header\": ", "json"), ("", "json"),
+        ]
         for (text, rule) in cases {
             let error = failure { _ = try SealedContent.decode(from: Data(text.utf8)) }
             #expect(error?.contains(path: "", rule: rule) == true, "\(text): \(String(describing: error))")
@@ -192,7 +214,12 @@ struct RuleCase: Sendable, CustomStringConvertible {
         var tree = try #require(try JSONSerialization.jsonObject(with: payload.encoded()) as? [String: Any])
         tree["medication"] = "none"
         let data = try JSONSerialization.data(withJSONObject: tree)
-        #expect(failure { _ = try Payload.decode(from: data, now: testNow) }?.contains(path: "payload.medication", rule: "no-victim-health-data") == true)
+        #expect(
+            failure { _ = try Payload.decode(from: data, now: testNow) }?.contains(
+                path: "payload.medication",
+                rule: "no-victim-health-data"
+            ) == true
+        )
     }
 }
 

@@ -1,8 +1,8 @@
 import Foundation
 import KetenpostAPI
-import KetenpostEnvelope
 import KetenpostClient
 import KetenpostCrypto
+import KetenpostEnvelope
 import KetenpostModel
 import Testing
 
@@ -20,7 +20,14 @@ import Testing
             try await refuse(h, Data(), .inputEmpty)
             try await refuse(h, Data("garbage".utf8), .envelopeMalformed)
             // 100,000 nested DER SEQUENCEs (indefinite length), as a parser stack bomb.
-            try await refuse(h, Data(repeating: 0x30, count: 100_000).map { $0 }.reduce(into: Data()) { $0.append($1); $0.append(0x80) }, .envelopeMalformed)
+            try await refuse(
+                h,
+                Data(repeating: 0x30, count: 100_000).map { $0 }.reduce(into: Data()) {
+                    $0.append($1)
+                    $0.append(0x80)
+                },
+                .envelopeMalformed
+            )
             // An absurd declared length: a SEQUENCE claiming 4 GiB.
             try await refuse(h, Data([0x30, 0x84, 0xFF, 0xFF, 0xFF, 0xFF, 0x06, 0x09]), .envelopeMalformed)
             // A valid CMS of the wrong kind (the encrypted layer alone).
@@ -44,8 +51,13 @@ import Testing
             let sender = try h.client(municipality)
             let entry = try await sender.directory(coordinator)
             let certificates = try entry.certificates.flatMap { try Certificate.all(pem: Data($0.utf8)) }
-            let content = try Drafting.content(type: .signal, from: municipality, to: coordinator, payload: try h.example(.signal),
-                                               now: Date().addingTimeInterval(3600))
+            let content = try Drafting.content(
+                type: .signal,
+                from: municipality,
+                to: coordinator,
+                payload: try h.example(.signal),
+                now: Date().addingTimeInterval(3600)
+            )
             let sealed = try Envelope.seal(content, from: sender.identity, to: certificates, trust: try h.trust)
             try await refuse(h, sealed, .createdInFuture)
         }
@@ -82,16 +94,29 @@ import Testing
             let firstItem = try #require(items.first { $0.id == first.header.id })
             let secondItem = try #require(items.first { $0.id == second.header.id })
             let opened = try firstItem.result.get()
-            let receipt = try SignedReceipt.sign(Receipt(kind: .acknowledgement, messageId: first.header.id, messageDigest: opened.digest,
-                                                         from: municipality, to: coordinator, issuer: coordinator,
-                                                         disposition: .processed, time: Date()), as: recipient.identity)
+            let receipt = try SignedReceipt.sign(
+                Receipt(
+                    kind: .acknowledgement,
+                    messageId: first.header.id,
+                    messageDigest: opened.digest,
+                    from: municipality,
+                    to: coordinator,
+                    issuer: coordinator,
+                    disposition: .processed,
+                    time: Date()
+                ),
+                as: recipient.identity
+            )
             await expectRelayError(.receiptMismatch) {
                 _ = try await recipient.acknowledge(id: second.header.id, leaseToken: secondItem.leaseToken, receipt: receipt)
             }
             #expect(try await sender.status(second.header.id).state == "delivered")
             _ = try await recipient.acknowledge(id: first.header.id, leaseToken: firstItem.leaseToken, receipt: receipt)
             // Replaying the same receipt is harmless: the same answer, nothing changes.
-            #expect(try await recipient.acknowledge(id: first.header.id, leaseToken: firstItem.leaseToken, receipt: receipt).state == "acknowledged")
+            #expect(
+                try await recipient.acknowledge(id: first.header.id, leaseToken: firstItem.leaseToken, receipt: receipt).state
+                    == "acknowledged"
+            )
             #expect(try await sender.status(first.header.id).state == "acknowledged")
         }
     }
@@ -102,7 +127,13 @@ import Testing
             let rogue = h.shared.identityDirectory("unregistered-maastricht")
             let big = h.work.appendingPathComponent("big.bin")
             try Data(count: 4 * 1024 * 1024).write(to: big)
-            let result = try await shell("curl -sS --max-time 20 --cacert '\(h.shared.pki.caCertificatePath)' --cert '\(rogue)/cert.pem' --key '\(rogue)/key.pem' -o /dev/stderr -w '%{http_code}' -H 'Content-Type: application/cms' --data-binary @'\(big.path)' \(h.url.absoluteString)/v1/messages")
+            let result = try await shell(
+                """
+                curl -sS --max-time 20 --cacert '\(h.shared.pki.caCertificatePath)' --cert '\(rogue)/cert.pem' --key \
+                '\(rogue)/key.pem' -o /dev/stderr -w '%{http_code}' -H 'Content-Type: application/cms' --data-binary @'\(big.path)' \
+                \(h.url.absoluteString)/v1/messages
+                """
+            )
             #expect(result.stdout == "403", "\(result.stdout) \(result.stderr)")
             #expect(result.stderr.contains("auth.unknown-partner"))
         }

@@ -1,9 +1,9 @@
 import Foundation
 import GRDB
-import KetenpostEnvelope
-import KetenpostProvisioning
 import KetenpostClient
 import KetenpostCrypto
+import KetenpostEnvelope
+import KetenpostProvisioning
 import KetenpostRelay
 import KetenpostStore
 import KetenpostTestSupport
@@ -40,8 +40,11 @@ import Testing
 
     func verify(_ file: URL, _ h: Harness) async throws -> AuditTrail.Report {
         let store = try SQLiteMessageStore(path: file.path, readOnly: true)
-        return try await AuditTrail.verify(store: store, trust: try TrustStore.load(anchorsFile: h.shared.pki.caCertificatePath),
-                                           relayID: DevelopmentPKI.relayID)
+        return try await AuditTrail.verify(
+            store: store,
+            trust: try TrustStore.load(anchorsFile: h.shared.pki.caCertificatePath),
+            relayID: DevelopmentPKI.relayID
+        )
     }
 
     /// A fresh copy of `original`, changed by `sql`.
@@ -58,13 +61,19 @@ import Testing
         try await withRelay { h in
             let (copy, records) = try await trail(h)
             let actions = Set(records.map(\.action))
-            #expect(actions.isSuperset(of: ["partner.added", "certificate.added", "message.accepted", "message.leased",
-                                            "message.acknowledged", "partner.suspended"]))
+            #expect(
+                actions.isSuperset(of: [
+                    "partner.added", "certificate.added", "message.accepted", "message.leased",
+                    "message.acknowledged", "partner.suspended",
+                ])
+            )
             let report = try await verify(copy, h)
             #expect(report.ok, "\(report.problems)")
             #expect(report.records == Int64(records.count) && report.checkpoints == 2 && report.lastCheckpoint == Int64(records.count))
             // The command line says the same, with exit status 0.
-            let cli = try await shell("'\(ServeProcessTests.binary)' audit verify --store '\(copy.path)' --trust '\(h.shared.pki.caCertificatePath)'")
+            let cli = try await shell(
+                "'\(ServeProcessTests.binary)' audit verify --store '\(copy.path)' --trust '\(h.shared.pki.caCertificatePath)'"
+            )
             #expect(cli.status == 0 && cli.stdout.contains("Audit trail intact"), "\(cli.stdout)\(cli.stderr)")
         }
     }
@@ -74,7 +83,7 @@ import Testing
             let (copy, records) = try await trail(h)
             let n = Int64(records.count)
             let firstCheckpoint = try await h.relay.core.store.auditCheckpoints()[0].sequence
-            let k = firstCheckpoint + 2   // a record between the two checkpoints
+            let k = firstCheckpoint + 2  // a record between the two checkpoints
             #expect(n > k + 3)
 
             // A field changed.
@@ -84,17 +93,26 @@ import Testing
             report = try await verify(try tampered(copy, "DELETE FROM audit_log WHERE sequence = \(k)"), h)
             #expect(report.problems.first?.kind == .removed && report.problems.first?.sequence == k, "\(report.problems)")
             // Two records swapped (content, links and hashes moved along).
-            report = try await verify(try tampered(copy, """
-                UPDATE audit_log SET sequence = -1 WHERE sequence = \(k);
-                UPDATE audit_log SET sequence = \(k) WHERE sequence = \(k + 1);
-                UPDATE audit_log SET sequence = \(k + 1) WHERE sequence = -1;
-                """), h)
+            report = try await verify(
+                try tampered(
+                    copy,
+                    """
+                    UPDATE audit_log SET sequence = -1 WHERE sequence = \(k);
+                    UPDATE audit_log SET sequence = \(k) WHERE sequence = \(k + 1);
+                    UPDATE audit_log SET sequence = \(k + 1) WHERE sequence = -1;
+                    """
+                ),
+                h
+            )
             #expect(report.problems.first?.kind == .reordered && report.problems.first?.sequence == k, "\(report.problems)")
             // The tail cut off after the last checkpoint was signed.
             report = try await verify(try tampered(copy, "DELETE FROM audit_log WHERE sequence > \(n - 2)"), h)
             #expect(report.problems.contains { $0.kind == .truncated && $0.sequence == n - 1 }, "\(report.problems)")
             // A checkpoint altered.
-            report = try await verify(try tampered(copy, "UPDATE audit_checkpoints SET hash = '\(AuditRecord.genesis)' WHERE sequence = \(n)"), h)
+            report = try await verify(
+                try tampered(copy, "UPDATE audit_checkpoints SET hash = '\(AuditRecord.genesis)' WHERE sequence = \(n)"),
+                h
+            )
             #expect(report.problems.contains { $0.kind == .checkpointInvalid && $0.sequence == n }, "\(report.problems)")
 
             // A record changed and every later hash recomputed: the chain is consistent again, but
@@ -108,8 +126,10 @@ import Testing
                     if record.sequence == k { changed.actor = "gemeente-maastricht" }
                     changed.prevHash = previous
                     changed.hash = changed.computedHash()
-                    try db.execute(sql: "UPDATE audit_log SET actor = ?, prev_hash = ?, hash = ? WHERE sequence = ?",
-                                   arguments: [changed.actor, changed.prevHash, changed.hash, changed.sequence])
+                    try db.execute(
+                        sql: "UPDATE audit_log SET actor = ?, prev_hash = ?, hash = ? WHERE sequence = ?",
+                        arguments: [changed.actor, changed.prevHash, changed.hash, changed.sequence]
+                    )
                     previous = changed.hash
                 }
             }
@@ -120,8 +140,13 @@ import Testing
             #expect(!report.problems.contains { $0.kind == .changed || $0.kind == .brokenLink })
 
             // The command line reports it and exits 1.
-            let cli = try await shell("'\(ServeProcessTests.binary)' audit verify --store '\(forged.path)' --trust '\(h.shared.pki.caCertificatePath)'")
-            #expect(cli.status == 1 && cli.stdout.contains("TAMPERED") && cli.stdout.contains("checkpoint-mismatch"), "\(cli.stdout)\(cli.stderr)")
+            let cli = try await shell(
+                "'\(ServeProcessTests.binary)' audit verify --store '\(forged.path)' --trust '\(h.shared.pki.caCertificatePath)'"
+            )
+            #expect(
+                cli.status == 1 && cli.stdout.contains("TAMPERED") && cli.stdout.contains("checkpoint-mismatch"),
+                "\(cli.stdout)\(cli.stderr)"
+            )
         }
     }
 
@@ -135,20 +160,30 @@ import Testing
                 let records = try await h.relay.core.store.auditRecords(after: 0, limit: 1000)
                 let verify = "'\(ServeProcessTests.binary)' audit verify --trust '\(h.shared.pki.caCertificatePath)' --store-url"
                 let intact = try await shell("\(verify) '\(url)'")
-                #expect(intact.status == 0 && intact.stdout.contains("Audit trail intact: \(records.count) records, 2 checkpoints"),
-                        "\(intact.stdout)\(intact.stderr)")
+                #expect(
+                    intact.status == 0 && intact.stdout.contains("Audit trail intact: \(records.count) records, 2 checkpoints"),
+                    "\(intact.stdout)\(intact.stderr)"
+                )
 
                 let k = records[records.count / 2].sequence
-                let psql = "'\(server.binDirectory)/psql' -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p \(server.port) -U postgres -d \(database)"
+                let psql =
+                    "'\(server.binDirectory)/psql' -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p \(server.port) -U postgres -d \(database)"
                 let update = try await shell("\(psql) -c \"UPDATE audit_log SET actor = 'someone-else' WHERE sequence = \(k)\"")
                 #expect(update.status == 0, "\(update.stderr)")
                 let tampered = try await shell("\(verify) '\(url)'")
-                #expect(tampered.status == 1 && tampered.stdout.contains("TAMPERED") && tampered.stdout.contains("record \(k): changed"),
-                        "\(tampered.stdout)\(tampered.stderr)")
+                #expect(
+                    tampered.status == 1 && tampered.stdout.contains("TAMPERED") && tampered.stdout.contains("record \(k): changed"),
+                    "\(tampered.stdout)\(tampered.stderr)"
+                )
 
                 // A database without a relay's tables: an error naming the store, without the password.
-                let wrong = try await shell("\(verify) 'postgres://postgres:pw-\(database)@127.0.0.1:\(server.port)/postgres?sslmode=disable'")
-                #expect(wrong.status == 1 && wrong.stderr.contains("store.unavailable") && wrong.stderr.contains("127.0.0.1"), "\(wrong.stderr)")
+                let wrong = try await shell(
+                    "\(verify) 'postgres://postgres:pw-\(database)@127.0.0.1:\(server.port)/postgres?sslmode=disable'"
+                )
+                #expect(
+                    wrong.status == 1 && wrong.stderr.contains("store.unavailable") && wrong.stderr.contains("127.0.0.1"),
+                    "\(wrong.stderr)"
+                )
                 #expect(!wrong.stdout.contains("pw-\(database)") && !wrong.stderr.contains("pw-\(database)"))
             }
         }
@@ -158,13 +193,15 @@ import Testing
         try await withRelay { h in
             _ = try await h.client(municipality).send(payload: try h.example(.signal), type: .signal, to: coordinator)
             await h.relay.core.writeCheckpoint()
-            await h.relay.core.writeCheckpoint()   // nothing new: no second checkpoint
+            await h.relay.core.writeCheckpoint()  // nothing new: no second checkpoint
             let checkpoints = try await h.relay.core.store.auditCheckpoints()
             #expect(checkpoints.count == 1)
             // The signature is CMS SignedData that the stock openssl command verifies.
             let file = h.work.appendingPathComponent("checkpoint.der")
             try checkpoints[0].signature.write(to: file)
-            let check = try await shell("openssl cms -verify -binary -inform DER -in '\(file.path)' -CAfile '\(h.shared.pki.caCertificatePath)' -purpose any")
+            let check = try await shell(
+                "openssl cms -verify -binary -inform DER -in '\(file.path)' -CAfile '\(h.shared.pki.caCertificatePath)' -purpose any"
+            )
             #expect(check.status == 0 && check.stdout.contains("\"hash\":\"\(checkpoints[0].hash)\""), "\(check.stderr)")
             // Stopping writes a final checkpoint over what happened since.
             _ = try await h.client(municipality).send(payload: try h.example(.signal), type: .signal, to: coordinator)

@@ -1,8 +1,8 @@
 import AsyncHTTPClient
 import Foundation
-import KetenpostEnvelope
 import KetenpostClient
 import KetenpostCrypto
+import KetenpostEnvelope
 import KetenpostModel
 import KetenpostRelay
 import NIOCore
@@ -12,8 +12,14 @@ import Testing
 /// Each authorization rule, tried with the wrong partner's certificate.
 @Suite struct AuthorizationTests {
     /// Seals `type` from `identity` to `to` with the directory's certificates of `to`.
-    func seal(_ h: Harness, as client: RelayClient, from: String? = nil, to: String, type: MessageType = .signal,
-              signer: Identity? = nil) async throws -> Data {
+    func seal(
+        _ h: Harness,
+        as client: RelayClient,
+        from: String? = nil,
+        to: String,
+        type: MessageType = .signal,
+        signer: Identity? = nil
+    ) async throws -> Data {
         let entry = try await client.directory(to)
         let certificates = try entry.certificates.flatMap { try Certificate.all(pem: Data($0.utf8)) }
         let sender = signer ?? client.identity
@@ -85,23 +91,48 @@ import Testing
             #expect(try await shelterClient.receive().isEmpty, "another partner's inbox does not show it")
             let received = try await recipient.receive()
             // Another partner cannot acknowledge it, even with the lease token and a well-formed receipt of its own.
-            let forged = Receipt(kind: .acknowledgement, messageId: sent.header.id, messageDigest: sent.receipt.messageDigest,
-                                 from: municipality, to: coordinator, issuer: shelter, disposition: .processed, time: Date())
+            let forged = Receipt(
+                kind: .acknowledgement,
+                messageId: sent.header.id,
+                messageDigest: sent.receipt.messageDigest,
+                from: municipality,
+                to: coordinator,
+                issuer: shelter,
+                disposition: .processed,
+                time: Date()
+            )
             await expectRelayError(.messageNotFound) {
-                _ = try await shelterClient.acknowledge(id: sent.header.id, leaseToken: received[0].leaseToken,
-                                                        receipt: try SignedReceipt.sign(forged, as: shelterClient.identity))
+                _ = try await shelterClient.acknowledge(
+                    id: sent.header.id,
+                    leaseToken: received[0].leaseToken,
+                    receipt: try SignedReceipt.sign(forged, as: shelterClient.identity)
+                )
             }
             // The recipient's connection with a receipt signed by somebody else is refused too.
             await expectRelayError(.receiptSignerMismatch) {
-                _ = try await recipient.acknowledge(id: sent.header.id, leaseToken: received[0].leaseToken,
-                                                    receipt: try SignedReceipt.sign(forged, as: shelterClient.identity))
+                _ = try await recipient.acknowledge(
+                    id: sent.header.id,
+                    leaseToken: received[0].leaseToken,
+                    receipt: try SignedReceipt.sign(forged, as: shelterClient.identity)
+                )
             }
             // A receipt that names another digest is refused.
-            let wrongDigest = Receipt(kind: .acknowledgement, messageId: sent.header.id, messageDigest: String(repeating: "0", count: 64),
-                                      from: municipality, to: coordinator, issuer: coordinator, disposition: .processed, time: Date())
+            let wrongDigest = Receipt(
+                kind: .acknowledgement,
+                messageId: sent.header.id,
+                messageDigest: String(repeating: "0", count: 64),
+                from: municipality,
+                to: coordinator,
+                issuer: coordinator,
+                disposition: .processed,
+                time: Date()
+            )
             await expectRelayError(.receiptMismatch) {
-                _ = try await recipient.acknowledge(id: sent.header.id, leaseToken: received[0].leaseToken,
-                                                    receipt: try SignedReceipt.sign(wrongDigest, as: recipient.identity))
+                _ = try await recipient.acknowledge(
+                    id: sent.header.id,
+                    leaseToken: received[0].leaseToken,
+                    receipt: try SignedReceipt.sign(wrongDigest, as: recipient.identity)
+                )
             }
             #expect(try await sender.status(sent.header.id).state == "delivered")
             try await recipient.acknowledge(received[0])
@@ -124,7 +155,10 @@ import Testing
     }
 
     @Test func rateLimitAnswers429() async throws {
-        try await withRelay({ $0.limits.ratePerSecond = 0.01; $0.limits.rateBurst = 3 }) { h in
+        try await withRelay({
+            $0.limits.ratePerSecond = 0.01
+            $0.limits.rateBurst = 3
+        }) { h in
             let eijsden = try h.client(municipality)
             for _ in 0..<3 { _ = try await eijsden.directory(coordinator) }
             await expectRelayError(.rateLimited) { _ = try await eijsden.directory(coordinator) }
@@ -142,7 +176,12 @@ import Testing
             #expect(none.stderr.contains("alert") || none.stderr.contains("certificate"), "\(none.stderr)")
             // curl with a certificate from an untrusted CA.
             let evil = h.shared.identityDirectory("evil-maastricht")
-            let untrusted = try await shell("curl -sS --max-time 30 --cacert '\(ca)' --cert '\(evil)/cert.pem' --key '\(evil)/key.pem' \(h.url.absoluteString)/v1/health")
+            let untrusted = try await shell(
+                """
+                curl -sS --max-time 30 --cacert '\(ca)' --cert '\(evil)/cert.pem' --key '\(evil)/key.pem' \
+                \(h.url.absoluteString)/v1/health
+                """
+            )
             #expect(untrusted.status != 0)
             #expect(untrusted.stderr.contains("unknown ca") || untrusted.stderr.contains("alert"), "\(untrusted.stderr)")
             // AsyncHTTPClient with the untrusted certificate fails the handshake too.
@@ -150,7 +189,9 @@ import Testing
             await expectHandshakeFailure { _ = try await evilClient.directory(coordinator) }
             // A registered partner gets through.
             let me = h.shared.identityDirectory(municipality)
-            let ok = try await shell("curl -sS --max-time 30 --cacert '\(ca)' --cert '\(me)/cert.pem' --key '\(me)/key.pem' \(h.url.absoluteString)/v1/health")
+            let ok = try await shell(
+                "curl -sS --max-time 30 --cacert '\(ca)' --cert '\(me)/cert.pem' --key '\(me)/key.pem' \(h.url.absoluteString)/v1/health"
+            )
             #expect(ok.status == 0 && ok.stdout.contains("ok"), "\(ok.stderr)")
         }
     }
@@ -161,13 +202,24 @@ import Testing
             let ca = h.shared.pki.caCertificatePath
             let big = h.work.appendingPathComponent("big.bin")
             try Data(count: 8 * 1024 * 1024).write(to: big)
-            let curl = "curl -sS --max-time 20 --cacert '\(ca)' --cert '\(me)/cert.pem' --key '\(me)/key.pem' -o /dev/stderr -w '%{http_code}' -X POST"
+            let curl =
+                """
+                curl -sS --max-time 20 --cacert '\(ca)' --cert '\(me)/cert.pem' --key '\(me)/key.pem' -o /dev/stderr -w \
+                '%{http_code}' -X POST
+                """
             // Declared length over the limit: refused from the headers.
-            let declared = try await shell("\(curl) -H 'Content-Type: application/cms' --data-binary @'\(big.path)' \(h.url.absoluteString)/v1/messages")
+            let declared = try await shell(
+                "\(curl) -H 'Content-Type: application/cms' --data-binary @'\(big.path)' \(h.url.absoluteString)/v1/messages"
+            )
             #expect(declared.stdout == "413", "\(declared.stdout) \(declared.stderr)")
             #expect(declared.stderr.contains("request.too-large"))
             // Chunked, no length: refused once the limit is passed.
-            let chunked = try await shell("\(curl) -H 'Content-Type: application/cms' -H 'Transfer-Encoding: chunked' --data-binary @'\(big.path)' \(h.url.absoluteString)/v1/messages")
+            let chunked = try await shell(
+                """
+                \(curl) -H 'Content-Type: application/cms' -H 'Transfer-Encoding: chunked' --data-binary @'\(big.path)' \
+                \(h.url.absoluteString)/v1/messages
+                """
+            )
             #expect(chunked.stdout == "413", "\(chunked.stdout) \(chunked.stderr)")
             let form = try await shell("\(curl) --data-binary 'x=1' \(h.url.absoluteString)/v1/messages")
             #expect(form.stdout == "415", "\(form.stdout) \(form.stderr)")

@@ -23,8 +23,10 @@ import Yams
             try updated.write(toFile: Root.path("docs/OPERATIONS.md"), atomically: true, encoding: .utf8)
             return
         }
-        #expect(documented == generated.trimmingCharacters(in: .whitespacesAndNewlines),
-                "docs/OPERATIONS.md is out of date; the reference is now:\n\(generated)")
+        #expect(
+            documented == generated.trimmingCharacters(in: .whitespacesAndNewlines),
+            "docs/OPERATIONS.md is out of date; the reference is now:\n\(generated)"
+        )
     }
 
     @Test func shippedFileShowsTheDefaultsTheParserApplies() throws {
@@ -41,12 +43,18 @@ import Yams
                 let path = "\(section.name).\(key.name)"
                 guard let node = given?.first(where: { $0.key.scalar?.string == key.name })?.value else {
                     // Keys without a default may be left out; every other key is shown with its default.
-                    #expect(key.documentedDefault == "none", "config/ketenpost.yaml does not show \(path) (default \(key.documentedDefault))")
+                    #expect(
+                        key.documentedDefault == "none",
+                        "config/ketenpost.yaml does not show \(path) (default \(key.documentedDefault))"
+                    )
                     continue
                 }
                 seen.insert(path)
                 if key.documentedDefault != "none" {
-                    #expect(key.isDefault(node) == true, "config/ketenpost.yaml gives \(path) a value other than its default \(key.documentedDefault)")
+                    #expect(
+                        key.isDefault(node) == true,
+                        "config/ketenpost.yaml gives \(path) a value other than its default \(key.documentedDefault)"
+                    )
                 }
             }
         }

@@ -1,5 +1,6 @@
 import Foundation
 import KetenpostAPI
+import KetenpostModel
 import KetenpostProvisioning
 import KetenpostRelay
 import Logging
@@ -20,8 +21,10 @@ import Testing
         for type in MessageTypeList.all {
             for from in RoleList.all {
                 for to in RoleList.all {
-                    #expect(shipped.allows(type, from: from, to: to) == Policy.default.allows(type, from: from, to: to),
-                            "\(type) \(from) → \(to)")
+                    #expect(
+                        shipped.allows(type, from: from, to: to) == Policy.default.allows(type, from: from, to: to),
+                        "\(type) \(from) → \(to)"
+                    )
                 }
             }
         }
@@ -85,6 +88,5 @@ import Testing
     }
 }
 
-import KetenpostModel
 enum MessageTypeList { static let all = MessageType.allCases }
 enum RoleList { static let all = PartnerRole.allCases }

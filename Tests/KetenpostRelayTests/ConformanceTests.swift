@@ -7,11 +7,19 @@ import Testing
 /// every case; misconfigured ones fail, and say where.
 @Suite struct ConformanceTests {
     func kit(_ h: Harness, identity: String, extra: String = "") async throws -> Shell {
-        try await shell("'\(ServeProcessTests.binary)' conformance --identity '\(identity)' --relay \(h.url.absoluteString) --trust '\(h.shared.pki.caCertificatePath)' --timeout 20 \(extra)")
+        try await shell(
+            """
+            '\(ServeProcessTests.binary)' conformance --identity '\(identity)' --relay \(h.url.absoluteString) --trust \
+            '\(h.shared.pki.caCertificatePath)' --timeout 20 \(extra)
+            """
+        )
     }
 
     @Test func aCorrectPartnerPassesAndMisconfiguredOnesFail() async throws {
-        try await withRelay({ $0.conformance.echo = DevelopmentPKI.echo.id; $0.conformance.identity = SharedPKI.shared.pki.echoDirectory }) { h in
+        try await withRelay({
+            $0.conformance.echo = DevelopmentPKI.echo.id
+            $0.conformance.identity = SharedPKI.shared.pki.echoDirectory
+        }) { h in
             let good = try await kit(h, identity: h.shared.identityDirectory("gemeente-maastricht"))
             #expect(good.status == 0, "\(good.stdout)\(good.stderr)")
             #expect(good.stdout.contains("10 of 10 passed"), "\(good.stdout)")

@@ -12,7 +12,11 @@ import Testing
     func sClient(_ h: Harness) throws -> InteractiveProcess {
         let me = h.shared.identityDirectory(municipality)
         return try InteractiveProcess(
-            "exec openssl s_client -quiet -connect 127.0.0.1:\(h.relay.port) -CAfile '\(h.shared.pki.caCertificatePath)' -cert '\(me)/cert.pem' -key '\(me)/key.pem' -ign_eof")
+            """
+            exec openssl s_client -quiet -connect 127.0.0.1:\(h.relay.port) -CAfile '\(h.shared.pki.caCertificatePath)' -cert \
+            '\(me)/cert.pem' -key '\(me)/key.pem' -ign_eof
+            """
+        )
     }
 
     /// Sends `chunk` every 300 ms while the connection is open, for at most `seconds`; returns
@@ -39,10 +43,15 @@ import Testing
 
     @Test func aTrickledBodyIsCutOffByTheBodyTimeout() async throws {
         // The idle timeout alone would not cut it: every body byte counts as activity.
-        try await withRelay({ $0.limits.idleTimeout = 30; $0.limits.bodyTimeout = 2 }) { h in
+        try await withRelay({
+            $0.limits.idleTimeout = 30
+            $0.limits.bodyTimeout = 2
+        }) { h in
             let connection = try sClient(h)
             defer { connection.stop() }
-            connection.send("POST /v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/cms\r\nContent-Length: 100000\r\n\r\n")
+            connection.send(
+                "POST /v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/cms\r\nContent-Length: 100000\r\n\r\n"
+            )
             #expect(try await trickle(connection, "0", for: 15), "the relay kept a trickling body open")
             #expect(try await h.store.pendingCount(recipient: coordinator) == 0)
             _ = try await h.client(municipality).send(payload: try h.example(.signal), type: .signal, to: coordinator)
@@ -52,12 +61,21 @@ import Testing
     @Test func openConnectionsAreBounded() async throws {
         // Idle timeout 10 s: the fourth connection must be tried while the idle ones still hold
         // their slots, also on a busy CI machine where starting curl takes a while.
-        try await withRelay({ $0.limits.maxConnections = 3; $0.limits.idleTimeout = 10 }) { h in
+        try await withRelay({
+            $0.limits.maxConnections = 3
+            $0.limits.idleTimeout = 10
+        }) { h in
             let me = h.shared.identityDirectory(municipality)
-            let curl = "curl -sS --cacert '\(h.shared.pki.caCertificatePath)' --cert '\(me)/cert.pem' --key '\(me)/key.pem' \(h.url.absoluteString)/v1/health"
+            let curl =
+                """
+                curl -sS --cacert '\(h.shared.pki.caCertificatePath)' --cert '\(me)/cert.pem' --key '\(me)/key.pem' \
+                \(h.url.absoluteString)/v1/health
+                """
             // Three idle TCP connections that never say anything take every slot.
-            let idle = try (0..<3).map { _ in try InteractiveProcess("exec 3<>/dev/tcp/127.0.0.1/\(h.relay.port) && echo connected; sleep 60") }
-            defer { idle.forEach { $0.stop() } }
+            let idle = try (0..<3).map { _ in
+                try InteractiveProcess("exec 3<>/dev/tcp/127.0.0.1/\(h.relay.port) && echo connected; sleep 60")
+            }
+            defer { for process in idle { process.stop() } }
             for connection in idle { #expect(await connection.waitFor("connected", count: 1), "an idle connection did not connect") }
             #expect(await openConnections(h, reach: 3), "the relay did not take the idle connections")
             let refused = try await shell("\(curl) --max-time 1.5")
@@ -73,7 +91,10 @@ import Testing
     /// the limit is only checked between reads: without one accept per read, one freed slot
     /// let in four.)
     @Test func freedSlotsAreRefilledOnlyUpToTheLimit() async throws {
-        try await withRelay({ $0.limits.maxConnections = 3; $0.limits.idleTimeout = 2 }) { h in
+        try await withRelay({
+            $0.limits.maxConnections = 3
+            $0.limits.idleTimeout = 2
+        }) { h in
             let port = h.relay.port
             let connect = { (fds: ClosedRange<Int>) in
                 "exec " + fds.map { "\($0)<>/dev/tcp/127.0.0.1/\(port)" }.joined(separator: " ") + " && echo connected && exec sleep 60"

@@ -23,7 +23,9 @@ import Testing
     @Test func twoInstancesOnOneSQLiteFileLoseNothing() async throws {
         let report = FileManager.default.temporaryDirectory.appendingPathComponent("crash-\(UUID().uuidString).json")
         defer { try? FileManager.default.removeItem(at: report) }
-        let result = try await shell("'\(ServeProcessTests.bench)' crash-test --instances 2 --kills 2 --messages 200 --seed 11 --json '\(report.path)'")
+        let result = try await shell(
+            "'\(ServeProcessTests.bench)' crash-test --instances 2 --kills 2 --messages 200 --seed 11 --json '\(report.path)'"
+        )
         #expect(result.status == 0, "\(result.stdout)\n\(result.stderr)")
         let json = try JSONSerialization.jsonObject(with: Data(contentsOf: report)) as? [String: Any]
         #expect(json?["instances"] as? Int == 2)
@@ -39,7 +41,12 @@ import Testing
         try await withPostgresDatabase { server, database in
             let report = FileManager.default.temporaryDirectory.appendingPathComponent("crash-pg-\(UUID().uuidString).json")
             defer { try? FileManager.default.removeItem(at: report) }
-            let result = try await shell("'\(ServeProcessTests.bench)' crash-test --instances 2 --kills 2 --messages 2000 --seed 5 --store-url '\(server.url(database: database))' --json '\(report.path)'")
+            let result = try await shell(
+                """
+                '\(ServeProcessTests.bench)' crash-test --instances 2 --kills 2 --messages 2000 --seed 5 --store-url \
+                '\(server.url(database: database))' --json '\(report.path)'
+                """
+            )
             #expect(result.status == 0, "\(result.stdout)\n\(result.stderr)")
             let json = try JSONSerialization.jsonObject(with: Data(contentsOf: report)) as? [String: Any]
             #expect(json?["instances"] as? Int == 2 && (json?["store"] as? String)?.hasPrefix("postgres://") == true)
@@ -66,7 +73,9 @@ import Testing
         let first = try await shell("'\(ServeProcessTests.bench)' backlog --sizes 100 --probe 10 --store-url '\(url)'")
         #expect(first.status == 0, "\(first.stdout)\n\(first.stderr)")
         #expect(!first.stdout.contains("already holds"))
-        let again = try await shell("'\(ServeProcessTests.bench)' backlog --sizes 100 --probe 10 --pattern one --store-url '\(url)' --json '\(report.path)'")
+        let again = try await shell(
+            "'\(ServeProcessTests.bench)' backlog --sizes 100 --probe 10 --pattern one --store-url '\(url)' --json '\(report.path)'"
+        )
         #expect(again.status == 0, "\(again.stdout)\n\(again.stderr)")
         // 100 filled, 10 enqueued and 10 acknowledged by the probes, one more by the start-up check.
         #expect(again.stdout.contains("already holds 99 pending messages"), "\(again.stdout)")
@@ -79,7 +88,9 @@ import Testing
     @Test func relayBenchSmoke() async throws {
         let report = FileManager.default.temporaryDirectory.appendingPathComponent("bench-\(UUID().uuidString).json")
         defer { try? FileManager.default.removeItem(at: report) }
-        let result = try await shell("'\(ServeProcessTests.bench)' relay --senders 2 --recipients 1 --messages 10 --flow-messages 4 --json '\(report.path)'")
+        let result = try await shell(
+            "'\(ServeProcessTests.bench)' relay --senders 2 --recipients 1 --messages 10 --flow-messages 4 --json '\(report.path)'"
+        )
         #expect(result.status == 0, "\(result.stdout)\n\(result.stderr)")
         let json = try JSONSerialization.jsonObject(with: Data(contentsOf: report)) as? [String: Any]
         let phases = (json?["runs"] as? [[String: Any]])?.first?["phases"] as? [[String: Any]]

@@ -2,8 +2,8 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
-import KetenpostEnvelope
 import KetenpostCrypto
+import KetenpostEnvelope
 import KetenpostModel
 import KetenpostRelay
 import KetenpostStore
@@ -31,8 +31,11 @@ struct PeerHeaderContext: PeerRequestContext {
 struct PeerHeaderMiddleware: RouterMiddleware {
     static let header = HTTPField.Name("X-Test-Peer")!
 
-    func handle(_ request: Request, context: PeerHeaderContext,
-                next: (Request, PeerHeaderContext) async throws -> Response) async throws -> Response {
+    func handle(
+        _ request: Request,
+        context: PeerHeaderContext,
+        next: (Request, PeerHeaderContext) async throws -> Response
+    ) async throws -> Response {
         var context = context
         if let value = request.headers[Self.header], let der = Data(base64Encoded: value) {
             context.peer = try Certificate.cached(der: der)
@@ -49,10 +52,16 @@ struct HandlerFixture {
     let store = MemoryRelayStore()
     let log = LogLines()
 
-    func run(_ adjust: (inout RelayConfiguration) -> Void = { _ in },
-             _ body: @Sendable (RelayServer, any TestClientProtocol) async throws -> Void) async throws {
+    func run(
+        _ adjust: (inout RelayConfiguration) -> Void = { _ in },
+        _ body: @Sendable (RelayServer, any TestClientProtocol) async throws -> Void
+    ) async throws {
         var configuration = RelayConfiguration.development(
-            pki: shared.pki, storePath: "unused", partnersFile: shared.partnersFile, policyFile: Root.path("config/policy.yaml"))
+            pki: shared.pki,
+            storePath: "unused",
+            partnersFile: shared.partnersFile,
+            policyFile: Root.path("config/policy.yaml")
+        )
         configuration.developmentPKI.directory = nil
         configuration.limits.ratePerSecond = 1000
         configuration.limits.rateBurst = 1000
@@ -168,7 +177,8 @@ func errorCode(_ response: TestResponse, sourceLocation: SourceLocation = #_sour
             try await client.execute(uri: "/v1/inbox?max=5", method: .get, headers: try fixture.peer(municipality)) { response in
                 #expect((object(response)["messages"] as? [Any])?.isEmpty == true)
             }
-            let lease: String = try await client.execute(uri: "/v1/inbox?max=5", method: .get, headers: try fixture.peer(coordinator)) { response in
+            let lease: String = try await client.execute(uri: "/v1/inbox?max=5", method: .get, headers: try fixture.peer(coordinator)) {
+                response in
                 #expect(response.status == .ok)
                 let messages = try #require(object(response)["messages"] as? [[String: Any]])
                 #expect(messages.count == 1)
@@ -186,14 +196,26 @@ func errorCode(_ response: TestResponse, sourceLocation: SourceLocation = #_sour
             }
             // The recipient's signed receipt closes it.
             let recipient = try Identity.load(directory: fixture.shared.identityDirectory(coordinator))
-            let receipt = Receipt(kind: .acknowledgement, messageId: header.id, messageDigest: Digest.sha256(sealed).hexString,
-                                  from: municipality, to: coordinator, issuer: coordinator, disposition: .processed, reasonCode: nil,
-                                  time: fixture.clock())
+            let receipt = Receipt(
+                kind: .acknowledgement,
+                messageId: header.id,
+                messageDigest: Digest.sha256(sealed).hexString,
+                from: municipality,
+                to: coordinator,
+                issuer: coordinator,
+                disposition: .processed,
+                reasonCode: nil,
+                time: fixture.clock()
+            )
             var ackHeaders = try fixture.peer(coordinator)
             ackHeaders[.contentType] = "application/pkcs7-mime"
             let signed = try SignedReceipt.sign(receipt, as: recipient)
-            try await client.execute(uri: "/v1/messages/\(header.id)/ack?lease=\(lease)", method: .post, headers: ackHeaders,
-                                     body: ByteBuffer(bytes: signed)) { response in
+            try await client.execute(
+                uri: "/v1/messages/\(header.id)/ack?lease=\(lease)",
+                method: .post,
+                headers: ackHeaders,
+                body: ByteBuffer(bytes: signed)
+            ) { response in
                 #expect(response.status == .ok)
                 #expect(object(response)["state"] as? String == "acknowledged")
             }
@@ -227,8 +249,12 @@ func errorCode(_ response: TestResponse, sourceLocation: SourceLocation = #_sour
             }
             var cms = partner
             cms[.contentType] = "application/pkcs7-mime"
-            try await client.execute(uri: "/v1/messages", method: .post, headers: cms,
-                                     body: ByteBuffer(repeating: 0x30, count: 4096)) { response in
+            try await client.execute(
+                uri: "/v1/messages",
+                method: .post,
+                headers: cms,
+                body: ByteBuffer(repeating: 0x30, count: 4096)
+            ) { response in
                 #expect(response.status == .contentTooLarge)
                 #expect(errorCode(response) == "request.too-large")
             }

@@ -1,12 +1,12 @@
 import AsyncHTTPClient
 import Foundation
 import KetenpostAPI
-import KetenpostEnvelope
-import KetenpostProvisioning
 import KetenpostClient
 import KetenpostConformance
 import KetenpostCrypto
+import KetenpostEnvelope
 import KetenpostModel
+import KetenpostProvisioning
 import KetenpostRelay
 import KetenpostStore
 import KetenpostTestSupport
@@ -42,10 +42,23 @@ final class SharedPKI: Sendable {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("ketenpost-relay-tests-\(UUID().uuidString.prefix(8))")
         pki = DevelopmentPKI(directory: directory.appendingPathComponent("certs").path)
         var partners = try PartnerDirectoryFile.load(path: Root.path("config/partners.yaml"))
-        partners.partners.append(PartnerEntry(id: "gemeente-geschorst", name: "Gemeente Geschorst", role: .municipality,
-                                              oin: "00000001000000000099", state: .suspended))
-        partners.partners.append(PartnerEntry(id: "gemeente-ingetrokken", name: "Gemeente Ingetrokken", role: .municipality,
-                                              oin: "00000001000000000098"))
+        partners.partners.append(
+            PartnerEntry(
+                id: "gemeente-geschorst",
+                name: "Gemeente Geschorst",
+                role: .municipality,
+                oin: "00000001000000000099",
+                state: .suspended
+            )
+        )
+        partners.partners.append(
+            PartnerEntry(
+                id: "gemeente-ingetrokken",
+                name: "Gemeente Ingetrokken",
+                role: .municipality,
+                oin: "00000001000000000098"
+            )
+        )
         try pki.create(partners: partners.partners)
         // One partner whose certificate is on the CA's revocation list.
         let revoked = try Certificate.load(pemFile: pki.partnerDirectory("gemeente-ingetrokken") + "/cert.pem")
@@ -69,18 +82,19 @@ final class SharedPKI: Sendable {
         try evilKey.pem().write(to: evil.appendingPathComponent("key.pem"), atomically: true, encoding: .utf8)
 
         partnersFile = directory.appendingPathComponent("partners.yaml").path
-        let yaml = try String(contentsOfFile: Root.path("config/partners.yaml"), encoding: .utf8) + """
-              - id: gemeente-geschorst
-                name: Gemeente Geschorst
-                role: municipality
-                oin: "00000001000000000099"
-                state: suspended
-              - id: gemeente-ingetrokken
-                name: Gemeente Ingetrokken
-                role: municipality
-                oin: "00000001000000000098"
+        let yaml =
+            try String(contentsOfFile: Root.path("config/partners.yaml"), encoding: .utf8) + """
+                  - id: gemeente-geschorst
+                    name: Gemeente Geschorst
+                    role: municipality
+                    oin: "00000001000000000099"
+                    state: suspended
+                  - id: gemeente-ingetrokken
+                    name: Gemeente Ingetrokken
+                    role: municipality
+                    oin: "00000001000000000098"
 
-            """
+                """
         try yaml.write(toFile: partnersFile, atomically: true, encoding: .utf8)
     }
 
@@ -107,13 +121,16 @@ final class Harness: Sendable {
         work = FileManager.default.temporaryDirectory.appendingPathComponent("ketenpost-relay-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
         var c = RelayConfiguration.development(
-            pki: shared.pki, storePath: work.appendingPathComponent("store/ketenpost.sqlite").path,
-            partnersFile: shared.partnersFile, policyFile: Root.path("config/policy.yaml"))
+            pki: shared.pki,
+            storePath: work.appendingPathComponent("store/ketenpost.sqlite").path,
+            partnersFile: shared.partnersFile,
+            policyFile: Root.path("config/policy.yaml")
+        )
         c.developmentPKI.directory = nil
         c.queue.leaseDuration = 30
         c.queue.maxAttempts = 3
         c.queue.retention = 3600
-        c.queue.sweepInterval = 3600   // the tests sweep by hand
+        c.queue.sweepInterval = 3600  // the tests sweep by hand
         c.limits.ratePerSecond = 1000
         c.limits.rateBurst = 1000
         adjust(&c)
@@ -130,8 +147,12 @@ final class Harness: Sendable {
         var logger = Logger(label: "test.relay", factory: { _ in CapturingLogHandler(lines: log) })
         logger.logLevel = .trace
         let clock = self.clock
-        let server = try await RelayServer.prepare(configuration, logger: logger, clock: { clock() },
-                                                   hostedPartners: ConformanceEcho.hosted(by: configuration))
+        let server = try await RelayServer.prepare(
+            configuration,
+            logger: logger,
+            clock: { clock() },
+            hostedPartners: ConformanceEcho.hosted(by: configuration)
+        )
         let started = try await RunningRelay.start(server, logger: logger)
         running.withLock { $0 = started }
     }
@@ -145,16 +166,25 @@ final class Harness: Sendable {
     var trust: TrustStore { get throws { try TrustStore.load(anchorsFile: shared.pki.caCertificatePath, crlFiles: [shared.pki.crlPath]) } }
 
     func client(_ id: String) throws -> RelayClient {
-        let client = try RelayClient(relay: url, identity: try Identity.load(directory: shared.identityDirectory(id)), trust: try trust,
-                                     relayID: DevelopmentPKI.relayID)
+        let client = try RelayClient(
+            relay: url,
+            identity: try Identity.load(directory: shared.identityDirectory(id)),
+            trust: try trust,
+            relayID: DevelopmentPKI.relayID
+        )
         clients.withLock { $0.append(client) }
         return client
     }
 
     /// A client with any identity directory, optionally with further keys to open messages with.
     func client(identity directory: String, decryption: [String] = []) throws -> RelayClient {
-        let client = try RelayClient(relay: url, identity: try Identity.load(directory: directory), trust: try trust, relayID: DevelopmentPKI.relayID,
-                                     decryptionIdentities: try decryption.map { try Identity.load(directory: $0) })
+        let client = try RelayClient(
+            relay: url,
+            identity: try Identity.load(directory: directory),
+            trust: try trust,
+            relayID: DevelopmentPKI.relayID,
+            decryptionIdentities: try decryption.map { try Identity.load(directory: $0) }
+        )
         clients.withLock { $0.append(client) }
         return client
     }
@@ -163,8 +193,13 @@ final class Harness: Sendable {
     func admin() throws -> RelayClient { try client(identity: shared.pki.adminDirectory) }
 
     /// Issues a new certificate and key for a partner from the development CA, into this harness's folder.
-    func issue(_ partner: String, validDays: Double = 365, name: String = UUID().uuidString) throws -> (directory: String, certificate: Certificate) {
-        let entry = try PartnerDirectoryFile.load(path: shared.partnersFile).partner(partner)
+    func issue(
+        _ partner: String,
+        validDays: Double = 365,
+        name: String = UUID().uuidString
+    ) throws -> (directory: String, certificate: Certificate) {
+        let entry =
+            try PartnerDirectoryFile.load(path: shared.partnersFile).partner(partner)
             ?? PartnerEntry(id: partner, name: partner, role: .municipality, oin: "00000001000000000097")
         let directory = work.appendingPathComponent("issued/\(name)").path
         let certificate = try shared.pki.issue(for: entry, validity: validDays * 86_400, into: directory)
@@ -195,8 +230,11 @@ func withRelay(_ adjust: (inout RelayConfiguration) -> Void = { _ in }, _ body: 
 }
 
 /// Expects a relay error with `code`.
-func expectRelayError(_ code: KetenpostError.Code, sourceLocation: SourceLocation = #_sourceLocation,
-                      _ body: () async throws -> Void) async {
+func expectRelayError(
+    _ code: KetenpostError.Code,
+    sourceLocation: SourceLocation = #_sourceLocation,
+    _ body: () async throws -> Void
+) async {
     do {
         try await body()
         Issue.record("expected \(code), but the call succeeded", sourceLocation: sourceLocation)
@@ -239,19 +277,26 @@ private func shellBlocking(_ script: String, in directory: URL?, env: [String: S
     process.arguments = ["-c", script]
     if let directory { process.currentDirectoryURL = directory }
     process.environment = ProcessInfo.processInfo.environment.merging(env) { $1 }
-    let out = Pipe(), err = Pipe()
+    let out = Pipe()
+    let err = Pipe()
     process.standardOutput = out
     process.standardError = err
     try process.run()
     let group = DispatchGroup()
     nonisolated(unsafe) var outData = Data()
     group.enter()
-    DispatchQueue.global().async { outData = out.fileHandleForReading.readDataToEndOfFile(); group.leave() }
+    DispatchQueue.global().async {
+        outData = out.fileHandleForReading.readDataToEndOfFile()
+        group.leave()
+    }
     let errData = err.fileHandleForReading.readDataToEndOfFile()
     group.wait()
     process.waitUntilExit()
-    return Shell(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
-                 stderr: String(decoding: errData, as: UTF8.self))
+    return Shell(
+        status: process.terminationStatus,
+        stdout: String(decoding: outData, as: UTF8.self),
+        stderr: String(decoding: errData, as: UTF8.self)
+    )
 }
 
 /// Collected log output, for tests that check what the relay writes to its logs.
@@ -278,14 +323,18 @@ struct CapturingLogHandler: LogHandler {
 
 /// A throwaway database on the shared test server for `body`, dropped afterwards. Without
 /// PostgreSQL binaries the test is skipped loudly, or fails in CI (where `.ci/run` installs them).
-func withPostgresDatabase(_ test: String = #function,
-                          _ body: (PostgresTestServer, String) async throws -> Void) async throws {
+func withPostgresDatabase(
+    _ test: String = #function,
+    _ body: (PostgresTestServer, String) async throws -> Void
+) async throws {
     let server: PostgresTestServer
     switch PostgresTestServer.binaries {
     case .success:
         server = try await PostgresTestServer.shared()
     case .failure(let error):
-        if ProcessInfo.processInfo.environment["CI"] != nil { Issue.record("PostgreSQL is required in CI: \(error)") } else {
+        if ProcessInfo.processInfo.environment["CI"] != nil {
+            Issue.record("PostgreSQL is required in CI: \(error)")
+        } else {
             print("⚠️  SKIPPED \(test): \(error)")
         }
         return

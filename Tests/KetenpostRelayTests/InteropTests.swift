@@ -10,7 +10,8 @@ import Testing
     static func recipe(_ name: String) throws -> String {
         let text = try String(contentsOfFile: Root.path("docs/FORMAT.md"), encoding: .utf8)
         guard let start = text.range(of: "# recipe: \(name)\n"),
-              let end = text.range(of: "\n```", range: start.upperBound..<text.endIndex) else {
+            let end = text.range(of: "\n```", range: start.upperBound..<text.endIndex)
+        else {
             throw KetenpostError(.internalError, "recipe \(name) missing from docs/FORMAT.md")
         }
         return String(text[start.upperBound..<end.lowerBound])
@@ -31,7 +32,8 @@ import Testing
             let script = "set -euo pipefail\n" + fetch + "\n" + (try Self.recipe("seal")) + "\n" + submit
             let result = try await shell(script, in: work, env: env)
             #expect(result.status == 0, "\(result.stderr)")
-            let accepted = try JSONSerialization.jsonObject(with: Data(contentsOf: work.appendingPathComponent("accepted.json"))) as? [String: Any]
+            let accepted =
+                try JSONSerialization.jsonObject(with: Data(contentsOf: work.appendingPathComponent("accepted.json"))) as? [String: Any]
             #expect(accepted?["state"] as? String == "accepted")
             let receipt = try String(contentsOf: work.appendingPathComponent("acceptance-receipt.json"), encoding: .utf8)
             #expect(receipt.contains("\"issuer\":\"ketenpost-relay\""))
@@ -60,12 +62,14 @@ import Testing
 @Suite struct OpenAPIDocumentTests {
     @Test func everyRouteAndErrorCodeIsDocumented() throws {
         let text = try String(contentsOfFile: Root.path("docs/openapi.yaml"), encoding: .utf8)
-        for path in ["/v1/messages:", "/v1/inbox:", "/v1/messages/{id}/ack:", "/v1/messages/{id}:",
-                     "/v1/directory/{partner}:", "/v1/directory/{partner}/certificates.pem:", "/v1/health:", "/v1/ready:",
-                     "/v1/admin/partners:", "/v1/admin/partners/{partner}:", "/v1/admin/partners/{partner}/suspend:",
-                     "/v1/admin/partners/{partner}/resume:", "/v1/admin/partners/{partner}/certificates:",
-                     "/v1/admin/partners/{partner}/rotate:", "/v1/admin/certificates/{fingerprint}/revoke:",
-                     "/v1/admin/certificates/expiring:", "/v1/admin/events:", "/v1/admin/reload:", "/v1/admin/status:", "/metrics:"] {
+        for path in [
+            "/v1/messages:", "/v1/inbox:", "/v1/messages/{id}/ack:", "/v1/messages/{id}:",
+            "/v1/directory/{partner}:", "/v1/directory/{partner}/certificates.pem:", "/v1/health:", "/v1/ready:",
+            "/v1/admin/partners:", "/v1/admin/partners/{partner}:", "/v1/admin/partners/{partner}/suspend:",
+            "/v1/admin/partners/{partner}/resume:", "/v1/admin/partners/{partner}/certificates:",
+            "/v1/admin/partners/{partner}/rotate:", "/v1/admin/certificates/{fingerprint}/revoke:",
+            "/v1/admin/certificates/expiring:", "/v1/admin/events:", "/v1/admin/reload:", "/v1/admin/status:", "/metrics:",
+        ] {
             #expect(text.contains("  \(path)\n"), "\(path) is not in docs/openapi.yaml")
         }
         let codes: [KetenpostError.Code] = [

@@ -1,10 +1,10 @@
 import Foundation
 import KetenpostAPI
-import KetenpostEnvelope
-import KetenpostProvisioning
 import KetenpostClient
 import KetenpostCrypto
+import KetenpostEnvelope
 import KetenpostModel
+import KetenpostProvisioning
 import KetenpostRelay
 import KetenpostStore
 import Synchronization
@@ -31,8 +31,13 @@ import Testing
             #expect(try await sender.directory(coordinator).certificates.count == 1)
             let beforeRotation = try await send(h, from: sender)
 
-            let rotated = try await admin.adminRotate(coordinator, API.AdminRotation(
-                certificate: API.AdminCertificateInput(pem: new.certificate.pem), overlapSeconds: 86_400))
+            let rotated = try await admin.adminRotate(
+                coordinator,
+                API.AdminRotation(
+                    certificate: API.AdminCertificateInput(pem: new.certificate.pem),
+                    overlapSeconds: 86_400
+                )
+            )
             #expect(rotated.certificates.map(\.state).sorted() == ["active", "retiring"])
 
             // During the overlap: both certificates are handed out and `send` seals to both.
@@ -47,7 +52,10 @@ import Testing
             let oldBatch = try await oldOnly.receive(max: 10)
             #expect(Set(oldBatch.map(\.id)) == [beforeRotation.header.id, duringOverlap.header.id, queuedForLater.header.id])
             for item in oldBatch {
-                guard case .success = item.result else { Issue.record("old key could not open \(item.id): \(item.result)"); continue }
+                guard case .success = item.result else {
+                    Issue.record("old key could not open \(item.id): \(item.result)")
+                    continue
+                }
             }
             // The old key acknowledges the message sealed before the rotation.
             try await oldOnly.acknowledge(try #require(oldBatch.first { $0.id == beforeRotation.header.id }))
@@ -55,7 +63,10 @@ import Testing
             h.clock.advance(by: 31)
             let newBatch = try await newOnly.receive(max: 10)
             let fromOverlap = try #require(newBatch.first { $0.id == duringOverlap.header.id })
-            guard case .success = fromOverlap.result else { Issue.record("new key could not open: \(fromOverlap.result)"); return }
+            guard case .success = fromOverlap.result else {
+                Issue.record("new key could not open: \(fromOverlap.result)")
+                return
+            }
             try await newOnly.acknowledge(fromOverlap)
             #expect(try await sender.status(duringOverlap.header.id).state == "acknowledged")
             #expect(try await sender.status(beforeRotation.header.id).state == "acknowledged")
@@ -70,14 +81,20 @@ import Testing
             let both = try h.client(identity: new.directory, decryption: [oldDirectory])
             let sealedForOldOnly = try Envelope.seal(
                 try Drafting.content(type: .signal, from: municipality, to: coordinator, payload: try h.example(.signal)),
-                from: sender.identity, to: [try #require(Certificate.load(pemFile: oldDirectory + "/cert.pem").first)], trust: try h.trust)
+                from: sender.identity,
+                to: [try #require(Certificate.load(pemFile: oldDirectory + "/cert.pem").first)],
+                trust: try h.trust
+            )
             // (Sealed for the old key alone, as a sender with a stale directory copy would.)
             _ = try await sender.submit(sealedForOldOnly)
             h.clock.advance(by: 31)
             let last = try await both.receive(max: 10)
             #expect(Set(last.map(\.id)).isSuperset(of: [queuedForLater.header.id]))
             for item in last {
-                guard case .success = item.result else { Issue.record("both keys could not open \(item.id): \(item.result)"); continue }
+                guard case .success = item.result else {
+                    Issue.record("both keys could not open \(item.id): \(item.result)")
+                    continue
+                }
                 // A receipt signed with the new key is accepted after the overlap.
                 try await both.acknowledge(item)
             }
@@ -88,10 +105,22 @@ import Testing
             let leased = try await newOnly.inbox(max: 10).messages
             let item = try #require(leased.first { $0.id == another.header.id })
             let oldIdentity = try Identity.load(directory: oldDirectory)
-            let receipt = Receipt(kind: .acknowledgement, messageId: item.id, messageDigest: another.response.digest,
-                                  from: municipality, to: coordinator, issuer: coordinator, disposition: .processed, time: Date())
+            let receipt = Receipt(
+                kind: .acknowledgement,
+                messageId: item.id,
+                messageDigest: another.response.digest,
+                from: municipality,
+                to: coordinator,
+                issuer: coordinator,
+                disposition: .processed,
+                time: Date()
+            )
             await expectRelayError(.certificateInactive) {
-                _ = try await newOnly.acknowledge(id: item.id, leaseToken: item.leaseToken, receipt: try SignedReceipt.sign(receipt, as: oldIdentity))
+                _ = try await newOnly.acknowledge(
+                    id: item.id,
+                    leaseToken: item.leaseToken,
+                    receipt: try SignedReceipt.sign(receipt, as: oldIdentity)
+                )
             }
         }
     }
@@ -101,8 +130,13 @@ import Testing
             let admin = try h.admin()
             let oldSender = try h.client(municipality)
             let new = try h.issue(municipality)
-            _ = try await admin.adminRotate(municipality, API.AdminRotation(
-                certificate: API.AdminCertificateInput(pem: new.certificate.pem), overlapSeconds: 3600))
+            _ = try await admin.adminRotate(
+                municipality,
+                API.AdminRotation(
+                    certificate: API.AdminCertificateInput(pem: new.certificate.pem),
+                    overlapSeconds: 3600
+                )
+            )
             let newSender = try h.client(identity: new.directory)
             // During the overlap both signing (and TLS) certificates are accepted.
             let a = try await send(h, from: oldSender)
@@ -112,7 +146,10 @@ import Testing
             let batch = try await recipient.receive(max: 10)
             #expect(Set(batch.map(\.id)) == [a.header.id, b.header.id])
             for item in batch {
-                guard case .success(let opened) = item.result else { Issue.record("\(item.result)"); continue }
+                guard case .success(let opened) = item.result else {
+                    Issue.record("\(item.result)")
+                    continue
+                }
                 #expect(opened.header.from == municipality)
                 try await recipient.acknowledge(item)
             }
@@ -123,7 +160,10 @@ import Testing
             let entry = try await newSender.directory(coordinator)
             let sealed = try Envelope.seal(
                 try Drafting.content(type: .signal, from: municipality, to: coordinator, payload: try h.example(.signal)),
-                from: oldSender.identity, to: try entry.certificates.flatMap { try Certificate.all(pem: Data($0.utf8)) }, trust: try h.trust)
+                from: oldSender.identity,
+                to: try entry.certificates.flatMap { try Certificate.all(pem: Data($0.utf8)) },
+                trust: try h.trust
+            )
             await expectRelayError(.certificateInactive) { _ = try await newSender.submit(sealed) }
             _ = try await send(h, from: newSender)
             // Every step is in the audit trail.
@@ -136,7 +176,7 @@ import Testing
         try await withRelay { h in
             let admin = try h.admin()
             let sender = try h.client(municipality)
-            let sent = try await send(h, from: sender)          // its connection stays open in the pool
+            let sent = try await send(h, from: sender)  // its connection stays open in the pool
             let fingerprint = sender.identity.certificate.fingerprint
             let revoked = try await admin.adminRevoke(fingerprint: fingerprint, reason: "key-compromise")
             #expect(revoked.certificates.first { $0.fingerprint == fingerprint }?.state == "revoked")
@@ -163,7 +203,10 @@ import Testing
 
     @Test func changesReachEveryInstanceOfTheSameStore() async throws {
         try await withRelay({ $0.directory.refreshInterval = 0.2 }) { a in
-            try await withRelay({ $0.store.path = a.configuration.store.path; $0.directory.refreshInterval = 0.2 }) { b in
+            try await withRelay({
+                $0.store.path = a.configuration.store.path
+                $0.directory.refreshInterval = 0.2
+            }) { b in
                 let sender = try b.client(municipality)
                 _ = try await send(b, from: sender)
                 // Revoked through instance A: instance B refuses the certificate within its refresh interval.
@@ -181,8 +224,13 @@ import Testing
                 #expect(refused, "instance B still accepts a certificate revoked through instance A")
                 // A rotation through B is handed out by A.
                 let new = try b.issue(coordinator)
-                _ = try await b.admin().adminRotate(coordinator, API.AdminRotation(
-                    certificate: API.AdminCertificateInput(pem: new.certificate.pem), overlapSeconds: 60))
+                _ = try await b.admin().adminRotate(
+                    coordinator,
+                    API.AdminRotation(
+                        certificate: API.AdminCertificateInput(pem: new.certificate.pem),
+                        overlapSeconds: 60
+                    )
+                )
                 // Each test relay has its own frozen clock; A's started before B's, which dated the rotation.
                 a.clock.advance(by: max(0, b.clock().timeIntervalSince(a.clock())) + 1)
                 var seen = 0
@@ -202,12 +250,18 @@ import Testing
         let crlPath = dir.appendingPathComponent("crl.pem").path
         let ca = try SharedPKI.shared.pki.loadCA()
         func writeCRL(nextUpdate: TimeInterval) throws {
-            let crl = try ca.revocationList(revokedSerials: [], lastUpdate: Date().addingTimeInterval(-2 * 86_400),
-                                            nextUpdate: Date().addingTimeInterval(nextUpdate))
+            let crl = try ca.revocationList(
+                revokedSerials: [],
+                lastUpdate: Date().addingTimeInterval(-2 * 86_400),
+                nextUpdate: Date().addingTimeInterval(nextUpdate)
+            )
             try crl.pem.write(toFile: crlPath, atomically: true, encoding: .utf8)
         }
         try writeCRL(nextUpdate: -3600)
-        try await withRelay({ $0.tls.crls = [crlPath]; $0.tls.reloadInterval = 3600 }) { h in
+        try await withRelay({
+            $0.tls.crls = [crlPath]
+            $0.tls.reloadInterval = 3600
+        }) { h in
             // Closed: no partner gets through the handshake.
             await expectHandshakeFailure { _ = try await h.client(municipality).directory(coordinator) }
             #expect(h.log.all.contains { $0.contains("CRL past its next update") && $0.contains("refusing") })
@@ -220,7 +274,10 @@ import Testing
         }
         // `tls.staleCRL: accept` keeps the door open, with the same alarm.
         try writeCRL(nextUpdate: -3600)
-        try await withRelay({ $0.tls.crls = [crlPath]; $0.tls.acceptStaleCRL = true }) { h in
+        try await withRelay({
+            $0.tls.crls = [crlPath]
+            $0.tls.acceptStaleCRL = true
+        }) { h in
             _ = try await h.client(municipality).directory(coordinator)
             #expect(h.relay.core.metrics.exposition().contains("ketenpost_crl_stale 1"))
             #expect(h.log.all.contains { $0.contains("CRL past its next update") && $0.contains("still accepting") })
@@ -250,7 +307,10 @@ import Testing
             let admin = try h.admin()
             let next = try h.issue(shelter)
             let start = h.clock().addingTimeInterval(3600)
-            let added = try await admin.adminAddCertificate(shelter, API.AdminCertificateInput(pem: next.certificate.pem, activatesAt: start))
+            let added = try await admin.adminAddCertificate(
+                shelter,
+                API.AdminCertificateInput(pem: next.certificate.pem, activatesAt: start)
+            )
             #expect(added.certificates.map(\.state).sorted() == ["active", "pending"])
             // Pending: not handed out, not accepted for TLS requests.
             #expect(try await h.client(municipality).directory(shelter).certificates.count == 1)
@@ -266,25 +326,39 @@ import Testing
             let admin = try h.admin()
             let id = "gemeente-nieuw"
             let identity = try h.issue(id, name: id)
-            let added = try await admin.adminAddPartner(API.AdminNewPartner(
-                id: id, name: "Gemeente Nieuw", role: "municipality", oin: "00000001000000000097",
-                certificates: [API.AdminCertificateInput(pem: identity.certificate.pem)]))
+            let added = try await admin.adminAddPartner(
+                API.AdminNewPartner(
+                    id: id,
+                    name: "Gemeente Nieuw",
+                    role: "municipality",
+                    oin: "00000001000000000097",
+                    certificates: [API.AdminCertificateInput(pem: identity.certificate.pem)]
+                )
+            )
             #expect(added.state == "active" && added.certificates.count == 1)
             // It can send at once.
             _ = try await send(h, from: try h.client(identity: identity.directory))
             // Refusals with codes: twice the same id, a certificate for another partner, a bad role.
             await expectRelayError(.partnerExists) {
-                _ = try await admin.adminAddPartner(API.AdminNewPartner(id: id, name: "x", role: "municipality", oin: "00000001000000000097", certificates: []))
+                _ = try await admin.adminAddPartner(
+                    API.AdminNewPartner(id: id, name: "x", role: "municipality", oin: "00000001000000000097", certificates: [])
+                )
             }
             let foreign = try h.issue(municipality)
-            await expectRelayError(.requestInvalid) { _ = try await admin.adminAddCertificate(id, API.AdminCertificateInput(pem: foreign.certificate.pem)) }
             await expectRelayError(.requestInvalid) {
-                _ = try await admin.adminAddPartner(API.AdminNewPartner(id: "x-y", name: "x", role: "pirate", oin: "00000001000000000097", certificates: []))
+                _ = try await admin.adminAddCertificate(id, API.AdminCertificateInput(pem: foreign.certificate.pem))
+            }
+            await expectRelayError(.requestInvalid) {
+                _ = try await admin.adminAddPartner(
+                    API.AdminNewPartner(id: "x-y", name: "x", role: "pirate", oin: "00000001000000000097", certificates: [])
+                )
             }
             await expectRelayError(.partnerNotFound) { _ = try await admin.adminPartner("nobody-here") }
             // A certificate from a CA nobody trusts is refused.
             let evil = try Certificate.load(pemFile: h.shared.identityDirectory("evil-maastricht") + "/cert.pem")[0]
-            await expectRelayError(.certificateUntrusted) { _ = try await admin.adminAddCertificate("gemeente-maastricht", API.AdminCertificateInput(pem: evil.pem)) }
+            await expectRelayError(.certificateUntrusted) {
+                _ = try await admin.adminAddCertificate("gemeente-maastricht", API.AdminCertificateInput(pem: evil.pem))
+            }
             #expect(try await admin.adminPartners().partners.contains { $0.id == id })
         }
     }
@@ -304,8 +378,10 @@ import Testing
             for (method, path) in endpoints {
                 let body = method == "POST" ? "-H 'Content-Type: application/json' -d '{}'" : ""
                 let result = try await shell("\(curl) -o - -w '\\n%{http_code}' -X \(method) \(body) '\(h.url.absoluteString)\(path)'")
-                #expect(result.stdout.hasSuffix("403") && result.stdout.contains("auth.not-administrator"),
-                        "\(method) \(path): \(result.stdout) \(result.stderr)")
+                #expect(
+                    result.stdout.hasSuffix("403") && result.stdout.contains("auth.not-administrator"),
+                    "\(method) \(path): \(result.stdout) \(result.stderr)"
+                )
             }
             // Nothing changed.
             #expect(try await h.admin().adminPartner(coordinator).state == "active")
@@ -324,13 +400,19 @@ import Testing
             #expect(list.certificates.first?.certificate.daysLeft == 9)
             #expect(try await admin.adminExpiring(withinDays: 5).certificates.isEmpty)
             h.relay.core.warnExpiring()
-            #expect(h.log.all.contains { $0.contains("certificate expires soon") && $0.contains("partner.id=\(shelter)") && $0.contains("certificate.daysLeft=9") })
+            #expect(
+                h.log.all.contains {
+                    $0.contains("certificate expires soon") && $0.contains("partner.id=\(shelter)") && $0.contains("certificate.daysLeft=9")
+                }
+            )
             let metrics = try await admin.metrics()
-            let line = try #require(metrics.split(separator: "\n").first {
-                $0.hasPrefix("ketenpost_certificate_days_left{") && $0.contains(String(soon.certificate.fingerprint.prefix(16)))
-            })
+            let line = try #require(
+                metrics.split(separator: "\n").first {
+                    $0.hasPrefix("ketenpost_certificate_days_left{") && $0.contains(String(soon.certificate.fingerprint.prefix(16)))
+                }
+            )
             #expect(line.contains("partner=\"\(shelter)\""))
-            #expect(Double(line.split(separator: " ").last ?? "") .map { $0 > 9 && $0 < 10.1 } == true)
+            #expect(Double(line.split(separator: " ").last ?? "").map { $0 > 9 && $0 < 10.1 } == true)
         }
     }
 
@@ -354,7 +436,11 @@ import Testing
             let me = h.shared.identityDirectory(municipality)
             // A connection that stays open across the rotation.
             let connection = try InteractiveProcess(
-                "exec openssl s_client -connect 127.0.0.1:\(h.relay.port) -CAfile '\(pki.caCertificatePath)' -cert '\(me)/cert.pem' -key '\(me)/key.pem' -ign_eof")
+                """
+                exec openssl s_client -connect 127.0.0.1:\(h.relay.port) -CAfile '\(pki.caCertificatePath)' -cert '\(me)/cert.pem' \
+                -key '\(me)/key.pem' -ign_eof
+                """
+            )
             defer { connection.stop() }
             let request = "GET /v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
             connection.send(request)
@@ -381,7 +467,12 @@ import Testing
             connection.send(request)
             #expect(await connection.waitFor("\"ok\"", count: 2), "\(connection.text)")
             // ... and a new connection sees the new certificate.
-            let fresh = try await shell("openssl s_client -connect 127.0.0.1:\(h.relay.port) -CAfile '\(pki.caCertificatePath)' -cert '\(me)/cert.pem' -key '\(me)/key.pem' </dev/null")
+            let fresh = try await shell(
+                """
+                openssl s_client -connect 127.0.0.1:\(h.relay.port) -CAfile '\(pki.caCertificatePath)' -cert '\(me)/cert.pem' -key \
+                '\(me)/key.pem' </dev/null
+                """
+            )
             #expect(try servedSerial(fresh.stdout) == newCertificate.serialNumberHex)
             // Receipts signed before and after verify (the client checks each acceptance receipt).
             let after = try await send(h, from: try h.client(municipality))
@@ -396,7 +487,8 @@ import Testing
     /// The serial of the first certificate PEM in `openssl s_client` output.
     func servedSerial(_ text: String) throws -> String {
         guard let start = text.range(of: "-----BEGIN CERTIFICATE-----"),
-              let end = text.range(of: "-----END CERTIFICATE-----", range: start.upperBound..<text.endIndex) else {
+            let end = text.range(of: "-----END CERTIFICATE-----", range: start.upperBound..<text.endIndex)
+        else {
             throw KetenpostError(.internalError, "no certificate in the s_client output")
         }
         return try Certificate(pem: Data(text[start.lowerBound..<end.upperBound].utf8)).serialNumberHex
@@ -405,7 +497,7 @@ import Testing
 
 /// A process kept running with a pipe to its stdin and its output collected as it comes
 /// (an `openssl s_client` connection held open across a certificate rotation).
-final class InteractiveProcess: @unchecked Sendable {   // Process and Pipe are used from one test at a time
+final class InteractiveProcess: @unchecked Sendable {  // Process and Pipe are used from one test at a time
     private let process: Process
     private let input: Pipe
     private let output = LogLines()
@@ -414,7 +506,8 @@ final class InteractiveProcess: @unchecked Sendable {   // Process and Pipe are 
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/bin/bash")
         process.arguments = ["-c", script]
-        let input = Pipe(), out = Pipe()
+        let input = Pipe()
+        let out = Pipe()
         process.standardInput = input
         process.standardOutput = out
         process.standardError = out

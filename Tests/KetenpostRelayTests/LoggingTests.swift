@@ -15,18 +15,29 @@ import Testing
             #expect(accepted.contains("message.type=signal") && accepted.contains("message.state=accepted"))
             #expect(accepted.range(of: #"hb\.request\.id=[0-9a-f]{17,32}"#, options: .regularExpression) != nil)
             // A refused request: the id in the answer header is the one in the log line.
-            let answer = try await shell("curl -sS -i --cacert '\(h.shared.pki.caCertificatePath)' --cert '\(me)/cert.pem' --key '\(me)/key.pem' \(h.url.absoluteString)/v1/messages/not-a-uuid")
+            let answer = try await shell(
+                """
+                curl -sS -i --cacert '\(h.shared.pki.caCertificatePath)' --cert '\(me)/cert.pem' --key '\(me)/key.pem' \
+                \(h.url.absoluteString)/v1/messages/not-a-uuid
+                """
+            )
             let header = try #require(answer.stdout.split(separator: "\r\n").first { $0.lowercased().hasPrefix("x-request-id:") })
             let id = header.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)
             // Hummingbird's request id (`hb.request.id`): 17 to 32 hex digits.
             #expect((17...32).contains(id.count) && id.allSatisfy(\.isHexDigit))
-            #expect(h.log.all.contains { $0.contains("request refused") && $0.contains("request.id=\(id)") && $0.contains("error.code=request.invalid") })
+            #expect(
+                h.log.all.contains {
+                    $0.contains("request refused") && $0.contains("request.id=\(id)") && $0.contains("error.code=request.invalid")
+                }
+            )
         }
     }
 
     @Test func jsonLinesParse() throws {
         let lines = Mutex<[String]>([])
-        var logger = Logger(label: "ketenpost.relay") { label in JSONLogHandler(label: label, level: .debug) { line in lines.withLock { $0.append(line) } } }
+        var logger = Logger(label: "ketenpost.relay") { label in
+            JSONLogHandler(label: label, level: .debug) { line in lines.withLock { $0.append(line) } }
+        }
         logger[metadataKey: "instance"] = "a"
         logger.info("message accepted", metadata: ["message.id": "1234", "message.type": "signal"])
         logger.trace("not at this level")

@@ -1,9 +1,10 @@
 import Foundation
 import KetenpostAPI
 import KetenpostClient
-@testable import KetenpostRelay
 import KetenpostStore
 import Testing
+
+@testable import KetenpostRelay
 
 /// The metrics tell the truth about a scripted flow, on the plain listener for the monitoring
 /// system, and carry metadata only.
@@ -18,10 +19,20 @@ import Testing
     @Test func aStateTheStoreNoLongerReportsReadsZero() {
         let metrics = RelayMetrics()
         let now = Date()
-        metrics.setQueue(QueueStats(inboxes: [.init(recipient: "r", pending: 2, oldestAcceptedAt: now)],
-                                    byTypeAndState: [.init(type: "signal", state: "accepted", count: 2)]), partners: ["r"], now: now)
+        metrics.setQueue(
+            QueueStats(
+                inboxes: [.init(recipient: "r", pending: 2, oldestAcceptedAt: now)],
+                byTypeAndState: [.init(type: "signal", state: "accepted", count: 2)]
+            ),
+            partners: ["r"],
+            now: now
+        )
         #expect(value(metrics.exposition(), #"ketenpost_messages{type="signal",state="accepted"}"#) == 2)
-        metrics.setQueue(QueueStats(inboxes: [], byTypeAndState: [.init(type: "signal", state: "expired", count: 2)]), partners: ["r"], now: now)
+        metrics.setQueue(
+            QueueStats(inboxes: [], byTypeAndState: [.init(type: "signal", state: "expired", count: 2)]),
+            partners: ["r"],
+            now: now
+        )
         let text = metrics.exposition()
         #expect(value(text, #"ketenpost_messages{type="signal",state="accepted"}"#) == 0)
         #expect(value(text, #"ketenpost_messages{type="signal",state="expired"}"#) == 2)
@@ -80,14 +91,21 @@ import Testing
             #expect(try await h.admin().metrics().contains("ketenpost_messages_accepted_total"))
 
             // The operators' table (docs/OPERATIONS.md, "Monitoring") names exactly what is exposed.
-            let exposed = Set(text.split(separator: "\n").compactMap { line -> String? in
-                let words = line.split(separator: " ")
-                return words.count >= 3 && words[0] == "#" && words[1] == "TYPE" ? String(words[2]) : nil
-            })
-            let docs = try String(contentsOf: URL(fileURLWithPath: #filePath)
-                .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-                .appendingPathComponent("docs/OPERATIONS.md"), encoding: .utf8)
-            let section = try #require(docs.components(separatedBy: "## Monitoring").dropFirst().first?.components(separatedBy: "\n## ").first)
+            let exposed = Set(
+                text.split(separator: "\n").compactMap { line -> String? in
+                    let words = line.split(separator: " ")
+                    return words.count >= 3 && words[0] == "#" && words[1] == "TYPE" ? String(words[2]) : nil
+                }
+            )
+            let docs = try String(
+                contentsOf: URL(fileURLWithPath: #filePath)
+                    .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+                    .appendingPathComponent("docs/OPERATIONS.md"),
+                encoding: .utf8
+            )
+            let section = try #require(
+                docs.components(separatedBy: "## Monitoring").dropFirst().first?.components(separatedBy: "\n## ").first
+            )
             let documented = Set(section.matches(of: /`(ketenpost_[a-z_]+)`/).map { String($0.output.1) })
             #expect(exposed.subtracting(documented).isEmpty, "exposed but not documented: \(exposed.subtracting(documented).sorted())")
             #expect(documented.subtracting(exposed).isEmpty, "documented but not exposed: \(documented.subtracting(exposed).sorted())")

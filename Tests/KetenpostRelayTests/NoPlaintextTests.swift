@@ -36,7 +36,10 @@ import Testing
         let received = try await recipient.receive(max: 10)
         #expect(received.count == 3)
         let opened = try received[0].result.get()
-        guard case .signal(let decoded) = opened.payload else { Issue.record("not a signal"); return canary }
+        guard case .signal(let decoded) = opened.payload else {
+            Issue.record("not a signal")
+            return canary
+        }
         #expect(decoded.person?.alias == canary, "the recipient does read it")
         try await recipient.acknowledge(received[0])
         try await recipient.acknowledge(received[1], rejectedWith: "payload.invalid")
@@ -68,7 +71,7 @@ import Testing
             for needle in [canary, "Joëlle", "Meertens", "stacaravan"] {
                 #expect(!logs.contains(needle), "the logs hold plaintext")
             }
-            try await h.start()   // withRelay stops it again
+            try await h.start()  // withRelay stops it again
         }
     }
 
@@ -84,7 +87,7 @@ import Testing
                     let hex = Data(needle.utf8).map { String(format: "%02x", $0) }.joined()
                     #expect(!dump.stdout.contains(needle) && !dump.stdout.contains(hex), "the dump holds plaintext")
                 }
-                try await h.start()   // withRelay stops it again
+                try await h.start()  // withRelay stops it again
             }
         }
     }

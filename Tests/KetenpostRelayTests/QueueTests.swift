@@ -1,7 +1,7 @@
 import Foundation
-import KetenpostEnvelope
 import KetenpostClient
 import KetenpostCrypto
+import KetenpostEnvelope
 import KetenpostModel
 import KetenpostRelay
 import KetenpostStore
@@ -82,7 +82,7 @@ let shelter = "opvang-zuid-limburg"
             await expectRelayError(.leaseInvalid) { try await recipient.acknowledge(first[0]) }
 
             h.clock.advance(by: h.configuration.queue.leaseDuration + 1)
-            #expect(try await recipient.receive().count == 1)   // third and last attempt
+            #expect(try await recipient.receive().count == 1)  // third and last attempt
             h.clock.advance(by: h.configuration.queue.leaseDuration + 1)
             #expect(try await recipient.receive().isEmpty)
             let status = try await sender.status(sent.header.id)
@@ -141,7 +141,7 @@ let shelter = "opvang-zuid-limburg"
                 let client = index % 2 == 0 ? sender : other
                 ids.append(try await client.send(payload: try h.example(.signal), type: .signal, to: coordinator).header.id)
             }
-            _ = try await h.client(coordinator)   // another client of the same partner shares the inbox
+            _ = try await h.client(coordinator)  // another client of the same partner shares the inbox
             let first = try await recipient.receive(max: 4)
             let rest = try await recipient.receive(max: 10)
             #expect((first + rest).map(\.id) == ids)
@@ -204,7 +204,7 @@ let shelter = "opvang-zuid-limburg"
             var ids: [UUID] = []
             for _ in 0..<3 { ids.append(try await sender.send(payload: try h.example(.signal), type: .signal, to: coordinator).header.id) }
             try await h.restart()
-            let recipient = try h.client(coordinator)   // a client for the new port
+            let recipient = try h.client(coordinator)  // a client for the new port
             let received = try await recipient.receive(max: 10)
             #expect(received.map(\.id) == ids)
             for item in received { #expect((try? item.result.get()) != nil) }
@@ -218,16 +218,31 @@ let shelter = "opvang-zuid-limburg"
             let notice = try await coordinatorClient.send(payload: try h.example(.intakeNotice), type: .intakeNotice, to: shelter)
             var answer = Drafting.Options()
             answer.correlationID = notice.header.id
-            _ = try await shelterClient.send(payload: try h.example(.intakeResponse), type: .intakeResponse, to: coordinator, options: answer)
+            _ = try await shelterClient.send(
+                payload: try h.example(.intakeResponse),
+                type: .intakeResponse,
+                to: coordinator,
+                options: answer
+            )
             // Answering a message that is no intake notice to this partner is refused.
             answer.id = UUID()
             answer.correlationID = UUID()
             await expectRelayError(.correlationMismatch) {
-                _ = try await shelterClient.send(payload: try h.example(.intakeResponse), type: .intakeResponse, to: coordinator, options: answer)
+                _ = try await shelterClient.send(
+                    payload: try h.example(.intakeResponse),
+                    type: .intakeResponse,
+                    to: coordinator,
+                    options: answer
+                )
             }
             answer.correlationID = notice.header.id
             await expectRelayError(.correlationMismatch) {
-                _ = try await shelterClient.send(payload: try h.example(.intakeResponse), type: .intakeResponse, to: "politie-avim-limburg", options: answer)
+                _ = try await shelterClient.send(
+                    payload: try h.example(.intakeResponse),
+                    type: .intakeResponse,
+                    to: "politie-avim-limburg",
+                    options: answer
+                )
             }
         }
     }
@@ -242,7 +257,13 @@ let shelter = "opvang-zuid-limburg"
             let certificates = try entry.certificates.flatMap { try Certificate.all(pem: Data($0.utf8)) }
             var options = Drafting.Options()
             options.lifetime = 3600
-            let content = try Drafting.content(type: .signal, from: municipality, to: coordinator, payload: try h.example(.signal), options: options)
+            let content = try Drafting.content(
+                type: .signal,
+                from: municipality,
+                to: coordinator,
+                payload: try h.example(.signal),
+                options: options
+            )
             let sealed = try Envelope.seal(content, from: sender.identity, to: certificates, trust: try h.trust)
             let first = try await sender.submit(sealed)
             h.clock.advance(by: 7200)
@@ -256,8 +277,16 @@ let shelter = "opvang-zuid-limburg"
         try await withRelay { h in
             let sender = try h.client(municipality)
             let sent = try await sender.send(payload: try h.example(.signal), type: .signal, to: coordinator)
-            let forged = Receipt(kind: .acceptance, messageId: sent.header.id, messageDigest: sent.receipt.messageDigest,
-                                 from: municipality, to: coordinator, issuer: coordinator, disposition: .accepted, time: Date())
+            let forged = Receipt(
+                kind: .acceptance,
+                messageId: sent.header.id,
+                messageDigest: sent.receipt.messageDigest,
+                from: municipality,
+                to: coordinator,
+                issuer: coordinator,
+                disposition: .accepted,
+                time: Date()
+            )
             let coordinatorIdentity = try Identity.load(directory: h.shared.pki.partnerDirectory(coordinator))
             let der = try SignedReceipt.sign(forged, as: coordinatorIdentity)
             await expectRelayError(.receiptSignerMismatch) {

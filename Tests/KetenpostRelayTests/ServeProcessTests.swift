@@ -1,10 +1,10 @@
 import Foundation
-import KetenpostProvisioning
 import KetenpostAPI
-import KetenpostEnvelope
 import KetenpostClient
 import KetenpostCrypto
+import KetenpostEnvelope
 import KetenpostModel
+import KetenpostProvisioning
 import Testing
 
 /// `ketenpost serve` as a real process: it starts from a configuration file, answers over
@@ -34,7 +34,10 @@ import Testing
                 var text = ""
                 while true {
                     let chunk = out.fileHandleForReading.availableData
-                    if chunk.isEmpty { continuation.resume(returning: nil); return }
+                    if chunk.isEmpty {
+                        continuation.resume(returning: nil)
+                        return
+                    }
                     text += String(decoding: chunk, as: UTF8.self)
                     if let range = text.range(of: #"https://127\.0\.0\.1:(\d+)"#, options: .regularExpression) {
                         continuation.resume(returning: Int(text[range].split(separator: ":").last!))
@@ -86,18 +89,24 @@ import Testing
         let payload = try Data(contentsOf: URL(fileURLWithPath: Root.path("config/examples/signal.json")))
 
         let (first, port) = try await start(config: configFile, in: dir)
-        let sender = try RelayClient(relay: URL(string: "https://127.0.0.1:\(port)")!,
-                                     identity: try Identity.load(directory: pki.partnerDirectory(municipality)), trust: trust,
-                                     relayID: DevelopmentPKI.relayID)
+        let sender = try RelayClient(
+            relay: URL(string: "https://127.0.0.1:\(port)")!,
+            identity: try Identity.load(directory: pki.partnerDirectory(municipality)),
+            trust: trust,
+            relayID: DevelopmentPKI.relayID
+        )
         let sent = try await sender.send(payload: payload, type: .signal, to: coordinator)
         try await sender.shutdown()
         kill(first.processIdentifier, SIGTERM)
         #expect(await waitForExit(first) == 0, "serve must exit cleanly on SIGTERM")
 
         let (second, newPort) = try await start(config: configFile, in: dir)
-        let recipient = try RelayClient(relay: URL(string: "https://127.0.0.1:\(newPort)")!,
-                                        identity: try Identity.load(directory: pki.partnerDirectory(coordinator)), trust: trust,
-                                        relayID: DevelopmentPKI.relayID)
+        let recipient = try RelayClient(
+            relay: URL(string: "https://127.0.0.1:\(newPort)")!,
+            identity: try Identity.load(directory: pki.partnerDirectory(coordinator)),
+            trust: trust,
+            relayID: DevelopmentPKI.relayID
+        )
         let received = try await recipient.receive()
         #expect(received.map(\.id) == [sent.header.id])
         try await recipient.shutdown()
@@ -118,8 +127,10 @@ import Testing
         let config = """
             listen: {host: 127.0.0.1, port: 0}
             store: {path: \(dir.path)/store/ketenpost.sqlite}
-            tls: {certificate: \(live.path)/cert.pem, key: \(live.path)/key.pem, trustAnchors: \(pki.caCertificatePath), crls: [\(pki.crlPath)], reloadInterval: 1h}
-            directory: {partners: \(SharedPKI.shared.partnersFile), policy: \(Root.path("config/policy.yaml")), certificates: \(pki.directory.path)/partners}
+            tls: {certificate: \(live.path)/cert.pem, key: \(live.path)/key.pem, trustAnchors: \(pki.caCertificatePath), crls: \
+            [\(pki.crlPath)], reloadInterval: 1h}
+            directory: {partners: \(SharedPKI.shared.partnersFile), policy: \(Root.path("config/policy.yaml")), certificates: \
+            \(pki.directory.path)/partners}
             admin: {certificates: [\(pki.adminDirectory)/cert.pem]}
 
             """
@@ -128,7 +139,11 @@ import Testing
         let (process, port) = try await start(config: configFile, in: dir)
         defer { if process.isRunning { process.terminate() } }
         let me = pki.partnerDirectory(municipality)
-        let probe = "openssl s_client -connect 127.0.0.1:\(port) -CAfile '\(pki.caCertificatePath)' -cert '\(me)/cert.pem' -key '\(me)/key.pem' </dev/null 2>/dev/null | openssl x509 -noout -serial"
+        let probe =
+            """
+            openssl s_client -connect 127.0.0.1:\(port) -CAfile '\(pki.caCertificatePath)' -cert '\(me)/cert.pem' -key \
+            '\(me)/key.pem' </dev/null 2>/dev/null | openssl x509 -noout -serial
+            """
         let oldSerial = try Certificate.load(pemFile: live.path + "/cert.pem")[0].serialNumberHex
         #expect(try await shell(probe).stdout.contains(oldSerial))
 
@@ -151,7 +166,9 @@ import Testing
         #expect(list.status == 0 && list.stdout.contains(coordinator) && list.stdout.contains("active"), "\(list.stderr)")
         let expiring = try await shell("'\(Self.binary)' admin certs expiring --within 400d --identity '\(pki.adminDirectory)' \(common)")
         #expect(expiring.status == 0 && expiring.stdout.contains(coordinator), "\(expiring.stderr)")
-        let suspend = try await shell("'\(Self.binary)' admin partners suspend gemeente-maastricht --identity '\(pki.adminDirectory)' \(common)")
+        let suspend = try await shell(
+            "'\(Self.binary)' admin partners suspend gemeente-maastricht --identity '\(pki.adminDirectory)' \(common)"
+        )
         #expect(suspend.status == 0 && suspend.stdout.contains("suspended"), "\(suspend.stderr)")
         let events = try await shell("'\(Self.binary)' admin events --identity '\(pki.adminDirectory)' \(common)")
         #expect(events.stdout.contains("admin:ketenpost-admin  partner.suspended  gemeente-maastricht"), "\(events.stdout)")

@@ -9,7 +9,9 @@ import Testing
 @Suite struct StatusPageTests {
     /// Debian's `chromium`; `.ci/run` installs it, so in CI its absence is a failure.
     static var chromium: String? {
-        ["/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"].first { FileManager.default.isExecutableFile(atPath: $0) }
+        ["/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"].first {
+            FileManager.default.isExecutableFile(atPath: $0)
+        }
     }
 
     @Test func aPopulatedStatusPageRendersInChromium() async throws {
@@ -34,7 +36,10 @@ import Testing
             try await recipient.acknowledge(received[1], rejectedWith: "payload.invalid")
             // Certificates: a rotation in progress, a revocation, one expiring soon, a suspension.
             let next = try h.issue(coordinator)
-            _ = try await admin.adminRotate(coordinator, API.AdminRotation(certificate: API.AdminCertificateInput(pem: next.certificate.pem), overlapSeconds: 86_400))
+            _ = try await admin.adminRotate(
+                coordinator,
+                API.AdminRotation(certificate: API.AdminCertificateInput(pem: next.certificate.pem), overlapSeconds: 86_400)
+            )
             let maastricht = try Certificate.load(pemFile: h.shared.pki.partnerDirectory("gemeente-maastricht") + "/cert.pem")[0]
             _ = try await admin.adminRevoke(fingerprint: maastricht.fingerprint, reason: "key-compromise")
             let soon = try h.issue(shelter, validDays: 10)
@@ -58,7 +63,9 @@ import Testing
             #expect(!page.contains("dossier") && !page.contains("Nationality"))
 
             let screenshot = h.work.appendingPathComponent("status.png")
-            let shot = try await shell("cd '\(h.work.path)' && '\(chromium)' \(flags) --screenshot='\(screenshot.path)' '\(url)' 2>/dev/null")
+            let shot = try await shell(
+                "cd '\(h.work.path)' && '\(chromium)' \(flags) --screenshot='\(screenshot.path)' '\(url)' 2>/dev/null"
+            )
             #expect(shot.status == 0)
             let png = try Data(contentsOf: screenshot)
             // KETENPOST_SCREENSHOTS=DIR keeps the screenshot, to look at it as an administrator would.
@@ -75,7 +82,12 @@ import Testing
 
             // The same page on the main port for administrators only.
             let me = h.shared.identityDirectory(municipality)
-            let partner = try await shell("curl -sS --cacert '\(h.shared.pki.caCertificatePath)' --cert '\(me)/cert.pem' --key '\(me)/key.pem' \(h.url.absoluteString)/v1/admin/status")
+            let partner = try await shell(
+                """
+                curl -sS --cacert '\(h.shared.pki.caCertificatePath)' --cert '\(me)/cert.pem' --key '\(me)/key.pem' \
+                \(h.url.absoluteString)/v1/admin/status
+                """
+            )
             #expect(partner.stdout.contains("auth.not-administrator"))
         }
     }

@@ -15,7 +15,7 @@ struct AuditContract {
             let c = try await store.accept(newMessage())
             let leases = try await store.lease(limit: 1, at: at(1))
             _ = try await store.ack(leases[0], at: at(2))
-            let second = try await store.lease(limit: 5, maxAttempts: 1, at: at(3))   // b and c, one attempt each
+            let second = try await store.lease(limit: 5, maxAttempts: 1, at: at(3))  // b and c, one attempt each
             #expect(second.count == 2)
             _ = try await store.ack(second[1], rejected: true, reasonCode: "payload.invalid", at: at(4))
             // b expires under a lapsed lease; then all three bodies are purged (two sweeps: retention).
@@ -43,7 +43,12 @@ struct AuditContract {
             let text = records.map { "\($0)" }.joined()
             for message in [a, b, c] { #expect(!text.contains("sealed \(message.id)") && !text.contains("acceptance \(message.id)")) }
             // Checkpoints: stored once per sequence.
-            let checkpoint = AuditCheckpoint(sequence: previous.isEmpty ? 0 : Int64(records.count), hash: previous, at: 5, signature: Data([1, 2]))
+            let checkpoint = AuditCheckpoint(
+                sequence: previous.isEmpty ? 0 : Int64(records.count),
+                hash: previous,
+                at: 5,
+                signature: Data([1, 2])
+            )
             try await store.addAuditCheckpoint(checkpoint)
             try await store.addAuditCheckpoint(AuditCheckpoint(sequence: checkpoint.sequence, hash: "other", at: 6, signature: Data([3])))
             #expect(try await store.auditCheckpoints() == [checkpoint])
@@ -66,10 +71,17 @@ struct AuditContract {
     func refusedChangesLeaveNoRecord(backend: Backend) async throws {
         try await withStore(backend) { store in
             let message = try await store.accept(newMessage())
-            _ = try await store.submit(newMessage(id: message.id))            // conflict
+            _ = try await store.submit(newMessage(id: message.id))  // conflict
             _ = try await store.submit(newMessage(id: message.id, digest: message.digest))  // duplicate
-            _ = try await store.acknowledge(id: message.id, recipient: recipient, leaseToken: "nope", receipt: Data(), rejected: false,
-                                            reasonCode: nil, now: at(1))
+            _ = try await store.acknowledge(
+                id: message.id,
+                recipient: recipient,
+                leaseToken: "nope",
+                receipt: Data(),
+                rejected: false,
+                reasonCode: nil,
+                now: at(1)
+            )
             #expect(try await store.auditRecords(after: 0, limit: 10).map(\.action) == ["message.accepted"])
         }
     }

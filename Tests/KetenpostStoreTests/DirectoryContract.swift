@@ -9,10 +9,23 @@ struct DirectoryContract {
         DirectoryPartner(id: id, name: "Partner \(id)", role: "municipality", oin: "00000001000000000001", state: state)
     }
 
-    static func certificate(_ fingerprint: String, of partner: String, activatesAt: Date = at(0),
-                            uses: [CertificateUse] = CertificateUse.allCases) -> DirectoryCertificate {
-        DirectoryCertificate(fingerprint: fingerprint, partnerID: partner, der: Data(fingerprint.utf8), uses: uses, serial: "0A",
-                             notBefore: at(-day), notAfter: at(365 * day), activatesAt: activatesAt, addedAt: at(0))
+    static func certificate(
+        _ fingerprint: String,
+        of partner: String,
+        activatesAt: Date = at(0),
+        uses: [CertificateUse] = CertificateUse.allCases
+    ) -> DirectoryCertificate {
+        DirectoryCertificate(
+            fingerprint: fingerprint,
+            partnerID: partner,
+            der: Data(fingerprint.utf8),
+            uses: uses,
+            serial: "0A",
+            notBefore: at(-day),
+            notAfter: at(365 * day),
+            activatesAt: activatesAt,
+            addedAt: at(0)
+        )
     }
 
     @Test(arguments: Backend.allCases)
@@ -20,8 +33,11 @@ struct DirectoryContract {
         try await withStore(backend) { store in
             #expect(try await store.directoryVersion() == 0)
             #expect(try await store.directorySnapshot() == DirectorySnapshot(version: 0, partners: [], certificates: []))
-            let v1 = try await store.applyDirectory([.addPartner(Self.partner("p-a")), .addCertificate(Self.certificate("aa", of: "p-a"))],
-                                                    actor: "import:partners.yaml", at: at(0))
+            let v1 = try await store.applyDirectory(
+                [.addPartner(Self.partner("p-a")), .addCertificate(Self.certificate("aa", of: "p-a"))],
+                actor: "import:partners.yaml",
+                at: at(0)
+            )
             #expect(v1 == 1)
             let snapshot = try await store.directorySnapshot()
             #expect(snapshot.version == 1 && snapshot.partners == [Self.partner("p-a")])
@@ -36,7 +52,9 @@ struct DirectoryContract {
             #expect(events[3].fingerprint == "aa" && events[3].partnerId == "p-a")
             #expect(try await store.auditRecords(after: events[1].sequence, limit: 1).map(\.action) == ["partner.suspended"])
             let certificate = try #require(try await store.directorySnapshot().certificates.first)
-            #expect(certificate.retiresAt == at(100) && certificate.state(at: at(99)) == .retiring && certificate.state(at: at(100)) == .retired)
+            #expect(
+                certificate.retiresAt == at(100) && certificate.state(at: at(99)) == .retiring && certificate.state(at: at(100)) == .retired
+            )
         }
     }
 
@@ -47,7 +65,10 @@ struct DirectoryContract {
             let before = try await store.directorySnapshot()
             let cases: [([DirectoryChange], StoreError.Code)] = [
                 ([.addPartner(Self.partner("p-b")), .addPartner(Self.partner("p-a"))], .partnerExists),
-                ([.addCertificate(Self.certificate("bb", of: "p-a")), .addCertificate(Self.certificate("bb", of: "p-a"))], .certificateExists),
+                (
+                    [.addCertificate(Self.certificate("bb", of: "p-a")), .addCertificate(Self.certificate("bb", of: "p-a"))],
+                    .certificateExists
+                ),
                 ([.addCertificate(Self.certificate("cc", of: "nobody"))], .partnerNotFound),
                 ([.setPartnerState(id: "nobody", state: "suspended")], .partnerNotFound),
                 ([.addPartner(Self.partner("p-c")), .revokeCertificate(fingerprint: "zz", at: at(1), reason: "x")], .certificateNotFound),
@@ -68,18 +89,30 @@ struct DirectoryContract {
     @Test(arguments: Backend.allCases)
     func revocationIsFinalAndOverlapsOnlyShorten(backend: Backend) async throws {
         try await withStore(backend) { store in
-            try await store.applyDirectory([.addPartner(Self.partner("p-a")), .addCertificate(Self.certificate("aa", of: "p-a")),
-                                            .addCertificate(Self.certificate("bb", of: "p-a"))], actor: "a", at: at(0))
+            try await store.applyDirectory(
+                [
+                    .addPartner(Self.partner("p-a")), .addCertificate(Self.certificate("aa", of: "p-a")),
+                    .addCertificate(Self.certificate("bb", of: "p-a")),
+                ],
+                actor: "a",
+                at: at(0)
+            )
             // A second rotation cannot stretch an overlap that is already running.
             try await store.applyDirectory([.retireCertificate(fingerprint: "aa", at: at(100))], actor: "a", at: at(1))
             try await store.applyDirectory([.retireCertificate(fingerprint: "aa", at: at(500))], actor: "a", at: at(2))
             try await store.applyDirectory([.retireCertificate(fingerprint: "aa", at: at(50))], actor: "a", at: at(3))
             #expect(try await store.directorySnapshot().certificates.first { $0.fingerprint == "aa" }?.retiresAt == at(50))
-            try await store.applyDirectory([.revokeCertificate(fingerprint: "bb", at: at(5), reason: "key-compromise")], actor: "a", at: at(5))
+            try await store.applyDirectory(
+                [.revokeCertificate(fingerprint: "bb", at: at(5), reason: "key-compromise")],
+                actor: "a",
+                at: at(5)
+            )
             let revoked = try #require(try await store.directorySnapshot().certificates.first { $0.fingerprint == "bb" })
             #expect(revoked.state(at: at(5)) == .revoked && revoked.revocationReason == "key-compromise" && revoked.revokedAt == at(5))
-            for change in [DirectoryChange.revokeCertificate(fingerprint: "bb", at: at(6), reason: "superseded"),
-                           .retireCertificate(fingerprint: "bb", at: at(7))] {
+            for change in [
+                DirectoryChange.revokeCertificate(fingerprint: "bb", at: at(6), reason: "superseded"),
+                .retireCertificate(fingerprint: "bb", at: at(7)),
+            ] {
                 do {
                     try await store.applyDirectory([change], actor: "a", at: at(6))
                     Issue.record("a revoked certificate changed")

@@ -1,7 +1,8 @@
 import Foundation
 import KetenpostTestSupport
-@testable import KetenpostStore
 import Testing
+
+@testable import KetenpostStore
 
 /// What only the PostgreSQL backend promises: its connection URL, notifications across
 /// instances, index use and shutdown.
@@ -28,9 +29,21 @@ struct PostgresMessageStoreTests {
     // MARK: URL
 
     @Test func parsesAFullURL() throws {
-        let url = try PostgresConnectionURL("postgres://relay:s%40cret@db.example.nl:6432/keten%20post?sslmode=verify-ca&sslrootcert=/etc/ca.pem")
-        #expect(url == PostgresConnectionURL(host: "db.example.nl", port: 6432, user: "relay", password: "s@cret", database: "keten post",
-                                             sslMode: .verifyCA, sslRootCertificatePath: "/etc/ca.pem"))
+        let url = try PostgresConnectionURL(
+            "postgres://relay:s%40cret@db.example.nl:6432/keten%20post?sslmode=verify-ca&sslrootcert=/etc/ca.pem"
+        )
+        #expect(
+            url
+                == PostgresConnectionURL(
+                    host: "db.example.nl",
+                    port: 6432,
+                    user: "relay",
+                    password: "s@cret",
+                    database: "keten post",
+                    sslMode: .verifyCA,
+                    sslRootCertificatePath: "/etc/ca.pem"
+                )
+        )
         #expect(!url.description.contains("cret"))
         #expect(url.description.contains("relay:***@db.example.nl:6432"))
     }
@@ -81,8 +94,21 @@ struct PostgresMessageStoreTests {
             let heard = try #require(try await stores[0].notifications())
             let heardHere = try #require(try await stores[1].notifications())
             try await stores[1].accept(newMessage(to: "opvang-oost"))
-            try await stores[1].applyDirectory([.addPartner(DirectoryPartner(id: "p", name: "P", role: "municipality", oin: "1",
-                                                                             state: "active"))], actor: "a", at: at(0))
+            try await stores[1].applyDirectory(
+                [
+                    .addPartner(
+                        DirectoryPartner(
+                            id: "p",
+                            name: "P",
+                            role: "municipality",
+                            oin: "1",
+                            state: "active"
+                        )
+                    )
+                ],
+                actor: "a",
+                at: at(0)
+            )
             for stream in [heard, heardHere] {
                 // Two channels, two listeners: their order between channels is not promised.
                 var iterator = stream.makeAsyncIterator()
@@ -97,8 +123,8 @@ struct PostgresMessageStoreTests {
             let store = stores[0]
             let first = try await store.accept(newMessage(to: "a"))
             let stream = try #require(try await store.notifications())
-            _ = try await store.submit(newMessage(id: first.id, to: "a", digest: first.digest))   // duplicate
-            _ = try await store.submit(newMessage(id: first.id, to: "a"))                          // conflict
+            _ = try await store.submit(newMessage(id: first.id, to: "a", digest: first.digest))  // duplicate
+            _ = try await store.submit(newMessage(id: first.id, to: "a"))  // conflict
             try await store.accept(newMessage(to: "b"))
             var iterator = stream.makeAsyncIterator()
             #expect(await iterator.next() == .inbox(recipient: "b"))
@@ -115,7 +141,9 @@ struct PostgresMessageStoreTests {
         try await store.migrate()
         let stream = try #require(try await store.notifications())
         // The server ends the listening session (as a restart or a network cut would).
-        try await server.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '\(database)' AND query LIKE 'LISTEN%'")
+        try await server.psql(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '\(database)' AND query LIKE 'LISTEN%'"
+        )
         var iterator = stream.makeAsyncIterator()
         // Listening again; what was sent in between is unknown, so the directory is to be reloaded.
         #expect(await iterator.next() == .directory)
@@ -168,8 +196,10 @@ struct PostgresMessageStoreTests {
         }
         try await locked.value
         for n in 0..<6 {
-            #expect(try await store.lease(recipient: "r", limit: 1, duration: 60, maxAttempts: 5, now: at(Double(2 + n))).count == 1,
-                    "lease \(n) after the failed preparation")
+            #expect(
+                try await store.lease(recipient: "r", limit: 1, duration: 60, maxAttempts: 5, now: at(Double(2 + n))).count == 1,
+                "lease \(n) after the failed preparation"
+            )
         }
         await storeRun.stop()
         await holderRun.stop()
@@ -181,8 +211,10 @@ struct PostgresMessageStoreTests {
         let database = try await server.createDatabase()
         defer { server.dropDatabase(database) }
         let base = "postgres://postgres@127.0.0.1:\(server.port)/\(database)"
-        for (query, encrypted) in [("?sslmode=require", true), ("?sslmode=verify-ca&sslrootcert=\(certificate)", true),
-                                   ("?sslmode=verify-full&sslrootcert=\(certificate)", true), ("?sslmode=disable", false)] {
+        for (query, encrypted) in [
+            ("?sslmode=require", true), ("?sslmode=verify-ca&sslrootcert=\(certificate)", true),
+            ("?sslmode=verify-full&sslrootcert=\(certificate)", true), ("?sslmode=disable", false),
+        ] {
             let store = try PostgresMessageStore(url: base + query)
             let storeRun = RunningStore(store)
             try await store.migrate()
@@ -233,8 +265,11 @@ struct PostgresMessageStoreTests {
     /// (states the statistics list with 0 must be absent from the table).
     private func countsDisagreements(_ store: PostgresMessageStore) async throws -> Int {
         let kept = try await store.queueStats().byTypeAndState
-        let full = try await store.client.query("SELECT type, state, count(*)::bigint FROM messages GROUP BY type, state", logger: store.logger)
-            .collect().map { try $0.decode((String, String, Int64).self) }
+        let full = try await store.client.query(
+            "SELECT type, state, count(*)::bigint FROM messages GROUP BY type, state",
+            logger: store.logger
+        )
+        .collect().map { try $0.decode((String, String, Int64).self) }
         let keptCounts = Dictionary(uniqueKeysWithValues: kept.map { ("\($0.type)/\($0.state)", $0.count) })
         let fullCounts = Dictionary(uniqueKeysWithValues: full.map { ("\($0.0)/\($0.1)", Int($0.2)) })
         let keys = Set(keptCounts.keys).union(fullCounts.keys)
@@ -267,9 +302,15 @@ struct PostgresMessageStoreTests {
                 #expect(leases.count == 1)
                 #expect(try await countsDisagreements(store) == 0)
                 if n == 0 || n == 1 || n == 5 {
-                    _ = try await store.acknowledge(id: ids[n], recipient: "r-\(n)", leaseToken: leases[0].message.leaseToken ?? "",
-                                                    receipt: Data("receipt".utf8), rejected: n == 1, reasonCode: n == 1 ? "not-for-us" : nil,
-                                                    now: start.addingTimeInterval(1))
+                    _ = try await store.acknowledge(
+                        id: ids[n],
+                        recipient: "r-\(n)",
+                        leaseToken: leases[0].message.leaseToken ?? "",
+                        receipt: Data("receipt".utf8),
+                        rejected: n == 1,
+                        reasonCode: n == 1 ? "not-for-us" : nil,
+                        now: start.addingTimeInterval(1)
+                    )
                     #expect(try await countsDisagreements(store) == 0)
                 }
             }
@@ -292,14 +333,17 @@ struct PostgresMessageStoreTests {
             let store = stores[0]
             try await store.accept(newMessage(to: "r"))
             let pile = PostgresMessageStore.foldBatch * 2 + 1
-            _ = try await store.client.query("""
+            _ = try await store.client.query(
+                """
                 INSERT INTO message_count_changes (type, state, n)
                 SELECT 'referral', 'accepted', CASE WHEN g % 2 = 0 THEN 1 ELSE -1 END FROM generate_series(1, \(pile)) AS g
-                """, logger: store.logger).collect()
+                """,
+                logger: store.logger
+            ).collect()
             // One net -1 among them: as if a message had left `accepted` without being counted in.
             #expect(try await store.foldCounts() == PostgresMessageStore.foldBatch)
             #expect(try await changeRows(store) == Int64(pile + 1 - PostgresMessageStore.foldBatch))
-            let stats = try await store.queueStats()   // folds another batch
+            let stats = try await store.queueStats()  // folds another batch
             #expect(stats.byTypeAndState.first { $0.type == "referral" && $0.state == "accepted" }?.count == 0)
             _ = try await store.sweep(now: at(1), maxAttempts: 5, retention: day)
             #expect(try await changeRows(store) == 0)
@@ -315,12 +359,26 @@ struct PostgresMessageStoreTests {
                 for (i, store) in stores.enumerated() {
                     group.addTask {
                         for n in 0..<60 {
-                            _ = try await store.submit(newMessage(to: "r-\(n % 3)", acceptedAt: start, expiresAt: start.addingTimeInterval(86_400)))
+                            _ = try await store.submit(
+                                newMessage(to: "r-\(n % 3)", acceptedAt: start, expiresAt: start.addingTimeInterval(86_400))
+                            )
                             if n % 4 == i {
-                                for lease in try await store.lease(recipient: "r-\(n % 3)", limit: 2, duration: 30, maxAttempts: 5, now: start) {
-                                    _ = try await store.acknowledge(id: lease.message.id, recipient: lease.message.recipient,
-                                                                    leaseToken: lease.message.leaseToken ?? "", receipt: Data("r".utf8),
-                                                                    rejected: n % 8 == 0, reasonCode: n % 8 == 0 ? "not-for-us" : nil, now: start)
+                                for lease in try await store.lease(
+                                    recipient: "r-\(n % 3)",
+                                    limit: 2,
+                                    duration: 30,
+                                    maxAttempts: 5,
+                                    now: start
+                                ) {
+                                    _ = try await store.acknowledge(
+                                        id: lease.message.id,
+                                        recipient: lease.message.recipient,
+                                        leaseToken: lease.message.leaseToken ?? "",
+                                        receipt: Data("r".utf8),
+                                        rejected: n % 8 == 0,
+                                        reasonCode: n % 8 == 0 ? "not-for-us" : nil,
+                                        now: start
+                                    )
                                 }
                             }
                         }
@@ -345,10 +403,21 @@ struct PostgresMessageStoreTests {
         let old = try PostgresMessageStore(url: server.url(database: database))
         let oldRun = RunningStore(old)
         try await old.migrate(upTo: 3)
-        for n in 0..<5 { _ = try await old.submit(newMessage(to: "r", acceptedAt: start.addingTimeInterval(Double(n)), expiresAt: start.addingTimeInterval(86_400))) }
+        for n in 0..<5 {
+            _ = try await old.submit(
+                newMessage(to: "r", acceptedAt: start.addingTimeInterval(Double(n)), expiresAt: start.addingTimeInterval(86_400))
+            )
+        }
         let lease = try #require(try await old.lease(recipient: "r", limit: 2, duration: 30, maxAttempts: 5, now: start).first)
-        _ = try await old.acknowledge(id: lease.message.id, recipient: "r", leaseToken: lease.message.leaseToken ?? "",
-                                      receipt: Data("r".utf8), rejected: false, reasonCode: nil, now: start)
+        _ = try await old.acknowledge(
+            id: lease.message.id,
+            recipient: "r",
+            leaseToken: lease.message.leaseToken ?? "",
+            receipt: Data("r".utf8),
+            rejected: false,
+            reasonCode: nil,
+            now: start
+        )
         await oldRun.stop()
         let store = try PostgresMessageStore(url: server.url(database: database))
         let storeRun = RunningStore(store)

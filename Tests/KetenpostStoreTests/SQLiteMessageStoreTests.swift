@@ -1,6 +1,7 @@
 import Foundation
-@testable import KetenpostStore
 import Testing
+
+@testable import KetenpostStore
 
 /// What only the SQLite backend promises: its connection settings and index use.
 @Suite("SQLiteMessageStore")
@@ -17,7 +18,7 @@ struct SQLiteMessageStoreTests {
     @Test func commitsAreDurableWAL() async throws {
         try await withSQLite { (store: SQLiteMessageStore) async throws in
             #expect(try await store.writerPragma("journal_mode") == "wal")
-            #expect(try await store.writerPragma("synchronous") == "2") // FULL
+            #expect(try await store.writerPragma("synchronous") == "2")  // FULL
             #expect(try await store.writerPragma("foreign_keys") == "1")
             #expect(try await store.writerPragma("busy_timeout") == "5000")
         }
@@ -53,9 +54,11 @@ struct SQLiteMessageStoreTests {
             let start = Date()
             // Also checks the kept counts (migration v5) against a full count, at every step.
             func disagreements() async throws -> Int {
-                try await store.countOnWriter("""
+                try await store.countOnWriter(
+                    """
                     SELECT count(*) FROM messages WHERE (completed_at IS NULL) != (state IN ('accepted', 'delivered'))
-                    """) + countsDisagreements(store)
+                    """
+                ) + countsDisagreements(store)
             }
             // acknowledged, rejected, expired (waiting and after a lease), dead-lettered, purged, and still pending.
             let ids = (0..<7).map { _ in UUID() }
@@ -69,21 +72,28 @@ struct SQLiteMessageStoreTests {
                 #expect(leases.count == 1)
                 #expect(try await disagreements() == 0)
                 if n == 0 || n == 1 || n == 5 {
-                    _ = try await store.acknowledge(id: ids[n], recipient: "r-\(n)", leaseToken: leases[0].message.leaseToken ?? "",
-                                                    receipt: Data("receipt".utf8), rejected: n == 1, reasonCode: n == 1 ? "not-for-us" : nil,
-                                                    now: start.addingTimeInterval(1))
+                    _ = try await store.acknowledge(
+                        id: ids[n],
+                        recipient: "r-\(n)",
+                        leaseToken: leases[0].message.leaseToken ?? "",
+                        receipt: Data("receipt".utf8),
+                        rejected: n == 1,
+                        reasonCode: n == 1 ? "not-for-us" : nil,
+                        now: start.addingTimeInterval(1)
+                    )
                 }
             }
             #expect(try await store.pendingCount(recipient: "r-0") == 0)
             #expect(try await store.pendingCount(recipient: "r-6") == 1)
-            // r-2 expires waiting, r-3 once its lease ran out, r-4 is dead-lettered (one attempt allowed), the three completed bodies are purged.
+            // r-2 expires waiting, r-3 once its lease ran out, r-4 is dead-lettered (one attempt allowed), the three completed bodies are
+            // purged.
             let counts = try await store.sweep(now: start.addingTimeInterval(120), maxAttempts: 1, retention: 60)
             #expect(counts.expired == 2 && counts.deadLettered == 1 && counts.purged == 3, "\(counts)")
             #expect(try await disagreements() == 0)
             let states = try await store.countOnWriter("SELECT count(*) FROM messages WHERE completed_at IS NULL")
             #expect(states == 1)
             let final = try await store.countOnWriter("SELECT count(DISTINCT state) FROM messages WHERE completed_at IS NOT NULL")
-            #expect(final == 4) // acknowledged, rejected, expired, dead-lettered
+            #expect(final == 4)  // acknowledged, rejected, expired, dead-lettered
             // The kept counts (migration v5) followed every transition; states left behind read 0.
             #expect(try await countsDisagreements(store) == 0)
             let stats = try await store.queueStats()
@@ -104,21 +114,31 @@ struct SQLiteMessageStoreTests {
         do {
             let old = try SQLiteMessageStore(path: path)
             try await old.migrate(upTo: "v3-waiting")
-            for n in 0..<10 { _ = try await old.submit(newMessage(to: "r", acceptedAt: start.addingTimeInterval(Double(n)), expiresAt: start.addingTimeInterval(7 * 86_400))) }
+            for n in 0..<10 {
+                _ = try await old.submit(
+                    newMessage(to: "r", acceptedAt: start.addingTimeInterval(Double(n)), expiresAt: start.addingTimeInterval(7 * 86_400))
+                )
+            }
             // As version 3 left them (its queries name the old indexes, so the rows are set directly):
             // the first message acknowledged, the second under a lease that runs out at start + 30 s.
             let t = start.timeIntervalSince1970
-            try await old.executeOnWriter("""
+            try await old.executeOnWriter(
+                """
                 UPDATE messages SET state = 'acknowledged', completed_at = \(t), recipient_receipt = x'00', attempts = 1 WHERE sequence = 1;
                 UPDATE messages SET state = 'delivered', lease_token = 'token', lease_until = \(t + 30), attempts = 1,
                     first_delivered_at = \(t), last_delivered_at = \(t) WHERE sequence = 2;
-                """)
+                """
+            )
             #expect(try await old.indexNames().contains("messages_lease"))
         }
         let store = try SQLiteMessageStore(path: path)
         try await store.migrate()
         let indexes = try await store.indexNames()
-        #expect(indexes.isSuperset(of: ["messages_pending", "messages_pending_expiry", "messages_leased", "messages_purgeable", "messages_waiting"]))
+        #expect(
+            indexes.isSuperset(of: [
+                "messages_pending", "messages_pending_expiry", "messages_leased", "messages_purgeable", "messages_waiting",
+            ])
+        )
         #expect(indexes.isDisjoint(with: ["messages_inbox", "messages_expiry", "messages_lease", "messages_purge"]), "\(indexes)")
         #expect(try await store.pendingCount(recipient: "r") == 9)
         // Counts kept from the rows already there (v5), and from then on by the triggers.
@@ -136,14 +156,16 @@ struct SQLiteMessageStoreTests {
 
     /// (type, state) pairs where the kept counts and a full count of the table differ.
     private func countsDisagreements(_ store: SQLiteMessageStore) async throws -> Int {
-        try await store.countOnWriter("""
+        try await store.countOnWriter(
+            """
             SELECT count(*) FROM (
               SELECT * FROM (SELECT type, state, n FROM message_counts WHERE n != 0
                              EXCEPT SELECT type, state, count(*) FROM messages GROUP BY type, state)
               UNION ALL
               SELECT * FROM (SELECT type, state, count(*) FROM messages GROUP BY type, state
                              EXCEPT SELECT type, state, n FROM message_counts))
-            """)
+            """
+        )
     }
 
     /// An older relay refuses a store that a newer one migrated (it may have dropped indexes the
@@ -162,10 +184,12 @@ struct SQLiteMessageStoreTests {
     @Test func oneFailingWriteInABatchLeavesTheOthersCommitted() async throws {
         try await withSQLite { (store: SQLiteMessageStore) async throws in
             let poisoned = UUID()
-            try await store.executeOnWriter("""
+            try await store.executeOnWriter(
+                """
                 CREATE TEMP TRIGGER refuse_one BEFORE INSERT ON audit_log WHEN NEW.message_id = '\(poisoned.uuidString.lowercased())'
                 BEGIN SELECT RAISE(ABORT, 'injected failure'); END
-                """)
+                """
+            )
             let messages = (0..<20).map { _ in newMessage() } + [newMessage(id: poisoned)] + (0..<20).map { _ in newMessage() }
             // The writer is busy while the submissions arrive, so they queue and share a transaction.
             let batchesBefore = store.writeBatches
@@ -174,14 +198,20 @@ struct SQLiteMessageStoreTests {
             let outcomes = await withTaskGroup(of: (UUID, Bool).self) { group in
                 for message in messages {
                     group.addTask {
-                        do { _ = try await store.submit(message); return (message.id, true) } catch { return (message.id, false) }
+                        do {
+                            _ = try await store.submit(message)
+                            return (message.id, true)
+                        } catch { return (message.id, false) }
                     }
                 }
                 return await group.reduce(into: [UUID: Bool]()) { $0[$1.0] = $1.1 }
             }
             try await busy
             // Far fewer transactions than writes: the poisoned one shared its transaction with others.
-            #expect(store.writeBatches - batchesBefore <= 3, "\(store.writeBatches - batchesBefore) transactions for \(messages.count) writes")
+            #expect(
+                store.writeBatches - batchesBefore <= 3,
+                "\(store.writeBatches - batchesBefore) transactions for \(messages.count) writes"
+            )
             #expect(outcomes[poisoned] == false)
             #expect(outcomes.filter { $0.value }.count == messages.count - 1)
             #expect(try await store.message(id: poisoned) == nil)

@@ -75,9 +75,21 @@ struct SharedStoreContract {
                     }
                 }
                 group.addTask {
-                    try await stores[1].applyDirectory([.addPartner(DirectoryPartner(id: "p-x", name: "X", role: "municipality",
-                                                                                     oin: "1", state: "active"))],
-                                                       actor: "admin:t", at: at(0))
+                    try await stores[1].applyDirectory(
+                        [
+                            .addPartner(
+                                DirectoryPartner(
+                                    id: "p-x",
+                                    name: "X",
+                                    role: "municipality",
+                                    oin: "1",
+                                    state: "active"
+                                )
+                            )
+                        ],
+                        actor: "admin:t",
+                        at: at(0)
+                    )
                 }
                 try await group.waitForAll()
             }

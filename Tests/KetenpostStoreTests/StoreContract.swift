@@ -1,7 +1,7 @@
 import Foundation
-import Synchronization
-import KetenpostTestSupport
 import KetenpostStore
+import KetenpostTestSupport
+import Synchronization
 import Testing
 
 /// The rules every `MessageStore` backend must keep, one test per rule, each run against
@@ -27,10 +27,12 @@ enum Backend: String, CaseIterable, Sendable, CustomTestStringConvertible {
         case .success: return [.sqlite, .postgres, .memory]
         case .failure(let reason):
             if ProcessInfo.processInfo.environment["CI"] != nil { return [.sqlite, .postgres, .memory] }
-            print("""
+            print(
+                """
                 ⚠️  ⚠️  ⚠️  PostgreSQL store tests SKIPPED: \(reason).
                 ⚠️  Only the SQLite backend is tested in this run (under CI=… this is a failure).
-                """)
+                """
+            )
             return [.sqlite, .memory]
         }
     }()
@@ -45,14 +47,16 @@ enum Backend: String, CaseIterable, Sendable, CustomTestStringConvertible {
             let path = directory.appendingPathComponent("data/queue.sqlite").path
             return StoreFixture(
                 open: { try SQLiteMessageStore(path: path) },
-                remove: { try? FileManager.default.removeItem(at: directory) })
+                remove: { try? FileManager.default.removeItem(at: directory) }
+            )
         case .postgres:
             let server = try await PostgresTestServer.shared()
             let database = try await server.createDatabase()
             let url = server.url(database: database)
             return StoreFixture(
                 open: { try PostgresMessageStore(url: url, maximumConnections: 10) },
-                remove: { server.dropDatabase(database) })
+                remove: { server.dropDatabase(database) }
+            )
         case .memory:
             // Every instance opened on the fixture shares one storage, as processes share a database.
             let storage = MemoryRelayStore.Storage()
@@ -111,13 +115,32 @@ let sender = "gemeente-utrecht"
 let recipient = "opvang-noord"
 let otherRecipient = "zorg-zuid"
 
-func newMessage(id: UUID = UUID(), from: String = sender, to: String = recipient, digest: String? = nil,
-                body: Data? = nil, receipt: Data? = nil, acceptedAt: Date = at(0), expiresAt: Date = at(7 * day)) -> NewMessage {
+func newMessage(
+    id: UUID = UUID(),
+    from: String = sender,
+    to: String = recipient,
+    digest: String? = nil,
+    body: Data? = nil,
+    receipt: Data? = nil,
+    acceptedAt: Date = at(0),
+    expiresAt: Date = at(7 * day)
+) -> NewMessage {
     let hex = (id.uuidString + id.uuidString).lowercased().filter(\.isHexDigit)
-    return NewMessage(id: id, sender: from, recipient: to, type: "referral", priority: "normal", correlationId: UUID(),
-                      exploitationForm: "labour", region: "utrecht", digest: digest ?? hex,
-                      body: body ?? Data("sealed \(id)".utf8), acceptedAt: acceptedAt, expiresAt: expiresAt,
-                      acceptanceReceipt: receipt ?? Data("acceptance \(id)".utf8))
+    return NewMessage(
+        id: id,
+        sender: from,
+        recipient: to,
+        type: "referral",
+        priority: "normal",
+        correlationId: UUID(),
+        exploitationForm: "labour",
+        region: "utrecht",
+        digest: digest ?? hex,
+        body: body ?? Data("sealed \(id)".utf8),
+        acceptedAt: acceptedAt,
+        expiresAt: expiresAt,
+        acceptanceReceipt: receipt ?? Data("acceptance \(id)".utf8)
+    )
 }
 
 extension MessageStore {
@@ -137,15 +160,36 @@ extension MessageStore {
         return stored
     }
 
-    func lease(_ who: String = recipient, limit: Int = 10, duration: TimeInterval = 60, maxAttempts: Int = 5,
-               at now: Date) async throws -> [Lease] {
+    func lease(
+        _ who: String = recipient,
+        limit: Int = 10,
+        duration: TimeInterval = 60,
+        maxAttempts: Int = 5,
+        at now: Date
+    ) async throws -> [Lease] {
         try await lease(recipient: who, limit: limit, duration: duration, maxAttempts: maxAttempts, now: now)
     }
 
-    func ack(_ lease: Lease, by who: String = recipient, token: String? = nil, receipt: Data = Data("processed".utf8),
-             rejected: Bool = false, reasonCode: String? = nil, claims: ReceiptClaims? = nil, at now: Date) async throws -> AcknowledgeOutcome {
-        try await acknowledge(id: lease.message.id, recipient: who, leaseToken: token ?? lease.message.leaseToken ?? "",
-                              receipt: receipt, rejected: rejected, reasonCode: reasonCode, claims: claims, now: now)
+    func ack(
+        _ lease: Lease,
+        by who: String = recipient,
+        token: String? = nil,
+        receipt: Data = Data("processed".utf8),
+        rejected: Bool = false,
+        reasonCode: String? = nil,
+        claims: ReceiptClaims? = nil,
+        at now: Date
+    ) async throws -> AcknowledgeOutcome {
+        try await acknowledge(
+            id: lease.message.id,
+            recipient: who,
+            leaseToken: token ?? lease.message.leaseToken ?? "",
+            receipt: receipt,
+            rejected: rejected,
+            reasonCode: reasonCode,
+            claims: claims,
+            now: now
+        )
     }
 
     func state(_ id: UUID) async throws -> MessageState? { try await message(id: id)?.state }
@@ -230,7 +274,8 @@ struct StoreContract {
     @Test(arguments: Backend.allCases)
     func leaseIsFIFOPerRecipientAndOnlyTheirs(backend: Backend) async throws {
         try await withStore(backend) { store in
-            var mine: [NewMessage] = [], theirs: [NewMessage] = []
+            var mine: [NewMessage] = []
+            var theirs: [NewMessage] = []
             for i in 0..<6 {
                 // Interleaved, with acceptance times out of order: acceptance order (sequence) rules.
                 let message = newMessage(to: i.isMultiple(of: 2) ? recipient : otherRecipient, acceptedAt: at(Double(10 - i)))
@@ -330,8 +375,10 @@ struct StoreContract {
                 throw ContractFailure("expected completed")
             }
             #expect(try await store.ack(lease, receipt: Data("second".utf8), at: at(2)) == .final(done))
-            #expect(try await store.ack(lease, receipt: Data("rejection".utf8), rejected: true, reasonCode: "x", at: at(2))
-                == .final(done))
+            #expect(
+                try await store.ack(lease, receipt: Data("rejection".utf8), rejected: true, reasonCode: "x", at: at(2))
+                    == .final(done)
+            )
             #expect(try await store.message(id: lease.message.id) == done)
         }
     }
@@ -521,8 +568,10 @@ struct StoreContract {
             #expect(done.completedAt == at(5))
             #expect(try await store.message(id: lease.message.id) == done)
             #expect(try await store.lease(at: at(100)).isEmpty)
-            #expect(try await store.ack(lease, receipt: receipt, rejected: true, reasonCode: "no-capacity", at: at(6))
-                == .alreadyCompleted(done))
+            #expect(
+                try await store.ack(lease, receipt: receipt, rejected: true, reasonCode: "no-capacity", at: at(6))
+                    == .alreadyCompleted(done)
+            )
         }
     }
 
@@ -539,8 +588,10 @@ struct StoreContract {
                 throw ContractFailure("expected completed")
             }
             // Not before completion + retention.
-            #expect(try await store.sweep(now: at(10 + retention - 1), maxAttempts: 5, retention: retention)
-                == SweepCounts(expired: 1))
+            #expect(
+                try await store.sweep(now: at(10 + retention - 1), maxAttempts: 5, retention: retention)
+                    == SweepCounts(expired: 1)
+            )
             #expect(try await store.body(id: done.id) == leases[0].body)
             // Then the acknowledged body goes; the expired one (final since 3609) waits for its own retention.
             #expect(try await store.sweep(now: at(10 + retention), maxAttempts: 5, retention: retention) == SweepCounts(purged: 1))
@@ -633,7 +684,7 @@ struct StoreContract {
             let store = try await fixture.migrated()
             try await store.accept(new)
             lease = try await store.lease(at: at(0)).first
-        } // The store is gone here, as after a restart.
+        }  // The store is gone here, as after a restart.
         let reopened = try await fixture.migrated()
         let stored = try #require(try await reopened.message(id: new.id))
         #expect(stored == lease?.message)
@@ -649,7 +700,8 @@ struct StoreContract {
         let fixture = try await backend.makeFixture()
         defer { fixture.cleanup() }
         // Two instances starting at once on fresh storage.
-        let first = try fixture.open(), second = try fixture.open()
+        let first = try fixture.open()
+        let second = try fixture.open()
         async let a: Void = first.migrate()
         async let b: Void = second.migrate()
         _ = try await (a, b)
@@ -693,17 +745,26 @@ extension GroupCommitContract {
     func concurrentAcknowledgementsEachCompleteTheirMessage(_ backend: Backend) async throws {
         try await withStore(backend) { store in
             _ = try await store.acceptMany(120)
-            let leases = try await store.lease(recipient: recipient, limit: 100, duration: 60, maxAttempts: 5, now: at(1))
+            let leases =
+                try await store.lease(recipient: recipient, limit: 100, duration: 60, maxAttempts: 5, now: at(1))
                 + store.lease(recipient: recipient, limit: 100, duration: 60, maxAttempts: 5, now: at(1))
             #expect(leases.count == 120)
             let twice = try #require(leases.first)
             let outcomes = try await withThrowingTaskGroup(of: (UUID, AcknowledgeOutcome).self) { group in
                 for lease in leases + [twice] {
                     group.addTask {
-                        (lease.message.id, try await store.acknowledge(id: lease.message.id, recipient: recipient,
-                                                                       leaseToken: lease.message.leaseToken ?? "",
-                                                                       receipt: Data("receipt \(lease.message.id)".utf8),
-                                                                       rejected: false, reasonCode: nil, now: at(2)))
+                        (
+                            lease.message.id,
+                            try await store.acknowledge(
+                                id: lease.message.id,
+                                recipient: recipient,
+                                leaseToken: lease.message.leaseToken ?? "",
+                                receipt: Data("receipt \(lease.message.id)".utf8),
+                                rejected: false,
+                                reasonCode: nil,
+                                now: at(2)
+                            )
+                        )
                     }
                 }
                 return try await group.reduce(into: []) { $0.append($1) }
@@ -758,7 +819,8 @@ extension GroupCommitContract {
             let some = Array(results.flatMap(\.1).filter { $0.message.id != again.message.id }.prefix(12)) + [again]
             for lease in some {
                 guard case .completed = try await store.ack(lease, by: lease.message.recipient, at: at(102)) else {
-                    Issue.record("the token of \(lease.message.id) was refused"); continue
+                    Issue.record("the token of \(lease.message.id) was refused")
+                    continue
                 }
             }
         }
@@ -778,9 +840,19 @@ extension GroupCommitContract {
             let swept = try await store.sweep(now: at(120), maxAttempts: 5, retention: day)
             #expect(swept.expired == 0)
             let token = try #require(lease.first?.message.leaseToken)
-            let outcome = try await store.acknowledge(id: message.id, recipient: recipient, leaseToken: token,
-                                                      receipt: Data("r".utf8), rejected: false, reasonCode: nil, now: at(130))
-            guard case .completed(let done) = outcome else { Issue.record("expected completed, got \(outcome)"); return }
+            let outcome = try await store.acknowledge(
+                id: message.id,
+                recipient: recipient,
+                leaseToken: token,
+                receipt: Data("r".utf8),
+                rejected: false,
+                reasonCode: nil,
+                now: at(130)
+            )
+            guard case .completed(let done) = outcome else {
+                Issue.record("expected completed, got \(outcome)")
+                return
+            }
             #expect(done.state == .acknowledged)
         }
     }

@@ -15,8 +15,13 @@ public struct ConfigurationKey<Value: Sendable & Equatable>: Sendable {
     public let summary: String
     let decode: @Sendable (Node) throws(ConfigurationRefusal) -> Value
 
-    public init(_ name: String, default defaultValue: Value, documented: String, _ summary: String,
-                decode: @escaping @Sendable (Node) throws(ConfigurationRefusal) -> Value) {
+    public init(
+        _ name: String,
+        default defaultValue: Value,
+        documented: String,
+        _ summary: String,
+        decode: @escaping @Sendable (Node) throws(ConfigurationRefusal) -> Value
+    ) {
         self.name = name
         self.defaultValue = defaultValue
         self.documentedDefault = documented
@@ -97,7 +102,8 @@ public struct HostPort: Sendable, Equatable {
 
     static func parse(_ text: String) -> HostPort? {
         guard let colon = text.lastIndex(of: ":"), colon != text.startIndex,
-              let port = Int(text[text.index(after: colon)...]), (0...65_535).contains(port) else { return nil }
+            let port = Int(text[text.index(after: colon)...]), (0...65_535).contains(port)
+        else { return nil }
         return HostPort(host: String(text[..<colon]).trimmingCharacters(in: CharacterSet(charactersIn: "[]")), port: port)
     }
 }
@@ -119,8 +125,12 @@ extension ConfigurationKey {
 
 extension ConfigurationKey where Value == String {
     /// Text (a path, a host, an id); `check` returns why a value is refused.
-    static func text(_ name: String, _ defaultValue: String, _ summary: String,
-                     check: @escaping @Sendable (String) -> String? = { _ in nil }) -> Self {
+    static func text(
+        _ name: String,
+        _ defaultValue: String,
+        _ summary: String,
+        check: @escaping @Sendable (String) -> String? = { _ in nil }
+    ) -> Self {
         Self(name, default: defaultValue, documented: defaultValue, summary) { node throws(ConfigurationRefusal) in
             let text = try scalar(node)
             if let why = check(text) { throw ConfigurationRefusal(why) }
@@ -158,7 +168,8 @@ extension ConfigurationKey where Value == HostPort? {
 extension ConfigurationKey where Value == [String] {
     /// A list of paths; one value is taken as a list of one.
     static func list(_ name: String, _ defaultValue: [String], _ summary: String) -> Self {
-        Self(name, default: defaultValue, documented: "[" + defaultValue.joined(separator: ", ") + "]", summary) { node throws(ConfigurationRefusal) in
+        Self(name, default: defaultValue, documented: "[" + defaultValue.joined(separator: ", ") + "]", summary) {
+            node throws(ConfigurationRefusal) in
             guard let sequence = node.sequence else { throw ConfigurationRefusal("must be a list, such as [a.pem, b.pem].") }
             var values: [String] = []
             for item in sequence {
@@ -192,11 +203,17 @@ extension ConfigurationKey where Value == Double {
     }
 
     /// A duration such as `30s`, `5m`, `12h` or `7d`; the default is written the same way.
-    static func duration(_ name: String, _ defaultText: String, atLeast minimum: String? = nil, atMost maximum: String? = nil,
-                         _ summary: String) -> Self {
+    static func duration(
+        _ name: String,
+        _ defaultText: String,
+        atLeast minimum: String? = nil,
+        atMost maximum: String? = nil,
+        _ summary: String
+    ) -> Self {
         let low = minimum.flatMap(Drafting.parseDuration) ?? 0
         let high = maximum.flatMap(Drafting.parseDuration) ?? .greatestFiniteMagnitude
-        return Self(name, default: Drafting.parseDuration(defaultText)!, documented: defaultText, summary) { node throws(ConfigurationRefusal) in
+        return Self(name, default: Drafting.parseDuration(defaultText)!, documented: defaultText, summary) {
+            node throws(ConfigurationRefusal) in
             guard let value = Drafting.parseDuration(try scalar(node)), value.isFinite else {
                 throw ConfigurationRefusal("must be a duration such as 30s, 5m, 12h or 7d.")
             }

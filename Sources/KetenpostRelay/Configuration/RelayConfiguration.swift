@@ -1,8 +1,8 @@
 import Foundation
 import KetenpostAPI
 import KetenpostEnvelope
-import KetenpostProvisioning
 import KetenpostModel
+import KetenpostProvisioning
 import Yams
 
 /// The relay's configuration (`config/ketenpost.yaml`): one section per part of the relay,
@@ -78,9 +78,13 @@ public struct RelayConfiguration: Sendable {
         }
         var given: [String: [String: Node]] = [:]
         if let root, !ConfigurationKey<String>.isNull(root) {
-            guard case .mapping(let sections) = root else { throw fail("the document", "must be a mapping of sections such as listen and store.") }
+            guard case .mapping(let sections) = root else {
+                throw fail("the document", "must be a mapping of sections such as listen and store.")
+            }
             for (sectionNode, value) in sections {
-                guard let name = sectionNode.scalar?.string else { throw fail("a key", "is not text; keys are plain names such as listen or store.") }
+                guard let name = sectionNode.scalar?.string else {
+                    throw fail("a key", "is not text; keys are plain names such as listen or store.")
+                }
                 guard let section = Self.sections.first(where: { $0.name == name }) else { throw fail(name, "is not a known key.") }
                 guard given[name] == nil else { throw fail(name, "is given twice.") }
                 var keys: [String: Node] = [:]

@@ -17,8 +17,11 @@ extension RelayConfiguration {
     public struct Relay: ConfigurationSection {
         public static let name = "relay"
         static let idKey = ConfigurationKey.text(
-            "id", DevelopmentPKI.relayID, "The commonName of the relay certificate: the issuer named in acceptance receipts.",
-            check: partnerStyleID)
+            "id",
+            DevelopmentPKI.relayID,
+            "The commonName of the relay certificate: the issuer named in acceptance receipts.",
+            check: partnerStyleID
+        )
         public static let keys: [any DocumentedKey] = [idKey]
 
         public var id = idKey.defaultValue
@@ -34,7 +37,12 @@ extension RelayConfiguration {
     public struct Listen: ConfigurationSection {
         public static let name = "listen"
         static let hostKey = ConfigurationKey.text("host", "127.0.0.1", "The address the relay listens on.")
-        static let portKey = ConfigurationKey.integer("port", 8443, in: 0...65_535, "The port; 0 picks a free one (the relay logs and prints it).")
+        static let portKey = ConfigurationKey.integer(
+            "port",
+            8443,
+            in: 0...65_535,
+            "The port; 0 picks a free one (the relay logs and prints it)."
+        )
         public static let keys: [any DocumentedKey] = [hostKey, portKey]
 
         public var host = hostKey.defaultValue
@@ -51,11 +59,20 @@ extension RelayConfiguration {
     /// `store`: where accepted messages, the directory and the audit trail live.
     public struct Store: ConfigurationSection {
         public static let name = "store"
-        static let pathKey = ConfigurationKey.text("path", "data/ketenpost.sqlite", "The SQLite file (WAL; every commit fsync'd before the relay answers).")
+        static let pathKey = ConfigurationKey.text(
+            "path",
+            "data/ketenpost.sqlite",
+            "The SQLite file (WAL; every commit fsync'd before the relay answers)."
+        )
         static let urlKey = ConfigurationKey.optionalText(
             "url",
-            "The store as a URL, overriding `path`: `sqlite:///path/to/file` or `postgres://user[:password]@host:port/database[?sslmode=require&sslrootcert=PATH]`; several relay instances share one PostgreSQL database.",
-            check: { StoreLocation.parse($0) == nil ? "must be sqlite:///path/to/file or postgres://user@host:port/database." : nil })
+            """
+            The store as a URL, overriding `path`: `sqlite:///path/to/file` or \
+            `postgres://user[:password]@host:port/database[?sslmode=require&sslrootcert=PATH]`; several relay instances share one \
+            PostgreSQL database.
+            """,
+            check: { StoreLocation.parse($0) == nil ? "must be sqlite:///path/to/file or postgres://user@host:port/database." : nil }
+        )
         public static let keys: [any DocumentedKey] = [pathKey, urlKey]
 
         public var path = pathKey.defaultValue
@@ -78,17 +95,40 @@ extension RelayConfiguration {
     public struct TLS: ConfigurationSection {
         public static let name = "tls"
         static let certificateKey = ConfigurationKey.text(
-            "certificate", "certs/dev/relay/cert.pem", "The relay's TLS server certificate (PEM, leaf first); it also signs acceptance receipts.")
+            "certificate",
+            "certs/dev/relay/cert.pem",
+            "The relay's TLS server certificate (PEM, leaf first); it also signs acceptance receipts."
+        )
         static let keyKey = ConfigurationKey.text("key", "certs/dev/relay/key.pem", "The relay's private key (PEM).")
-        static let trustAnchorsKey = ConfigurationKey.text("trustAnchors", "certs/dev/ca/cert.pem", "The CAs that issue partner certificates (PEM).")
+        static let trustAnchorsKey = ConfigurationKey.text(
+            "trustAnchors",
+            "certs/dev/ca/cert.pem",
+            "The CAs that issue partner certificates (PEM)."
+        )
         static let crlsKey = ConfigurationKey.list(
-            "crls", ["certs/dev/crl.pem"], "CRLs (PEM); with CRLs, revocation is checked at every TLS handshake and for every signature (fail closed).")
+            "crls",
+            ["certs/dev/crl.pem"],
+            "CRLs (PEM); with CRLs, revocation is checked at every TLS handshake and for every signature (fail closed)."
+        )
         static let reloadIntervalKey = ConfigurationKey.duration(
-            "reloadInterval", "10s", atLeast: "1s",
-            "How often the certificate, key, trust anchors and CRLs are checked for changes on disk (SIGHUP: at once); open connections continue.")
+            "reloadInterval",
+            "10s",
+            atLeast: "1s",
+            """
+            How often the certificate, key, trust anchors and CRLs are checked for changes on disk (SIGHUP: at once); open \
+            connections continue.
+            """
+        )
         static let staleCRLKey = ConfigurationKey.choice(
-            "staleCRL", false, yes: "accept", no: "refuse",
-            "What a CRL past its next update means: `refuse` closes the door to that CA's certificates until a fresh CRL arrives, `accept` keeps it open; logged as an error and shown by `ketenpost_crl_stale` either way.")
+            "staleCRL",
+            false,
+            yes: "accept",
+            no: "refuse",
+            """
+            What a CRL past its next update means: `refuse` closes the door to that CA's certificates until a fresh CRL arrives, \
+            `accept` keeps it open; logged as an error and shown by `ketenpost_crl_stale` either way.
+            """
+        )
         public static let keys: [any DocumentedKey] = [certificateKey, keyKey, trustAnchorsKey, crlsKey, reloadIntervalKey, staleCRLKey]
 
         public var certificate = certificateKey.defaultValue
@@ -115,15 +155,31 @@ extension RelayConfiguration {
     public struct Directory: ConfigurationSection {
         public static let name = "directory"
         static let partnersKey = ConfigurationKey.text(
-            "partners", "config/partners.yaml", "The partner file; at start, what the store lacks is imported (changes made through the admin API stay).")
-        static let policyKey = ConfigurationKey.text("policy", "config/policy.yaml", "Which role may send which message type to which role.")
+            "partners",
+            "config/partners.yaml",
+            "The partner file; at start, what the store lacks is imported (changes made through the admin API stay)."
+        )
+        static let policyKey = ConfigurationKey.text(
+            "policy",
+            "config/policy.yaml",
+            "Which role may send which message type to which role."
+        )
         static let certificatesKey = ConfigurationKey.text(
-            "certificates", "certs/dev/partners", "Where `<id>/cert.pem` is found for partners that list no certificates of their own.")
+            "certificates",
+            "certs/dev/partners",
+            "Where `<id>/cert.pem` is found for partners that list no certificates of their own."
+        )
         static let refreshIntervalKey = ConfigurationKey.duration(
-            "refreshInterval", "1s", atLeast: "0.1s",
-            "How often an instance checks the store for directory changes made by another instance (its own apply at once).")
+            "refreshInterval",
+            "1s",
+            atLeast: "0.1s",
+            "How often an instance checks the store for directory changes made by another instance (its own apply at once)."
+        )
         static let expiryWarningKey = ConfigurationKey.duration(
-            "expiryWarning", "30d", "Certificates that expire within this are logged daily and listed by `ketenpost admin certs expiring`.")
+            "expiryWarning",
+            "30d",
+            "Certificates that expire within this are logged daily and listed by `ketenpost admin certs expiring`."
+        )
         public static let keys: [any DocumentedKey] = [partnersKey, policyKey, certificatesKey, refreshIntervalKey, expiryWarningKey]
 
         public var partners = partnersKey.defaultValue
@@ -148,7 +204,11 @@ extension RelayConfiguration {
         public static let name = "metrics"
         static let listenKey = ConfigurationKey.address(
             "listen",
-            "`HOST:PORT` of a plain-HTTP listener that serves only `GET /metrics` (Prometheus text); keep it on loopback or an internal network. Administrators also get `/metrics` on the main port.")
+            """
+            `HOST:PORT` of a plain-HTTP listener that serves only `GET /metrics` (Prometheus text); keep it on loopback or an \
+            internal network. Administrators also get `/metrics` on the main port.
+            """
+        )
         public static let keys: [any DocumentedKey] = [listenKey]
 
         public var listen = listenKey.defaultValue
@@ -165,10 +225,17 @@ extension RelayConfiguration {
         public static let name = "conformance"
         static let echoKey = ConfigurationKey.optionalText(
             "echo",
-            "The partner id of a conformance echo the relay hosts (e.g. `ketenpost-echo`): it answers every signal with a signal back, or rejects what it cannot open with the failing check's code. Leave it off in production.",
-            check: partnerStyleID)
+            """
+            The partner id of a conformance echo the relay hosts (e.g. `ketenpost-echo`): it answers every signal with a signal back, \
+            or rejects what it cannot open with the failing check's code. Leave it off in production.
+            """,
+            check: partnerStyleID
+        )
         static let identityKey = ConfigurationKey.text(
-            "identity", "certs/dev/echo", "The echo's own certificate and key (the development PKI creates them); it talks to the relay over mutual TLS like any partner.")
+            "identity",
+            "certs/dev/echo",
+            "The echo's own certificate and key (the development PKI creates them); it talks to the relay over mutual TLS like any partner."
+        )
         public static let keys: [any DocumentedKey] = [echoKey, identityKey]
 
         public var echo = echoKey.defaultValue
@@ -186,8 +253,11 @@ extension RelayConfiguration {
     public struct Audit: ConfigurationSection {
         public static let name = "audit"
         static let checkpointIntervalKey = ConfigurationKey.duration(
-            "checkpointInterval", "5m", atLeast: "1s",
-            "How often the relay signs the head of the hash-chained audit trail (and once more when it stops).")
+            "checkpointInterval",
+            "5m",
+            atLeast: "1s",
+            "How often the relay signs the head of the hash-chained audit trail (and once more when it stops)."
+        )
         public static let keys: [any DocumentedKey] = [checkpointIntervalKey]
 
         public var checkpointInterval = checkpointIntervalKey.defaultValue
@@ -203,12 +273,22 @@ extension RelayConfiguration {
     public struct Admin: ConfigurationSection {
         public static let name = "admin"
         static let certificatesKey = ConfigurationKey.list(
-            "certificates", ["certs/dev/admin/cert.pem"], "PEM files with the administrators' certificates; only their holders may use `/v1/admin/...` and `/metrics`.")
+            "certificates",
+            ["certs/dev/admin/cert.pem"],
+            "PEM files with the administrators' certificates; only their holders may use `/v1/admin/...` and `/metrics`."
+        )
         static let listenKey = ConfigurationKey.address(
             "listen",
-            "`HOST:PORT` of the status page for administrators, without authentication, so on a loopback address only (reach it through an SSH tunnel); administrators also get it at `/v1/admin/status`.",
-            check: { ["127.0.0.1", "::1", "localhost"].contains($0.host) ? nil
-                : "must be on a loopback address (127.0.0.1, ::1 or localhost): the page has no authentication." })
+            """
+            `HOST:PORT` of the status page for administrators, without authentication, so on a loopback address only (reach it \
+            through an SSH tunnel); administrators also get it at `/v1/admin/status`.
+            """,
+            check: {
+                ["127.0.0.1", "::1", "localhost"].contains($0.host)
+                    ? nil
+                    : "must be on a loopback address (127.0.0.1, ::1 or localhost): the page has no authentication."
+            }
+        )
         public static let keys: [any DocumentedKey] = [certificatesKey, listenKey]
 
         public var certificates = certificatesKey.defaultValue
@@ -227,18 +307,43 @@ extension RelayConfiguration {
     public struct Queue: ConfigurationSection {
         public static let name = "queue"
         static let leaseDurationKey = ConfigurationKey.duration(
-            "leaseDuration", "60s", atLeast: "1s", "How long a delivered message stays invisible to other polls.")
-        static let maxAttemptsKey = ConfigurationKey.integer("maxAttempts", 5, in: 1...100, "Deliveries without acknowledgement before dead-lettering.")
-        static let retentionKey = ConfigurationKey.duration("retention", "7d", "How long ciphertext stays after a message became final (receipts stay).")
+            "leaseDuration",
+            "60s",
+            atLeast: "1s",
+            "How long a delivered message stays invisible to other polls."
+        )
+        static let maxAttemptsKey = ConfigurationKey.integer(
+            "maxAttempts",
+            5,
+            in: 1...100,
+            "Deliveries without acknowledgement before dead-lettering."
+        )
+        static let retentionKey = ConfigurationKey.duration(
+            "retention",
+            "7d",
+            "How long ciphertext stays after a message became final (receipts stay)."
+        )
         static let sweepIntervalKey = ConfigurationKey.duration(
-            "sweepInterval", "5s", atLeast: "0.01s", atMost: "1d", "How often expiry, dead-letters and purges are applied.")
+            "sweepInterval",
+            "5s",
+            atLeast: "0.01s",
+            atMost: "1d",
+            "How often expiry, dead-letters and purges are applied."
+        )
         // Below the server's 60 s idle timeout and the client library's 60 s request timeout,
         // so that a long poll never outlives the connection it would deliver to.
         static let maxLongPollKey = ConfigurationKey.duration(
-            "maxLongPoll", "30s", atMost: "50s", "The longest inbox wait a partner may ask for.")
+            "maxLongPoll",
+            "30s",
+            atMost: "50s",
+            "The longest inbox wait a partner may ask for."
+        )
         static let maxLifetimeKey = ConfigurationKey<[MessageType: TimeInterval]>(
-            "maxLifetime", default: Dictionary(uniqueKeysWithValues: MessageType.allCases.map { ($0, Drafting.defaultLifetime(for: $0)) }),
-            documented: MessageType.allCases.map { "\($0.rawValue) \(Int(Drafting.defaultLifetime(for: $0) / 86_400))d" }.joined(separator: ", "),
+            "maxLifetime",
+            default: Dictionary(uniqueKeysWithValues: MessageType.allCases.map { ($0, Drafting.defaultLifetime(for: $0)) }),
+            documented: MessageType.allCases.map { "\($0.rawValue) \(Int(Drafting.defaultLifetime(for: $0) / 86_400))d" }.joined(
+                separator: ", "
+            ),
             "Per message type: the relay expires a message at the earlier of its header's `expiresAt` and acceptance plus this."
         ) { node throws(ConfigurationRefusal) in
             guard let mapping = node.mapping else { throw ConfigurationRefusal("must be a mapping from message type to duration.") }
@@ -246,7 +351,10 @@ extension RelayConfiguration {
             for (keyNode, valueNode) in mapping {
                 let key = keyNode.scalar?.string ?? "?"
                 guard let type = MessageType(rawValue: key) else {
-                    throw ConfigurationRefusal("is not a message type (\(MessageType.allCases.map(\.rawValue).joined(separator: ", "))).", subkey: key)
+                    throw ConfigurationRefusal(
+                        "is not a message type (\(MessageType.allCases.map(\.rawValue).joined(separator: ", "))).",
+                        subkey: key
+                    )
                 }
                 guard let text = valueNode.scalar?.string, let value = Drafting.parseDuration(text), value.isFinite else {
                     throw ConfigurationRefusal("must be a duration such as 30s, 5m, 12h or 7d.", subkey: key)
@@ -255,7 +363,9 @@ extension RelayConfiguration {
             }
             return lifetimes
         }
-        public static let keys: [any DocumentedKey] = [leaseDurationKey, maxAttemptsKey, retentionKey, sweepIntervalKey, maxLongPollKey, maxLifetimeKey]
+        public static let keys: [any DocumentedKey] = [
+            leaseDurationKey, maxAttemptsKey, retentionKey, sweepIntervalKey, maxLongPollKey, maxLifetimeKey,
+        ]
 
         public var leaseDuration = leaseDurationKey.defaultValue
         public var maxAttempts = maxAttemptsKey.defaultValue
@@ -280,19 +390,48 @@ extension RelayConfiguration {
     public struct Limits: ConfigurationSection {
         public static let name = "limits"
         static let maxMessageBytesKey = ConfigurationKey.integer(
-            "maxMessageBytes", 4 << 20, in: 1_024...Envelope.maximumSize, "Larger submissions get 413 before they are read.")
+            "maxMessageBytes",
+            4 << 20,
+            in: 1_024...Envelope.maximumSize,
+            "Larger submissions get 413 before they are read."
+        )
         // Below one request a day the Retry-After arithmetic leaves every sane range.
         static let ratePerSecondKey = ConfigurationKey.number(
-            "ratePerSecond", 50, in: 0.001...1_000_000, "Requests per second per partner, with bursts up to `rateBurst`; beyond it 429 with Retry-After.")
-        static let rateBurstKey = ConfigurationKey.number("rateBurst", 200, in: 1...1_000_000, "The burst a partner may use above its rate.")
+            "ratePerSecond",
+            50,
+            in: 0.001...1_000_000,
+            "Requests per second per partner, with bursts up to `rateBurst`; beyond it 429 with Retry-After."
+        )
+        static let rateBurstKey = ConfigurationKey.number(
+            "rateBurst",
+            200,
+            in: 1...1_000_000,
+            "The burst a partner may use above its rate."
+        )
         static let idleTimeoutKey = ConfigurationKey.duration(
-            "idleTimeout", "60s", atLeast: "0.1s",
-            "A connection without a request in progress is closed after this; it also cuts off a TLS handshake or request head that trickles in.")
+            "idleTimeout",
+            "60s",
+            atLeast: "0.1s",
+            """
+            A connection without a request in progress is closed after this; it also cuts off a TLS handshake or request head that \
+            trickles in.
+            """
+        )
         static let bodyTimeoutKey = ConfigurationKey.duration(
-            "bodyTimeout", "60s", atLeast: "0.1s", "A request body must be complete this long after its head, or the connection is closed.")
+            "bodyTimeout",
+            "60s",
+            atLeast: "0.1s",
+            "A request body must be complete this long after its head, or the connection is closed."
+        )
         static let maxConnectionsKey = ConfigurationKey.integer(
-            "maxConnections", 1024, in: 1...1_000_000, "Open connections at most; more wait in the listen backlog (gauge `ketenpost_connections_open`).")
-        public static let keys: [any DocumentedKey] = [maxMessageBytesKey, ratePerSecondKey, rateBurstKey, idleTimeoutKey, bodyTimeoutKey, maxConnectionsKey]
+            "maxConnections",
+            1024,
+            in: 1...1_000_000,
+            "Open connections at most; more wait in the listen backlog (gauge `ketenpost_connections_open`)."
+        )
+        public static let keys: [any DocumentedKey] = [
+            maxMessageBytesKey, ratePerSecondKey, rateBurstKey, idleTimeoutKey, bodyTimeoutKey, maxConnectionsKey,
+        ]
 
         public var maxMessageBytes = maxMessageBytesKey.defaultValue
         public var ratePerSecond = ratePerSecondKey.defaultValue
@@ -318,7 +457,11 @@ extension RelayConfiguration {
         public static let name = "developmentPKI"
         static let directoryKey = ConfigurationKey.optionalText(
             "directory",
-            "If set and no CA exists there, the first start creates a development PKI (CA, relay, partners, administrator, echo); the shipped file sets `certs/dev`. Leave it out in production.")
+            """
+            If set and no CA exists there, the first start creates a development PKI (CA, relay, partners, administrator, echo); the \
+            shipped file sets `certs/dev`. Leave it out in production.
+            """
+        )
         public static let keys: [any DocumentedKey] = [directoryKey]
 
         public var directory = directoryKey.defaultValue

@@ -1,7 +1,7 @@
 import Foundation
 import KetenpostAPI
-import KetenpostEnvelope
 import KetenpostCrypto
+import KetenpostEnvelope
 import KetenpostStore
 
 /// Who is calling, established once per request from the TLS client certificate.
@@ -63,13 +63,25 @@ public struct Authenticator: Sendable {
         let state = registered.state(at: clock())
         switch state {
         case .revoked:
-            throw KetenpostError(.certificateRevoked, "This certificate of \(partner) was revoked by the relay administrators; use its replacement.")
+            throw KetenpostError(
+                .certificateRevoked,
+                "This certificate of \(partner) was revoked by the relay administrators; use its replacement."
+            )
         case .active, .retiring:
             guard registered.record.uses.contains(use) else {
-                throw KetenpostError(.certificateInactive, "This certificate of \(partner) is not registered for \(use.rawValue); ask the relay administrators to register it for that use.")
+                throw KetenpostError(
+                    .certificateInactive,
+                    """
+                    This certificate of \(partner) is not registered for \(use.rawValue); ask the relay administrators to register it \
+                    for that use.
+                    """
+                )
             }
         case .pending, .retired, .expired:
-            throw KetenpostError(.certificateInactive, "This certificate of \(partner) is \(state.rawValue) in the directory; use the partner's current certificate.")
+            throw KetenpostError(
+                .certificateInactive,
+                "This certificate of \(partner) is \(state.rawValue) in the directory; use the partner's current certificate."
+            )
         }
     }
 
@@ -78,8 +90,11 @@ public struct Authenticator: Sendable {
         if let wait = rateLimiter.take(partner.id) {
             // Clamped: a wait that is not a sane number of seconds must not trap the conversion.
             let seconds = wait.isFinite ? max(1, Int(min(wait, 86_400).rounded(.up))) : 86_400
-            throw KetenpostError(.rateLimited, "Too many requests from \(partner.id); retry after \(seconds) second(s).",
-                                 detail: ["retry-after=\(seconds)"])
+            throw KetenpostError(
+                .rateLimited,
+                "Too many requests from \(partner.id); retry after \(seconds) second(s).",
+                detail: ["retry-after=\(seconds)"]
+            )
         }
     }
 }

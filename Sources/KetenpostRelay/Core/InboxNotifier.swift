@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// Wakes long-polling inbox requests when a message for their partner arrives, so that
 /// delivery latency does not depend on a polling interval.
@@ -65,7 +66,10 @@ actor InboxNotifier {
 
 /// A token bucket per partner: `rate` requests per second with bursts up to `burst`.
 final class RateLimiter: Sendable {
-    private struct Bucket { var tokens: Double; var updated: Date }
+    private struct Bucket {
+        var tokens: Double
+        var updated: Date
+    }
     private let rate: Double
     private let burst: Double
     private let buckets = Mutex<[String: Bucket]>([:])
@@ -90,5 +94,3 @@ final class RateLimiter: Sendable {
         }
     }
 }
-
-import Synchronization

@@ -1,6 +1,6 @@
 import Foundation
-import KetenpostEnvelope
 import KetenpostCrypto
+import KetenpostEnvelope
 import KetenpostStore
 import Logging
 import Synchronization
@@ -17,8 +17,13 @@ public final class LiveCredentials: Sendable {
     /// The stale-CRL alarm: which files were last logged, and when.
     private let crlAlarm = Mutex<(files: Set<String>, loggedAt: Date)>(([], .distantPast))
 
-    init(_ credentials: RelayCredentials, configuration: RelayConfiguration, metrics: RelayMetrics, logger: Logger,
-         clock: @escaping @Sendable () -> Date) {
+    init(
+        _ credentials: RelayCredentials,
+        configuration: RelayConfiguration,
+        metrics: RelayMetrics,
+        logger: Logger,
+        clock: @escaping @Sendable () -> Date
+    ) {
         current = Mutex(credentials)
         self.configuration = configuration
         self.metrics = metrics
@@ -39,8 +44,10 @@ public final class LiveCredentials: Sendable {
         do {
             fresh = try RelayCredentials.load(configuration)
         } catch {
-            logger.error("reload refused; the previous certificates stay in use",
-                         metadata: ["error.code": "\(error.code)", "error.message": "\(error.message)"])
+            logger.error(
+                "reload refused; the previous certificates stay in use",
+                metadata: ["error.code": "\(error.code)", "error.message": "\(error.message)"]
+            )
             return false
         }
         let changed = current.withLock { current -> Bool in
@@ -49,11 +56,14 @@ public final class LiveCredentials: Sendable {
             return true
         }
         if changed {
-            logger.notice("certificates reloaded", metadata: [
-                "relay.certificate.serial": "\(fresh.identity.certificate.serialNumberHex)",
-                "relay.certificate.notAfter": "\(ISO8601DateFormatter().string(from: fresh.identity.certificate.notAfter))",
-                "crl.count": "\(fresh.crls.count)",
-            ])
+            logger.notice(
+                "certificates reloaded",
+                metadata: [
+                    "relay.certificate.serial": "\(fresh.identity.certificate.serialNumberHex)",
+                    "relay.certificate.notAfter": "\(ISO8601DateFormatter().string(from: fresh.identity.certificate.notAfter))",
+                    "crl.count": "\(fresh.crls.count)",
+                ]
+            )
         }
         checkCRLs()
         return changed
@@ -75,7 +85,8 @@ public final class LiveCredentials: Sendable {
             alarm = (Set(stale), now)
             return true
         }
-        let consequence = configuration.tls.acceptStaleCRL
+        let consequence =
+            configuration.tls.acceptStaleCRL
             ? "still accepting (tls.staleCRL: accept)" : "refusing certificates of its CA (tls.staleCRL: refuse)"
         for file in stale where log {
             logger.error("CRL past its next update: \(consequence)", metadata: ["crl.file": "\(file)"])
@@ -93,8 +104,13 @@ public final class LiveDirectory: Sendable {
     let clock: @Sendable () -> Date
     private let current: Mutex<PartnerDirectory>
 
-    init(_ directory: PartnerDirectory, store: any RelayStore, metrics: RelayMetrics, logger: Logger,
-         clock: @escaping @Sendable () -> Date) {
+    init(
+        _ directory: PartnerDirectory,
+        store: any RelayStore,
+        metrics: RelayMetrics,
+        logger: Logger,
+        clock: @escaping @Sendable () -> Date
+    ) {
         current = Mutex(directory)
         self.store = store
         self.metrics = metrics
@@ -120,8 +136,10 @@ public final class LiveDirectory: Sendable {
             metrics.directoryVersion.set(Double(fresh.version))
             updateCertificateGauges()
             if fresh.version != previous.version {
-                logger.info("directory loaded",
-                            metadata: ["directory.version": "\(fresh.version)", "directory.partners": "\(fresh.partners.count)"])
+                logger.info(
+                    "directory loaded",
+                    metadata: ["directory.version": "\(fresh.version)", "directory.partners": "\(fresh.partners.count)"]
+                )
             }
         }
     }
@@ -142,7 +160,9 @@ public final class LiveDirectory: Sendable {
     func expiring(within window: TimeInterval, at now: Date) -> [(partner: String, certificate: RegisteredCertificate)] {
         snapshot.partners.values.flatMap { partner in
             partner.certificates
-                .filter { $0.state(at: now) != .revoked && $0.state(at: now) != .retired && $0.record.notAfter.timeIntervalSince(now) < window }
+                .filter {
+                    $0.state(at: now) != .revoked && $0.state(at: now) != .retired && $0.record.notAfter.timeIntervalSince(now) < window
+                }
                 .map { (partner.id, $0) }
         }.sorted { $0.certificate.record.notAfter < $1.certificate.record.notAfter }
     }

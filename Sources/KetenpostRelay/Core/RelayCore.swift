@@ -1,6 +1,6 @@
 import Foundation
-import KetenpostEnvelope
 import KetenpostCrypto
+import KetenpostEnvelope
 import KetenpostModel
 import KetenpostStore
 import Logging
@@ -27,17 +27,43 @@ public final class RelayCore: Sendable {
     let notifier = InboxNotifier()
 
     /// A core from values in memory (no files, no administrators): for harnesses such as the fuzz targets.
-    public convenience init(configuration: RelayConfiguration, directory: PartnerDirectory, policy: Policy, trust: TrustStore,
-                            identity: Identity, store: any RelayStore, logger: Logger) throws {
+    public convenience init(
+        configuration: RelayConfiguration,
+        directory: PartnerDirectory,
+        policy: Policy,
+        trust: TrustStore,
+        identity: Identity,
+        store: any RelayStore,
+        logger: Logger
+    ) throws {
         let credentials = RelayCredentials(
-            trust: trust, identity: identity, tlsChain: [],
+            trust: trust,
+            identity: identity,
+            tlsChain: [],
             tlsKey: .privateKey(try NIOSSLPrivateKey(bytes: Array(try identity.key.pem().utf8), format: .pem)),
-            administrators: [], crls: [], digest: "")
-        self.init(configuration: configuration, directory: directory, policy: policy, credentials: credentials, store: store, logger: logger)
+            administrators: [],
+            crls: [],
+            digest: ""
+        )
+        self.init(
+            configuration: configuration,
+            directory: directory,
+            policy: policy,
+            credentials: credentials,
+            store: store,
+            logger: logger
+        )
     }
 
-    init(configuration: RelayConfiguration, directory: PartnerDirectory, policy: Policy, credentials: RelayCredentials,
-         store: any RelayStore, logger: Logger, clock: @escaping @Sendable () -> Date = { Date() }) {
+    init(
+        configuration: RelayConfiguration,
+        directory: PartnerDirectory,
+        policy: Policy,
+        credentials: RelayCredentials,
+        store: any RelayStore,
+        logger: Logger,
+        clock: @escaping @Sendable () -> Date = { Date() }
+    ) {
         self.configuration = configuration
         self.policy = policy
         self.store = store
@@ -47,12 +73,31 @@ public final class RelayCore: Sendable {
         self.metrics = metrics
         self.credentials = LiveCredentials(credentials, configuration: configuration, metrics: metrics, logger: logger, clock: clock)
         self.directory = LiveDirectory(directory, store: store, metrics: metrics, logger: logger, clock: clock)
-        authenticator = Authenticator(credentials: self.credentials, directory: self.directory,
-                                      rateLimiter: RateLimiter(rate: configuration.limits.ratePerSecond, burst: configuration.limits.rateBurst), clock: clock)
-        messages = MessageService(configuration: configuration, policy: policy, store: store, credentials: self.credentials,
-                                  directory: self.directory, authenticator: authenticator, notifier: notifier, metrics: metrics, clock: clock)
-        administration = DirectoryAdministration(configuration: configuration, store: store, credentials: self.credentials,
-                                                 directory: self.directory, notifier: notifier, clock: clock)
+        authenticator = Authenticator(
+            credentials: self.credentials,
+            directory: self.directory,
+            rateLimiter: RateLimiter(rate: configuration.limits.ratePerSecond, burst: configuration.limits.rateBurst),
+            clock: clock
+        )
+        messages = MessageService(
+            configuration: configuration,
+            policy: policy,
+            store: store,
+            credentials: self.credentials,
+            directory: self.directory,
+            authenticator: authenticator,
+            notifier: notifier,
+            metrics: metrics,
+            clock: clock
+        )
+        administration = DirectoryAdministration(
+            configuration: configuration,
+            store: store,
+            credentials: self.credentials,
+            directory: self.directory,
+            notifier: notifier,
+            clock: clock
+        )
     }
 
     // MARK: Housekeeping shared by the lifecycle services, the status page and the tests
@@ -93,14 +138,22 @@ public final class RelayCore: Sendable {
         let items = directory.expiring(within: configuration.directory.expiryWarning, at: now)
         for item in items {
             let days = Int((item.certificate.record.notAfter.timeIntervalSince(now) / 86_400).rounded(.down))
-            logger.warning("certificate expires soon", metadata: [
-                "partner.id": "\(item.partner)", "certificate.fingerprint": "\(item.certificate.fingerprint.prefix(16))",
-                "certificate.daysLeft": "\(days)"])
+            logger.warning(
+                "certificate expires soon",
+                metadata: [
+                    "partner.id": "\(item.partner)", "certificate.fingerprint": "\(item.certificate.fingerprint.prefix(16))",
+                    "certificate.daysLeft": "\(days)",
+                ]
+            )
         }
         let relay = credentials.identity.certificate
         if relay.notAfter.timeIntervalSince(now) < configuration.directory.expiryWarning {
-            logger.warning("the relay's own certificate expires soon", metadata: [
-                "certificate.daysLeft": "\(Int((relay.notAfter.timeIntervalSince(now) / 86_400).rounded(.down)))"])
+            logger.warning(
+                "the relay's own certificate expires soon",
+                metadata: [
+                    "certificate.daysLeft": "\(Int((relay.notAfter.timeIntervalSince(now) / 86_400).rounded(.down)))"
+                ]
+            )
         }
         return items
     }

@@ -1,7 +1,7 @@
 import Foundation
 import KetenpostAPI
-import KetenpostEnvelope
 import KetenpostCrypto
+import KetenpostEnvelope
 import NIOSSL
 
 /// The relay's own certificate and key, the trust anchors with their CRLs and the
@@ -45,10 +45,16 @@ struct RelayCredentials: Sendable {
             guard let leaf = chain.first else { throw KetenpostError(.configInvalid, "no certificate") }
             identity = try Identity(certificate: leaf, key: try PrivateKey(pem: keyPEM), chain: Array(chain.dropFirst()))
         } catch {
-            throw KetenpostError(.configInvalid, "tls.certificate/tls.key (\(configuration.tls.certificate)): cannot be read as the relay's identity: \(error)")
+            throw KetenpostError(
+                .configInvalid,
+                "tls.certificate/tls.key (\(configuration.tls.certificate)): cannot be read as the relay's identity: \(error)"
+            )
         }
         guard identity.partnerID == configuration.relay.id else {
-            throw KetenpostError(.configInvalid, "relay.id is \(configuration.relay.id) but the relay certificate is for \(identity.partnerID).")
+            throw KetenpostError(
+                .configInvalid,
+                "relay.id is \(configuration.relay.id) but the relay certificate is for \(identity.partnerID)."
+            )
         }
         let trust: TrustStore
         var crls: [(file: String, lastUpdate: Date, nextUpdate: Date?)] = []
@@ -58,7 +64,13 @@ struct RelayCredentials: Sendable {
             crls = zip(crlData, lists).map { ($0.0.0, $0.1.lastUpdate, $0.1.nextUpdate) }
             trust = try TrustStore(anchors: anchors, revocationLists: lists, acceptExpiredCRLs: configuration.tls.acceptStaleCRL)
         } catch {
-            throw KetenpostError(.configInvalid, "tls.trustAnchors (\(configuration.tls.trustAnchors)) or tls.crls (\(configuration.tls.crls.joined(separator: ", "))): cannot be read: \(error)")
+            throw KetenpostError(
+                .configInvalid,
+                """
+                tls.trustAnchors (\(configuration.tls.trustAnchors)) or tls.crls (\(configuration.tls.crls.joined(separator: ", "))): \
+                cannot be read: \(error)
+                """
+            )
         }
         var administrators = Set<String>()
         for (path, data) in adminPEM {
@@ -73,15 +85,25 @@ struct RelayCredentials: Sendable {
             tlsChain = try chain.map { .certificate(try NIOSSLCertificate(bytes: Array($0.der), format: .der)) }
             tlsKey = .privateKey(try NIOSSLPrivateKey(bytes: Array(keyPEM), format: .pem))
         } catch {
-            throw KetenpostError(.configInvalid, "tls.certificate/tls.key (\(configuration.tls.certificate)): cannot be used for TLS: \(error)")
+            throw KetenpostError(
+                .configInvalid,
+                "tls.certificate/tls.key (\(configuration.tls.certificate)): cannot be used for TLS: \(error)"
+            )
         }
         var all = Data()
         for path in files.keys.sorted() {
             all.append(Data(path.utf8))
             all.append(files[path]!)
         }
-        return RelayCredentials(trust: trust, identity: identity, tlsChain: tlsChain, tlsKey: tlsKey,
-                                administrators: administrators, crls: crls, digest: Digest.sha256(all).hexString)
+        return RelayCredentials(
+            trust: trust,
+            identity: identity,
+            tlsChain: tlsChain,
+            tlsKey: tlsKey,
+            administrators: administrators,
+            crls: crls,
+            digest: Digest.sha256(all).hexString
+        )
     }
 
     /// CRL files past their next update at `now`.

@@ -1,8 +1,8 @@
 import Foundation
 import KetenpostAPI
-import KetenpostProvisioning
 import KetenpostCrypto
 import KetenpostModel
+import KetenpostProvisioning
 import KetenpostStore
 import Yams
 
@@ -62,14 +62,20 @@ public struct PartnerDirectory: Sendable {
             } else if let parsed = try? Certificate(der: record.der) {
                 certificate = parsed
             } else {
-                continue   // unreadable bytes cannot authenticate anybody
+                continue  // unreadable bytes cannot authenticate anybody
             }
             byPartner[record.partnerID, default: []].append(RegisteredCertificate(certificate: certificate, record: record))
         }
         let partners = snapshot.partners.compactMap { p -> Partner? in
             guard let role = PartnerRole(rawValue: p.role) else { return nil }
-            return Partner(id: p.id, name: p.name, role: role, oin: p.oin, state: PartnerState(rawValue: p.state) ?? .suspended,
-                           certificates: byPartner[p.id] ?? [])
+            return Partner(
+                id: p.id,
+                name: p.name,
+                role: role,
+                oin: p.oin,
+                state: PartnerState(rawValue: p.state) ?? .suspended,
+                certificates: byPartner[p.id] ?? []
+            )
         }
         self.init(version: snapshot.version, partners: partners)
     }
@@ -78,7 +84,9 @@ public struct PartnerDirectory: Sendable {
 
     /// The registration of exactly this certificate (fingerprint match, not just the name).
     public func registration(of certificate: Certificate) -> (partner: Partner, certificate: RegisteredCertificate)? {
-        guard let registered = byFingerprint[certificate.fingerprint], let partner = partners[registered.record.partnerID] else { return nil }
+        guard let registered = byFingerprint[certificate.fingerprint], let partner = partners[registered.record.partnerID] else {
+            return nil
+        }
         return (partner, registered)
     }
 
@@ -90,8 +98,12 @@ public struct PartnerDirectory: Sendable {
 /// suspension or revocation made through the admin API survives every restart.
 public enum DirectoryImport {
     /// Partners without a `certificates` list use `<certificateDirectory>/<id>/cert.pem`.
-    public static func changes(file: String, certificateDirectory: String, current: DirectorySnapshot,
-                               now: Date) throws(KetenpostError) -> [DirectoryChange] {
+    public static func changes(
+        file: String,
+        certificateDirectory: String,
+        current: DirectorySnapshot,
+        now: Date
+    ) throws(KetenpostError) -> [DirectoryChange] {
         let entries = try PartnerDirectoryFile.load(path: file)
         let knownPartners = Set(current.partners.map(\.id))
         let knownCertificates = Set(current.certificates.map(\.fingerprint))
@@ -103,18 +115,38 @@ public enum DirectoryImport {
                 do {
                     certificates += try Certificate.load(pemFile: path)
                 } catch {
-                    throw KetenpostError(.configInvalid, "\(file): partners[\(index)].certificates: \(path) cannot be read as PEM certificates.")
+                    throw KetenpostError(
+                        .configInvalid,
+                        "\(file): partners[\(index)].certificates: \(path) cannot be read as PEM certificates."
+                    )
                 }
             }
             for certificate in certificates where certificate.commonName != entry.id {
-                throw KetenpostError(.configInvalid, "\(file): partners[\(index)].certificates: a certificate is for \(certificate.commonName ?? "no commonName"), not for \(entry.id).")
+                throw KetenpostError(
+                    .configInvalid,
+                    """
+                    \(file): partners[\(index)].certificates: a certificate is for \(certificate.commonName ?? "no commonName"), not \
+                    for \(entry.id).
+                    """
+                )
             }
             if !knownPartners.contains(entry.id) {
-                changes.append(.addPartner(DirectoryPartner(id: entry.id, name: entry.name, role: entry.role.rawValue, oin: entry.oin,
-                                                            state: (entry.state ?? .active).rawValue)))
+                changes.append(
+                    .addPartner(
+                        DirectoryPartner(
+                            id: entry.id,
+                            name: entry.name,
+                            role: entry.role.rawValue,
+                            oin: entry.oin,
+                            state: (entry.state ?? .active).rawValue
+                        )
+                    )
+                )
             }
             for certificate in certificates where !knownCertificates.contains(certificate.fingerprint) {
-                changes.append(.addCertificate(record(certificate, partner: entry.id, uses: CertificateUse.allCases, activatesAt: now, now: now)))
+                changes.append(
+                    .addCertificate(record(certificate, partner: entry.id, uses: CertificateUse.allCases, activatesAt: now, now: now))
+                )
             }
         }
         return changes
@@ -122,11 +154,24 @@ public enum DirectoryImport {
 
     /// The directory record of a certificate. Times are whole seconds: stored as numbers since
     /// 1970 they must compare the same after a round trip through the store.
-    public static func record(_ certificate: Certificate, partner: String, uses: [CertificateUse], activatesAt: Date,
-                              now: Date) -> DirectoryCertificate {
-        DirectoryCertificate(fingerprint: certificate.fingerprint, partnerID: partner, der: certificate.der, uses: uses,
-                             serial: certificate.serialNumberHex, notBefore: certificate.notBefore, notAfter: certificate.notAfter,
-                             activatesAt: wholeSeconds(activatesAt), addedAt: wholeSeconds(now))
+    public static func record(
+        _ certificate: Certificate,
+        partner: String,
+        uses: [CertificateUse],
+        activatesAt: Date,
+        now: Date
+    ) -> DirectoryCertificate {
+        DirectoryCertificate(
+            fingerprint: certificate.fingerprint,
+            partnerID: partner,
+            der: certificate.der,
+            uses: uses,
+            serial: certificate.serialNumberHex,
+            notBefore: certificate.notBefore,
+            notAfter: certificate.notAfter,
+            activatesAt: wholeSeconds(activatesAt),
+            addedAt: wholeSeconds(now)
+        )
     }
 
     static func wholeSeconds(_ date: Date) -> Date { Date(timeIntervalSince1970: date.timeIntervalSince1970.rounded(.down)) }
@@ -144,10 +189,15 @@ public struct Policy: Sendable {
     public init(rules: [Rule]) { self.rules = rules }
 
     /// The brief's table.
-    public static let `default` = Policy(rules: MessageType.allCases.map {
-        Rule(type: $0, from: $0.allowedSenderRoles.sorted { $0.rawValue < $1.rawValue },
-             to: $0.allowedRecipientRoles.sorted { $0.rawValue < $1.rawValue })
-    })
+    public static let `default` = Policy(
+        rules: MessageType.allCases.map {
+            Rule(
+                type: $0,
+                from: $0.allowedSenderRoles.sorted { $0.rawValue < $1.rawValue },
+                to: $0.allowedRecipientRoles.sorted { $0.rawValue < $1.rawValue }
+            )
+        }
+    )
 
     public func allows(_ type: MessageType, from sender: PartnerRole, to recipient: PartnerRole) -> Bool {
         rules.contains { $0.type == type && $0.from.contains(sender) && $0.to.contains(recipient) }

@@ -21,8 +21,11 @@ struct RequestOutcomeMiddleware<Context: RequestContext>: RouterMiddleware {
             response = try error.response(from: request, context: context)
         } catch {
             context.logger.error("unexpected failure", metadata: ["error.type": "\(type(of: error))"])
-            response = try KetenpostError(.internalError, "The relay failed unexpectedly; nothing was changed. Retry, and report it if it persists.")
-                .response(from: request, context: context)
+            response = try KetenpostError(
+                .internalError,
+                "The relay failed unexpectedly; nothing was changed. Retry, and report it if it persists."
+            )
+            .response(from: request, context: context)
         }
         if let id = context.logger[metadataKey: "hb.request.id"] {
             response.headers[.requestID] = id.description
@@ -65,10 +68,10 @@ extension KetenpostError: HTTPResponseError {
     public var status: HTTPResponse.Status {
         switch code {
         case .unknownPartner, .partnerSuspended, .senderMismatch, .signerUnregistered, .signerNotSender, .signerMismatch,
-             .policyForbidden, .correlationMismatch, .recipientSuspended, .receiptSignerMismatch:
+            .policyForbidden, .correlationMismatch, .recipientSuspended, .receiptSignerMismatch:
             return .forbidden
         case .certificateUntrusted, .certificateExpired, .certificateNotYetValid, .certificateRevoked, .certificatePurpose,
-             .certificateCRLUnavailable, .certificateInvalid:
+            .certificateCRLUnavailable, .certificateInvalid:
             return .forbidden
         case .certificateInactive, .notAdministrator: return .forbidden
         case .messageNotFound, .recipientUnknown, .partnerNotFound, .certificateNotFound: return .notFound

@@ -10,7 +10,10 @@ import NIOCore
 /// handlers get the caller from the context and throw `KetenpostError`s, which are responses.
 public enum RelayHTTP {
     /// The router with every endpoint of the API, over any context that knows the client certificate.
-    public static func router<Context: PeerRequestContext>(core: RelayCore, context: Context.Type = RelayRequestContext.self) -> Router<Context> {
+    public static func router<Context: PeerRequestContext>(
+        core: RelayCore,
+        context: Context.Type = RelayRequestContext.self
+    ) -> Router<Context> {
         let router = Router(context: Context.self)
         addRoutes(to: router, core: core)
         return router
@@ -33,7 +36,12 @@ public enum RelayHTTP {
         let messages = core.messages
         let configuration = core.configuration
         routes.post("/v1/messages") { request, context in
-            let body = try await cmsBody(request, limit: configuration.limits.maxMessageBytes, context: context, timeout: configuration.limits.bodyTimeout)
+            let body = try await cmsBody(
+                request,
+                limit: configuration.limits.maxMessageBytes,
+                context: context,
+                timeout: configuration.limits.bodyTimeout
+            )
             let submitted = try await messages.submit(body, as: try context.partner(), logger: context.logger)
             return json(submitted.response, status: submitted.duplicate ? .ok : .accepted)
         }
@@ -44,17 +52,36 @@ public enum RelayHTTP {
                 throw KetenpostError(.requestInvalid, "max must be 1 to 100 and wait a number of seconds ≥ 0.")
             }
             let isConnected: @Sendable () -> Bool = { [context] in context.isConnected }
-            return json(try await messages.inbox(for: try context.partner(), limit: max, wait: wait, logger: context.logger,
-                                                 isConnected: isConnected))
+            return json(
+                try await messages.inbox(
+                    for: try context.partner(),
+                    limit: max,
+                    wait: wait,
+                    logger: context.logger,
+                    isConnected: isConnected
+                )
+            )
         }
         routes.post("/v1/messages/:id/ack") { request, context in
             let id = try messageID(context)
             guard let token = request.uri.queryParameters.get("lease"), !token.isEmpty, token.count <= 128 else {
                 throw KetenpostError(.requestInvalid, "Give the lease token of the delivery as ?lease=TOKEN.")
             }
-            let body = try await cmsBody(request, limit: SignedReceipt.maximumSize, context: context, timeout: configuration.limits.bodyTimeout)
-            return json(try await messages.acknowledge(id: id, leaseToken: String(token), receipt: body, as: try context.partner(),
-                                                       logger: context.logger))
+            let body = try await cmsBody(
+                request,
+                limit: SignedReceipt.maximumSize,
+                context: context,
+                timeout: configuration.limits.bodyTimeout
+            )
+            return json(
+                try await messages.acknowledge(
+                    id: id,
+                    leaseToken: String(token),
+                    receipt: body,
+                    as: try context.partner(),
+                    logger: context.logger
+                )
+            )
         }
         routes.get("/v1/messages/:id") { _, context in
             json(try await messages.status(id: try messageID(context), for: try context.partner(), logger: context.logger))
@@ -65,8 +92,11 @@ public enum RelayHTTP {
         // The same certificates as PEM text, for partners with only curl and openssl.
         routes.get("/v1/directory/:partner/certificates.pem") { _, context in
             let entry = try messages.directoryEntry(context.parameters.get("partner") ?? "")
-            return Response(status: .ok, headers: [.contentType: "application/x-pem-file"],
-                            body: .init(byteBuffer: ByteBuffer(string: entry.certificates.joined())))
+            return Response(
+                status: .ok,
+                headers: [.contentType: "application/x-pem-file"],
+                body: .init(byteBuffer: ByteBuffer(string: entry.certificates.joined()))
+            )
         }
     }
 
@@ -77,31 +107,57 @@ public enum RelayHTTP {
         routes.get("/v1/admin/partners") { _, _ in json(administration.partners()) }
         routes.post("/v1/admin/partners") { request, context in
             let body = try await jsonBody(request, context: context, as: API.AdminNewPartner.self)
-            return json(try await administration.addPartner(body, actor: try context.administrator(), logger: context.logger), status: .created)
+            return json(
+                try await administration.addPartner(body, actor: try context.administrator(), logger: context.logger),
+                status: .created
+            )
         }
         routes.get("/v1/admin/partners/:partner") { _, context in json(try administration.partner(partnerID(context))) }
         routes.post("/v1/admin/partners/:partner/suspend") { _, context in
-            json(try await administration.setState(partnerID(context), .suspended, actor: try context.administrator(), logger: context.logger))
+            json(
+                try await administration.setState(
+                    partnerID(context),
+                    .suspended,
+                    actor: try context.administrator(),
+                    logger: context.logger
+                )
+            )
         }
         routes.post("/v1/admin/partners/:partner/resume") { _, context in
             json(try await administration.setState(partnerID(context), .active, actor: try context.administrator(), logger: context.logger))
         }
         routes.post("/v1/admin/partners/:partner/certificates") { request, context in
             let body = try await jsonBody(request, context: context, as: API.AdminCertificateInput.self)
-            return json(try await administration.addCertificate(partnerID(context), body, actor: try context.administrator(),
-                                                                logger: context.logger), status: .created)
+            return json(
+                try await administration.addCertificate(
+                    partnerID(context),
+                    body,
+                    actor: try context.administrator(),
+                    logger: context.logger
+                ),
+                status: .created
+            )
         }
         routes.post("/v1/admin/partners/:partner/rotate") { request, context in
             let body = try await jsonBody(request, context: context, as: API.AdminRotation.self)
-            return json(try await administration.rotate(partnerID(context), body, actor: try context.administrator(), logger: context.logger))
+            return json(
+                try await administration.rotate(partnerID(context), body, actor: try context.administrator(), logger: context.logger)
+            )
         }
         routes.post("/v1/admin/certificates/:fingerprint/revoke") { request, context in
             let body = try await jsonBody(request, context: context, as: API.AdminRevocation.self)
-            return json(try await administration.revoke(fingerprint: context.parameters.get("fingerprint") ?? "", reason: body.reason,
-                                                        actor: try context.administrator(), logger: context.logger))
+            return json(
+                try await administration.revoke(
+                    fingerprint: context.parameters.get("fingerprint") ?? "",
+                    reason: body.reason,
+                    actor: try context.administrator(),
+                    logger: context.logger
+                )
+            )
         }
         routes.get("/v1/admin/certificates/expiring") { request, _ in
-            let within = request.uri.queryParameters.get("within").map { Drafting.parseDuration(String($0)) }
+            let within =
+                request.uri.queryParameters.get("within").map { Drafting.parseDuration(String($0)) }
                 ?? core.configuration.directory.expiryWarning
             guard let within else { throw KetenpostError(.requestInvalid, "within must be a duration such as 30d.") }
             return json(administration.expiring(within: within))
@@ -113,16 +169,24 @@ public enum RelayHTTP {
         }
         routes.post("/v1/admin/reload") { _, context in
             let changed = core.reloadCredentials()
-            do { try await core.directory.refresh(force: true) } catch { throw KetenpostError.storeUnavailable(error, logger: context.logger) }
+            do { try await core.directory.refresh(force: true) } catch {
+                throw KetenpostError.storeUnavailable(error, logger: context.logger)
+            }
             return json(API.HealthResponse(status: changed ? "reloaded" : "unchanged"))
         }
         routes.get("/v1/admin/status") { _, _ in
-            Response(status: .ok, headers: [.contentType: "text/html; charset=utf-8", .cacheControl: "no-store"],
-                     body: .init(byteBuffer: ByteBuffer(string: await StatusPage.render(core))))
+            Response(
+                status: .ok,
+                headers: [.contentType: "text/html; charset=utf-8", .cacheControl: "no-store"],
+                body: .init(byteBuffer: ByteBuffer(string: await StatusPage.render(core)))
+            )
         }
         routes.get("/metrics") { _, _ in
-            Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
-                     body: .init(byteBuffer: ByteBuffer(string: await core.metricsText())))
+            Response(
+                status: .ok,
+                headers: [.contentType: "text/plain; version=0.0.4"],
+                body: .init(byteBuffer: ByteBuffer(string: await core.metricsText()))
+            )
         }
     }
 
@@ -165,7 +229,9 @@ public enum RelayHTTP {
 
     /// Reads a JSON body of at most 256 KiB into `T`, strictly (unknown fields are refused).
     static func jsonBody<T: Codable>(_ request: Request, context: some PeerRequestContext, as type: T.Type) async throws -> T {
-        let contentType = request.headers[.contentType]?.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
+        let contentType = request.headers[.contentType]?.split(separator: ";").first.map {
+            $0.trimmingCharacters(in: .whitespaces).lowercased()
+        }
         guard contentType == "application/json" else {
             throw KetenpostError(.requestUnsupportedMediaType, "Send the request as Content-Type: application/json.")
         }
@@ -185,8 +251,11 @@ public enum RelayHTTP {
 
     /// Closes the connection if `body` has not finished within `timeout`: a client that trickles
     /// its body would otherwise hold the connection (and a body buffer) as long as it likes.
-    static func withBodyDeadline<T: Sendable>(context: some PeerRequestContext, timeout: TimeInterval,
-                                              _ body: () async throws -> T) async throws -> T {
+    static func withBodyDeadline<T: Sendable>(
+        context: some PeerRequestContext,
+        timeout: TimeInterval,
+        _ body: () async throws -> T
+    ) async throws -> T {
         let timer = Task { [context] in
             try await Task.sleep(for: .milliseconds(Int64(timeout * 1000)))
             context.closeConnection()

@@ -52,7 +52,8 @@ public struct RelayRequestContext: PeerRequestContext {
 
     public func peerCertificate() async -> Certificate? {
         guard let peer = try? await channel.nioSSL_peerCertificate().get(),
-              let der = try? peer.toDERBytes() else { return nil }
+            let der = try? peer.toDERBytes()
+        else { return nil }
         return try? Certificate.cached(der: der)
     }
 

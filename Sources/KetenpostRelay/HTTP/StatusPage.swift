@@ -1,7 +1,7 @@
 import Foundation
 import KetenpostAPI
-import KetenpostEnvelope
 import KetenpostCrypto
+import KetenpostEnvelope
 import KetenpostModel
 import KetenpostStore
 import Mustache
@@ -13,7 +13,7 @@ import Mustache
 enum StatusPage {
     static let template: MustacheTemplate = {
         do { return try MustacheTemplate(string: StatusPageTemplate.html) } catch {
-            fatalError("the status page template does not parse: \(error)")   // a build-time constant; a test renders it
+            fatalError("the status page template does not parse: \(error)")  // a build-time constant; a test renders it
         }
     }()
 
@@ -101,51 +101,86 @@ enum StatusPage {
                     }
                 }
                 return View.Certificate(
-                    state: state.rawValue, fingerprint: String(certificate.fingerprint.prefix(16)),
-                    uses: certificate.record.uses.map(\.rawValue).joined(separator: ", "), note: note,
+                    state: state.rawValue,
+                    fingerprint: String(certificate.fingerprint.prefix(16)),
+                    uses: certificate.record.uses.map(\.rawValue).joined(separator: ", "),
+                    note: note,
                     soon: state.isUsable && certificate.record.notAfter.timeIntervalSince(now) < warnWithin,
-                    refused: refusal != nil, refusal: refusal ?? "")
+                    refused: refusal != nil,
+                    refusal: refusal ?? ""
+                )
             }
             let unusable = partner.certificates.allSatisfy {
                 !$0.state(at: now).isUsable || (try? trust.verify($0.certificate, for: .tlsClient)) == nil
             }
             let rowClass = partner.state == .suspended || unusable ? "bad" : certificates.contains(where: \.soon) ? "warn" : ""
-            return View.Partner(id: partner.id, name: partner.name, role: partner.role.rawValue, state: partner.state.rawValue,
-                                rowClass: rowClass, certificates: certificates)
+            return View.Partner(
+                id: partner.id,
+                name: partner.name,
+                role: partner.role.rawValue,
+                state: partner.state.rawValue,
+                rowClass: rowClass,
+                certificates: certificates
+            )
         }
         let rotations = partners.flatMap { partner in
             partner.certificates.filter { $0.state(at: now) == .retiring }.map {
-                View.Rotation(partner: partner.id, fingerprint: String($0.fingerprint.prefix(16)), retiresAt: $0.record.retiresAt.map(time) ?? "-")
+                View.Rotation(
+                    partner: partner.id,
+                    fingerprint: String($0.fingerprint.prefix(16)),
+                    retiresAt: $0.record.retiresAt.map(time) ?? "-"
+                )
             }
         }
         let inboxes = Dictionary(uniqueKeysWithValues: (stats?.inboxes ?? []).map { ($0.recipient, $0) })
         let queues = partners.map { partner in
             let inbox = inboxes[partner.id]
             let age = inbox?.oldestAcceptedAt.map { now.timeIntervalSince($0) }
-            return View.Queue(recipient: partner.id, pending: inbox?.pending ?? 0, oldest: age.map(duration) ?? "—", late: (age ?? 0) > 3600)
+            return View.Queue(
+                recipient: partner.id,
+                pending: inbox?.pending ?? 0,
+                oldest: age.map(duration) ?? "—",
+                late: (age ?? 0) > 3600
+            )
         }
         let failureRows = failures.map { record in
             // Rejections are recorded with the recipient as actor; expiry and dead-letters by the relay.
-            View.Failure(when: time(record.date), what: record.action.replacingOccurrences(of: "message.", with: ""),
-                         message: String((record.messageId ?? "").prefix(8)),
-                         recipient: record.action == "message.rejected" ? record.actor : (record.partnerId ?? ""),
-                         sender: record.action == "message.rejected" ? (record.partnerId ?? "") : "", detail: record.detail ?? "")
+            View.Failure(
+                when: time(record.date),
+                what: record.action.replacingOccurrences(of: "message.", with: ""),
+                message: String((record.messageId ?? "").prefix(8)),
+                recipient: record.action == "message.rejected" ? record.actor : (record.partnerId ?? ""),
+                sender: record.action == "message.rejected" ? (record.partnerId ?? "") : "",
+                detail: record.detail ?? ""
+            )
         }
         return View(
-            relayID: core.configuration.relay.id, asOf: time(now), directoryVersion: directory.version,
-            store: core.configuration.storeLocation.redacted, warnDays: Int(warnWithin / 86_400),
-            staleCRL: !staleCRLs.isEmpty, staleCRLFiles: staleCRLs.map { URL(fileURLWithPath: $0).lastPathComponent }.joined(separator: ", "),
+            relayID: core.configuration.relay.id,
+            asOf: time(now),
+            directoryVersion: directory.version,
+            store: core.configuration.storeLocation.redacted,
+            warnDays: Int(warnWithin / 86_400),
+            staleCRL: !staleCRLs.isEmpty,
+            staleCRLFiles: staleCRLs.map { URL(fileURLWithPath: $0).lastPathComponent }.joined(separator: ", "),
             staleCRLConsequence: core.configuration.tls.acceptStaleCRL
                 ? "still accepting (tls.staleCRL: accept)" : "certificates of that CA are refused until a fresh CRL is in place",
-            partners: partnerRows, hasRotations: !rotations.isEmpty, rotations: rotations,
-            storeAnswers: stats != nil, queues: queues, hasFailures: !failureRows.isEmpty, failures: failureRows)
+            partners: partnerRows,
+            hasRotations: !rotations.isEmpty,
+            rotations: rotations,
+            storeAnswers: stats != nil,
+            queues: queues,
+            hasFailures: !failureRows.isEmpty,
+            failures: failureRows
+        )
     }
 
     /// Expired, dead-lettered and rejected messages among the latest 2,000 audit records, newest first.
     static func recentFailures(_ core: RelayCore) async -> [AuditRecord] {
         guard let head = try? await core.store.auditHead() else { return [] }
         let records = (try? await core.store.auditRecords(after: max(0, head.sequence - 2_000), limit: 2_000)) ?? []
-        return Array(records.filter { ["message.expired", "message.dead-lettered", "message.rejected"].contains($0.action) }.reversed().prefix(50))
+        return Array(
+            records.filter { ["message.expired", "message.dead-lettered", "message.rejected"].contains($0.action) }.reversed().prefix(50)
+        )
     }
 
     static func time(_ date: Date) -> String {

@@ -21,16 +21,20 @@ enum StatusPageTemplate {
         code { font-size: .9em; } .muted { color: #666; }
         </style></head><body>
         <h1>Ketenpost relay <code>{{relayID}}</code></h1>
-        <p class="muted">As of {{asOf}} · directory version {{directoryVersion}} · store {{store}} · certificates expiring within {{warnDays}} days are highlighted</p>
+        <p class="muted">As of {{asOf}} · directory version {{directoryVersion}} · store {{store}} · certificates expiring within \
+        {{warnDays}} days are highlighted</p>
         {{#staleCRL}}
         <div class="alarm" id="crl-alarm"><strong>CRL past its next update:</strong> {{staleCRLFiles}} — {{staleCRLConsequence}}</div>
         {{/staleCRL}}
         <h2>Partners</h2>
         <table id="partners"><thead><tr><th>Partner</th><th>Role</th><th>State</th><th>Certificates</th></tr></thead><tbody>
         {{#partners}}
-        <tr class="{{rowClass}}" id="partner-{{id}}"><td><strong>{{id}}</strong><br><span class="muted">{{name}}</span></td><td>{{role}}</td><td><span class="tag {{state}}">{{state}}</span></td><td>
+        <tr class="{{rowClass}}" id="partner-{{id}}"><td><strong>{{id}}</strong><br><span \
+        class="muted">{{name}}</span></td><td>{{role}}</td><td><span class="tag {{state}}">{{state}}</span></td><td>
         {{#certificates}}
-        <div class="{{#soon}}warn{{/soon}}"><span class="tag {{state}}">{{state}}</span> <code>{{fingerprint}}</code> {{uses}} · {{note}}{{#soon}} · <strong>expires soon</strong>{{/soon}}{{#refused}} <span class="tag revoked">refused: {{refusal}}</span>{{/refused}}</div>
+        <div class="{{#soon}}warn{{/soon}}"><span class="tag {{state}}">{{state}}</span> <code>{{fingerprint}}</code> {{uses}} · \
+        {{note}}{{#soon}} · <strong>expires soon</strong>{{/soon}}{{#refused}} <span class="tag revoked">refused: \
+        {{refusal}}</span>{{/refused}}</div>
         {{/certificates}}
         </td></tr>
         {{/partners}}
@@ -59,9 +63,11 @@ enum StatusPageTemplate {
         {{/storeAnswers}}
         <h2>Recent failures</h2>
         {{#hasFailures}}
-        <table id="failures"><thead><tr><th>When</th><th>What</th><th>Message</th><th>Recipient</th><th>Sender</th><th>Detail</th></tr></thead><tbody>
+        <table id="failures"><thead><tr><th>When</th><th>What</th><th>Message</th><th>Recipient</th>\
+        <th>Sender</th><th>Detail</th></tr></thead><tbody>
         {{#failures}}
-        <tr><td>{{when}}</td><td>{{what}}</td><td><code>{{message}}</code></td><td>{{recipient}}</td><td>{{sender}}</td><td>{{detail}}</td></tr>
+        <tr><td>{{when}}</td><td>{{what}}</td><td><code>{{message}}</code></td><td>{{recipient}}</td>\
+        <td>{{sender}}</td><td>{{detail}}</td></tr>
         {{/failures}}
         </tbody></table>
         {{/hasFailures}}

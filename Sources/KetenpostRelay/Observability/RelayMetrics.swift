@@ -23,18 +23,40 @@ public final class RelayMetrics: Sendable {
         var factory = PrometheusMetricsFactory(registry: registry)
         // Submissions take milliseconds; a message waits for its recipient seconds to days.
         factory.durationHistogramBuckets = [
-            "ketenpost_submit_duration_seconds": [.milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(25),
-                                                  .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(5)],
-            "ketenpost_end_to_end_seconds": [.seconds(1), .seconds(5), .seconds(30), .seconds(60), .seconds(300), .seconds(900), .seconds(3600),
-                                             .seconds(4 * 3600), .seconds(86_400), .seconds(3 * 86_400), .seconds(7 * 86_400)],
+            "ketenpost_submit_duration_seconds": [
+                .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(25),
+                .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(5),
+            ],
+            "ketenpost_end_to_end_seconds": [
+                .seconds(1), .seconds(5), .seconds(30), .seconds(60), .seconds(300), .seconds(900), .seconds(3600),
+                .seconds(4 * 3600), .seconds(86_400), .seconds(3 * 86_400), .seconds(7 * 86_400),
+            ],
         ]
         self.factory = factory
-        crlStale = registry.makeGauge(descriptor: .init(namespace: "ketenpost", metricName: "crl", unitName: "stale",
-                                                        helpText: "Number of configured CRLs past their next update (an alarm when above 0)."))
-        directoryVersion = registry.makeGauge(descriptor: .init(namespace: "ketenpost", metricName: "directory", unitName: "version",
-                                                                helpText: "Version of the partner directory this instance uses."))
-        connectionsOpen = registry.makeGauge(descriptor: .init(namespace: "ketenpost", metricName: "connections", unitName: "open",
-                                                               helpText: "TCP connections open on the partner port, TLS handshakes included (at most limits.maxConnections)."))
+        crlStale = registry.makeGauge(
+            descriptor: .init(
+                namespace: "ketenpost",
+                metricName: "crl",
+                unitName: "stale",
+                helpText: "Number of configured CRLs past their next update (an alarm when above 0)."
+            )
+        )
+        directoryVersion = registry.makeGauge(
+            descriptor: .init(
+                namespace: "ketenpost",
+                metricName: "directory",
+                unitName: "version",
+                helpText: "Version of the partner directory this instance uses."
+            )
+        )
+        connectionsOpen = registry.makeGauge(
+            descriptor: .init(
+                namespace: "ketenpost",
+                metricName: "connections",
+                unitName: "open",
+                helpText: "TCP connections open on the partner port, TLS handshakes included (at most limits.maxConnections)."
+            )
+        )
     }
 
     // MARK: Events of this instance
@@ -62,8 +84,11 @@ public final class RelayMetrics: Sendable {
     // MARK: Gauges
 
     func setCRLAge(file: String, seconds: Double) {
-        gauge("ketenpost_crl_age_seconds", [("crl", URL(fileURLWithPath: file).lastPathComponent)],
-              help: "Seconds since the CRL's lastUpdate.").set(seconds)
+        gauge(
+            "ketenpost_crl_age_seconds",
+            [("crl", URL(fileURLWithPath: file).lastPathComponent)],
+            help: "Seconds since the CRL's lastUpdate."
+        ).set(seconds)
     }
 
     /// Queue depth and oldest age per recipient, and messages by type and state, from the store.
@@ -90,8 +115,11 @@ public final class RelayMetrics: Sendable {
         for key in seen.union(counted.keys) {
             let parts = key.split(separator: "|", maxSplits: 1).map(String.init)
             guard parts.count == 2 else { continue }
-            gauge("ketenpost_messages", [("type", parts[0]), ("state", parts[1])],
-                  help: "Messages in the store by type and state (final states included).").set(Double(counted[key] ?? 0))
+            gauge(
+                "ketenpost_messages",
+                [("type", parts[0]), ("state", parts[1])],
+                help: "Messages in the store by type and state (final states included)."
+            ).set(Double(counted[key] ?? 0))
         }
     }
 
@@ -103,10 +131,17 @@ public final class RelayMetrics: Sendable {
             for value in values {
                 let key = value.fingerprint
                 keep.insert(key)
-                let gauge = gauges[key] ?? registry.makeGauge(
-                    descriptor: .init(namespace: "ketenpost", metricName: "certificate_days", unitName: "left",
-                                      helpText: "Days until a partner certificate's notAfter (active and retiring certificates)."),
-                    labels: [("partner", value.partner), ("fingerprint", String(value.fingerprint.prefix(16)))])
+                let gauge =
+                    gauges[key]
+                    ?? registry.makeGauge(
+                        descriptor: .init(
+                            namespace: "ketenpost",
+                            metricName: "certificate_days",
+                            unitName: "left",
+                            helpText: "Days until a partner certificate's notAfter (active and retiring certificates)."
+                        ),
+                        labels: [("partner", value.partner), ("fingerprint", String(value.fingerprint.prefix(16)))]
+                    )
                 gauge.set(value.days)
                 gauges[key] = gauge
             }
@@ -127,8 +162,15 @@ public final class RelayMetrics: Sendable {
             var parts = name.split(separator: "_").map(String.init)
             let namespace = parts.removeFirst()
             let unit = parts.count > 1 ? parts.removeLast() : ""
-            let gauge = registry.makeGauge(descriptor: .init(namespace: namespace, metricName: parts.joined(separator: "_"),
-                                                             unitName: unit, helpText: help), labels: labels)
+            let gauge = registry.makeGauge(
+                descriptor: .init(
+                    namespace: namespace,
+                    metricName: parts.joined(separator: "_"),
+                    unitName: unit,
+                    helpText: help
+                ),
+                labels: labels
+            )
             gauges[key] = gauge
             return gauge
         }

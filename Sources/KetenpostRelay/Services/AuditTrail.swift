@@ -1,6 +1,6 @@
 import Foundation
-import KetenpostEnvelope
 import KetenpostCrypto
+import KetenpostEnvelope
 import KetenpostStore
 
 /// Signed checkpoints of the audit trail and its verification (`ketenpost audit verify`).
@@ -30,8 +30,12 @@ public enum AuditTrail {
         let statement = Statement(relay: identity.partnerID, sequence: head.sequence, hash: head.hash, at: at)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        let signature = try CMS.sign(try encoder.encode(statement), signer: identity.certificate, key: identity.key,
-                                     extraCertificates: identity.chain)
+        let signature = try CMS.sign(
+            try encoder.encode(statement),
+            signer: identity.certificate,
+            key: identity.key,
+            extraCertificates: identity.chain
+        )
         let checkpoint = AuditCheckpoint(sequence: head.sequence, hash: head.hash, at: at, signature: signature)
         try await store.addAuditCheckpoint(checkpoint)
         return checkpoint
@@ -92,10 +96,15 @@ public enum AuditTrail {
                 hashes[record.sequence] = record.hash
                 sequences.append(record.sequence)
                 after = record.sequence
-                guard !chainBroken else { continue }   // report the first break; later links follow from it
+                guard !chainBroken else { continue }  // report the first break; later links follow from it
                 if record.sequence != expected {
-                    problems.append(Problem(kind: .removed, sequence: expected,
-                                            message: "Records \(expected)…\(record.sequence - 1) are missing: removed from the trail."))
+                    problems.append(
+                        Problem(
+                            kind: .removed,
+                            sequence: expected,
+                            message: "Records \(expected)…\(record.sequence - 1) are missing: removed from the trail."
+                        )
+                    )
                     chainBroken = true
                     continue
                 }
@@ -104,18 +113,37 @@ public enum AuditTrail {
                     let window = max(1, record.sequence - 1000)...(record.sequence + 1000)
                     let moved = window.first { $0 != record.sequence && record.computedHash(sequence: $0) == record.hash }
                     if let moved {
-                        problems.append(Problem(kind: .reordered, sequence: record.sequence,
-                                                message: "Record \(record.sequence) holds the content of record \(moved): records were reordered."))
+                        problems.append(
+                            Problem(
+                                kind: .reordered,
+                                sequence: record.sequence,
+                                message: "Record \(record.sequence) holds the content of record \(moved): records were reordered."
+                            )
+                        )
                     } else {
-                        problems.append(Problem(kind: .changed, sequence: record.sequence,
-                                                message: "Record \(record.sequence) was changed: its content does not match its hash."))
+                        problems.append(
+                            Problem(
+                                kind: .changed,
+                                sequence: record.sequence,
+                                message: "Record \(record.sequence) was changed: its content does not match its hash."
+                            )
+                        )
                     }
                     chainBroken = true
                     continue
                 }
                 if record.prevHash != previous {
-                    problems.append(Problem(kind: .brokenLink, sequence: record.sequence,
-                                            message: "Record \(record.sequence) does not follow record \(record.sequence - 1): a record before it was replaced or removed."))
+                    problems.append(
+                        Problem(
+                            kind: .brokenLink,
+                            sequence: record.sequence,
+                            message:
+                                """
+                                Record \(record.sequence) does not follow record \(record.sequence - 1): a record before it was \
+                                replaced or removed.
+                                """
+                        )
+                    )
                     chainBroken = true
                     continue
                 }
@@ -127,20 +155,43 @@ public enum AuditTrail {
         var lastVouched: Int64 = 0
         for checkpoint in checkpoints {
             guard let statement = verifySignature(checkpoint, trust: trust, relayID: relayID) else {
-                problems.append(Problem(kind: .checkpointInvalid, sequence: checkpoint.sequence,
-                                        message: "The checkpoint for record \(checkpoint.sequence) is not validly signed by \(relayID)."))
+                problems.append(
+                    Problem(
+                        kind: .checkpointInvalid,
+                        sequence: checkpoint.sequence,
+                        message: "The checkpoint for record \(checkpoint.sequence) is not validly signed by \(relayID)."
+                    )
+                )
                 continue
             }
             guard let hash = hashes[statement.sequence] else {
                 if statement.sequence > (sequences.last ?? 0) {
-                    problems.append(Problem(kind: .truncated, sequence: (sequences.last ?? 0) + 1,
-                                            message: "Records \((sequences.last ?? 0) + 1)…\(statement.sequence) were removed from the end: the relay signed a trail of \(statement.sequence) records."))
+                    problems.append(
+                        Problem(
+                            kind: .truncated,
+                            sequence: (sequences.last ?? 0) + 1,
+                            message:
+                                """
+                                Records \((sequences.last ?? 0) + 1)…\(statement.sequence) were removed from the end: the relay \
+                                signed a trail of \(statement.sequence) records.
+                                """
+                        )
+                    )
                 }
                 continue
             }
             if hash != statement.hash {
-                problems.append(Problem(kind: .checkpointMismatch, sequence: lastVouched + 1,
-                                        message: "The trail up to record \(statement.sequence) is not what the relay signed: a record after \(lastVouched) and at or before \(statement.sequence) was changed and the chain recomputed."))
+                problems.append(
+                    Problem(
+                        kind: .checkpointMismatch,
+                        sequence: lastVouched + 1,
+                        message:
+                            """
+                            The trail up to record \(statement.sequence) is not what the relay signed: a record after \(lastVouched) \
+                            and at or before \(statement.sequence) was changed and the chain recomputed.
+                            """
+                    )
+                )
             } else {
                 lastGood = statement.sequence
                 lastVouched = statement.sequence
@@ -154,10 +205,11 @@ public enum AuditTrail {
     /// statement matches the checkpoint's columns.
     static func verifySignature(_ checkpoint: AuditCheckpoint, trust: TrustStore, relayID: String) -> Statement? {
         guard let signed = try? CMS.verifySignature(checkpoint.signature),
-              signed.signer.commonName == relayID,
-              let statement = try? JSONDecoder().decode(Statement.self, from: signed.content),
-              statement.relay == relayID, statement.sequence == checkpoint.sequence, statement.hash == checkpoint.hash,
-              statement.at == checkpoint.at else { return nil }
+            signed.signer.commonName == relayID,
+            let statement = try? JSONDecoder().decode(Statement.self, from: signed.content),
+            statement.relay == relayID, statement.sequence == checkpoint.sequence, statement.hash == checkpoint.hash,
+            statement.at == checkpoint.at
+        else { return nil }
         let time = Date(timeIntervalSince1970: Double(statement.at) / 1000)
         guard (try? trust.verify(signed.signer, for: .contentSigning, at: time)) != nil else { return nil }
         return statement

@@ -1,7 +1,7 @@
 import Foundation
 import KetenpostAPI
-import KetenpostEnvelope
 import KetenpostCrypto
+import KetenpostEnvelope
 import KetenpostModel
 import KetenpostStore
 import Logging
@@ -21,8 +21,10 @@ public struct DirectoryAdministration: Sendable {
 
     public func partners() -> API.AdminPartnerList {
         let directory = self.directory.snapshot
-        return API.AdminPartnerList(version: directory.version,
-                                    partners: directory.partners.values.sorted { $0.id < $1.id }.map(view))
+        return API.AdminPartnerList(
+            version: directory.version,
+            partners: directory.partners.values.sorted { $0.id < $1.id }.map(view)
+        )
     }
 
     public func partner(_ id: String) throws(KetenpostError) -> API.AdminPartner {
@@ -42,8 +44,17 @@ public struct DirectoryAdministration: Sendable {
         guard !name.isEmpty, name.count <= 200 else { throw KetenpostError(.requestInvalid, "name must be 1 to 200 characters.") }
         guard Identifiers.isValidOIN(request.oin) else { throw KetenpostError(.requestInvalid, "oin must be exactly 20 digits.") }
         let now = clock()
-        var changes: [DirectoryChange] = [.addPartner(DirectoryPartner(id: request.id, name: name, role: role.rawValue,
-                                                                       oin: request.oin, state: PartnerState.active.rawValue))]
+        var changes: [DirectoryChange] = [
+            .addPartner(
+                DirectoryPartner(
+                    id: request.id,
+                    name: name,
+                    role: role.rawValue,
+                    oin: request.oin,
+                    state: PartnerState.active.rawValue
+                )
+            )
+        ]
         for input in request.certificates {
             changes.append(.addCertificate(try checkedCertificate(input, partner: request.id, oin: request.oin, now: now)))
         }
@@ -52,7 +63,12 @@ public struct DirectoryAdministration: Sendable {
         return view(partner)
     }
 
-    public func setState(_ id: String, _ state: PartnerState, actor: String, logger: Logger) async throws(KetenpostError) -> API.AdminPartner {
+    public func setState(
+        _ id: String,
+        _ state: PartnerState,
+        actor: String,
+        logger: Logger
+    ) async throws(KetenpostError) -> API.AdminPartner {
         guard directory.snapshot.partner(id) != nil else { throw notFound(id) }
         try await apply([.setPartnerState(id: id, state: state.rawValue)], actor: actor, at: clock(), logger: logger)
         if state == .active { await notifier.notify(id) }
@@ -61,17 +77,32 @@ public struct DirectoryAdministration: Sendable {
     }
 
     /// Registers another certificate, active from `activatesAt` (default now); nothing retires.
-    public func addCertificate(_ id: String, _ input: API.AdminCertificateInput, actor: String, logger: Logger) async throws(KetenpostError) -> API.AdminPartner {
+    public func addCertificate(
+        _ id: String,
+        _ input: API.AdminCertificateInput,
+        actor: String,
+        logger: Logger
+    ) async throws(KetenpostError) -> API.AdminPartner {
         guard let partner = directory.snapshot.partner(id) else { throw notFound(id) }
         let now = clock()
-        try await apply([.addCertificate(try checkedCertificate(input, partner: id, oin: partner.oin, now: now))], actor: actor, at: now, logger: logger)
+        try await apply(
+            [.addCertificate(try checkedCertificate(input, partner: id, oin: partner.oin, now: now))],
+            actor: actor,
+            at: now,
+            logger: logger
+        )
         guard let updated = directory.snapshot.partner(id) else { throw notFound(id) }
         return view(updated)
     }
 
     /// The new certificate is active at once; every active certificate of the partner that shares
     /// a use with it keeps working for the overlap, then retires by itself.
-    public func rotate(_ id: String, _ rotation: API.AdminRotation, actor: String, logger: Logger) async throws(KetenpostError) -> API.AdminPartner {
+    public func rotate(
+        _ id: String,
+        _ rotation: API.AdminRotation,
+        actor: String,
+        logger: Logger
+    ) async throws(KetenpostError) -> API.AdminPartner {
         guard let partner = directory.snapshot.partner(id) else { throw notFound(id) }
         guard rotation.overlapSeconds >= 0, rotation.overlapSeconds <= 366 * 86_400 else {
             throw KetenpostError(.requestInvalid, "overlapSeconds must be between 0 and one year.")
@@ -95,33 +126,62 @@ public struct DirectoryAdministration: Sendable {
 
     /// Revokes at once: refused for new handshakes, requests on open connections, signatures on
     /// submissions and receipts, and no longer handed out for sealing.
-    public func revoke(fingerprint: String, reason: String, actor: String, logger: Logger) async throws(KetenpostError) -> API.AdminPartner {
+    public func revoke(fingerprint: String, reason: String, actor: String, logger: Logger) async throws(KetenpostError) -> API.AdminPartner
+    {
         let fingerprint = fingerprint.lowercased()
         guard let registered = directory.snapshot.registration(fingerprint: fingerprint) else {
-            throw KetenpostError(.certificateNotFound, "No certificate with fingerprint \(fingerprint) is registered; list them with `ketenpost admin partners show ID`.")
+            throw KetenpostError(
+                .certificateNotFound,
+                "No certificate with fingerprint \(fingerprint) is registered; list them with `ketenpost admin partners show ID`."
+            )
         }
         guard reason.count <= 64, !reason.isEmpty, reason.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-") }) else {
             throw KetenpostError(.requestInvalid, "reason must be a short code of letters, digits and dashes, such as key-compromise.")
         }
-        try await apply([.revokeCertificate(fingerprint: fingerprint, at: clock(), reason: reason)], actor: actor, at: clock(), logger: logger)
-        logger.notice("certificate revoked", metadata: ["partner.id": "\(registered.record.partnerID)",
-                                                        "certificate.fingerprint": "\(fingerprint.prefix(16))", "revocation.reason": "\(reason)"])
+        try await apply(
+            [.revokeCertificate(fingerprint: fingerprint, at: clock(), reason: reason)],
+            actor: actor,
+            at: clock(),
+            logger: logger
+        )
+        logger.notice(
+            "certificate revoked",
+            metadata: [
+                "partner.id": "\(registered.record.partnerID)",
+                "certificate.fingerprint": "\(fingerprint.prefix(16))", "revocation.reason": "\(reason)",
+            ]
+        )
         guard let updated = directory.snapshot.partner(registered.record.partnerID) else { throw notFound(registered.record.partnerID) }
         return view(updated)
     }
 
     public func expiring(within: TimeInterval) -> API.AdminExpiring {
         let now = clock()
-        return API.AdminExpiring(withinDays: Int(within / 86_400),
-                                 certificates: directory.expiring(within: within, at: now).map { API.AdminExpiring.Item(partner: $0.partner, certificate: view($0.certificate, now: now)) })
+        return API.AdminExpiring(
+            withinDays: Int(within / 86_400),
+            certificates: directory.expiring(within: within, at: now).map {
+                API.AdminExpiring.Item(partner: $0.partner, certificate: view($0.certificate, now: now))
+            }
+        )
     }
 
     public func events(after: Int64, limit: Int, logger: Logger) async throws(KetenpostError) -> API.AdminEvents {
         do {
-            return API.AdminEvents(events: try await store.auditRecords(after: after, limit: max(1, min(limit, 1000))).map {
-                API.AdminEvent(sequence: $0.sequence, at: $0.date, actor: $0.actor, action: $0.action, messageId: $0.messageId,
-                               partner: $0.partnerId, fingerprint: $0.fingerprint, detail: $0.detail, hash: $0.hash)
-            })
+            return API.AdminEvents(
+                events: try await store.auditRecords(after: after, limit: max(1, min(limit, 1000))).map {
+                    API.AdminEvent(
+                        sequence: $0.sequence,
+                        at: $0.date,
+                        actor: $0.actor,
+                        action: $0.action,
+                        messageId: $0.messageId,
+                        partner: $0.partnerId,
+                        fingerprint: $0.fingerprint,
+                        detail: $0.detail,
+                        hash: $0.hash
+                    )
+                }
+            )
         } catch {
             throw .storeUnavailable(error, logger: logger)
         }
@@ -137,9 +197,15 @@ public struct DirectoryAdministration: Sendable {
             switch error.code {
             case .partnerExists: throw KetenpostError(.partnerExists, "Partner \(error.subject) exists already.")
             case .partnerNotFound: throw notFound(error.subject)
-            case .certificateExists: throw KetenpostError(.certificateExists, "This certificate is registered already (\(error.subject.prefix(16))…).")
-            case .certificateNotFound: throw KetenpostError(.certificateNotFound, "No certificate \(error.subject.prefix(16))… is registered.")
-            case .certificateRevoked: throw KetenpostError(.certificateRevoked, "Certificate \(error.subject.prefix(16))… is revoked; a revoked certificate does not change again.")
+            case .certificateExists:
+                throw KetenpostError(.certificateExists, "This certificate is registered already (\(error.subject.prefix(16))…).")
+            case .certificateNotFound:
+                throw KetenpostError(.certificateNotFound, "No certificate \(error.subject.prefix(16))… is registered.")
+            case .certificateRevoked:
+                throw KetenpostError(
+                    .certificateRevoked,
+                    "Certificate \(error.subject.prefix(16))… is revoked; a revoked certificate does not change again."
+                )
             default: throw .storeUnavailable(error, logger: logger)
             }
         } catch {
@@ -163,7 +229,12 @@ public struct DirectoryAdministration: Sendable {
 
     /// One PEM certificate for this partner (commonName = id, OIN if present), chaining to the
     /// trust anchors for every use asked for, not expired.
-    func checkedCertificate(_ input: API.AdminCertificateInput, partner: String, oin: String, now: Date) throws(KetenpostError) -> DirectoryCertificate {
+    func checkedCertificate(
+        _ input: API.AdminCertificateInput,
+        partner: String,
+        oin: String,
+        now: Date
+    ) throws(KetenpostError) -> DirectoryCertificate {
         let certificates: [Certificate]
         do { certificates = try Certificate.all(pem: Data(input.pem.utf8)) } catch {
             throw KetenpostError(.requestInvalid, "pem must hold one PEM certificate.")
@@ -209,16 +280,30 @@ public struct DirectoryAdministration: Sendable {
 
     private func view(_ partner: Partner) -> API.AdminPartner {
         let now = clock()
-        return API.AdminPartner(id: partner.id, name: partner.name, role: partner.role.rawValue, oin: partner.oin,
-                                state: partner.state.rawValue, certificates: partner.certificates.map { view($0, now: now) })
+        return API.AdminPartner(
+            id: partner.id,
+            name: partner.name,
+            role: partner.role.rawValue,
+            oin: partner.oin,
+            state: partner.state.rawValue,
+            certificates: partner.certificates.map { view($0, now: now) }
+        )
     }
 
     private func view(_ certificate: RegisteredCertificate, now: Date) -> API.AdminCertificate {
         let r = certificate.record
-        return API.AdminCertificate(fingerprint: r.fingerprint, serial: r.serial, uses: r.uses.map(\.rawValue),
-                                    state: r.state(at: now).rawValue, notBefore: r.notBefore, notAfter: r.notAfter,
-                                    activatesAt: r.activatesAt, retiresAt: r.retiresAt, revokedAt: r.revokedAt,
-                                    revocationReason: r.revocationReason,
-                                    daysLeft: Int((r.notAfter.timeIntervalSince(now) / 86_400).rounded(.down)))
+        return API.AdminCertificate(
+            fingerprint: r.fingerprint,
+            serial: r.serial,
+            uses: r.uses.map(\.rawValue),
+            state: r.state(at: now).rawValue,
+            notBefore: r.notBefore,
+            notAfter: r.notAfter,
+            activatesAt: r.activatesAt,
+            retiresAt: r.retiresAt,
+            revokedAt: r.revokedAt,
+            revocationReason: r.revocationReason,
+            daysLeft: Int((r.notAfter.timeIntervalSince(now) / 86_400).rounded(.down))
+        )
     }
 }

@@ -65,9 +65,12 @@ public struct ExtentReport: Sendable, Codable, Equatable {
         rows.append(Array(repeating: "", count: max(0, dimensions.count - 1)) + ["total", total.map(String.init) ?? "withheld"])
         let widths = header.indices.map { i in max(header[i].count, rows.map { $0[i].count }.max() ?? 0) }
         func line(_ values: [String]) -> String {
-            values.enumerated().map { i, v in i == values.count - 1 ? String(repeating: " ", count: widths[i] - v.count) + v
-                                                          : v + String(repeating: " ", count: widths[i] - v.count) }
-                .joined(separator: "  ")
+            values.enumerated().map { i, v in
+                i == values.count - 1
+                    ? String(repeating: " ", count: widths[i] - v.count) + v
+                    : v + String(repeating: " ", count: widths[i] - v.count)
+            }
+            .joined(separator: "  ")
         }
         return ([line(header), widths.map { String(repeating: "-", count: $0) }.joined(separator: "  ")] + rows.map(line))
             .joined(separator: "\n")
@@ -75,7 +78,8 @@ public struct ExtentReport: Sendable, Codable, Equatable {
 
     public func csv() -> String {
         func field(_ text: String) -> String {
-            text.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" }) ? "\"" + text.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : text
+            text.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" })
+                ? "\"" + text.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : text
         }
         var lines = [(dimensions.map(\.rawValue) + ["messages"]).joined(separator: ",")]
         lines += cells.map { ($0.labels + [$0.shown]).map(field).joined(separator: ",") }

@@ -53,7 +53,10 @@ struct LifecycleService: Service {
                     }
                 } catch {
                     // Long polls then wake only for messages accepted here; the others arrive with the next poll.
-                    core.logger.error("store notifications unavailable; falling back to polling", metadata: ["error.type": "\(type(of: error))"])
+                    core.logger.error(
+                        "store notifications unavailable; falling back to polling",
+                        metadata: ["error.type": "\(type(of: error))"]
+                    )
                 }
             }
             // The loop ends at graceful shutdown; then the listeners are cancelled.

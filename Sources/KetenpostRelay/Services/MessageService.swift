@@ -1,7 +1,7 @@
 import Foundation
 import KetenpostAPI
-import KetenpostEnvelope
 import KetenpostCrypto
+import KetenpostEnvelope
 import KetenpostModel
 import KetenpostStore
 import Logging
@@ -33,7 +33,10 @@ public struct MessageService: Sendable {
         let outer = try Envelope.readOuter(body, trust: credentials.trust)
         let header = outer.header
         guard header.from == partner.id else {
-            throw KetenpostError(.senderMismatch, "The header's \"from\" (\(header.from)) is not the partner of the client certificate (\(partner.id)).")
+            throw KetenpostError(
+                .senderMismatch,
+                "The header's \"from\" (\(header.from)) is not the partner of the client certificate (\(partner.id))."
+            )
         }
         let directory = self.directory.snapshot
         guard let (owner, signer) = directory.registration(of: outer.signer), owner.id == partner.id else {
@@ -58,16 +61,36 @@ public struct MessageService: Sendable {
         let limit = configuration.queue.maxLifetime[header.type] ?? Drafting.defaultLifetime(for: header.type)
         let expiresAt = min(header.expiresAt, acceptedAt.addingTimeInterval(limit))
         let identity = credentials.identity
-        let receipt = Receipt(kind: .acceptance, messageId: header.id, messageDigest: outer.digest, from: header.from,
-                              to: header.to, issuer: identity.partnerID, disposition: .accepted, time: acceptedAt)
+        let receipt = Receipt(
+            kind: .acceptance,
+            messageId: header.id,
+            messageDigest: outer.digest,
+            from: header.from,
+            to: header.to,
+            issuer: identity.partnerID,
+            disposition: .accepted,
+            time: acceptedAt
+        )
         let signedReceipt = try SignedReceipt.sign(receipt, as: identity)
         let outcome: SubmitOutcome
         do {
-            outcome = try await store.submit(NewMessage(
-                id: header.id, sender: header.from, recipient: header.to, type: header.type.rawValue,
-                priority: header.priority.rawValue, correlationId: header.correlationId,
-                exploitationForm: header.exploitationForm?.rawValue, region: header.region, digest: outer.digest,
-                body: body, acceptedAt: acceptedAt, expiresAt: expiresAt, acceptanceReceipt: signedReceipt))
+            outcome = try await store.submit(
+                NewMessage(
+                    id: header.id,
+                    sender: header.from,
+                    recipient: header.to,
+                    type: header.type.rawValue,
+                    priority: header.priority.rawValue,
+                    correlationId: header.correlationId,
+                    exploitationForm: header.exploitationForm?.rawValue,
+                    region: header.region,
+                    digest: outer.digest,
+                    body: body,
+                    acceptedAt: acceptedAt,
+                    expiresAt: expiresAt,
+                    acceptanceReceipt: signedReceipt
+                )
+            )
         } catch {
             throw .storeUnavailable(error, logger: logger)
         }
@@ -82,15 +105,27 @@ public struct MessageService: Sendable {
             logger.info("duplicate submission answered with the original receipt", metadata: Self.metadata(stored))
             return Submitted(response: response(stored, duplicate: true), duplicate: true)
         case .conflict:
-            logger.notice("submission refused: id already used", metadata: ["message.id": "\(header.id)", "partner.from": "\(header.from)"])
-            throw KetenpostError(.messageConflict, "Message id \(header.id.uuidString.lowercased()) was already accepted with other content; a new message needs a new id.")
+            logger.notice(
+                "submission refused: id already used",
+                metadata: ["message.id": "\(header.id)", "partner.from": "\(header.from)"]
+            )
+            throw KetenpostError(
+                .messageConflict,
+                "Message id \(header.id.uuidString.lowercased()) was already accepted with other content; a new message needs a new id."
+            )
         }
     }
 
     /// Everything a new submission must satisfy besides its signatures: signer usable, recipient
     /// known and active, policy, lifetime, clock skew, and an intake-response's correlation.
-    private func checkAcceptable(_ header: RoutingHeader, partner: Partner, signer: RegisteredCertificate,
-                                 directory: PartnerDirectory, now: Date, logger: Logger) async throws(KetenpostError) {
+    private func checkAcceptable(
+        _ header: RoutingHeader,
+        partner: Partner,
+        signer: RegisteredCertificate,
+        directory: PartnerDirectory,
+        now: Date,
+        logger: Logger
+    ) async throws(KetenpostError) {
         try authenticator.checkUsable(signer, for: .signing, partner: partner.id)
         guard let recipient = directory.partner(header.to) else {
             throw KetenpostError(.recipientUnknown, "There is no partner \(header.to) in the directory.")
@@ -101,35 +136,56 @@ public struct MessageService: Sendable {
         // The conformance echo exchanges signals with everybody; otherwise the policy decides.
         let echo = configuration.conformance.echo.map { $0 == partner.id || $0 == recipient.id } ?? false
         guard echo ? header.type == .signal : policy.allows(header.type, from: partner.role, to: recipient.role) else {
-            throw KetenpostError(.policyForbidden, "The policy does not allow a \(partner.role.rawValue) to send \(header.type.rawValue) to a \(recipient.role.rawValue).")
+            throw KetenpostError(
+                .policyForbidden,
+                "The policy does not allow a \(partner.role.rawValue) to send \(header.type.rawValue) to a \(recipient.role.rawValue)."
+            )
         }
         guard header.expiresAt > now else {
             throw KetenpostError(.messageExpired, "The message expired at its expiresAt; seal it again with a later expiry.")
         }
         guard header.createdAt <= now.addingTimeInterval(300) else {
-            throw KetenpostError(.createdInFuture, "The header's createdAt is more than five minutes ahead of the relay's clock; check the sender's clock.")
+            throw KetenpostError(
+                .createdInFuture,
+                "The header's createdAt is more than five minutes ahead of the relay's clock; check the sender's clock."
+            )
         }
-        if header.type == .intakeResponse, let correlationId = header.correlationId {   // the header schema requires it
+        if header.type == .intakeResponse, let correlationId = header.correlationId {  // the header schema requires it
             let original: StoredMessage?
             do { original = try await store.message(id: correlationId) } catch { throw .storeUnavailable(error, logger: logger) }
             guard let original, original.type == MessageType.intakeNotice.rawValue,
-                  original.sender == header.to, original.recipient == header.from else {
-                throw KetenpostError(.correlationMismatch, "An intake-response must answer an intake-notice that \(header.to) sent to \(header.from); correlationId names none.")
+                original.sender == header.to, original.recipient == header.from
+            else {
+                throw KetenpostError(
+                    .correlationMismatch,
+                    "An intake-response must answer an intake-notice that \(header.to) sent to \(header.from); correlationId names none."
+                )
             }
         }
     }
 
     private func response(_ stored: StoredMessage, duplicate: Bool) -> API.SubmitResponse {
-        API.SubmitResponse(id: stored.id, state: stored.state.rawValue, acceptedAt: stored.acceptedAt, digest: stored.digest,
-                           receipt: stored.acceptanceReceipt.base64EncodedString(), duplicate: duplicate)
+        API.SubmitResponse(
+            id: stored.id,
+            state: stored.state.rawValue,
+            acceptedAt: stored.acceptedAt,
+            digest: stored.digest,
+            receipt: stored.acceptanceReceipt.base64EncodedString(),
+            duplicate: duplicate
+        )
     }
 
     // MARK: Inbox
 
     /// Leases up to `limit` of the partner's messages, waiting up to `wait` for one to arrive.
     /// - Parameter isConnected: whether the caller is still there; nothing is leased to a closed connection.
-    public func inbox(for partner: Partner, limit: Int, wait: TimeInterval, logger: Logger,
-                      isConnected: @Sendable () -> Bool = { true }) async throws(KetenpostError) -> API.InboxResponse {
+    public func inbox(
+        for partner: Partner,
+        limit: Int,
+        wait: TimeInterval,
+        logger: Logger,
+        isConnected: @Sendable () -> Bool = { true }
+    ) async throws(KetenpostError) -> API.InboxResponse {
         let limit = max(1, min(limit, 100))
         let deadline = ContinuousClock.now + .milliseconds(Int64(max(0, min(wait, configuration.queue.maxLongPoll)) * 1000))
         while true {
@@ -137,8 +193,13 @@ public struct MessageService: Sendable {
             let seen = await notifier.generation(for: partner.id)
             let leases: [Lease]
             do {
-                leases = try await store.lease(recipient: partner.id, limit: limit, duration: configuration.queue.leaseDuration,
-                                               maxAttempts: configuration.queue.maxAttempts, now: clock())
+                leases = try await store.lease(
+                    recipient: partner.id,
+                    limit: limit,
+                    duration: configuration.queue.leaseDuration,
+                    maxAttempts: configuration.queue.maxAttempts,
+                    now: clock()
+                )
             } catch {
                 throw .storeUnavailable(error, logger: logger)
             }
@@ -147,12 +208,19 @@ public struct MessageService: Sendable {
                     logger.info("message leased", metadata: Self.metadata(lease.message))
                     metrics.count("delivered", type: lease.message.type)
                 }
-                return API.InboxResponse(messages: leases.map {
-                    API.InboxMessage(id: $0.message.id, from: $0.message.sender, type: $0.message.type,
-                                     leaseToken: $0.message.leaseToken ?? "",
-                                     leaseExpiresAt: $0.message.leaseUntil ?? clock(), attempt: $0.message.attempts,
-                                     message: $0.body.base64EncodedString())
-                })
+                return API.InboxResponse(
+                    messages: leases.map {
+                        API.InboxMessage(
+                            id: $0.message.id,
+                            from: $0.message.sender,
+                            type: $0.message.type,
+                            leaseToken: $0.message.leaseToken ?? "",
+                            leaseExpiresAt: $0.message.leaseUntil ?? clock(),
+                            attempt: $0.message.attempts,
+                            message: $0.body.base64EncodedString()
+                        )
+                    }
+                )
             }
             let remaining = deadline - ContinuousClock.now
             if remaining <= .zero || Task.isCancelled { return API.InboxResponse(messages: []) }
@@ -164,25 +232,42 @@ public struct MessageService: Sendable {
     // MARK: Acknowledge
 
     /// Completes a leased message with the recipient's signed receipt.
-    public func acknowledge(id: UUID, leaseToken: String, receipt body: Data, as partner: Partner,
-                            logger: Logger) async throws(KetenpostError) -> API.AcknowledgeResponse {
+    public func acknowledge(
+        id: UUID,
+        leaseToken: String,
+        receipt body: Data,
+        as partner: Partner,
+        logger: Logger
+    ) async throws(KetenpostError) -> API.AcknowledgeResponse {
         let verified = try SignedReceipt.verify(body, trust: credentials.trust)
         let receipt = verified.receipt
         guard receipt.issuer == partner.id, let (owner, signer) = directory.snapshot.registration(of: verified.signer),
-              owner.id == partner.id else {
-            throw KetenpostError(.receiptSignerMismatch, "The receipt must be signed with a registered certificate of \(partner.id), the recipient.")
+            owner.id == partner.id
+        else {
+            throw KetenpostError(
+                .receiptSignerMismatch,
+                "The receipt must be signed with a registered certificate of \(partner.id), the recipient."
+            )
         }
         try authenticator.checkUsable(signer, for: .signing, partner: partner.id)
         // The receipt's claims are compared with the stored message inside the acknowledging
         // transaction (no read first), after "not found": a partner learns nothing of others' messages.
-        let names = receipt.kind == .acknowledgement && receipt.messageId == id
+        let names =
+            receipt.kind == .acknowledgement && receipt.messageId == id
             && (receipt.disposition == .processed || receipt.disposition == .rejected)
         let claims = ReceiptClaims(messageDigest: names ? receipt.messageDigest : nil, sender: receipt.from, recipient: receipt.to)
         let outcome: AcknowledgeOutcome
         do {
-            outcome = try await store.acknowledge(id: id, recipient: partner.id, leaseToken: leaseToken, receipt: body,
-                                                  rejected: receipt.disposition == .rejected, reasonCode: receipt.reasonCode,
-                                                  claims: claims, now: clock())
+            outcome = try await store.acknowledge(
+                id: id,
+                recipient: partner.id,
+                leaseToken: leaseToken,
+                receipt: body,
+                rejected: receipt.disposition == .rejected,
+                reasonCode: receipt.reasonCode,
+                claims: claims,
+                now: clock()
+            )
         } catch {
             throw .storeUnavailable(error, logger: logger)
         }
@@ -197,7 +282,10 @@ public struct MessageService: Sendable {
         case .notFound:
             throw KetenpostError(.messageNotFound, "There is no message \(id.uuidString.lowercased()) for \(partner.id).")
         case .receiptMismatch:
-            throw KetenpostError(.receiptMismatch, "The receipt does not name this message as accepted (kind acknowledgement, its id, its digest, its sender and recipient).")
+            throw KetenpostError(
+                .receiptMismatch,
+                "The receipt does not name this message as accepted (kind acknowledgement, its id, its digest, its sender and recipient)."
+            )
         case .notLeased:
             throw KetenpostError(.leaseInvalid, "This lease token is not the message's current lease; poll the inbox again.")
         case .leaseExpired:
@@ -217,11 +305,22 @@ public struct MessageService: Sendable {
             throw KetenpostError(.messageNotFound, "There is no message \(id.uuidString.lowercased()) sent by \(partner.id).")
         }
         return API.StatusResponse(
-            id: stored.id, type: stored.type, from: stored.sender, to: stored.recipient, state: stored.state.rawValue,
-            digest: stored.digest, acceptedAt: stored.acceptedAt, expiresAt: stored.expiresAt, attempts: stored.attempts,
-            firstDeliveredAt: stored.firstDeliveredAt, lastDeliveredAt: stored.lastDeliveredAt, completedAt: stored.completedAt,
-            reasonCode: stored.reasonCode, acceptanceReceipt: stored.acceptanceReceipt.base64EncodedString(),
-            recipientReceipt: stored.recipientReceipt?.base64EncodedString())
+            id: stored.id,
+            type: stored.type,
+            from: stored.sender,
+            to: stored.recipient,
+            state: stored.state.rawValue,
+            digest: stored.digest,
+            acceptedAt: stored.acceptedAt,
+            expiresAt: stored.expiresAt,
+            attempts: stored.attempts,
+            firstDeliveredAt: stored.firstDeliveredAt,
+            lastDeliveredAt: stored.lastDeliveredAt,
+            completedAt: stored.completedAt,
+            reasonCode: stored.reasonCode,
+            acceptanceReceipt: stored.acceptanceReceipt.base64EncodedString(),
+            recipientReceipt: stored.recipientReceipt?.base64EncodedString()
+        )
     }
 
     /// What a partner needs to seal for another: its currently valid certificates.
@@ -234,8 +333,14 @@ public struct MessageService: Sendable {
         let trust = credentials.trust
         let valid = partner.usable(for: .encryption, at: clock()).map(\.certificate)
             .filter { (try? trust.verify($0, for: .contentEncryption)) != nil }
-        return API.DirectoryEntry(id: partner.id, name: partner.name, role: partner.role.rawValue, oin: partner.oin,
-                                  state: partner.state.rawValue, certificates: valid.map(\.pem))
+        return API.DirectoryEntry(
+            id: partner.id,
+            name: partner.name,
+            role: partner.role.rawValue,
+            oin: partner.oin,
+            state: partner.state.rawValue,
+            certificates: valid.map(\.pem)
+        )
     }
 
     /// Whether the store answers.
@@ -247,10 +352,19 @@ public struct MessageService: Sendable {
 
     /// Applies expiry, dead-letters and retention once.
     public func sweep(logger: Logger) async throws -> SweepCounts {
-        let counts = try await store.sweep(now: clock(), maxAttempts: configuration.queue.maxAttempts, retention: configuration.queue.retention)
+        let counts = try await store.sweep(
+            now: clock(),
+            maxAttempts: configuration.queue.maxAttempts,
+            retention: configuration.queue.retention
+        )
         if counts != SweepCounts() {
-            logger.info("sweep", metadata: ["sweep.expired": "\(counts.expired)", "sweep.dead_lettered": "\(counts.deadLettered)",
-                                            "sweep.purged": "\(counts.purged)"])
+            logger.info(
+                "sweep",
+                metadata: [
+                    "sweep.expired": "\(counts.expired)", "sweep.dead_lettered": "\(counts.deadLettered)",
+                    "sweep.purged": "\(counts.purged)",
+                ]
+            )
         }
         return counts
     }
@@ -259,8 +373,10 @@ public struct MessageService: Sendable {
     func endLongPolls() async { await notifier.close() }
 
     static func metadata(_ message: StoredMessage) -> Logger.Metadata {
-        ["message.id": "\(message.id)", "message.type": "\(message.type)", "partner.from": "\(message.sender)",
-         "partner.to": "\(message.recipient)", "message.state": "\(message.state.rawValue)", "message.attempts": "\(message.attempts)"]
+        [
+            "message.id": "\(message.id)", "message.type": "\(message.type)", "partner.from": "\(message.sender)",
+            "partner.to": "\(message.recipient)", "message.state": "\(message.state.rawValue)", "message.attempts": "\(message.attempts)",
+        ]
     }
 }
 

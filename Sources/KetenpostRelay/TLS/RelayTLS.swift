@@ -1,8 +1,8 @@
 import Foundation
 import HummingbirdTLS
 import KetenpostAPI
-import KetenpostEnvelope
 import KetenpostCrypto
+import KetenpostEnvelope
 import Logging
 import NIOSSL
 
@@ -15,19 +15,36 @@ enum RelayTLS {
         do {
             let credentials = core.credentials.value
             let roots = try credentials.trust.anchors.map { try NIOSSLCertificate(bytes: Array($0.der), format: .der) }
-            var tls = TLSConfiguration.makeServerConfigurationWithMTLS(certificateChain: credentials.tlsChain, privateKey: credentials.tlsKey,
-                                                                      trustRoots: .certificates(roots))
+            var tls = TLSConfiguration.makeServerConfigurationWithMTLS(
+                certificateChain: credentials.tlsChain,
+                privateKey: credentials.tlsKey,
+                trustRoots: .certificates(roots)
+            )
             tls.minimumTLSVersion = .tlsv12
             tls.certificateVerification = .noHostnameVerification
             let live = core.credentials
             tls.sslContextCallback = { _, promise in promise.succeed(override(live)) }
-            let verifier = HandshakeVerifier(credentials: core.credentials, directory: core.directory, metrics: core.metrics,
-                                             logger: core.logger, clock: core.clock)
-            return TLSChannelConfiguration(tlsConfiguration: tls, customVerificationCallback: { chain, promise in
-                promise.succeed(verifier.verify(chain))
-            })
+            let verifier = HandshakeVerifier(
+                credentials: core.credentials,
+                directory: core.directory,
+                metrics: core.metrics,
+                logger: core.logger,
+                clock: core.clock
+            )
+            return TLSChannelConfiguration(
+                tlsConfiguration: tls,
+                customVerificationCallback: { chain, promise in
+                    promise.succeed(verifier.verify(chain))
+                }
+            )
         } catch {
-            throw KetenpostError(.configInvalid, "The relay's TLS files (tls.certificate \(configuration.tls.certificate), tls.key, tls.trustAnchors \(configuration.tls.trustAnchors)) cannot be used: \(error)")
+            throw KetenpostError(
+                .configInvalid,
+                """
+                The relay's TLS files (tls.certificate \(configuration.tls.certificate), tls.key, tls.trustAnchors \
+                \(configuration.tls.trustAnchors)) cannot be used: \(error)
+                """
+            )
         }
     }
 
