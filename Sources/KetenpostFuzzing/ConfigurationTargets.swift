@@ -8,11 +8,10 @@ import Yams
 enum ConfigurationTargets {
     static func relay(_ data: Data) throws(FuzzFinding) {
         guard let text = String(data: data, encoding: .utf8) else { return }  // load() reads UTF-8 only
-        // RelayConfiguration.parse builds the whole document as Swift values (`Yams.load`) to
-        // look for unknown keys. That expands every alias (a few hundred bytes of nested aliases
-        // take minutes and gigabytes) and traps on a key that is not a scalar (Yams force-unwraps
-        // it). Both are known issues (Tests/Fuzz/README.md); while they are, such files are
-        // reported before `parse` is called, so that the fuzzer neither hangs nor stops on them.
+        // RelayConfiguration.parse once built the whole document as Swift values (`Yams.load`),
+        // which expanded every alias and trapped on a non-scalar key (Tests/Fuzz/README.md); it
+        // now reads the composed node tree key by key. Should either come back as a known issue,
+        // such files are reported before `parse`, so that the fuzzer neither hangs nor stops.
         if let known = preflight(text), FuzzFinding.known.contains(known.property) {
             throw FuzzFinding(.configRelay, known.property, known.message)
         }

@@ -384,53 +384,41 @@ extension MemoryRelayStore.State {
     /// Pending messages whose `expiresAt` passed become `expired`, except under a running lease.
     @discardableResult
     mutating func expire(recipient: String?, now: Date) -> Int {
-        var events: [AuditEvent] = []
-        for index in messages.indices {
-            var message = messages[index]
-            guard recipient == nil || message.recipient == recipient, message.completedAt == nil, message.expiresAt <= now,
-                message.state == .accepted || (message.state == .delivered && (message.leaseUntil.map { $0 <= now } ?? true))
-            else { continue }
-            message.state = .expired
-            message.completedAt = now
-            message.reasonCode = "expired"
-            message.leaseToken = nil
-            message.leaseUntil = nil
-            update(index, message)
-            events.append(
-                AuditEvent(
-                    action: "message.expired",
-                    actor: "relay",
-                    messageId: message.id.uuidString.lowercased(),
-                    partnerId: message.recipient
-                )
-            )
+        finish(recipient: recipient, now: now, as: .expired, reason: "expired", action: "message.expired") { message in
+            message.completedAt == nil && message.expiresAt <= now
+                && (message.state == .accepted || (message.state == .delivered && (message.leaseUntil.map { $0 <= now } ?? true)))
         }
-        append(events, at: now)
-        return events.count
     }
 
     /// Delivered messages whose last lease ran out after `maxAttempts` deliveries become `dead-lettered`.
     @discardableResult
     mutating func deadLetter(recipient: String?, now: Date, maxAttempts: Int) -> Int {
+        finish(recipient: recipient, now: now, as: .deadLettered, reason: "max-attempts", action: "message.dead-lettered") { message in
+            message.state == .delivered && (message.leaseUntil.map { $0 <= now } ?? false) && message.attempts >= maxAttempts
+        }
+    }
+
+    /// Makes every message of `recipient` (or all) that `isDue` final in `state`, with one audit event each.
+    private mutating func finish(
+        recipient: String?,
+        now: Date,
+        as state: MessageState,
+        reason: String,
+        action: String,
+        isDue: (StoredMessage) -> Bool
+    ) -> Int {
         var events: [AuditEvent] = []
         for index in messages.indices {
             var message = messages[index]
-            guard recipient == nil || message.recipient == recipient, message.state == .delivered,
-                let until = message.leaseUntil, until <= now, message.attempts >= maxAttempts
-            else { continue }
-            message.state = .deadLettered
+            guard recipient == nil || message.recipient == recipient, isDue(message) else { continue }
+            message.state = state
             message.completedAt = now
-            message.reasonCode = "max-attempts"
+            message.reasonCode = reason
             message.leaseToken = nil
             message.leaseUntil = nil
             update(index, message)
             events.append(
-                AuditEvent(
-                    action: "message.dead-lettered",
-                    actor: "relay",
-                    messageId: message.id.uuidString.lowercased(),
-                    partnerId: message.recipient
-                )
+                AuditEvent(action: action, actor: "relay", messageId: message.id.uuidString.lowercased(), partnerId: message.recipient)
             )
         }
         append(events, at: now)
