@@ -67,96 +67,102 @@ struct Demo: AsyncParsableCommand {
         func example(_ type: MessageType) throws -> Data {
             try Data(contentsOf: URL(fileURLWithPath: "\(config)/examples/\(type.rawValue).json"))
         }
-        let municipality = try client("gemeente-eijsden-margraten")
-        let coordinator = try client("zorgcoordinatie-zuid-limburg")
-        let shelter = try client("opvang-zuid-limburg")
-        defer {
-            for c in [municipality, coordinator, shelter] { Task { try? await c.shutdown() } }
+        let partners = ["gemeente-eijsden-margraten", "zorgcoordinatie-zuid-limburg", "opvang-zuid-limburg"]
+        do {
+            // The clients are shut down when the demo ends, also when a step fails.
+            try await withRelayClients(try partners.map(client)) { clients in
+                let (municipality, coordinator, shelter) = (clients[0], clients[1], clients[2])
+                print("Ketenpost demo: relay on \(relay.url.absoluteString), store \(configuration.store.path)")
+                print("")
+
+                func deliver(_ receiver: RelayClient, expecting id: UUID) async throws -> Envelope.Opened {
+                    let items = try await receiver.receive(max: 1, wait: 5)
+                    guard let item = items.first, item.id == id else {
+                        throw KetenpostError(.messageNotFound, "The message did not arrive.")
+                    }
+                    let opened = try item.result.get()
+                    line(
+                        receiver.identity.partnerID,
+                        """
+                        received \(opened.header.type.rawValue) \(short(id)) from \(opened.header.from): both signatures, chain, header and \
+                        schema verified
+                        """
+                    )
+                    try await receiver.acknowledge(item)
+                    line(receiver.identity.partnerID, "acknowledged \(short(id)) with a signed receipt (processed)")
+                    return opened
+                }
+                func confirm(_ sender: RelayClient, _ id: UUID) async throws {
+                    let status = try await sender.status(id)
+                    let report = try StatusReport(
+                        status,
+                        trust: trust,
+                        relayID: DevelopmentPKI.relayID,
+                        me: sender.identity.partnerID,
+                        sealedCopy: nil
+                    )
+                    let receipt = report.recipientReceipt.map { "receipt by \($0.issuer) (\($0.disposition)) verified" } ?? "no receipt yet"
+                    line(
+                        sender.identity.partnerID,
+                        "status of \(short(id)): \(report.state); acceptance receipt by \(report.acceptanceReceipt.issuer) verified; \(receipt)"
+                    )
+                }
+
+                var options = Drafting.Options()
+                options.region = "GM1903"
+                options.exploitationForm = .labour
+                let signal = try await municipality.send(
+                    payload: try example(.signal),
+                    type: .signal,
+                    to: coordinator.identity.partnerID,
+                    options: options
+                )
+                line(
+                    municipality.identity.partnerID,
+                    """
+                    sent signal \(short(signal.header.id)) → \(coordinator.identity.partnerID); relay accepted at \
+                    \(time(signal.receipt.time)), receipt verified
+                    """
+                )
+                _ = try await deliver(coordinator, expecting: signal.header.id)
+                try await confirm(municipality, signal.header.id)
+
+                options.id = UUID()
+                options.priority = .urgent
+                let notice = try await coordinator.send(
+                    payload: try example(.intakeNotice),
+                    type: .intakeNotice,
+                    to: shelter.identity.partnerID,
+                    options: options
+                )
+                line(
+                    coordinator.identity.partnerID,
+                    "sent intake-notice \(short(notice.header.id)) → \(shelter.identity.partnerID) (urgent); receipt verified"
+                )
+                _ = try await deliver(shelter, expecting: notice.header.id)
+
+                var answer = Drafting.Options()
+                answer.correlationID = notice.header.id
+                answer.priority = .urgent
+                let response = try await shelter.send(
+                    payload: try example(.intakeResponse),
+                    type: .intakeResponse,
+                    to: coordinator.identity.partnerID,
+                    options: answer
+                )
+                line(
+                    shelter.identity.partnerID,
+                    "sent intake-response \(short(response.header.id)) answering \(short(notice.header.id)); receipt verified"
+                )
+                _ = try await deliver(coordinator, expecting: response.header.id)
+                try await confirm(coordinator, notice.header.id)
+                try await confirm(shelter, response.header.id)
+
+            }
+        } catch {
+            await relay.stop()
+            throw error
         }
-        print("Ketenpost demo: relay on \(relay.url.absoluteString), store \(configuration.store.path)")
-        print("")
-
-        func deliver(_ receiver: RelayClient, expecting id: UUID) async throws -> Envelope.Opened {
-            let items = try await receiver.receive(max: 1, wait: 5)
-            guard let item = items.first, item.id == id else { throw KetenpostError(.messageNotFound, "The message did not arrive.") }
-            let opened = try item.result.get()
-            line(
-                receiver.identity.partnerID,
-                """
-                received \(opened.header.type.rawValue) \(short(id)) from \(opened.header.from): both signatures, chain, header and \
-                schema verified
-                """
-            )
-            try await receiver.acknowledge(item)
-            line(receiver.identity.partnerID, "acknowledged \(short(id)) with a signed receipt (processed)")
-            return opened
-        }
-        func confirm(_ sender: RelayClient, _ id: UUID) async throws {
-            let status = try await sender.status(id)
-            let report = try StatusReport(
-                status,
-                trust: trust,
-                relayID: DevelopmentPKI.relayID,
-                me: sender.identity.partnerID,
-                sealedCopy: nil
-            )
-            let receipt = report.recipientReceipt.map { "receipt by \($0.issuer) (\($0.disposition)) verified" } ?? "no receipt yet"
-            line(
-                sender.identity.partnerID,
-                "status of \(short(id)): \(report.state); acceptance receipt by \(report.acceptanceReceipt.issuer) verified; \(receipt)"
-            )
-        }
-
-        var options = Drafting.Options()
-        options.region = "GM1903"
-        options.exploitationForm = .labour
-        let signal = try await municipality.send(
-            payload: try example(.signal),
-            type: .signal,
-            to: coordinator.identity.partnerID,
-            options: options
-        )
-        line(
-            municipality.identity.partnerID,
-            """
-            sent signal \(short(signal.header.id)) → \(coordinator.identity.partnerID); relay accepted at \
-            \(time(signal.receipt.time)), receipt verified
-            """
-        )
-        _ = try await deliver(coordinator, expecting: signal.header.id)
-        try await confirm(municipality, signal.header.id)
-
-        options.id = UUID()
-        options.priority = .urgent
-        let notice = try await coordinator.send(
-            payload: try example(.intakeNotice),
-            type: .intakeNotice,
-            to: shelter.identity.partnerID,
-            options: options
-        )
-        line(
-            coordinator.identity.partnerID,
-            "sent intake-notice \(short(notice.header.id)) → \(shelter.identity.partnerID) (urgent); receipt verified"
-        )
-        _ = try await deliver(shelter, expecting: notice.header.id)
-
-        var answer = Drafting.Options()
-        answer.correlationID = notice.header.id
-        answer.priority = .urgent
-        let response = try await shelter.send(
-            payload: try example(.intakeResponse),
-            type: .intakeResponse,
-            to: coordinator.identity.partnerID,
-            options: answer
-        )
-        line(
-            shelter.identity.partnerID,
-            "sent intake-response \(short(response.header.id)) answering \(short(notice.header.id)); receipt verified"
-        )
-        _ = try await deliver(coordinator, expecting: response.header.id)
-        try await confirm(coordinator, notice.header.id)
-        try await confirm(shelter, response.header.id)
-
         print("")
         print("Done: 3 messages sealed, accepted, delivered and acknowledged; every receipt verified.")
         if keep { print("Kept \(work.path)") }
