@@ -9,6 +9,7 @@ public enum Drafting {
         switch type {
         case .intakeNotice: return 3 * 86_400  // a shelter place is needed soon, or not at all
         case .intakeResponse: return 7 * 86_400
+        case .referralResponse: return 30 * 86_400
         case .signal: return 14 * 86_400
         case .referral, .enforcementSignal, .registration: return 30 * 86_400
         }

@@ -26,7 +26,7 @@ public enum FuzzSeeds {
         func header(_ type: MessageType, full: Bool = false) -> RoutingHeader {
             var header = Fixture.header
             header.type = type
-            if type == .intakeResponse || full { header.correlationId = UUID(uuidString: "0b6c1f0e-8a43-4d2c-9e57-61f4a3c2d8b1") }
+            if type.answers != nil || full { header.correlationId = UUID(uuidString: "0b6c1f0e-8a43-4d2c-9e57-61f4a3c2d8b1") }
             if full {
                 header.priority = .urgent
                 header.exploitationForm = .labour

@@ -18,6 +18,7 @@ public enum MessageType: String, KetenpostEnum {
     case intakeResponse = "intake-response"
     case enforcementSignal = "enforcement-signal"
     case registration
+    case referralResponse = "referral-response"
 
     /// The value of the payload's `schema` field; versioned so that a schema can change without
     /// old messages becoming ambiguous.
@@ -37,10 +38,11 @@ public enum MessageType: String, KetenpostEnum {
         case .intakeResponse: [.shelter]
         case .enforcementSignal: [.municipality, .police]
         case .registration: [.careCoordinator, .police]
+        case .referralResponse: MessageType.referral.allowedRecipientRoles
         }
     }
 
-    /// Who may receive this type. An intake-response goes back to whoever may send intake notices.
+    /// Who may receive this type. An answer goes back to whoever may send what it answers.
     public var allowedRecipientRoles: Set<PartnerRole> {
         switch self {
         case .signal: [.careCoordinator]
@@ -49,6 +51,16 @@ public enum MessageType: String, KetenpostEnum {
         case .intakeResponse: MessageType.intakeNotice.allowedSenderRoles
         case .enforcementSignal: [.police, .taxOffice, .municipality]
         case .registration: [.registry]
+        case .referralResponse: MessageType.referral.allowedSenderRoles
+        }
+    }
+
+    /// The type this one answers (its header's `correlationId` names such a message), if it is an answer.
+    public var answers: MessageType? {
+        switch self {
+        case .intakeResponse: .intakeNotice
+        case .referralResponse: .referral
+        default: nil
         }
     }
 
@@ -91,6 +103,18 @@ public enum Need: String, KetenpostEnum { case housing, medical, legal, psychoso
 public enum DependantRelation: String, KetenpostEnum { case child, partner, other }
 
 public enum IntakeOutcome: String, KetenpostEnum { case accepted, declined, waitlisted }
+
+/// How a care provider or shelter answers a referral.
+public enum ReferralOutcome: String, KetenpostEnum { case accepted, declined, completed }
+
+/// Why a referral was declined, as a code that the sender's systems can count and act on.
+public enum DeclineReason: String, KetenpostEnum {
+    case noCapacity = "no-capacity"
+    case notSuitable = "not-suitable"
+    case outsideRegion = "outside-region"
+    case personDeclined = "person-declined"
+    case other
+}
 
 public enum SubjectKind: String, KetenpostEnum { case person, business }
 

@@ -7,6 +7,7 @@ public enum Payload: Codable, Sendable, Equatable {
     case referral(Referral)
     case intakeNotice(IntakeNotice)
     case intakeResponse(IntakeResponse)
+    case referralResponse(ReferralResponse)
     case enforcementSignal(EnforcementSignal)
     case registration(Registration)
 
@@ -18,6 +19,7 @@ public enum Payload: Codable, Sendable, Equatable {
         case .referral(let v): v
         case .intakeNotice(let v): v
         case .intakeResponse(let v): v
+        case .referralResponse(let v): v
         case .enforcementSignal(let v): v
         case .registration(let v): v
         }
@@ -41,6 +43,7 @@ public enum Payload: Codable, Sendable, Equatable {
         case .referral: self = .referral(try Referral(from: decoder))
         case .intakeNotice: self = .intakeNotice(try IntakeNotice(from: decoder))
         case .intakeResponse: self = .intakeResponse(try IntakeResponse(from: decoder))
+        case .referralResponse: self = .referralResponse(try ReferralResponse(from: decoder))
         case .enforcementSignal: self = .enforcementSignal(try EnforcementSignal(from: decoder))
         case .registration: self = .registration(try Registration(from: decoder))
         }
@@ -93,12 +96,12 @@ public struct SealedContent: Codable, Sendable, Equatable {
         header.check("header", &c)
         payload.content.check("payload", &c)
         c.check(payload.type == header.type, "payload.schema", "type-mismatch", "must match header.type")
-        if header.type == .intakeResponse {
+        if let answered = header.type.answers {
             c.check(
                 header.correlationId != nil,
                 "header.correlationId",
                 "required",
-                "is required for an intake-response: the id of the intake-notice it answers"
+                "is required for an \(header.type.rawValue): the id of the \(answered.rawValue) it answers"
             )
         }
         try c.finish()

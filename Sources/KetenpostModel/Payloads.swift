@@ -262,6 +262,57 @@ public struct IntakeResponse: Codable, Sendable, Equatable, PayloadContent {
     }
 }
 
+// MARK: - referral-response
+
+/// A care provider's or shelter's answer to a referral (the header's correlationId names the referral).
+public struct ReferralResponse: Codable, Sendable, Equatable, PayloadContent {
+    static let messageType = MessageType.referralResponse
+    public private(set) var schema = MessageType.referralResponse.schemaID
+    public var outcome: ReferralOutcome
+    /// Required when declined, and only then.
+    public var declineReason: DeclineReason?
+    /// Required when the decline reason is `other`; otherwise optional context.
+    public var explanation: String?
+    /// Only when accepted: the day care starts, `YYYY-MM-DD`.
+    public var startDate: String?
+    /// Who handles the referral at the answering organisation.
+    public var contact: Contact
+    public var legalBasis: LegalBasis
+
+    public init(
+        outcome: ReferralOutcome,
+        declineReason: DeclineReason? = nil,
+        explanation: String? = nil,
+        startDate: String? = nil,
+        contact: Contact,
+        legalBasis: LegalBasis
+    ) {
+        self.outcome = outcome
+        self.declineReason = declineReason
+        self.explanation = explanation
+        self.startDate = startDate
+        self.contact = contact
+        self.legalBasis = legalBasis
+    }
+
+    func checkFields(_ p: String, _ c: inout Checks) {
+        if outcome == .declined {
+            c.check(declineReason != nil, Path.join(p, "declineReason"), "required", "is required when the outcome is declined")
+        } else if declineReason != nil {
+            c.fail(Path.join(p, "declineReason"), "not-applicable", "is only allowed when the outcome is declined")
+        }
+        if declineReason == .other && explanation == nil {
+            c.fail(Path.join(p, "explanation"), "required", "is required when the decline reason is other")
+        }
+        if startDate != nil {
+            c.check(outcome == .accepted, Path.join(p, "startDate"), "not-applicable", "is only allowed when the outcome is accepted")
+            c.date(startDate, Path.join(p, "startDate"))
+        }
+        c.freeText(explanation, Path.join(p, "explanation"))
+        contact.check(Path.join(p, "contact"), &c)
+    }
+}
+
 // MARK: - enforcement-signal
 
 /// A suspected perpetrator: a person or a business.

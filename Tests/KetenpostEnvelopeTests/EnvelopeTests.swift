@@ -132,6 +132,7 @@ let routes: [MessageType: (String, String)] = [
     .intakeResponse: ("opvang-zuid-limburg", coordinator),
     .enforcementSignal: (municipality, "politie-avim-limburg"),
     .registration: (coordinator, "registratiepunt-mensenhandel"),
+    .referralResponse: ("opvang-zuid-limburg", coordinator),
 ]
 
 @Suite struct EnvelopeRejections {

@@ -145,7 +145,7 @@ let opensslPath: String = {
 /// Draft content from the shipped example of `type`.
 func exampleContent(_ type: MessageType, from: String, to: String, correlation: UUID? = nil) throws -> SealedContent {
     var options = Drafting.Options()
-    options.correlationID = correlation ?? (type == .intakeResponse ? UUID() : nil)
+    options.correlationID = correlation ?? (type.answers != nil ? UUID() : nil)
     options.region = "GM1903"
     options.exploitationForm = .labour
     return try Drafting.content(type: type, from: from, to: to, payload: try Paths.example(type), options: options)

@@ -47,6 +47,7 @@ struct RuleCase: Sendable, CustomStringConvertible {
         RuleCase(.signal, "header.type", #""letter""#, "enum"),
         RuleCase(.signal, "header.type", #""referral""#, "payload.schema", "type-mismatch"),
         RuleCase(.intakeResponse, "header.correlationId", nil, "required"),
+        RuleCase(.referralResponse, "header.correlationId", nil, "required"),
         RuleCase(.signal, "header.from", nil, "required"),
         RuleCase(.signal, "header.from", "5", "type"),
         RuleCase(.signal, "header.cc", #""politie-avim-limburg""#, "unknown-field"),
@@ -146,6 +147,25 @@ struct RuleCase: Sendable, CustomStringConvertible {
         RuleCase(.enforcementSignal, "payload.subjects.0.kind", #""ngo""#, "enum"),
         RuleCase(.enforcementSignal, "payload.requestedRoute", #""civil""#, "enum"),
         RuleCase(.enforcementSignal, "payload.suspicion", #""""#, "empty"),
+        // referral-response
+        RuleCase(
+            .referralResponse,
+            [Edit("payload.outcome", #""declined""#), Edit("payload.startDate", nil)],
+            "payload.declineReason",
+            "required"
+        ),
+        RuleCase(.referralResponse, "payload.declineReason", #""no-capacity""#, "not-applicable"),
+        RuleCase(
+            .referralResponse,
+            [Edit("payload.outcome", #""declined""#), Edit("payload.startDate", nil), Edit("payload.declineReason", #""other""#)],
+            "payload.explanation",
+            "required"
+        ),
+        RuleCase(.referralResponse, [Edit("payload.outcome", #""completed""#)], "payload.startDate", "not-applicable"),
+        RuleCase(.referralResponse, "payload.declineReason", #""busy""#, "enum"),
+        RuleCase(.referralResponse, "payload.outcome", #""maybe""#, "enum"),
+        RuleCase(.referralResponse, "payload.startDate", #""2026-02-30""#, "date"),
+        RuleCase(.referralResponse, "payload.contact", nil, "required"),
         // registration
         RuleCase(.registration, "payload.year", "1999", "range"),
         RuleCase(.registration, "payload.year", "2027", "range"),

@@ -22,6 +22,8 @@ enum Examples {
             #"{"id":"8d2f6b19-5e3c-4a7d-b1e0-4c9a8f7d6e21","type":"intake-response","from":"opvang-zuid-limburg","to":"politie-avim-limburg","createdAt":"2026-11-29T09:10:00Z","expiresAt":"2026-12-06T09:10:00Z","correlationId":"c3a9e1f0-2b4d-4e8a-9f6c-7d0b1a2e3f45","priority":"urgent"}"#,
         "referral":
             #"{"id":"0b7e4a52-93d1-4f6a-a2c8-5d1e7f3b9c04","type":"referral","from":"zorgcoordinatie-zuid-limburg","to":"zorgaanbieder-mondriaan","createdAt":"2026-11-28T09:15:00Z","expiresAt":"2026-12-28T09:15:00Z","priority":"normal","exploitationForm":"sexual","region":"GM1903"}"#,
+        "referral-response":
+            #"{"id":"a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d","type":"referral-response","from":"zorgaanbieder-mondriaan","to":"zorgcoordinatie-zuid-limburg","createdAt":"2026-11-28T16:00:00Z","expiresAt":"2026-12-28T16:00:00Z","priority":"normal","correlationId":"0b7e4a52-93d1-4f6a-a2c8-5d1e7f3b9c04"}"#,
         "registration":
             #"{"id":"e7d6c5b4-a392-4180-9f6e-5d4c3b2a1908","type":"registration","from":"zorgcoordinatie-zuid-limburg","to":"registratiepunt-mensenhandel","createdAt":"2026-11-28T11:00:00Z","expiresAt":"2027-02-26T11:00:00Z","priority":"normal","exploitationForm":"sexual","region":"GM1903"}"#,
         "signal":

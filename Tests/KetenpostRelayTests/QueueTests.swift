@@ -246,6 +246,56 @@ let shelter = "opvang-zuid-limburg"
             }
         }
     }
+
+    /// A referral-response closes the loop of a referral: from the care provider back to the
+    /// coordinator who referred, naming that referral; anything else is refused.
+    @Test func referralResponseMustAnswerAReferral() async throws {
+        try await withRelay { h in
+            let provider = "zorgaanbieder-mondriaan"
+            let coordinatorClient = try h.client(coordinator)
+            let providerClient = try h.client(provider)
+            let referral = try await coordinatorClient.send(payload: try h.example(.referral), type: .referral, to: provider)
+            var answer = Drafting.Options()
+            answer.correlationID = referral.header.id
+            let sent = try await providerClient.send(
+                payload: try h.example(.referralResponse),
+                type: .referralResponse,
+                to: coordinator,
+                options: answer
+            )
+            let received = try await coordinatorClient.receive()
+            let opened = try #require(try? received.first { $0.id == sent.header.id }?.result.get())
+            #expect(opened.header.correlationId == referral.header.id)
+            guard case .referralResponse(let response) = opened.payload else {
+                Issue.record("not a referral-response: \(opened.payload.type)")
+                return
+            }
+            #expect(response.outcome == .accepted)
+            // An intake notice is not a referral: answering it with a referral-response is refused.
+            let notice = try await coordinatorClient.send(payload: try h.example(.intakeNotice), type: .intakeNotice, to: shelter)
+            answer.id = UUID()
+            answer.correlationID = notice.header.id
+            await expectRelayError(.correlationMismatch) {
+                _ = try await try h.client(shelter).send(
+                    payload: try h.example(.referralResponse),
+                    type: .referralResponse,
+                    to: coordinator,
+                    options: answer
+                )
+            }
+            // Police may not send one at all (policy).
+            answer.id = UUID()
+            answer.correlationID = referral.header.id
+            await expectRelayError(.policyForbidden) {
+                _ = try await try h.client("politie-avim-limburg").send(
+                    payload: try h.example(.referralResponse),
+                    type: .referralResponse,
+                    to: coordinator,
+                    options: answer
+                )
+            }
+        }
+    }
 }
 
 @Suite struct IdempotencyTests {

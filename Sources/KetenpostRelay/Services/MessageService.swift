@@ -150,15 +150,14 @@ public struct MessageService: Sendable {
                 "The header's createdAt is more than five minutes ahead of the relay's clock; check the sender's clock."
             )
         }
-        if header.type == .intakeResponse, let correlationId = header.correlationId {  // the header schema requires it
+        if let answered = header.type.answers, let correlationId = header.correlationId {  // the header schema requires it
             let original: StoredMessage?
             do { original = try await store.message(id: correlationId) } catch { throw .storeUnavailable(error, logger: logger) }
-            guard let original, original.type == MessageType.intakeNotice.rawValue,
-                original.sender == header.to, original.recipient == header.from
+            guard let original, original.type == answered.rawValue, original.sender == header.to, original.recipient == header.from
             else {
                 throw KetenpostError(
                     .correlationMismatch,
-                    "An intake-response must answer an intake-notice that \(header.to) sent to \(header.from); correlationId names none."
+                    "An \(header.type.rawValue) must answer an \(answered.rawValue) that \(header.to) sent to \(header.from); correlationId names none."
                 )
             }
         }
