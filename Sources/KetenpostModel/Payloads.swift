@@ -1,6 +1,6 @@
 import Foundation
 
-/// Shared by the six payload types so that `Payload` can encode and check them uniformly.
+/// Shared by the payload types so that `Payload` can encode and check them uniformly.
 protocol PayloadContent: Encodable, Sendable {
     static var messageType: MessageType { get }
     var schema: String { get }
