@@ -66,6 +66,18 @@ let package = Package(
             dependencies: ["KetenpostAPI", "KetenpostCrypto", "KetenpostModel", .product(name: "Yams", package: "Yams")],
             swiftSettings: strict
         ),
+        // Configuration files of sections whose keys are declared once (relay, desk).
+        .target(
+            name: "KetenpostConfiguration",
+            dependencies: ["KetenpostAPI", "KetenpostEnvelope", .product(name: "Yams", package: "Yams")],
+            swiftSettings: strict
+        ),
+        // The partner desk: the web app for caseworkers and intake staff, next to one partner's key.
+        .target(
+            name: "KetenpostDesk",
+            dependencies: ["KetenpostAPI", "KetenpostConfiguration", "KetenpostModel"],
+            swiftSettings: strict
+        ),
         // The durable queue: one protocol, the SQLite backend (GRDB) by default, PostgreSQL
         // (PostgresNIO) for several relay instances sharing one store, memory for handler tests.
         .target(
@@ -84,7 +96,8 @@ let package = Package(
         .target(
             name: "KetenpostRelay",
             dependencies: [
-                "KetenpostAPI", "KetenpostCrypto", "KetenpostEnvelope", "KetenpostModel", "KetenpostProvisioning", "KetenpostStore",
+                "KetenpostAPI", "KetenpostConfiguration", "KetenpostCrypto", "KetenpostEnvelope", "KetenpostModel",
+                "KetenpostProvisioning", "KetenpostStore",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
@@ -179,8 +192,8 @@ let package = Package(
         .testTarget(
             name: "KetenpostRelayTests",
             dependencies: [
-                "KetenpostAPI", "KetenpostClient", "KetenpostConformance", "KetenpostCrypto", "KetenpostEnvelope", "KetenpostModel",
-                "KetenpostProvisioning", "KetenpostRelay", "KetenpostStore", "KetenpostTestSupport",
+                "KetenpostAPI", "KetenpostClient", "KetenpostConfiguration", "KetenpostConformance", "KetenpostCrypto", "KetenpostEnvelope",
+                "KetenpostModel", "KetenpostProvisioning", "KetenpostRelay", "KetenpostStore", "KetenpostTestSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
@@ -189,8 +202,12 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
-                .product(name: "Yams", package: "Yams"),
             ],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "KetenpostDeskTests",
+            dependencies: ["KetenpostAPI", "KetenpostConfiguration", "KetenpostDesk"],
             swiftSettings: strict
         ),
         .testTarget(name: "KetenpostFuzzTests", dependencies: ["KetenpostFuzzing"], swiftSettings: strict),

@@ -1,6 +1,7 @@
 import Foundation
 import KetenpostAPI
 import KetenpostClient
+import KetenpostConfiguration
 import KetenpostStore
 import Testing
 

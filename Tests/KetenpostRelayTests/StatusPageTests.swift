@@ -1,6 +1,7 @@
 import Foundation
 import KetenpostAPI
 import KetenpostClient
+import KetenpostConfiguration
 import KetenpostCrypto
 import KetenpostRelay
 import Testing

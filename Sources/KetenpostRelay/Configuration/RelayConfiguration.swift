@@ -1,9 +1,9 @@
 import Foundation
 import KetenpostAPI
+import KetenpostConfiguration
 import KetenpostEnvelope
 import KetenpostModel
 import KetenpostProvisioning
-import Yams
 
 /// The relay's configuration (`config/ketenpost.yaml`): one section per part of the relay,
 /// each a small struct whose keys (name, default, meaning) are declared once, in
@@ -65,71 +65,25 @@ public struct RelayConfiguration: Sendable {
     }
 
     public static func parse(_ text: String, file: String) throws(KetenpostError) -> RelayConfiguration {
-        func fail(_ key: String, _ why: String) -> KetenpostError {
-            KetenpostError(.configInvalid, "\(file): \(key) \(why)")
-        }
-        // Read from the composed node tree, key by key: nothing is built as plain values, so a
-        // complex key such as `? [x]` cannot trap and aliases are not expanded (found by the
-        // config-relay fuzz target). A misspelt key would otherwise be ignored silently and its
-        // default used, so every key must be one a section declares.
-        let root: Node?
-        do { root = try Yams.compose(yaml: text) } catch {
-            throw KetenpostError(.configInvalid, "\(file): not valid YAML (\(error)).")
-        }
-        var given: [String: [String: Node]] = [:]
-        if let root, !ConfigurationKey<String>.isNull(root) {
-            guard case .mapping(let sections) = root else {
-                throw fail("the document", "must be a mapping of sections such as listen and store.")
-            }
-            for (sectionNode, value) in sections {
-                guard let name = sectionNode.scalar?.string else {
-                    throw fail("a key", "is not text; keys are plain names such as listen or store.")
-                }
-                guard let section = Self.sections.first(where: { $0.name == name }) else { throw fail(name, "is not a known key.") }
-                guard given[name] == nil else { throw fail(name, "is given twice.") }
-                var keys: [String: Node] = [:]
-                if case .mapping(let mapping) = value {
-                    for (keyNode, node) in mapping {
-                        guard let key = keyNode.scalar?.string else { throw fail("\(name): a key", "is not text.") }
-                        guard section.keys.contains(where: { $0.name == key }) else { throw fail("\(name).\(key)", "is not a known key.") }
-                        guard keys[key] == nil else { throw fail("\(name).\(key)", "is given twice.") }
-                        keys[key] = node
-                    }
-                } else if !ConfigurationKey<String>.isNull(value) {
-                    throw fail(name, "must be a mapping of keys, such as \(name): {\(section.keys[0].name): …}.")
-                }
-                given[name] = keys
-            }
-        }
+        let given = try ConfigurationFile.sections(of: text, file: file, declared: sections)
         var c = RelayConfiguration()
-        func read<Section: ConfigurationSection>(_ section: inout Section) throws(KetenpostError) {
-            try section.read(SectionReader(file: file, section: Section.name, values: given[Section.name] ?? [:]))
-        }
-        try read(&c.relay)
-        try read(&c.listen)
-        try read(&c.store)
-        try read(&c.tls)
-        try read(&c.directory)
-        try read(&c.metrics)
-        try read(&c.conformance)
-        try read(&c.audit)
-        try read(&c.admin)
-        try read(&c.queue)
-        try read(&c.limits)
-        try read(&c.developmentPKI)
+        try ConfigurationFile.read(&c.relay, from: given, file: file)
+        try ConfigurationFile.read(&c.listen, from: given, file: file)
+        try ConfigurationFile.read(&c.store, from: given, file: file)
+        try ConfigurationFile.read(&c.tls, from: given, file: file)
+        try ConfigurationFile.read(&c.directory, from: given, file: file)
+        try ConfigurationFile.read(&c.metrics, from: given, file: file)
+        try ConfigurationFile.read(&c.conformance, from: given, file: file)
+        try ConfigurationFile.read(&c.audit, from: given, file: file)
+        try ConfigurationFile.read(&c.admin, from: given, file: file)
+        try ConfigurationFile.read(&c.queue, from: given, file: file)
+        try ConfigurationFile.read(&c.limits, from: given, file: file)
+        try ConfigurationFile.read(&c.developmentPKI, from: given, file: file)
         return c
     }
 
     /// The reference table of every key, its default and its meaning (docs/OPERATIONS.md).
-    public static func reference() -> String {
-        var lines = ["| key | default | meaning |", "|---|---|---|"]
-        for section in sections {
-            for key in section.keys {
-                lines.append("| `\(section.name).\(key.name)` | `\(key.documentedDefault)` | \(key.summary) |")
-            }
-        }
-        return lines.joined(separator: "\n") + "\n"
-    }
+    public static func reference() -> String { ConfigurationFile.reference(sections) }
 }
 
 /// A store location from `store.url` (or `store.path`).

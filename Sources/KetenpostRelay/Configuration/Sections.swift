@@ -1,5 +1,6 @@
 import Foundation
 import KetenpostAPI
+import KetenpostConfiguration
 import KetenpostEnvelope
 import KetenpostModel
 import KetenpostProvisioning

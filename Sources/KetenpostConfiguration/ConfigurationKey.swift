@@ -74,6 +74,12 @@ public struct SectionReader {
     let section: String
     let values: [String: Node]
 
+    public init(file: String, section: String, values: [String: Node]) {
+        self.file = file
+        self.section = section
+        self.values = values
+    }
+
     /// Replaces `value` with the file's value for `key`, if the file gives one.
     public func read<Value>(_ key: ConfigurationKey<Value>, into value: inout Value) throws(KetenpostError) {
         guard let node = values[key.name] else { return }
@@ -100,7 +106,7 @@ public struct HostPort: Sendable, Equatable {
         self.port = port
     }
 
-    static func parse(_ text: String) -> HostPort? {
+    public static func parse(_ text: String) -> HostPort? {
         guard let colon = text.lastIndex(of: ":"), colon != text.startIndex,
             let port = Int(text[text.index(after: colon)...]), (0...65_535).contains(port)
         else { return nil }
@@ -111,13 +117,13 @@ public struct HostPort: Sendable, Equatable {
 // MARK: Kinds of keys
 
 extension ConfigurationKey {
-    static func scalar(_ node: Node) throws(ConfigurationRefusal) -> String {
+    public static func scalar(_ node: Node) throws(ConfigurationRefusal) -> String {
         guard let text = node.scalar?.string else { throw ConfigurationRefusal("must be a single value, not a list or a mapping.") }
         return text
     }
 
     /// `key:` with nothing after it, `~` or `null`: for keys without a default, "none".
-    static func isNull(_ node: Node) -> Bool {
+    public static func isNull(_ node: Node) -> Bool {
         guard let scalar = node.scalar, scalar.style == .plain else { return false }
         return ["", "~", "null", "Null", "NULL"].contains(scalar.string)
     }
@@ -125,7 +131,7 @@ extension ConfigurationKey {
 
 extension ConfigurationKey where Value == String {
     /// Text (a path, a host, an id); `check` returns why a value is refused.
-    static func text(
+    public static func text(
         _ name: String,
         _ defaultValue: String,
         _ summary: String,
@@ -139,9 +145,28 @@ extension ConfigurationKey where Value == String {
     }
 }
 
+extension ConfigurationKey where Value == String {
+    /// Text the file must give (no default): a missing key stops start-up.
+    public static func requiredText(
+        _ name: String,
+        _ summary: String,
+        check: @escaping @Sendable (String) -> String? = { _ in nil }
+    ) -> Self {
+        Self(name, default: "", documented: ConfigurationFile.required, summary) { node throws(ConfigurationRefusal) in
+            let text = try scalar(node)
+            if let why = check(text) { throw ConfigurationRefusal(why) }
+            return text
+        }
+    }
+}
+
 extension ConfigurationKey where Value == String? {
     /// Text without a default.
-    static func optionalText(_ name: String, _ summary: String, check: @escaping @Sendable (String) -> String? = { _ in nil }) -> Self {
+    public static func optionalText(
+        _ name: String,
+        _ summary: String,
+        check: @escaping @Sendable (String) -> String? = { _ in nil }
+    ) -> Self {
         Self(name, default: nil, documented: "none", summary) { node throws(ConfigurationRefusal) in
             if isNull(node) { return nil }
             let text = try scalar(node)
@@ -153,7 +178,7 @@ extension ConfigurationKey where Value == String? {
 
 extension ConfigurationKey where Value == HostPort? {
     /// `HOST:PORT` without a default; `check` returns why an address is refused.
-    static func address(_ name: String, _ summary: String, check: @escaping @Sendable (HostPort) -> String? = { _ in nil }) -> Self {
+    public static func address(_ name: String, _ summary: String, check: @escaping @Sendable (HostPort) -> String? = { _ in nil }) -> Self {
         Self(name, default: nil, documented: "none", summary) { node throws(ConfigurationRefusal) in
             if isNull(node) { return nil }
             guard let address = HostPort.parse(try scalar(node)) else {
@@ -167,7 +192,7 @@ extension ConfigurationKey where Value == HostPort? {
 
 extension ConfigurationKey where Value == [String] {
     /// A list of paths; one value is taken as a list of one.
-    static func list(_ name: String, _ defaultValue: [String], _ summary: String) -> Self {
+    public static func list(_ name: String, _ defaultValue: [String], _ summary: String) -> Self {
         Self(name, default: defaultValue, documented: "[" + defaultValue.joined(separator: ", ") + "]", summary) {
             node throws(ConfigurationRefusal) in
             guard let sequence = node.sequence else { throw ConfigurationRefusal("must be a list, such as [a.pem, b.pem].") }
@@ -182,7 +207,7 @@ extension ConfigurationKey where Value == [String] {
 }
 
 extension ConfigurationKey where Value == Int {
-    static func integer(_ name: String, _ defaultValue: Int, in range: ClosedRange<Int>, _ summary: String) -> Self {
+    public static func integer(_ name: String, _ defaultValue: Int, in range: ClosedRange<Int>, _ summary: String) -> Self {
         Self(name, default: defaultValue, documented: "\(defaultValue)", summary) { node throws(ConfigurationRefusal) in
             guard let value = Int(try scalar(node)), range.contains(value) else {
                 throw ConfigurationRefusal("must be a whole number between \(range.lowerBound) and \(range.upperBound).")
@@ -193,7 +218,7 @@ extension ConfigurationKey where Value == Int {
 }
 
 extension ConfigurationKey where Value == Double {
-    static func number(_ name: String, _ defaultValue: Double, in range: ClosedRange<Double>, _ summary: String) -> Self {
+    public static func number(_ name: String, _ defaultValue: Double, in range: ClosedRange<Double>, _ summary: String) -> Self {
         Self(name, default: defaultValue, documented: Self.render(defaultValue), summary) { node throws(ConfigurationRefusal) in
             guard let value = Double(try scalar(node)), value.isFinite, range.contains(value) else {
                 throw ConfigurationRefusal("must be a number between \(render(range.lowerBound)) and \(render(range.upperBound)).")
@@ -203,7 +228,7 @@ extension ConfigurationKey where Value == Double {
     }
 
     /// A duration such as `30s`, `5m`, `12h` or `7d`; the default is written the same way.
-    static func duration(
+    public static func duration(
         _ name: String,
         _ defaultText: String,
         atLeast minimum: String? = nil,
@@ -223,14 +248,14 @@ extension ConfigurationKey where Value == Double {
         }
     }
 
-    static func render(_ value: Double) -> String {
+    public static func render(_ value: Double) -> String {
         value == value.rounded() && abs(value) < 1e15 ? "\(Int(value))" : "\(value)"
     }
 }
 
 extension ConfigurationKey where Value == Bool {
     /// One of two words.
-    static func choice(_ name: String, _ defaultValue: Bool, yes: String, no: String, _ summary: String) -> Self {
+    public static func choice(_ name: String, _ defaultValue: Bool, yes: String, no: String, _ summary: String) -> Self {
         Self(name, default: defaultValue, documented: defaultValue ? yes : no, summary) { node throws(ConfigurationRefusal) in
             switch try scalar(node) {
             case yes: return true
@@ -238,5 +263,112 @@ extension ConfigurationKey where Value == Bool {
             default: throw ConfigurationRefusal("must be \(no) or \(yes).")
             }
         }
+    }
+}
+
+// MARK: Files of sections
+
+/// A configuration file of sections (`config/ketenpost.yaml`, the desk's `desk.yaml`): reads
+/// the composed YAML tree and hands each section its keys.
+public enum ConfigurationFile {
+    /// The keys each section gives, after checking that every section and key is declared.
+    /// Read from the composed node tree, key by key: nothing is built as plain values, so a
+    /// complex key such as `? [x]` cannot trap and aliases are not expanded (found by the
+    /// config-relay fuzz target). A misspelt key would otherwise be ignored silently and its
+    /// default used, so every key must be one a section declares.
+    public static func sections(
+        of text: String,
+        file: String,
+        declared: [any ConfigurationSection.Type]
+    ) throws(KetenpostError) -> [String: [String: Node]] {
+        func fail(_ key: String, _ why: String) -> KetenpostError {
+            KetenpostError(.configInvalid, "\(file): \(key) \(why)")
+        }
+        let root: Node?
+        do { root = try Yams.compose(yaml: text) } catch {
+            throw KetenpostError(.configInvalid, "\(file): not valid YAML (\(error)).")
+        }
+        var given: [String: [String: Node]] = [:]
+        var sections: Node.Mapping = [:]
+        if let root, !ConfigurationKey<String>.isNull(root) {
+            guard case .mapping(let mapping) = root else { throw fail("the document", "must be a mapping of sections.") }
+            sections = mapping
+        }
+        for (sectionNode, value) in sections {
+            guard let name = sectionNode.scalar?.string else { throw fail("a key", "is not text; keys are plain section names.") }
+            guard let section = declared.first(where: { $0.name == name }) else { throw fail(name, "is not a known key.") }
+            guard given[name] == nil else { throw fail(name, "is given twice.") }
+            var keys: [String: Node] = [:]
+            if case .mapping(let mapping) = value {
+                for (keyNode, node) in mapping {
+                    guard let key = keyNode.scalar?.string else { throw fail("\(name): a key", "is not text.") }
+                    guard section.keys.contains(where: { $0.name == key }) else { throw fail("\(name).\(key)", "is not a known key.") }
+                    guard keys[key] == nil else { throw fail("\(name).\(key)", "is given twice.") }
+                    keys[key] = node
+                }
+            } else if !ConfigurationKey<String>.isNull(value) {
+                throw fail(name, "must be a mapping of keys, such as \(name): {\(section.keys[0].name): …}.")
+            }
+            given[name] = keys
+        }
+        for section in declared {
+            for key in section.keys where key.documentedDefault == required && given[section.name]?[key.name] == nil {
+                throw fail("\(section.name).\(key.name)", "is required: \(key.summary)")
+            }
+        }
+        return given
+    }
+
+    /// The documented default of a key that the file must give.
+    public static let required = "required"
+
+    /// Lets `section` read its keys from what `sections(of:)` returned.
+    public static func read<Section: ConfigurationSection>(
+        _ section: inout Section,
+        from given: [String: [String: Node]],
+        file: String
+    ) throws(KetenpostError) {
+        try section.read(SectionReader(file: file, section: Section.name, values: given[Section.name] ?? [:]))
+    }
+
+    /// What a shipped example file gets wrong: a key with a default that it leaves out or gives
+    /// another value (keys without a default may be left out or switched on). Empty when the
+    /// file shows exactly the defaults the parser applies.
+    public static func differencesFromDefaults(in text: String, sections declared: [any ConfigurationSection.Type]) -> [String] {
+        guard let root = try? Yams.compose(yaml: text), case .mapping(let sections) = root else { return ["the file is not a mapping"] }
+        var problems: [String] = []
+        for section in declared {
+            let given = sections.first { $0.key.scalar?.string == section.name }?.value.mapping
+            for key in section.keys {
+                let path = "\(section.name).\(key.name)"
+                guard let node = given?.first(where: { $0.key.scalar?.string == key.name })?.value else {
+                    if key.documentedDefault != "none" { problems.append("\(path) is not shown (default \(key.documentedDefault))") }
+                    continue
+                }
+                if key.documentedDefault != "none" && key.documentedDefault != required && key.isDefault(node) != true {
+                    problems.append("\(path) has a value other than its default \(key.documentedDefault)")
+                }
+            }
+        }
+        return problems
+    }
+
+    /// The generated block between `begin` and `end` markers in a document, or nil without markers.
+    public static func generatedBlock(in document: String, begin: String, end: String) -> Range<String.Index>? {
+        guard let start = document.range(of: begin), let stop = document.range(of: end, range: start.upperBound..<document.endIndex) else {
+            return nil
+        }
+        return start.upperBound..<stop.lowerBound
+    }
+
+    /// The reference table of every key, its default and its meaning, for the documentation.
+    public static func reference(_ sections: [any ConfigurationSection.Type]) -> String {
+        var lines = ["| key | default | meaning |", "|---|---|---|"]
+        for section in sections {
+            for key in section.keys {
+                lines.append("| `\(section.name).\(key.name)` | `\(key.documentedDefault)` | \(key.summary) |")
+            }
+        }
+        return lines.joined(separator: "\n") + "\n"
     }
 }
