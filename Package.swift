@@ -75,7 +75,10 @@ let package = Package(
         // The partner desk: the web app for caseworkers and intake staff, next to one partner's key.
         .target(
             name: "KetenpostDesk",
-            dependencies: ["KetenpostAPI", "KetenpostConfiguration", "KetenpostModel"],
+            dependencies: [
+                "KetenpostAPI", "KetenpostConfiguration", "KetenpostCrypto", "KetenpostModel",
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ],
             swiftSettings: strict
         ),
         // The durable queue: one protocol, the SQLite backend (GRDB) by default, PostgreSQL
@@ -207,7 +210,7 @@ let package = Package(
         ),
         .testTarget(
             name: "KetenpostDeskTests",
-            dependencies: ["KetenpostAPI", "KetenpostConfiguration", "KetenpostDesk"],
+            dependencies: ["KetenpostAPI", "KetenpostConfiguration", "KetenpostDesk", .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: strict
         ),
         .testTarget(name: "KetenpostFuzzTests", dependencies: ["KetenpostFuzzing"], swiftSettings: strict),
