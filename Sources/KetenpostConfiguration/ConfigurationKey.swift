@@ -271,6 +271,13 @@ extension ConfigurationKey where Value == Bool {
 /// A configuration file of sections (`config/ketenpost.yaml`, the desk's `desk.yaml`): reads
 /// the composed YAML tree and hands each section its keys.
 public enum ConfigurationFile {
+    /// The file's text; a file that cannot be read stops start-up with its path and why.
+    public static func text(at path: String) throws(KetenpostError) -> String {
+        do { return try String(contentsOfFile: path, encoding: .utf8) } catch {
+            throw KetenpostError(.configInvalid, "\(path): cannot be read (\(error.localizedDescription)).")
+        }
+    }
+
     /// The keys each section gives, after checking that every section and key is declared.
     /// Read from the composed node tree, key by key: nothing is built as plain values, so a
     /// complex key such as `? [x]` cannot trap and aliases are not expanded (found by the

@@ -59,6 +59,15 @@ import Testing
         }
     }
 
+    @Test func aMissingFileStopsStartUpNamingIt() {
+        do {
+            _ = try DeskConfiguration.load(path: "/nonexistent/desk.yaml")
+            Issue.record("a missing file was accepted")
+        } catch {
+            #expect(error.code == .configInvalid && error.message.hasPrefix("/nonexistent/desk.yaml: cannot be read"), "\(error.message)")
+        }
+    }
+
     @Test func anotherAddressWithTLSIsAccepted() throws {
         let c = try DeskConfiguration.parse(
             "identity:\n  directory: x\nlisten:\n  host: 10.0.0.5\n  certificate: c.pem\n  key: k.pem\nlanguage:\n  default: en\n",

@@ -23,11 +23,7 @@ public struct DeskConfiguration: Sendable {
 
     /// Reads and checks the file. Errors name the file, the key and what is wrong.
     public static func load(path: String) throws(KetenpostError) -> DeskConfiguration {
-        let text: String
-        do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
-            throw KetenpostError(.configInvalid, "\(path): cannot be read (\(error.localizedDescription)).")
-        }
-        return try parse(text, file: path)
+        try parse(try ConfigurationFile.text(at: path), file: path)
     }
 
     public static func parse(_ text: String, file: String) throws(KetenpostError) -> DeskConfiguration {
