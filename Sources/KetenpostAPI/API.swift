@@ -143,6 +143,24 @@ public enum API {
         }
     }
 
+    /// Every partner, without certificates: what a desk needs to offer recipients.
+    public struct DirectoryList: Codable, Sendable {
+        public struct Partner: Codable, Sendable, Equatable {
+            public var id: String
+            public var name: String
+            public var role: String
+            public var state: String
+            public init(id: String, name: String, role: String, state: String) {
+                self.id = id
+                self.name = name
+                self.role = role
+                self.state = state
+            }
+        }
+        public var partners: [Partner]
+        public init(partners: [Partner]) { self.partners = partners }
+    }
+
     public struct HealthResponse: Codable, Sendable {
         public var status: String
         public init(status: String) { self.status = status }

@@ -69,6 +69,11 @@ public final class RelayClient: Sendable {
         try await call("GET", "/v1/directory/\(partner)", as: API.DirectoryEntry.self)
     }
 
+    /// Every partner in the directory (without certificates).
+    public func directoryList() async throws -> API.DirectoryList {
+        try await call("GET", "/v1/directory", as: API.DirectoryList.self)
+    }
+
     /// Submits sealed bytes. Safe to retry with the same bytes: the relay answers with the original receipt.
     public func submit(_ sealed: Data) async throws -> API.SubmitResponse {
         try await call("POST", "/v1/messages", body: sealed, as: API.SubmitResponse.self)

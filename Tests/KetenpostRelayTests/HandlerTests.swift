@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
+import KetenpostAPI
 import KetenpostCrypto
 import KetenpostEnvelope
 import KetenpostModel
@@ -264,6 +265,16 @@ func errorCode(_ response: TestResponse, sourceLocation: SourceLocation = #_sour
             }
             try await client.execute(uri: "/v1/directory/nobody-here", method: .get, headers: partner) { response in
                 #expect(response.status == .notFound)
+            }
+            // The listing a desk offers recipients from: every partner, sorted, no certificates.
+            try await client.execute(uri: "/v1/directory", method: .get, headers: partner) { response in
+                #expect(response.status == .ok)
+                let list = try KetenpostJSON.decoder().decode(API.DirectoryList.self, from: Data(buffer: response.body))
+                #expect(list.partners.map(\.id) == list.partners.map(\.id).sorted())
+                #expect(list.partners.contains { $0.id == shelter && $0.role == "shelter" && $0.state == "active" })
+            }
+            try await client.execute(uri: "/v1/directory", method: .get) { response in
+                #expect(response.status == .forbidden || response.status == .unauthorized)
             }
         }
         // Refusals are logged with their code and never with the body.

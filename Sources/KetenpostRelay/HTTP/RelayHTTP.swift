@@ -86,6 +86,7 @@ public enum RelayHTTP {
         routes.get("/v1/messages/:id") { _, context in
             json(try await messages.status(id: try messageID(context), for: try context.partner(), logger: context.logger))
         }
+        routes.get("/v1/directory") { _, _ in json(messages.directoryList()) }
         routes.get("/v1/directory/:partner") { _, context in
             json(try messages.directoryEntry(context.parameters.get("partner") ?? ""))
         }

@@ -342,6 +342,15 @@ public struct MessageService: Sendable {
         )
     }
 
+    /// Every partner of the directory, sorted by id (names and roles are public within the chain).
+    public func directoryList() -> API.DirectoryList {
+        API.DirectoryList(
+            partners: directory.snapshot.partners.values.sorted { $0.id < $1.id }.map {
+                API.DirectoryList.Partner(id: $0.id, name: $0.name, role: $0.role.rawValue, state: $0.state.rawValue)
+            }
+        )
+    }
+
     /// Whether the store answers.
     public func ready() async -> Bool {
         (try? await store.pendingCount(recipient: configuration.relay.id)) != nil
