@@ -13,6 +13,7 @@ let strict: [SwiftSetting] = [
 //   store                  KetenpostStore (SQLite, PostgreSQL, memory)
 //   relay, client          KetenpostRelay (HTTP over the store), KetenpostClient (what case systems embed)
 //   hosted partner         KetenpostConformance (the conformance echo: a client inside the relay process)
+//   desk                   KetenpostDesk (the partner's web app: a client with staff accounts and screens)
 //   programs               ketenpost (KetenpostCLI), ketenpost-bench (KetenpostBench), ketenpost-fuzz
 let package = Package(
     name: "ketenpost",
@@ -44,6 +45,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
         .package(url: "https://github.com/hummingbird-project/swift-mustache", from: "2.1.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird-auth", from: "2.5.0"),
+        .package(url: "https://github.com/weichsel/ZIPFoundation", from: "0.9.20"),
     ],
     targets: [
         // The system OpenSSL (Debian libssl-dev). Only KetenpostCrypto imports it.
@@ -76,8 +79,20 @@ let package = Package(
         .target(
             name: "KetenpostDesk",
             dependencies: [
-                "KetenpostAPI", "KetenpostConfiguration", "KetenpostCrypto", "KetenpostModel",
+                "KetenpostAPI", "KetenpostClient", "KetenpostConfiguration", "KetenpostCrypto", "KetenpostEnvelope", "KetenpostModel",
                 .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "HummingbirdAuth", package: "hummingbird-auth"),
+                .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
+                .product(name: "HummingbirdOTP", package: "hummingbird-auth"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Mustache", package: "swift-mustache"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "ZIPFoundation", package: "ZIPFoundation"),
             ],
             swiftSettings: strict
         ),
@@ -142,8 +157,8 @@ let package = Package(
         .executableTarget(
             name: "KetenpostCLI",
             dependencies: [
-                "KetenpostAPI", "KetenpostClient", "KetenpostConformance", "KetenpostCrypto", "KetenpostEnvelope", "KetenpostModel",
-                "KetenpostProvisioning", "KetenpostRelay", "KetenpostStore",
+                "KetenpostAPI", "KetenpostClient", "KetenpostConformance", "KetenpostCrypto", "KetenpostDesk", "KetenpostEnvelope",
+                "KetenpostModel", "KetenpostProvisioning", "KetenpostRelay", "KetenpostStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -210,7 +225,15 @@ let package = Package(
         ),
         .testTarget(
             name: "KetenpostDeskTests",
-            dependencies: ["KetenpostAPI", "KetenpostConfiguration", "KetenpostDesk", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: [
+                "KetenpostAPI", "KetenpostClient", "KetenpostConfiguration", "KetenpostCrypto", "KetenpostDesk", "KetenpostEnvelope",
+                "KetenpostModel", "KetenpostProvisioning", "KetenpostRelay", "KetenpostStore", "KetenpostTestSupport",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: strict
         ),
         .testTarget(name: "KetenpostFuzzTests", dependencies: ["KetenpostFuzzing"], swiftSettings: strict),

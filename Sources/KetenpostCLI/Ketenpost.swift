@@ -22,7 +22,7 @@ struct KetenpostCommand: AsyncParsableCommand {
         version: "0.1.0",
         subcommands: [
             Serve.self, Send.self, Inbox.self, Status.self, Seal.self, Open.self, Admin.self, Audit.self, Report.self, Conformance.self,
-            PKI.self, Demo.self,
+            PKI.self, Demo.self, Desk.self,
         ]
     )
 }

@@ -188,10 +188,11 @@ public final class RelayClient: Sendable {
     }
 
     /// Opens with the identity, or else with each decryption identity (only "not a recipient" moves on).
-    public func open(_ sealed: Data) throws -> Envelope.Opened {
+    /// `allowExpired` is for looking at a stored message again, never for acting on a new one.
+    public func open(_ sealed: Data, allowExpired: Bool = false) throws -> Envelope.Opened {
         let candidates = [identity] + decryptionIdentities
         for (index, candidate) in candidates.enumerated() {
-            let result = Result { try Envelope.open(sealed, as: candidate, trust: trust) }
+            let result = Result { try Envelope.open(sealed, as: candidate, trust: trust, allowExpired: allowExpired) }
             switch result {
             case .success(let opened):
                 return opened

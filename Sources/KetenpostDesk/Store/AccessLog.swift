@@ -96,19 +96,25 @@ public struct AccessLogVerification: Sendable, Equatable {
 
 /// The access log in the desk's SQLite file.
 public final class SQLiteAccessLog: Sendable {
-    let queue: DatabaseQueue
+    let database: any DatabaseWriter
 
-    /// Opens (and creates) the log in `path`.
-    public init(path: String) throws {
-        var configuration = Configuration()
-        configuration.prepareDatabase { db in
-            // A log entry is written before the page that caused it is shown: it must survive a crash.
-            try db.execute(sql: "PRAGMA synchronous = FULL")
-        }
-        queue = try DatabaseQueue(path: path, configuration: configuration)
+    /// Opens (and creates) the log in `path`, alone (the `ketenpost desk log` commands).
+    public convenience init(path: String) throws {
+        let queue = try DatabaseQueue(path: path, configuration: DeskDatabase.configuration())
         var migrator = DatabaseMigrator()
+        Self.registerMigrations(&migrator)
+        try migrator.migrate(queue)
+        self.init(database: queue)
+    }
+
+    /// The log inside a database whose migrator ran `registerMigrations`.
+    init(database: any DatabaseWriter) {
+        self.database = database
+    }
+
+    static func registerMigrations(_ migrator: inout DatabaseMigrator) {
         migrator.registerMigration("access-log-v1") { db in
-            try db.create(table: AccessEntry.databaseTableName) { t in
+            try db.create(table: AccessEntry.databaseTableName, ifNotExists: true) { t in
                 t.primaryKey("sequence", .integer)
                 t.column("at", .integer).notNull()
                 t.column("staff", .text).notNull().indexed()
@@ -120,35 +126,38 @@ public final class SQLiteAccessLog: Sendable {
                 t.column("hash", .text).notNull()
             }
         }
-        try migrator.migrate(queue)
     }
 
     /// Appends `event` at `time` and returns the entry as stored.
     @discardableResult
     public func record(_ event: AccessEvent, at time: Date = Date()) throws -> AccessEntry {
-        try queue.write { db in
-            let last = try AccessEntry.order(Column("sequence").desc).fetchOne(db)
-            var entry = AccessEntry(
-                sequence: (last?.sequence ?? 0) + 1,
-                at: Int64((time.timeIntervalSince1970 * 1000).rounded(.down)),
-                staff: event.staff,
-                role: event.role,
-                action: event.action.rawValue,
-                messageId: event.messageId,
-                detail: event.detail,
-                prevHash: last?.hash ?? AccessEntry.genesis,
-                hash: ""
-            )
-            entry.hash = entry.computedHash
-            try entry.insert(db)
-            return entry
-        }
+        try database.write { db in try Self.append(event, at: time, in: db) }
+    }
+
+    /// Appends inside a transaction of the caller, so that a change and its log entry land together.
+    @discardableResult
+    static func append(_ event: AccessEvent, at time: Date = Date(), in db: Database) throws -> AccessEntry {
+        let last = try AccessEntry.order(Column("sequence").desc).fetchOne(db)
+        var entry = AccessEntry(
+            sequence: (last?.sequence ?? 0) + 1,
+            at: Int64((time.timeIntervalSince1970 * 1000).rounded(.down)),
+            staff: event.staff,
+            role: event.role,
+            action: event.action.rawValue,
+            messageId: event.messageId,
+            detail: event.detail,
+            prevHash: last?.hash ?? AccessEntry.genesis,
+            hash: ""
+        )
+        entry.hash = entry.computedHash
+        try entry.insert(db)
+        return entry
     }
 
     /// Entries in order; optionally only those about one message or by one staff member.
     public func entries(message: String? = nil, staff: String? = nil, after sequence: Int64 = 0, limit: Int = 1000) throws -> [AccessEntry]
     {
-        try queue.read { db in
+        try database.read { db in
             var request = AccessEntry.filter(Column("sequence") > sequence)
             if let message { request = request.filter(Column("messageId") == message) }
             if let staff { request = request.filter(Column("staff") == staff) }
@@ -158,7 +167,7 @@ public final class SQLiteAccessLog: Sendable {
 
     /// Walks the whole chain.
     public func verify() throws -> AccessLogVerification {
-        try queue.read { db in
+        try database.read { db in
             var previous = AccessEntry.genesis
             var expected: Int64 = 1
             var count = 0
