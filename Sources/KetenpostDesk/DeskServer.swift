@@ -128,15 +128,27 @@ struct DeskMailService: Service {
 
     func run() async throws {
         let wait = core.configuration.inbox.pollWait
+        let core = core
         await cancelWhenGracefulShutdown {
-            while !Task.isCancelled {
-                do {
-                    try await core.receiveOnce(wait: wait)
-                    await core.followOutgoing()
-                } catch {
-                    let code = (error as? KetenpostError)?.code.rawValue ?? "network"
-                    core.logger.warning("relay not reached; retrying", metadata: ["error.code": "\(code)"])
-                    try? await Task.sleep(for: .seconds(5))
+            await withDiscardingTaskGroup { group in
+                // Receiving: one long poll after another.
+                group.addTask {
+                    while !Task.isCancelled {
+                        do {
+                            try await core.receiveOnce(wait: wait)
+                        } catch {
+                            let code = (error as? KetenpostError)?.code.rawValue ?? "network"
+                            core.logger.warning("relay not reached; retrying", metadata: ["error.code": "\(code)"])
+                            try? await Task.sleep(for: .seconds(5))
+                        }
+                    }
+                }
+                // Following: queued sends are retried and sent messages' states fetched every few seconds.
+                group.addTask {
+                    while !Task.isCancelled {
+                        await core.followOutgoing()
+                        try? await Task.sleep(for: .seconds(3))
+                    }
                 }
             }
         }
