@@ -228,32 +228,6 @@ enum EmbeddedSchemas {
   "else": { "required": ["reason"] }
 }
 """#,
-        "referral": #"""
-{
-  "$schema": "https://json-schema.org/draft/2020-12/schema",
-  "$id": "urn:ketenpost:schema:referral",
-  "title": "Referral",
-  "description": "Hands a person over from the care coordinator (or municipality) to a shelter or care provider.",
-  "type": "object",
-  "additionalProperties": false,
-  "required": ["schema", "person", "needs", "legalBasis", "caseReference", "contact"],
-  "properties": {
-    "schema": { "const": "ketenpost/referral/v1" },
-    "person": { "$ref": "urn:ketenpost:schema:common#/$defs/person" },
-    "needs": {
-      "type": "array", "title": "Needs", "minItems": 1, "maxItems": 6, "uniqueItems": true,
-      "items": { "type": "string", "enum": ["housing", "medical", "legal", "psychosocial", "income", "language"] }
-    },
-    "legalBasis": { "$ref": "urn:ketenpost:schema:common#/$defs/legalBasis" },
-    "caseReference": {
-      "type": "string", "title": "Case reference", "description": "The sender's case number: 1 to 64 letters, digits or . _ / -",
-      "pattern": "^[A-Za-z0-9._/-]{1,64}$"
-    },
-    "contact": { "$ref": "urn:ketenpost:schema:common#/$defs/contact" },
-    "notes": { "$ref": "urn:ketenpost:schema:common#/$defs/freeText", "title": "Notes" }
-  }
-}
-"""#,
         "referral-response": #"""
 {
   "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -290,6 +264,32 @@ enum EmbeddedSchemas {
       "then": { "not": { "required": ["startDate"] } }
     }
   ]
+}
+"""#,
+        "referral": #"""
+{
+  "$schema": "https://json-schema.org/draft/2020-12/schema",
+  "$id": "urn:ketenpost:schema:referral",
+  "title": "Referral",
+  "description": "Hands a person over from the care coordinator (or municipality) to a shelter or care provider.",
+  "type": "object",
+  "additionalProperties": false,
+  "required": ["schema", "person", "needs", "legalBasis", "caseReference", "contact"],
+  "properties": {
+    "schema": { "const": "ketenpost/referral/v1" },
+    "person": { "$ref": "urn:ketenpost:schema:common#/$defs/person" },
+    "needs": {
+      "type": "array", "title": "Needs", "minItems": 1, "maxItems": 6, "uniqueItems": true,
+      "items": { "type": "string", "enum": ["housing", "medical", "legal", "psychosocial", "income", "language"] }
+    },
+    "legalBasis": { "$ref": "urn:ketenpost:schema:common#/$defs/legalBasis" },
+    "caseReference": {
+      "type": "string", "title": "Case reference", "description": "The sender's case number: 1 to 64 letters, digits or . _ / -",
+      "pattern": "^[A-Za-z0-9._/-]{1,64}$"
+    },
+    "contact": { "$ref": "urn:ketenpost:schema:common#/$defs/contact" },
+    "notes": { "$ref": "urn:ketenpost:schema:common#/$defs/freeText", "title": "Notes" }
+  }
 }
 """#,
         "registration": #"""

@@ -91,7 +91,7 @@ public struct Labels: Sendable {
         "contact": "Contactpersoon", "dateOfBirth": "Geboortedatum", "declineReason": "Reden van afwijzing",
         "dependants": "Meekomende gezinsleden", "description": "Omschrijving", "email": "E-mailadres", "explanation": "Toelichting",
         "exploitationForm": "Vorm van uitbuiting", "exploitationForms": "Vormen van uitbuiting", "familyName": "Achternaam",
-        "gender": "Gender", "givenName": "Voornaam", "indicators": "Signalen", "kind": "Soort", "kvkNumber": "KvK-nummer",
+        "gender": "Geslacht", "givenName": "Voornaam", "indicators": "Signalen", "kind": "Soort", "kvkNumber": "KvK-nummer",
         "languages": "Talen", "legalBasis": "Grondslag", "medicalNeeds": "Medische behoeften", "municipality": "Gemeente (CBS-code)",
         "name": "Naam", "nationality": "Nationaliteit", "needs": "Hulpvragen", "notes": "Opmerkingen", "observations": "Waarnemingen",
         "observedOn": "Waargenomen op", "organisation": "Organisatie (partner-id)", "outcome": "Uitkomst", "person": "Persoon",
