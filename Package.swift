@@ -228,10 +228,13 @@ let package = Package(
             dependencies: [
                 "KetenpostAPI", "KetenpostClient", "KetenpostConfiguration", "KetenpostCrypto", "KetenpostDesk", "KetenpostEnvelope",
                 "KetenpostModel", "KetenpostProvisioning", "KetenpostRelay", "KetenpostStore", "KetenpostTestSupport",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strict

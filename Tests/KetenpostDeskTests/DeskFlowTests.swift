@@ -101,6 +101,8 @@ import Testing
                 #expect(answer.body.contains("Achteringang-Kanarie-4410"))
                 let sentList = try await browser.get("/sent")
                 #expect(sentList.body.contains("1 berichten"))
+                let english = try await browser.get("/sent?lang=en")
+                #expect(english.body.contains("Sent messages") && english.body.contains("Receipt confirmed"))
                 // The evidence package verifies with openssl.
                 let zip = try await browser.client.execute(
                     uri: "/messages/\(messageID)/evidence.zip",
@@ -117,6 +119,7 @@ import Testing
                 let log = try await browser.get("/log?message=\(messageID)")
                 #expect(log.status == .ok)
                 #expect(log.body.contains("i.peters") && log.body.contains(">view<"))
+                #expect(!log.body.contains(">sign-in<"), "the filter shows only entries about the message")
                 #expect(log.body.contains("De keten van het log is intact"))
                 #expect(try await browser.get("/log?staff=l.smit").body.contains("log-read"))
             }

@@ -269,6 +269,11 @@ public final class DeskCore: Sendable {
         else {
             return .sent(try store.message(id) ?? message)
         }
+        if let original = content.header.correlationId?.uuidString.lowercased() {
+            try store.accessLog.recordEvent(
+                AccessEvent(staff: staff.username, role: staff.role.rawValue, action: .answer, messageId: original, detail: "with \(id)")
+            )
+        }
         logger.info("message sealed", metadata: ["message.id": "\(id)", "message.type": "\(content.header.type.rawValue)"])
         return .sent(await submit(sending))
     }

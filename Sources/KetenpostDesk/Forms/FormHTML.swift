@@ -63,13 +63,13 @@ struct FormHTML {
         case .constant:
             return
         case .object(let children):
-            html += "<fieldset class=\"group\"><legend>\(HTML.escape(label))\(required)</legend>"
+            html += "<fieldset class=\"group\" id=\"\(id(path))\"><legend>\(HTML.escape(label))\(required)</legend>"
             helpAndErrors()
             for child in children { self.field(child, path: "\(path).\(child.name)", into: &html) }
             html += "</fieldset>"
         case .list(let item, _, let maxItems):
             let rows = values.rows(path, field: field)
-            html += "<fieldset class=\"list\"><legend>\(HTML.escape(label))\(required)</legend>"
+            html += "<fieldset class=\"list\" id=\"\(id(path))\"><legend>\(HTML.escape(label))\(required)</legend>"
             helpAndErrors()
             html += "<input type=\"hidden\" name=\"\(name)._rows\" value=\"\(rows)\">"
             for row in 0..<rows {

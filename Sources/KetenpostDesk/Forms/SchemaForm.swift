@@ -27,6 +27,9 @@ public struct FormField: Sendable {
     public var definition: String?
     /// Whether `help` is the field's own description (else its definition's).
     public var ownHelp = false
+    /// The schema's pattern for a text, checked when the form is read so that every problem
+    /// shows at once (the model checks again, and checks what a schema cannot say).
+    public var pattern: String?
     public var required: Bool
     public var kind: Kind
 }
@@ -106,7 +109,16 @@ public enum PayloadForms {
                 }
             }
         }
-        return FormField(name: name, title: title, help: help, definition: definition, ownHelp: ownHelp, required: required, kind: kind)
+        return FormField(
+            name: name,
+            title: title,
+            help: help,
+            definition: definition,
+            ownHelp: ownHelp,
+            pattern: node["pattern"] as? String,
+            required: required,
+            kind: kind
+        )
     }
 
     /// Properties in the order the schema file lists them (JSONSerialization forgets it).
@@ -248,7 +260,16 @@ public struct FormValues: Codable, Sendable, Equatable {
                 if let v = build(c, path: child(c.name), problems: &problems) { object[c.name] = v }
             }
             let onlyConstant = object.count == children.filter { if case .constant = $0.kind { true } else { false } }.count
-            return object.isEmpty || (onlyConstant && !path.isEmpty) ? nil : object
+            let present = !(object.isEmpty || (onlyConstant && !path.isEmpty))
+            // Required fields of an object that is there (or must be) are named all at once.
+            if present || field.required {
+                for c in children where c.required && object[c.name] == nil && problems[child(c.name)] == nil {
+                    // A list whose rows were all refused is not also "missing".
+                    if problems.keys.contains(where: { $0.hasPrefix(child(c.name) + ".") }) { continue }
+                    problems[child(c.name)] = "required"
+                }
+            }
+            return present ? object : nil
         case .list(let item, _, _):
             var items: [Any] = []
             for row in 0..<rows(path, field: field) {
@@ -279,9 +300,26 @@ public struct FormValues: Codable, Sendable, Equatable {
                 }
                 return date
             default:
+                if let pattern = field.pattern, raw.range(of: pattern, options: .regularExpression) == nil {
+                    problems[path] = Self.rule(for: field)
+                    return nil
+                }
                 return raw
             }
         }
+    }
+
+    /// The rule name (ProblemText) of a pattern a field does not match.
+    static func rule(for field: FormField) -> String {
+        let byName: [String: String] = [
+            "languages": "language", "nationality": "nationality", "phone": "phone", "email": "email", "bsn": "bsn",
+            "kvkNumber": "kvk", "caseReference": "case-reference", "pseudonym": "pseudonym",
+        ]
+        let byDefinition: [String: String] = [
+            "partnerId": "partner-id", "cbsMunicipality": "cbs-code", "date": "date", "pastDate": "date", "dateTime": "date-time",
+            "shortText": "control-character", "freeText": "control-character",
+        ]
+        return byName[field.name] ?? field.definition.flatMap { byDefinition[$0] } ?? "type-mismatch"
     }
 
     /// `datetime-local` (`2026-11-29T17:00`) is Dutch local time; the payload wants RFC 3339 with a zone.

@@ -446,7 +446,10 @@ public enum DeskRoutes {
             case "_to": name = labels["compose.to"]
             case "_region": name = labels["compose.region"]
             case "_lifetimeDays": name = labels["compose.expires"]
-            default: name = Self.field(at: path, in: form).map { labels.field($0) } ?? path
+            default:
+                name =
+                    (Self.field(at: path, in: form).map { labels.field($0) } ?? path)
+                    + (path.split(separator: ".").last.flatMap { Int($0) }.map { " \($0 + 1)" } ?? "")
             }
             errorList.append([
                 "anchor": "f-" + path.replacingOccurrences(of: ".", with: "-"), "field": name, "text": sentences.joined(separator: " "),
