@@ -169,10 +169,13 @@ let package = Package(
         .executableTarget(
             name: "KetenpostBench",
             dependencies: [
-                "KetenpostAPI", "KetenpostClient", "KetenpostCrypto", "KetenpostEnvelope", "KetenpostModel", "KetenpostProvisioning",
-                "KetenpostRelay", "KetenpostStore",
+                "KetenpostAPI", "KetenpostClient", "KetenpostCrypto", "KetenpostDesk", "KetenpostEnvelope", "KetenpostModel",
+                "KetenpostProvisioning", "KetenpostRelay", "KetenpostStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: strict
         ),

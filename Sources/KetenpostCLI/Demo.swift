@@ -4,6 +4,7 @@ import KetenpostAPI
 import KetenpostClient
 import KetenpostConformance
 import KetenpostCrypto
+import KetenpostDesk
 import KetenpostEnvelope
 import KetenpostModel
 import KetenpostProvisioning
@@ -17,21 +18,109 @@ struct Demo: AsyncParsableCommand {
             A municipality signals the care coordinator; the coordinator sends an intake notice to the \
             shelter; the shelter answers with an intake response. Prints a timeline with verified receipts. \
             Uses config/partners.yaml, config/policy.yaml and config/examples/.
+            With --desk: a relay and desks for a municipality, the care coordinator and a shelter on \
+            loopback ports, with demo staff accounts, until Ctrl-C (docs/desk.md).
             Examples:
               ketenpost demo
               ketenpost demo --keep
+              ketenpost demo --desk
             """
     )
 
     @Option(help: "Directory with partners.yaml, policy.yaml and examples/.") var config: String = "config"
     @Flag(help: "Keep the temporary directory (store, PKI) and print its path.") var keep = false
+    @Flag(help: "Start desks for three partners in the browser instead of playing the chain.") var desk = false
 
     func run() async throws {
         do {
-            try await play()
+            if desk { try await desks() } else { try await play() }
         } catch {
             throw fail(error)
         }
+    }
+
+    /// A relay and three desks on loopback with demo accounts, until Ctrl-C.
+    private func desks() async throws {
+        let work = FileManager.default.temporaryDirectory.appendingPathComponent("ketenpost-demo-desk-\(UUID().uuidString.prefix(8))")
+        defer { if !keep { try? FileManager.default.removeItem(at: work) } }
+        let pki = DevelopmentPKI(directory: work.appendingPathComponent("certs").path)
+        var configuration = RelayConfiguration.development(
+            pki: pki,
+            storePath: work.appendingPathComponent("ketenpost.sqlite").path,
+            partnersFile: config + "/partners.yaml",
+            policyFile: config + "/policy.yaml"
+        )
+        configuration.developmentPKI.directory = pki.directory.path
+        var logger = Logger(label: "ketenpost.demo")
+        logger.logLevel = .warning
+        let relay = try await RunningRelay.start(try await RelayServer.prepare(configuration, logger: logger), logger: logger)
+        // Demo passwords are printed and thrown away with the folder: never use them elsewhere.
+        let staff: [(partner: String, username: String, name: String, role: StaffRole)] = [
+            ("gemeente-eijsden-margraten", "a.jansen", "Anna Jansen", .caseworker),
+            ("zorgcoordinatie-zuid-limburg", "c.willems", "Chris Willems", .teamLead),
+            ("opvang-zuid-limburg", "i.peters", "Ilse Peters", .caseworker),
+            ("opvang-zuid-limburg", "l.smit", "Lisa Smit", .logReader),
+        ]
+        var running: [RunningDesk] = []
+        do {
+            print("Ketenpost desk demo: relay on \(relay.url.absoluteString); Ctrl-C stops everything.")
+            for partner in ["gemeente-eijsden-margraten", "zorgcoordinatie-zuid-limburg", "opvang-zuid-limburg"] {
+                var c = DeskConfiguration()
+                c.identity.directory = pki.partnerDirectory(partner)
+                c.relay.url = relay.url.absoluteString
+                c.relay.id = DevelopmentPKI.relayID
+                c.relay.trustAnchors = pki.caCertificatePath
+                c.relay.crls = [pki.crlPath]
+                c.listen.port = 0
+                c.data.directory = work.appendingPathComponent("desk-\(partner)").path
+                c.inbox.pollWait = 5
+                let server = try DeskServer.open(c, logger: logger)
+                var accounts: [String] = []
+                for member in staff where member.partner == partner {
+                    let password = Self.demoPassword()
+                    let created = try await server.core.accounts.add(
+                        username: member.username,
+                        displayName: member.name,
+                        role: member.role,
+                        password: password
+                    )
+                    var account = "\(member.username) / \(password) (\(member.role.rawValue))"
+                    if let url = created.authenticatorURL { account += ", second factor: add \(url) to an authenticator app" }
+                    accounts.append(account)
+                }
+                let desk = try await RunningDesk.start(server, logger: logger)
+                running.append(desk)
+                print(
+                    """
+                      \(partner.padding(toLength: 30, withPad: " ", startingAt: 0)) \(desk.url.absoluteString)   \
+                    \(accounts.joined(separator: "; "))
+                    """
+                )
+            }
+            fflush(nil)
+            // Until Ctrl-C.
+            let (signals, continuation) = AsyncStream.makeStream(of: Void.self)
+            signal(SIGINT, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: SIGINT)
+            source.setEventHandler { continuation.yield() }
+            source.resume()
+            for await _ in signals { break }
+            source.cancel()
+        } catch {
+            for desk in running { await desk.stop() }
+            await relay.stop()
+            throw error
+        }
+        print("\nStopping.")
+        for desk in running { await desk.stop() }
+        await relay.stop()
+        if keep { print("Kept \(work.path)") }
+    }
+
+    /// Four random words' worth of characters: long enough for the password rule, easy to type.
+    static func demoPassword() -> String {
+        let words = ["kanaal", "molen", "dijk", "fiets", "tulp", "polder", "brug", "haven", "sluis", "duin", "kade", "gracht"]
+        return (0..<4).map { _ in words.randomElement()! }.joined(separator: "-")
     }
 
     private func play() async throws {
@@ -104,7 +193,10 @@ struct Demo: AsyncParsableCommand {
                     let receipt = report.recipientReceipt.map { "receipt by \($0.issuer) (\($0.disposition)) verified" } ?? "no receipt yet"
                     line(
                         sender.identity.partnerID,
-                        "status of \(short(id)): \(report.state); acceptance receipt by \(report.acceptanceReceipt.issuer) verified; \(receipt)"
+                        """
+                        status of \(short(id)): \(report.state); acceptance receipt by \(report.acceptanceReceipt.issuer) verified; \
+                        \(receipt)
+                        """
                     )
                 }
 

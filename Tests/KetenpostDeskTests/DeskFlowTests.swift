@@ -118,8 +118,8 @@ import Testing
                 try await browser.signIn("l.smit", code: StaffAccounts.currentCode(secret: try #require(logSecret)))
                 let log = try await browser.get("/log?message=\(messageID)")
                 #expect(log.status == .ok)
-                #expect(log.body.contains("i.peters") && log.body.contains(">view<"))
-                #expect(!log.body.contains(">sign-in<"), "the filter shows only entries about the message")
+                #expect(log.body.contains("i.peters") && log.body.contains(">bekeken (view)<"))
+                #expect(!log.body.contains("(sign-in)<"), "the filter shows only entries about the message")
                 #expect(log.body.contains("De keten van het log is intact"))
                 #expect(try await browser.get("/log?staff=l.smit").body.contains("log-read"))
             }

@@ -68,6 +68,19 @@ public struct Labels: Sendable {
         }
     }
 
+    /// An access-log action (`view`, `sign-in-failed`, …) in words.
+    public func action(_ action: String) -> String {
+        let names: [String: (String, String)] = [
+            "sign-in": ("aangemeld", "signed in"), "sign-in-failed": ("aanmelden mislukt", "sign-in failed"),
+            "sign-out": ("afgemeld", "signed out"), "view": ("bekeken", "viewed"), "compose": ("concept gemaakt", "draft made"),
+            "send": ("verzonden", "sent"), "answer": ("beantwoord", "answered"), "download": ("gedownload", "downloaded"),
+            "export": ("geëxporteerd", "exported"), "assign": ("toegewezen", "assigned"),
+            "user-change": ("account gewijzigd", "account changed"),
+            "log-read": ("log gelezen", "log read"),
+        ]
+        return names[action].map { english ? $0.1 : $0.0 } ?? action
+    }
+
     /// A sentence of the screens by key.
     public subscript(_ key: String) -> String {
         guard let pair = Self.text[key] else { return key }

@@ -114,6 +114,58 @@ public struct DeskMessage: Codable, Sendable, Equatable, FetchableRecord, Persis
     public var assignedTo: String?
     /// Attempts to submit a `sending` message (retried in the background).
     public var submitAttempts: Int
+
+    public init(
+        id: String,
+        direction: Direction,
+        type: String,
+        counterpart: String,
+        priority: String,
+        correlationId: String? = nil,
+        createdAt: Int64,
+        updatedAt: Int64,
+        sentAt: Int64? = nil,
+        expiresAt: Int64? = nil,
+        state: DeskState,
+        sealed: Data? = nil,
+        digest: String? = nil,
+        copy: Data? = nil,
+        acceptanceReceipt: Data? = nil,
+        recipientReceipt: Data? = nil,
+        reasonCode: String? = nil,
+        outcome: String? = nil,
+        outcomeReason: String? = nil,
+        answerId: String? = nil,
+        answeredAt: Int64? = nil,
+        createdBy: String? = nil,
+        assignedTo: String? = nil,
+        submitAttempts: Int = 0
+    ) {
+        self.id = id
+        self.direction = direction
+        self.type = type
+        self.counterpart = counterpart
+        self.priority = priority
+        self.correlationId = correlationId
+        self.createdAt = createdAt
+        self.updatedAt = updatedAt
+        self.sentAt = sentAt
+        self.expiresAt = expiresAt
+        self.state = state
+        self.sealed = sealed
+        self.digest = digest
+        self.copy = copy
+        self.acceptanceReceipt = acceptanceReceipt
+        self.recipientReceipt = recipientReceipt
+        self.reasonCode = reasonCode
+        self.outcome = outcome
+        self.outcomeReason = outcomeReason
+        self.answerId = answerId
+        self.answeredAt = answeredAt
+        self.createdBy = createdBy
+        self.assignedTo = assignedTo
+        self.submitAttempts = submitAttempts
+    }
 }
 
 /// The desk's SQLite file: staff accounts, messages (sealed only) and the access log, in one
@@ -286,6 +338,13 @@ public final class DeskStore: Sendable {
                 throw KetenpostError(.deskConflict, "A message with this id is already at the desk.")
             }
             try message.insert(db)
+        }
+    }
+
+    /// Inserts many messages in one transaction (imports and the benchmark).
+    public func insertAll(_ messages: [DeskMessage]) throws(KetenpostError) {
+        try write { db in
+            for message in messages { try message.insert(db) }
         }
     }
 

@@ -749,7 +749,8 @@ public enum DeskRoutes {
                 "entries": shown.map { e in
                     [
                         "sequence": e.sequence, "time": DeskFormat.dateTime(milliseconds: e.at, english: labels.english), "staff": e.staff,
-                        "role": e.role, "action": e.action, "message": e.messageId ?? "", "detail": e.detail ?? "",
+                        "role": StaffRole(rawValue: e.role).map { labels.role($0) } ?? e.role,
+                        "action": "\(labels.action(e.action)) (\(e.action))", "message": e.messageId ?? "", "detail": e.detail ?? "",
                     ] as [String: Any]
                 },
             ]
