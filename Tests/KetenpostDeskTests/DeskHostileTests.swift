@@ -209,4 +209,53 @@ import Testing
             }
         }
     }
+
+    @Test func aTeamLeadAssignsAndCaseworkersSeeOnlyTheirs() async throws {
+        try await withDesks { h in
+            try await h.addStaff(Self.shelter, "t.leider", role: .teamLead)
+            try await h.addStaff(Self.shelter, "a.eerste", role: .caseworker)
+            try await h.addStaff(Self.shelter, "b.tweede", role: .caseworker)
+            let desk = try h.desk(Self.shelter)
+            // A received message that could not be opened (its page needs no decryption).
+            let id = UUID().uuidString.lowercased()
+            let now = Int64(Date().timeIntervalSince1970 * 1000)
+            try desk.core.store.insert(
+                DeskMessage(
+                    id: id,
+                    direction: .incoming,
+                    type: "intake-notice",
+                    counterpart: Self.municipality,
+                    priority: "urgent",
+                    createdAt: now,
+                    updatedAt: now,
+                    state: .refused,
+                    sealed: Data([0x30]),
+                    reasonCode: "envelope.malformed"
+                )
+            )
+            try await withBrowser(desk) { (browser: Browser) async throws in
+                try await browser.signIn("a.eerste")
+                #expect(try await browser.get("/messages/\(id)").status == .ok)
+                #expect(try await browser.post("/messages/\(id)/assign", [("assignee", "b.tweede")]).status == .forbidden)
+            }
+            try await withBrowser(desk) { (browser: Browser) async throws in
+                try await browser.signIn("t.leider")
+                let page = try await browser.get("/messages/\(id)")
+                #expect(page.body.contains("Kon niet worden geopend") && page.body.contains("envelope.malformed"))
+                #expect(try await browser.post("/messages/\(id)/assign", [("assignee", "b.tweede")]).location == "/messages/\(id)")
+                #expect(try await browser.post("/messages/\(id)/assign", [("assignee", "nobody.here")]).status == .badRequest)
+            }
+            try await withBrowser(desk) { (browser: Browser) async throws in
+                try await browser.signIn("a.eerste")
+                #expect(try await browser.get("/messages/\(id)").status == .notFound)
+                #expect(!(try await browser.get("/inbox").body.contains(id)))
+            }
+            try await withBrowser(desk) { (browser: Browser) async throws in
+                try await browser.signIn("b.tweede")
+                #expect(try await browser.get("/messages/\(id)").status == .ok)
+                #expect(try await browser.get("/inbox?mine=1").body.contains(id))
+            }
+            #expect(try desk.core.store.accessLog.entries(message: id).contains { $0.action == "assign" && $0.detail == "to b.tweede" })
+        }
+    }
 }

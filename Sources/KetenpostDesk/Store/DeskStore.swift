@@ -378,6 +378,8 @@ public final class DeskStore: Sendable {
         public var counterpart: String?
         public var priority: String?
         public var assignedTo: String?
+        /// Only messages assigned to this staff member or to nobody.
+        public var assignedToOrNobody: String?
         public var createdBy: String?
         public var from: Date?
         public var until: Date?
@@ -396,6 +398,9 @@ public final class DeskStore: Sendable {
             if let counterpart = query.counterpart { request = request.filter(Column("counterpart") == counterpart) }
             if let priority = query.priority { request = request.filter(Column("priority") == priority) }
             if let assignedTo = query.assignedTo { request = request.filter(Column("assignedTo") == assignedTo) }
+            if let member = query.assignedToOrNobody {
+                request = request.filter(Column("assignedTo") == nil || Column("assignedTo") == member)
+            }
             if let createdBy = query.createdBy { request = request.filter(Column("createdBy") == createdBy) }
             if let from = query.from { request = request.filter(Column("createdAt") >= Self.milliseconds(from)) }
             if let until = query.until { request = request.filter(Column("createdAt") < Self.milliseconds(until)) }

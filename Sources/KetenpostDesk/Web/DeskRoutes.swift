@@ -177,13 +177,11 @@ public enum DeskRoutes {
         // team leads see the team's.
         let mine = parameters.get("mine") == "1"
         if direction == .outgoing && member.role == .caseworker { query.createdBy = member.username }
-        if direction == .incoming && (mine || member.role == .caseworker) && mine { query.assignedTo = member.username }
+        if direction == .incoming && mine { query.assignedTo = member.username }
+        if direction == .incoming && member.role == .caseworker && !mine { query.assignedToOrNobody = member.username }
         let page = max(0, parameters.get("page").flatMap(Int.init) ?? 0)
         query.offset = min(page, 10_000) * query.limit
-        var (messages, total) = try core.store.list(query)
-        if direction == .incoming && member.role == .caseworker && !mine {
-            messages = messages.filter { $0.assignedTo == nil || $0.assignedTo == member.username }
-        }
+        let (messages, total) = try core.store.list(query)
         let directory = (try? await core.directory()) ?? []
         let names = Dictionary(directory.map { ($0.id, $0.name) }, uniquingKeysWith: { first, _ in first })
         let urgentCutoff = DeskStore.milliseconds(Date().addingTimeInterval(-core.configuration.inbox.urgentAnswerWithin))
