@@ -20,7 +20,8 @@ public struct DeskServer: Sendable {
     public static func open(
         _ configuration: DeskConfiguration,
         bcryptCost: UInt8 = 12,
-        logger: Logger = Logger(label: "ketenpost.desk")
+        logger: Logger = Logger(label: "ketenpost.desk"),
+        clock: @escaping @Sendable () -> Date = { Date() }
     ) throws -> DeskServer {
         let identity = try Identity.load(directory: configuration.identity.directory)
         let trust = try TrustStore.load(anchorsFile: configuration.relay.trustAnchors, crlFiles: configuration.relay.crls)
@@ -44,7 +45,8 @@ public struct DeskServer: Sendable {
             client: client,
             store: store,
             bcryptCost: bcryptCost,
-            logger: logger
+            logger: logger,
+            clock: clock
         )
         return DeskServer(core: core)
     }

@@ -36,8 +36,8 @@ import Testing
             try await h.addStaff(Self.shelter, "i.peters", role: .caseworker)
             let logSecret = try #require(try await h.addStaff(Self.shelter, "l.smit", role: .logReader))
             let logger = Logger(label: "test.desk", factory: { _ in SwiftLogNoOpLogHandler() })
-            let municipality = try await RunningDesk.start(try h.desk(Self.municipality) { $0.inbox.pollWait = 1 }, logger: logger)
-            let shelter = try await RunningDesk.start(try h.desk(Self.shelter) { $0.inbox.pollWait = 1 }, logger: logger)
+            let municipality = try await RunningDesk.start(try h.desk(Self.municipality, adjust: { $0.inbox.pollWait = 1 }), logger: logger)
+            let shelter = try await RunningDesk.start(try h.desk(Self.shelter, adjust: { $0.inbox.pollWait = 1 }), logger: logger)
             let browser = try await WebDriver.start()
             do {
                 let m = "http://127.0.0.1:\(municipality.port)"
@@ -99,8 +99,10 @@ import Testing
                 try await browser.submit("button[value=send]")
                 #expect(try await browser.text.contains("Aangenomen door de relay"))
                 // 4. The municipality's sent view: acknowledged by the shelter's receipt, and accepted.
-                try await browser.waitFor("Ontvangst bevestigd", at: "\(m)/messages/\(messageID)")
-                try await browser.waitFor("aangenomen", at: "\(m)/messages/\(messageID)")
+                // Steps 4 and 5 of the timeline (acknowledged, answered) done, not merely named.
+                try await browser.waitFor(element: "ol.timeline li.done:nth-child(4)", at: "\(m)/messages/\(messageID)")
+                try await browser.waitFor(element: "ol.timeline li.done:nth-child(5)", at: "\(m)/messages/\(messageID)")
+                #expect(try await browser.text.contains("aangenomen"))
                 try await browser.screenshot("09-municipality-sees-acknowledged-and-accepted", into: folder)
                 try await browser.open("\(m)/sent")
                 try await browser.screenshot("10-sent-list", into: folder)

@@ -29,6 +29,13 @@ final class DeskPKI: Sendable {
     }
 }
 
+/// A clock the tests move by hand (idle timeouts, lockouts) without sleeping.
+final class DeskClock: Sendable {
+    private let now = Mutex(Date())
+    func callAsFunction() -> Date { now.withLock { $0 } }
+    func advance(minutes: Double) { now.withLock { $0 = $0.addingTimeInterval(minutes * 60) } }
+}
+
 /// Captured log lines, to check that nothing personal is logged.
 final class DeskLogLines: Sendable {
     private let lines = Mutex<[String]>([])
@@ -93,13 +100,17 @@ final class DeskHarness: Sendable {
     }
 
     /// The desk of `partner` (made once per harness), with low-cost bcrypt to keep tests quick.
-    func desk(_ partner: String, adjust: (inout DeskConfiguration) -> Void = { _ in }) throws -> DeskServer {
+    func desk(
+        _ partner: String,
+        clock: @escaping @Sendable () -> Date = { Date() },
+        adjust: (inout DeskConfiguration) -> Void = { _ in }
+    ) throws -> DeskServer {
         if let existing = desks.withLock({ $0[partner] }) { return existing }
         var c = configuration(partner)
         adjust(&c)
         let log = self.log
         let logger = Logger(label: "test.desk.\(partner)", factory: { _ in DeskLogHandler(lines: log) })
-        let server = try DeskServer.open(c, bcryptCost: 4, logger: logger)
+        let server = try DeskServer.open(c, bcryptCost: 4, logger: logger, clock: clock)
         desks.withLock { $0[partner] = server }
         return server
     }

@@ -258,4 +258,27 @@ import Testing
             #expect(try desk.core.store.accessLog.entries(message: id).contains { $0.action == "assign" && $0.detail == "to b.tweede" })
         }
     }
+
+    @Test func idleSessionsEndAndLockoutsExpire() async throws {
+        try await withDesks { h in
+            let clock = DeskClock()
+            let desk = try h.desk(Self.municipality, clock: { clock() })
+            try await h.addStaff(Self.municipality, "a.jansen", role: .caseworker)
+            try await withBrowser(desk) { (browser: Browser) async throws in
+                try await browser.signIn("a.jansen")
+                // Each request restarts the idle time (30 minutes by default).
+                clock.advance(minutes: 29)
+                #expect(try await browser.get("/inbox").status == .ok)
+                clock.advance(minutes: 29)
+                #expect(try await browser.get("/inbox").status == .ok)
+                clock.advance(minutes: 31)
+                #expect(try await browser.get("/inbox").location == "/signin")
+                // Locked for 15 minutes after five failures; then the right password works again.
+                for _ in 0..<5 { try await browser.signIn("a.jansen", password: "not the password at all") }
+                #expect(try await browser.signIn("a.jansen").body.contains("desk.account-locked"))
+                clock.advance(minutes: 16)
+                #expect(try await browser.signIn("a.jansen").location == "/inbox")
+            }
+        }
+    }
 }

@@ -195,6 +195,18 @@ final class WebDriver: Sendable {
         throw Failure(description: "\(url) never showed \(expected)")
     }
 
+    /// Reloads `url` until an element matches `css`: for states that words alone cannot tell apart
+    /// (a timeline names its pending steps too).
+    func waitFor(element css: String, at url: String, seconds: Int = 20) async throws {
+        for _ in 0..<(seconds * 4) {
+            try await open(url)
+            let found = try await command("POST", "/elements", ["using": "css selector", "value": css]) as? [Any]
+            if found?.isEmpty == false { return }
+            try await Task.sleep(for: .milliseconds(250))
+        }
+        throw Failure(description: "\(url) never showed \(css)")
+    }
+
     /// Saves a screenshot as `name`.png in `folder`.
     func screenshot(_ name: String, into folder: URL) async throws {
         guard let base64 = try await command("GET", "/screenshot") as? String, let data = Data(base64Encoded: base64) else {

@@ -115,11 +115,17 @@ public struct StaffAccounts: Sendable {
         // Hash even for an unknown user, so that the time taken does not tell which usernames exist.
         let passwordOK = await verify(password, hash: member?.passwordHash ?? Self.decoyHash)
         guard let member else {
-            try store.recordSignIn(username, succeeded: false, lockAfter: sessions.lockoutAttempts, lockFor: sessions.lockoutDuration)
+            try store.recordSignIn(
+                username,
+                succeeded: false,
+                lockAfter: sessions.lockoutAttempts,
+                lockFor: sessions.lockoutDuration,
+                at: time
+            )
             throw Self.failed
         }
         if member.disabled || member.isLocked(at: time) {
-            try store.recordSignIn(username, succeeded: false, lockAfter: Int.max, lockFor: 0)
+            try store.recordSignIn(username, succeeded: false, lockAfter: Int.max, lockFor: 0, at: time)
             throw KetenpostError(
                 .deskAccountLocked,
                 member.disabled

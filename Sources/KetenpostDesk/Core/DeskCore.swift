@@ -19,6 +19,8 @@ public final class DeskCore: Sendable {
     public let accounts: StaffAccounts
     let vault: Vault
     let logger: Logger
+    /// The time for sessions and lockouts; tests move it to check the idle timeout.
+    public let clock: @Sendable () -> Date
     private let directoryCache = Mutex<(at: Date, partners: [API.DirectoryList.Partner])?>(nil)
 
     public init(
@@ -28,8 +30,10 @@ public final class DeskCore: Sendable {
         client: RelayClient,
         store: DeskStore,
         bcryptCost: UInt8 = 12,
-        logger: Logger = Logger(label: "ketenpost.desk")
+        logger: Logger = Logger(label: "ketenpost.desk"),
+        clock: @escaping @Sendable () -> Date = { Date() }
     ) {
+        self.clock = clock
         self.configuration = configuration
         self.identity = identity
         self.trust = trust

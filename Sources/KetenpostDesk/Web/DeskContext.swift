@@ -132,19 +132,19 @@ struct StaffAuthentication: RouterMiddleware {
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         guard let session = context.sessions.session, session.partnerID == core.partnerID,
-            -session.lastSeen.timeIntervalSinceNow < core.configuration.sessions.idleTimeout
+            core.clock().timeIntervalSince(session.lastSeen) < core.configuration.sessions.idleTimeout
         else {
             context.sessions.clearSession()
             throw KetenpostError(.deskSignedOut, "Sign in first.")
         }
-        guard let member = try? core.store.staff(session.username), !member.disabled, !member.isLocked(at: Date()) else {
+        guard let member = try? core.store.staff(session.username), !member.disabled, !member.isLocked(at: core.clock()) else {
             context.sessions.clearSession()
             throw KetenpostError(.deskSignedOut, "Sign in first.")
         }
         var context = context
         context.staff = member
         var updated = session
-        updated.lastSeen = Date()
+        updated.lastSeen = core.clock()
         _ = context.sessions.updateSession(updated, expiresIn: .seconds(core.configuration.sessions.idleTimeout))
         return try await next(request, context)
     }

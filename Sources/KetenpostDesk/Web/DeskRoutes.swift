@@ -97,9 +97,14 @@ public enum DeskRoutes {
             }
             let username = (fields["username"] ?? "").trimmingCharacters(in: .whitespaces).lowercased()
             do throws(KetenpostError) {
-                let member = try await core.accounts.signIn(username: username, password: fields["password"] ?? "", code: fields["code"])
+                let member = try await core.accounts.signIn(
+                    username: username,
+                    password: fields["password"] ?? "",
+                    code: fields["code"],
+                    at: core.clock()
+                )
                 context.sessions.createSession(
-                    DeskSession(username: member.username, partnerID: core.partnerID, csrf: randomToken(), lastSeen: Date()),
+                    DeskSession(username: member.username, partnerID: core.partnerID, csrf: randomToken(), lastSeen: core.clock()),
                     expiresIn: .seconds(core.configuration.sessions.idleTimeout)
                 )
                 let home = member.role.handlesMessages ? "/inbox" : member.role == .logReader ? "/log" : "/users"
