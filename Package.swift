@@ -80,6 +80,7 @@ let package = Package(
             name: "KetenpostDesk",
             dependencies: [
                 "KetenpostAPI", "KetenpostClient", "KetenpostConfiguration", "KetenpostCrypto", "KetenpostEnvelope", "KetenpostModel",
+                "KetenpostProvisioning",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),

@@ -39,14 +39,12 @@ struct DeskBench: AsyncParsableCommand {
         logger.logLevel = .warning
         let relay = try await RunningRelay.start(try await RelayServer.prepare(relayConfiguration, logger: logger), logger: logger)
         let partner = "gemeente-eijsden-margraten"
-        var c = DeskConfiguration()
-        c.identity.directory = pki.partnerDirectory(partner)
-        c.relay.url = relay.url.absoluteString
-        c.relay.id = DevelopmentPKI.relayID
-        c.relay.trustAnchors = pki.caCertificatePath
-        c.relay.crls = [pki.crlPath]
-        c.listen.port = 0
-        c.data.directory = work.appendingPathComponent("desk").path
+        let c = DeskConfiguration.development(
+            pki: pki,
+            partner: partner,
+            relayURL: relay.url.absoluteString,
+            dataDirectory: work.appendingPathComponent("desk").path
+        )
         let server = try DeskServer.open(c, logger: logger)
         let password = "benchmark password 1234"
         _ = try await server.core.accounts.add(username: "b.team", displayName: "Bench Team Lead", role: .teamLead, password: password)

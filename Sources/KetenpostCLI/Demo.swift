@@ -65,14 +65,12 @@ struct Demo: AsyncParsableCommand {
         do {
             print("Ketenpost desk demo: relay on \(relay.url.absoluteString); Ctrl-C stops everything.")
             for partner in ["gemeente-eijsden-margraten", "zorgcoordinatie-zuid-limburg", "opvang-zuid-limburg"] {
-                var c = DeskConfiguration()
-                c.identity.directory = pki.partnerDirectory(partner)
-                c.relay.url = relay.url.absoluteString
-                c.relay.id = DevelopmentPKI.relayID
-                c.relay.trustAnchors = pki.caCertificatePath
-                c.relay.crls = [pki.crlPath]
-                c.listen.port = 0
-                c.data.directory = work.appendingPathComponent("desk-\(partner)").path
+                var c = DeskConfiguration.development(
+                    pki: pki,
+                    partner: partner,
+                    relayURL: relay.url.absoluteString,
+                    dataDirectory: work.appendingPathComponent("desk-\(partner)").path
+                )
                 c.inbox.pollWait = 5
                 let server = try DeskServer.open(c, logger: logger)
                 var accounts: [String] = []

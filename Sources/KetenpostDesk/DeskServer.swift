@@ -80,7 +80,7 @@ public struct DeskServer: Sendable {
                 )
             )
         )
-        DeskRoutes.addRoutes(to: router, core: core, partnerName: core.partnerID)
+        DeskRoutes.addRoutes(to: router, core: core)
         return router
     }
 
@@ -147,6 +147,8 @@ struct DeskMailService: Service {
                 }
                 // Following: queued sends are retried and sent messages' states fetched every few seconds.
                 group.addTask {
+                    // The directory first, so that the page header names this partner.
+                    _ = try? await core.directory()
                     while !Task.isCancelled {
                         await core.followOutgoing()
                         try? await Task.sleep(for: .seconds(3))

@@ -87,14 +87,12 @@ final class DeskHarness: Sendable {
     }
 
     func configuration(_ partner: String) -> DeskConfiguration {
-        var c = DeskConfiguration()
-        c.identity.directory = pki.partnerDirectory(partner)
-        c.relay.url = relay.url.absoluteString
-        c.relay.id = DevelopmentPKI.relayID
-        c.relay.trustAnchors = pki.caCertificatePath
-        c.relay.crls = [pki.crlPath]
-        c.listen.port = 0
-        c.data.directory = work.appendingPathComponent("desk-\(partner)").path
+        var c = DeskConfiguration.development(
+            pki: pki,
+            partner: partner,
+            relayURL: relay.url.absoluteString,
+            dataDirectory: work.appendingPathComponent("desk-\(partner)").path
+        )
         c.inbox.urgentAnswerWithin = 3600
         return c
     }

@@ -281,4 +281,30 @@ import Testing
             }
         }
     }
+
+    @Test func aSecondFactorCodeWorksOnce() async throws {
+        try await withDesks { h in
+            let clock = DeskClock()
+            let desk = try h.desk(Self.municipality, clock: { clock() })
+            let secret = try #require(try await h.addStaff(Self.municipality, "l.smit", role: .logReader))
+            let code = StaffAccounts.currentCode(secret: secret, at: clock())
+            try await withBrowser(desk) { (browser: Browser) async throws in
+                #expect(try await browser.signIn("l.smit", code: code).location == "/log")
+            }
+            // The same code again, still within its 30 seconds (seen over a shoulder, say): refused.
+            try await withBrowser(desk) { (browser: Browser) async throws in
+                let replay = try await browser.signIn("l.smit", code: code)
+                #expect(replay.status == .unauthorized && replay.body.contains("desk.sign-in-failed"))
+                // The next code works.
+                clock.advance(minutes: 0.5)
+                let next = StaffAccounts.currentCode(secret: secret, at: clock())
+                #expect(try await browser.signIn("l.smit", code: next).location == "/log")
+            }
+            // A code from before the last one used is refused too, even when the clock allows it.
+            clock.advance(minutes: -0.5)
+            try await withBrowser(desk) { (browser: Browser) async throws in
+                #expect(try await browser.signIn("l.smit", code: code).status == .unauthorized)
+            }
+        }
+    }
 }

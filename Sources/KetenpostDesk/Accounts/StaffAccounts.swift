@@ -68,7 +68,8 @@ public struct StaffAccounts: Sendable {
             disabled: false,
             failedAttempts: 0,
             lockedUntil: nil,
-            createdAt: DeskStore.milliseconds(Date())
+            createdAt: DeskStore.milliseconds(Date()),
+            lastCodeStep: nil
         )
         try store.addStaff(member, actor: actor)
         return Created(member: member, authenticatorURL: secret.map { authenticatorURL(for: member, secret: $0) })
@@ -92,7 +93,10 @@ public struct StaffAccounts: Sendable {
             member.failedAttempts = 0
             member.lockedUntil = nil
             member.disabled = false
-            if let secret { member.totpSecret = secret }
+            if let secret {
+                member.totpSecret = secret
+                member.lastCodeStep = nil
+            }
         }
         return Created(member: member, authenticatorURL: secret.map { authenticatorURL(for: member, secret: $0) })
     }
@@ -134,10 +138,19 @@ public struct StaffAccounts: Sendable {
             )
         }
         var ok = passwordOK
+        var step: Int64?
         if let secret = member.totpSecret {
-            ok = ok && Self.checkCode(code, secret: secret, at: time)
+            step = Self.codeStep(code, secret: secret, at: time)
+            ok = ok && step != nil
         }
-        try store.recordSignIn(username, succeeded: ok, lockAfter: sessions.lockoutAttempts, lockFor: sessions.lockoutDuration, at: time)
+        ok = try store.recordSignIn(
+            username,
+            succeeded: ok,
+            lockAfter: sessions.lockoutAttempts,
+            lockFor: sessions.lockoutDuration,
+            codeStep: step,
+            at: time
+        )
         guard ok else { throw Self.failed }
         return member
     }
@@ -147,11 +160,14 @@ public struct StaffAccounts: Sendable {
         "The username, password or code is not right. Check them and try again; after several failures the account is locked."
     )
 
-    /// A code from the authenticator app: the current 30-second step or its neighbours (clock drift).
-    static func checkCode(_ code: String?, secret: String, at time: Date) -> Bool {
-        guard let code, code.count == 6, let value = Int(code) else { return false }
+    /// The 30-second step of a code from the authenticator app, when it is the current step's or a
+    /// neighbour's (clock drift); nil when it is neither.
+    static func codeStep(_ code: String?, secret: String, at time: Date) -> Int64? {
+        guard let code, code.count == 6, code.allSatisfy(\.isASCII), let value = Int(code) else { return nil }
         let totp = TOTP(secret: secret)
-        return [-30.0, 0, 30].contains { totp.compute(date: time.addingTimeInterval($0)) == value }
+        return [-30.0, 0, 30].first { totp.compute(date: time.addingTimeInterval($0)) == value }.map {
+            Int64((time.timeIntervalSince1970 + $0) / 30)
+        }
     }
 
     /// 20 random characters (the secret's UTF-8 bytes are the HMAC key).

@@ -2,6 +2,7 @@ import Foundation
 import KetenpostAPI
 import KetenpostConfiguration
 import KetenpostModel
+import KetenpostProvisioning
 
 /// The desk's configuration (`config/desk.yaml`): one desk serves one partner identity. Each
 /// section's keys are declared once, here; docs/desk.md's reference is generated from them and
@@ -20,6 +21,20 @@ public struct DeskConfiguration: Sendable {
     ]
 
     public init() {}
+
+    /// The desk of `partner` from a development PKI in `pki`, against the relay at `relayURL`,
+    /// listening on a free loopback port: the demo, the benchmark and the tests use it.
+    public static func development(pki: DevelopmentPKI, partner: String, relayURL: String, dataDirectory: String) -> DeskConfiguration {
+        var c = DeskConfiguration()
+        c.identity.directory = pki.partnerDirectory(partner)
+        c.relay.url = relayURL
+        c.relay.id = DevelopmentPKI.relayID
+        c.relay.trustAnchors = pki.caCertificatePath
+        c.relay.crls = [pki.crlPath]
+        c.listen.port = 0
+        c.data.directory = dataDirectory
+        return c
+    }
 
     /// Reads and checks the file. Errors name the file, the key and what is wrong.
     public static func load(path: String) throws(KetenpostError) -> DeskConfiguration {

@@ -81,6 +81,12 @@ public final class DeskCore: Sendable {
         (try? await directory().first { $0.id == id }?.name) ?? id
     }
 
+    /// This partner's own name for the page header: from the directory once it has been read
+    /// (the mail service reads it at start), its id until then. Never waits for the relay.
+    public var ownName: String {
+        directoryCache.withLock { $0?.partners.first { $0.id == partnerID }?.name } ?? partnerID
+    }
+
     // MARK: Drafts
 
     /// A draft as the desk keeps it (encrypted for the partner's own key).

@@ -47,6 +47,9 @@ public struct StaffMember: Codable, Sendable, Equatable, FetchableRecord, Persis
     /// Milliseconds since 1970; locked while in the future.
     public var lockedUntil: Int64?
     public var createdAt: Int64
+    /// The 30-second step of the last second-factor code accepted: a code works only once, so one
+    /// seen over a shoulder or in a proxy log cannot sign in again within its window.
+    public var lastCodeStep: Int64?
 
     /// Lowercase letters, digits, dots, dashes and underscores, 2 to 64 characters: it appears in
     /// the access log and in URLs.
@@ -227,6 +230,9 @@ public final class DeskStore: Sendable {
             try db.create(index: "message_list", on: DeskMessage.databaseTableName, columns: ["direction", "createdAt"])
             try db.create(index: "message_state", on: DeskMessage.databaseTableName, columns: ["state"])
         }
+        migrator.registerMigration("desk-v2-code-once") { db in
+            try db.alter(table: StaffMember.databaseTableName) { t in t.add(column: "lastCodeStep", .integer) }
+        }
         try migrator.migrate(database)
         accessLog = SQLiteAccessLog(database: database)
     }
@@ -286,16 +292,22 @@ public final class DeskStore: Sendable {
 
     /// Records a sign-in attempt's result on the account and in the log, in one transaction:
     /// failures count up to a lockout, a success resets the count.
+    @discardableResult
     public func recordSignIn(
         _ username: String,
         succeeded: Bool,
         lockAfter attempts: Int,
         lockFor duration: TimeInterval,
+        codeStep: Int64? = nil,
         at time: Date = Date()
-    ) throws(KetenpostError) {
+    ) throws(KetenpostError) -> Bool {
         try write { db in
             let member = try StaffMember.fetchOne(db, key: username)
+            var succeeded = succeeded
+            // Checked inside the write, so two sign-ins racing with one code cannot both pass.
+            if succeeded, let codeStep, let last = member?.lastCodeStep, codeStep <= last { succeeded = false }
             if var member {
+                if let codeStep, succeeded { member.lastCodeStep = codeStep }
                 if succeeded {
                     member.failedAttempts = 0
                     member.lockedUntil = nil
@@ -321,6 +333,7 @@ public final class DeskStore: Sendable {
                 at: time,
                 in: db
             )
+            return succeeded
         }
     }
 

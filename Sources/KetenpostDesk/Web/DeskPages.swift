@@ -8,7 +8,6 @@ import Mustache
 /// staff member's role and the urgent banner on every page.
 struct DeskPages: Sendable {
     let core: DeskCore
-    let partnerName: String
 
     static let templates: [String: MustacheTemplate] = {
         let sources: [String: String] = [
@@ -40,7 +39,7 @@ struct DeskPages: Sendable {
             "lang": labels.english ? "en" : "nl",
             "title": title,
             "appName": labels["app.name"],
-            "partnerName": partnerName,
+            "partnerName": core.ownName,
             "skip": labels["nav.skip"],
             "body": body,
         ]

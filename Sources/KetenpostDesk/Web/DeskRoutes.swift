@@ -11,8 +11,8 @@ import KetenpostModel
 /// `StaffAuthentication`, checks the role, writes its access-log entry before it answers, and
 /// reads form posts only with the session's CSRF token.
 public enum DeskRoutes {
-    public static func addRoutes(to router: Router<DeskRequestContext>, core: DeskCore, partnerName: String) {
-        let pages = DeskPages(core: core, partnerName: partnerName)
+    public static func addRoutes(to router: Router<DeskRequestContext>, core: DeskCore) {
+        let pages = DeskPages(core: core)
         router.add(middleware: DeskOutcomeMiddleware(pages: pages))
         router.add(middleware: LanguageMiddleware(englishByDefault: core.configuration.language.english))
         router.get("/desk.css") { _, _ in
