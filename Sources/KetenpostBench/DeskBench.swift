@@ -48,33 +48,37 @@ struct DeskBench: AsyncParsableCommand {
         let server = try DeskServer.open(c, logger: logger)
         let password = "benchmark password 1234"
         _ = try await server.core.accounts.add(username: "b.team", displayName: "Bench Team Lead", role: .teamLead, password: password)
+        _ = try await server.core.accounts.add(username: "b.werker", displayName: "Bench Caseworker", role: .caseworker, password: password)
         let filled = ContinuousClock.now
         try fill(server.core.store, count: messages)
         print("stored \(messages) messages in \(ContinuousClock.now - filled)")
         let desk = try await RunningDesk.start(server, logger: logger)
         let base = desk.url.absoluteString.trimmingCharacters(in: CharacterSet(charactersIn: "/"))
         do {
-            let cookie = try await signIn(base: base, username: "b.team", password: password)
-            let pages = [
-                "/inbox", "/inbox?page=50", "/inbox?state=new&type=intake-notice&priority=urgent", "/sent", "/sent?state=failed",
-                "/sent?partner=opvang-zuid-limburg&page=20",
-            ]
+            let lead = try await signIn(base: base, username: "b.team", password: password)
+            let caseworker = try await signIn(base: base, username: "b.werker", password: password)
+            // A team lead sees the whole team's lists; a caseworker's are filtered to her own.
+            let pages: [(path: String, who: String, cookie: String)] =
+                [
+                    "/inbox", "/inbox?page=50", "/inbox?state=new&type=intake-notice&priority=urgent", "/sent", "/sent?state=failed",
+                    "/sent?partner=opvang-zuid-limburg&page=20",
+                ].map { ($0, "team lead", lead) } + ["/inbox", "/inbox?mine=1", "/sent"].map { ($0, "caseworker", caseworker) }
             print("")
-            print("| page (\(messages) messages, \(requests) loads each) | p50 ms | p95 ms | p99 ms | bytes |")
-            print("|---|---:|---:|---:|---:|")
+            print("| page (\(messages) messages, \(requests) loads each) | as | p50 ms | p95 ms | p99 ms | bytes |")
+            print("|---|---|---:|---:|---:|---:|")
             for page in pages {
                 var histogram = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
                 var bytes = 0
                 for _ in 0..<requests {
                     let started = ContinuousClock.now
-                    bytes = try await load(base + page, cookie: cookie)
+                    bytes = try await load(base + page.path, cookie: page.cookie)
                     let elapsed = ContinuousClock.now - started
                     _ = histogram.record(
                         UInt64(elapsed.components.seconds * 1_000_000 + elapsed.components.attoseconds / 1_000_000_000_000)
                     )
                 }
                 func ms(_ percentile: Double) -> String { String(format: "%.2f", Double(histogram.valueAtPercentile(percentile)) / 1000) }
-                print("| `\(page)` | \(ms(50)) | \(ms(95)) | \(ms(99)) | \(bytes) |")
+                print("| `\(page.path)` | \(page.who) | \(ms(50)) | \(ms(95)) | \(ms(99)) | \(bytes) |")
             }
         } catch {
             await desk.stop()
@@ -83,6 +87,7 @@ struct DeskBench: AsyncParsableCommand {
         }
         await desk.stop()
         await relay.stop()
+        try? await Self.client.shutdown()
     }
 
     /// Half received, half sent; types, states, partners and priorities spread like a busy desk's.
@@ -100,7 +105,8 @@ struct DeskBench: AsyncParsableCommand {
             let created: Int64 = now - Int64(index) * 60_000
             let state: DeskState = received ? incoming[index % incoming.count] : outgoing[index % outgoing.count]
             let outcome: String? = index % 3 == 0 ? "accepted" : nil
-            let creator: String? = received ? nil : "b.team"
+            let creator: String? = received ? nil : index % 4 == 1 ? "b.werker" : "b.team"
+            let assignee: String? = received && index % 3 != 0 ? (index % 3 == 1 ? "b.werker" : "c.collega") : nil
             let id: String = UUID().uuidString.lowercased()
             let direction: Direction = received ? .incoming : .outgoing
             let type: String = types[index % types.count]
@@ -123,6 +129,7 @@ struct DeskBench: AsyncParsableCommand {
                     digest: digest,
                     outcome: outcome,
                     createdBy: creator,
+                    assignedTo: assignee,
                     submitAttempts: 1
                 )
             )
@@ -130,8 +137,14 @@ struct DeskBench: AsyncParsableCommand {
         try store.insertAll(batch)
     }
 
+    /// Redirects not followed: the sign-in answers with one, and its cookie is what we need.
+    static let client = HTTPClient(
+        eventLoopGroup: HTTPClient.defaultEventLoopGroup,
+        configuration: HTTPClient.Configuration(redirectConfiguration: .disallow)
+    )
+
     private func signIn(base: String, username: String, password: String) async throws -> String {
-        let page = try await HTTPClient.shared.execute(HTTPClientRequest(url: base + "/signin"), timeout: .seconds(30))
+        let page = try await Self.client.execute(HTTPClientRequest(url: base + "/signin"), timeout: .seconds(30))
         let preSession = page.headers["Set-Cookie"].first?.split(separator: ";").first.map(String.init) ?? ""
         let html = String(buffer: try await page.body.collect(upTo: 1 << 20))
         guard let range = html.range(of: #"name="_csrf" value="[0-9a-f]+""#, options: .regularExpression) else {
@@ -144,7 +157,7 @@ struct DeskBench: AsyncParsableCommand {
         request.headers.add(name: "Cookie", value: preSession)
         let body = "_csrf=\(token)&username=\(username)&password=\(password.replacingOccurrences(of: " ", with: "+"))"
         request.body = .bytes(ByteBuffer(string: body))
-        let answer = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
+        let answer = try await Self.client.execute(request, timeout: .seconds(30))
         guard let session = answer.headers["Set-Cookie"].first(where: { $0.hasPrefix("ketenpost_desk_") }) else {
             throw ValidationError("sign-in failed: HTTP \(answer.status.code)")
         }
@@ -154,7 +167,7 @@ struct DeskBench: AsyncParsableCommand {
     private func load(_ url: String, cookie: String) async throws -> Int {
         var request = HTTPClientRequest(url: url)
         request.headers.add(name: "Cookie", value: cookie)
-        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
+        let response = try await Self.client.execute(request, timeout: .seconds(30))
         let body = try await response.body.collect(upTo: 16 << 20)
         guard response.status == .ok else { throw ValidationError("\(url): HTTP \(response.status.code)") }
         return body.readableBytes

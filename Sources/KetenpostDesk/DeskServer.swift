@@ -139,8 +139,14 @@ struct DeskMailService: Service {
                         do {
                             try await core.receiveOnce(wait: wait)
                         } catch {
+                            // Shutting down cancels the long poll: nothing to report.
+                            if Task.isCancelled || error is CancellationError { break }
                             let code = (error as? KetenpostError)?.code.rawValue ?? "network"
-                            core.logger.warning("relay not reached; retrying", metadata: ["error.code": "\(code)"])
+                            // The error's type, not its text: texts may quote what the relay sent.
+                            core.logger.warning(
+                                "relay not reached; retrying",
+                                metadata: ["error.code": "\(code)", "error.type": "\(type(of: error))"]
+                            )
                             try? await Task.sleep(for: .seconds(5))
                         }
                     }

@@ -138,6 +138,53 @@ import Testing
             }
         }
     }
+
+    @Test func anUrgentIntakeNoticeWithoutAnswerRaisesABannerOnEveryPage() async throws {
+        try await withDesks { h in
+            try await h.addStaff(Self.shelter, "i.peters", role: .caseworker)
+            let desk = try h.desk(Self.shelter)  // answers are due within an hour here
+            let twoHoursAgo = Int64(Date().addingTimeInterval(-7200).timeIntervalSince1970 * 1000)
+            func received(priority: String, createdAt: Int64, outcome: String? = nil) throws -> String {
+                let id = UUID().uuidString.lowercased()
+                try desk.core.store.insert(
+                    DeskMessage(
+                        id: id,
+                        direction: .incoming,
+                        type: "intake-notice",
+                        counterpart: Self.municipality,
+                        priority: priority,
+                        createdAt: createdAt,
+                        updatedAt: createdAt,
+                        state: outcome == nil ? .new : .answered,
+                        sealed: Data([0x30]),
+                        outcome: outcome
+                    )
+                )
+                return id
+            }
+            let overdue = try received(priority: "urgent", createdAt: twoHoursAgo)
+            let normal = try received(priority: "normal", createdAt: twoHoursAgo)
+            let answered = try received(priority: "urgent", createdAt: twoHoursAgo, outcome: "accepted")
+            let recent = try received(priority: "urgent", createdAt: Int64(Date().timeIntervalSince1970 * 1000))
+            try await withBrowser(desk) { (browser: Browser) async throws in
+                try await browser.signIn("i.peters")
+                // Even on an error page (this one's sealed bytes cannot be opened), in Dutch.
+                let broken = try await browser.get("/messages/\(normal)").body
+                #expect(broken.contains("Het bericht kon niet worden geopend") && broken.contains("envelope.malformed"))
+                for page in ["/inbox", "/sent", "/compose", "/messages/\(normal)"] {
+                    let body = try await browser.get(page).body
+                    #expect(body.contains("role=\"alert\"") && body.contains("Urgente aanmelding zonder antwoord"), "\(page)")
+                    #expect(body.contains("href=\"/messages/\(overdue)\""), "\(page)")
+                    for quiet in [answered, recent] where page != "/inbox" {
+                        #expect(!body.contains("/messages/\(quiet)"), "\(page)")
+                    }
+                }
+                // Answered: the banner goes.
+                try desk.core.store.update(overdue) { $0.outcome = "accepted" }
+                #expect(!(try await browser.get("/sent").body.contains("role=\"alert\"")))
+            }
+        }
+    }
 }
 
 /// Unpacks an evidence ZIP with Python's zipfile and runs the `openssl` commands it lists.

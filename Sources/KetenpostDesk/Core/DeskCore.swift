@@ -81,11 +81,14 @@ public final class DeskCore: Sendable {
         (try? await directory().first { $0.id == id }?.name) ?? id
     }
 
-    /// This partner's own name for the page header: from the directory once it has been read
-    /// (the mail service reads it at start), its id until then. Never waits for the relay.
-    public var ownName: String {
-        directoryCache.withLock { $0?.partners.first { $0.id == partnerID }?.name } ?? partnerID
+    /// A partner's name from the directory as last read (the mail service reads it at start), its
+    /// id until then: for what every page shows (header, banners), which must never wait for the relay.
+    public func cachedName(_ id: String) -> String {
+        directoryCache.withLock { $0?.partners.first { $0.id == id }?.name } ?? id
     }
+
+    /// This partner's own name, for the page header.
+    public var ownName: String { cachedName(partnerID) }
 
     // MARK: Drafts
 

@@ -233,6 +233,24 @@ public final class DeskStore: Sendable {
         migrator.registerMigration("desk-v2-code-once") { db in
             try db.alter(table: StaffMember.databaseTableName) { t in t.add(column: "lastCodeStep", .integer) }
         }
+        // Lists order by (createdAt, id) both descending, so that SQLite walks the index instead of
+        // sorting a whole direction for every page; the filter columns ride along, so counts and
+        // filters are answered from the index without reading rows (whose sealed bytes come first).
+        // The urgent banner, on every page, gets a small index of its own.
+        migrator.registerMigration("desk-v3-list-index") { db in
+            try db.drop(index: "message_list")
+            try db.create(
+                index: "message_list",
+                on: DeskMessage.databaseTableName,
+                columns: ["direction", "createdAt", "id", "state", "type", "counterpart", "priority", "assignedTo", "createdBy"]
+            )
+            try db.execute(
+                sql: """
+                    CREATE INDEX message_urgent ON message(createdAt, state, outcome, answerId)
+                    WHERE type = 'intake-notice' AND priority = 'urgent'
+                    """
+            )
+        }
         try migrator.migrate(database)
         accessLog = SQLiteAccessLog(database: database)
     }
@@ -421,7 +439,7 @@ public final class DeskStore: Sendable {
             let messages =
                 try request
                 .select(Self.listColumns)
-                .order(Column("createdAt").desc, Column("id"))
+                .order(Column("createdAt").desc, Column("id").desc)
                 .limit(query.limit, offset: query.offset)
                 .fetchAll(db)
             return (messages, total)
@@ -429,11 +447,12 @@ public final class DeskStore: Sendable {
     }
 
     /// Lists leave the blobs out: a page of fifty rows should not read fifty messages.
+    private static let listColumnNames = [
+        "id", "direction", "type", "counterpart", "priority", "correlationId", "createdAt", "updatedAt", "sentAt", "expiresAt", "state",
+        "digest", "reasonCode", "outcome", "outcomeReason", "answerId", "answeredAt", "createdBy", "assignedTo", "submitAttempts",
+    ]
     private static var listColumns: [any SQLSelectable] {
-        [
-            "id", "direction", "type", "counterpart", "priority", "correlationId", "createdAt", "updatedAt", "sentAt", "expiresAt", "state",
-            "digest", "reasonCode", "outcome", "outcomeReason", "answerId", "answeredAt", "createdBy", "assignedTo", "submitAttempts",
-        ].map { Column($0) as any SQLSelectable } + [
+        listColumnNames.map { Column($0) as any SQLSelectable } + [
             SQL("NULL AS sealed"), SQL("NULL AS copy"), SQL("NULL AS acceptanceReceipt"), SQL("NULL AS recipientReceipt"),
         ]
     }
@@ -459,18 +478,22 @@ public final class DeskStore: Sendable {
 
     /// Urgent intake notices sent or received before `cutoff` that have no answer yet.
     public func unansweredUrgent(before cutoff: Date) throws -> [DeskMessage] {
-        try database.read { db in
-            try DeskMessage
-                .select(Self.listColumns)
-                .filter(Column("type") == "intake-notice" && Column("priority") == "urgent")
-                .filter(Column("outcome") == nil && Column("answerId") == nil)
-                .filter(Column("createdAt") < Self.milliseconds(cutoff))
-                .filter(
-                    [DeskState.accepted, .delivered, .acknowledged, .new, .opened].map(\.rawValue).contains(Column("state"))
-                )
-                .order(Column("createdAt"))
-                .limit(20)
-                .fetchAll(db)
+        // On every page: through the small partial index (a plain filter lets SQLite pick the
+        // state index and read every row of those states, ten times slower with 10,000 messages).
+        let states = [DeskState.accepted, .delivered, .acknowledged, .new, .opened].map { "'\($0.rawValue)'" }.joined(separator: ", ")
+        let columns = Self.listColumnNames.joined(separator: ", ")
+        return try database.read { db in
+            try DeskMessage.fetchAll(
+                db,
+                sql: """
+                    SELECT \(columns), NULL AS sealed, NULL AS copy, NULL AS acceptanceReceipt, NULL AS recipientReceipt
+                    FROM message INDEXED BY message_urgent
+                    WHERE type = 'intake-notice' AND priority = 'urgent' AND outcome IS NULL AND answerId IS NULL
+                    AND createdAt < ? AND state IN (\(states))
+                    ORDER BY createdAt LIMIT 20
+                    """,
+                arguments: [Self.milliseconds(cutoff)]
+            )
         }
     }
 

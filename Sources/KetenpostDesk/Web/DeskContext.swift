@@ -129,6 +129,7 @@ struct DeskOutcomeMiddleware: RouterMiddleware {
 struct StaffAuthentication: RouterMiddleware {
     typealias Context = DeskRequestContext
     let core: DeskCore
+    let pages: DeskPages
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         guard let session = context.sessions.session, session.partnerID == core.partnerID,
@@ -146,7 +147,14 @@ struct StaffAuthentication: RouterMiddleware {
         var updated = session
         updated.lastSeen = core.clock()
         _ = context.sessions.updateSession(updated, expiresIn: .seconds(core.configuration.sessions.idleTimeout))
-        return try await next(request, context)
+        // Refusals render here, with the staff member known: the error page keeps the menu and
+        // the urgent banner, which must not vanish because one page failed.
+        do {
+            return try await next(request, context)
+        } catch let error as KetenpostError where error.code != .deskSignedOut {
+            context.logger.notice("request refused", metadata: ["error.code": "\(error.code)"])
+            return pages.error(error, status: DeskOutcomeMiddleware.status(error.code), context: context)
+        }
     }
 }
 

@@ -98,7 +98,10 @@ struct DeskPages: Sendable {
                 "id": m.id,
                 "text": labels["banner.urgent"],
                 "label":
-                    "\(labels.type(m.type)) · \(m.direction == .incoming ? labels["list.from"] : labels["list.to"]) \(m.counterpart) · "
+                    """
+                \(labels.type(m.type)) · \(m.direction == .incoming ? labels["list.from"] : labels["list.to"]) \
+                \(core.cachedName(m.counterpart)) · 
+                """
                     + DeskFormat.dateTime(milliseconds: m.createdAt, english: labels.english),
             ]
         }

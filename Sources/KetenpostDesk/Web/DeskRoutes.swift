@@ -28,7 +28,7 @@ public enum DeskRoutes {
             Response(status: .ok, headers: [.contentType: "text/plain"], body: .init(byteBuffer: ByteBuffer(string: "ok")))
         }
         addSignIn(router, core: core, pages: pages)
-        let staff = router.group().add(middleware: StaffAuthentication(core: core))
+        let staff = router.group().add(middleware: StaffAuthentication(core: core, pages: pages))
         addHome(staff)
         addLists(staff, core: core, pages: pages)
         addCompose(staff, core: core, pages: pages)
@@ -806,9 +806,28 @@ extension Labels {
     /// The sentence for an error in the screen's language: Dutch for the desk's own codes.
     static func sentence(_ error: any Error, _ labels: Labels) -> String {
         guard let error = error as? KetenpostError else { return labels.english ? "Something went wrong." : "Er ging iets mis." }
-        if !labels.english, let dutch = errorNL[error.code.rawValue] { return dutch }
-        return error.message
+        if labels.english { return error.message }
+        if let dutch = errorNL[error.code.rawValue] { return dutch }
+        // Codes from the relay and the envelope: a Dutch sentence per family, never English on a
+        // Dutch screen; the code below it is what an administrator looks up.
+        let family = error.code.rawValue.split(separator: ".").first.map(String.init) ?? ""
+        return errorFamilyNL[family]
+            ?? "Dit lukte niet; er is niets gewijzigd. Vraag uw beheerder de foutcode hieronder na te kijken."
     }
+
+    static let errorFamilyNL: [String: String] = [
+        "envelope":
+            """
+        Het bericht kon niet worden geopend of de ondertekening klopt niet. Er is niets gewijzigd. Vraag uw beheerder de foutcode \
+        hieronder na te kijken.
+        """,
+        "receipt": "Een ontvangstbewijs klopt niet. Er is niets gewijzigd. Vraag uw beheerder de foutcode hieronder na te kijken.",
+        "certificate":
+            "Een certificaat is verlopen, ingetrokken of niet vertrouwd. Vraag uw beheerder de foutcode hieronder na te kijken.",
+        "policy": "De afspraken in de keten staan dit bericht aan deze ontvanger niet toe. Kies een andere ontvanger of soort bericht.",
+        "payload": "De inhoud van het bericht voldoet niet aan het berichtformaat. Controleer het formulier en probeer het opnieuw.",
+        "message": "Dit kan niet meer met dit bericht (verlopen of al afgehandeld). Bekijk het bericht voor de actuele status.",
+    ]
 
     static let errorNL: [String: String] = [
         "desk.sign-in-failed":
