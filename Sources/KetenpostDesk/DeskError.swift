@@ -23,4 +23,12 @@ extension KetenpostError.Code {
     public static let deskWrongState: Self = "desk.wrong-state"
     /// The relay could not be reached or refused; the message stays queued at the desk.
     public static let deskRelayUnavailable: Self = "desk.relay-unavailable"
+    /// An API call without a valid token (missing, unknown, revoked, or another desk's).
+    public static let deskTokenInvalid: Self = "desk.token-invalid"
+    /// An API send without an `Idempotency-Key` header, or with a malformed one.
+    public static let deskIdempotencyKeyMissing: Self = "desk.idempotency-key-missing"
+    /// The idempotency key was used before with a different body.
+    public static let deskIdempotencyConflict: Self = "desk.idempotency-conflict"
+    /// A send or answer whose content breaks the type's rules; `fields` says where.
+    public static let deskMessageInvalid: Self = "desk.message-invalid"
 }

@@ -514,10 +514,18 @@ final class InteractiveProcess: @unchecked Sendable {  // Process and Pipe are u
         self.process = process
         self.input = input
         let output = self.output
-        out.fileHandleForReading.readabilityHandler = { handle in
-            output.append(String(decoding: handle.availableData, as: UTF8.self))
-        }
         try process.run()
+        // A plain thread with blocking reads until end of file, not `readabilityHandler`: that
+        // handler's dispatch source, torn down with the pipe, can leave a dangling epoll entry
+        // that crashes libdispatch later in the test run (swift-corelibs-foundation#5507).
+        let reader = out.fileHandleForReading
+        Thread.detachNewThread {
+            while true {
+                let data = reader.availableData
+                if data.isEmpty { break }
+                output.append(String(decoding: data, as: UTF8.self))
+            }
+        }
     }
 
     func send(_ text: String) { input.fileHandleForWriting.write(Data(text.utf8)) }

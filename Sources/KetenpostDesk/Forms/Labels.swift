@@ -75,7 +75,7 @@ public struct Labels: Sendable {
             "sign-out": ("afgemeld", "signed out"), "view": ("bekeken", "viewed"), "compose": ("concept gemaakt", "draft made"),
             "send": ("verzonden", "sent"), "answer": ("beantwoord", "answered"), "download": ("gedownload", "downloaded"),
             "export": ("geëxporteerd", "exported"), "assign": ("toegewezen", "assigned"),
-            "user-change": ("account gewijzigd", "account changed"),
+            "user-change": ("account gewijzigd", "account changed"), "token-change": ("API-token gewijzigd", "API token changed"),
             "log-read": ("log gelezen", "log read"),
         ]
         return names[action].map { english ? $0.1 : $0.0 } ?? action

@@ -12,6 +12,7 @@ public struct AccessEvent: Sendable, Equatable {
         case signOut = "sign-out"
         case view, compose, send, answer, download, export, assign
         case userChange = "user-change"
+        case tokenChange = "token-change"
         case logRead = "log-read"
     }
 

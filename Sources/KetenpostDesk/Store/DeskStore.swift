@@ -117,6 +117,8 @@ public struct DeskMessage: Codable, Sendable, Equatable, FetchableRecord, Persis
     public var assignedTo: String?
     /// Attempts to submit a `sending` message (retried in the background).
     public var submitAttempts: Int
+    /// For received messages: their place in arrival order, the cursor of the API's inbox.
+    public var inboxSeq: Int64?
 
     public init(
         id: String,
@@ -142,7 +144,8 @@ public struct DeskMessage: Codable, Sendable, Equatable, FetchableRecord, Persis
         answeredAt: Int64? = nil,
         createdBy: String? = nil,
         assignedTo: String? = nil,
-        submitAttempts: Int = 0
+        submitAttempts: Int = 0,
+        inboxSeq: Int64? = nil
     ) {
         self.id = id
         self.direction = direction
@@ -168,6 +171,7 @@ public struct DeskMessage: Codable, Sendable, Equatable, FetchableRecord, Persis
         self.createdBy = createdBy
         self.assignedTo = assignedTo
         self.submitAttempts = submitAttempts
+        self.inboxSeq = inboxSeq
     }
 }
 
@@ -251,6 +255,7 @@ public final class DeskStore: Sendable {
                     """
             )
         }
+        Self.registerIntegrationMigrations(&migrator)
         try migrator.migrate(database)
         accessLog = SQLiteAccessLog(database: database)
     }
@@ -368,6 +373,8 @@ public final class DeskStore: Sendable {
             guard try DeskMessage.fetchOne(db, key: message.id) == nil else {
                 throw KetenpostError(.deskConflict, "A message with this id is already at the desk.")
             }
+            var message = message
+            if message.direction == .incoming && message.inboxSeq == nil { message.inboxSeq = try Self.nextInboxSeq(db) }
             try message.insert(db)
         }
     }

@@ -21,6 +21,8 @@ public struct DeskRequestContext: SessionRequestContext, RequestContext {
     public var coreContext: CoreRequestContextStorage
     public let sessions: SessionContext<DeskSession>
     public var staff: StaffMember?
+    /// The case system's token, on API routes (behind `APIAuthentication`).
+    public var token: APIToken?
     public var english = false
 
     public init(source: ApplicationRequestContextSource) {
@@ -84,6 +86,8 @@ struct DeskOutcomeMiddleware: RouterMiddleware {
             } else {
                 response = pages.error(error, status: Self.status(error.code), context: context)
             }
+        } catch let error as any HTTPResponseError where request.uri.path.hasPrefix("/api/") {
+            response = APIAuthentication.render(error, logger: context.logger)
         } catch let error as any HTTPResponseError {
             let code: KetenpostError.Code = error.status == .notFound ? .deskNotFound : .deskInputInvalid
             let sentence =

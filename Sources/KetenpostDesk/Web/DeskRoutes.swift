@@ -27,6 +27,7 @@ public enum DeskRoutes {
         router.get("/health") { _, _ in
             Response(status: .ok, headers: [.contentType: "text/plain"], body: .init(byteBuffer: ByteBuffer(string: "ok")))
         }
+        APIRoutes.add(to: router, core: core)
         addSignIn(router, core: core, pages: pages)
         let staff = router.group().add(middleware: StaffAuthentication(core: core, pages: pages))
         addHome(staff)
