@@ -15,7 +15,7 @@ struct Desk: AsyncParsableCommand {
               ketenpost desk serve --config config/desk.yaml
               ketenpost desk log verify --config config/desk.yaml
             """,
-        subcommands: [DeskServe.self, DeskUsers.self, DeskLog.self]
+        subcommands: [DeskServe.self, DeskUsers.self, DeskTokens.self, DeskLog.self]
     )
 }
 
@@ -221,6 +221,88 @@ struct DeskUsers: AsyncParsableCommand {
                 )
                 print("Reset \(result.member.username).")
                 DeskUsers.printSecondFactor(result.authenticatorURL)
+            } catch {
+                throw fail(error)
+            }
+        }
+    }
+}
+
+struct DeskTokens: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tokens",
+        abstract: "API tokens for case systems (docs/desk-api.md): add, list, revoke.",
+        subcommands: [Add.self, List.self, Revoke.self]
+    )
+
+    struct Add: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Make a token. It is shown once (or written to --out with mode 0600); the desk keeps only its hash."
+        )
+        @OptionGroup var options: DeskOptions
+        @Option(help: "The case system's name, as the access log shows it: lowercase letters, digits, dots, dashes, underscores.")
+        var name: String
+        @Option(help: "Write the token to this new file (mode 0600) instead of printing it.") var out: String?
+
+        func run() async throws {
+            do {
+                _ = try options.load()
+                if let out, FileManager.default.fileExists(atPath: out) {
+                    throw KetenpostError(.deskInputInvalid, "\(out) exists already; the token file must be new. Nothing was made.")
+                }
+                let created = try APITokens(store: try options.store()).add(name: name)
+                if let out {
+                    guard
+                        FileManager.default.createFile(
+                            atPath: out,
+                            contents: Data((created.secret + "\n").utf8),
+                            attributes: [.posixPermissions: 0o600]
+                        )
+                    else {
+                        throw KetenpostError(
+                            .deskInputInvalid,
+                            "The token file \(out) could not be written; the token \(name) exists, revoke it and try again."
+                        )
+                    }
+                    print("Added token \(name); written to \(out).")
+                } else {
+                    print("Added token \(name). Give it to the case system now; it is not shown again:")
+                    print(created.secret)
+                }
+            } catch {
+                throw fail(error)
+            }
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List the tokens (names and dates, never the tokens).")
+        @OptionGroup var options: DeskOptions
+
+        func run() async throws {
+            do {
+                func day(_ milliseconds: Int64?) -> String {
+                    milliseconds.map { Date(timeIntervalSince1970: Double($0) / 1000).formatted(.iso8601) } ?? "-"
+                }
+                for token in try options.store().tokens() {
+                    let state = token.revokedAt == nil ? "active" : "revoked"
+                    print("\(token.name)\t\(state)\tcreated \(day(token.createdAt))\tlast used \(day(token.lastUsedAt))")
+                }
+            } catch {
+                throw fail(error)
+            }
+        }
+    }
+
+    struct Revoke: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Revoke a token: its next request is refused.")
+        @OptionGroup var options: DeskOptions
+        @Option(help: "The token's name.") var name: String
+
+        func run() async throws {
+            do {
+                try options.store().revokeToken(named: name, actor: .commandLine)
+                print("Revoked token \(name).")
             } catch {
                 throw fail(error)
             }

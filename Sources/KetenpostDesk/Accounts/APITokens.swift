@@ -7,6 +7,8 @@ import KetenpostCrypto
 public struct APITokens: Sendable {
     let store: DeskStore
 
+    public init(store: DeskStore) { self.store = store }
+
     public struct Created: Sendable {
         public var token: APIToken
         /// The whole token, shown once.
