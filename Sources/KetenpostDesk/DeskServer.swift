@@ -94,7 +94,10 @@ public struct DeskServer: Sendable {
             logger.notice("desk listening", metadata: ["listen.host": "\(configuration.listen.host)", "listen.port": "\(port)"])
             await onRunning(port)
         }
-        let background: [any Service] = [sessionStorage, DeskMailService(core: core)]
+        var background: [any Service] = [sessionStorage, DeskMailService(core: core)]
+        if let directory = configuration.folders.directory {
+            background.append(DeskFolderService(folders: DeskFolders(core: core, directory: directory)))
+        }
         if let certificate = configuration.listen.certificate, let key = configuration.listen.key {
             let chain = try NIOSSLCertificate.fromPEMFile(certificate).map { NIOSSLCertificateSource.certificate($0) }
             var tls = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .file(key))

@@ -15,9 +15,10 @@ public struct DeskConfiguration: Sendable {
     public var sessions = Sessions()
     public var inbox = Inbox()
     public var language = Language()
+    public var folders = Folders()
 
     public static let sections: [any ConfigurationSection.Type] = [
-        Identity.self, Relay.self, Listen.self, DataFolder.self, Sessions.self, Inbox.self, Language.self,
+        Identity.self, Relay.self, Listen.self, DataFolder.self, Sessions.self, Inbox.self, Language.self, Folders.self,
     ]
 
     public init() {}
@@ -51,6 +52,7 @@ public struct DeskConfiguration: Sendable {
         try ConfigurationFile.read(&c.sessions, from: given, file: file)
         try ConfigurationFile.read(&c.inbox, from: given, file: file)
         try ConfigurationFile.read(&c.language, from: given, file: file)
+        try ConfigurationFile.read(&c.folders, from: given, file: file)
         // Passwords and session cookies cross the network only inside TLS.
         if !c.listen.isLoopback && (c.listen.certificate == nil || c.listen.key == nil) {
             throw KetenpostError(
@@ -187,6 +189,48 @@ extension DeskConfiguration {
 
         public mutating func read(_ reader: SectionReader) throws(KetenpostError) {
             try reader.read(Self.directoryKey, into: &directory)
+        }
+    }
+
+    /// `folders`: watched folders for case systems that can only write files (docs/desk-api.md).
+    public struct Folders: ConfigurationSection {
+        public static let name = "folders"
+        static let directoryKey = ConfigurationKey.optionalText(
+            "directory",
+            """
+            Turns the watched folders on: JSON files written to `outbox/` here are sent and moved to `sent/` or `failed/`. Off \
+            when not set.
+            """
+        )
+        static let scanEveryKey = ConfigurationKey.duration(
+            "scanEvery",
+            "2s",
+            atLeast: "1s",
+            atMost: "1m",
+            "How often `outbox/` is looked at."
+        )
+        static let writeInboxKey = ConfigurationKey.choice(
+            "writeInbox",
+            false,
+            yes: "yes",
+            no: "no",
+            """
+            Also write every received message, opened, to `inbox/` (mode 0600). That is plaintext at rest, outside the desk's \
+            encryption: only when the case system needs it and the folder is protected.
+            """
+        )
+        public static let keys: [any DocumentedKey] = [directoryKey, scanEveryKey, writeInboxKey]
+
+        public var directory = directoryKey.defaultValue
+        public var scanEvery = scanEveryKey.defaultValue
+        public var writeInbox = writeInboxKey.defaultValue
+
+        public init() {}
+
+        public mutating func read(_ reader: SectionReader) throws(KetenpostError) {
+            try reader.read(Self.directoryKey, into: &directory)
+            try reader.read(Self.scanEveryKey, into: &scanEvery)
+            try reader.read(Self.writeInboxKey, into: &writeInbox)
         }
     }
 

@@ -43,7 +43,7 @@ enum APIRoutes {
             }
             var items: [[String: Any]] = []
             for message in messages {
-                items.append(try inboxItem(message, core: core, token: token))
+                items.append(try inboxItem(message, core: core, actor: token.accessActor, detail: "api"))
             }
             let cursor = messages.last?.inboxSeq ?? after
             return json(["messages": items, "cursor": String(cursor)])
@@ -143,7 +143,7 @@ enum APIRoutes {
 
     /// A received message for the case system, opened from its sealed bytes; its reading is
     /// logged under the token's name.
-    static func inboxItem(_ message: DeskMessage, core: DeskCore, token: APIToken) throws -> [String: Any] {
+    static func inboxItem(_ message: DeskMessage, core: DeskCore, actor: AccessEvent.Actor, detail: String) throws -> [String: Any] {
         var item = status(of: message)
         item["cursor"] = String(message.inboxSeq ?? 0)
         item.removeValue(forKey: "receipts")
@@ -155,7 +155,7 @@ enum APIRoutes {
             let header = content.header
             item["labels"] = ["region": header.region as Any, "exploitationForm": header.exploitationForm?.rawValue as Any]
             try core.store.accessLog.recordEvent(
-                AccessEvent(staff: token.actor, role: APIToken.role, action: .view, messageId: message.id, detail: "api")
+                AccessEvent(staff: actor.staff, role: actor.role, action: .view, messageId: message.id, detail: detail)
             )
         }
         return item
