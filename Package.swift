@@ -81,6 +81,7 @@ let package = Package(
             dependencies: [
                 "KetenpostAPI", "KetenpostClient", "KetenpostConfiguration", "KetenpostCrypto", "KetenpostEnvelope", "KetenpostModel",
                 "KetenpostProvisioning",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),

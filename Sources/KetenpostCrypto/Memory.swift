@@ -117,4 +117,28 @@ public enum Digest {
         precondition(ok == 1 && length == 32, "SHA-256 failed")
         return out
     }
+
+    /// HMAC-SHA256 of `data` under `key` (webhook signatures).
+    public static func hmacSHA256(key: Data, _ data: Data) -> Data {
+        var out = Data(count: 32)
+        var length: UInt32 = 0
+        let result = out.withUnsafeMutableBytes { outRaw in
+            key.withUnsafeBytes { keyRaw in
+                data.withUnsafeBytes { dataRaw in
+                    HMAC(
+                        sha256Method,
+                        keyRaw.baseAddress,
+                        Int32(keyRaw.count),
+                        dataRaw.bindMemory(to: UInt8.self).baseAddress,
+                        dataRaw.count,
+                        outRaw.bindMemory(to: UInt8.self).baseAddress,
+                        &length
+                    )
+                }
+            }
+        }
+        // Like the digest: fails only when memory runs out.
+        precondition(result != nil && length == 32, "HMAC-SHA256 failed")
+        return out
+    }
 }

@@ -31,7 +31,7 @@ public struct DeskServer: Sendable {
         let client = try RelayClient(relay: url, identity: identity, trust: trust, relayID: configuration.relay.id)
         let store: DeskStore
         do {
-            store = try DeskStore(directory: configuration.data.directory)
+            store = try DeskStore(directory: configuration.data.directory, webhookEvents: configuration.webhooks.url != nil)
         } catch {
             throw KetenpostError(
                 .storeUnavailable,
@@ -98,6 +98,7 @@ public struct DeskServer: Sendable {
         if let directory = configuration.folders.directory {
             background.append(DeskFolderService(folders: DeskFolders(core: core, directory: directory)))
         }
+        if configuration.webhooks.url != nil { background.append(DeskWebhookService(webhooks: try DeskWebhooks(core: core))) }
         if let certificate = configuration.listen.certificate, let key = configuration.listen.key {
             let chain = try NIOSSLCertificate.fromPEMFile(certificate).map { NIOSSLCertificateSource.certificate($0) }
             var tls = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .file(key))
@@ -141,10 +142,12 @@ struct DeskMailService: Service {
                     while !Task.isCancelled {
                         do {
                             try await core.receiveOnce(wait: wait)
+                            core.noteRelayContact(error: nil)
                         } catch {
                             // Shutting down cancels the long poll: nothing to report.
                             if Task.isCancelled || error is CancellationError { break }
                             let code = (error as? KetenpostError)?.code.rawValue ?? "network"
+                            core.noteRelayContact(error: code)
                             // The error's type, not its text: texts may quote what the relay sent.
                             core.logger.warning(
                                 "relay not reached; retrying",

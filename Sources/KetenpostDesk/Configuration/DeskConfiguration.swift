@@ -16,9 +16,11 @@ public struct DeskConfiguration: Sendable {
     public var inbox = Inbox()
     public var language = Language()
     public var folders = Folders()
+    public var webhooks = Webhooks()
 
     public static let sections: [any ConfigurationSection.Type] = [
         Identity.self, Relay.self, Listen.self, DataFolder.self, Sessions.self, Inbox.self, Language.self, Folders.self,
+        Webhooks.self,
     ]
 
     public init() {}
@@ -53,6 +55,13 @@ public struct DeskConfiguration: Sendable {
         try ConfigurationFile.read(&c.inbox, from: given, file: file)
         try ConfigurationFile.read(&c.language, from: given, file: file)
         try ConfigurationFile.read(&c.folders, from: given, file: file)
+        try ConfigurationFile.read(&c.webhooks, from: given, file: file)
+        if c.webhooks.url != nil && c.webhooks.secretFile == nil {
+            throw KetenpostError(
+                .configInvalid,
+                "\(file): webhooks.secretFile: required with webhooks.url (the HMAC key of the signatures)."
+            )
+        }
         // Passwords and session cookies cross the network only inside TLS.
         if !c.listen.isLoopback && (c.listen.certificate == nil || c.listen.key == nil) {
             throw KetenpostError(
@@ -231,6 +240,48 @@ extension DeskConfiguration {
             try reader.read(Self.directoryKey, into: &directory)
             try reader.read(Self.scanEveryKey, into: &scanEvery)
             try reader.read(Self.writeInboxKey, into: &writeInbox)
+        }
+    }
+
+    /// `webhooks`: a case system's URL told of every new message and state change (ids and states,
+    /// never content), signed with HMAC-SHA256.
+    public struct Webhooks: ConfigurationSection {
+        public static let name = "webhooks"
+        static let urlKey = ConfigurationKey.optionalText(
+            "url",
+            "Where notifications are POSTed. https, or http on loopback only. Off when not set.",
+            check: { text in
+                guard let url = URL(string: text), let host = url.host, let scheme = url.scheme else {
+                    return "must be a URL such as https://zaaksysteem.example/ketenpost."
+                }
+                let loopback = host == "127.0.0.1" || host == "localhost" || host == "::1"
+                return scheme == "https" || (scheme == "http" && loopback)
+                    ? nil : "must be an https URL (http only to 127.0.0.1 or localhost)."
+            }
+        )
+        static let secretFileKey = ConfigurationKey.optionalText(
+            "secretFile",
+            "A file whose first line is the shared secret (at least 32 characters) for the signatures; required with `url`."
+        )
+        static let giveUpAfterKey = ConfigurationKey.duration(
+            "giveUpAfter",
+            "24h",
+            atLeast: "1m",
+            atMost: "30d",
+            "A notification that keeps failing is retried with growing pauses (up to 5 minutes) for this long, then shown as given up."
+        )
+        public static let keys: [any DocumentedKey] = [urlKey, secretFileKey, giveUpAfterKey]
+
+        public var url = urlKey.defaultValue
+        public var secretFile = secretFileKey.defaultValue
+        public var giveUpAfter = giveUpAfterKey.defaultValue
+
+        public init() {}
+
+        public mutating func read(_ reader: SectionReader) throws(KetenpostError) {
+            try reader.read(Self.urlKey, into: &url)
+            try reader.read(Self.secretFileKey, into: &secretFile)
+            try reader.read(Self.giveUpAfterKey, into: &giveUpAfter)
         }
     }
 

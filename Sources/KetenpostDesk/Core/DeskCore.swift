@@ -22,6 +22,26 @@ public final class DeskCore: Sendable {
     /// The time for sessions and lockouts; tests move it to check the idle timeout.
     public let clock: @Sendable () -> Date
     private let directoryCache = Mutex<(at: Date, partners: [API.DirectoryList.Partner])?>(nil)
+    /// The background receiver's last contact with the relay, for the status page.
+    public struct RelayContact: Sendable, Equatable {
+        public var lastSuccess: Date?
+        public var lastError: String?
+        public var lastErrorAt: Date?
+    }
+    let relayContactState = Mutex(RelayContact())
+    public var relayContact: RelayContact { relayContactState.withLock { $0 } }
+
+    func noteRelayContact(error code: String?) {
+        let now = clock()
+        relayContactState.withLock { contact in
+            if let code {
+                contact.lastError = code
+                contact.lastErrorAt = now
+            } else {
+                contact.lastSuccess = now
+            }
+        }
+    }
 
     public init(
         configuration: DeskConfiguration,

@@ -177,6 +177,7 @@ public struct Labels: Sendable {
         "nav.compose": ("Nieuw bericht", "New message"),
         "nav.log": ("Toegangslog", "Access log"),
         "nav.users": ("Medewerkers", "Staff"),
+        "nav.status": ("Status", "Status"),
         "nav.signout": ("Afmelden", "Sign out"),
         "nav.skip": ("Naar de inhoud", "Skip to content"),
         "signin.title": ("Aanmelden", "Sign in"),

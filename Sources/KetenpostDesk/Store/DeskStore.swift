@@ -180,9 +180,12 @@ public struct DeskMessage: Codable, Sendable, Equatable, FetchableRecord, Persis
 public final class DeskStore: Sendable {
     let database: DatabasePool
     public let accessLog: SQLiteAccessLog
+    /// Whether message changes also record webhook notifications (in the same transaction).
+    let webhookEvents: Bool
 
     /// Opens (and creates) `desk.sqlite` in `directory`, readable by the desk's user only.
-    public init(directory: String) throws {
+    public init(directory: String, webhookEvents: Bool = false) throws {
+        self.webhookEvents = webhookEvents
         try FileManager.default.createDirectory(
             atPath: directory,
             withIntermediateDirectories: true,
@@ -256,6 +259,7 @@ public final class DeskStore: Sendable {
             )
         }
         Self.registerIntegrationMigrations(&migrator)
+        Self.registerWebhookMigrations(&migrator)
         try migrator.migrate(database)
         accessLog = SQLiteAccessLog(database: database)
     }
@@ -376,6 +380,7 @@ public final class DeskStore: Sendable {
             var message = message
             if message.direction == .incoming && message.inboxSeq == nil { message.inboxSeq = try Self.nextInboxSeq(db) }
             try message.insert(db)
+            if webhookEvents { try Self.recordWebhookEvents(before: nil, after: message, in: db) }
         }
     }
 
@@ -400,10 +405,12 @@ public final class DeskStore: Sendable {
                 throw KetenpostError(.deskNotFound, "There is no message with this id at this desk.")
             }
             guard condition(message) else { return nil }
+            let before = message
             change(&message)
             message.updatedAt = Self.milliseconds(Date())
             try message.update(db)
             if let event { try SQLiteAccessLog.append(event, in: db) }
+            if webhookEvents { try Self.recordWebhookEvents(before: before, after: message, in: db) }
             return message
         }
     }

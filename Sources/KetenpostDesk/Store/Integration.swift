@@ -163,6 +163,7 @@ extension DeskStore {
                 return (try DeskMessage.fetchOne(db, key: record.messageId), false)
             }
             try message.insert(db)
+            if webhookEvents { try Self.recordWebhookEvents(before: nil, after: message, in: db) }
             try IdempotencyRecord(scope: scope, key: key, bodyHash: bodyHash, messageId: message.id, createdAt: message.createdAt)
                 .insert(db)
             for event in events { _ = try SQLiteAccessLog.append(event, in: db) }

@@ -13,7 +13,7 @@ struct DeskPages: Sendable {
         let sources: [String: String] = [
             "layout": DeskTemplates.layout, "signIn": DeskTemplates.signIn, "list": DeskTemplates.list, "choose": DeskTemplates.choose,
             "draft": DeskTemplates.draft, "message": DeskTemplates.message, "log": DeskTemplates.log, "users": DeskTemplates.users,
-            "error": DeskTemplates.error,
+            "error": DeskTemplates.error, "status": StatusPage.template,
         ]
         var result: [String: MustacheTemplate] = [:]
         for (name, source) in sources {
@@ -53,6 +53,7 @@ struct DeskPages: Sendable {
             }
             if staff.role == .logReader { item("/log", "nav.log") }
             if staff.role == .administrator { item("/users", "nav.users") }
+            if staff.role == .teamLead || staff.role == .administrator { item("/status", "nav.status") }
             layout["staff"] = true
             layout["nav"] = nav
             layout["csrf"] = context.sessions.session?.csrf ?? ""

@@ -36,6 +36,7 @@ public enum DeskRoutes {
         addMessage(staff, core: core, pages: pages)
         addLog(staff, core: core, pages: pages)
         addUsers(staff, core: core, pages: pages)
+        StatusPage.add(to: staff, core: core, pages: pages)
     }
 
     static func redirect(_ location: String) -> Response {
