@@ -144,6 +144,13 @@ struct CaseSystem: Sendable {
             // The same key with another body is refused.
             let other = try await zorg.call(.POST, "/api/v1/messages", body: try Self.referral(caseReference: "ZCZL-2026/0999"), key: key)
             #expect(other.status == 409 && other.errorCode == "desk.idempotency-conflict")
+            // The same request serialised otherwise (key order, spaces) is the same request.
+            let reordered = try JSONSerialization.data(
+                withJSONObject: try JSONSerialization.jsonObject(with: referral),
+                options: [.prettyPrinted, .withoutEscapingSlashes]
+            )
+            let same = try await zorg.call(.POST, "/api/v1/messages", body: reordered, key: key)
+            #expect(same.status == 201 && same.json["id"] as? String == id, "\(same.text)")
             #expect(try coordinatorDesk.core.store.list(.init(direction: .outgoing)).total == 1)
 
             // The shelter's system long-polls its inbox and gets the referral once, opened.

@@ -40,7 +40,7 @@ extension DeskCore {
         actor: AccessEvent.Actor,
         answering: DeskMessage? = nil
     ) async throws -> SystemSendResult {
-        let bodyHash = Digest.sha256(body).hexString
+        let bodyHash = Self.canonicalHash(body)
         if let earlier = try store.idempotentMessage(scope: scope, key: key, bodyHash: bodyHash) {
             // A retry after a crash or a lost answer: push a queued message on at once.
             return .taken(earlier.state == .sending ? await submit(earlier) : earlier, created: false)
@@ -88,6 +88,17 @@ extension DeskCore {
         }
         logger.info("message sealed", metadata: ["message.id": "\(id)", "message.type": "\(message.type)", "actor.role": "\(actor.role)"])
         return .taken(await submit(stored.message), created: true)
+    }
+}
+
+extension DeskCore {
+    /// The hash that binds an idempotency key: of the JSON with sorted keys and no spaces, so that
+    /// a client that serialises the same request again in another key order is not refused.
+    static func canonicalHash(_ body: Data) -> String {
+        guard let object = try? JSONSerialization.jsonObject(with: body),
+            let canonical = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
+        else { return Digest.sha256(body).hexString }
+        return Digest.sha256(canonical).hexString
     }
 }
 
