@@ -16,7 +16,7 @@ struct Bench: AsyncParsableCommand {
               .build/release/ketenpost-bench relay --runs 3 --json sat.json
               .build/release/ketenpost-bench crash-test --kills 100 --messages 3000
             """,
-        subcommands: [EnvelopeBench.self, RelayBench.self, BacklogBench.self, DeskBench.self, CrashTest.self]
+        subcommands: [EnvelopeBench.self, RelayBench.self, BacklogBench.self, DeskBench.self, DeskAPIBench.self, CrashTest.self]
     )
 }
 
