@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import KetenpostDesk
+import Logging
 import Testing
 
 /// The watched folders: files in, files out, every refusal beside its file; and SIGKILL of a
@@ -58,6 +59,7 @@ import Testing
             )
             #expect(mkfifo(outbox.appendingPathComponent("fifo.json").path, 0o600) == 0)
             try Self.drop(try Self.referral("ZCZL-2026/0006"), as: "zaak 0006.json", in: outbox)
+            try Self.drop(try Self.referral("ZCZL-2026/0008"), as: "x..%2F..%2Fsent%2Fzaak.json", in: outbox)
             try Self.drop(Data("not json".utf8), as: "zaak-0007.json", in: outbox)
 
             let outcomes = await folders.scanOnce()
@@ -81,7 +83,12 @@ import Testing
                 try FileManager.default.destinationOfSymbolicLink(atPath: failed.appendingPathComponent("link.json").path) == "/etc/passwd"
             )
             #expect(outcomes["zaak 0006.json"] == .failed(code: "desk.input-invalid"))
-            #expect(Self.files(failed).contains { $0.hasPrefix("rejected-") && $0.hasSuffix(".error.json") })
+            // A name that tries to climb out: refused, moved under a name of the desk's making.
+            #expect(outcomes["x..%2F..%2Fsent%2Fzaak.json"] == .failed(code: "desk.input-invalid"))
+            #expect(
+                !Self.files(failed).contains { $0.contains("%2F") } && Self.files(root).sorted() == ["failed", "inbox", "outbox", "sent"]
+            )
+            #expect(Self.files(failed).filter { $0.hasPrefix("rejected-") && $0.hasSuffix(".error.json") }.count == 2)
             #expect(outcomes["zaak-0007.json"] == .failed(code: "desk.message-invalid"))
             // The name is the idempotency key: the same name with other content is refused.
             try Self.drop(try Self.referral("ZCZL-2026/0099"), as: "zaak-0001.json", in: outbox)
@@ -103,6 +110,27 @@ import Testing
             let item = try JSONSerialization.jsonObject(with: Data(contentsOf: written)) as? [String: Any]
             #expect((item?["payload"] as? [String: Any])?["caseReference"] as? String == "ZCZL-2026/0001")
             #expect(try shelterDesk.core.store.accessLog.entries(message: id).contains { $0.staff == "folder" && $0.action == "view" })
+        }
+    }
+
+    /// With the relay out of reach nothing is refused for it: the file waits, the API says 503.
+    @Test func aRelayOutOfReachLeavesFilesWaiting() async throws {
+        try await withDesks { h in
+            let desk = try h.desk(Self.coordinator, adjust: { $0.relay.url = "https://127.0.0.1:9" })
+            let root = h.work.appendingPathComponent("folders-offline")
+            let folders = DeskFolders(core: desk.core, directory: root.path)
+            try folders.prepare()
+            let outbox = root.appendingPathComponent("outbox")
+            try Self.drop(try Self.referral("ZCZL-2026/0300"), as: "zaak-0300.json", in: outbox)
+            #expect(await folders.scanOnce()["zaak-0300.json"] == .waiting)
+            #expect(Self.files(outbox) == ["zaak-0300.json"] && Self.files(root.appendingPathComponent("failed")).isEmpty)
+            let token = try desk.core.tokens.add(name: "offline").secret
+            let running = try await RunningDesk.start(desk, logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
+            let answer = try await CaseSystem(base: running.url.absoluteString, token: token)
+                .call(.POST, "/api/v1/messages", body: try Self.referral("ZCZL-2026/0301"), key: "offline-1")
+            await running.stop()
+            #expect(answer.status == 503 && answer.errorCode == "desk.relay-unavailable", "\(answer.text)")
+            #expect(try desk.core.store.list(.init(direction: .outgoing)).total == 0)
         }
     }
 

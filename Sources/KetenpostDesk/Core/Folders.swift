@@ -65,7 +65,11 @@ public struct DeskFolders: Sendable {
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: outbox.path) else { return [:] }
         var outcomes: [String: Outcome] = [:]
         for name in names.sorted() {
-            outcomes[name] = await handle(name)
+            let outcome = await handle(name)
+            outcomes[name] = outcome
+            // The relay is out of reach: the other files wait for the next scan too, instead of
+            // each waiting for its own connection timeout.
+            if outcome == .waiting { break }
         }
         return outcomes
     }

@@ -141,7 +141,15 @@ enum SystemRequest {
             }
             to = object["to"] as? String
             if let type, let to {
-                let allowed = try await core.recipients(for: type).map(\.id)
+                let allowed: [String]
+                do {
+                    allowed = try await core.recipients(for: type).map(\.id)
+                } catch {
+                    throw KetenpostError(
+                        .deskRelayUnavailable,
+                        "The relay's directory could not be read to check the recipient; nothing was stored. Retry with the same key."
+                    )
+                }
                 if !allowed.contains(to) {
                     problem("to", "recipient", "The policy does not let this partner receive this type from you (or it is suspended).")
                 }
