@@ -86,12 +86,15 @@ struct Demo: AsyncParsableCommand {
                     if let url = created.authenticatorURL { account += ", second factor: add \(url) to an authenticator app" }
                     accounts.append(account)
                 }
+                // A token for trying the case-system API with curl (docs/desk-api.md).
+                let token = try server.core.tokens.add(name: "demo-case-system").secret
                 let desk = try await RunningDesk.start(server, logger: logger)
                 running.append(desk)
                 print(
                     """
                       \(partner.padding(toLength: 30, withPad: " ", startingAt: 0)) \(desk.url.absoluteString)   \
                     \(accounts.joined(separator: "; "))
+                      \(String(repeating: " ", count: 30)) API token: \(token)
                     """
                 )
             }
