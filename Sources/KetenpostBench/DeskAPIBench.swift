@@ -32,12 +32,15 @@ struct DeskAPIBench: AsyncParsableCommand {
         let work = FileManager.default.temporaryDirectory.appendingPathComponent("ketenpost-bench-api-\(UUID().uuidString.prefix(8))")
         defer { try? FileManager.default.removeItem(at: work) }
         let pki = DevelopmentPKI(directory: work.appendingPathComponent("certs").path)
-        let relayConfiguration = RelayConfiguration.development(
+        var relayConfiguration = RelayConfiguration.development(
             pki: pki,
             storePath: work.appendingPathComponent("relay.sqlite").path,
             partnersFile: config + "/partners.yaml",
             policyFile: config + "/policy.yaml"
         )
+        // The desk is measured, not the relay's per-partner request limit (50/s by default).
+        relayConfiguration.limits.ratePerSecond = 100_000
+        relayConfiguration.limits.rateBurst = 100_000
         var logger = Logger(label: "ketenpost.bench")
         logger.logLevel = .warning
         let relay = try await RunningRelay.start(try await RelayServer.prepare(relayConfiguration, logger: logger), logger: logger)

@@ -22,6 +22,13 @@ public final class DeskCore: Sendable {
     /// The time for sessions and lockouts; tests move it to check the idle timeout.
     public let clock: @Sendable () -> Date
     private let directoryCache = Mutex<(at: Date, partners: [API.DirectoryList.Partner])?>(nil)
+    /// Recipients' directory entries (their current certificates), a minute each: a busy case
+    /// system sending hundreds of messages should not fetch them for every one, and spend the
+    /// partner's request budget at the relay on it.
+    private let entryCache = Mutex<[String: (at: Date, entry: API.DirectoryEntry)]>([:])
+    /// When each outgoing message is next asked about (see `followOutgoing`).
+    private let followSchedule = Mutex<[String: Date]>([:])
+
     /// The background receiver's last contact with the relay, for the status page.
     public struct RelayContact: Sendable, Equatable {
         public var lastSuccess: Date?
@@ -95,6 +102,14 @@ public final class DeskCore: Sendable {
             guard partner.state == "active", partner.id != partnerID, let theirs = PartnerRole(rawValue: partner.role) else { return false }
             return type.allows(from: role, to: theirs)
         }
+    }
+
+    /// A recipient's directory entry with its certificates, cached for a minute.
+    public func recipientEntry(_ id: String) async throws -> API.DirectoryEntry {
+        if let cached = entryCache.withLock({ $0[id] }), cached.at.timeIntervalSinceNow > -60 { return cached.entry }
+        let entry = try await client.directory(id)
+        entryCache.withLock { $0[id] = (Date(), entry) }
+        return entry
     }
 
     public func partnerName(_ id: String) async -> String {
@@ -276,7 +291,7 @@ public final class DeskCore: Sendable {
         let draft = try self.draft(of: message)
         let (built, problems) = try await content(of: message, draft: draft, labels: labels)
         guard let content = built else { return .invalid(problems) }
-        let entry = try await client.directory(content.header.to)
+        let entry = try await recipientEntry(content.header.to)
         let certificates = try entry.certificates.flatMap { try Certificate.all(pem: Data($0.utf8)) }
         let sealed = try Envelope.seal(content, from: identity, to: certificates, trust: trust)
         let copy = try vault.seal(try content.encoded())
@@ -487,13 +502,27 @@ public final class DeskCore: Sendable {
     }
 
     /// Resubmits queued messages and asks the relay about the others until their state is final.
+    ///
+    /// Each message is asked about less often as it ages (every 3 s at first, a tenth of its age
+    /// later, at most every 5 minutes), and at most 20 per round: a desk with hundreds of messages
+    /// in flight must not spend the partner's request budget at the relay on polling.
     public func followOutgoing() async {
         guard let pending = try? store.awaitingRelay() else { return }
+        let now = clock()
+        var asked = 0
+        let ids = Set(pending.map(\.id))
+        followSchedule.withLock { schedule in schedule = schedule.filter { ids.contains($0.key) } }
         for message in pending {
             if message.state == .sending {
                 await submit(message)
                 continue
             }
+            if let next = followSchedule.withLock({ $0[message.id] }), next > now { continue }
+            guard asked < 20 else { break }
+            asked += 1
+            let age = now.timeIntervalSince1970 - Double(message.sentAt ?? message.createdAt) / 1000
+            let pause = min(300, max(3, age / 10))
+            followSchedule.withLock { $0[message.id] = now.addingTimeInterval(pause) }
             guard let id = UUID(uuidString: message.id), let status = try? await client.status(id) else { continue }
             let state: DeskState? =
                 switch status.state {

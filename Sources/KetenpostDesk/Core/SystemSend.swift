@@ -49,11 +49,11 @@ extension DeskCore {
         guard let content = parsed.content else { return .invalid(parsed.problems) }
         let entry: API.DirectoryEntry
         do {
-            entry = try await client.directory(content.header.to)
+            entry = try await recipientEntry(content.header.to)
         } catch {
             throw KetenpostError(
                 .deskRelayUnavailable,
-                "The relay could not be reached for the recipient's certificates; nothing was stored. Retry with the same idempotency key."
+                "The relay did not give the recipient's certificates (out of reach or busy); nothing was stored. Retry with the same key."
             )
         }
         let certificates = try entry.certificates.flatMap { try Certificate.all(pem: Data($0.utf8)) }
