@@ -243,6 +243,7 @@ struct DeskTokens: AsyncParsableCommand {
         @Option(help: "The case system's name, as the access log shows it: lowercase letters, digits, dots, dashes, underscores.")
         var name: String
         @Option(help: "Write the token to this new file (mode 0600) instead of printing it.") var out: String?
+        @Option(help: "What it may do: send, read, answer (repeat the option; all three when not given).") var scope: [String] = []
 
         func run() async throws {
             do {
@@ -250,7 +251,17 @@ struct DeskTokens: AsyncParsableCommand {
                 if let out, FileManager.default.fileExists(atPath: out) {
                     throw KetenpostError(.deskInputInvalid, "\(out) exists already; the token file must be new. Nothing was made.")
                 }
-                let created = try APITokens(store: try options.store()).add(name: name)
+                var scopes = Set(APIToken.allScopes)
+                if !scope.isEmpty {
+                    scopes = []
+                    for name in scope.flatMap({ $0.split(separator: ",") }) {
+                        guard let value = APIToken.Scope(rawValue: String(name)) else {
+                            throw KetenpostError(.deskInputInvalid, "A scope is send, read or answer; nothing was made.")
+                        }
+                        scopes.insert(value)
+                    }
+                }
+                let created = try APITokens(store: try options.store()).add(name: name, scopes: scopes)
                 if let out {
                     guard
                         FileManager.default.createFile(
@@ -286,7 +297,7 @@ struct DeskTokens: AsyncParsableCommand {
                 }
                 for token in try options.store().tokens() {
                     let state = token.revokedAt == nil ? "active" : "revoked"
-                    print("\(token.name)\t\(state)\tcreated \(day(token.createdAt))\tlast used \(day(token.lastUsedAt))")
+                    print("\(token.name)\t\(state)\t\(token.scopes)\tcreated \(day(token.createdAt))\tlast used \(day(token.lastUsedAt))")
                 }
             } catch {
                 throw fail(error)

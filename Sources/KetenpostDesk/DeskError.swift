@@ -25,6 +25,8 @@ extension KetenpostError.Code {
     public static let deskRelayUnavailable: Self = "desk.relay-unavailable"
     /// An API call without a valid token (missing, unknown, revoked, or another desk's).
     public static let deskTokenInvalid: Self = "desk.token-invalid"
+    /// The API token is valid but may not do this (its scopes).
+    public static let deskTokenScope: Self = "desk.token-scope"
     /// An API send without an `Idempotency-Key` header, or with a malformed one.
     public static let deskIdempotencyKeyMissing: Self = "desk.idempotency-key-missing"
     /// The idempotency key was used before with a different body.

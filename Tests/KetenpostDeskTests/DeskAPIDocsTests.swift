@@ -137,14 +137,16 @@ import Yams
         #expect((document["openapi"] as? String)?.hasPrefix("3.") == true)
         let paths = try #require(document["paths"] as? [String: Any])
         let routes: [(String, String)] = [
-            ("/api/v1/messages", "post"), ("/api/v1/messages/{id}", "get"), ("/api/v1/inbox", "get"), ("/api/v1/inbox/{id}/answer", "post"),
+            ("/api/v1/messages", "post"), ("/api/v1/messages/{id}", "get"), ("/api/v1/messages/{id}/evidence.zip", "get"),
+            ("/api/v1/inbox", "get"), ("/api/v1/inbox/{id}/answer", "post"),
         ]
         for (path, method) in routes {
             let operation = (paths[path] as? [String: Any])?[method] as? [String: Any]
             #expect(operation?["responses"] != nil, "\(method) \(path) is not in docs/desk-openapi.yaml")
         }
         for code in [
-            "desk.token-invalid", "desk.idempotency-key-missing", "desk.idempotency-conflict", "desk.message-invalid", "desk.not-found",
+            "desk.token-invalid", "desk.token-scope", "desk.idempotency-key-missing", "desk.idempotency-conflict", "desk.message-invalid",
+            "desk.not-found",
             "desk.wrong-state", "desk.input-invalid", "desk.relay-unavailable", "store.unavailable", "request.too-large",
         ] {
             #expect(text.contains(code), "\(code) is not in docs/desk-openapi.yaml")

@@ -186,6 +186,15 @@ struct CaseSystem: Sendable {
             #expect(business["outcome"] as? String == "accepted" && business["messageId"] as? String == answered.json["id"] as? String)
             let receipts = try #require(status.json["receipts"] as? [String: Any])
             #expect(receipts["acceptance"] is String && receipts["recipient"] is String)
+            // The evidence package, for the case file: every signature in it checks out with openssl.
+            let evidence = try await zorg.call(.GET, "/api/v1/messages/\(id)/evidence.zip")
+            #expect(evidence.status == 200 && evidence.headers["content-type"] == "application/zip")
+            try EvidenceCheck.verify(evidence.body, expect: ["message.cms", "acceptance-receipt.cms", "recipient-receipt.cms"])
+            #expect(
+                try coordinatorDesk.core.store.accessLog.entries(message: id).contains {
+                    $0.staff == "token:zorg-systeem" && $0.action == "download"
+                }
+            )
 
             // Exactly one referral reached the shelter; its system's reading is in the access log.
             #expect(try shelterDesk.core.store.list(.init(direction: .incoming)).messages.filter { $0.type == "referral" }.count == 1)
@@ -207,6 +216,13 @@ struct CaseSystem: Sendable {
             let revoked = try coordinatorDesk.core.tokens.add(name: "oud-systeem").secret
             try coordinatorDesk.core.store.revokeToken(named: "oud-systeem", actor: .commandLine)
             #expect(try await zorg.call(.GET, "/api/v1/inbox", token: revoked).status == 401)
+            // A token that may only read cannot send; one that may only send cannot read the inbox.
+            let reader = CaseSystem(base: zorg.base, token: try coordinatorDesk.core.tokens.add(name: "lezer", scopes: [.read]).secret)
+            let readerSend = try await reader.call(.POST, "/api/v1/messages", body: referral, key: "k-scope")
+            #expect(readerSend.status == 403 && readerSend.errorCode == "desk.token-scope", "\(readerSend.text)")
+            #expect(try await reader.call(.GET, "/api/v1/inbox").status == 200)
+            let sender = CaseSystem(base: opvang.base, token: try shelterDesk.core.tokens.add(name: "zender", scopes: [.send]).secret)
+            #expect(try await sender.call(.GET, "/api/v1/inbox").errorCode == "desk.token-scope")
             // No idempotency key; a body too large; not JSON.
             let noKey = try await zorg.call(.POST, "/api/v1/messages", body: referral)
             #expect(noKey.status == 400 && noKey.errorCode == "desk.idempotency-key-missing")
@@ -258,7 +274,6 @@ struct CaseSystem: Sendable {
             // Nothing was sent, and nothing typed reached a log line.
             #expect(try coordinatorDesk.core.store.list(.init(direction: .outgoing)).total == 0)
             for line in h.log.all { #expect(!line.contains(Self.canary), "\(line)") }
-            _ = shelterDesk
         }
     }
 }

@@ -15,7 +15,12 @@ public struct APITokens: Sendable {
         public var secret: String
     }
 
-    public func add(name: String, actor: AccessEvent.Actor = .commandLine) throws(KetenpostError) -> Created {
+    public func add(
+        name: String,
+        scopes: Set<APIToken.Scope> = Set(APIToken.allScopes),
+        actor: AccessEvent.Actor = .commandLine
+    ) throws(KetenpostError) -> Created {
+        guard !scopes.isEmpty else { throw KetenpostError(.deskInputInvalid, "A token needs at least one scope: send, read or answer.") }
         guard APIToken.isValidName(name) else {
             throw KetenpostError(
                 .deskInputInvalid,
@@ -31,7 +36,8 @@ public struct APITokens: Sendable {
             createdAt: DeskStore.milliseconds(Date()),
             createdBy: actor.staff,
             revokedAt: nil,
-            lastUsedAt: nil
+            lastUsedAt: nil,
+            scopes: APIToken.allScopes.filter(scopes.contains).map(\.rawValue).joined(separator: ",")
         )
         try store.addToken(token, actor: actor)
         return Created(token: token, secret: "kpd_\(id)_\(secret)")

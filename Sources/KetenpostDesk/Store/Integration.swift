@@ -18,6 +18,20 @@ public struct APIToken: Codable, Sendable, Equatable, FetchableRecord, Persistab
     public var revokedAt: Int64?
     /// Updated at most once a minute, so that an unused token can be found and revoked.
     public var lastUsedAt: Int64?
+    /// What the token may do, comma-separated (`send`, `read`, `answer`): a system that only
+    /// reads its inbox gets a token that cannot send.
+    public var scopes: String = APIToken.allScopes.map(\.rawValue).joined(separator: ",")
+
+    public enum Scope: String, Sendable, CaseIterable {
+        /// `POST /api/v1/messages`, the outbox folder is not token-bound.
+        case send
+        /// Status, evidence and the inbox.
+        case read
+        /// `POST /api/v1/inbox/{id}/answer`.
+        case answer
+    }
+    public static let allScopes = Scope.allCases
+    public var scopeSet: Set<Scope> { Set(scopes.split(separator: ",").compactMap { Scope(rawValue: String($0)) }) }
 
     public var actor: String { "token:\(name)" }
 
@@ -69,6 +83,11 @@ extension DeskStore {
                     """
             )
             try db.execute(sql: "CREATE UNIQUE INDEX message_inbox ON message(inboxSeq) WHERE inboxSeq IS NOT NULL")
+        }
+        migrator.registerMigration("desk-v6-token-scopes") { db in
+            try db.alter(table: APIToken.databaseTableName) { t in
+                t.add(column: "scopes", .text).notNull().defaults(to: "send,read,answer")
+            }
         }
     }
 

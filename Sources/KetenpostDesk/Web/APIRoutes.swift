@@ -13,7 +13,7 @@ enum APIRoutes {
     static func add(to router: Router<DeskRequestContext>, core: DeskCore) {
         let api = router.group("api/v1").add(middleware: APIAuthentication(core: core))
         api.post("messages") { request, context in
-            let token = try context.apiToken()
+            let token = try context.apiToken(.send)
             let key = try idempotencyKey(request)
             let body = try await request.body.collect(upTo: context.maxUploadSize)
             let result = try await core.sendFromSystem(body: Data(buffer: body), key: key, scope: token.actor, actor: token.accessActor)
@@ -21,12 +21,30 @@ enum APIRoutes {
         }
         api.get("messages/:id") { _, context in
             let id = try messageID(context)
-            _ = try context.apiToken()
+            _ = try context.apiToken(.read)
             guard let message = try core.store.message(id), message.state != .draft else { throw notFound }
             return json(status(of: message))
         }
+        // The evidence package of a sent or received message, as the desk's page offers it: for
+        // the case file (the sealed message, both receipts, the openssl commands that check them).
+        api.get("messages/:id/evidence.zip") { _, context in
+            let token = try context.apiToken(.read)
+            let id = try messageID(context)
+            guard let message = try core.store.message(id), message.state != .draft, message.sealed != nil else { throw notFound }
+            let zip = try await Evidence.zip(message, core: core, english: true)
+            try core.store.accessLog.recordEvent(
+                AccessEvent(staff: token.actor, role: APIToken.role, action: .download, messageId: message.id, detail: "evidence")
+            )
+            var response = Response(
+                status: .ok,
+                headers: [.contentType: "application/zip"],
+                body: .init(byteBuffer: ByteBuffer(bytes: zip))
+            )
+            response.headers[.contentDisposition] = "attachment; filename=\"ketenpost-\(message.id).zip\""
+            return response
+        }
         api.get("inbox") { request, context in
-            let token = try context.apiToken()
+            let token = try context.apiToken(.read)
             let parameters = request.uri.queryParameters
             guard let after = Int64(parameters.get("after") ?? "0"), after >= 0 else {
                 throw KetenpostError(.deskInputInvalid, "The cursor `after` is the `cursor` of an earlier answer (a whole number), or 0.")
@@ -49,7 +67,7 @@ enum APIRoutes {
             return json(["messages": items, "cursor": String(cursor)])
         }
         api.post("inbox/:id/answer") { request, context in
-            let token = try context.apiToken()
+            let token = try context.apiToken(.answer)
             let key = try idempotencyKey(request)
             let id = try messageID(context)
             guard let original = try core.store.message(id), original.direction == .incoming else { throw notFound }
@@ -220,8 +238,14 @@ extension APIToken {
 }
 
 extension DeskRequestContext {
-    func apiToken() throws(KetenpostError) -> APIToken {
+    func apiToken(_ scope: APIToken.Scope) throws(KetenpostError) -> APIToken {
         guard let token = token else { throw KetenpostError(.deskTokenInvalid, "Send a valid API token.") }
+        guard token.scopeSet.contains(scope) else {
+            throw KetenpostError(
+                .deskTokenScope,
+                "This token may not \(scope.rawValue); ask the desk administrator for a token with that scope."
+            )
+        }
         return token
     }
 }
@@ -292,6 +316,7 @@ struct APIAuthentication: RouterMiddleware {
     static func status(_ code: KetenpostError.Code) -> HTTPResponse.Status {
         switch code {
         case .deskTokenInvalid: .unauthorized
+        case .deskTokenScope: .forbidden
         case .deskNotFound: .notFound
         case .deskIdempotencyConflict, .deskConflict: .conflict
         case .deskIdempotencyKeyMissing, .deskInputInvalid: .badRequest
