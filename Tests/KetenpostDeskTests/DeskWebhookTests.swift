@@ -112,8 +112,26 @@ private final class ReceiverBox: Sendable {
                 try await withBrowser(coordinator.server) { (browser: Browser) async throws in
                     try await browser.signIn("t.leider")
                     let page = try await browser.get("/status").body
-                    #expect(page.contains("Webhook") && page.contains("mislukt") && page.contains("http-500"), "\(page)")
+                    #expect(page.contains("(webhook)") && page.contains("mislukt") && page.contains("http-500"), "\(page)")
                 }
+                // What a team lead sees, in Chromium: the failing webhook in red, with what to do.
+                let chromium = try await WebDriver.start()
+                do {
+                    let base = coordinator.url.absoluteString
+                    try await chromium.open("\(base)/signin")
+                    try await chromium.type("#username", "t.leider")
+                    try await chromium.type("#password", DeskHarness.password)
+                    try await chromium.submit("form.narrow button[type=submit]")
+                    try await chromium.open("\(base)/status")
+                    #expect(try await chromium.text.contains("Het zaaksysteem neemt meldingen niet aan"))
+                    let folder = DeskBrowserTests.screenshots
+                    try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+                    try await chromium.screenshot("12-status-webhook-failing", into: folder)
+                } catch {
+                    await chromium.quit()
+                    throw error
+                }
+                await chromium.quit()
                 receiver.setFailing(false)
                 // The shelter answers; the coordinator's case system hears of every step.
                 let inbox = try await opvang.call(.GET, "/api/v1/inbox?after=0&wait=30")

@@ -77,7 +77,7 @@ enum StatusPage {
                 let summary = try core.store.webhookSummary()
                 let ok = summary.failing == 0 && summary.abandoned == 0
                 row(
-                    "Webhook",
+                    text("Meldingen aan het zaaksysteem (webhook)", "Notifications to the case system (webhook)"),
                     ok: ok,
                     ok ? text("werkt", "working") : text("mislukt", "failing"),
                     text(
@@ -101,7 +101,12 @@ enum StatusPage {
                         )
                 )
             } else {
-                row("Webhook", ok: true, text("uit", "off"), "")
+                row(
+                    text("Meldingen aan het zaaksysteem (webhook)", "Notifications to the case system (webhook)"),
+                    ok: true,
+                    text("uit", "off"),
+                    ""
+                )
             }
             // Watched folders.
             if let directory = core.configuration.folders.directory {
@@ -113,7 +118,7 @@ enum StatusPage {
                 let waiting = count("outbox")
                 let refused = count("failed")
                 row(
-                    text("Mappen", "Folders"),
+                    text("Mappen voor het zaaksysteem", "Folders for the case system"),
                     ok: refused == 0,
                     refused == 0 ? text("werken", "working") : text("\(refused) geweigerd", "\(refused) refused"),
                     text("\(waiting) in outbox/, \(count("sent")) in sent/", "\(waiting) in outbox/, \(count("sent")) in sent/"),
@@ -125,7 +130,7 @@ enum StatusPage {
                         )
                 )
             } else {
-                row(text("Mappen", "Folders"), ok: true, text("uit", "off"), "")
+                row(text("Mappen voor het zaaksysteem", "Folders for the case system"), ok: true, text("uit", "off"), "")
             }
             let values: [String: Any] = [
                 "title": text("Status van de desk", "Desk status"),
