@@ -1,12 +1,25 @@
 import Foundation
+import Hummingbird
 import KetenpostAPI
 import KetenpostCrypto
+import NIOCore
 import ZIPFoundation
 
 /// The evidence package of one message: the sealed message, the receipts, a readable summary
 /// (metadata only: the content stays sealed, so the package can go to an auditor or a judge
 /// without sharing the person's data) and the `openssl` commands that let anybody check them.
 enum Evidence {
+    /// The ZIP as a download, logged as one for `actor` (staff on the page, a case system's token).
+    static func download(_ message: DeskMessage, core: DeskCore, by actor: AccessEvent.Actor, english: Bool) async throws -> Response {
+        let zip = try await zip(message, core: core, english: english)
+        try core.store.accessLog.recordEvent(
+            AccessEvent(staff: actor.staff, role: actor.role, action: .download, messageId: message.id, detail: "evidence")
+        )
+        var response = Response(status: .ok, headers: [.contentType: "application/zip"], body: .init(byteBuffer: ByteBuffer(bytes: zip)))
+        response.headers[.contentDisposition] = "attachment; filename=\"ketenpost-\(message.id).zip\""
+        return response
+    }
+
     static func zip(_ message: DeskMessage, core: DeskCore, english: Bool) async throws -> Data {
         guard let sealed = message.sealed else { throw KetenpostError(.deskWrongState, "There is no sealed message to package yet.") }
         var files: [(String, Data)] = [("message.cms", sealed)]

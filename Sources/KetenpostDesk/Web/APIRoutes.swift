@@ -31,17 +31,7 @@ enum APIRoutes {
             let token = try context.apiToken(.read)
             let id = try messageID(context)
             guard let message = try core.store.message(id), message.state != .draft, message.sealed != nil else { throw notFound }
-            let zip = try await Evidence.zip(message, core: core, english: true)
-            try core.store.accessLog.recordEvent(
-                AccessEvent(staff: token.actor, role: APIToken.role, action: .download, messageId: message.id, detail: "evidence")
-            )
-            var response = Response(
-                status: .ok,
-                headers: [.contentType: "application/zip"],
-                body: .init(byteBuffer: ByteBuffer(bytes: zip))
-            )
-            response.headers[.contentDisposition] = "attachment; filename=\"ketenpost-\(message.id).zip\""
-            return response
+            return try await Evidence.download(message, core: core, by: token.accessActor, english: true)
         }
         api.get("inbox") { request, context in
             let token = try context.apiToken(.read)

@@ -571,23 +571,12 @@ public enum DeskRoutes {
             guard message.sealed != nil, message.state != .draft else {
                 throw KetenpostError(.deskWrongState, "There is no evidence for a draft; send it first.")
             }
-            let zip = try await Evidence.zip(message, core: core, english: context.labels.english)
-            try core.store.accessLog.recordEvent(
-                AccessEvent(
-                    staff: member.username,
-                    role: member.role.rawValue,
-                    action: .download,
-                    messageId: message.id,
-                    detail: "evidence"
-                )
+            return try await Evidence.download(
+                message,
+                core: core,
+                by: AccessEvent.Actor(staff: member.username, role: member.role.rawValue),
+                english: context.labels.english
             )
-            var response = Response(
-                status: .ok,
-                headers: [.contentType: "application/zip"],
-                body: .init(byteBuffer: ByteBuffer(bytes: zip))
-            )
-            response.headers[.contentDisposition] = "attachment; filename=\"ketenpost-\(message.id).zip\""
-            return response
         }
     }
 
