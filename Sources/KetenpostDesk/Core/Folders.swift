@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import KetenpostAPI
+import KetenpostModel
 import Logging
 import ServiceLifecycle
 
@@ -161,7 +162,7 @@ public struct DeskFolders: Sendable {
     }
 
     /// Moves a file to `failed/` under `target` and writes the error beside it.
-    private func fail(_ name: String, as target: String, _ error: KetenpostError, fields: [FieldProblem] = []) -> Outcome {
+    private func fail(_ name: String, as target: String, _ error: KetenpostError, fields: [ValidationIssue] = []) -> Outcome {
         core.logger.notice("folder file failed", metadata: ["error.code": "\(error.code)"])
         var target = target
         if FileManager.default.fileExists(atPath: failed.appendingPathComponent(target).path) {

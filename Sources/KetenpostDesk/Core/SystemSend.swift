@@ -4,26 +4,12 @@ import KetenpostCrypto
 import KetenpostEnvelope
 import KetenpostModel
 
-/// A problem with one field of a case system's request: where (`payload.person.bsn`, `to`), which
-/// rule, and a sentence. Never the value.
-public struct FieldProblem: Codable, Sendable, Equatable {
-    public var path: String
-    public var rule: String
-    public var message: String
-
-    public init(path: String, rule: String, message: String) {
-        self.path = path
-        self.rule = rule
-        self.message = message
-    }
-}
-
 /// Sends by case systems (the JSON API and the watched folder): the same sealing, storing and
 /// submitting as the screens, made idempotent by a key that names one message for good.
 extension DeskCore {
     public enum SystemSendResult: Sendable {
-        /// Nothing stored: fix these.
-        case invalid([FieldProblem])
+        /// Nothing stored: fix these (paths, rules and sentences, never values).
+        case invalid([ValidationIssue])
         /// Taken by the desk: sealed, stored and submitted (or queued, when the relay is out of
         /// reach). `created` is false when an earlier request with the same key made it.
         case taken(DeskMessage, created: Bool)
@@ -113,13 +99,13 @@ enum SystemRequest {
         _ body: Data,
         core: DeskCore,
         answering: DeskMessage?
-    ) async throws -> (content: SealedContent?, problems: [FieldProblem]) {
-        var problems: [FieldProblem] = []
+    ) async throws -> (content: SealedContent?, problems: [ValidationIssue]) {
+        var problems: [ValidationIssue] = []
         func problem(_ path: String, _ rule: String, _ message: String) {
-            problems.append(FieldProblem(path: path, rule: rule, message: message))
+            problems.append(ValidationIssue(path: path, rule: rule, message: message))
         }
         guard let object = (try? JSONSerialization.jsonObject(with: body)) as? [String: Any] else {
-            return (nil, [FieldProblem(path: "", rule: "json", message: "The body is not a JSON object.")])
+            return (nil, [ValidationIssue(path: "", rule: "json", message: "The body is not a JSON object.")])
         }
         for key in object.keys.sorted() where !(answering == nil ? keys : answerKeys).contains(key) {
             problem(key, "unknown-field", "This field is not part of the request; leave it out.")
@@ -220,14 +206,14 @@ enum SystemRequest {
                     problem("payload.schema", "schema", "The payload's schema is for \(payload.type.rawValue), not for \(type.rawValue).")
                 }
             } catch {
-                for issue in error.issues { problem(issue.path, issue.rule, issue.message) }
+                problems += error.issues
             }
         }
         guard problems.isEmpty, let type, let to, let payloadJSON else { return (nil, problems) }
         do {
             return (try Drafting.content(type: type, from: core.partnerID, to: to, payload: payloadJSON, options: options), [])
         } catch {
-            return (nil, [FieldProblem(path: "", rule: error.code.rawValue, message: error.message)])
+            return (nil, [ValidationIssue(path: "", rule: error.code.rawValue, message: error.message)])
         }
     }
 }

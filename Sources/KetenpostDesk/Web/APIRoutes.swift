@@ -219,7 +219,7 @@ enum DeskAPIState {
 /// An API error with the fields it is about: rendered as JSON by `APIAuthentication`.
 struct APIProblem: Error {
     var error: KetenpostError
-    var fields: [FieldProblem] = []
+    var fields: [ValidationIssue] = []
 }
 
 extension APIToken {
