@@ -55,10 +55,12 @@ public enum CMS {
         return try cms.der()
     }
 
-    /// The result of checking a SignedData: its content and the one certificate that signed it.
+    /// The result of checking a SignedData: its content, the one certificate that signed it, and
+    /// the other certificates it carried (intermediates, untrusted until a `TrustStore` says so).
     public struct Signed: Sendable {
         public let content: Data
         public let signer: Certificate
+        public let intermediates: [Certificate]
     }
 
     /// Checks the signature of an attached SignedData made by exactly one signer whose
@@ -70,7 +72,8 @@ public enum CMS {
         // The usual shape: certificates from the cache, the rest parsed by OpenSSL.
         var supplied: [Certificate] = []
         let cms: ContentInfo
-        if let split = SignedDataCertificates.split(der) {
+        let split = SignedDataCertificates.split(der)
+        if let split {
             for certificate in split.certificates {
                 do {
                     supplied.append(try CertificateCache.certificate(der: certificate))
@@ -116,7 +119,14 @@ public enum CMS {
         }
         let signer: Certificate
         if let cached = supplied.first(where: { $0.pointer == x509 }) { signer = cached } else { signer = try Certificate(borrowing: x509) }
-        return Signed(content: output.contents, signer: signer)
+        if split == nil, let all = CMS_get1_certs(cms.pointer) {
+            // The uncommon shape OpenSSL parsed itself: its certificates are read from the structure.
+            defer { copenssl_sk_X509_pop_free(all) }
+            for index in 0..<copenssl_sk_X509_num(all) {
+                if let pointer = copenssl_sk_X509_value(all, index) { supplied.append(try Certificate(borrowing: pointer)) }
+            }
+        }
+        return Signed(content: output.contents, signer: signer, intermediates: supplied.filter { $0 != signer })
     }
 
     /// Encrypts `content` for every recipient with AES-256-GCM (AuthEnvelopedData), and

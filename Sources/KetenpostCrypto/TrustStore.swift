@@ -72,11 +72,22 @@ public final class TrustStore: @unchecked Sendable {
     deinit { X509_STORE_free(store) }
 
     /// Verifies the chain of `certificate` to an anchor, for `purpose`, at `time` (now if nil).
-    public func verify(_ certificate: Certificate, for purpose: Purpose, at time: Date? = nil) throws(CryptoError) {
+    ///
+    /// `chain` holds intermediates that came with the certificate (in a SignedData, a TLS
+    /// handshake or the directory). They are only used to build the path for this one call and
+    /// never become trusted: the path must still end at one of the `anchors`.
+    public func verify(
+        _ certificate: Certificate,
+        chain: [Certificate] = [],
+        for purpose: Purpose,
+        at time: Date? = nil
+    ) throws(CryptoError) {
         let key = CacheKey(der: certificate.der, purpose: purpose)
         let now = Date()
+        // A cached success stands whatever chain is given now: the leaf was shown to chain to an
+        // anchor under these CRLs, and a new set of CRLs means a new store.
         if time == nil, let until = cache.withLock({ $0[key] }), until > now { return }
-        try verifyUncached(certificate, purpose: purpose, at: time)
+        try verifyUncached(certificate, chain: chain, purpose: purpose, at: time)
         if time == nil {
             let until = min(now.addingTimeInterval(cacheLifetime), certificate.notAfter)
             cache.withLock { cache in
@@ -86,13 +97,13 @@ public final class TrustStore: @unchecked Sendable {
         }
     }
 
-    private func verifyUncached(_ certificate: Certificate, purpose: Purpose, at time: Date?) throws(CryptoError) {
+    private func verifyUncached(_ certificate: Certificate, chain: [Certificate], purpose: Purpose, at time: Date?) throws(CryptoError) {
         OpenSSLErrorQueue.clear()
         guard let ctx = X509_STORE_CTX_new() else { throw .fromQueue(.internalError, "Could not allocate a verification context.") }
         defer { X509_STORE_CTX_free(ctx) }
         let untrusted = copenssl_sk_X509_new_null()
         defer { if let untrusted { copenssl_sk_X509_free(untrusted) } }
-        for certificate in intermediates { _ = copenssl_sk_X509_push(untrusted, certificate.pointer) }
+        for certificate in intermediates + chain { _ = copenssl_sk_X509_push(untrusted, certificate.pointer) }
         guard X509_STORE_CTX_init(ctx, store, certificate.pointer, untrusted) == 1 else {
             throw .fromQueue(.internalError, "Could not start a chain verification.")
         }

@@ -76,11 +76,14 @@ public enum Envelope {
     ///
     /// Every recipient certificate must chain to `trust`, be valid and unrevoked, and be meant
     /// for receiving encrypted content: the certificates usually come from the relay's
-    /// directory, and a relay must not be able to slip in a key of its own.
+    /// directory, and a relay must not be able to slip in a key of its own. `intermediates` are
+    /// the CA certificates between them and the trust anchors (the directory serves them); they
+    /// help build the path and are never trusted themselves.
     public static func seal(
         _ content: SealedContent,
         from sender: Identity,
         to recipients: [Certificate],
+        intermediates: [Certificate] = [],
         trust: TrustStore
     ) throws(KetenpostError) -> Data {
         do {
@@ -118,7 +121,7 @@ public enum Envelope {
                 )
             }
             do {
-                try trust.verify(certificate, for: .contentEncryption)
+                try trust.verify(certificate, chain: intermediates, for: .contentEncryption)
             } catch {
                 throw .certificate(error, role: "recipient's encryption")
             }
@@ -173,7 +176,7 @@ public enum Envelope {
             )
         }
         do {
-            try trust.verify(signed.signer, for: .contentSigning, at: time)
+            try trust.verify(signed.signer, chain: signed.intermediates, for: .contentSigning, at: time)
         } catch {
             throw .certificate(error, role: "sender's signing")
         }

@@ -46,7 +46,7 @@ public enum SignedReceipt {
             throw KetenpostError(.receiptMalformed, "The receipt is not an attached CMS SignedData with one signer.", detail: error.detail)
         }
         do {
-            try trust.verify(signed.signer, for: .contentSigning, at: time)
+            try trust.verify(signed.signer, chain: signed.intermediates, for: .contentSigning, at: time)
         } catch {
             throw .certificate(error, role: "receipt signer's")
         }

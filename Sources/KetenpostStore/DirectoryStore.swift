@@ -53,6 +53,9 @@ public struct DirectoryCertificate: Sendable, Equatable, Codable {
     public var fingerprint: String
     public var partnerID: String
     public var der: Data
+    /// The DER of the intermediate CA certificates between this one and a trust anchor, as the
+    /// administrator gave them: stored with the certificate and served with it, never trusted.
+    public var chain: [Data]
     public var uses: [CertificateUse]
     /// Uppercase hex serial number (what a CRL lists).
     public var serial: String
@@ -69,6 +72,7 @@ public struct DirectoryCertificate: Sendable, Equatable, Codable {
         fingerprint: String,
         partnerID: String,
         der: Data,
+        chain: [Data] = [],
         uses: [CertificateUse],
         serial: String,
         notBefore: Date,
@@ -82,6 +86,7 @@ public struct DirectoryCertificate: Sendable, Equatable, Codable {
         self.fingerprint = fingerprint
         self.partnerID = partnerID
         self.der = der
+        self.chain = chain
         self.uses = uses.sorted()
         self.serial = serial
         self.notBefore = notBefore
@@ -99,6 +104,15 @@ public struct DirectoryCertificate: Sendable, Equatable, Codable {
         if now < activatesAt { return .pending }
         if let retiresAt { return now < retiresAt ? .retiring : .retired }
         return .active
+    }
+}
+
+extension DirectoryCertificate {
+    /// The chain as one text column: base64 DER per certificate, comma-separated ("" for none).
+    var chainText: String { chain.map { $0.base64EncodedString() }.joined(separator: ",") }
+
+    static func chain(fromText text: String) -> [Data] {
+        text.split(separator: ",").compactMap { Data(base64Encoded: String($0)) }
     }
 }
 

@@ -24,6 +24,7 @@ public final class MemoryRelayStore: RelayStore {
         var directoryVersion: Int64 = 0
         var partners: [String: DirectoryPartner] = [:]
         var certificates: [String: DirectoryCertificate] = [:]
+        var revocationLists: [String: StoredRevocationList] = [:]
         var audit: [AuditRecord] = []
         var checkpoints: [Int64: AuditCheckpoint] = [:]
         /// Every (type, state) ever seen: one that all its messages left reads 0, as in the other backends.
@@ -290,6 +291,38 @@ public final class MemoryRelayStore: RelayStore {
             next.directoryVersion += 1
             state = next
             return state.directoryVersion
+        }
+    }
+
+    // MARK: Revocation lists
+
+    public func revocationLists() async throws -> [StoredRevocationList] {
+        storage.state.withLock { state in state.revocationLists.values.sorted { $0.issuerFingerprint < $1.issuerFingerprint } }
+    }
+
+    @discardableResult
+    public func saveRevocationList(_ list: StoredRevocationList) async throws -> Bool {
+        storage.state.withLock { state in
+            if let held = state.revocationLists[list.issuerFingerprint], let heldUpdate = held.thisUpdate,
+                let newUpdate = list.thisUpdate, heldUpdate > newUpdate
+            {
+                return false
+            }
+            var kept = list
+            kept.lastError = nil
+            state.revocationLists[list.issuerFingerprint] = kept
+            return true
+        }
+    }
+
+    public func recordRevocationFailure(issuerFingerprint: String, issuer: String, source: String, error: String, at: Date) async throws {
+        storage.state.withLock { state in
+            var list =
+                state.revocationLists[issuerFingerprint]
+                ?? StoredRevocationList(issuerFingerprint: issuerFingerprint, issuer: issuer, source: source)
+            list.lastError = error
+            list.lastAttemptAt = at
+            state.revocationLists[issuerFingerprint] = list
         }
     }
 

@@ -321,7 +321,7 @@ public enum StoreNotification: Sendable, Equatable {
 /// calls fail with `StoreError.closed` or wait. In the relay's `ServiceGroup` it is listed before
 /// the HTTP server, so it closes after the server drained. Programs and tests that use a store
 /// on its own wrap their work in `withRunning(_:)`.
-public protocol RelayStore: MessageStore, DirectoryStore, AuditStore, StatsStore, ReportStore, Service {
+public protocol RelayStore: MessageStore, DirectoryStore, RevocationStore, AuditStore, StatsStore, ReportStore, Service {
     /// Changes made by any instance, this one included, while the store runs (PostgreSQL:
     /// LISTEN/NOTIFY); nil for a store that lives in one process (SQLite), where the relay
     /// notifies itself.

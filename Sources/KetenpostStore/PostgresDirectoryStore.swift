@@ -22,7 +22,7 @@ extension PostgresMessageStore {  // DirectoryStore
             let certificates = try await self.rows(
                 connection,
                 """
-                SELECT fingerprint, partner_id, der, uses, serial, not_before, not_after, activates_at, retires_at, revoked_at,
+                SELECT fingerprint, partner_id, der, chain, uses, serial, not_before, not_after, activates_at, retires_at, revoked_at,
                     revocation_reason, added_at
                 FROM certificates ORDER BY partner_id COLLATE "C", added_at, fingerprint COLLATE "C"
                 """
@@ -68,9 +68,10 @@ extension PostgresMessageStore {  // DirectoryStore
                     try await self.run(
                         connection,
                         """
-                        INSERT INTO certificates (fingerprint, partner_id, der, uses, serial, not_before, not_after,
+                        INSERT INTO certificates (fingerprint, partner_id, der, chain, uses, serial, not_before, not_after,
                             activates_at, retires_at, revoked_at, revocation_reason, added_at)
-                        VALUES (\(c.fingerprint), \(c.partnerID), \(c.der), \(uses), \(c.serial), \(Self.seconds(c.notBefore)),
+                        VALUES (\(c.fingerprint), \(c.partnerID), \(c.der), \(c.chainText), \(uses), \(c.serial), \
+                        \(Self.seconds(c.notBefore)),
                             \(Self.seconds(c.notAfter)), \(Self.seconds(c.activatesAt)), \(c.retiresAt.map(Self.seconds)),
                             \(c.revokedAt.map(Self.seconds)), \(c.revocationReason), \(Self.seconds(c.addedAt)))
                         """
@@ -153,6 +154,7 @@ extension PostgresMessageStore {  // DirectoryStore
             fingerprint: try row["fingerprint"].decode(String.self),
             partnerID: try row["partner_id"].decode(String.self),
             der: try row["der"].decode(Data.self),
+            chain: DirectoryCertificate.chain(fromText: try row["chain"].decode(String.self)),
             uses: uses,
             serial: try row["serial"].decode(String.self),
             notBefore: try required("not_before"),
@@ -271,5 +273,65 @@ extension PostgresMessageStore {  // AuditStore
                 let (sequence, hash, at, signature) = try row.decode((Int64, String, Int64, Data).self)
                 return AuditCheckpoint(sequence: sequence, hash: hash, at: at, signature: signature)
             }
+    }
+}
+
+extension PostgresMessageStore {  // RevocationStore
+    public func revocationLists() async throws -> [StoredRevocationList] {
+        try await client.query(
+            """
+            SELECT issuer_fingerprint, issuer, source, der, this_update, next_update, revoked_count, fetched_at, last_error,
+                last_attempt_at
+            FROM revocation_lists ORDER BY issuer_fingerprint COLLATE "C"
+            """,
+            logger: logger
+        ).collect().map { row in
+            let row = row.makeRandomAccess()
+            func date(_ column: String) throws -> Date? { try row[column].decode(Double?.self).map(Date.init(timeIntervalSince1970:)) }
+            return StoredRevocationList(
+                issuerFingerprint: try row["issuer_fingerprint"].decode(String.self),
+                issuer: try row["issuer"].decode(String.self),
+                source: try row["source"].decode(String.self),
+                der: try row["der"].decode(Data.self),
+                thisUpdate: try date("this_update"),
+                nextUpdate: try date("next_update"),
+                revokedCount: Int(try row["revoked_count"].decode(Int64.self)),
+                fetchedAt: try date("fetched_at"),
+                lastError: try row["last_error"].decode(String?.self),
+                lastAttemptAt: try date("last_attempt_at")
+            )
+        }
+    }
+
+    @discardableResult
+    public func saveRevocationList(_ list: StoredRevocationList) async throws -> Bool {
+        // The WHERE keeps a newer list: the row is only replaced by one at least as recent.
+        try await !client.query(
+            """
+            INSERT INTO revocation_lists (issuer_fingerprint, issuer, source, der, this_update, next_update, revoked_count,
+                fetched_at, last_error, last_attempt_at)
+            VALUES (\(list.issuerFingerprint), \(list.issuer), \(list.source), \(list.der), \(list.thisUpdate.map(Self.seconds)),
+                \(list.nextUpdate.map(Self.seconds)), \(Int64(list.revokedCount)), \(list.fetchedAt.map(Self.seconds)), NULL,
+                \(list.lastAttemptAt.map(Self.seconds)))
+            ON CONFLICT (issuer_fingerprint) DO UPDATE SET issuer = excluded.issuer, source = excluded.source, der = excluded.der,
+                this_update = excluded.this_update, next_update = excluded.next_update, revoked_count = excluded.revoked_count,
+                fetched_at = excluded.fetched_at, last_error = NULL, last_attempt_at = excluded.last_attempt_at
+            WHERE revocation_lists.this_update IS NULL OR excluded.this_update IS NULL
+                OR revocation_lists.this_update <= excluded.this_update
+            RETURNING 1
+            """,
+            logger: logger
+        ).collect().isEmpty
+    }
+
+    public func recordRevocationFailure(issuerFingerprint: String, issuer: String, source: String, error: String, at: Date) async throws {
+        _ = try await client.query(
+            """
+            INSERT INTO revocation_lists (issuer_fingerprint, issuer, source, der, revoked_count, last_error, last_attempt_at)
+            VALUES (\(issuerFingerprint), \(issuer), \(source), \(Data()), 0, \(error), \(Self.seconds(at)))
+            ON CONFLICT (issuer_fingerprint) DO UPDATE SET last_error = excluded.last_error, last_attempt_at = excluded.last_attempt_at
+            """,
+            logger: logger
+        ).collect()
     }
 }

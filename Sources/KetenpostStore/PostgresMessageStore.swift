@@ -257,6 +257,28 @@ public final class PostgresMessageStore: RelayStore {
                 "INSERT INTO message_counts (type, state, n) SELECT type, state, count(*) FROM messages GROUP BY type, state",
             ]
         ),
+        (
+            5,
+            [
+                // Intermediates registered with a partner's certificate, and the relay's CRL per
+                // issuing CA (RevocationStore).
+                "ALTER TABLE certificates ADD COLUMN chain text NOT NULL DEFAULT ''",
+                """
+                CREATE TABLE revocation_lists (
+                    issuer_fingerprint text PRIMARY KEY,
+                    issuer text NOT NULL,
+                    source text NOT NULL,
+                    der bytea NOT NULL,
+                    this_update double precision,
+                    next_update double precision,
+                    revoked_count bigint NOT NULL,
+                    fetched_at double precision,
+                    last_error text,
+                    last_attempt_at double precision
+                )
+                """,
+            ]
+        ),
     ]
 
     /// Advisory lock keys (per database): 'ktnp' + a purpose.

@@ -98,12 +98,12 @@ extension SQLiteMessageStore {  // DirectoryStore
                     }
                     try db.execute(
                         sql: """
-                            INSERT INTO certificates (fingerprint, partner_id, der, uses, serial, not_before, not_after,
+                            INSERT INTO certificates (fingerprint, partner_id, der, chain, uses, serial, not_before, not_after,
                                 activates_at, retires_at, revoked_at, revocation_reason, added_at)
-                            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                             """,
                         arguments: [
-                            c.fingerprint, c.partnerID, c.der, c.uses.map(\.rawValue).joined(separator: ","), c.serial,
+                            c.fingerprint, c.partnerID, c.der, c.chainText, c.uses.map(\.rawValue).joined(separator: ","), c.serial,
                             c.notBefore.timeIntervalSince1970, c.notAfter.timeIntervalSince1970,
                             c.activatesAt.timeIntervalSince1970, c.retiresAt?.timeIntervalSince1970,
                             c.revokedAt?.timeIntervalSince1970, c.revocationReason, c.addedAt.timeIntervalSince1970,
@@ -165,6 +165,7 @@ extension SQLiteMessageStore {  // DirectoryStore
             fingerprint: row["fingerprint"],
             partnerID: row["partner_id"],
             der: row["der"],
+            chain: DirectoryCertificate.chain(fromText: row["chain"]),
             uses: uses,
             serial: row["serial"],
             notBefore: date("not_before")!,
@@ -306,6 +307,67 @@ extension SQLiteMessageStore {  // StatsStore
                 QueueStats.StateCount(type: $0["type"], state: $0["state"], count: $0["n"])
             }
             return QueueStats(inboxes: inboxes, byTypeAndState: states)
+        }
+    }
+}
+
+extension SQLiteMessageStore {  // RevocationStore
+    public func revocationLists() async throws -> [StoredRevocationList] {
+        try await pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM revocation_lists ORDER BY issuer_fingerprint").map { row in
+                func date(_ column: String) -> Date? { (row[column] as Double?).map(Date.init(timeIntervalSince1970:)) }
+                return StoredRevocationList(
+                    issuerFingerprint: row["issuer_fingerprint"],
+                    issuer: row["issuer"],
+                    source: row["source"],
+                    der: row["der"],
+                    thisUpdate: date("this_update"),
+                    nextUpdate: date("next_update"),
+                    revokedCount: row["revoked_count"],
+                    fetchedAt: date("fetched_at"),
+                    lastError: row["last_error"],
+                    lastAttemptAt: date("last_attempt_at")
+                )
+            }
+        }
+    }
+
+    @discardableResult
+    public func saveRevocationList(_ list: StoredRevocationList) async throws -> Bool {
+        try await transaction { db in
+            let held = try Double.fetchOne(
+                db,
+                sql: "SELECT this_update FROM revocation_lists WHERE issuer_fingerprint = ?",
+                arguments: [list.issuerFingerprint]
+            )
+            if let held, let new = list.thisUpdate?.timeIntervalSince1970, held > new { return false }
+            try db.execute(
+                sql: """
+                    INSERT OR REPLACE INTO revocation_lists (issuer_fingerprint, issuer, source, der, this_update, next_update,
+                        revoked_count, fetched_at, last_error, last_attempt_at)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)
+                    """,
+                arguments: [
+                    list.issuerFingerprint, list.issuer, list.source, list.der, list.thisUpdate?.timeIntervalSince1970,
+                    list.nextUpdate?.timeIntervalSince1970, list.revokedCount, list.fetchedAt?.timeIntervalSince1970,
+                    list.lastAttemptAt?.timeIntervalSince1970,
+                ]
+            )
+            return true
+        }
+    }
+
+    public func recordRevocationFailure(issuerFingerprint: String, issuer: String, source: String, error: String, at: Date) async throws {
+        try await transaction { db in
+            try db.execute(
+                sql: """
+                    INSERT INTO revocation_lists (issuer_fingerprint, issuer, source, der, revoked_count, last_error, last_attempt_at)
+                    VALUES (?, ?, ?, x'', 0, ?, ?)
+                    ON CONFLICT (issuer_fingerprint) DO UPDATE SET last_error = excluded.last_error,
+                        last_attempt_at = excluded.last_attempt_at
+                    """,
+                arguments: [issuerFingerprint, issuer, source, error, at.timeIntervalSince1970]
+            )
         }
     }
 }

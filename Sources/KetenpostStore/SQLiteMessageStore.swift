@@ -164,6 +164,27 @@ public final class SQLiteMessageStore: RelayStore {
                     """
             )
         }
+        migrator.registerMigration("v6-certificate-chains-and-crls") { db in
+            // Intermediates registered with a partner's certificate, and the relay's CRL per
+            // issuing CA (RevocationStore).
+            try db.execute(
+                sql: """
+                    ALTER TABLE certificates ADD COLUMN chain TEXT NOT NULL DEFAULT '';
+                    CREATE TABLE revocation_lists (
+                        issuer_fingerprint TEXT PRIMARY KEY,
+                        issuer TEXT NOT NULL,
+                        source TEXT NOT NULL,
+                        der BLOB NOT NULL,
+                        this_update REAL,
+                        next_update REAL,
+                        revoked_count INTEGER NOT NULL,
+                        fetched_at REAL,
+                        last_error TEXT,
+                        last_attempt_at REAL
+                    );
+                    """
+            )
+        }
         return migrator
     }
 
