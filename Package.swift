@@ -118,6 +118,8 @@ let package = Package(
             dependencies: [
                 "KetenpostAPI", "KetenpostConfiguration", "KetenpostCrypto", "KetenpostEnvelope", "KetenpostModel",
                 "KetenpostProvisioning", "KetenpostStore",
+                // Fetches CRLs from the distribution points of partners' CAs.
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),

@@ -33,4 +33,20 @@ static inline int copenssl_sk_CMS_SignerInfo_num(STACK_OF(CMS_SignerInfo) *sk) {
 static inline EVP_PKEY *copenssl_EVP_EC_gen_p256(void) { return EVP_EC_gen("P-256"); }
 static inline EVP_PKEY *copenssl_EVP_RSA_gen(unsigned int bits) { return EVP_RSA_gen(bits); }
 static inline void copenssl_X509V3_set_ctx_nodb(X509V3_CTX *ctx) { X509V3_set_ctx_nodb(ctx); }
+/* CRL distribution points: the full-name URIs of one point. */
+static inline int copenssl_sk_DIST_POINT_num(const STACK_OF(DIST_POINT) *sk) { return sk_DIST_POINT_num(sk); }
+static inline DIST_POINT *copenssl_sk_DIST_POINT_value(const STACK_OF(DIST_POINT) *sk, int i) { return sk_DIST_POINT_value(sk, i); }
+static inline void copenssl_sk_DIST_POINT_pop_free(STACK_OF(DIST_POINT) *sk) { sk_DIST_POINT_pop_free(sk, DIST_POINT_free); }
+static inline int copenssl_DIST_POINT_name_count(const DIST_POINT *p) {
+    if (p == NULL || p->distpoint == NULL || p->distpoint->type != 0) return 0;
+    return sk_GENERAL_NAME_num(p->distpoint->name.fullname);
+}
+/* The i-th full name if it is a URI (its bytes and length), else NULL. */
+static inline const unsigned char *copenssl_DIST_POINT_uri(const DIST_POINT *p, int i, int *length) {
+    GENERAL_NAME *name = sk_GENERAL_NAME_value(p->distpoint->name.fullname, i);
+    if (name == NULL || name->type != GEN_URI) return NULL;
+    *length = ASN1_STRING_length(name->d.uniformResourceIdentifier);
+    return ASN1_STRING_get0_data(name->d.uniformResourceIdentifier);
+}
+static inline int copenssl_sk_X509_REVOKED_num(const STACK_OF(X509_REVOKED) *sk) { return sk_X509_REVOKED_num(sk); }
 #endif

@@ -133,13 +133,18 @@ public enum API {
         public var state: String
         /// Every currently valid certificate, PEM. Seal to all of them.
         public var certificates: [String]
-        public init(id: String, name: String, role: String, oin: String, state: String, certificates: [String]) {
+        /// The intermediate CA certificates (PEM) between those certificates and the trust
+        /// anchors: to build their chains with, never to trust or to seal to. Absent from relays
+        /// before chains were kept.
+        public var chain: [String]?
+        public init(id: String, name: String, role: String, oin: String, state: String, certificates: [String], chain: [String]? = nil) {
             self.id = id
             self.name = name
             self.role = role
             self.oin = oin
             self.state = state
             self.certificates = certificates
+            self.chain = chain
         }
     }
 

@@ -135,6 +135,61 @@ extension API {
         }
     }
 
+    /// The relay's CRL per CA: where it came from, how current it is, and the last fetch error.
+    public struct AdminRevocationList: Codable, Sendable, Equatable {
+        /// The CA's commonName (or subject).
+        public var ca: String
+        /// The CA's subject, RFC 2253.
+        public var issuer: String
+        /// An http(s) URL (fetched) or `file:PATH` (`tls.crls`).
+        public var source: String
+        /// `current`, `stale` (past its nextUpdate) or `missing` (tracked, never fetched).
+        public var state: String
+        /// Whether this is the list the relay checks with (the newest for its CA).
+        public var inEffect: Bool
+        public var thisUpdate: Date?
+        public var nextUpdate: Date?
+        public var revokedCount: Int
+        public var fetchedAt: Date?
+        public var lastError: String?
+        public var lastAttemptAt: Date?
+        public init(
+            ca: String,
+            issuer: String,
+            source: String,
+            state: String,
+            inEffect: Bool,
+            thisUpdate: Date?,
+            nextUpdate: Date?,
+            revokedCount: Int,
+            fetchedAt: Date?,
+            lastError: String?,
+            lastAttemptAt: Date?
+        ) {
+            self.ca = ca
+            self.issuer = issuer
+            self.source = source
+            self.state = state
+            self.inEffect = inEffect
+            self.thisUpdate = thisUpdate
+            self.nextUpdate = nextUpdate
+            self.revokedCount = revokedCount
+            self.fetchedAt = fetchedAt
+            self.lastError = lastError
+            self.lastAttemptAt = lastAttemptAt
+        }
+    }
+
+    public struct AdminRevocationLists: Codable, Sendable {
+        /// `tls.staleCRL`: `refuse` or `accept`.
+        public var staleCRL: String
+        public var lists: [AdminRevocationList]
+        public init(staleCRL: String, lists: [AdminRevocationList]) {
+            self.staleCRL = staleCRL
+            self.lists = lists
+        }
+    }
+
     /// A record of the audit trail (message and directory events), metadata only.
     public struct AdminEvent: Codable, Sendable, Equatable {
         public var sequence: Int64

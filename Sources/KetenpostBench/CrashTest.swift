@@ -84,7 +84,7 @@ struct CrashTest: AsyncParsableCommand {
             limits: "{ratePerSecond: 100000, rateBurst: 100000}"
         )
 
-        let trust = try TrustStore.load(anchorsFile: pki.caCertificatePath, crlFiles: [pki.crlPath])
+        let trust = try TrustStore.load(anchorsFile: pki.caCertificatePath, crlFiles: [pki.crlPath], intermediates: pki.chain())
         let servers = (0..<instances).map { RelayProcess(executable: RelayProcess.relayExecutable(), config: configFile, instance: $0) }
         let probe = try Identity.load(directory: pki.partnerDirectory(senderIDs[0]))
         var listening: [URL] = []

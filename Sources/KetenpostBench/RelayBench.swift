@@ -207,7 +207,7 @@ struct RelayBench: AsyncParsableCommand {
             queue: "{leaseDuration: 60s, maxAttempts: 10, maxLongPoll: 2s}",
             limits: "{ratePerSecond: 1000000, rateBurst: 1000000, maxConnections: 4096}"
         )
-        let trust = try TrustStore.load(anchorsFile: pki.caCertificatePath, crlFiles: [pki.crlPath])
+        let trust = try TrustStore.load(anchorsFile: pki.caCertificatePath, crlFiles: [pki.crlPath], intermediates: pki.chain())
         let servers = (0..<instances).map { RelayProcess(executable: RelayProcess.relayExecutable(), config: configFile, instance: $0) }
         let probe = try Identity.load(directory: pki.partnerDirectory(chain.senderIDs[0]))
         let startClock = ContinuousClock.now

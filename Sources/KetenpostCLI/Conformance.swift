@@ -78,9 +78,10 @@ struct Conformance: AsyncParsableCommand {
                 }
                 if reached {
                     var echoCertificates: [Certificate] = []
+                    var echoIntermediates: [Certificate] = []
                     _ = await record("Directory lists the echo's certificates") {
                         let entry = try await client.directory(echo)
-                        echoCertificates = try entry.certificates.flatMap { try Certificate.all(pem: Data($0.utf8)) }
+                        (echoCertificates, echoIntermediates) = try entry.sealingCertificates()
                         guard !echoCertificates.isEmpty else {
                             throw KetenpostError(.recipientUnknown, "The echo has no certificates to seal for.")
                         }
@@ -88,7 +89,13 @@ struct Conformance: AsyncParsableCommand {
                     }
                     let delivered = await record("Send a sealed signal, acceptance receipt verified") {
                         let content = try Drafting.content(type: .signal, from: me, to: echo, payload: signal)
-                        sealed = try Envelope.seal(content, from: client.identity, to: echoCertificates, trust: client.trust)
+                        sealed = try Envelope.seal(
+                            content,
+                            from: client.identity,
+                            to: echoCertificates,
+                            intermediates: echoIntermediates,
+                            trust: client.trust
+                        )
                         let result = try await client.submit(sealed: sealed, header: content.header)
                         sent = result
                         return "accepted \(result.header.id.uuidString.lowercased())"
@@ -154,7 +161,13 @@ struct Conformance: AsyncParsableCommand {
                             now: Date().addingTimeInterval(-30 * 86_400)
                         )
                         _ = try await client.submit(
-                            try Envelope.seal(content, from: client.identity, to: echoCertificates, trust: client.trust)
+                            try Envelope.seal(
+                                content,
+                                from: client.identity,
+                                to: echoCertificates,
+                                intermediates: echoIntermediates,
+                                trust: client.trust
+                            )
                         )
                     }
                     await refusal("A message for an unknown partner is refused", expecting: [.recipientUnknown]) {

@@ -140,7 +140,7 @@ struct Demo: AsyncParsableCommand {
             try await RelayServer.prepare(configuration, logger: logger, hostedPartners: ConformanceEcho.hosted(by: configuration)),
             logger: logger
         )
-        let trust = try TrustStore.load(anchorsFile: pki.caCertificatePath, crlFiles: [pki.crlPath])
+        let trust = try TrustStore.load(anchorsFile: pki.caCertificatePath, crlFiles: [pki.crlPath], intermediates: pki.chain())
         let start = Date()
         func line(_ who: String, _ what: String) {
             let ms = Int(Date().timeIntervalSince(start) * 1000)

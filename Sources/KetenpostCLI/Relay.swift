@@ -202,7 +202,7 @@ struct Send: AsyncParsableCommand {
             routing = try Envelope.readOuter(existing, trust: client.trust).header
         } else {
             let entry = try await client.directory(to)
-            let certificates = try entry.certificates.flatMap { try Certificate.all(pem: Data($0.utf8)) }
+            let (certificates, intermediates) = try entry.sealingCertificates()
             let content = try Drafting.content(
                 type: type,
                 from: client.identity.partnerID,
@@ -210,7 +210,13 @@ struct Send: AsyncParsableCommand {
                 payload: try readInput(input),
                 options: options
             )
-            sealed = try Envelope.seal(content, from: client.identity, to: certificates, trust: client.trust)
+            sealed = try Envelope.seal(
+                content,
+                from: client.identity,
+                to: certificates,
+                intermediates: intermediates,
+                trust: client.trust
+            )
             routing = content.header
             try writeDurably(sealed, to: file)
         }

@@ -47,11 +47,14 @@ struct Seal: AsyncParsableCommand {
                 payload: try readInput(input),
                 options: header.drafting()
             )
-            let recipients = try toCert.flatMap { try Certificate.load(pemFile: $0) }
+            // A --to-cert file may be a chain file (certificates.pem): its CA certificates are
+            // intermediates, never recipients.
+            let all = try toCert.flatMap { try Certificate.load(pemFile: $0) }
             let sealed = try Envelope.seal(
                 content,
                 from: sender,
-                to: recipients,
+                to: all.filter { !$0.isCA },
+                intermediates: all.filter(\.isCA),
                 trust: try TrustStore.load(anchorsFile: trust, crlFiles: crl)
             )
             try writeOutput(sealed, to: output)

@@ -114,9 +114,9 @@ public final class RelayClient: Sendable {
         options: Drafting.Options = Drafting.Options()
     ) async throws -> Sent {
         let entry = try await directory(recipient)
-        let certificates = try entry.certificates.flatMap { try Certificate.all(pem: Data($0.utf8)) }
+        let (certificates, intermediates) = try entry.sealingCertificates()
         let content = try Drafting.content(type: type, from: identity.partnerID, to: recipient, payload: payload, options: options)
-        let sealed = try Envelope.seal(content, from: identity, to: certificates, trust: trust)
+        let sealed = try Envelope.seal(content, from: identity, to: certificates, intermediates: intermediates, trust: trust)
         return try await submit(sealed: sealed, header: content.header)
     }
 

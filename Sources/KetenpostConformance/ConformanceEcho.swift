@@ -62,6 +62,7 @@ public struct ConformanceEcho: HostedPartner {
                 .addCertificate(
                     DirectoryImport.record(
                         identity.certificate,
+                        chain: identity.chain,
                         partner: id,
                         uses: CertificateUse.allCases,
                         activatesAt: now,

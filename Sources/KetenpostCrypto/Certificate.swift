@@ -76,10 +76,12 @@ public final class Certificate: @unchecked Sendable, Hashable, CustomStringConve
     public var organization: String? { subjectAttribute(NID_organizationName) }
 
     /// The subject as an RFC 2253 string.
-    public var subject: String {
-        guard let bio = try? OwnedBIO(),
-            X509_NAME_print_ex(bio.pointer, X509_get_subject_name(pointer), 0, copenssl_XN_FLAG_RFC2253()) >= 0
-        else { return "" }
+    public var subject: String { Self.rfc2253(X509_get_subject_name(pointer)) }
+
+    static func rfc2253(_ name: OpaquePointer?) -> String {
+        guard let name, let bio = try? OwnedBIO(), X509_NAME_print_ex(bio.pointer, name, 0, copenssl_XN_FLAG_RFC2253()) >= 0 else {
+            return ""
+        }
         return String(decoding: bio.contents, as: UTF8.self)
     }
 
@@ -90,6 +92,34 @@ public final class Certificate: @unchecked Sendable, Hashable, CustomStringConve
         guard let hex = BN_bn2hex(bn) else { return "" }
         defer { copenssl_OPENSSL_free(hex) }
         return String(cString: hex)
+    }
+
+    /// The issuer as an RFC 2253 string.
+    public var issuer: String { Self.rfc2253(X509_get_issuer_name(pointer)) }
+
+    /// Whether `other` is this certificate's issuer: subject/issuer names match and `other`'s key
+    /// verifies this certificate's signature.
+    public func isIssued(by other: Certificate) -> Bool {
+        defer { OpenSSLErrorQueue.clear() }
+        return X509_check_issued(other.pointer, pointer) == X509_V_OK && X509_verify(pointer, X509_get0_pubkey(other.pointer)) == 1
+    }
+
+    /// The http(s) URIs of the CRL distribution points extension (full names only), in order.
+    public var crlDistributionPoints: [String] {
+        defer { OpenSSLErrorQueue.clear() }
+        guard let points = X509_get_ext_d2i(pointer, NID_crl_distribution_points, nil, nil) else { return [] }
+        let stack = OpaquePointer(points)
+        defer { copenssl_sk_DIST_POINT_pop_free(stack) }
+        var uris: [String] = []
+        for index in 0..<copenssl_sk_DIST_POINT_num(stack) {
+            guard let point = copenssl_sk_DIST_POINT_value(stack, index) else { continue }
+            for nameIndex in 0..<copenssl_DIST_POINT_name_count(point) {
+                var length: Int32 = 0
+                guard let bytes = copenssl_DIST_POINT_uri(point, nameIndex, &length), length > 0 else { continue }
+                uris.append(String(decoding: UnsafeBufferPointer(start: bytes, count: Int(length)), as: UTF8.self))
+            }
+        }
+        return uris
     }
 
     public var notBefore: Date { Self.date(X509_get0_notBefore(pointer)) }

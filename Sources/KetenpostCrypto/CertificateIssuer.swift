@@ -16,6 +16,10 @@ public struct CertificateProfile: Sendable {
     public var extendedKeyUsage: String?
     /// OpenSSL `subjectAltName` value, e.g. "DNS:localhost,IP:127.0.0.1"; nil for none.
     public var subjectAltName: String?
+    /// Where the issuer publishes the CRL that covers this certificate (http URLs); empty for none.
+    public var crlDistributionPoints: [String]
+    /// Where an OCSP responder for this certificate answers; nil for none.
+    public var ocspResponder: String?
 
     public init(
         commonName: String,
@@ -26,7 +30,9 @@ public struct CertificateProfile: Sendable {
         isCA: Bool = false,
         keyUsage: String,
         extendedKeyUsage: String? = nil,
-        subjectAltName: String? = nil
+        subjectAltName: String? = nil,
+        crlDistributionPoints: [String] = [],
+        ocspResponder: String? = nil
     ) {
         self.commonName = commonName
         self.organization = organization
@@ -37,6 +43,8 @@ public struct CertificateProfile: Sendable {
         self.keyUsage = keyUsage
         self.extendedKeyUsage = extendedKeyUsage
         self.subjectAltName = subjectAltName
+        self.crlDistributionPoints = crlDistributionPoints
+        self.ocspResponder = ocspResponder
     }
 }
 
@@ -66,7 +74,8 @@ public struct CertificateIssuer: Sendable {
     public func revocationList(revokedSerials: [String], lastUpdate: Date, nextUpdate: Date) throws(CryptoError) -> RevocationList {
         OpenSSLErrorQueue.clear()
         guard let raw = X509_CRL_new() else { throw .fromQueue(.internalError, "Could not allocate a CRL.") }
-        let crl = RevocationList(owning: raw)
+        var owned: OpaquePointer? = raw
+        defer { if let owned { X509_CRL_free(owned) } }
         guard X509_CRL_set_version(raw, 1) == 1,
             X509_CRL_set_issuer_name(raw, X509_get_subject_name(certificate.pointer)) == 1
         else { throw .fromQueue(.internalError, "Could not set the CRL issuer.") }
@@ -100,7 +109,8 @@ public struct CertificateIssuer: Sendable {
         guard X509_CRL_sort(raw) == 1, X509_CRL_sign(raw, key.pointer, EVP_sha256()) > 0 else {
             throw .fromQueue(.internalError, "Could not sign the CRL.")
         }
-        return crl
+        owned = nil
+        return try RevocationList(owning: raw)
     }
 
     private static func withTime(_ date: Date, _ body: (UnsafeMutablePointer<ASN1_TIME>) throws(CryptoError) -> Void) throws(CryptoError) {
@@ -159,6 +169,10 @@ public struct CertificateIssuer: Sendable {
         ]
         if let eku = profile.extendedKeyUsage { extensions.append((NID_ext_key_usage, eku)) }
         if let san = profile.subjectAltName { extensions.append((NID_subject_alt_name, san)) }
+        if !profile.crlDistributionPoints.isEmpty {
+            extensions.append((NID_crl_distribution_points, profile.crlDistributionPoints.map { "URI:\($0)" }.joined(separator: ",")))
+        }
+        if let ocsp = profile.ocspResponder { extensions.append((NID_info_access, "OCSP;URI:\(ocsp)")) }
         for (nid, value) in extensions {
             guard let ext = X509V3_EXT_conf_nid(nil, &context, nid, value) else {
                 throw .fromQueue(.malformed, "The certificate extension \(String(cString: OBJ_nid2sn(nid))) is not acceptable.")

@@ -26,6 +26,8 @@ public final class TrustStore: @unchecked Sendable {
     public let revocationLists: [RevocationList]
     /// How long a successful verification is reused.
     public let cacheLifetime: TimeInterval
+    /// Whether revocation is checked (there are CRLs, or it was asked for without any).
+    public let checksRevocation: Bool
 
     private let store: OpaquePointer
     private struct CacheKey: Hashable {
@@ -40,6 +42,7 @@ public final class TrustStore: @unchecked Sendable {
         intermediates: [Certificate] = [],
         revocationLists: [RevocationList] = [],
         acceptExpiredCRLs: Bool = false,
+        checkRevocation: Bool? = nil,
         cacheLifetime: TimeInterval = 60
     ) throws(CryptoError) {
         guard !anchors.isEmpty else { throw CryptoError(.certificateUntrusted, "A trust store needs at least one trust anchor.") }
@@ -56,14 +59,17 @@ public final class TrustStore: @unchecked Sendable {
         for crl in revocationLists where X509_STORE_add_crl(store, crl.pointer) != 1 {
             throw .fromQueue(.internalError, "Could not add a revocation list.")
         }
-        if !revocationLists.isEmpty {
-            // With CRLs given, a leaf whose issuer has no current CRL fails (fail closed).
-            // CRL_CHECK_ALL: a revoked intermediate CA must fail too, not only a revoked leaf.
+        self.checksRevocation = checkRevocation ?? !revocationLists.isEmpty
+        if checksRevocation {
+            // With CRLs given (or asked for), a certificate whose issuer has no current CRL fails
+            // (fail closed). CRL_CHECK_ALL: a revoked intermediate CA must fail too, not only a leaf.
             X509_STORE_set_flags(store, UInt(X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL))
             if acceptExpiredCRLs {
-                // Only "the CRL is past its next update" is forgiven; a listed serial still fails.
+                // Only "the CRL is past its next update" and "there is no CRL for the issuer" are
+                // forgiven; a listed serial, or a CRL with a bad signature, still fails.
                 X509_STORE_set_verify_cb(store) { ok, ctx in
-                    ok == 0 && X509_STORE_CTX_get_error(ctx) == X509_V_ERR_CRL_HAS_EXPIRED ? 1 : ok
+                    let error = X509_STORE_CTX_get_error(ctx)
+                    return ok == 0 && (error == X509_V_ERR_CRL_HAS_EXPIRED || error == X509_V_ERR_UNABLE_TO_GET_CRL) ? 1 : ok
                 }
             }
         }
@@ -87,7 +93,7 @@ public final class TrustStore: @unchecked Sendable {
         // A cached success stands whatever chain is given now: the leaf was shown to chain to an
         // anchor under these CRLs, and a new set of CRLs means a new store.
         if time == nil, let until = cache.withLock({ $0[key] }), until > now { return }
-        try verifyUncached(certificate, chain: chain, purpose: purpose, at: time)
+        _ = try verifyUncached(certificate, chain: chain, purpose: purpose, at: time)
         if time == nil {
             let until = min(now.addingTimeInterval(cacheLifetime), certificate.notAfter)
             cache.withLock { cache in
@@ -97,7 +103,24 @@ public final class TrustStore: @unchecked Sendable {
         }
     }
 
-    private func verifyUncached(_ certificate: Certificate, chain: [Certificate], purpose: Purpose, at time: Date?) throws(CryptoError) {
+    /// Verifies like `verify` (without the cache) and returns the intermediates of the path that
+    /// was built: the certificates between `certificate` and its anchor, in order. Used to keep
+    /// exactly the chain a certificate needs when it is registered.
+    public func path(
+        for certificate: Certificate,
+        chain: [Certificate] = [],
+        purpose: Purpose,
+        at time: Date? = nil
+    ) throws(CryptoError) -> [Certificate] {
+        try verifyUncached(certificate, chain: chain, purpose: purpose, at: time)
+    }
+
+    private func verifyUncached(
+        _ certificate: Certificate,
+        chain: [Certificate],
+        purpose: Purpose,
+        at time: Date?
+    ) throws(CryptoError) -> [Certificate] {
         OpenSSLErrorQueue.clear()
         guard let ctx = X509_STORE_CTX_new() else { throw .fromQueue(.internalError, "Could not allocate a verification context.") }
         defer { X509_STORE_CTX_free(ctx) }
@@ -121,7 +144,15 @@ public final class TrustStore: @unchecked Sendable {
         if X509_verify_cert(ctx) == 1 {
             OpenSSLErrorQueue.clear()
             if purpose == .contentEncryption { try Self.checkEncryptionUsage(certificate) }
-            return
+            // The path: leaf first, anchor last; what lies between are the intermediates.
+            var path: [Certificate] = []
+            if let built = X509_STORE_CTX_get0_chain(ctx) {
+                let count = copenssl_sk_X509_num(built)
+                for index in stride(from: 1, to: count - 1, by: 1) {
+                    if let pointer = copenssl_sk_X509_value(built, index) { path.append(try Certificate(borrowing: pointer)) }
+                }
+            }
+            return path
         }
         let error = X509_STORE_CTX_get_error(ctx)
         let reason = String(cString: X509_verify_cert_error_string(Int(error)))

@@ -14,6 +14,10 @@ extension KetenpostError {
         case .crlUnavailable: code = .certificateCRLUnavailable
         default: code = .certificateInvalid
         }
-        return KetenpostError(code, "The \(role) certificate was refused: \(error.message)", detail: error.detail)
+        // The usual cause with a CA hierarchy: a signature or handshake without the intermediates.
+        let hint =
+            code == .certificateUntrusted
+            ? " If it comes from an intermediate CA, send that CA's certificate along (openssl: -certfile chain.pem)." : ""
+        return KetenpostError(code, "The \(role) certificate was refused: \(error.message)\(hint)", detail: error.detail)
     }
 }

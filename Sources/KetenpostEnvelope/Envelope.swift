@@ -152,7 +152,14 @@ public enum Envelope {
 
     /// Checks the outer signature, the sender's certificate chain, the header's schema and
     /// that the signer is the header's `from`. This is all the relay can and needs to see.
-    public static func readOuter(_ message: Data, trust: TrustStore, at time: Date? = nil) throws(KetenpostError) -> Outer {
+    /// `intermediates` add to those the message carries (a relay knows its partners'), for
+    /// senders whose tools do not embed their chain; none is ever trusted.
+    public static func readOuter(
+        _ message: Data,
+        trust: TrustStore,
+        intermediates: [Certificate] = [],
+        at time: Date? = nil
+    ) throws(KetenpostError) -> Outer {
         guard !message.isEmpty else {
             throw KetenpostError(.inputEmpty, "The message is empty; send the DER bytes of the outer SignedData.")
         }
@@ -176,7 +183,7 @@ public enum Envelope {
             )
         }
         do {
-            try trust.verify(signed.signer, chain: signed.intermediates, for: .contentSigning, at: time)
+            try trust.verify(signed.signer, chain: signed.intermediates + intermediates, for: .contentSigning, at: time)
         } catch {
             throw .certificate(error, role: "sender's signing")
         }
@@ -242,10 +249,11 @@ public enum Envelope {
         _ message: Data,
         as recipient: Identity,
         trust: TrustStore,
+        intermediates: [Certificate] = [],
         at time: Date? = nil,
         allowExpired: Bool = false
     ) throws(KetenpostError) -> Opened {
-        let outer = try readOuter(message, trust: trust, at: time)
+        let outer = try readOuter(message, trust: trust, intermediates: intermediates, at: time)
         guard outer.header.to == recipient.partnerID else {
             throw KetenpostError(
                 .recipientMismatch,

@@ -5,7 +5,8 @@ import KetenpostCrypto
 /// A partner's (or the relay's) own certificate and private key.
 ///
 /// On disk an identity is a directory with `cert.pem`, `key.pem` and optionally `chain.pem`
-/// (intermediate certificates sent along with signatures).
+/// (intermediate certificates sent along with signatures). Certificates after the first in
+/// `cert.pem` (a "full chain" file, as TLS servers take it) count as chain too.
 public struct Identity: Sendable {
     public let certificate: Certificate
     public let key: PrivateKey
@@ -44,18 +45,20 @@ public struct Identity: Sendable {
         }
         let certificate: Certificate
         let key: PrivateKey
+        var chain: [Certificate] = []
         do {
-            certificate = try Certificate(pem: try read("cert.pem"))
+            let certificates = try Certificate.all(pem: try read("cert.pem"))
+            certificate = certificates[0]
+            chain = Array(certificates.dropFirst())
             key = try PrivateKey(pem: try read("key.pem"))
         } catch let error as KetenpostError {
             throw error
         } catch {
             throw KetenpostError(.identityInvalid, "The identity in \(directory) could not be read: \(error)")
         }
-        var chain: [Certificate] = []
         let chainURL = base.appendingPathComponent("chain.pem")
         if FileManager.default.fileExists(atPath: chainURL.path) {
-            do { chain = try Certificate.all(pem: try Data(contentsOf: chainURL)) } catch {
+            do { chain += try Certificate.all(pem: try Data(contentsOf: chainURL)) } catch {
                 throw KetenpostError(.identityInvalid, "\(chainURL.path) holds no readable PEM certificates.")
             }
         }
@@ -64,16 +67,23 @@ public struct Identity: Sendable {
 }
 
 extension TrustStore {
-    /// Loads trust anchors (and optionally CRLs) from PEM files.
+    /// Loads trust anchors (and optionally CRLs) from PEM files. `intermediates` help build
+    /// paths to the anchors (never trusted themselves).
     public static func load(
         anchorsFile: String,
         crlFiles: [String] = [],
+        intermediates: [Certificate] = [],
         acceptExpiredCRLs: Bool = false
     ) throws(KetenpostError) -> TrustStore {
         do {
             let anchors = try Certificate.load(pemFile: anchorsFile)
-            let crls = try crlFiles.map { try RevocationList.load(pemFile: $0) }
-            return try TrustStore(anchors: anchors, revocationLists: crls, acceptExpiredCRLs: acceptExpiredCRLs)
+            let crls = try crlFiles.flatMap { try RevocationList.loadAll(pemFile: $0) }
+            return try TrustStore(
+                anchors: anchors,
+                intermediates: intermediates,
+                revocationLists: crls,
+                acceptExpiredCRLs: acceptExpiredCRLs
+            )
         } catch {
             throw KetenpostError(
                 .configInvalid,

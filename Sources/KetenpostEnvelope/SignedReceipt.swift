@@ -33,7 +33,12 @@ public enum SignedReceipt {
     }
 
     /// Checks the signature, the signer's chain, the schema, and that the signer is the receipt's issuer.
-    public static func verify(_ der: Data, trust: TrustStore, at time: Date? = nil) throws(KetenpostError) -> Verified {
+    public static func verify(
+        _ der: Data,
+        trust: TrustStore,
+        intermediates: [Certificate] = [],
+        at time: Date? = nil
+    ) throws(KetenpostError) -> Verified {
         guard !der.isEmpty, der.count <= maximumSize else {
             throw KetenpostError(.receiptMalformed, "A receipt is a CMS SignedData of at most \(maximumSize) bytes.")
         }
@@ -46,7 +51,7 @@ public enum SignedReceipt {
             throw KetenpostError(.receiptMalformed, "The receipt is not an attached CMS SignedData with one signer.", detail: error.detail)
         }
         do {
-            try trust.verify(signed.signer, chain: signed.intermediates, for: .contentSigning, at: time)
+            try trust.verify(signed.signer, chain: signed.intermediates + intermediates, for: .contentSigning, at: time)
         } catch {
             throw .certificate(error, role: "receipt signer's")
         }

@@ -2,17 +2,23 @@ import Foundation
 import KetenpostAPI
 import KetenpostCrypto
 
-/// The development PKI: a CA, the relay's certificate and one identity per partner.
+/// The development PKI, in the shape of a real one: a root CA, an issuing (intermediate) CA
+/// below it, and every identity issued by the intermediate, which publishes its CRL at a CRL
+/// distribution point on loopback (`ketenpost serve` answers there; see `crlEndpoint`).
 ///
 /// Layout under the directory (keys are written owner-only and never committed):
 /// ```
-/// ca/cert.pem  ca/key.pem      the development CA (the trust anchor is ca/cert.pem)
-/// crl.pem                      an empty CRL of the CA
-/// relay/cert.pem relay/key.pem the relay (TLS server, receipt signing)
-/// admin/cert.pem admin/key.pem an administrator (TLS client for `ketenpost admin`)
-/// echo/cert.pem echo/key.pem   the conformance echo partner (`conformance.echo`)
-/// partners/ID/cert.pem key.pem one identity per partner of partners.yaml
+/// ca/cert.pem  ca/key.pem          the root CA (the trust anchor is ca/cert.pem)
+/// ca/crl.pem                       the root's CRL (revokes intermediates)
+/// issuing/cert.pem issuing/key.pem the issuing CA, below the root
+/// issuing/crl.pem                  the issuing CA's CRL (revokes partner certificates)
+/// crl.pem                          both CRLs in one file (for --crl and tls.crls)
+/// relay/cert.pem relay/key.pem     the relay (TLS server, receipt signing); cert.pem holds the chain
+/// admin/cert.pem chain.pem key.pem an administrator (TLS client for `ketenpost admin`)
+/// echo/…                           the conformance echo partner (`conformance.echo`)
+/// partners/ID/cert.pem chain.pem key.pem  one identity per partner of partners.yaml
 /// ```
+/// `chain.pem` holds the issuing CA's certificate: send it along (`-certfile` for openssl).
 /// Creation is idempotent: what exists is kept, what is missing is added.
 public struct DevelopmentPKI: Sendable {
     public let directory: URL
@@ -26,10 +32,23 @@ public struct DevelopmentPKI: Sendable {
         oin: "00000009999999999999"
     )
 
-    public init(directory: String) { self.directory = URL(fileURLWithPath: directory) }
+    /// Where the CRL distribution points of new certificates point: `ketenpost serve` answers
+    /// there (development only) with `root.crl` and `issuing.crl`.
+    public static let defaultCRLEndpoint = "http://127.0.0.1:8480"
+    public let crlEndpoint: String
+
+    public init(directory: String, crlEndpoint: String = DevelopmentPKI.defaultCRLEndpoint) {
+        self.directory = URL(fileURLWithPath: directory)
+        self.crlEndpoint = crlEndpoint
+    }
 
     public var caCertificatePath: String { directory.appendingPathComponent("ca/cert.pem").path }
+    public var issuingDirectory: String { directory.appendingPathComponent("issuing").path }
+    public var issuingCertificatePath: String { issuingDirectory + "/cert.pem" }
+    /// Both CRLs (issuing CA first, then root) in one PEM file.
     public var crlPath: String { directory.appendingPathComponent("crl.pem").path }
+    public var rootCRLPath: String { directory.appendingPathComponent("ca/crl.pem").path }
+    public var issuingCRLPath: String { issuingDirectory + "/crl.pem" }
     public var relayDirectory: String { directory.appendingPathComponent("relay").path }
     public var adminDirectory: String { directory.appendingPathComponent("admin").path }
     public var echoDirectory: String { directory.appendingPathComponent("echo").path }
@@ -46,24 +65,25 @@ public struct DevelopmentPKI: Sendable {
     @discardableResult
     public func create(partners: [PartnerEntry], now: Date = Date()) throws -> Summary {
         var summary = Summary()
-        let ca = try loadOrCreateCA(now: now, summary: &summary)
-        if !FileManager.default.fileExists(atPath: crlPath) {
-            let crl = try ca.revocationList(revokedSerials: [], lastUpdate: now, nextUpdate: now.addingTimeInterval(30 * 86_400))
-            try write(crl.pem, to: crlPath, secret: false)
+        let root = try loadOrCreateCA(now: now, summary: &summary)
+        let ca = try loadOrCreateIssuingCA(root: root, now: now, summary: &summary)
+        if !FileManager.default.fileExists(atPath: rootCRLPath) || !FileManager.default.fileExists(atPath: issuingCRLPath) {
+            try writeCRLs(root: root, issuing: ca, now: now, nextUpdate: 30 * 86_400)
         }
         if FileManager.default.fileExists(atPath: relayDirectory + "/cert.pem") {
             summary.kept.append(Self.relayID)
         } else {
             let key = try PrivateKey.generate(.ecP256)
-            let certificate = try ca.issue(Self.relayProfile(now: now), for: key)
-            try writeIdentity(certificate: certificate, key: key, directory: relayDirectory)
+            let certificate = try ca.issue(relayProfile(now: now), for: key)
+            // The relay's TLS certificate file carries its chain: servers send what the file holds.
+            try writeIdentity(certificate: certificate, key: key, directory: relayDirectory, chainInCertificateFile: true)
             summary.created.append(Self.relayID)
         }
         if FileManager.default.fileExists(atPath: adminDirectory + "/cert.pem") {
             summary.kept.append(Self.adminID)
         } else {
             let key = try PrivateKey.generate(.ecP256)
-            let certificate = try ca.issue(Self.adminProfile(now: now), for: key)
+            let certificate = try ca.issue(withCRL(Self.adminProfile(now: now)), for: key)
             try writeIdentity(certificate: certificate, key: key, directory: adminDirectory)
             summary.created.append(Self.adminID)
         }
@@ -71,7 +91,7 @@ public struct DevelopmentPKI: Sendable {
             summary.kept.append(Self.echo.id)
         } else {
             let key = try PrivateKey.generate(.ecP256)
-            let certificate = try ca.issue(Self.partnerProfile(Self.echo, keyKind: .ecP256, now: now), for: key)
+            let certificate = try ca.issue(withCRL(Self.partnerProfile(Self.echo, keyKind: .ecP256, now: now)), for: key)
             try writeIdentity(certificate: certificate, key: key, directory: echoDirectory)
             summary.created.append(Self.echo.id)
         }
@@ -82,7 +102,8 @@ public struct DevelopmentPKI: Sendable {
                 continue
             }
             let key = try PrivateKey.generate(partner.key?.kind ?? .ecP256)
-            let certificate = try ca.issue(Self.partnerProfile(partner, keyKind: partner.key?.kind ?? .ecP256, now: now), for: key)
+            let profile = Self.partnerProfile(partner, keyKind: partner.key?.kind ?? .ecP256, now: now)
+            let certificate = try ca.issue(withCRL(profile), for: key)
             try writeIdentity(certificate: certificate, key: key, directory: dir)
             summary.created.append(partner.id)
         }
@@ -96,8 +117,8 @@ public struct DevelopmentPKI: Sendable {
             throw KetenpostError(.configInvalid, "\(directory) already holds an identity; choose another directory.")
         }
         let key = try PrivateKey.generate(.ecP256)
-        let certificate = try loadCA().issue(Self.relayProfile(now: now), for: key)
-        try writeIdentity(certificate: certificate, key: key, directory: directory)
+        let certificate = try loadCA().issue(relayProfile(now: now), for: key)
+        try writeIdentity(certificate: certificate, key: key, directory: directory, chainInCertificateFile: true)
         return certificate
     }
 
@@ -119,12 +140,14 @@ public struct DevelopmentPKI: Sendable {
         let key = try PrivateKey.generate(kind)
         let start = notBefore ?? now.addingTimeInterval(-300)
         let certificate = try ca.issue(
-            Self.partnerProfile(
-                partner,
-                keyKind: kind,
-                now: now,
-                notBefore: start,
-                notAfter: start.addingTimeInterval(validity)
+            withCRL(
+                Self.partnerProfile(
+                    partner,
+                    keyKind: kind,
+                    now: now,
+                    notBefore: start,
+                    notAfter: start.addingTimeInterval(validity)
+                )
             ),
             for: key
         )
@@ -132,34 +155,95 @@ public struct DevelopmentPKI: Sendable {
         return certificate
     }
 
-    /// Adds serial numbers to the CA's revocation list and writes a fresh `crl.pem`.
-    /// The list of revoked serials is kept in `revoked.txt` next to it.
+    /// Adds serial numbers to the issuing CA's revocation list and writes fresh CRLs (both
+    /// lists, so that `crl.pem` stays current). The revoked serials are kept in
+    /// `issuing/revoked.txt`.
     @discardableResult
     public func revoke(serials: [String], nextUpdate: TimeInterval = 30 * 86_400, now: Date = Date()) throws -> RevocationList {
-        let listPath = directory.appendingPathComponent("revoked.txt").path
+        let listPath = issuingDirectory + "/revoked.txt"
         let known = ((try? String(contentsOfFile: listPath, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
         var all = known
         for serial in serials.map({ $0.uppercased() }) where !all.contains(serial) { all.append(serial) }
-        let crl = try loadCA().revocationList(
-            revokedSerials: all,
-            lastUpdate: now.addingTimeInterval(-60),
-            nextUpdate: now.addingTimeInterval(nextUpdate)
-        )
         try write(all.joined(separator: "\n") + "\n", to: listPath, secret: false)
-        try write(crl.pem, to: crlPath, secret: false)
-        return crl
+        return try writeCRLs(root: loadRoot(), issuing: loadCA(), now: now, nextUpdate: nextUpdate)
     }
 
+    /// Writes both CRLs and `crl.pem`; returns the issuing CA's.
+    @discardableResult
+    private func writeCRLs(
+        root: CertificateIssuer,
+        issuing: CertificateIssuer,
+        now: Date,
+        nextUpdate: TimeInterval
+    ) throws
+        -> RevocationList
+    {
+        let revoked = ((try? String(contentsOfFile: issuingDirectory + "/revoked.txt", encoding: .utf8)) ?? "")
+            .split(separator: "\n").map(String.init)
+        let lastUpdate = now.addingTimeInterval(-60)
+        let issuingCRL = try issuing.revocationList(
+            revokedSerials: revoked,
+            lastUpdate: lastUpdate,
+            nextUpdate: now.addingTimeInterval(nextUpdate)
+        )
+        let rootCRL = try root.revocationList(revokedSerials: [], lastUpdate: lastUpdate, nextUpdate: now.addingTimeInterval(nextUpdate))
+        try write(rootCRL.pem, to: rootCRLPath, secret: false)
+        try write(issuingCRL.pem, to: issuingCRLPath, secret: false)
+        try write(issuingCRL.pem + rootCRL.pem, to: crlPath, secret: false)
+        return issuingCRL
+    }
+
+    /// The issuing CA: it issues every development identity and their CRL.
     public func loadCA() throws -> CertificateIssuer {
-        let certificate = try Certificate(pem: try Data(contentsOf: URL(fileURLWithPath: caCertificatePath)))
-        let key = try PrivateKey.load(pemFile: directory.appendingPathComponent("ca/key.pem").path)
+        try loadIssuer(issuingDirectory)
+    }
+
+    /// The root CA (the trust anchor).
+    public func loadRoot() throws -> CertificateIssuer {
+        try loadIssuer(directory.appendingPathComponent("ca").path)
+    }
+
+    /// The intermediates of every development identity: send them along with signatures.
+    public func chain() throws -> [Certificate] {
+        try Certificate.load(pemFile: issuingCertificatePath)
+    }
+
+    private func loadIssuer(_ path: String) throws -> CertificateIssuer {
+        let certificate = try Certificate(pem: try Data(contentsOf: URL(fileURLWithPath: path + "/cert.pem")))
+        let key = try PrivateKey.load(pemFile: path + "/key.pem")
         return try CertificateIssuer(certificate: certificate, key: key)
     }
+
+    private func loadOrCreateIssuingCA(root: CertificateIssuer, now: Date, summary: inout Summary) throws -> CertificateIssuer {
+        if FileManager.default.fileExists(atPath: issuingCertificatePath) {
+            summary.kept.append("issuing")
+            return try loadCA()
+        }
+        // A PKI made before the issuing CA existed gets one too; its older identities stay
+        // valid under the root.
+        let key = try PrivateKey.generate(.ecP256)
+        var profile = Self.caProfile(now: now, name: "Ketenpost Development Issuing CA")
+        profile.notAfter = now.addingTimeInterval(5 * 365 * 86_400)
+        profile.crlDistributionPoints = [crlEndpoint + "/root.crl"]
+        let certificate = try root.issue(profile, for: key)
+        try writeIdentity(certificate: certificate, key: key, directory: issuingDirectory)
+        summary.created.append("issuing")
+        return try CertificateIssuer(certificate: certificate, key: key)
+    }
+
+    /// A profile with the issuing CA's CRL distribution point.
+    func withCRL(_ profile: CertificateProfile) -> CertificateProfile {
+        var profile = profile
+        profile.crlDistributionPoints = [crlEndpoint + "/issuing.crl"]
+        return profile
+    }
+
+    private func relayProfile(now: Date) -> CertificateProfile { withCRL(Self.relayProfile(now: now)) }
 
     private func loadOrCreateCA(now: Date, summary: inout Summary) throws -> CertificateIssuer {
         if exists {
             summary.kept.append("ca")
-            return try loadCA()
+            return try loadRoot()
         }
         let key = try PrivateKey.generate(.ecP256)
         let ca = try CertificateIssuer.selfSigned(Self.caProfile(now: now), key: key)
@@ -168,7 +252,7 @@ public struct DevelopmentPKI: Sendable {
         return ca
     }
 
-    public static func caProfile(now: Date, name: String = "Ketenpost Development CA") -> CertificateProfile {
+    public static func caProfile(now: Date, name: String = "Ketenpost Development Root CA") -> CertificateProfile {
         CertificateProfile(
             commonName: name,
             organization: "Ketenpost development (not for production)",
@@ -223,14 +307,22 @@ public struct DevelopmentPKI: Sendable {
         )
     }
 
-    private func writeIdentity(certificate: Certificate, key: PrivateKey, directory: String) throws {
+    /// Writes key.pem, cert.pem and (for certificates of the issuing CA) chain.pem; with
+    /// `chainInCertificateFile`, the chain goes into cert.pem after the certificate instead.
+    private func writeIdentity(certificate: Certificate, key: PrivateKey, directory: String, chainInCertificateFile: Bool = false) throws {
         try FileManager.default.createDirectory(
             atPath: directory,
             withIntermediateDirectories: true,
             attributes: [.posixPermissions: 0o700]
         )
+        let chain = certificate.isCA ? [] : try self.chain()
         try write(key.pem(), to: directory + "/key.pem", secret: true)
-        try write(certificate.pem, to: directory + "/cert.pem", secret: false)
+        if chainInCertificateFile {
+            try write(([certificate] + chain).map(\.pem).joined(), to: directory + "/cert.pem", secret: false)
+        } else {
+            try write(certificate.pem, to: directory + "/cert.pem", secret: false)
+            if !chain.isEmpty { try write(chain.map(\.pem).joined(), to: directory + "/chain.pem", secret: false) }
+        }
     }
 
     /// Writes via a temporary file that is created with its final mode (a key is never readable

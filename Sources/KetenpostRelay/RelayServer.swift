@@ -104,6 +104,9 @@ public struct RelayServer: Sendable {
             try await partner.register(core: core)
         }
         try await core.directory.refresh(force: true)
+        // The CRLs of the CAs in the directory before the first request (lists held in the store
+        // are installed at once; missing or due ones are fetched, each within revocation.timeout).
+        await core.revocation.refresh()
     }
 
     /// The services of a relay, in `ServiceGroup` order: the store, then the relay application
@@ -133,7 +136,12 @@ public struct RelayServer: Sendable {
     ) throws -> some ApplicationProtocol {
         let tls = try RelayTLS.configuration(core: core)
         let logger = core.logger
-        var services: [any Service] = [SweeperService(core: core), LifecycleService(core: core, reloadOnSIGHUP: reloadOnSIGHUP)]
+        var services: [any Service] = [
+            SweeperService(core: core), LifecycleService(core: core, reloadOnSIGHUP: reloadOnSIGHUP), core.revocation,
+        ]
+        if configuration.developmentPKI.serveCRLs, let directory = configuration.developmentPKI.directory {
+            services.append(DevelopmentCRLService(pki: DevelopmentPKI(directory: directory), logger: logger))
+        }
         // Hosted partners talk to this relay like any partner, once it listens.
         let streams = hostedPartners.map { _ in AsyncStream.makeStream(of: Int.self) }
         for (partner, stream) in zip(hostedPartners, streams) {

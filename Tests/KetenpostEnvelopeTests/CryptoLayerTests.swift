@@ -67,7 +67,7 @@ import Testing
         #expect(partners.partners.count == 8)
         let pki = DevelopmentPKI(directory: dir.path)
         let first = try pki.create(partners: partners.partners)
-        #expect(first.created.count == 12)  // CA, relay, administrator, conformance echo, 8 partners
+        #expect(first.created.count == 13)  // root CA, issuing CA, relay, administrator, conformance echo, 8 partners
         let second = try pki.create(partners: partners.partners)
         #expect(second.created.isEmpty)
 
@@ -77,8 +77,10 @@ import Testing
             #expect(identity.partnerID == partner.id)
             #expect(identity.certificate.subjectSerialNumber == partner.oin)
             #expect(identity.certificate.organization == partner.name)
-            try trust.verify(identity.certificate, for: .contentSigning)
-            try trust.verify(identity.certificate, for: .tlsClient)
+            #expect(identity.chain.map(\.commonName) == ["Ketenpost Development Issuing CA"])
+            #expect(identity.certificate.crlDistributionPoints == [DevelopmentPKI.defaultCRLEndpoint + "/issuing.crl"])
+            try trust.verify(identity.certificate, chain: identity.chain, for: .contentSigning)
+            try trust.verify(identity.certificate, chain: identity.chain, for: .tlsClient)
             let mode =
                 try FileManager.default.attributesOfItem(atPath: pki.partnerDirectory(partner.id) + "/key.pem")[.posixPermissions] as? Int
             #expect(mode == 0o600)
@@ -86,15 +88,16 @@ import Testing
         #expect(try Identity.load(directory: pki.partnerDirectory("belastingdienst")).certificate.keyAlgorithm == .rsa)
         #expect(try Identity.load(directory: pki.partnerDirectory("gemeente-maastricht")).certificate.keyAlgorithm == .ec)
         let relay = try Identity.load(directory: pki.relayDirectory)
-        try trust.verify(relay.certificate, for: .tlsServer)
+        try trust.verify(relay.certificate, chain: relay.chain, for: .tlsServer)
         // The administrator's certificate is for TLS client authentication only.
         let admin = try Identity.load(directory: pki.adminDirectory)
-        try trust.verify(admin.certificate, for: .tlsClient)
-        #expect(throws: CryptoError.self) { try trust.verify(admin.certificate, for: .contentSigning) }
+        try trust.verify(admin.certificate, chain: admin.chain, for: .tlsClient)
+        #expect(throws: CryptoError.self) { try trust.verify(admin.certificate, chain: admin.chain, for: .contentSigning) }
         #expect(FileManager.default.fileExists(atPath: pki.adminDirectory + "/key.pem"))
         // A partner certificate is not a TLS server certificate.
         #expect(throws: CryptoError.self) {
-            try trust.verify(try Identity.load(directory: pki.partnerDirectory("gemeente-maastricht")).certificate, for: .tlsServer)
+            let maastricht = try Identity.load(directory: pki.partnerDirectory("gemeente-maastricht"))
+            try trust.verify(maastricht.certificate, chain: maastricht.chain, for: .tlsServer)
         }
     }
 

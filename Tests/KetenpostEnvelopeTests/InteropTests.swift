@@ -111,7 +111,8 @@ import Testing
             Paths.executable.path,
             [
                 "seal", "--identity", ws.pki.partnerDirectory(from), "--to", to,
-                "--to-cert", ws.pki.partnerDirectory(to) + "/cert.pem", "--trust", ws.pki.caCertificatePath, "--type", "signal",
+                "--to-cert", ws.pki.partnerDirectory(to) + "/cert.pem", "--to-cert", ws.pki.partnerDirectory(to) + "/chain.pem", "--trust",
+                ws.pki.caCertificatePath, "--type", "signal",
                 "--region", "GM1903", "--exploitation-form", "labour",
                 "--in", Paths.root.appendingPathComponent("config/examples/signal.json").path,
                 "--out", work.appendingPathComponent("message.der").path,
@@ -168,7 +169,8 @@ import Testing
             Paths.executable.path,
             [
                 "seal", "--identity", ws.pki.partnerDirectory(from), "--to", to,
-                "--to-cert", ws.pki.partnerDirectory(to) + "/cert.pem", "--trust", ws.pki.caCertificatePath, "--type", "signal",
+                "--to-cert", ws.pki.partnerDirectory(to) + "/cert.pem", "--to-cert", ws.pki.partnerDirectory(to) + "/chain.pem", "--trust",
+                ws.pki.caCertificatePath, "--type", "signal",
             ],
             stdin: Data(#"{"schema":"ketenpost/signal/v1","urgency":"later"}"#.utf8)
         )
@@ -215,7 +217,8 @@ import Testing
         let sealed = try await run(
             Paths.executable.path,
             [
-                "seal", "--identity", next, "--to", to, "--to-cert", ws.pki.partnerDirectory(to) + "/cert.pem",
+                "seal", "--identity", next, "--to", to, "--to-cert", ws.pki.partnerDirectory(to) + "/cert.pem", "--to-cert",
+                ws.pki.partnerDirectory(to) + "/chain.pem",
                 "--trust", ws.pki.caCertificatePath, "--type", "signal",
                 "--in", Paths.root.appendingPathComponent("config/examples/signal.json").path, "--out", message,
             ]
@@ -232,9 +235,9 @@ import Testing
         #expect(refused.status == 1)
         #expect(refused.stderr.contains("certificate.revoked"), "\(refused.stderr)")
         // The old certificate is untouched by it.
-        let crl = try RevocationList.load(pemFile: ws.pki.crlPath)
-        let store = try TrustStore(anchors: [try Certificate.load(pemFile: ws.pki.caCertificatePath)[0]], revocationLists: [crl])
-        try store.verify(old.certificate, for: .contentSigning)
+        let crls = try RevocationList.loadAll(pemFile: ws.pki.crlPath)
+        let store = try TrustStore(anchors: [try Certificate.load(pemFile: ws.pki.caCertificatePath)[0]], revocationLists: crls)
+        try store.verify(old.certificate, chain: try ws.pki.chain(), for: .contentSigning)
     }
 
     /// The benchmark doubles as a leak check: resident memory after thousands of cycles.

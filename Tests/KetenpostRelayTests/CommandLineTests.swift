@@ -125,13 +125,19 @@ import Testing
             let innerDER = try CMS.sign(
                 try JSONSerialization.data(withJSONObject: inner),
                 signer: sender.identity.certificate,
-                key: sender.identity.key
+                key: sender.identity.key,
+                extraCertificates: sender.identity.chain
             )
             let encrypted = try CMS.encrypt(innerDER, for: recipientCert)
             let outer =
                 "{\"envelope\":\"\(encrypted.base64EncodedString())\",\"format\":\"ketenpost/envelope/v1\",\"header\":\(String(decoding: content.header.encoded(), as: UTF8.self))}"
             let bad = try await sender.submit(
-                sealed: try CMS.sign(Data(outer.utf8), signer: sender.identity.certificate, key: sender.identity.key),
+                sealed: try CMS.sign(
+                    Data(outer.utf8),
+                    signer: sender.identity.certificate,
+                    key: sender.identity.key,
+                    extraCertificates: sender.identity.chain
+                ),
                 header: content.header
             )
 

@@ -96,7 +96,11 @@ struct HandlerFixture {
 
     func sealed(_ type: MessageType, from sender: String, to recipient: String) throws -> (Data, RoutingHeader) {
         let identity = try Identity.load(directory: shared.identityDirectory(sender))
-        let trust = try TrustStore.load(anchorsFile: shared.pki.caCertificatePath, crlFiles: [shared.pki.crlPath])
+        let trust = try TrustStore.load(
+            anchorsFile: shared.pki.caCertificatePath,
+            crlFiles: [shared.pki.crlPath],
+            intermediates: shared.pki.chain()
+        )
         let certificates = try Certificate.load(pemFile: shared.identityDirectory(recipient) + "/cert.pem")
         let payload = try Data(contentsOf: URL(fileURLWithPath: Root.path("config/examples/\(type.rawValue).json")))
         let content = try Drafting.content(type: type, from: sender, to: recipient, payload: payload)

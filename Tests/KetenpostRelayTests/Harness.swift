@@ -72,6 +72,7 @@ final class SharedPKI: Sendable {
         try FileManager.default.createDirectory(at: rogue, withIntermediateDirectories: true)
         try certificate.pem.write(to: rogue.appendingPathComponent("cert.pem"), atomically: true, encoding: .utf8)
         try key.pem().write(to: rogue.appendingPathComponent("key.pem"), atomically: true, encoding: .utf8)
+        try pki.chain().map(\.pem).joined().write(to: rogue.appendingPathComponent("chain.pem"), atomically: true, encoding: .utf8)
         // A partner identity from a CA nobody trusts.
         evilCA = try CertificateIssuer.selfSigned(DevelopmentPKI.caProfile(now: Date(), name: "Evil CA"), key: .generate(.ecP256))
         let evilKey = try PrivateKey.generate(.ecP256)
@@ -163,7 +164,16 @@ final class Harness: Sendable {
         try await start()
     }
 
-    var trust: TrustStore { get throws { try TrustStore.load(anchorsFile: shared.pki.caCertificatePath, crlFiles: [shared.pki.crlPath]) } }
+    /// The development PKI's anchors and CRLs, with its issuing CA as a path-building intermediate.
+    var trust: TrustStore {
+        get throws {
+            try TrustStore.load(
+                anchorsFile: shared.pki.caCertificatePath,
+                crlFiles: [shared.pki.crlPath],
+                intermediates: shared.pki.chain()
+            )
+        }
+    }
 
     func client(_ id: String) throws -> RelayClient {
         let client = try RelayClient(

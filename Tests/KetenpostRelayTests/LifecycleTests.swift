@@ -259,7 +259,8 @@ import Testing
         }
         try writeCRL(nextUpdate: -3600)
         try await withRelay({
-            $0.tls.crls = [crlPath]
+            // The issuing CA's list goes stale; the root's (for the issuing CA itself) stays current.
+            $0.tls.crls = [crlPath, SharedPKI.shared.pki.rootCRLPath]
             $0.tls.reloadInterval = 3600
         }) { h in
             // Closed: no partner gets through the handshake.
@@ -275,7 +276,7 @@ import Testing
         // `tls.staleCRL: accept` keeps the door open, with the same alarm.
         try writeCRL(nextUpdate: -3600)
         try await withRelay({
-            $0.tls.crls = [crlPath]
+            $0.tls.crls = [crlPath, SharedPKI.shared.pki.rootCRLPath]
             $0.tls.acceptStaleCRL = true
         }) { h in
             _ = try await h.client(municipality).directory(coordinator)

@@ -292,8 +292,8 @@ public final class DeskCore: Sendable {
         let (built, problems) = try await content(of: message, draft: draft, labels: labels)
         guard let content = built else { return .invalid(problems) }
         let entry = try await recipientEntry(content.header.to)
-        let certificates = try entry.certificates.flatMap { try Certificate.all(pem: Data($0.utf8)) }
-        let sealed = try Envelope.seal(content, from: identity, to: certificates, trust: trust)
+        let (certificates, intermediates) = try entry.sealingCertificates()
+        let sealed = try Envelope.seal(content, from: identity, to: certificates, intermediates: intermediates, trust: trust)
         let copy = try vault.seal(try content.encoded())
         let event = AccessEvent(staff: staff.username, role: staff.role.rawValue, action: .send, messageId: id)
         // Only the first request turns the draft into a message; a concurrent second one finds

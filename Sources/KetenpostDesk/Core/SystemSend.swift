@@ -42,8 +42,8 @@ extension DeskCore {
                 "The relay did not give the recipient's certificates (out of reach or busy); nothing was stored. Retry with the same key."
             )
         }
-        let certificates = try entry.certificates.flatMap { try Certificate.all(pem: Data($0.utf8)) }
-        let sealed = try Envelope.seal(content, from: identity, to: certificates, trust: trust)
+        let (certificates, intermediates) = try entry.sealingCertificates()
+        let sealed = try Envelope.seal(content, from: identity, to: certificates, intermediates: intermediates, trust: trust)
         let now = DeskStore.milliseconds(Date())
         let id = content.header.id.uuidString.lowercased()
         let message = DeskMessage(

@@ -15,6 +15,7 @@ public struct RelayConfiguration: Sendable {
     public var listen = Listen()
     public var store = Store()
     public var tls = TLS()
+    public var revocation = Revocation()
     public var directory = Directory()
     public var metrics = Metrics()
     public var conformance = Conformance()
@@ -26,7 +27,8 @@ public struct RelayConfiguration: Sendable {
 
     /// The sections in the order of the file and the reference.
     public static let sections: [any ConfigurationSection.Type] = [
-        Relay.self, Listen.self, Store.self, TLS.self, Directory.self, Metrics.self, Conformance.self, Audit.self, Admin.self,
+        Relay.self, Listen.self, Store.self, TLS.self, Revocation.self, Directory.self, Metrics.self, Conformance.self, Audit.self,
+        Admin.self,
         Queue.self, Limits.self, Development.self,
     ]
 
@@ -44,6 +46,8 @@ public struct RelayConfiguration: Sendable {
         c.listen.port = 0
         c.store.path = storePath
         c.developmentPKI.directory = pki.directory.path
+        // Many such relays run at once (tests): none takes the fixed development CRL port.
+        c.developmentPKI.serveCRLs = false
         c.tls.certificate = pki.relayDirectory + "/cert.pem"
         c.tls.key = pki.relayDirectory + "/key.pem"
         c.tls.trustAnchors = pki.caCertificatePath
@@ -67,6 +71,7 @@ public struct RelayConfiguration: Sendable {
         try ConfigurationFile.read(&c.listen, from: given, file: file)
         try ConfigurationFile.read(&c.store, from: given, file: file)
         try ConfigurationFile.read(&c.tls, from: given, file: file)
+        try ConfigurationFile.read(&c.revocation, from: given, file: file)
         try ConfigurationFile.read(&c.directory, from: given, file: file)
         try ConfigurationFile.read(&c.metrics, from: given, file: file)
         try ConfigurationFile.read(&c.conformance, from: given, file: file)

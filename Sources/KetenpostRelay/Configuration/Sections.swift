@@ -126,8 +126,9 @@ extension RelayConfiguration {
             yes: "accept",
             no: "refuse",
             """
-            What a CRL past its next update means: `refuse` closes the door to that CA's certificates until a fresh CRL arrives, \
-            `accept` keeps it open; logged as an error and shown by `ketenpost_crl_stale` either way.
+            What a CRL past its next update, or a CA whose CRL could not be fetched at all, means: `refuse` closes the door to \
+            that CA's certificates until a fresh CRL arrives, `accept` keeps it open; logged as an error and shown by \
+            `ketenpost_crl_stale` either way.
             """
         )
         public static let keys: [any DocumentedKey] = [certificateKey, keyKey, trustAnchorsKey, crlsKey, reloadIntervalKey, staleCRLKey]
@@ -149,6 +150,66 @@ extension RelayConfiguration {
             try reader.read(Self.crlsKey, into: &crls)
             try reader.read(Self.reloadIntervalKey, into: &reloadInterval)
             try reader.read(Self.staleCRLKey, into: &acceptStaleCRL)
+        }
+    }
+
+    /// `revocation`: the CRL of every CA that issued a registered certificate, fetched from the
+    /// certificate's CRL distribution point and kept in the store for every instance.
+    public struct Revocation: ConfigurationSection {
+        public static let name = "revocation"
+        static let fetchKey = ConfigurationKey.choice(
+            "fetch",
+            true,
+            yes: "on",
+            no: "off",
+            """
+            `on`: fetch the CRL of every CA that issued a registered certificate or intermediate from the certificate's CRL \
+            distribution point (http), check its signature against the CA and keep it in the store; `tls.crls` files stay as a \
+            fallback, and the newest list per CA counts. `off`: only `tls.crls`.
+            """
+        )
+        static let proxyKey = ConfigurationKey.optionalText(
+            "proxy",
+            "An HTTP proxy for CRL fetches (`http://host:port`); leave it out to fetch directly."
+        )
+        static let timeoutKey = ConfigurationKey.duration(
+            "timeout",
+            "10s",
+            atLeast: "1s",
+            atMost: "5m",
+            "How long one CRL fetch may take, connection and download together."
+        )
+        static let maxBytesKey = ConfigurationKey.integer(
+            "maxBytes",
+            50_000_000,
+            in: 1_000...1_000_000_000,
+            "The largest CRL accepted, in bytes; a larger answer is refused and counts as a failed fetch."
+        )
+        static let refreshIntervalKey = ConfigurationKey.duration(
+            "refreshInterval",
+            "1h",
+            atLeast: "1s",
+            """
+            How often each CRL is fetched again; a list is also fetched once half its validity has passed, so that a fresh one \
+            is in the store well before its nextUpdate.
+            """
+        )
+        public static let keys: [any DocumentedKey] = [fetchKey, proxyKey, timeoutKey, maxBytesKey, refreshIntervalKey]
+
+        public var fetch = fetchKey.defaultValue
+        public var proxy = proxyKey.defaultValue
+        public var timeout = timeoutKey.defaultValue
+        public var maxBytes = maxBytesKey.defaultValue
+        public var refreshInterval = refreshIntervalKey.defaultValue
+
+        public init() {}
+
+        public mutating func read(_ reader: SectionReader) throws(KetenpostError) {
+            try reader.read(Self.fetchKey, into: &fetch)
+            try reader.read(Self.proxyKey, into: &proxy)
+            try reader.read(Self.timeoutKey, into: &timeout)
+            try reader.read(Self.maxBytesKey, into: &maxBytes)
+            try reader.read(Self.refreshIntervalKey, into: &refreshInterval)
         }
     }
 
@@ -459,18 +520,31 @@ extension RelayConfiguration {
         static let directoryKey = ConfigurationKey.optionalText(
             "directory",
             """
-            If set and no CA exists there, the first start creates a development PKI (CA, relay, partners, administrator, echo); the \
-            shipped file sets `certs/dev`. Leave it out in production.
+            If set and no CA exists there, the first start creates a development PKI (root and issuing CA, relay, partners, \
+            administrator, echo); the shipped file sets `certs/dev`. Leave it out in production.
             """
         )
-        public static let keys: [any DocumentedKey] = [directoryKey]
+        static let serveCRLsKey = ConfigurationKey.choice(
+            "serveCRLs",
+            true,
+            yes: "on",
+            no: "off",
+            """
+            `on`: `ketenpost serve` answers at the development PKI's CRL distribution point (http://127.0.0.1:8480, loopback \
+            only) with its current CRLs, as a real CA's web server would; if the port is taken, a warning is logged and the \
+            relay runs without it. Only with `directory` set.
+            """
+        )
+        public static let keys: [any DocumentedKey] = [directoryKey, serveCRLsKey]
 
         public var directory = directoryKey.defaultValue
+        public var serveCRLs = serveCRLsKey.defaultValue
 
         public init() {}
 
         public mutating func read(_ reader: SectionReader) throws(KetenpostError) {
             try reader.read(Self.directoryKey, into: &directory)
+            try reader.read(Self.serveCRLsKey, into: &serveCRLs)
         }
     }
 }

@@ -35,7 +35,7 @@ public struct Authenticator: Sendable {
             throw KetenpostError(.partnerSuspended, "Partner \(partner.id) is suspended; contact the relay administrators.")
         }
         do {
-            try trust.verify(peer, for: .tlsClient)
+            try trust.verify(peer, chain: registered.intermediates, for: .tlsClient)
         } catch {
             throw .certificate(error, role: "client")
         }
@@ -50,7 +50,8 @@ public struct Authenticator: Sendable {
             throw KetenpostError(.notAdministrator, "Only holders of an administrator certificate (admin.certificates) may do this.")
         }
         do {
-            try credentials.trust.verify(peer, for: .tlsClient)
+            // Intermediates from the administrators' files, and the relay's own (a common issuer).
+            try credentials.trust.verify(peer, chain: credentials.administratorChain + credentials.identity.chain, for: .tlsClient)
         } catch {
             throw .certificate(error, role: "administrator")
         }

@@ -14,6 +14,9 @@ public final class LiveCredentials: Sendable {
     let logger: Logger
     let clock: @Sendable () -> Date
     private let current: Mutex<RelayCredentials>
+    /// The CRLs fetched into the store (`RevocationService`), merged into every credential set,
+    /// and whether revocation must be checked even without any list (some CA is tracked).
+    private let fetched = Mutex<(lists: [RevocationList], der: Set<Data>, required: Bool, missing: [String])>(([], [], false, []))
     /// The stale-CRL alarm: which files were last logged, and when.
     private let crlAlarm = Mutex<(files: Set<String>, loggedAt: Date)>(([], .distantPast))
 
@@ -42,7 +45,9 @@ public final class LiveCredentials: Sendable {
     public func reload() -> Bool {
         let fresh: RelayCredentials
         do {
+            let (lists, _, required, _) = fetched.withLock { $0 }
             fresh = try RelayCredentials.load(configuration)
+                .merging(fetched: lists, required: required, acceptStale: configuration.tls.acceptStaleCRL)
         } catch {
             logger.error(
                 "reload refused; the previous certificates stay in use",
@@ -69,15 +74,66 @@ public final class LiveCredentials: Sendable {
         return changed
     }
 
-    /// Sets the stale-CRL gauge and logs an error for each CRL past its next update.
+    /// Installs the CRLs held in the store (`required`: some CA is tracked, so revocation is
+    /// checked even if no list could be fetched). A new trust store (and verification cache) is
+    /// made only when the set of lists changed.
+    /// - Returns: whether the trust store changed.
+    @discardableResult
+    func install(fetched lists: [RevocationList], required: Bool, missing: [String] = []) -> Bool {
+        let der = Set(lists.map(\.der))
+        let changed = fetched.withLock { current -> Bool in
+            defer { current.missing = missing }
+            guard current.der != der || current.required != required else { return false }
+            current = (lists, der, required, missing)
+            return true
+        }
+        guard changed else { return false }
+        do {
+            let merged = try value.merging(fetched: lists, required: required, acceptStale: configuration.tls.acceptStaleCRL)
+            current.withLock { $0.trust = merged.trust }
+        } catch {
+            logger.error("fetched CRLs could not be installed; the previous ones stay in use", metadata: ["error.code": "\(error.code)"])
+            return false
+        }
+        return true
+    }
+
+    /// The CRLs in effect (files and fetched, newest per CA): what the relay serves to partners.
+    public var revocationLists: [RevocationList] { current.withLock { $0.trust.revocationLists } }
+
+    /// The CRLs in effect, each with a label for people: its file's name (`tls.crls`), or the
+    /// CA's name for a fetched one.
+    public func labelledRevocationLists() -> [(label: String, list: RevocationList)] {
+        let credentials = value
+        let files = Dictionary(credentials.crls.map { ($0.der, $0.file) }, uniquingKeysWith: { a, _ in a })
+        return credentials.trust.revocationLists.map { list in
+            (files[list.der].map { URL(fileURLWithPath: $0).lastPathComponent } ?? "CA \(Self.commonName(list.issuer))", list)
+        }
+    }
+
+    /// CAs the relay tracks (`RevocationService`) for which no list could be fetched and no file holds one.
+    public var missingRevocationLists: [String] { fetched.withLock { $0.missing } }
+
+    /// Labels of the CRLs in effect past their next update, and of tracked CAs without a list.
+    public func staleRevocationLists(at now: Date) -> [String] {
+        labelledRevocationLists().filter { $0.list.nextUpdate.map { $0 <= now } ?? false }.map(\.label)
+            + missingRevocationLists.map { "CA \($0) (no CRL)" }
+    }
+
+    static func commonName(_ rfc2253: String) -> String {
+        rfc2253.split(separator: ",").first { $0.hasPrefix("CN=") }.map { String($0.dropFirst(3)) } ?? rfc2253
+    }
+
+    /// Sets the stale-CRL gauge and logs an error for each CRL in effect that is past its next
+    /// update, and for each tracked CA without any list.
     @discardableResult
     func checkCRLs() -> [String] {
         let now = clock()
-        let credentials = value
-        let stale = credentials.staleCRLs(at: now)
+        let effective = labelledRevocationLists()
+        let stale = staleRevocationLists(at: now)
         metrics.crlStale.set(Double(stale.count))
-        for crl in credentials.crls {
-            metrics.setCRLAge(file: crl.file, seconds: now.timeIntervalSince(crl.lastUpdate))
+        for (label, list) in effective {
+            metrics.setCRLAge(file: label, seconds: now.timeIntervalSince(list.lastUpdate))
         }
         // Logged when the set changes and hourly while it lasts, not at every check.
         let log = crlAlarm.withLock { alarm -> Bool in

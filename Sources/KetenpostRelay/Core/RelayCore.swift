@@ -24,6 +24,8 @@ public final class RelayCore: Sendable {
     public let authenticator: Authenticator
     public let messages: MessageService
     public let administration: DirectoryAdministration
+    /// The CRL of every tracked CA, fetched and shared through the store.
+    public let revocation: RevocationService
     let notifier = InboxNotifier()
 
     /// A core from values in memory (no files, no administrators): for harnesses such as the fuzz targets.
@@ -42,6 +44,7 @@ public final class RelayCore: Sendable {
             tlsChain: [],
             tlsKey: .privateKey(try NIOSSLPrivateKey(bytes: Array(try identity.key.pem().utf8), format: .pem)),
             administrators: [],
+            administratorChain: [],
             crls: [],
             digest: ""
         )
@@ -90,12 +93,22 @@ public final class RelayCore: Sendable {
             metrics: metrics,
             clock: clock
         )
+        let revocation = RevocationService(
+            configuration: configuration,
+            store: store,
+            credentials: self.credentials,
+            directory: self.directory,
+            logger: logger,
+            clock: clock
+        )
+        self.revocation = revocation
         administration = DirectoryAdministration(
             configuration: configuration,
             store: store,
             credentials: self.credentials,
             directory: self.directory,
             notifier: notifier,
+            revocation: revocation,
             clock: clock
         )
     }

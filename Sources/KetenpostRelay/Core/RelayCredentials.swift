@@ -9,13 +9,19 @@ import NIOSSL
 /// re-reads them on SIGHUP and every `tls.reloadInterval`, and swaps in a new set only when
 /// the bytes changed and the whole set is valid; until then the old set stays in use.
 struct RelayCredentials: Sendable {
-    let trust: TrustStore
+    /// The anchors with the CRLs in effect: the files' merged with those fetched into the store
+    /// (`LiveCredentials.install(fetched:)`), the newest per CA.
+    var trust: TrustStore
+    /// The CRLs read from `tls.crls` (the fallback for CAs whose lists cannot be fetched).
+    var fileRevocationLists: [RevocationList] = []
     let identity: Identity
     let tlsChain: [NIOSSLCertificateSource]
     let tlsKey: NIOSSLPrivateKeySource
     /// Fingerprints of the administrators' certificates.
     let administrators: Set<String>
-    let crls: [(file: String, lastUpdate: Date, nextUpdate: Date?)]
+    /// CA certificates in the administrators' files: intermediates for their chains.
+    let administratorChain: [Certificate]
+    let crls: [(file: String, lastUpdate: Date, nextUpdate: Date?, der: Data)]
     /// SHA-256 over every file read: a change to any of them is a new set.
     let digest: String
 
@@ -57,12 +63,20 @@ struct RelayCredentials: Sendable {
             )
         }
         let trust: TrustStore
-        var crls: [(file: String, lastUpdate: Date, nextUpdate: Date?)] = []
+        var fileLists: [RevocationList] = []
+        var crls: [(file: String, lastUpdate: Date, nextUpdate: Date?, der: Data)] = []
         do {
             let anchors = try Certificate.all(pem: anchorsPEM)
-            let lists = try crlData.map { try RevocationList(pem: $0.1) }
-            crls = zip(crlData, lists).map { ($0.0.0, $0.1.lastUpdate, $0.1.nextUpdate) }
+            var lists: [RevocationList] = []
+            for (file, data) in crlData {
+                // A file may hold several CRLs (one per CA of a chain, as the development PKI's crl.pem).
+                for list in try RevocationList.all(pem: data) {
+                    lists.append(list)
+                    crls.append((file, list.lastUpdate, list.nextUpdate, list.der))
+                }
+            }
             trust = try TrustStore(anchors: anchors, revocationLists: lists, acceptExpiredCRLs: configuration.tls.acceptStaleCRL)
+            fileLists = lists
         } catch {
             throw KetenpostError(
                 .configInvalid,
@@ -73,11 +87,14 @@ struct RelayCredentials: Sendable {
             )
         }
         var administrators = Set<String>()
+        var administratorChain: [Certificate] = []
         for (path, data) in adminPEM {
-            guard let certificates = try? Certificate.all(pem: data), !certificates.isEmpty else {
+            guard let certificates = try? Certificate.all(pem: data), certificates.contains(where: { !$0.isCA }) else {
                 throw KetenpostError(.configInvalid, "admin.certificates \(path): holds no readable PEM certificate.")
             }
-            administrators.formUnion(certificates.map(\.fingerprint))
+            // A CA certificate in the file is an intermediate, never an administrator.
+            administrators.formUnion(certificates.filter { !$0.isCA }.map(\.fingerprint))
+            administratorChain += certificates.filter(\.isCA)
         }
         let tlsChain: [NIOSSLCertificateSource]
         let tlsKey: NIOSSLPrivateKeySource
@@ -97,17 +114,38 @@ struct RelayCredentials: Sendable {
         }
         return RelayCredentials(
             trust: trust,
+            fileRevocationLists: fileLists,
             identity: identity,
             tlsChain: tlsChain,
             tlsKey: tlsKey,
             administrators: administrators,
+            administratorChain: administratorChain,
             crls: crls,
             digest: Digest.sha256(all).hexString
         )
     }
 
-    /// CRL files past their next update at `now`.
-    func staleCRLs(at now: Date) -> [String] {
-        crls.filter { $0.nextUpdate.map { $0 <= now } ?? false }.map(\.file)
+    /// The same credentials with the fetched CRLs merged in: per CA (issuer name) the list with
+    /// the latest `lastUpdate` counts, from a file or from the store. With `required`, revocation
+    /// is checked even while no list is held (a CA whose list could never be fetched then fails
+    /// closed, or passes with the alarm under `tls.staleCRL: accept`).
+    func merging(fetched: [RevocationList], required: Bool, acceptStale: Bool) throws(KetenpostError) -> RelayCredentials {
+        var newest: [String: RevocationList] = [:]
+        for list in fileRevocationLists + fetched {
+            if let held = newest[list.issuer], held.lastUpdate >= list.lastUpdate { continue }
+            newest[list.issuer] = list
+        }
+        var merged = self
+        do {
+            merged.trust = try TrustStore(
+                anchors: trust.anchors,
+                revocationLists: newest.keys.sorted().compactMap { newest[$0] },
+                acceptExpiredCRLs: acceptStale,
+                checkRevocation: required || !newest.isEmpty
+            )
+        } catch {
+            throw KetenpostError(.configInvalid, "The CRLs could not be combined into a trust store: \(error)")
+        }
+        return merged
     }
 }

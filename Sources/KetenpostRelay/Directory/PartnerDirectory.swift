@@ -10,6 +10,8 @@ import Yams
 public struct RegisteredCertificate: Sendable {
     public let certificate: Certificate
     public let record: DirectoryCertificate
+    /// The intermediates registered with it (untrusted: they only help build its chain).
+    public var intermediates: [Certificate] = []
     public var fingerprint: String { record.fingerprint }
 
     public func state(at now: Date) -> CertificateState { record.state(at: now) }
@@ -41,6 +43,9 @@ public struct PartnerDirectory: Sendable {
     public let version: Int64
     public let partners: [String: Partner]
     private let byFingerprint: [String: RegisteredCertificate]
+    /// Every intermediate registered with any certificate, once: path-building help for
+    /// partners whose tools do not embed their chain in a signature (never trusted).
+    public let intermediates: [Certificate]
 
     public init(version: Int64 = 0, partners: [Partner]) {
         self.version = version
@@ -50,6 +55,8 @@ public struct PartnerDirectory: Sendable {
             for certificate in partner.certificates { index[certificate.fingerprint] = certificate }
         }
         byFingerprint = index
+        var seen = Set<String>()
+        intermediates = partners.flatMap(\.certificates).flatMap(\.intermediates).filter { seen.insert($0.fingerprint).inserted }
     }
 
     /// Builds the view of a store snapshot; certificates already parsed in `previous` are reused.
@@ -57,14 +64,18 @@ public struct PartnerDirectory: Sendable {
         var byPartner: [String: [RegisteredCertificate]] = [:]
         for record in snapshot.certificates {
             let certificate: Certificate
-            if let known = previous?.byFingerprint[record.fingerprint]?.certificate {
-                certificate = known
+            let intermediates: [Certificate]
+            if let known = previous?.byFingerprint[record.fingerprint] {
+                (certificate, intermediates) = (known.certificate, known.intermediates)
             } else if let parsed = try? Certificate(der: record.der) {
                 certificate = parsed
+                intermediates = record.chain.compactMap { try? Certificate(der: $0) }
             } else {
                 continue  // unreadable bytes cannot authenticate anybody
             }
-            byPartner[record.partnerID, default: []].append(RegisteredCertificate(certificate: certificate, record: record))
+            byPartner[record.partnerID, default: []].append(
+                RegisteredCertificate(certificate: certificate, record: record, intermediates: intermediates)
+            )
         }
         let partners = snapshot.partners.compactMap { p -> Partner? in
             guard let role = PartnerRole(rawValue: p.role) else { return nil }
@@ -109,11 +120,17 @@ public enum DirectoryImport {
         let knownCertificates = Set(current.certificates.map(\.fingerprint))
         var changes: [DirectoryChange] = []
         for (index, entry) in entries.partners.enumerated() {
-            let paths = entry.certificates ?? ["\(certificateDirectory)/\(entry.id)/cert.pem"]
-            var certificates: [Certificate] = []
+            // By default the identity's cert.pem, and its chain.pem (intermediates) if there is one.
+            let defaultChain = "\(certificateDirectory)/\(entry.id)/chain.pem"
+            let paths =
+                entry.certificates
+                ?? ["\(certificateDirectory)/\(entry.id)/cert.pem"]
+                + (FileManager.default.fileExists(atPath: defaultChain) ? [defaultChain] : [])
+            // The files hold the partner's certificates and (optionally) their intermediates.
+            var all: [Certificate] = []
             for path in paths {
                 do {
-                    certificates += try Certificate.load(pemFile: path)
+                    all += try Certificate.load(pemFile: path)
                 } catch {
                     throw KetenpostError(
                         .configInvalid,
@@ -121,7 +138,9 @@ public enum DirectoryImport {
                     )
                 }
             }
-            for certificate in certificates where certificate.commonName != entry.id {
+            let chain = all.filter(\.isCA)
+            let certificates = all.filter { !$0.isCA }.map { (certificate: $0, chain: chain) }
+            for (certificate, _) in certificates where certificate.commonName != entry.id {
                 throw KetenpostError(
                     .configInvalid,
                     """
@@ -143,9 +162,11 @@ public enum DirectoryImport {
                     )
                 )
             }
-            for certificate in certificates where !knownCertificates.contains(certificate.fingerprint) {
+            for (certificate, chain) in certificates where !knownCertificates.contains(certificate.fingerprint) {
                 changes.append(
-                    .addCertificate(record(certificate, partner: entry.id, uses: CertificateUse.allCases, activatesAt: now, now: now))
+                    .addCertificate(
+                        record(certificate, chain: chain, partner: entry.id, uses: CertificateUse.allCases, activatesAt: now, now: now)
+                    )
                 )
             }
         }
@@ -156,6 +177,7 @@ public enum DirectoryImport {
     /// 1970 they must compare the same after a round trip through the store.
     public static func record(
         _ certificate: Certificate,
+        chain: [Certificate] = [],
         partner: String,
         uses: [CertificateUse],
         activatesAt: Date,
@@ -165,6 +187,7 @@ public enum DirectoryImport {
             fingerprint: certificate.fingerprint,
             partnerID: partner,
             der: certificate.der,
+            chain: chain.map(\.der),
             uses: uses,
             serial: certificate.serialNumberHex,
             notBefore: certificate.notBefore,

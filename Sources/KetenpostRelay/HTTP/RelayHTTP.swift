@@ -90,13 +90,24 @@ public enum RelayHTTP {
         routes.get("/v1/directory/:partner") { _, context in
             json(try messages.directoryEntry(context.parameters.get("partner") ?? ""))
         }
-        // The same certificates as PEM text, for partners with only curl and openssl.
+        // The CRLs the relay checks with, per CA the newest (PEM, one after the other): signed by
+        // their CAs, so a relay cannot forge them. Recipients check senders against them
+        // (`openssl cms -verify -crl_check_all -CRLfile`).
+        routes.get("/v1/crls.pem") { _, _ in
+            Response(
+                status: .ok,
+                headers: [.contentType: "application/x-pem-file", .cacheControl: "no-store"],
+                body: .init(byteBuffer: ByteBuffer(string: messages.revocationListsPEM()))
+            )
+        }
+        // The same certificates as PEM text, for partners with only curl and openssl: the
+        // partner's certificates first, then their intermediates (CA:TRUE), as in a chain file.
         routes.get("/v1/directory/:partner/certificates.pem") { _, context in
             let entry = try messages.directoryEntry(context.parameters.get("partner") ?? "")
             return Response(
                 status: .ok,
                 headers: [.contentType: "application/x-pem-file"],
-                body: .init(byteBuffer: ByteBuffer(string: entry.certificates.joined()))
+                body: .init(byteBuffer: ByteBuffer(string: (entry.certificates + (entry.chain ?? [])).joined()))
             )
         }
     }
@@ -156,6 +167,7 @@ public enum RelayHTTP {
                 )
             )
         }
+        routes.get("/v1/admin/crls") { _, context in json(try await administration.revocationLists(logger: context.logger)) }
         routes.get("/v1/admin/certificates/expiring") { request, _ in
             let within =
                 request.uri.queryParameters.get("within").map { Drafting.parseDuration(String($0)) }

@@ -80,7 +80,7 @@ enum StatusPage {
         let directory = core.directory.snapshot
         let stats = try? await core.store.queueStats()
         let failures = await recentFailures(core)
-        let staleCRLs = core.credentials.value.staleCRLs(at: now)
+        let staleCRLs = core.credentials.staleRevocationLists(at: now)
         let warnWithin = core.configuration.directory.expiryWarning
         let partners = directory.partners.values.sorted { $0.id < $1.id }
         let trust = core.credentials.trust
@@ -96,7 +96,9 @@ enum StatusPage {
                 // The directory may list it, but the CA (CRL) or the chain may still refuse it.
                 var refusal: String?
                 if state.isUsable {
-                    do throws(CryptoError) { try trust.verify(certificate.certificate, for: .tlsClient) } catch {
+                    do throws(CryptoError) {
+                        try trust.verify(certificate.certificate, chain: certificate.intermediates, for: .tlsClient)
+                    } catch {
                         refusal = KetenpostError.certificate(error, role: "partner").code.rawValue
                     }
                 }
@@ -111,7 +113,7 @@ enum StatusPage {
                 )
             }
             let unusable = partner.certificates.allSatisfy {
-                !$0.state(at: now).isUsable || (try? trust.verify($0.certificate, for: .tlsClient)) == nil
+                !$0.state(at: now).isUsable || (try? trust.verify($0.certificate, chain: $0.intermediates, for: .tlsClient)) == nil
             }
             let rowClass = partner.state == .suspended || unusable ? "bad" : certificates.contains(where: \.soon) ? "warn" : ""
             return View.Partner(
@@ -161,7 +163,7 @@ enum StatusPage {
             store: core.configuration.storeLocation.redacted,
             warnDays: Int(warnWithin / 86_400),
             staleCRL: !staleCRLs.isEmpty,
-            staleCRLFiles: staleCRLs.map { URL(fileURLWithPath: $0).lastPathComponent }.joined(separator: ", "),
+            staleCRLFiles: staleCRLs.joined(separator: ", "),
             staleCRLConsequence: core.configuration.tls.acceptStaleCRL
                 ? "still accepting (tls.staleCRL: accept)" : "certificates of that CA are refused until a fresh CRL is in place",
             partners: partnerRows,

@@ -211,7 +211,7 @@ public enum AuditTrail {
             statement.at == checkpoint.at
         else { return nil }
         let time = Date(timeIntervalSince1970: Double(statement.at) / 1000)
-        guard (try? trust.verify(signed.signer, for: .contentSigning, at: time)) != nil else { return nil }
+        guard (try? trust.verify(signed.signer, chain: signed.intermediates, for: .contentSigning, at: time)) != nil else { return nil }
         return statement
     }
 }

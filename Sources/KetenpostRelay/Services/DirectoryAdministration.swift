@@ -17,7 +17,11 @@ public struct DirectoryAdministration: Sendable {
     let credentials: LiveCredentials
     let directory: LiveDirectory
     let notifier: InboxNotifier
+    let revocation: RevocationService
     let clock: @Sendable () -> Date
+
+    /// PKIoverheid has two CA levels below the root; five leaves room and bounds the work.
+    static let maximumIntermediates = 5
 
     public func partners() -> API.AdminPartnerList {
         let directory = self.directory.snapshot
@@ -56,6 +60,7 @@ public struct DirectoryAdministration: Sendable {
             )
         ]
         for input in request.certificates {
+            await revocation.ensureLists(for: input.pem)
             changes.append(.addCertificate(try checkedCertificate(input, partner: request.id, oin: request.oin, now: now)))
         }
         try await apply(changes, actor: actor, at: now, logger: logger)
@@ -86,7 +91,7 @@ public struct DirectoryAdministration: Sendable {
         guard let partner = directory.snapshot.partner(id) else { throw notFound(id) }
         let now = clock()
         try await apply(
-            [.addCertificate(try checkedCertificate(input, partner: id, oin: partner.oin, now: now))],
+            [.addCertificate(try await checkedCertificateFetchingCRLs(input, partner: id, oin: partner.oin, now: now))],
             actor: actor,
             at: now,
             logger: logger
@@ -111,7 +116,7 @@ public struct DirectoryAdministration: Sendable {
             throw KetenpostError(.requestInvalid, "A rotation starts now; to schedule a certificate, add it with an activation time.")
         }
         let now = clock()
-        let new = try checkedCertificate(rotation.certificate, partner: id, oin: partner.oin, now: now)
+        let new = try await checkedCertificateFetchingCRLs(rotation.certificate, partner: id, oin: partner.oin, now: now)
         let until = DirectoryImport.wholeSeconds(now.addingTimeInterval(rotation.overlapSeconds))
         var changes: [DirectoryChange] = [.addCertificate(new)]
         for old in partner.certificates where old.state(at: now) == .active || old.state(at: now) == .pending {
@@ -153,6 +158,55 @@ public struct DirectoryAdministration: Sendable {
         )
         guard let updated = directory.snapshot.partner(registered.record.partnerID) else { throw notFound(registered.record.partnerID) }
         return view(updated)
+    }
+
+    /// Every CRL the relay holds, per CA: fetched ones (with their last error) and `tls.crls` files.
+    public func revocationLists(logger: Logger) async throws(KetenpostError) -> API.AdminRevocationLists {
+        let now = clock()
+        let stored: [StoredRevocationList]
+        do { stored = try await store.revocationLists() } catch { throw .storeUnavailable(error, logger: logger) }
+        let inEffect = Set(credentials.revocationLists.map(\.der))
+        func state(_ next: Date?, held: Bool) -> String {
+            guard held else { return "missing" }
+            return next.map { $0 <= now } == true ? "stale" : "current"
+        }
+        var lists = stored.map { row in
+            API.AdminRevocationList(
+                ca: LiveCredentials.commonName(row.issuer),
+                issuer: row.issuer,
+                source: row.source,
+                state: state(row.nextUpdate, held: !row.der.isEmpty),
+                inEffect: !row.der.isEmpty && inEffect.contains(row.der),
+                thisUpdate: row.thisUpdate,
+                nextUpdate: row.nextUpdate,
+                revokedCount: row.revokedCount,
+                fetchedAt: row.fetchedAt,
+                lastError: row.lastError,
+                lastAttemptAt: row.lastAttemptAt
+            )
+        }
+        for (file, _, _, der) in credentials.value.crls {
+            guard let list = try? RevocationList(der: der) else { continue }
+            lists.append(
+                API.AdminRevocationList(
+                    ca: LiveCredentials.commonName(list.issuer),
+                    issuer: list.issuer,
+                    source: "file:\(file)",
+                    state: state(list.nextUpdate, held: true),
+                    inEffect: inEffect.contains(der),
+                    thisUpdate: list.lastUpdate,
+                    nextUpdate: list.nextUpdate,
+                    revokedCount: list.revokedCount,
+                    fetchedAt: nil,
+                    lastError: nil,
+                    lastAttemptAt: nil
+                )
+            )
+        }
+        return API.AdminRevocationLists(
+            staleCRL: configuration.tls.acceptStaleCRL ? "accept" : "refuse",
+            lists: lists.sorted { ($0.ca, $0.source) < ($1.ca, $1.source) }
+        )
     }
 
     public func expiring(within: TimeInterval) -> API.AdminExpiring {
@@ -227,8 +281,21 @@ public struct DirectoryAdministration: Sendable {
         }
     }
 
-    /// One PEM certificate for this partner (commonName = id, OIN if present), chaining to the
-    /// trust anchors for every use asked for, not expired.
+    /// One PEM certificate for this partner (commonName = id, OIN if present), optionally followed
+    /// by its intermediate CA certificates, chaining to the trust anchors for every use asked for,
+    /// not expired.
+    /// `checkedCertificate` after fetching the CRLs of CAs in its chain that the relay does not
+    /// hold yet (a partner from a new CA), so that its revocation is checked at registration.
+    func checkedCertificateFetchingCRLs(
+        _ input: API.AdminCertificateInput,
+        partner: String,
+        oin: String,
+        now: Date
+    ) async throws(KetenpostError) -> DirectoryCertificate {
+        await revocation.ensureLists(for: input.pem)
+        return try checkedCertificate(input, partner: partner, oin: oin, now: now)
+    }
+
     func checkedCertificate(
         _ input: API.AdminCertificateInput,
         partner: String,
@@ -239,8 +306,21 @@ public struct DirectoryAdministration: Sendable {
         do { certificates = try Certificate.all(pem: Data(input.pem.utf8)) } catch {
             throw KetenpostError(.requestInvalid, "pem must hold one PEM certificate.")
         }
-        guard certificates.count == 1, let certificate = certificates.first else {
-            throw KetenpostError(.requestInvalid, "pem must hold exactly one PEM certificate.")
+        guard let certificate = certificates.first, !certificate.isCA else {
+            throw KetenpostError(
+                .requestInvalid,
+                "pem must start with the partner's own certificate (not a CA certificate), followed by its intermediates if any."
+            )
+        }
+        let chain = Array(certificates.dropFirst())
+        guard chain.allSatisfy(\.isCA), chain.count <= Self.maximumIntermediates else {
+            throw KetenpostError(
+                .requestInvalid,
+                """
+                After the partner's certificate, pem may only hold its intermediate CA certificates (at most \
+                \(Self.maximumIntermediates)); leave out other certificates.
+                """
+            )
         }
         guard certificate.commonName == partner else {
             throw KetenpostError(.requestInvalid, "The certificate's commonName must be the partner id \(partner).")
@@ -260,8 +340,12 @@ public struct DirectoryAdministration: Sendable {
         guard certificate.notAfter > max(now, activatesAt) else {
             throw KetenpostError(.certificateExpired, "The certificate expires before it would become active.")
         }
-        // Checked where it will be used: a not-yet-valid certificate at its own start.
+        // Checked where it will be used: a not-yet-valid certificate at its own start. The path may
+        // run through intermediates the relay knows already (other partners', its own); the ones
+        // on the path are stored with the certificate, so that others can check it too.
         let at = certificate.notBefore > now ? certificate.notBefore : nil
+        let known = chain + directory.snapshot.intermediates + credentials.identity.chain
+        var path: [Certificate] = []
         for use in uses {
             let purpose: TrustStore.Purpose
             switch use {
@@ -269,9 +353,11 @@ public struct DirectoryAdministration: Sendable {
             case .encryption: purpose = .contentEncryption
             case .tlsClient: purpose = .tlsClient
             }
-            do { try credentials.trust.verify(certificate, for: purpose, at: at) } catch { throw .certificate(error, role: "new") }
+            do { path = try credentials.trust.path(for: certificate, chain: known, purpose: purpose, at: at) } catch {
+                throw .certificate(error, role: "new")
+            }
         }
-        return DirectoryImport.record(certificate, partner: partner, uses: uses, activatesAt: activatesAt, now: now)
+        return DirectoryImport.record(certificate, chain: path, partner: partner, uses: uses, activatesAt: activatesAt, now: now)
     }
 
     private func notFound(_ id: String) -> KetenpostError {

@@ -1,5 +1,8 @@
 import Foundation
+import Hummingbird
 import KetenpostAPI
+import KetenpostCrypto
+import KetenpostProvisioning
 import KetenpostStore
 import Logging
 import ServiceLifecycle
@@ -97,6 +100,54 @@ struct LifecycleService: Service {
                 lastExpiry = now
                 core.warnExpiring()
             }
+        }
+    }
+}
+
+/// The development PKI's CRL distribution point (`developmentPKI.serveCRLs`): plain HTTP on
+/// loopback at the address its certificates name, answering `root.crl` and `issuing.crl` with
+/// the current lists (read per request, so `ketenpost pki revoke` shows at once). Development
+/// only; when the port is taken, a warning is logged and the relay runs without it.
+struct DevelopmentCRLService: Service {
+    let pki: DevelopmentPKI
+    let logger: Logger
+
+    func run() async throws {
+        guard let endpoint = URL(string: pki.crlEndpoint), let host = endpoint.host, let port = endpoint.port else { return }
+        guard host == "127.0.0.1" || host == "localhost" else {
+            logger.warning("development CRL endpoint not served: it is not on loopback", metadata: ["crl.endpoint": "\(pki.crlEndpoint)"])
+            return
+        }
+        let router = Router()
+        let pki = self.pki
+        for (name, path) in [("root.crl", pki.rootCRLPath), ("issuing.crl", pki.issuingCRLPath)] {
+            router.get(RouterPath(name)) { _, _ -> Response in
+                guard let pem = try? Data(contentsOf: URL(fileURLWithPath: path)), let list = try? RevocationList(pem: pem) else {
+                    return Response(status: .notFound)
+                }
+                return Response(
+                    status: .ok,
+                    headers: [.contentType: "application/pkix-crl"],
+                    body: .init(byteBuffer: ByteBuffer(bytes: list.der))
+                )
+            }
+        }
+        let app = RelayServer.plainListener(
+            router,
+            name: "crl",
+            event: "development CRL endpoint listening",
+            host: host,
+            port: port,
+            logger: logger,
+            onRunning: { _ in }
+        )
+        do {
+            try await app.run()
+        } catch {
+            logger.warning(
+                "development CRL endpoint not served (port taken?); the relay runs without it",
+                metadata: ["crl.endpoint": "\(pki.crlEndpoint)", "error.type": "\(type(of: error))"]
+            )
         }
     }
 }

@@ -30,6 +30,8 @@ public struct MessageService: Sendable {
     /// Checks and stores a sealed message; answers with the relay's signed acceptance receipt.
     public func submit(_ body: Data, as partner: Partner, logger: Logger) async throws(KetenpostError) -> Submitted {
         let started = ContinuousClock.now
+        // The message must carry its sender's intermediates itself (openssl: -certfile): the
+        // recipient checks it with nothing but the trust anchors.
         let outer = try Envelope.readOuter(body, trust: credentials.trust)
         let header = outer.header
         guard header.from == partner.id else {
@@ -157,7 +159,10 @@ public struct MessageService: Sendable {
             else {
                 throw KetenpostError(
                     .correlationMismatch,
-                    "An \(header.type.rawValue) must answer an \(answered.rawValue) that \(header.to) sent to \(header.from); correlationId names none."
+                    """
+                    An \(header.type.rawValue) must answer an \(answered.rawValue) that \(header.to) sent to \(header.from); \
+                    correlationId names none.
+                    """
                 )
             }
         }
@@ -330,16 +335,24 @@ public struct MessageService: Sendable {
         // Only certificates that are valid now, unrevoked and meant for receiving encrypted content.
         // During a rotation's overlap that is the old and the new one: seal to both.
         let trust = credentials.trust
-        let valid = partner.usable(for: .encryption, at: clock()).map(\.certificate)
-            .filter { (try? trust.verify($0, for: .contentEncryption)) != nil }
+        let valid = partner.usable(for: .encryption, at: clock())
+            .filter { (try? trust.verify($0.certificate, chain: $0.intermediates, for: .contentEncryption)) != nil }
+        var chain: [Certificate] = []
+        for certificate in valid.flatMap(\.intermediates) where !chain.contains(certificate) { chain.append(certificate) }
         return API.DirectoryEntry(
             id: partner.id,
             name: partner.name,
             role: partner.role.rawValue,
             oin: partner.oin,
             state: partner.state.rawValue,
-            certificates: valid.map(\.pem)
+            certificates: valid.map(\.certificate.pem),
+            chain: chain.map(\.pem)
         )
+    }
+
+    /// The CRLs in effect, PEM: what recipients check senders with.
+    public func revocationListsPEM() -> String {
+        credentials.revocationLists.map(\.pem).joined()
     }
 
     /// Every partner of the directory, sorted by id (names and roles are public within the chain).

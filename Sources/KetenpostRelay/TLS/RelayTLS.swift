@@ -71,9 +71,24 @@ struct HandshakeVerifier: Sendable {
 
     func verify(_ chain: [NIOSSLCertificate]) -> NIOSSLVerificationResult {
         guard let der = try? chain.first?.toDERBytes(), let leaf = try? Certificate(der: der) else { return .failed }
+        // The rest of what the client sent: intermediates to build the path with, never trusted.
+        var intermediates: [Certificate] = []
+        for certificate in chain.dropFirst().prefix(DirectoryAdministration.maximumIntermediates) {
+            guard let der = try? certificate.toDERBytes(), let parsed = try? Certificate(der: der) else { return .failed }
+            intermediates.append(parsed)
+        }
         let (directory, credentials) = (self.directory.snapshot, self.credentials.value)
+        // A client such as curl sends only what its certificate file holds: the intermediates
+        // the relay knows (registered, the administrators', its own) complete the path.
+        if let registered = directory.registration(of: leaf)?.certificate {
+            intermediates += registered.intermediates
+        } else if credentials.administrators.contains(leaf.fingerprint) {
+            intermediates += credentials.administratorChain + credentials.identity.chain
+        } else {
+            intermediates += directory.intermediates + credentials.identity.chain
+        }
         do {
-            try credentials.trust.verify(leaf, for: .tlsClient)
+            try credentials.trust.verify(leaf, chain: intermediates, for: .tlsClient)
         } catch {
             let code = KetenpostError.certificate(error, role: "client").code
             logger.notice("handshake refused", metadata: ["error.code": "\(code)"])
