@@ -87,7 +87,12 @@ struct PartnerOptions: ParsableArguments {
     @Option(help: "Identity directory of the partner (cert.pem, key.pem).") var identity: String
     @Option(help: "Relay base URL.") var relay: String = "https://127.0.0.1:8443"
     @Option(help: "Trust anchors (PEM): the CA of the relay and the partners.") var trust: String = "certs/dev/ca/cert.pem"
-    @Option(help: "Certificate revocation list (PEM); repeatable.") var crl: [String] = []
+    @Option(
+        help: """
+            Certificate revocation list (PEM); repeatable. Without it, the relay's CRLs are fetched and revocation is checked \
+            against them (fail closed when they are stale).
+            """
+    ) var crl: [String] = []
     @Option(name: .customLong("relay-id"), help: "The relay's id, issuer of acceptance receipts.") var relayID: String = DevelopmentPKI
         .relayID
 
@@ -105,11 +110,13 @@ struct PartnerOptions: ParsableArguments {
         guard let url = URL(string: relay), url.scheme == "https" else {
             throw KetenpostError(.requestInvalid, "--relay must be an https URL such as https://127.0.0.1:8443.")
         }
+        // Revocation is checked against the relay's CRLs, or only against --crl files when given (offline).
         return try RelayClient(
             relay: url,
             identity: try Identity.load(directory: identity),
             trust: try TrustStore.load(anchorsFile: trust, crlFiles: crl),
-            relayID: relayID
+            relayID: relayID,
+            revocation: crl.isEmpty ? .fromRelay() : .trustOnly
         )
     }
 }
@@ -215,7 +222,7 @@ struct Send: AsyncParsableCommand {
                 from: client.identity,
                 to: certificates,
                 intermediates: intermediates,
-                trust: client.trust
+                trust: try await client.currentTrust()
             )
             routing = content.header
             try writeDurably(sealed, to: file)
@@ -353,7 +360,7 @@ struct Status: AsyncParsableCommand {
                     status,
                     try StatusReport(
                         status,
-                        trust: client.trust,
+                        trust: try await client.currentTrust(),
                         relayID: partner.relayID,
                         me: client.identity.partnerID,
                         sealedCopy: copy

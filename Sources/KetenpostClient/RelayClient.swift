@@ -6,6 +6,7 @@ import KetenpostEnvelope
 import KetenpostModel
 import NIOCore
 import NIOSSL
+import Synchronization
 
 /// The Swift client library for case systems: talks to the relay over mutual TLS with the
 /// partner's identity, seals, submits, receives, acknowledges and checks receipts.
@@ -28,6 +29,20 @@ public final class RelayClient: Sendable {
     public let relayID: String
     private let http: HTTPClient
     private let timeout: TimeAmount
+    public let revocation: RevocationCheck
+    /// The trust store with the relay's CRLs, when they were fetched, and the earliest nextUpdate among them.
+    private let revocationState = Mutex<(trust: TrustStore, fetchedAt: Date, nextUpdate: Date?)?>(nil)
+
+    /// How the client learns which certificates are revoked.
+    public enum RevocationCheck: Sendable {
+        /// The CRLs the relay serves (`/v1/crls.pem`; signed by their CAs, so the relay cannot
+        /// forge them), fetched again after `refreshInterval` and as soon as one passes its
+        /// nextUpdate. A list past its nextUpdate, or none at all, fails closed
+        /// (`certificate.crl-unavailable`): nothing is opened or trusted until a fresh one arrives.
+        case fromRelay(refreshInterval: TimeInterval = 300)
+        /// Only the CRLs in `trust` (files given with `--crl`, for offline use), or none.
+        case trustOnly
+    }
 
     /// - Parameters:
     ///   - relay: base URL, e.g. `https://127.0.0.1:8443`.
@@ -41,8 +56,10 @@ public final class RelayClient: Sendable {
         trust: TrustStore,
         relayID: String,
         decryptionIdentities: [Identity] = [],
-        timeout: TimeAmount = .seconds(60)
+        timeout: TimeAmount = .seconds(60),
+        revocation: RevocationCheck = .fromRelay()
     ) throws {
+        self.revocation = revocation
         self.relay = relay
         self.decryptionIdentities = decryptionIdentities.filter { $0.partnerID == identity.partnerID }
         self.relayID = relayID
@@ -116,12 +133,19 @@ public final class RelayClient: Sendable {
         let entry = try await directory(recipient)
         let (certificates, intermediates) = try entry.sealingCertificates()
         let content = try Drafting.content(type: type, from: identity.partnerID, to: recipient, payload: payload, options: options)
-        let sealed = try Envelope.seal(content, from: identity, to: certificates, intermediates: intermediates, trust: trust)
+        let sealed = try Envelope.seal(
+            content,
+            from: identity,
+            to: certificates,
+            intermediates: intermediates,
+            trust: try await currentTrust()
+        )
         return try await submit(sealed: sealed, header: content.header)
     }
 
     /// Submits already sealed bytes and verifies the acceptance receipt against them.
     public func submit(sealed: Data, header: RoutingHeader) async throws -> Sent {
+        _ = try await currentTrust()
         let response = try await submit(sealed)
         let receipt = try verifyAcceptance(response.receipt, for: sealed, header: header)
         return Sent(header: header, response: response, receipt: receipt)
@@ -132,7 +156,7 @@ public final class RelayClient: Sendable {
         guard let der = Data(base64Encoded: base64) else {
             throw KetenpostError(.receiptMalformed, "The relay's receipt is not base64.")
         }
-        let verified = try SignedReceipt.verify(der, trust: trust)
+        let verified = try SignedReceipt.verify(der, trust: try latestTrust())
         let receipt = verified.receipt
         guard receipt.issuer == relayID, verified.signer.commonName == relayID else {
             throw KetenpostError(.receiptSignerMismatch, "The acceptance receipt is not signed by the relay (\(relayID)).")
@@ -159,9 +183,76 @@ public final class RelayClient: Sendable {
         public let result: Result<Envelope.Opened, KetenpostError>
     }
 
+    /// The trust store to check signatures with now: `trust` with the relay's current CRLs
+    /// (`RevocationCheck.fromRelay`), fetched when due; or `trust` as given (`.trustOnly`).
+    public func currentTrust() async throws -> TrustStore {
+        guard case .fromRelay(let refreshInterval) = revocation else { return trust }
+        let now = Date()
+        if let held = revocationState.withLock({ $0 }), now.timeIntervalSince(held.fetchedAt) < refreshInterval,
+            held.nextUpdate.map({ now < $0 }) ?? true
+        {
+            return held.trust
+        }
+        let pem: Data
+        do {
+            pem = try await raw("GET", "/v1/crls.pem")
+        } catch {
+            // Out of reach: a held set still within its nextUpdate stays good; otherwise fail closed.
+            if let held = revocationState.withLock({ $0 }), held.nextUpdate.map({ now < $0 }) ?? true { return held.trust }
+            throw error
+        }
+        let lists = (try? RevocationList.all(pem: pem)) ?? []
+        guard !lists.isEmpty else {
+            throw KetenpostError(
+                .certificateCRLUnavailable,
+                """
+                The relay serves no CRLs, so revocation cannot be checked and nothing is trusted. Ask the relay administrators \
+                (revocation.fetch, tls.crls), or give CRL files (--crl) for offline use.
+                """
+            )
+        }
+        let stale = lists.filter { $0.nextUpdate.map { $0 <= now } ?? false }
+        guard stale.isEmpty else {
+            throw KetenpostError(
+                .certificateCRLUnavailable,
+                """
+                The relay's CRL of \(stale.map { Self.commonName($0.issuer) }.joined(separator: ", ")) is past its next update, \
+                so revocation cannot be checked and nothing is trusted. Try again later; the relay administrators see which CA's \
+                list cannot be fetched.
+                """
+            )
+        }
+        let fresh = try TrustStore(
+            anchors: trust.anchors,
+            intermediates: trust.intermediates,
+            revocationLists: lists,
+            checkRevocation: true
+        )
+        revocationState.withLock { $0 = (fresh, now, lists.compactMap(\.nextUpdate).min()) }
+        return fresh
+    }
+
+    static func commonName(_ rfc2253: String) -> String {
+        rfc2253.split(separator: ",").first { $0.hasPrefix("CN=") }.map { String($0.dropFirst(3)) } ?? rfc2253
+    }
+
+    /// The trust store of the last `currentTrust()`; with `.fromRelay` and none yet, an error
+    /// (never a store without revocation).
+    private func latestTrust() throws -> TrustStore {
+        guard case .fromRelay = revocation else { return trust }
+        guard let held = revocationState.withLock({ $0?.trust }) else {
+            throw KetenpostError(
+                .certificateCRLUnavailable,
+                "The relay's CRLs have not been fetched yet; call currentTrust() (receive() and send() do) before opening."
+            )
+        }
+        return held
+    }
+
     /// Leases messages and opens each; nothing is acknowledged yet.
     public func receive(max: Int = 10, wait: TimeInterval = 0) async throws -> [Received] {
-        try await inbox(max: max, wait: wait).messages.map { item in
+        let trust = try await currentTrust()
+        return try await inbox(max: max, wait: wait).messages.map { item in
             guard let sealed = Data(base64Encoded: item.message) else {
                 return Received(
                     id: item.id,
@@ -173,7 +264,7 @@ public final class RelayClient: Sendable {
             }
             let result: Result<Envelope.Opened, KetenpostError>
             do {
-                let opened = try self.open(sealed)
+                let opened = try self.open(sealed, trust: trust)
                 result =
                     opened.header.id == item.id
                     ? .success(opened)
@@ -189,7 +280,9 @@ public final class RelayClient: Sendable {
 
     /// Opens with the identity, or else with each decryption identity (only "not a recipient" moves on).
     /// `allowExpired` is for looking at a stored message again, never for acting on a new one.
-    public func open(_ sealed: Data, allowExpired: Bool = false) throws -> Envelope.Opened {
+    /// Without `trust`, the trust store of the last `currentTrust()` (which `receive` calls).
+    public func open(_ sealed: Data, allowExpired: Bool = false, trust: TrustStore? = nil) throws -> Envelope.Opened {
+        let trust = try trust ?? latestTrust()
         let candidates = [identity] + decryptionIdentities
         for (index, candidate) in candidates.enumerated() {
             let result = Result { try Envelope.open(sealed, as: candidate, trust: trust, allowExpired: allowExpired) }

@@ -405,7 +405,8 @@ public final class DeskCore: Sendable {
         case .incoming:
             guard let sealed = message.sealed else { throw KetenpostError(.deskNotFound, "The message's bytes are not at this desk.") }
             do {
-                return try client.open(sealed, allowExpired: true).content
+                // Checked against revocation when it arrived; shown again with the desk's own trust store.
+                return try client.open(sealed, allowExpired: true, trust: trust).content
             } catch let error as KetenpostError {
                 throw error
             } catch {
