@@ -18,7 +18,7 @@ struct Admin: AsyncParsableCommand {
                 --cert certs/dev/next/gemeente-maastricht/cert.pem --overlap 7d
               ketenpost admin certs expiring --within 30d
             """,
-        subcommands: [Partners.self, Certs.self, Events.self, Reload.self]
+        subcommands: [Partners.self, Certs.self, CRLs.self, Events.self, Reload.self]
     )
 
     struct Options: ParsableArguments {
@@ -312,6 +312,33 @@ struct Admin: AsyncParsableCommand {
                             """
                         }.joined(separator: "\n")
                 }
+            }
+        }
+    }
+
+    struct CRLs: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "crls",
+            abstract: "The relay's CRL per CA: source, this and next update, revoked serials, last fetch error.",
+            discussion: """
+                Lists fetched from CAs' distribution points (revocation.fetch) and the tls.crls files; per CA the newest \
+                is in effect. A stale or missing list follows tls.staleCRL. See docs/OPERATIONS.md, "Revocation".
+                Examples:
+                  ketenpost admin crls
+                """
+        )
+        @OptionGroup var options: Options
+        func run() async throws {
+            try await options.run({ try await $0.adminRevocationLists() }) { answer in
+                guard !answer.lists.isEmpty else { return "The relay holds no CRL (tls.staleCRL: \(answer.staleCRL))." }
+                return answer.lists.map { list in
+                    let next = list.nextUpdate.map(RFC3339Text.format) ?? "-"
+                    let this = list.thisUpdate.map(RFC3339Text.format) ?? "-"
+                    return """
+                        \(list.ca)  \(list.state)\(list.inEffect ? " (in effect)" : "")  this \(this)  next \(next)  \
+                        \(list.revokedCount) revoked  \(list.source)\(list.lastError.map { "\n    last fetch failed: \($0)" } ?? "")
+                        """
+                }.joined(separator: "\n") + "\n(tls.staleCRL: \(answer.staleCRL))"
             }
         }
     }

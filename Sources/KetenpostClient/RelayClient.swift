@@ -337,6 +337,11 @@ public final class RelayClient: Sendable {
         )
     }
 
+    /// The relay's CRL per CA (administrator certificate).
+    public func adminRevocationLists() async throws -> API.AdminRevocationLists {
+        try await call("GET", "/v1/admin/crls", as: API.AdminRevocationLists.self)
+    }
+
     public func adminExpiring(withinDays days: Int) async throws -> API.AdminExpiring {
         try await call("GET", "/v1/admin/certificates/expiring?within=\(days)d", as: API.AdminExpiring.self)
     }

@@ -123,7 +123,7 @@ import Testing
         let opened = try await bash(
             try Self.recipe("open"),
             in: work,
-            env: ["ME": ws.pki.partnerDirectory(to), "CA": ws.pki.caCertificatePath]
+            env: ["ME": ws.pki.partnerDirectory(to), "CA": ws.pki.caCertificatePath, "CRLS": ws.pki.crlPath]
         )
         #expect(opened.status == 0, "open recipe failed: \(opened.stderr)")
         let content = try SealedContent.decode(from: opened.stdout)
@@ -139,7 +139,7 @@ import Testing
         let wrong = try await bash(
             try Self.recipe("open"),
             in: work,
-            env: ["ME": ws.pki.partnerDirectory("opvang-zuid-limburg"), "CA": ws.pki.caCertificatePath]
+            env: ["ME": ws.pki.partnerDirectory("opvang-zuid-limburg"), "CA": ws.pki.caCertificatePath, "CRLS": ws.pki.crlPath]
         )
         #expect(wrong.status != 0)
     }

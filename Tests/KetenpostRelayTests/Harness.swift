@@ -202,6 +202,12 @@ final class Harness: Sendable {
     /// The development PKI's administrator.
     func admin() throws -> RelayClient { try client(identity: shared.pki.adminDirectory) }
 
+    /// Shuts `client` down with the harness.
+    func track(_ client: RelayClient) -> RelayClient {
+        clients.withLock { $0.append(client) }
+        return client
+    }
+
     /// Issues a new certificate and key for a partner from the development CA, into this harness's folder.
     func issue(
         _ partner: String,

@@ -46,8 +46,10 @@ public struct RelayConfiguration: Sendable {
         c.listen.port = 0
         c.store.path = storePath
         c.developmentPKI.directory = pki.directory.path
-        // Many such relays run at once (tests): none takes the fixed development CRL port.
+        // Many such relays run at once (tests): none takes the fixed development CRL port, and
+        // none waits for it at start; the development CRLs come from `crl.pem` (tls.crls).
         c.developmentPKI.serveCRLs = false
+        c.revocation.fetch = false
         c.tls.certificate = pki.relayDirectory + "/cert.pem"
         c.tls.key = pki.relayDirectory + "/key.pem"
         c.tls.trustAnchors = pki.caCertificatePath

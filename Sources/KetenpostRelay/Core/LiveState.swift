@@ -128,7 +128,8 @@ public final class LiveCredentials: Sendable {
     /// update, and for each tracked CA without any list.
     @discardableResult
     func checkCRLs() -> [String] {
-        let now = clock()
+        // The system time: OpenSSL judges a CRL's nextUpdate by it, whatever the relay's clock says.
+        let now = Date()
         let effective = labelledRevocationLists()
         let stale = staleRevocationLists(at: now)
         metrics.crlStale.set(Double(stale.count))

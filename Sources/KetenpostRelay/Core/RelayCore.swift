@@ -93,13 +93,15 @@ public final class RelayCore: Sendable {
             metrics: metrics,
             clock: clock
         )
+        // CRLs are judged by OpenSSL against the system time, so their schedule runs on it too
+        // (not on the injected clock, which tests freeze for message times).
         let revocation = RevocationService(
             configuration: configuration,
             store: store,
             credentials: self.credentials,
             directory: self.directory,
             logger: logger,
-            clock: clock
+            clock: { Date() }
         )
         self.revocation = revocation
         administration = DirectoryAdministration(

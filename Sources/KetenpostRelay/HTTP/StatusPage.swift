@@ -80,7 +80,7 @@ enum StatusPage {
         let directory = core.directory.snapshot
         let stats = try? await core.store.queueStats()
         let failures = await recentFailures(core)
-        let staleCRLs = core.credentials.staleRevocationLists(at: now)
+        let staleCRLs = core.credentials.staleRevocationLists(at: Date())
         let warnWithin = core.configuration.directory.expiryWarning
         let partners = directory.partners.values.sorted { $0.id < $1.id }
         let trust = core.credentials.trust

@@ -162,7 +162,7 @@ public struct DirectoryAdministration: Sendable {
 
     /// Every CRL the relay holds, per CA: fetched ones (with their last error) and `tls.crls` files.
     public func revocationLists(logger: Logger) async throws(KetenpostError) -> API.AdminRevocationLists {
-        let now = clock()
+        let now = Date()  // the system time, by which OpenSSL judges a CRL's nextUpdate
         let stored: [StoredRevocationList]
         do { stored = try await store.revocationLists() } catch { throw .storeUnavailable(error, logger: logger) }
         let inEffect = Set(credentials.revocationLists.map(\.der))

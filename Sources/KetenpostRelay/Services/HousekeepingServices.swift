@@ -113,10 +113,13 @@ struct DevelopmentCRLService: Service {
     let logger: Logger
 
     func run() async throws {
-        guard let endpoint = URL(string: pki.crlEndpoint), let host = endpoint.host, let port = endpoint.port else { return }
+        // Returning would end the relay's service group: whatever happens here, wait for shutdown.
+        guard let endpoint = URL(string: pki.crlEndpoint), let host = endpoint.host, let port = endpoint.port else {
+            return try await gracefulShutdown()
+        }
         guard host == "127.0.0.1" || host == "localhost" else {
             logger.warning("development CRL endpoint not served: it is not on loopback", metadata: ["crl.endpoint": "\(pki.crlEndpoint)"])
-            return
+            return try await gracefulShutdown()
         }
         let router = Router()
         let pki = self.pki
@@ -148,6 +151,7 @@ struct DevelopmentCRLService: Service {
                 "development CRL endpoint not served (port taken?); the relay runs without it",
                 metadata: ["crl.endpoint": "\(pki.crlEndpoint)", "error.type": "\(type(of: error))"]
             )
+            try await gracefulShutdown()
         }
     }
 }

@@ -55,7 +55,8 @@ public final class RevocationService: Service, Sendable {
     // MARK: Service
 
     public func run() async throws {
-        guard configuration.revocation.fetch else { return }
+        // A service that returns ends the relay's service group: without fetching, it waits for shutdown.
+        guard configuration.revocation.fetch else { return try await gracefulShutdown() }
         // The store is read often (other instances' fetches apply within this), fetched only when due.
         let check = Duration.milliseconds(Int64(min(configuration.revocation.refreshInterval, 30) * 1000))
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
@@ -152,9 +153,10 @@ public final class RevocationService: Service, Sendable {
 
     private func isDue(_ held: StoredRevocationList?, now: Date, force: Bool) -> Bool {
         guard let held, !held.der.isEmpty, let fetchedAt = held.fetchedAt else {
-            // Never fetched: at once, then at most once a minute while it keeps failing.
+            // Never fetched: at once, then at most once a minute while it keeps failing (a CA
+            // whose list comes from a `tls.crls` file in a closed network fails every time).
             guard !force, let attempt = held?.lastAttemptAt else { return true }
-            return now.timeIntervalSince(attempt) >= min(60, configuration.revocation.refreshInterval)
+            return now.timeIntervalSince(attempt) >= max(60, configuration.revocation.refreshInterval)
         }
         if force { return false }
         if let attempt = held.lastAttemptAt, held.lastError != nil,

@@ -1,0 +1,424 @@
+import Foundation
+import Hummingbird
+import KetenpostAPI
+import KetenpostClient
+import KetenpostCrypto
+import KetenpostEnvelope
+import KetenpostModel
+import KetenpostProvisioning
+import KetenpostRelay
+import Synchronization
+import Testing
+
+/// A CA hierarchy made with the `openssl` command, as a real CA's would be: root → issuing CA
+/// → partner certificate, each CA publishing its CRL at the distribution point its certificates
+/// name, served by `CRLServer` so that the tests can revoke, stall or break it.
+final class OpenSSLHierarchy: Sendable {
+    let dir: URL
+    let server: CRLServer
+    let keyKind: String
+    /// Partner id → identity directory (cert.pem, key.pem, chain.pem).
+    let root: URL
+    let issuing: URL
+
+    init(keyKind: String = "ec", server: CRLServer, dir: URL) async throws {
+        self.dir = dir
+        self.server = server
+        self.keyKind = keyKind
+        root = dir.appendingPathComponent("root.pem")
+        issuing = dir.appendingPathComponent("issuing.pem")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        try await run(
+            """
+            \(Self.caConfig("root"))
+            \(Self.caConfig("issuing"))
+            openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout root.key -out root.pem -days 30 \
+              -subj "/O=Test PKI/CN=Test Root CA \(UUID().uuidString.prefix(6))" \
+              -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null
+            openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout issuing.key -out issuing.csr \
+              -subj "/O=Test PKI/CN=Test Issuing CA \(UUID().uuidString.prefix(6))" 2>/dev/null
+            printf '%s\\n' 'basicConstraints=critical,CA:TRUE,pathlen:0' 'keyUsage=critical,keyCertSign,cRLSign' \
+              'subjectKeyIdentifier=hash' 'authorityKeyIdentifier=keyid' \
+              'crlDistributionPoints=URI:\(server.url("root.crl"))' > issuing.ext
+            openssl x509 -req -in issuing.csr -CA root.pem -CAkey root.key -CAcreateserial -days 30 -sha256 \
+              -extfile issuing.ext -out issuing.pem 2>/dev/null
+            """
+        )
+        try await publish("root")
+        try await publish("issuing")
+    }
+
+    static func caConfig(_ name: String) -> String {
+        """
+        mkdir -p \(name).db && touch \(name).db/index && echo 1000 > \(name).db/crlnumber
+        cat > \(name).cnf <<EOF
+        [ ca ]
+        default_ca = ca_\(name)
+        [ ca_\(name) ]
+        database = \(name).db/index
+        crlnumber = \(name).db/crlnumber
+        certificate = \(name).pem
+        private_key = \(name).key
+        default_md = sha256
+        default_crl_days = 1
+        EOF
+        """
+    }
+
+    @discardableResult
+    func run(_ script: String) async throws -> String {
+        let result = try await shell("set -euo pipefail\n" + script, in: dir)
+        guard result.status == 0 else { throw KetenpostError(.internalError, "openssl script failed: \(result.stderr)") }
+        return result.stdout
+    }
+
+    /// Makes the CA's current CRL (valid for `seconds`) and serves it at its distribution point.
+    func publish(_ ca: String, validFor seconds: Int = 3600) async throws {
+        try await run("openssl ca -config \(ca).cnf -gencrl -crlsec \(seconds) -out \(ca).crl.pem 2>/dev/null")
+        server.set("\(ca).crl", .serve(try await der(ca)))
+    }
+
+    func der(_ ca: String) async throws -> Data {
+        try await run("openssl crl -in \(ca).crl.pem -outform DER -out \(ca).crl.der")
+        return try Data(contentsOf: dir.appendingPathComponent("\(ca).crl.der"))
+    }
+
+    /// Revokes a certificate file with the CA and publishes the new CRL.
+    func revoke(_ certificate: String, by ca: String) async throws {
+        try await run("openssl ca -config \(ca).cnf -revoke '\(certificate)' 2>/dev/null")
+        try await publish(ca)
+    }
+
+    /// A partner identity below the issuing CA: cert.pem (the leaf), chain.pem (the issuing CA), key.pem.
+    func issue(_ id: String, oin: String, rsa: Bool = false, crl: String? = nil) async throws -> String {
+        let out = dir.appendingPathComponent(id)
+        let keyUsage = rsa ? "digitalSignature,keyEncipherment" : "digitalSignature,keyAgreement"
+        let newKey = rsa ? "-newkey rsa:3072" : "-newkey ec -pkeyopt ec_paramgen_curve:P-256"
+        try await run(
+            """
+            mkdir -p '\(out.path)'
+            openssl req -new \(newKey) -nodes -keyout '\(out.path)/key.pem' -out '\(id).csr' \
+              -subj "/O=Test partner/serialNumber=\(oin)/CN=\(id)" 2>/dev/null
+            printf '%s\\n' 'basicConstraints=critical,CA:FALSE' 'keyUsage=critical,\(keyUsage)' \
+              'extendedKeyUsage=clientAuth,emailProtection' 'subjectKeyIdentifier=hash' 'authorityKeyIdentifier=keyid' \
+              'crlDistributionPoints=URI:\(crl ?? server.url("issuing.crl"))' > '\(id).ext'
+            openssl x509 -req -in '\(id).csr' -CA issuing.pem -CAkey issuing.key -CAcreateserial -days 20 -sha256 \
+              -extfile '\(id).ext' -out '\(out.path)/cert.pem' 2>/dev/null
+            cp issuing.pem '\(out.path)/chain.pem'
+            """
+        )
+        return out.path
+    }
+
+    /// The anchors for the relay and the partners: the development root (the relay's own
+    /// certificate) and this hierarchy's root.
+    func anchors(with development: String) throws -> String {
+        let file = dir.appendingPathComponent("anchors.pem")
+        let text = try String(contentsOfFile: development, encoding: .utf8) + String(contentsOf: root, encoding: .utf8)
+        try text.write(to: file, atomically: true, encoding: .utf8)
+        return file.path
+    }
+}
+
+/// Plays a CA's web server: serves, refuses, stalls or floods each CRL path as the test says.
+final class CRLServer: Sendable {
+    enum Mode: Sendable {
+        case serve(Data)
+        case status(Int)
+        case slow(seconds: Int, Data)
+        case oversized(bytes: Int)
+    }
+
+    final class State: Sendable {
+        let modes = Mutex<[String: Mode]>([:])
+    }
+    private let state = State()
+    private let app: Task<Void, any Error>
+    let port: Int
+
+    init() async throws {
+        let router = Router()
+        let state = self.state
+        router.get(":name") { _, context -> Response in
+            let name = context.parameters.get("name") ?? ""
+            switch state.modes.withLock({ $0[name] }) {
+            case .serve(let data)?:
+                return Response(
+                    status: .ok,
+                    headers: [.contentType: "application/pkix-crl"],
+                    body: .init(byteBuffer: ByteBuffer(bytes: data))
+                )
+            case .status(let code)?:
+                return Response(status: .init(code: code))
+            case .slow(let seconds, let data)?:
+                try await Task.sleep(for: .seconds(seconds))
+                return Response(status: .ok, body: .init(byteBuffer: ByteBuffer(bytes: data)))
+            case .oversized(let bytes)?:
+                return Response(status: .ok, body: .init(byteBuffer: ByteBuffer(repeating: 0x30, count: bytes)))
+            case nil:
+                return Response(status: .notFound)
+            }
+        }
+        let (stream, continuation) = AsyncStream.makeStream(of: Int.self)
+        let application = Application(
+            router: router,
+            configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+            onServerRunning: { channel in continuation.yield(channel.localAddress?.port ?? 0) }
+        )
+        app = Task { try await application.runService() }
+        var iterator = stream.makeAsyncIterator()
+        port = await iterator.next() ?? 0
+    }
+
+    func url(_ name: String) -> String { "http://127.0.0.1:\(port)/\(name)" }
+    func set(_ name: String, _ mode: Mode) { state.modes.withLock { $0[name] = mode } }
+    func stop() { app.cancel() }
+}
+
+/// Issue 19: partners under intermediate CAs, CRLs per issuing CA fetched by the relay, and
+/// recipients that check revocation.
+@Suite(.serialized) struct PKIHierarchyTests {
+    static let shelter = "opvang-keten-test"
+    static let shelterOIN = "00000004000000000077"
+
+    /// A relay that trusts the development root and the test hierarchy's root, fetching CRLs every second.
+    static func withHierarchy(
+        keyKind: String = "ec",
+        adjust: @escaping @Sendable (inout RelayConfiguration) -> Void = { _ in },
+        _ body: (Harness, OpenSSLHierarchy, String) async throws -> Void
+    ) async throws {
+        let server = try await CRLServer()
+        defer { server.stop() }
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ketenpost-pki-\(UUID().uuidString.prefix(8))")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let pki = try await OpenSSLHierarchy(keyKind: keyKind, server: server, dir: dir)
+        let anchors = try pki.anchors(with: SharedPKI.shared.pki.caCertificatePath)
+        try await withRelay({
+            $0.tls.trustAnchors = anchors
+            $0.revocation.fetch = true
+            $0.revocation.refreshInterval = 1
+            $0.revocation.timeout = 2
+            $0.revocation.maxBytes = 100_000
+            adjust(&$0)
+        }) { h in try await body(h, pki, anchors) }
+    }
+
+    /// A partner client that trusts both roots; its CRLs come from the relay.
+    static func client(_ h: Harness, identity: String, anchors: String, refresh: TimeInterval = 300) throws -> RelayClient {
+        h.track(
+            try RelayClient(
+                relay: h.url,
+                identity: try Identity.load(directory: identity),
+                trust: try TrustStore.load(anchorsFile: anchors),
+                relayID: DevelopmentPKI.relayID,
+                revocation: .fromRelay(refreshInterval: refresh)
+            )
+        )
+    }
+
+    static func onboard(_ h: Harness, _ identity: String, id: String = shelter, oin: String = shelterOIN) async throws -> API.AdminPartner {
+        let pem =
+            try String(contentsOfFile: identity + "/cert.pem", encoding: .utf8)
+            + String(contentsOfFile: identity + "/chain.pem", encoding: .utf8)
+        return try await h.admin().adminAddPartner(
+            API.AdminNewPartner(
+                id: id,
+                name: "Opvang keten test",
+                role: "shelter",
+                oin: oin,
+                certificates: [API.AdminCertificateInput(pem: pem)]
+            )
+        )
+    }
+
+    static func recipe(_ name: String) throws -> String { try MinimalPartnerTests.recipe(name) }
+
+    /// Waits (up to ten seconds) until `condition` holds.
+    static func eventually(_ what: String, _ condition: () async throws -> Bool) async throws {
+        for _ in 0..<100 {
+            if try await condition() { return }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        Issue.record("timed out waiting for \(what)")
+    }
+
+    @Test(arguments: ["ec", "rsa"])
+    func aPartnerUnderAnIntermediateWorksWithOnlyOpenSSLAndCurl(keyKind: String) async throws {
+        try await Self.withHierarchy(keyKind: keyKind) { h, pki, anchors in
+            let me = try await pki.issue(Self.shelter, oin: Self.shelterOIN, rsa: keyKind == "rsa")
+            // Onboarding with the chain: stored, served, and its CA's CRL fetched at registration.
+            let added = try await Self.onboard(h, me)
+            #expect(added.certificates.count == 1 && added.certificates[0].state == "active")
+            let coordinatorClient = try Self.client(h, identity: h.shared.identityDirectory(coordinator), anchors: anchors)
+            let entry = try await coordinatorClient.directory(Self.shelter)
+            #expect(entry.certificates.count == 1 && entry.chain?.count == 1)
+            let crls = try await h.admin().adminRevocationLists()
+            let issuing = try #require(crls.lists.first { $0.source == pki.server.url("issuing.crl") })
+            #expect(issuing.state == "current" && issuing.inEffect && issuing.lastError == nil && issuing.revokedCount == 0)
+            #expect(crls.lists.contains { $0.source == pki.server.url("root.crl") && $0.state == "current" })
+
+            // The coordinator refers someone to the new shelter (sealed to its certificate, chain checked).
+            let sent = try await coordinatorClient.send(payload: try h.example(.referral), type: .referral, to: Self.shelter)
+
+            // The shelter, with openssl and curl only: receive, open (revocation checked with the
+            // relay's CRLs), acknowledge with its own signed receipt, and answer.
+            let work = h.work.appendingPathComponent("openssl-\(keyKind)")
+            try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
+            let env = [
+                "ME": me, "ME_ID": Self.shelter, "CA": anchors, "RELAY": h.url.absoluteString, "CRLS": "crls.pem",
+                "SENDER": me, "FROM": Self.shelter, "TO": coordinator, "TYPE": "referral-response",
+                "PAYLOAD": Root.path("config/examples/referral-response.json"), "CORRELATION": sent.header.id.uuidString.lowercased(),
+                "TO_CERT": "recipient-certs.pem",
+            ]
+            let script = try [
+                "set -euo pipefail", Self.recipe("receive"),
+                "test \"${MESSAGE_ID,,}\" = '\(sent.header.id.uuidString.lowercased())' || { cat inbox.json >&2; exit 1; }",
+                Self.recipe("open"), Self.recipe("acknowledge"), "cat acknowledged.json",
+                // The answer: the recipient's certificate (the first in the chain file), sealed and submitted.
+                "curl -sS --fail --cacert \"$CA\" --cert \"$ME/cert.pem\" --key \"$ME/key.pem\" "
+                    + "\"$RELAY/v1/directory/$TO/certificates.pem\" > recipient-certs.pem",
+                "openssl x509 -in recipient-certs.pem -out recipient-cert.pem", "TO_CERT=recipient-cert.pem",
+                Self.recipe("seal"), Self.recipe("submit").split(separator: "\n").dropFirst(2).joined(separator: "\n"),
+                "cat accepted.json",
+            ].joined(separator: "\n")
+            let result = try await shell(script, in: work, env: env)
+            #expect(result.status == 0, "\(result.stderr)")
+            #expect(result.stdout.contains("\"state\":\"acknowledged\""), "\(result.stdout)")
+            #expect(result.stdout.contains("\"state\":\"accepted\""), "\(result.stdout)")
+
+            // The coordinator sees the shelter's signed receipt and opens the answer.
+            let status = try await coordinatorClient.status(sent.header.id)
+            #expect(status.state == "acknowledged" && status.recipientReceipt != nil)
+            let received = try await coordinatorClient.receive(max: 10, wait: 5)
+            let answer = try #require(received.first).result.get()
+            #expect(answer.header.from == Self.shelter && answer.header.correlationId == sent.header.id)
+            try await coordinatorClient.acknowledge(received[0])
+        }
+    }
+
+    @Test func aLeafRevokedByItsIntermediatesCRLIsRefusedAtTheDoorAndByTheRecipient() async throws {
+        try await Self.withHierarchy { h, pki, anchors in
+            let me = try await pki.issue(Self.shelter, oin: Self.shelterOIN)
+            _ = try await Self.onboard(h, me)
+            let shelterClient = try Self.client(h, identity: me, anchors: anchors)
+            // A recipient that refreshes the relay's CRLs every second; it holds them already.
+            let coordinatorClient = try Self.client(h, identity: h.shared.identityDirectory(coordinator), anchors: anchors, refresh: 1)
+            _ = try await coordinatorClient.currentTrust()
+            // Sent before the revocation: the shelter's answer to a referral, queued for the coordinator.
+            let referral = try await coordinatorClient.send(payload: try h.example(.referral), type: .referral, to: Self.shelter)
+            let received = try await shelterClient.receive(max: 1, wait: 5)
+            try await shelterClient.acknowledge(try #require(received.first))
+            var options = Drafting.Options()
+            options.correlationID = referral.header.id
+            _ = try await shelterClient.send(
+                payload: try h.example(.referralResponse),
+                type: .referralResponse,
+                to: coordinator,
+                options: options
+            )
+
+            // The CA revokes the shelter's certificate; the relay fetches the new list within a refresh.
+            try await pki.revoke(me + "/cert.pem", by: "issuing")
+            try await Self.eventually("the relay to hold the new CRL") {
+                try await h.admin().adminRevocationLists().lists.contains {
+                    $0.source == pki.server.url("issuing.crl") && $0.revokedCount == 1
+                }
+            }
+            // Refused at the door: the handshake (or the first request) of the revoked certificate fails.
+            let fresh = try Self.client(h, identity: me, anchors: anchors, refresh: 1)
+            await #expect(throws: (any Error).self) { _ = try await fresh.directory(coordinator) }
+            // And by the recipient: what the revoked certificate signed no longer opens.
+            try await Task.sleep(for: .seconds(1.1))
+            let inbox = try await coordinatorClient.receive(max: 10, wait: 5)
+            let refused = try #require(inbox.first)
+            #expect(throws: KetenpostError.self) { try refused.result.get() }
+            if case .failure(let error) = refused.result { #expect(error.code == .certificateRevoked, "\(error)") }
+        }
+    }
+
+    @Test func crlEndpointFailuresFollowTheDocumentedBehaviour() async throws {
+        try await Self.withHierarchy { h, pki, anchors in
+            let me = try await pki.issue(Self.shelter, oin: Self.shelterOIN)
+            _ = try await Self.onboard(h, me)
+            let admin = try h.admin()
+            let good = try await pki.der("issuing")
+            func issuingList() async throws -> API.AdminRevocationList? {
+                try await admin.adminRevocationLists().lists.first { $0.source == pki.server.url("issuing.crl") }
+            }
+            func expectError(_ code: String) async throws {
+                try await Self.eventually("lastError \(code)") { try await issuingList()?.lastError?.hasPrefix(code) == true }
+                // The list held stays in use: the partner still gets in.
+                let held = try #require(try await issuingList())
+                #expect(held.state == "current" && held.inEffect, "\(held)")
+                _ = try await Self.client(h, identity: me, anchors: anchors).directory(coordinator)
+            }
+            // Down, slow, oversized, signed by another CA: the list held stays, the error is shown.
+            pki.server.set("issuing.crl", .status(503))
+            try await expectError("http-503")
+            pki.server.set("issuing.crl", .slow(seconds: 5, good))
+            try await expectError("timeout")
+            pki.server.set("issuing.crl", .oversized(bytes: 200_000))
+            try await expectError("too-large")
+            pki.server.set("issuing.crl", .serve(try await pki.der("root")))
+            try await expectError("wrong-issuer")
+            pki.server.set("issuing.crl", .serve(Data("not a list".utf8)))
+            try await expectError("not-a-crl")
+            // Past its nextUpdate: kept (it is the CA's newest), but the door closes (tls.staleCRL:
+            // refuse) and the alarm is raised, until a current list arrives.
+            try await pki.publish("issuing", validFor: 1)
+            try await Self.eventually("the short-lived list") { try await issuingList()?.state == "stale" }
+            await #expect(throws: (any Error).self) {
+                _ = try await Self.client(h, identity: me, anchors: anchors).directory(coordinator)
+            }
+            #expect(h.relay.core.metrics.exposition().contains("ketenpost_crl_stale 1"))
+            // A recipient that gets the stale list from the relay refuses to trust anything.
+            await #expect(throws: KetenpostError.self) {
+                _ = try await Self.client(h, identity: h.shared.identityDirectory(coordinator), anchors: anchors).currentTrust()
+            }
+            try await pki.publish("issuing")
+            try await Self.eventually("a current list again") { try await issuingList()?.state == "current" }
+            _ = try await Self.client(h, identity: me, anchors: anchors).directory(coordinator)
+
+        }
+    }
+
+    @Test func aPartnerWhoseCAsListCannotBeFetchedIsRefusedAtRegistration() async throws {
+        try await Self.withHierarchy { h, pki, anchors in
+            // The relay has never held the issuing CA's list, and its server is down.
+            pki.server.set("issuing.crl", .status(503))
+            let me = try await pki.issue(Self.shelter, oin: Self.shelterOIN)
+            await expectRelayError(.certificateCRLUnavailable) { _ = try await Self.onboard(h, me) }
+            let missing = try #require(
+                try await h.admin().adminRevocationLists().lists.first { $0.source == pki.server.url("issuing.crl") }
+            )
+            #expect(missing.state == "missing" && missing.lastError?.hasPrefix("http-503") == true, "\(missing)")
+            // Once the CA's server answers, the same registration goes through.
+            try await pki.publish("issuing")
+            _ = try await Self.onboard(h, me)
+            _ = try await Self.client(h, identity: me, anchors: anchors).directory(coordinator)
+        }
+    }
+
+    @Test func aChainWhoseIntermediateIsRevokedByTheRootIsRefused() async throws {
+        try await Self.withHierarchy { h, pki, anchors in
+            let me = try await pki.issue(Self.shelter, oin: Self.shelterOIN)
+            _ = try await Self.onboard(h, me)
+            _ = try await Self.client(h, identity: me, anchors: anchors).directory(coordinator)
+            try await pki.revoke(pki.issuing.path, by: "root")
+            try await Self.eventually("the relay to hold the root's new CRL") {
+                try await h.admin().adminRevocationLists().lists.contains {
+                    $0.source == pki.server.url("root.crl") && $0.revokedCount == 1
+                }
+            }
+
+            await #expect(throws: (any Error).self) {
+                _ = try await Self.client(h, identity: me, anchors: anchors).directory(coordinator)
+            }
+            // Nor can another certificate of the revoked intermediate be registered.
+            let second = try await pki.issue("opvang-keten-twee", oin: "00000004000000000079")
+            await #expect(throws: KetenpostError.self) {
+                _ = try await Self.onboard(h, second, id: "opvang-keten-twee", oin: "00000004000000000079")
+            }
+        }
+    }
+}
