@@ -53,12 +53,15 @@ struct PKI: AsyncParsableCommand {
 
     struct Issue: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Issue another certificate and key for a partner from the development CA (to rehearse a rotation).",
+            abstract: "Issue another certificate and key for a partner from the development issuing CA (to rehearse a rotation).",
             discussion: """
                 Examples:
                   ketenpost pki issue --partner zorgcoordinatie-zuid-limburg \\
                     --out certs/dev/next/zorgcoordinatie-zuid-limburg
+                  ketenpost pki issue --partner belastingdienst --rsa --out certs/dev/next/belastingdienst
                   ketenpost pki issue --relay --out certs/dev/next/relay
+                The new directory holds cert.pem, key.pem and chain.pem (the issuing CA): register \
+                cert.pem followed by chain.pem.
                 """
         )
 
@@ -68,6 +71,7 @@ struct PKI: AsyncParsableCommand {
         @Flag(help: "Issue a new certificate for the relay itself (TLS server, receipt signing) instead.") var relay = false
         @Option(help: "Identity directory to create (cert.pem, key.pem).") var out: String
         @Option(help: "Key type: ec-p256, rsa-2048 or rsa-3072 (default: the partner's).") var key: String?
+        @Flag(help: "An RSA-3072 key (the same as --key rsa-3072), as many care providers' CAs issue.") var rsa = false
         @Option(name: .customLong("valid-days"), help: "Validity in days.") var validDays: Int = 365
         @Option(name: .customLong("not-before"), help: "Start of validity, RFC 3339 (default: now).") var notBefore: String?
 
@@ -88,7 +92,8 @@ struct PKI: AsyncParsableCommand {
                 guard let entry = try PartnerDirectoryFile.load(path: partners).partner(partner) else {
                     throw KetenpostError(.configInvalid, "\(partners) has no partner \(partner).")
                 }
-                let keyType = try key.map { text -> PartnerEntry.KeyType in
+                if rsa && key != nil && key != "rsa-3072" { throw KetenpostError(.configInvalid, "Give --rsa or --key, not both.") }
+                let keyType = try (rsa ? "rsa-3072" : key).map { text -> PartnerEntry.KeyType in
                     guard let type = PartnerEntry.KeyType(rawValue: text) else {
                         throw KetenpostError(.configInvalid, "--key must be ec-p256, rsa-2048 or rsa-3072.")
                     }

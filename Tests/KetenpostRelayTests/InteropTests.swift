@@ -68,7 +68,8 @@ import Testing
             "/v1/admin/partners:", "/v1/admin/partners/{partner}:", "/v1/admin/partners/{partner}/suspend:",
             "/v1/admin/partners/{partner}/resume:", "/v1/admin/partners/{partner}/certificates:",
             "/v1/admin/partners/{partner}/rotate:", "/v1/admin/certificates/{fingerprint}/revoke:",
-            "/v1/admin/certificates/expiring:", "/v1/admin/events:", "/v1/admin/reload:", "/v1/admin/status:", "/metrics:",
+            "/v1/admin/certificates/expiring:", "/v1/crls.pem:", "/v1/admin/crls:", "/v1/admin/events:", "/v1/admin/reload:",
+            "/v1/admin/status:", "/metrics:",
         ] {
             #expect(text.contains("  \(path)\n"), "\(path) is not in docs/openapi.yaml")
         }

@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import KetenpostAPI
 import KetenpostClient
+import KetenpostConfiguration
 import KetenpostCrypto
 import KetenpostEnvelope
 import KetenpostModel
@@ -337,7 +338,7 @@ final class CRLServer: Sendable {
     }
 
     @Test func crlEndpointFailuresFollowTheDocumentedBehaviour() async throws {
-        try await Self.withHierarchy { h, pki, anchors in
+        try await Self.withHierarchy(adjust: { $0.admin.listen = HostPort(host: "127.0.0.1", port: 0) }) { h, pki, anchors in
             let me = try await pki.issue(Self.shelter, oin: Self.shelterOIN)
             _ = try await Self.onboard(h, me)
             let admin = try h.admin()
@@ -355,6 +356,9 @@ final class CRLServer: Sendable {
             // Down, slow, oversized, signed by another CA: the list held stays, the error is shown.
             pki.server.set("issuing.crl", .status(503))
             try await expectError("http-503")
+            // The status page shows the CA's list with the error.
+            let page = try await shell("curl -sS http://127.0.0.1:\(try #require(h.relay.statusPort))/status").stdout
+            #expect(page.contains("<table id=\"crls\"") && page.contains(pki.server.url("issuing.crl")) && page.contains("http-503"))
             pki.server.set("issuing.crl", .slow(seconds: 5, good))
             try await expectError("timeout")
             pki.server.set("issuing.crl", .oversized(bytes: 200_000))

@@ -63,6 +63,20 @@ enum StatusPage {
         let staleCRLFiles: String
         let staleCRLConsequence: String
         let partners: [Partner]
+        struct CRL {
+            let ca: String
+            let state: String
+            let tag: String
+            let rowClass: String
+            let inEffect: Bool
+            let thisUpdate: String
+            let nextUpdate: String
+            let revoked: Int
+            let source: String
+            let lastError: String
+        }
+        let hasCRLs: Bool
+        let crls: [CRL]
         let hasRotations: Bool
         let rotations: [Rotation]
         let storeAnswers: Bool
@@ -156,6 +170,20 @@ enum StatusPage {
                 detail: record.detail ?? ""
             )
         }
+        let crlRows = ((try? await core.administration.revocationLists(logger: core.logger))?.lists ?? []).map { list in
+            View.CRL(
+                ca: list.ca,
+                state: list.state,
+                tag: list.state == "current" ? "active" : "revoked",
+                rowClass: list.state == "current" ? (list.lastError == nil ? "" : "warn") : "bad",
+                inEffect: list.inEffect,
+                thisUpdate: list.thisUpdate.map(time) ?? "–",
+                nextUpdate: list.nextUpdate.map(time) ?? "–",
+                revoked: list.revokedCount,
+                source: list.source,
+                lastError: list.lastError ?? ""
+            )
+        }
         return View(
             relayID: core.configuration.relay.id,
             asOf: time(now),
@@ -167,6 +195,8 @@ enum StatusPage {
             staleCRLConsequence: core.configuration.tls.acceptStaleCRL
                 ? "still accepting (tls.staleCRL: accept)" : "certificates of that CA are refused until a fresh CRL is in place",
             partners: partnerRows,
+            hasCRLs: !crlRows.isEmpty,
+            crls: crlRows,
             hasRotations: !rotations.isEmpty,
             rotations: rotations,
             storeAnswers: stats != nil,

@@ -39,6 +39,20 @@ enum StatusPageTemplate {
         </td></tr>
         {{/partners}}
         </tbody></table>
+        <h2>Revocation lists per CA</h2>
+        {{#hasCRLs}}
+        <table id="crls"><thead><tr><th>CA</th><th>State</th><th>This update</th><th>Next update</th><th>Revoked</th>\
+        <th>Source</th><th>Last fetch error</th></tr></thead><tbody>
+        {{#crls}}
+        <tr class="{{rowClass}}"><td>{{ca}}</td><td><span class="tag {{tag}}">{{state}}</span>{{#inEffect}} in effect{{/inEffect}}</td>\
+        <td>{{thisUpdate}}</td><td>{{nextUpdate}}</td><td class="num">{{revoked}}</td><td><code>{{source}}</code></td>\
+        <td>{{lastError}}</td></tr>
+        {{/crls}}
+        </tbody></table>
+        {{/hasCRLs}}
+        {{^hasCRLs}}
+        <p class="muted" id="crls">No CRL: revocation is not checked.</p>
+        {{/hasCRLs}}
         <h2>Rotations in progress</h2>
         {{#hasRotations}}
         <table id="rotations"><thead><tr><th>Partner</th><th>Old certificate</th><th>Keeps working until</th></tr></thead><tbody>
