@@ -231,6 +231,15 @@ public struct DevelopmentPKI: Sendable {
         return try CertificateIssuer(certificate: certificate, key: key)
     }
 
+    /// Where this PKI's certificates say its CRLs are: read from the issuing CA's certificate
+    /// (its distribution point names `root.crl` there), else `crlEndpoint`.
+    public var publishedCRLEndpoint: String {
+        guard let issuing = try? Certificate.load(pemFile: issuingCertificatePath).first,
+            let point = issuing.crlDistributionPoints.first, point.hasSuffix("/root.crl")
+        else { return crlEndpoint }
+        return String(point.dropLast("/root.crl".count))
+    }
+
     /// A profile with the issuing CA's CRL distribution point.
     func withCRL(_ profile: CertificateProfile) -> CertificateProfile {
         var profile = profile

@@ -123,7 +123,13 @@ public struct RelayServer: Sendable {
             onStatusRunning: onStatusRunning,
             onRunning: onRunning
         )
-        return [core.store, StartThenServe(server: self, app: app)]
+        // The development CRL endpoint runs beside the relay from the start: the relay's first
+        // CRL fetch (in `start()`) already reaches it.
+        var development: [any Service] = []
+        if configuration.developmentPKI.serveCRLs, let directory = configuration.developmentPKI.directory {
+            development.append(DevelopmentCRLService(pki: DevelopmentPKI(directory: directory), logger: core.logger))
+        }
+        return [core.store] + development + [StartThenServe(server: self, app: app)]
     }
 
     /// The Hummingbird application with the sweeper service. `onRunning` gets the bound port.
@@ -139,9 +145,6 @@ public struct RelayServer: Sendable {
         var services: [any Service] = [
             SweeperService(core: core), LifecycleService(core: core, reloadOnSIGHUP: reloadOnSIGHUP), core.revocation,
         ]
-        if configuration.developmentPKI.serveCRLs, let directory = configuration.developmentPKI.directory {
-            services.append(DevelopmentCRLService(pki: DevelopmentPKI(directory: directory), logger: logger))
-        }
         // Hosted partners talk to this relay like any partner, once it listens.
         let streams = hostedPartners.map { _ in AsyncStream.makeStream(of: Int.self) }
         for (partner, stream) in zip(hostedPartners, streams) {

@@ -8,6 +8,7 @@ import KetenpostEnvelope
 import KetenpostModel
 import KetenpostProvisioning
 import KetenpostRelay
+import Logging
 import Synchronization
 import Testing
 
@@ -424,5 +425,72 @@ final class CRLServer: Sendable {
                 _ = try await Self.onboard(h, second, id: "opvang-keten-twee", oin: "00000004000000000079")
             }
         }
+    }
+}
+
+/// The development PKI in the real shape: root → issuing CA → identities, the issuing CA's CRL
+/// published at a loopback distribution point that the relay itself serves (`serveCRLs`) and
+/// fetches from like any CA's.
+@Suite struct DevelopmentCRLEndpointTests {
+    @Test func serveAnswersAtTheDistributionPointAndARevocationReachesTheDoor() async throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ketenpost-devcrl-\(UUID().uuidString.prefix(8))")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let port = Int(
+            try await shell("python3 -c 'import socket;s=socket.socket();s.bind((\"127.0.0.1\",0));print(s.getsockname()[1])'")
+                .stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        )!
+        let pki = DevelopmentPKI(directory: dir.appendingPathComponent("certs").path, crlEndpoint: "http://127.0.0.1:\(port)")
+        let partners = try PartnerDirectoryFile.load(path: Root.path("config/partners.yaml"))
+        try pki.create(partners: partners.partners)
+        var c = RelayConfiguration.development(
+            pki: pki,
+            storePath: dir.appendingPathComponent("store.sqlite").path,
+            partnersFile: Root.path("config/partners.yaml"),
+            policyFile: Root.path("config/policy.yaml")
+        )
+        c.developmentPKI.serveCRLs = true
+        c.revocation.fetch = true
+        c.revocation.refreshInterval = 1
+        c.tls.crls = []  // only what the distribution points give
+        let log = LogLines()
+        let logger = Logger(label: "test.devcrl", factory: { _ in CapturingLogHandler(lines: log) })
+        let relay = try await RunningRelay.start(try await RelayServer.prepare(c, logger: logger), logger: logger)
+        do {
+            // The endpoint answers with DER CRLs, as a CA's web server does.
+            let served = try await shell("curl -sS --fail http://127.0.0.1:\(port)/issuing.crl | openssl crl -inform DER -noout -issuer")
+            #expect(served.status == 0 && served.stdout.contains("Ketenpost Development Issuing CA"), "\(served.stderr)")
+            let maastricht = try Identity.load(directory: pki.partnerDirectory("gemeente-maastricht"))
+            let client = try RelayClient(
+                relay: relay.url,
+                identity: maastricht,
+                trust: try TrustStore.load(anchorsFile: pki.caCertificatePath),
+                relayID: DevelopmentPKI.relayID
+            )
+            defer { Task { try? await client.shutdown() } }
+            _ = try await client.directory("zorgcoordinatie-zuid-limburg")
+            let lists = try await relay.core.administration.revocationLists(logger: logger).lists
+            #expect(lists.contains { $0.source == "http://127.0.0.1:\(port)/issuing.crl" && $0.state == "current" }, "\(lists)")
+            #expect(lists.contains { $0.source == "http://127.0.0.1:\(port)/root.crl" && $0.state == "current" }, "\(lists)")
+            // `pki revoke` writes the CRL files; the endpoint serves them at once and the relay
+            // fetches them within its refresh.
+            try pki.revoke(serials: [maastricht.certificate.serialNumberHex])
+            try await PKIHierarchyTests.eventually("the relay to fetch the new list") {
+                try await relay.core.administration.revocationLists(logger: logger).lists.contains {
+                    $0.source.hasSuffix("/issuing.crl") && $0.revokedCount == 1
+                }
+            }
+            let refused = try RelayClient(
+                relay: relay.url,
+                identity: maastricht,
+                trust: try TrustStore.load(anchorsFile: pki.caCertificatePath),
+                relayID: DevelopmentPKI.relayID
+            )
+            defer { Task { try? await refused.shutdown() } }
+            await #expect(throws: (any Error).self) { _ = try await refused.directory("zorgcoordinatie-zuid-limburg") }
+        } catch {
+            await relay.stop()
+            throw error
+        }
+        await relay.stop()
     }
 }

@@ -114,11 +114,12 @@ struct DevelopmentCRLService: Service {
 
     func run() async throws {
         // Returning would end the relay's service group: whatever happens here, wait for shutdown.
-        guard let endpoint = URL(string: pki.crlEndpoint), let host = endpoint.host, let port = endpoint.port else {
+        let published = pki.publishedCRLEndpoint
+        guard let endpoint = URL(string: published), let host = endpoint.host, let port = endpoint.port else {
             return try await gracefulShutdown()
         }
         guard host == "127.0.0.1" || host == "localhost" else {
-            logger.warning("development CRL endpoint not served: it is not on loopback", metadata: ["crl.endpoint": "\(pki.crlEndpoint)"])
+            logger.warning("development CRL endpoint not served: it is not on loopback", metadata: ["crl.endpoint": "\(published)"])
             return try await gracefulShutdown()
         }
         let router = Router()
@@ -149,7 +150,7 @@ struct DevelopmentCRLService: Service {
         } catch {
             logger.warning(
                 "development CRL endpoint not served (port taken?); the relay runs without it",
-                metadata: ["crl.endpoint": "\(pki.crlEndpoint)", "error.type": "\(type(of: error))"]
+                metadata: ["crl.endpoint": "\(published)", "error.type": "\(type(of: error))"]
             )
             try await gracefulShutdown()
         }

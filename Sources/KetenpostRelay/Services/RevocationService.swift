@@ -153,10 +153,10 @@ public final class RevocationService: Service, Sendable {
 
     private func isDue(_ held: StoredRevocationList?, now: Date, force: Bool) -> Bool {
         guard let held, !held.der.isEmpty, let fetchedAt = held.fetchedAt else {
-            // Never fetched: at once, then at most once a minute while it keeps failing (a CA
-            // whose list comes from a `tls.crls` file in a closed network fails every time).
+            // Never fetched: at once, then again every refresh (at most once a minute) while it
+            // keeps failing: the door may be closed for its certificates until it arrives.
             guard !force, let attempt = held?.lastAttemptAt else { return true }
-            return now.timeIntervalSince(attempt) >= max(60, configuration.revocation.refreshInterval)
+            return now.timeIntervalSince(attempt) >= min(60, configuration.revocation.refreshInterval)
         }
         if force { return false }
         if let attempt = held.lastAttemptAt, held.lastError != nil,
