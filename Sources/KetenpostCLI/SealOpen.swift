@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import KetenpostClient
 import KetenpostCrypto
 import KetenpostEnvelope
 import KetenpostModel
@@ -100,16 +101,22 @@ struct Open: AsyncParsableCommand {
         abstract: "Open a sealed message: verify both signatures and the certificates, decrypt, check header and schema.",
         discussion: """
             Prints {"header": …, "payload": …} as JSON. On failure prints the error code and a \
-            sentence on stderr and exits with status 1.
+            sentence on stderr and exits with status 1. Revocation is checked against the CRLs the \
+            relay serves (--relay; fail closed when they are stale or out of reach), or against \
+            --crl files for offline use.
             Examples:
               ketenpost open --identity certs/dev/partners/zorgcoordinatie-zuid-limburg \\
                 --trust certs/dev/ca/cert.pem --crl certs/dev/crl.pem --in signal.der
+              ketenpost open --identity certs/dev/partners/zorgcoordinatie-zuid-limburg --in signal.der
             """
     )
 
     @Option(help: "Identity directory of the recipient (cert.pem, key.pem).") var identity: String
-    @Option(help: "Trust anchors (PEM): the CA certificates partners are issued by.") var trust: String
-    @Option(help: "Certificate revocation list (PEM); repeatable. With a CRL, revocation is checked.") var crl: [String] = []
+    @Option(help: "Trust anchors (PEM): the CA certificates partners are issued by.") var trust: String = "certs/dev/ca/cert.pem"
+    @Option(help: "Certificate revocation list (PEM); repeatable, for offline use. Without it, the relay's CRLs are fetched.")
+    var crl: [String] = []
+    @Option(help: "Relay base URL to fetch the CRLs from (with the identity's certificate) when no --crl is given.")
+    var relay: String = "https://127.0.0.1:8443"
     @Option(name: .customLong("in"), help: "Sealed message (DER), or - for stdin.") var input: String = "-"
     @Flag(name: .customLong("allow-expired"), help: "Open a message past its expiresAt (to look at it, not to act on it).")
     var allowExpired = false
@@ -117,8 +124,13 @@ struct Open: AsyncParsableCommand {
     func run() async throws {
         do {
             let recipient = try Identity.load(directory: identity)
-            let store = try TrustStore.load(anchorsFile: trust, crlFiles: crl)
-            let opened = try Envelope.open(try readInput(input), as: recipient, trust: store, allowExpired: allowExpired)
+            let message = try readInput(input)
+            var store = try TrustStore.load(anchorsFile: trust, crlFiles: crl)
+            if crl.isEmpty {
+                let client = try PartnerOptions.client(relay: relay, identity: identity, trust: trust, crl: [])
+                store = try await withRelayClient(client) { try await $0.currentTrust() }
+            }
+            let opened = try Envelope.open(message, as: recipient, trust: store, allowExpired: allowExpired)
             var out = opened.content.encoded()
             out.append(0x0A)
             try writeOutput(out, to: "-")

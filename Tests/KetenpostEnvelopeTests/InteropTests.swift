@@ -153,7 +153,7 @@ import Testing
             Paths.executable.path,
             [
                 "open", "--identity", ws.pki.partnerDirectory("opvang-zuid-limburg"),
-                "--trust", ws.pki.caCertificatePath, "--in", garbage.path,
+                "--trust", ws.pki.caCertificatePath, "--crl", ws.pki.crlPath, "--in", garbage.path,
             ]
         )
         #expect(result.status == 1)

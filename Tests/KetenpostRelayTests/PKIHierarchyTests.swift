@@ -468,6 +468,25 @@ final class CRLServer: Sendable {
             )
             defer { Task { try? await client.shutdown() } }
             _ = try await client.directory("zorgcoordinatie-zuid-limburg")
+            // A message sealed by the partner now, opened later with `ketenpost open`, which
+            // checks revocation against the relay's CRLs unless given --crl.
+            let binary = ServeProcessTests.binary
+            let coordinator = pki.partnerDirectory("zorgcoordinatie-zuid-limburg")
+            let message = dir.appendingPathComponent("signal.der").path
+            let sealed = try await shell(
+                """
+                '\(binary)' seal --identity '\(pki.partnerDirectory("gemeente-maastricht"))' --to zorgcoordinatie-zuid-limburg \
+                  --to-cert '\(coordinator)/cert.pem' --to-cert '\(coordinator)/chain.pem' --trust '\(pki.caCertificatePath)' \
+                  --type signal --in '\(Root.path("config/examples/signal.json"))' --out '\(message)'
+                """
+            )
+            #expect(sealed.status == 0, "\(sealed.stderr)")
+            let open = "'\(binary)' open --identity '\(coordinator)' --trust '\(pki.caCertificatePath)' --in '\(message)' --relay "
+            let opened = try await shell(open + relay.url.absoluteString)
+            #expect(opened.status == 0, "\(opened.stderr)")
+            // Without the relay's CRLs (and no --crl), nothing is opened: fail closed.
+            let unreachable = try await shell(open + "https://127.0.0.1:1")
+            #expect(unreachable.status == 1 && unreachable.stdout.isEmpty, "\(unreachable.stdout)")
             let lists = try await relay.core.administration.revocationLists(logger: logger).lists
             #expect(lists.contains { $0.source == "http://127.0.0.1:\(port)/issuing.crl" && $0.state == "current" }, "\(lists)")
             #expect(lists.contains { $0.source == "http://127.0.0.1:\(port)/root.crl" && $0.state == "current" }, "\(lists)")
@@ -487,6 +506,9 @@ final class CRLServer: Sendable {
             )
             defer { Task { try? await refused.shutdown() } }
             await #expect(throws: (any Error).self) { _ = try await refused.directory("zorgcoordinatie-zuid-limburg") }
+            // And the message it signed before no longer opens for the recipient.
+            let afterwards = try await shell(open + relay.url.absoluteString)
+            #expect(afterwards.status == 1 && afterwards.stderr.contains("certificate.revoked"), "\(afterwards.stderr)")
         } catch {
             await relay.stop()
             throw error
