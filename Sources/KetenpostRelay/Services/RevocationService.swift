@@ -120,7 +120,7 @@ public final class RevocationService: Service, Sendable {
                 let now = clock()
                 let due = tracked.values.filter { isDue(byIssuer[$0.issuer.fingerprint], now: now, force: force) }
                 if !due.isEmpty {
-                    failed = await fetch(due)
+                    failed = await fetch(due, tracked: tracked)
                 }
             }
             await install(tracked: tracked)
@@ -144,9 +144,9 @@ public final class RevocationService: Service, Sendable {
         }
         guard !missing.isEmpty else { return }
         await round.run {
-            _ = await fetch(Array(missing.values))
             var tracked = self.tracked()
             for (key, value) in missing where tracked[key] == nil { tracked[key] = value }
+            _ = await fetch(Array(missing.values), tracked: tracked)
             await install(tracked: tracked)
         }
     }
@@ -171,8 +171,10 @@ public final class RevocationService: Service, Sendable {
         return false
     }
 
-    /// Fetches each CA's list (in parallel), stores what passes; returns the CAs that failed.
-    private func fetch(_ due: [Tracked]) async -> [String] {
+    /// Fetches each CA's list (in parallel), stores what passes and puts each into use as soon
+    /// as it is stored (a slow CA does not hold back another's revocations); returns the CAs
+    /// that failed.
+    private func fetch(_ due: [Tracked], tracked: [String: Tracked]) async -> [String] {
         var http = HTTPClient.Configuration()
         http.redirectConfiguration = .follow(max: 3, allowCycles: false)
         let timeout = TimeAmount.milliseconds(Int64(configuration.revocation.timeout * 1000))
@@ -187,7 +189,9 @@ public final class RevocationService: Service, Sendable {
                 group.addTask { await self.fetch(tracked, client: client) }
             }
             var failed: [String] = []
-            for await result in group { if let result { failed.append(result) } }
+            for await result in group {
+                if let result { failed.append(result) } else { await install(tracked: tracked) }
+            }
             return failed
         }
     }
