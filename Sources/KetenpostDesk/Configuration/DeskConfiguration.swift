@@ -127,7 +127,14 @@ extension DeskConfiguration {
             "certs/dev/ca/cert.pem",
             "The CAs (PEM) for the relay's TLS certificate and every signature."
         )
-        static let crlsKey = ConfigurationKey.list("crls", ["certs/dev/crl.pem"], "CRLs (PEM) checked for every certificate.")
+        static let crlsKey = ConfigurationKey.list(
+            "crls",
+            ["certs/dev/crl.pem"],
+            """
+            CRLs (PEM) checked for recipients' certificates when sealing and when showing stored messages. Incoming messages are \
+            checked against the CRLs the relay serves, fetched every five minutes (fail closed when they are stale).
+            """
+        )
         public static let keys: [any DocumentedKey] = [urlKey, idKey, trustAnchorsKey, crlsKey]
 
         public var url = urlKey.defaultValue
