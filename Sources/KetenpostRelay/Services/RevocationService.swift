@@ -183,8 +183,7 @@ public final class RevocationService: Service, Sendable {
             http.proxy = .server(host: host, port: url.port ?? 80)
         }
         let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: http)
-        defer { Task { try? await client.shutdown() } }
-        return await withTaskGroup(of: String?.self) { group in
+        let failed = await withTaskGroup(of: String?.self) { group in
             for tracked in due {
                 group.addTask { await self.fetch(tracked, client: client) }
             }
@@ -194,6 +193,9 @@ public final class RevocationService: Service, Sendable {
             }
             return failed
         }
+        // One client per round (rounds are rare), shut down before the next: nothing lingers.
+        try? await client.shutdown()
+        return failed
     }
 
     /// Tries the CA's sources in order. Returns the issuer's name when every source failed.
