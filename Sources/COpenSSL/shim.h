@@ -16,6 +16,7 @@
 #include <openssl/rsa.h>
 #include <openssl/ec.h>
 #include <openssl/rand.h>
+#include <openssl/ocsp.h>
 
 /* Function-like and compound macros that Swift cannot import. */
 static inline long copenssl_BIO_get_mem_data(BIO *b, char **pp) { return BIO_get_mem_data(b, pp); }
@@ -48,5 +49,11 @@ static inline const unsigned char *copenssl_DIST_POINT_uri(const DIST_POINT *p, 
     *length = ASN1_STRING_length(name->d.uniformResourceIdentifier);
     return ASN1_STRING_get0_data(name->d.uniformResourceIdentifier);
 }
+/* OCSP responder URLs of a certificate (authorityInfoAccess). */
+static inline int copenssl_sk_OPENSSL_STRING_num(STACK_OF(OPENSSL_STRING) *sk) { return sk_OPENSSL_STRING_num(sk); }
+static inline const char *copenssl_sk_OPENSSL_STRING_value(STACK_OF(OPENSSL_STRING) *sk, int i) { return sk_OPENSSL_STRING_value(sk, i); }
+static inline int copenssl_OCSP_RESPONSE_STATUS_SUCCESSFUL(void) { return OCSP_RESPONSE_STATUS_SUCCESSFUL; }
+static inline int copenssl_V_OCSP_CERTSTATUS_GOOD(void) { return V_OCSP_CERTSTATUS_GOOD; }
+static inline int copenssl_V_OCSP_CERTSTATUS_REVOKED(void) { return V_OCSP_CERTSTATUS_REVOKED; }
 static inline int copenssl_sk_X509_REVOKED_num(const STACK_OF(X509_REVOKED) *sk) { return sk_X509_REVOKED_num(sk); }
 #endif

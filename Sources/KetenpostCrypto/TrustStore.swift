@@ -29,7 +29,7 @@ public final class TrustStore: @unchecked Sendable {
     /// Whether revocation is checked (there are CRLs, or it was asked for without any).
     public let checksRevocation: Bool
 
-    private let store: OpaquePointer
+    let store: OpaquePointer
     private struct CacheKey: Hashable {
         let der: Data
         let purpose: Purpose

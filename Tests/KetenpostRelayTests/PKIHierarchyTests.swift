@@ -92,7 +92,7 @@ final class OpenSSLHierarchy: Sendable {
     }
 
     /// A partner identity below the issuing CA: cert.pem (the leaf), chain.pem (the issuing CA), key.pem.
-    func issue(_ id: String, oin: String, rsa: Bool = false, crl: String? = nil) async throws -> String {
+    func issue(_ id: String, oin: String, rsa: Bool = false, crl: String? = nil, ocsp: String? = nil) async throws -> String {
         let out = dir.appendingPathComponent(id)
         let keyUsage = rsa ? "digitalSignature,keyEncipherment" : "digitalSignature,keyAgreement"
         let newKey = rsa ? "-newkey rsa:3072" : "-newkey ec -pkeyopt ec_paramgen_curve:P-256"
@@ -104,12 +104,48 @@ final class OpenSSLHierarchy: Sendable {
             printf '%s\\n' 'basicConstraints=critical,CA:FALSE' 'keyUsage=critical,\(keyUsage)' \
               'extendedKeyUsage=clientAuth,emailProtection' 'subjectKeyIdentifier=hash' 'authorityKeyIdentifier=keyid' \
               'crlDistributionPoints=URI:\(crl ?? server.url("issuing.crl"))' > '\(id).ext'
+            \(ocsp.map { "echo 'authorityInfoAccess=OCSP;URI:\($0)' >> '\(id).ext'" } ?? "")
             openssl x509 -req -in '\(id).csr' -CA issuing.pem -CAkey issuing.key -CAcreateserial -days 20 -sha256 \
               -extfile '\(id).ext' -out '\(out.path)/cert.pem' 2>/dev/null
             cp issuing.pem '\(out.path)/chain.pem'
             """
         )
         return out.path
+    }
+
+    /// An OCSP responder for the issuing CA (`openssl ocsp`, answering from the CA's database,
+    /// which it re-reads when it changes), with a delegated signing certificate.
+    func startOCSPResponder(port: Int) async throws -> Process {
+        try await run(
+            """
+            openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ocsp.key -out ocsp.csr \
+              -subj "/O=Test PKI/CN=Test OCSP responder" 2>/dev/null
+            printf '%s\\n' 'basicConstraints=critical,CA:FALSE' 'keyUsage=critical,digitalSignature' \
+              'extendedKeyUsage=OCSPSigning' > ocsp.ext
+            openssl x509 -req -in ocsp.csr -CA issuing.pem -CAkey issuing.key -CAcreateserial -days 20 -sha256 \
+              -extfile ocsp.ext -out ocsp.pem 2>/dev/null
+            """
+        )
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
+        process.arguments = [
+            "ocsp", "-index", "issuing.db/index", "-port", "\(port)", "-rsigner", "ocsp.pem", "-rkey", "ocsp.key",
+            "-CA", "issuing.pem", "-ignore_err",
+        ]
+        process.currentDirectoryURL = dir
+        FileManager.default.createFile(atPath: dir.appendingPathComponent("ocsp.log").path, contents: nil)
+        let log = try FileHandle(forWritingTo: dir.appendingPathComponent("ocsp.log"))
+        process.standardOutput = log
+        process.standardError = log
+        try process.run()
+        // Ready when it accepts a connection.
+        for _ in 0..<50 {
+            // A whole request: `openssl ocsp` serves one connection at a time, and a bare
+            // connection without a request would hold it.
+            if try await shell("curl -s -m 2 -o /dev/null http://127.0.0.1:\(port)/").status == 0 { break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        return process
     }
 
     /// The anchors for the relay and the partners: the development root (the relay's own
@@ -404,6 +440,60 @@ final class CRLServer: Sendable {
             try await pki.publish("issuing")
             _ = try await Self.onboard(h, me)
             _ = try await Self.client(h, identity: me, anchors: anchors).directory(coordinator)
+        }
+    }
+
+    static func freePort() async throws -> Int {
+        let text = try await shell("python3 -c 'import socket;s=socket.socket();s.bind((\"127.0.0.1\",0));print(s.getsockname()[1])'")
+        return Int(text.stdout.trimmingCharacters(in: .whitespacesAndNewlines))!
+    }
+
+    @Test func anOCSPResponderThatRevokesACertificateClosesTheDoor() async throws {
+        let port = try await Self.freePort()
+        try await Self.withHierarchy(adjust: {
+            $0.revocation.ocsp = true
+            $0.revocation.ocspInterval = 1
+        }) { h, pki, anchors in
+            let responder = try await pki.startOCSPResponder(port: port)
+            defer { responder.terminate() }
+            let url = "http://127.0.0.1:\(port)"
+            // `openssl ocsp` re-reads its CA database after it served the next request: a request
+            // after each change makes it current.
+            func nudge() async throws { _ = try await shell("curl -s -m 2 -o /dev/null \(url)/") }
+            // Known to the responder as valid: registered.
+            let me = try await pki.issue(Self.shelter, oin: Self.shelterOIN, ocsp: url)
+            try await pki.run("openssl ca -config issuing.cnf -valid '\(me)/cert.pem' 2>/dev/null")
+            try await nudge()
+            do { _ = try await Self.onboard(h, me) } catch {
+                Issue.record("\(error): \((try? String(contentsOf: pki.dir.appendingPathComponent("ocsp.log"), encoding: .utf8)) ?? "")")
+                throw error
+            }
+            _ = try await Self.client(h, identity: me, anchors: anchors).directory(coordinator)
+            // Unknown to the responder: refused at registration (tls.staleCRL: refuse).
+            let stranger = try await pki.issue("opvang-onbekend", oin: "00000004000000000080", ocsp: url)
+            await expectRelayError(.certificateCRLUnavailable) {
+                _ = try await Self.onboard(h, stranger, id: "opvang-onbekend", oin: "00000004000000000080")
+            }
+            // The CA revokes it in its database only (its CRL still lists nothing): the relay's
+            // next OCSP check revokes it in the directory, and the door closes.
+            try await pki.run("openssl ca -config issuing.cnf -revoke '\(me)/cert.pem' 2>/dev/null")
+            try await nudge()
+            try await Self.eventually("the directory to revoke the certificate") {
+                try await h.admin().adminPartner(Self.shelter).certificates.first?.state == "revoked"
+            }
+            let certificate = try #require(try await h.admin().adminPartner(Self.shelter).certificates.first)
+            #expect(certificate.revocationReason == "ca-revoked-ocsp")
+            #expect(try await h.admin().adminEvents().events.contains { $0.action == "certificate.revoked" && $0.actor == "ocsp" })
+            await #expect(throws: (any Error).self) {
+                _ = try await Self.client(h, identity: me, anchors: anchors).directory(coordinator)
+            }
+            // A revoked certificate is refused at registration by the responder's word alone.
+            let second = try await pki.issue("opvang-keten-drie", oin: "00000004000000000081", ocsp: url)
+            try await pki.run("openssl ca -config issuing.cnf -revoke '\(second)/cert.pem' 2>/dev/null")
+            try await nudge()
+            await expectRelayError(.certificateRevoked) {
+                _ = try await Self.onboard(h, second, id: "opvang-keten-drie", oin: "00000004000000000081")
+            }
         }
     }
 

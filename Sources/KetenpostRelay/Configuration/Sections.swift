@@ -194,13 +194,34 @@ extension RelayConfiguration {
             is in the store well before its nextUpdate.
             """
         )
-        public static let keys: [any DocumentedKey] = [fetchKey, proxyKey, timeoutKey, maxBytesKey, refreshIntervalKey]
+        static let ocspKey = ConfigurationKey.choice(
+            "ocsp",
+            false,
+            yes: "on",
+            no: "off",
+            """
+            `on`: also ask the OCSP responder a certificate names (authorityInfoAccess), at registration and every \
+            `ocspInterval`; a certificate the responder calls revoked is revoked in the directory (actor `ocsp`). No answer \
+            follows `tls.staleCRL` at registration and raises the alarm later. CRLs are checked either way.
+            """
+        )
+        static let ocspIntervalKey = ConfigurationKey.duration(
+            "ocspInterval",
+            "1h",
+            atLeast: "1s",
+            "How often registered certificates with an OCSP responder are checked again (`ocsp: on`)."
+        )
+        public static let keys: [any DocumentedKey] = [
+            fetchKey, proxyKey, timeoutKey, maxBytesKey, refreshIntervalKey, ocspKey, ocspIntervalKey,
+        ]
 
         public var fetch = fetchKey.defaultValue
         public var proxy = proxyKey.defaultValue
         public var timeout = timeoutKey.defaultValue
         public var maxBytes = maxBytesKey.defaultValue
         public var refreshInterval = refreshIntervalKey.defaultValue
+        public var ocsp = ocspKey.defaultValue
+        public var ocspInterval = ocspIntervalKey.defaultValue
 
         public init() {}
 
@@ -210,6 +231,8 @@ extension RelayConfiguration {
             try reader.read(Self.timeoutKey, into: &timeout)
             try reader.read(Self.maxBytesKey, into: &maxBytes)
             try reader.read(Self.refreshIntervalKey, into: &refreshInterval)
+            try reader.read(Self.ocspKey, into: &ocsp)
+            try reader.read(Self.ocspIntervalKey, into: &ocspInterval)
         }
     }
 

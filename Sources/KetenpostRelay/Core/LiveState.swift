@@ -111,13 +111,17 @@ public final class LiveCredentials: Sendable {
         }
     }
 
+    /// Certificates whose OCSP responder gave no usable answer at the last check (`revocation.ocsp`).
+    private let ocspUnanswered = Mutex<[String]>([])
+    func setOCSPUnanswered(_ labels: [String]) { ocspUnanswered.withLock { $0 = labels } }
+
     /// CAs the relay tracks (`RevocationService`) for which no list could be fetched and no file holds one.
     public var missingRevocationLists: [String] { fetched.withLock { $0.missing } }
 
     /// Labels of the CRLs in effect past their next update, and of tracked CAs without a list.
     public func staleRevocationLists(at now: Date) -> [String] {
         labelledRevocationLists().filter { $0.list.nextUpdate.map { $0 <= now } ?? false }.map(\.label)
-            + missingRevocationLists.map { "CA \($0) (no CRL)" }
+            + missingRevocationLists.map { "CA \($0) (no CRL)" } + ocspUnanswered.withLock { $0 }.map { "OCSP for \($0) (no answer)" }
     }
 
     static func commonName(_ rfc2253: String) -> String {

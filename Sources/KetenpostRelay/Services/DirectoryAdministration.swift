@@ -60,8 +60,9 @@ public struct DirectoryAdministration: Sendable {
             )
         ]
         for input in request.certificates {
-            await revocation.ensureLists(for: input.pem)
-            changes.append(.addCertificate(try checkedCertificate(input, partner: request.id, oin: request.oin, now: now)))
+            changes.append(
+                .addCertificate(try await checkedCertificateFetchingCRLs(input, partner: request.id, oin: request.oin, now: now))
+            )
         }
         try await apply(changes, actor: actor, at: now, logger: logger)
         guard let partner = directory.snapshot.partner(request.id) else { throw notFound(request.id) }
@@ -293,7 +294,35 @@ public struct DirectoryAdministration: Sendable {
         now: Date
     ) async throws(KetenpostError) -> DirectoryCertificate {
         await revocation.ensureLists(for: input.pem)
-        return try checkedCertificate(input, partner: partner, oin: oin, now: now)
+        let record = try checkedCertificate(input, partner: partner, oin: oin, now: now)
+        // With `revocation.ocsp: on`, the responder the certificate names has its say too.
+        guard let certificate = try? Certificate(der: record.der) else { return record }
+        let chain = record.chain.compactMap { try? Certificate(der: $0) }
+        switch await revocation.ocspStatus(of: certificate, chain: chain) {
+        case nil, .success(.good)?:
+            return record
+        case .success(.revoked)?:
+            throw KetenpostError(.certificateRevoked, "The new certificate was refused: its CA's OCSP responder says it is revoked.")
+        case .success(.unknown)?:
+            guard configuration.tls.acceptStaleCRL else {
+                throw KetenpostError(
+                    .certificateCRLUnavailable,
+                    "The new certificate was refused: its CA's OCSP responder does not know it (tls.staleCRL: refuse)."
+                )
+            }
+            return record
+        case .failure(let failure)?:
+            guard configuration.tls.acceptStaleCRL else {
+                throw KetenpostError(
+                    .certificateCRLUnavailable,
+                    """
+                    The new certificate was refused: its revocation could not be checked with its CA's OCSP responder \
+                    (\(failure.sentence)); try again when the responder answers (tls.staleCRL: refuse).
+                    """
+                )
+            }
+            return record
+        }
     }
 
     func checkedCertificate(

@@ -59,10 +59,15 @@ public final class RevocationService: Service, Sendable {
         guard configuration.revocation.fetch else { return try await gracefulShutdown() }
         // The store is read often (other instances' fetches apply within this), fetched only when due.
         let check = Duration.milliseconds(Int64(min(configuration.revocation.refreshInterval, 30) * 1000))
+        var lastOCSP = Date.distantPast
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
             try? await cancelWhenGracefulShutdown { try await Task.sleep(for: check) }
             if Task.isCancelled || Task.isShuttingDownGracefully { break }
             await refresh()
+            if configuration.revocation.ocsp, clock().timeIntervalSince(lastOCSP) >= configuration.revocation.ocspInterval {
+                lastOCSP = clock()
+                await checkOCSP()
+            }
         }
     }
 
@@ -325,6 +330,101 @@ public final class RevocationService: Service, Sendable {
         if credentials.install(fetched: lists, required: !tracked.isEmpty, missing: missing.sorted()) {
             logger.notice("CRLs in use changed", metadata: ["crl.fetched": "\(lists.count)", "crl.tracked": "\(tracked.count)"])
         }
+        credentials.checkCRLs()
+    }
+}
+
+// MARK: - OCSP (`revocation.ocsp: on`)
+
+extension RevocationService {
+    /// What a certificate's OCSP responder says, or nil when OCSP is off or it names none.
+    func ocspStatus(of certificate: Certificate, chain: [Certificate]) async -> Result<OCSP.Status, FetchFailure>? {
+        guard configuration.revocation.ocsp else { return nil }
+        let responders = OCSP.responders(of: certificate)
+        guard !responders.isEmpty else { return nil }
+        let credentials = self.credentials.value
+        let pool = chain + credentials.trust.anchors + directory.snapshot.intermediates + credentials.identity.chain
+        guard let issuer = pool.first(where: { $0 != certificate && certificate.isIssued(by: $0) }) else {
+            return .failure(FetchFailure(code: "no-issuer", detail: "the certificate's issuer is not known here"))
+        }
+        let request: OCSP.Request
+        do { request = try OCSP.request(for: certificate, issuer: issuer) } catch {
+            return .failure(FetchFailure(code: "request", detail: "no OCSP request could be made for the certificate"))
+        }
+        var http = HTTPClient.Configuration()
+        let timeout = TimeAmount.milliseconds(Int64(configuration.revocation.timeout * 1000))
+        http.timeout = .init(connect: timeout, read: timeout)
+        if let proxy = configuration.revocation.proxy, let url = URL(string: proxy), let host = url.host {
+            http.proxy = .server(host: host, port: url.port ?? 80)
+        }
+        let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: http)
+        var result: Result<OCSP.Status, FetchFailure> = .failure(FetchFailure(code: "no-source", detail: "no responder answered"))
+        for responder in responders {
+            do {
+                var post = HTTPClientRequest(url: responder)
+                post.method = .POST
+                post.headers.add(name: "Content-Type", value: "application/ocsp-request")
+                post.body = .bytes(ByteBuffer(bytes: request.der))
+                let response = try await client.execute(post, timeout: .seconds(Int64(configuration.revocation.timeout.rounded(.up))))
+                guard response.status == .ok else {
+                    result = .failure(
+                        FetchFailure(code: "http-\(response.status.code)", detail: "the responder answered \(response.status.code)")
+                    )
+                    continue
+                }
+                let body = try await response.body.collect(upTo: min(configuration.revocation.maxBytes, 1 << 20))
+                let answer = try OCSP.check(Data(buffer: body), for: request, issuer: issuer, anchors: credentials.trust.anchors)
+                result = .success(answer.status)
+                break
+            } catch let error as CryptoError {
+                result = .failure(FetchFailure(code: "invalid-answer", detail: error.message))
+            } catch {
+                result = .failure(FetchFailure(code: "unreachable", detail: "the responder could not be reached (\(error))"))
+            }
+        }
+        try? await client.shutdown()
+        return result
+    }
+
+    /// Asks the responders of every usable registered certificate. A certificate the responder
+    /// calls revoked is revoked in the directory at once (every instance refuses it from its
+    /// next directory refresh); one without a usable answer raises the alarm.
+    func checkOCSP() async {
+        let snapshot = directory.snapshot
+        let now = clock()
+        var unanswered: [String] = []
+        for partner in snapshot.partners.values.sorted(by: { $0.id < $1.id }) {
+            for registered in partner.certificates {
+                let state = registered.state(at: now)
+                guard state != .revoked && state != .expired && state != .retired else { continue }
+                switch await ocspStatus(of: registered.certificate, chain: registered.intermediates) {
+                case nil, .success(.good)?:
+                    continue
+                case .success(.revoked)?:
+                    do {
+                        try await store.applyDirectory(
+                            [.revokeCertificate(fingerprint: registered.fingerprint, at: now, reason: "ca-revoked-ocsp")],
+                            actor: "ocsp",
+                            at: now
+                        )
+                        logger.notice(
+                            "certificate revoked: its CA's OCSP responder says so",
+                            metadata: ["partner.id": "\(partner.id)", "certificate.serial": "\(registered.record.serial)"]
+                        )
+                        try? await directory.refresh(force: true)
+                    } catch {
+                        logger.error("OCSP revocation could not be stored", metadata: ["partner.id": "\(partner.id)"])
+                    }
+                case .success(.unknown)?:
+                    unanswered.append(partner.id)
+                    logger.error("OCSP responder does not know the certificate", metadata: ["partner.id": "\(partner.id)"])
+                case .failure(let failure)?:
+                    unanswered.append(partner.id)
+                    logger.error("OCSP check failed", metadata: ["partner.id": "\(partner.id)", "ocsp.error": "\(failure.sentence)"])
+                }
+            }
+        }
+        credentials.setOCSPUnanswered(unanswered)
         credentials.checkCRLs()
     }
 }
