@@ -255,6 +255,10 @@ final class CRLServer: Sendable {
     }
 
     static func onboard(_ h: Harness, _ identity: String, id: String = shelter, oin: String = shelterOIN) async throws -> API.AdminPartner {
+        // The harness's clock stands still; openssl issued this certificate (and its CA's lists)
+        // after it started. The relay checks a certificate that is not valid yet at its notBefore,
+        // where a CRL published later is not valid yet either: bring the clock up to now.
+        h.clock.advance(by: max(0, Date().timeIntervalSince(h.clock()) + 1))
         let pem =
             try String(contentsOfFile: identity + "/cert.pem", encoding: .utf8)
             + String(contentsOfFile: identity + "/chain.pem", encoding: .utf8)
