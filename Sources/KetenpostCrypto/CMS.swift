@@ -68,17 +68,31 @@ public enum CMS {
     ///
     /// The signer's chain is *not* checked here: callers check it with a `TrustStore`, which
     /// gives distinct errors (expired, revoked, untrusted) and caches results per certificate.
-    public static func verifySignature(_ der: some DataProtocol) throws(CryptoError) -> Signed {
+    /// - Parameter fastPath: take the certificates out before OpenSSL parses the structure
+    ///   (`SignedDataCertificates`); false lets OpenSSL parse everything: the reference that the
+    ///   differential fuzz target and tests compare the fast path with.
+    public static func verifySignature(_ der: some DataProtocol, fastPath: Bool = true) throws(CryptoError) -> Signed {
         // The usual shape: certificates from the cache, the rest parsed by OpenSSL.
         var supplied: [Certificate] = []
         let cms: ContentInfo
-        let split = SignedDataCertificates.split(der)
+        let split = fastPath ? SignedDataCertificates.split(der) : nil
         if let split {
+            // Bounded before anything is decoded: a partner's message cannot make the relay hold
+            // many or large certificates (issue 20).
+            guard split.certificates.count <= Certificate.maximumPerSignedData else {
+                throw CryptoError(
+                    .malformed,
+                    """
+                    The SignedData carries \(split.certificates.count) certificates; at most \(Certificate.maximumPerSignedData) are \
+                    allowed.
+                    """
+                )
+            }
             for certificate in split.certificates {
                 do {
-                    supplied.append(try CertificateCache.certificate(der: certificate))
+                    supplied.append(try CertificateCache.decode(der: certificate))
                 } catch {
-                    throw CryptoError(.malformed, "The input is not a well-formed CMS structure.", detail: error.detail)
+                    throw CryptoError(.malformed, "The input is not a well-formed CMS structure.", detail: [error.message] + error.detail)
                 }
             }
             cms = try ContentInfo.parse(split.withoutCertificates)
@@ -122,8 +136,20 @@ public enum CMS {
         if split == nil, let all = CMS_get1_certs(cms.pointer) {
             // The uncommon shape OpenSSL parsed itself: its certificates are read from the structure.
             defer { copenssl_sk_X509_pop_free(all) }
+            guard copenssl_sk_X509_num(all) <= Int32(Certificate.maximumPerSignedData) else {
+                throw CryptoError(.malformed, "The SignedData carries more than \(Certificate.maximumPerSignedData) certificates.")
+            }
             for index in 0..<copenssl_sk_X509_num(all) {
-                if let pointer = copenssl_sk_X509_value(all, index) { supplied.append(try Certificate(borrowing: pointer)) }
+                guard let pointer = copenssl_sk_X509_value(all, index) else { continue }
+                let certificate = try Certificate(borrowing: pointer)
+                guard certificate.der.count <= Certificate.maximumSize else {
+                    throw CryptoError(
+                        .malformed,
+                        "The input is not a well-formed CMS structure.",
+                        detail: ["a certificate above 16384 bytes"]
+                    )
+                }
+                supplied.append(certificate)
             }
         }
         return Signed(content: output.contents, signer: signer, intermediates: supplied.filter { $0 != signer })

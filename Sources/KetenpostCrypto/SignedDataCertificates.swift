@@ -10,9 +10,12 @@ import Synchronization
 /// covered by the signature (the signed attributes are), so verifying the structure without it,
 /// with the same certificates supplied from a cache, checks exactly the same thing.
 ///
-/// Anything that is not the plain DER shape Ketenpost writes (indefinite lengths, other
-/// certificate choices, no certificates field) is left to the ordinary parse, which then gives
-/// the usual errors.
+/// Only the exact DER shape of RFC 5652 is split: version, digestAlgorithms, encapContentInfo,
+/// one certificates field of plain certificates, optional crls, signerInfos, nothing else, in
+/// that order, with minimal lengths. Anything else (indefinite or long-form lengths, a second
+/// certificates field, certificates after the signer infos, other certificate choices) is left
+/// to OpenSSL's own parse, so that the relay accepts exactly what `openssl cms` accepts; a
+/// differential fuzz target (`signeddata-parsers`) holds the two paths to that.
 enum SignedDataCertificates {
     /// The SignedData without its `certificates` field, and the DER of each certificate it held.
     struct Split {
@@ -30,29 +33,30 @@ enum SignedDataCertificates {
             let explicit = TLV.read(bytes, at: oid.end), explicit.tag == 0xA0, explicit.end == contentInfo.end,
             let signedData = TLV.read(bytes, at: explicit.contentStart), signedData.tag == 0x30, signedData.end == explicit.end
         else { return nil }
-        var kept: [UInt8] = []
-        kept.reserveCapacity(bytes.count)
-        var certificates: [Data] = []
-        var found = false
+        var children: [TLV] = []
         var cursor = signedData.contentStart
         while cursor < signedData.end {
             guard let child = TLV.read(bytes, at: cursor), child.end <= signedData.end else { return nil }
-            if child.tag == 0xA0 && !found {
-                found = true
-                var inner = child.contentStart
-                while inner < child.end {
-                    guard let certificate = TLV.read(bytes, at: inner), certificate.tag == 0x30, certificate.end <= child.end else {
-                        return nil
-                    }
-                    certificates.append(Data(bytes[certificate.start..<certificate.end]))
-                    inner = certificate.end
-                }
-            } else {
-                kept.append(contentsOf: bytes[child.start..<child.end])
-            }
+            children.append(child)
             cursor = child.end
         }
-        guard found, !certificates.isEmpty else { return nil }
+        // version, digestAlgorithms, encapContentInfo, [0] certificates, [1] crls (optional), signerInfos.
+        let tags = children.map(\.tag)
+        guard tags == [0x02, 0x31, 0x30, 0xA0, 0x31] || tags == [0x02, 0x31, 0x30, 0xA0, 0xA1, 0x31] else { return nil }
+        let field = children[3]
+        var certificates: [Data] = []
+        var inner = field.contentStart
+        while inner < field.end {
+            guard let certificate = TLV.read(bytes, at: inner), certificate.tag == 0x30, certificate.end <= field.end else {
+                return nil
+            }
+            certificates.append(Data(bytes[certificate.start..<certificate.end]))
+            inner = certificate.end
+        }
+        guard !certificates.isEmpty else { return nil }
+        var kept: [UInt8] = []
+        kept.reserveCapacity(bytes.count)
+        for child in children where child.start != field.start { kept.append(contentsOf: bytes[child.start..<child.end]) }
         let newSignedData = TLV.encode(tag: 0x30, kept)
         let newExplicit = TLV.encode(tag: 0xA0, newSignedData)
         let newContentInfo = TLV.encode(tag: 0x30, signedDataOID + newExplicit)
@@ -79,6 +83,8 @@ enum SignedDataCertificates {
                 let count = Int(first & 0x7F)
                 guard count >= 1, count <= 4, start + 2 + count <= bytes.count else { return nil }  // 0x80: indefinite
                 for index in 0..<count { length = length << 8 | Int(bytes[start + 2 + index]) }
+                // DER: the shortest length encoding only (no leading zero byte, long form from 128 on).
+                guard length >= 0x80, bytes[start + 2] != 0 else { return nil }
                 contentStart += count
             }
             let end = contentStart + length
@@ -108,31 +114,72 @@ enum SignedDataCertificates {
 }
 
 extension Certificate {
-    /// The certificate for these DER bytes, decoded once per process and then shared: for the
-    /// certificates every request presents again (TLS client certificates, message signers).
+    /// The largest certificate Ketenpost decodes from a message or handshake: real ones (also
+    /// PKIoverheid's, with their policies and long names) are 1 to 3 KiB.
+    public static let maximumSize = 16_384
+    /// The most certificates one SignedData may carry: the signer and five intermediates.
+    public static let maximumPerSignedData = 6
+
+    /// The certificate for these DER bytes, decoded once per process and then shared: for
+    /// certificates that were verified (a TLS client certificate after the handshake checked its
+    /// chain). Refuses DER above `maximumSize`.
     public static func cached(der: some DataProtocol) throws(CryptoError) -> Certificate {
         try CertificateCache.certificate(der: Data(der))
     }
 }
 
-/// Certificates decoded once and shared, looked up by their DER bytes (bounded; cleared when full).
+/// Certificates decoded once and shared, looked up by their DER bytes. Only certificates that
+/// verified are admitted (a signer whose signature checked, a chain a trust store accepted), so
+/// a partner cannot fill it with junk: it is bounded by count and by bytes, and cleared when full.
 enum CertificateCache {
-    private static let entries = Mutex<(certificates: [Data: Certificate], clears: Int)>(([:], 0))
+    private struct State {
+        var certificates: [Data: Certificate] = [:]
+        var bytes = 0
+        var clears = 0
+    }
+    private static let entries = Mutex<State>(State())
     static let limit = 4_096
+    static let byteLimit = 8 << 20
 
-    static func certificate(der: Data) throws(CryptoError) -> Certificate {
+    /// The cached certificate, or a new one that is not cached (until `admit`).
+    static func decode(der: Data) throws(CryptoError) -> Certificate {
         if let cached = entries.withLock({ $0.certificates[der] }) { return cached }
-        let certificate = try Certificate(der: der)
-        entries.withLock { entries in
-            if entries.certificates.count >= limit {
-                entries.certificates.removeAll(keepingCapacity: true)
-                entries.clears += 1
-            }
-            entries.certificates[der] = certificate
+        guard der.count <= Certificate.maximumSize else {
+            throw CryptoError(
+                .malformed,
+                "A certificate of \(der.count) bytes is larger than the \(Certificate.maximumSize) bytes a certificate may have here."
+            )
         }
+        return try Certificate(der: der)
+    }
+
+    /// Decodes and admits: for a certificate the caller has verified.
+    static func certificate(der: Data) throws(CryptoError) -> Certificate {
+        let certificate = try decode(der: der)
+        admit(certificate)
         return certificate
+    }
+
+    /// Keeps a verified certificate for the next lookup of its DER.
+    static func admit(_ certificate: Certificate) {
+        let size = certificate.der.count
+        guard size <= Certificate.maximumSize else { return }
+        entries.withLock { state in
+            if state.certificates[certificate.der] != nil { return }
+            if state.certificates.count >= limit || state.bytes + size > byteLimit {
+                state.certificates.removeAll(keepingCapacity: true)
+                state.bytes = 0
+                state.clears += 1
+            }
+            state.certificates[certificate.der] = certificate
+            state.bytes += size
+        }
     }
 
     /// How often the cache was cleared (tests: whether two lookups could share an object).
     static var clears: Int { entries.withLock { $0.clears } }
+    /// Whether these DER bytes are cached (tests).
+    static func contains(_ der: Data) -> Bool { entries.withLock { $0.certificates[der] != nil } }
+    /// The DER bytes held (tests, the figure in SECURITY.md).
+    static var bytes: Int { entries.withLock { $0.bytes } }
 }

@@ -93,7 +93,10 @@ public final class TrustStore: @unchecked Sendable {
         // A cached success stands whatever chain is given now: the leaf was shown to chain to an
         // anchor under these CRLs, and a new set of CRLs means a new store.
         if time == nil, let until = cache.withLock({ $0[key] }), until > now { return }
-        _ = try verifyUncached(certificate, chain: chain, purpose: purpose, at: time)
+        let path = try verifyUncached(certificate, chain: chain, purpose: purpose, at: time)
+        // The leaf and the intermediates of its path chain to an anchor: the certificate cache may keep them.
+        CertificateCache.admit(certificate)
+        for intermediate in chain where path.contains(intermediate) { CertificateCache.admit(intermediate) }
         if time == nil {
             let until = min(now.addingTimeInterval(cacheLifetime), certificate.notAfter)
             cache.withLock { cache in

@@ -19,6 +19,8 @@ final class Fixture: Sendable {
     let sender: Identity
     let recipient: Identity
     let relay: Identity
+    /// A SignedData by the sender that carries a second certificate (the CA's), for the layout changes.
+    let signedSample: Data
     var senderEntry: PartnerEntry { Self.senderEntry }
     var recipientEntry: PartnerEntry { Self.recipientEntry }
     static let senderEntry = PartnerEntry(
@@ -66,6 +68,7 @@ final class Fixture: Sendable {
         recipient = try identity(Self.recipientEntry)
         let relayKey = try PrivateKey.generate(.ecP256)
         relay = try Identity(certificate: try ca.issue(DevelopmentPKI.relayProfile(now: now), for: relayKey), key: relayKey)
+        signedSample = try CMS.sign(Data("sample".utf8), signer: sender.certificate, key: sender.key, extraCertificates: [ca.certificate])
     }
 
     /// The canonical outer document around an encrypted layer.

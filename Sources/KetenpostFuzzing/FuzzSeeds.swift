@@ -35,6 +35,12 @@ public enum FuzzSeeds {
             return header
         }
 
+        // The two SignedData parsers: a valid sample, and one layout change each.
+        try put(.signedDataParsers, "sample.der", fixture.signedSample)
+        for change in SignedDataLayouts.Change.allCases {
+            try put(.signedDataParsers, "layout-\(change).bin", Data([change.rawValue]))
+        }
+
         // Documents.
         try put(.header, "minimal.json", Fixture.header.encoded())
         try put(.header, "full.json", header(.signal, full: true).encoded())

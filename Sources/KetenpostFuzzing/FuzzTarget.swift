@@ -27,6 +27,9 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     /// Raw bytes on a relay connection: NIO's HTTP/1 decoder, Hummingbird's request and router,
     /// the relay's handlers.
     case httpRequest = "http-request"
+    /// A SignedData read by both of the relay's parsers (the certificate-splitting fast path and
+    /// OpenSSL's own): they must agree. DER as is, or layout changes of a valid message.
+    case signedDataParsers = "signeddata-parsers"
     /// `config/ketenpost.yaml` (`RelayConfiguration.parse`).
     case configRelay = "config-relay"
     /// `config/partners.yaml` (`PartnerDirectoryFile.parse`).
@@ -45,6 +48,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         case .payload: try DocumentTargets.payload(data)
         case .receipt: try DocumentTargets.receipt(data)
         case .httpRequest: try await HTTPRequestTarget.run(data)
+        case .signedDataParsers: try ParserTargets.signedData(data)
         case .configRelay: try ConfigurationTargets.relay(data)
         case .configPartners: try ConfigurationTargets.partners(data)
         case .configPolicy: try ConfigurationTargets.policy(data)

@@ -211,6 +211,8 @@ import Testing
         // during which another test filled it proves nothing, so it is tried again.
         for _ in 0..<5 {
             let clears = CertificateCache.clears
+            // Only a certificate that chained to an anchor is kept.
+            try TrustStore(anchors: [pki.ca.certificate], intermediates: []).verify(signer.certificate, for: .contentSigning)
             let a = try CMS.verifySignature(first)
             let b = try CMS.verifySignature(second)
             #expect(a.content == Data("one".utf8) && b.content == Data("two".utf8))
@@ -220,6 +222,46 @@ import Testing
             return
         }
         Issue.record("the certificate cache was cleared during every attempt")
+    }
+
+    /// A hostile partner's message with junk certificates (issue 20): what did not verify is not
+    /// kept, more than six certificates or one above 16 KiB are refused before decoding.
+    @Test func junkCertificatesDoNotFillTheCache() throws {
+        let signer = try pki.identity("gemeente-eijsden-margraten")
+        let junk = try (0..<5).map { index in
+            try CertificateIssuer.selfSigned(
+                DevelopmentPKI.caProfile(now: Date(), name: "Junk \(index) \(UUID().uuidString)"),
+                key: .generate(.ecP256)
+            ).certificate
+        }
+        let der = try CMS.sign(Data("x".utf8), signer: signer.certificate, key: signer.key, extraCertificates: junk)
+        #expect(try CMS.verifySignature(der).intermediates.count == 5)  // the signature itself is fine
+        for certificate in junk { #expect(!CertificateCache.contains(certificate.der)) }
+        #expect(throws: CryptoError.self) { try pki.trust.verify(junk[0], for: .contentSigning) }
+        #expect(!CertificateCache.contains(junk[0].der))
+
+        let seven = try CMS.sign(
+            Data("x".utf8),
+            signer: signer.certificate,
+            key: signer.key,
+            extraCertificates: junk + [pki.ca.certificate]
+        )
+        do {
+            _ = try CMS.verifySignature(seven)
+            Issue.record("seven certificates were accepted")
+        } catch {
+            #expect(error.code == .malformed && "\(error)".contains("at most 6"), "\(error)")
+        }
+
+        // 20 KiB in a SEQUENCE where a certificate goes: refused by its size, not parsed.
+        let large = Data([0x30, 0x82, 0x50, 0x00] + [UInt8](repeating: 0x04, count: 0x5000))
+        let withLarge = try replacingCertificates(of: der, with: [signer.certificate.der, large])
+        do {
+            _ = try CMS.verifySignature(withLarge)
+            Issue.record("a 20 KiB certificate was accepted")
+        } catch {
+            #expect(error.code == .malformed && "\(error)".contains("16384"), "\(error)")
+        }
     }
 
     @Test func extraCertificatesStillFindTheSigner() throws {

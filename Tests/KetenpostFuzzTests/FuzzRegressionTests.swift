@@ -75,3 +75,33 @@ struct FuzzRegressionTests {
         }
     }
 }
+
+/// The relay's SignedData fast path, OpenSSL's parse in-process and the `openssl cms` command
+/// accept and refuse the same layouts (issue 20: the fast path used to accept certificates
+/// after the signer infos and a second certificates field, which `openssl cms` refuses).
+@Suite struct SignedDataParserAgreementTests {
+    @Test(arguments: SignedDataLayouts.Change.allCases)
+    func everyLayoutIsJudgedAlike(change: SignedDataLayouts.Change) async throws {
+        let variant = try #require(SignedDataLayouts.apply(change, to: SignedDataLayouts.sample))
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("layout-\(UUID().uuidString).der")
+        defer { try? FileManager.default.removeItem(at: file) }
+        try variant.write(to: file)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
+        process.arguments = ["cms", "-verify", "-noverify", "-binary", "-inform", "DER", "-in", file.path, "-out", "/dev/null"]
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        process.waitUntilExit()
+        let openssl = process.terminationStatus == 0
+        let (fast, reference) = SignedDataLayouts.accepted(variant)
+        #expect(
+            fast == reference && fast == openssl,
+            "\(change): fast path \(fast), OpenSSL in-process \(reference), openssl cms \(openssl)"
+        )
+    }
+
+    @Test func theUnchangedSampleIsAcceptedByAll() {
+        let (fast, reference) = SignedDataLayouts.accepted(SignedDataLayouts.sample)
+        #expect(fast && reference)
+    }
+}
