@@ -137,7 +137,20 @@ public enum API {
         /// anchors: to build their chains with, never to trust or to seal to. Absent from relays
         /// before chains were kept.
         public var chain: [String]?
-        public init(id: String, name: String, role: String, oin: String, state: String, certificates: [String], chain: [String]? = nil) {
+        /// SHA-256 fingerprints (hex) of the partner's registered signing certificates that are
+        /// not revoked: a recipient accepts a message from this partner only if one of these
+        /// signed it. Absent from relays before issue 20.
+        public var signers: [String]?
+        public init(
+            id: String,
+            name: String,
+            role: String,
+            oin: String,
+            state: String,
+            certificates: [String],
+            chain: [String]? = nil,
+            signers: [String]? = nil
+        ) {
             self.id = id
             self.name = name
             self.role = role
@@ -145,6 +158,7 @@ public enum API {
             self.state = state
             self.certificates = certificates
             self.chain = chain
+            self.signers = signers
         }
     }
 

@@ -39,11 +39,21 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error, critical.") var logLevel: Logger.Level =
         .info
     @Option(name: .customLong("log-format"), help: "text or json (one JSON object per line).") var logFormat: LogFormat = .text
+    @Flag(
+        name: .customLong("conformance-echo"),
+        help: """
+            Host the conformance echo (conformance.echo, or ketenpost-echo) for `ketenpost conformance`. Test relays only: \
+            its private key lives on this host and its signals pass outside the policy table.
+            """
+    ) var conformanceEcho = false
 
     func run() async throws {
         do {
             var configuration = try RelayConfiguration.load(path: config)
             if let port { configuration.listen.port = port }
+            if conformanceEcho && configuration.conformance.echo == nil {
+                configuration.conformance.echo = DevelopmentPKI.echo.id
+            }
             let level = logLevel
             switch logFormat {
             case .json:
@@ -95,9 +105,18 @@ struct PartnerOptions: ParsableArguments {
     ) var crl: [String] = []
     @Option(name: .customLong("relay-id"), help: "The relay's id, issuer of acceptance receipts.") var relayID: String = DevelopmentPKI
         .relayID
+    @Option(
+        help: """
+            A partners.yaml with the partners' OINs, known without the relay: senders' OINs in the relay's directory must \
+            agree with it.
+            """
+    ) var partners: String?
 
     func client() throws -> RelayClient {
-        try Self.client(relay: relay, identity: identity, trust: trust, crl: crl, relayID: relayID)
+        let pinned = try partners.map { try PartnerDirectoryFile.load(path: $0).partners }.map {
+            Dictionary($0.map { ($0.id, $0.oin) }, uniquingKeysWith: { first, _ in first })
+        }
+        return try Self.client(relay: relay, identity: identity, trust: trust, crl: crl, relayID: relayID, pinnedOINs: pinned ?? [:])
     }
 
     static func client(
@@ -105,7 +124,8 @@ struct PartnerOptions: ParsableArguments {
         identity: String,
         trust: String,
         crl: [String],
-        relayID: String = DevelopmentPKI.relayID
+        relayID: String = DevelopmentPKI.relayID,
+        pinnedOINs: [String: String] = [:]
     ) throws -> RelayClient {
         guard let url = URL(string: relay), url.scheme == "https" else {
             throw KetenpostError(.requestInvalid, "--relay must be an https URL such as https://127.0.0.1:8443.")
@@ -116,7 +136,8 @@ struct PartnerOptions: ParsableArguments {
             identity: try Identity.load(directory: identity),
             trust: try TrustStore.load(anchorsFile: trust, crlFiles: crl),
             relayID: relayID,
-            revocation: crl.isEmpty ? .fromRelay() : .trustOnly
+            revocation: crl.isEmpty ? .fromRelay() : .trustOnly,
+            pinnedOINs: pinnedOINs
         )
     }
 }
@@ -424,7 +445,7 @@ struct StatusReport: Encodable {
         }
         func check(_ base64: String, kind: Receipt.Kind, issuer: String) throws -> ReceiptSummary {
             guard let der = Data(base64Encoded: base64) else { throw KetenpostError(.receiptMalformed, "A receipt is not base64.") }
-            let receipt = try SignedReceipt.verify(der, trust: trust).receipt
+            let receipt = try SignedReceipt.verify(der, trust: trust, signer: kind == .acceptance ? .relay(relayID) : .partner).receipt
             guard receipt.kind == kind, receipt.messageId == status.id, receipt.messageDigest == digest,
                 receipt.from == me, receipt.to == status.to, receipt.issuer == issuer
             else {

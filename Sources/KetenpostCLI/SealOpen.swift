@@ -1,9 +1,11 @@
 import ArgumentParser
 import Foundation
+import KetenpostAPI
 import KetenpostClient
 import KetenpostCrypto
 import KetenpostEnvelope
 import KetenpostModel
+import KetenpostProvisioning
 
 extension MessageType: ExpressibleByArgument {}
 extension Priority: ExpressibleByArgument {}
@@ -103,11 +105,15 @@ struct Open: AsyncParsableCommand {
             Prints {"header": …, "payload": …} as JSON. On failure prints the error code and a \
             sentence on stderr and exits with status 1. Revocation is checked against the CRLs the \
             relay serves (--relay; fail closed when they are stale or out of reach), or against \
-            --crl files for offline use.
+            --crl files for offline use. The signer must carry the sender's OIN and, with the relay, \
+            be one of the sender's registered certificates; --partners gives OINs known without the \
+            relay (the chain's partner list), which the relay's directory must then agree with.
             Examples:
               ketenpost open --identity certs/dev/partners/zorgcoordinatie-zuid-limburg \\
                 --trust certs/dev/ca/cert.pem --crl certs/dev/crl.pem --in signal.der
               ketenpost open --identity certs/dev/partners/zorgcoordinatie-zuid-limburg --in signal.der
+              ketenpost open --identity certs/dev/partners/zorgcoordinatie-zuid-limburg \
+                --crl certs/dev/crl.pem --partners config/partners.yaml --in signal.der
             """
     )
 
@@ -120,17 +126,33 @@ struct Open: AsyncParsableCommand {
     @Option(name: .customLong("in"), help: "Sealed message (DER), or - for stdin.") var input: String = "-"
     @Flag(name: .customLong("allow-expired"), help: "Open a message past its expiresAt (to look at it, not to act on it).")
     var allowExpired = false
+    @Option(help: "A partners.yaml with the partners' OINs, known without the relay; needed for offline use (--crl).")
+    var partners: String?
 
     func run() async throws {
         do {
             let recipient = try Identity.load(directory: identity)
             let message = try readInput(input)
             var store = try TrustStore.load(anchorsFile: trust, crlFiles: crl)
-            if crl.isEmpty {
-                let client = try PartnerOptions.client(relay: relay, identity: identity, trust: trust, crl: [])
-                store = try await withRelayClient(client) { try await $0.currentTrust() }
+            let pinned = try partners.map { try PartnerDirectoryFile.load(path: $0).partners }.map {
+                Dictionary($0.map { ($0.id, $0.oin) }, uniquingKeysWith: { first, _ in first })
             }
-            let opened = try Envelope.open(message, as: recipient, trust: store, allowExpired: allowExpired)
+            // The sender named by the (signature-checked) outer layer; the binding decides whether to believe it.
+            let from = try Envelope.readOuter(message, trust: store).header.from
+            let binding: Envelope.SenderBinding
+            if crl.isEmpty {
+                let client = try PartnerOptions.client(relay: relay, identity: identity, trust: trust, crl: [], pinnedOINs: pinned ?? [:])
+                (store, binding) = try await withRelayClient(client) {
+                    (try await $0.currentTrust(), try await $0.senderBinding(for: from))
+                }
+            } else {
+                guard let oin = pinned?[from] else {
+                    let missing = pinned == nil ? "give the chain's partners.yaml" : "\(from) is not in it"
+                    throw KetenpostError(.signerNotSender, "Offline (--crl), the sender's OIN must come from --partners: \(missing).")
+                }
+                binding = Envelope.SenderBinding(partner: from, oin: oin, fingerprints: nil)
+            }
+            let opened = try Envelope.open(message, as: recipient, trust: store, allowExpired: allowExpired, sender: binding)
             var out = opened.content.encoded()
             out.append(0x0A)
             try writeOutput(out, to: "-")

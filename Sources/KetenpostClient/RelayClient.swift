@@ -30,6 +30,11 @@ public final class RelayClient: Sendable {
     private let http: HTTPClient
     private let timeout: TimeAmount
     public let revocation: RevocationCheck
+    /// OINs this recipient knows without asking the relay (from the chain's partner list): the
+    /// directory must agree with them, so a compromised relay cannot swap a sender's OIN.
+    public let pinnedOINs: [String: String]
+    /// What the directory registered for each sender, for a minute.
+    private let bindings = Mutex<[String: (binding: Envelope.SenderBinding, fetchedAt: Date)]>([:])
     /// The trust store with the relay's CRLs, when they were fetched, and the earliest nextUpdate among them.
     private let revocationState = Mutex<(trust: TrustStore, fetchedAt: Date, nextUpdate: Date?)?>(nil)
 
@@ -57,9 +62,11 @@ public final class RelayClient: Sendable {
         relayID: String,
         decryptionIdentities: [Identity] = [],
         timeout: TimeAmount = .seconds(60),
-        revocation: RevocationCheck = .fromRelay()
+        revocation: RevocationCheck = .fromRelay(),
+        pinnedOINs: [String: String] = [:]
     ) throws {
         self.revocation = revocation
+        self.pinnedOINs = pinnedOINs
         self.relay = relay
         self.decryptionIdentities = decryptionIdentities.filter { $0.partnerID == identity.partnerID }
         self.relayID = relayID
@@ -68,6 +75,7 @@ public final class RelayClient: Sendable {
         self.timeout = timeout
         var tls = TLSConfiguration.makeClientConfiguration()
         tls.minimumTLSVersion = .tlsv12
+        tls.cipherSuites = TLSPolicy.cipherSuites
         tls.trustRoots = .certificates(try trust.anchors.map { try NIOSSLCertificate(bytes: Array($0.der), format: .der) })
         tls.certificateChain = try ([identity.certificate] + identity.chain).map {
             .certificate(try NIOSSLCertificate(bytes: Array($0.der), format: .der))
@@ -156,7 +164,7 @@ public final class RelayClient: Sendable {
         guard let der = Data(base64Encoded: base64) else {
             throw KetenpostError(.receiptMalformed, "The relay's receipt is not base64.")
         }
-        let verified = try SignedReceipt.verify(der, trust: try latestTrust())
+        let verified = try SignedReceipt.verify(der, trust: try latestTrust(), signer: .relay(relayID))
         let receipt = verified.receipt
         guard receipt.issuer == relayID, verified.signer.commonName == relayID else {
             throw KetenpostError(.receiptSignerMismatch, "The acceptance receipt is not signed by the relay (\(relayID)).")
@@ -252,40 +260,104 @@ public final class RelayClient: Sendable {
     /// Leases messages and opens each; nothing is acknowledged yet.
     public func receive(max: Int = 10, wait: TimeInterval = 0) async throws -> [Received] {
         let trust = try await currentTrust()
-        return try await inbox(max: max, wait: wait).messages.map { item in
+        let messages = try await inbox(max: max, wait: wait).messages
+        // What the directory registered for each sender, fetched before anything is opened: a
+        // relay out of reach is an error of this call (the leases run out and the messages come
+        // again), not a verdict on a message; a sender the directory does not know is one.
+        var bindings: [String: Result<Envelope.SenderBinding, KetenpostError>] = [:]
+        for sender in Set(messages.map(\.from)) {
+            do {
+                bindings[sender] = .success(try await senderBinding(for: sender))
+            } catch let error as KetenpostError {
+                bindings[sender] = .failure(error)
+            }
+        }
+        var received: [Received] = []
+        for item in messages {
             guard let sealed = Data(base64Encoded: item.message) else {
-                return Received(
-                    id: item.id,
-                    from: item.from,
-                    leaseToken: item.leaseToken,
-                    sealed: Data(),
-                    result: .failure(KetenpostError(.envelopeMalformed, "The relay delivered a message that is not base64."))
+                received.append(
+                    Received(
+                        id: item.id,
+                        from: item.from,
+                        leaseToken: item.leaseToken,
+                        sealed: Data(),
+                        result: .failure(KetenpostError(.envelopeMalformed, "The relay delivered a message that is not base64."))
+                    )
                 )
+                continue
             }
             let result: Result<Envelope.Opened, KetenpostError>
             do {
-                let opened = try self.open(sealed, trust: trust)
+                let opened = try await openBound(sealed, from: item.from, binding: try bindings[item.from]!.get(), trust: trust)
                 result =
                     opened.header.id == item.id
                     ? .success(opened)
                     : .failure(KetenpostError(.headerMismatch, "The relay delivered the message under another id than its header's."))
             } catch let error as KetenpostError {
                 result = .failure(error)
-            } catch {
-                result = .failure(.internal(error))
             }
-            return Received(id: item.id, from: item.from, leaseToken: item.leaseToken, sealed: sealed, result: result)
+            // Anything else (the relay out of reach while a rotated sender's entry is fetched again)
+            // ends this call: the messages come again.
+            received.append(Received(id: item.id, from: item.from, leaseToken: item.leaseToken, sealed: sealed, result: result))
         }
+        return received
+    }
+
+    /// Opens a message from `sender`, bound to what the directory registered for it (its OIN and
+    /// signing certificates; `Envelope.SenderBinding`). A signer the held directory entry lacks
+    /// gets one fresh look (a rotation may have happened since).
+    /// - Parameter known: the sender's binding if the caller has it (`senderBinding(for:)`).
+    public func openBound(
+        _ sealed: Data,
+        from sender: String,
+        binding known: Envelope.SenderBinding? = nil,
+        allowExpired: Bool = false,
+        trust: TrustStore? = nil
+    ) async throws -> Envelope.Opened {
+        let binding: Envelope.SenderBinding
+        if let known { binding = known } else { binding = try await senderBinding(for: sender) }
+        do {
+            return try open(sealed, allowExpired: allowExpired, trust: trust, sender: binding)
+        } catch let error as KetenpostError where error.code == .signerUnregistered {
+            let fresh = try await senderBinding(for: sender, refresh: true)
+            guard fresh != binding else { throw error }
+            return try open(sealed, allowExpired: allowExpired, trust: trust, sender: fresh)
+        }
+    }
+
+    /// What the directory registered for `partner`, checked against the pinned OIN if there is one.
+    public func senderBinding(for partner: String, refresh: Bool = false) async throws -> Envelope.SenderBinding {
+        let now = Date()
+        if !refresh, let held = bindings.withLock({ $0[partner] }), now.timeIntervalSince(held.fetchedAt) < 60 { return held.binding }
+        let entry = try await directory(partner)
+        if let pinned = pinnedOINs[partner], pinned != entry.oin {
+            throw KetenpostError(
+                .signerNotSender,
+                """
+                The relay's directory gives \(partner) another OIN than the one known here; messages from \(partner) are not \
+                opened. Tell the relay administrators.
+                """
+            )
+        }
+        let binding = Envelope.SenderBinding(partner: partner, oin: entry.oin, fingerprints: entry.signers.map(Set.init))
+        bindings.withLock { $0[partner] = (binding, now) }
+        return binding
     }
 
     /// Opens with the identity, or else with each decryption identity (only "not a recipient" moves on).
     /// `allowExpired` is for looking at a stored message again, never for acting on a new one.
     /// Without `trust`, the trust store of the last `currentTrust()` (which `receive` calls).
-    public func open(_ sealed: Data, allowExpired: Bool = false, trust: TrustStore? = nil) throws -> Envelope.Opened {
+    /// With `sender`, the signer must be what the directory registered (`openBound` fetches it).
+    public func open(
+        _ sealed: Data,
+        allowExpired: Bool = false,
+        trust: TrustStore? = nil,
+        sender: Envelope.SenderBinding? = nil
+    ) throws -> Envelope.Opened {
         let trust = try trust ?? latestTrust()
         let candidates = [identity] + decryptionIdentities
         for (index, candidate) in candidates.enumerated() {
-            let result = Result { try Envelope.open(sealed, as: candidate, trust: trust, allowExpired: allowExpired) }
+            let result = Result { try Envelope.open(sealed, as: candidate, trust: trust, allowExpired: allowExpired, sender: sender) }
             switch result {
             case .success(let opened):
                 return opened

@@ -101,6 +101,9 @@ public struct HostPort: Sendable, Equatable {
     public var host: String
     public var port: Int
 
+    /// The host names that reach this machine only.
+    public static let loopbackHosts: Set<String> = ["127.0.0.1", "::1", "localhost"]
+
     public init(host: String, port: Int) {
         self.host = host
         self.port = port

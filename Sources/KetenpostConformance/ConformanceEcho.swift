@@ -26,6 +26,11 @@ public struct ConformanceEcho: HostedPartner {
 
     public func register(core: RelayCore) async throws {
         guard let id = core.configuration.conformance.echo else { return }
+        // Said at every start: a production relay must not hold a partner's key or pass signals outside the policy.
+        core.logger.warning(
+            "conformance echo hosted: its private key is on this host and its signals bypass the policy; test relays only",
+            metadata: ["partner.id": "\(id)"]
+        )
         try await Self.register(id, configuration: core.configuration, store: core.store, now: core.clock(), logger: core.logger)
     }
 

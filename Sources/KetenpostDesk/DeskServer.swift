@@ -103,6 +103,7 @@ public struct DeskServer: Sendable {
             let chain = try NIOSSLCertificate.fromPEMFile(certificate).map { NIOSSLCertificateSource.certificate($0) }
             var tls = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .file(key))
             tls.minimumTLSVersion = .tlsv12
+            tls.cipherSuites = TLSPolicy.cipherSuites
             return [
                 Application(
                     router: router(),

@@ -242,18 +242,66 @@ public enum Envelope {
         public var payload: Payload { content.payload }
     }
 
+    /// What the directory registered for a sender: a signer that chains to the anchors and
+    /// carries the sender's id as commonName is not enough, because under a national CA the
+    /// subscriber chooses the commonName. The OIN is checked by the CA; the fingerprints are the
+    /// certificates the relay's administrators registered.
+    public struct SenderBinding: Sendable, Equatable {
+        public var partner: String
+        /// The partner's OIN: the signer's subject serialNumber must be this.
+        public var oin: String?
+        /// SHA-256 fingerprints of the partner's registered signing certificates; nil: not known.
+        public var fingerprints: Set<String>?
+
+        public init(partner: String, oin: String?, fingerprints: Set<String>?) {
+            self.partner = partner
+            self.oin = oin
+            self.fingerprints = fingerprints
+        }
+
+        /// Refuses a signer that is not what was registered for `partner`.
+        public func check(_ signer: Certificate, from: String) throws(KetenpostError) {
+            guard from == partner else {
+                throw KetenpostError(.signerNotSender, "The message names \(from) as sender, but \(partner) was expected.")
+            }
+            if let oin, signer.subjectSerialNumber != oin {
+                throw KetenpostError(
+                    .signerNotSender,
+                    """
+                    The message is signed by a certificate without \(partner)'s OIN (\(oin)): another organisation's certificate \
+                    carrying its name. Do not act on it; tell the relay administrators.
+                    """
+                )
+            }
+            if let fingerprints, !fingerprints.contains(signer.fingerprint) {
+                throw KetenpostError(
+                    .signerUnregistered,
+                    """
+                    The message is signed by a certificate that is not registered for \(partner) in the directory. Do not act on \
+                    it; tell the relay administrators.
+                    """
+                )
+            }
+        }
+    }
+
     /// Opens and checks every layer; see docs/FORMAT.md for the order of checks.
-    /// - Parameter allowExpired: open a message past its `expiresAt` (for looking at old
-    ///   messages, never for acting on them: a relay must not deliver those).
+    /// - Parameters:
+    ///   - allowExpired: open a message past its `expiresAt` (for looking at old messages, never
+    ///     for acting on them: a relay must not deliver those).
+    ///   - sender: what the directory registered for the expected sender; checked before
+    ///     anything is decrypted.
     public static func open(
         _ message: Data,
         as recipient: Identity,
         trust: TrustStore,
         intermediates: [Certificate] = [],
         at time: Date? = nil,
-        allowExpired: Bool = false
+        allowExpired: Bool = false,
+        sender: SenderBinding? = nil
     ) throws(KetenpostError) -> Opened {
         let outer = try readOuter(message, trust: trust, intermediates: intermediates, at: time)
+        try sender?.check(outer.signer, from: outer.header.from)
         guard outer.header.to == recipient.partnerID else {
             throw KetenpostError(
                 .recipientMismatch,

@@ -32,12 +32,24 @@ public enum SignedReceipt {
         public let signer: Certificate
     }
 
+    /// Who may sign a receipt. A partner's certificate is for S/MIME signing; the relay's is a
+    /// TLS server certificate without that purpose, so neither can stand in for the other: the
+    /// relay cannot sign a message or a recipient's receipt, and a partner cannot sign an
+    /// acceptance receipt.
+    public enum Signer: Sendable {
+        /// A partner (a recipient's acknowledgement): the S/MIME signing purpose.
+        case partner
+        /// The relay with this id (acceptance receipts): the TLS server purpose and its commonName.
+        case relay(String)
+    }
+
     /// Checks the signature, the signer's chain, the schema, and that the signer is the receipt's issuer.
     public static func verify(
         _ der: Data,
         trust: TrustStore,
         intermediates: [Certificate] = [],
-        at time: Date? = nil
+        at time: Date? = nil,
+        signer expected: Signer = .partner
     ) throws(KetenpostError) -> Verified {
         guard !der.isEmpty, der.count <= maximumSize else {
             throw KetenpostError(.receiptMalformed, "A receipt is a CMS SignedData of at most \(maximumSize) bytes.")
@@ -51,7 +63,12 @@ public enum SignedReceipt {
             throw KetenpostError(.receiptMalformed, "The receipt is not an attached CMS SignedData with one signer.", detail: error.detail)
         }
         do {
-            try trust.verify(signed.signer, chain: signed.intermediates + intermediates, for: .contentSigning, at: time)
+            let purpose: TrustStore.Purpose
+            switch expected {
+            case .partner: purpose = .contentSigning
+            case .relay: purpose = .tlsServer
+            }
+            try trust.verify(signed.signer, chain: signed.intermediates + intermediates, for: purpose, at: time)
         } catch {
             throw .certificate(error, role: "receipt signer's")
         }
@@ -63,6 +80,9 @@ public enum SignedReceipt {
         }
         guard signed.signer.commonName == receipt.issuer else {
             throw KetenpostError(.receiptSignerMismatch, "The receipt is signed by another party than the issuer it names.")
+        }
+        if case .relay(let relayID) = expected, receipt.issuer != relayID {
+            throw KetenpostError(.receiptSignerMismatch, "The receipt is not signed by the relay (\(relayID)).")
         }
         return Verified(receipt: receipt, signer: signed.signer)
     }

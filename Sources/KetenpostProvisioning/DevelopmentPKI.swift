@@ -279,7 +279,9 @@ public struct DevelopmentPKI: Sendable {
             notBefore: now.addingTimeInterval(-3600),
             notAfter: now.addingTimeInterval(365 * 86_400),
             keyUsage: "critical,digitalSignature,keyAgreement",
-            extendedKeyUsage: "serverAuth,clientAuth,emailProtection",
+            // No emailProtection: the relay signs receipts and checkpoints, never messages, and
+            // recipients tell them apart by this purpose (issue 20).
+            extendedKeyUsage: "serverAuth,clientAuth",
             subjectAltName: "DNS:localhost,IP:127.0.0.1,IP:::1"
         )
     }

@@ -199,10 +199,16 @@ public struct RelayServer: Sendable {
                 )
             )
         }
+        let gate = ConnectionGate(core: core)
         return Application(
             router: RelayHTTP.router(core: core),
             server: try .tls(
-                .http1(configuration: .init(idleTimeout: .milliseconds(Int64(configuration.limits.idleTimeout * 1000)))),
+                .http1(
+                    configuration: .init(
+                        additionalChannelHandlers: [gate.handler()],
+                        idleTimeout: .milliseconds(Int64(configuration.limits.idleTimeout * 1000))
+                    )
+                ),
                 configuration: tls
             ),
             configuration: .init(

@@ -12,6 +12,8 @@ import ServiceLifecycle
 public final class SQLiteMessageStore: RelayStore {
     let pool: DatabasePool
     private let writes: SQLiteWriteBatcher
+    /// What the operator should know about the files (a data folder others may list); metadata only.
+    public let warnings: [String]
 
     /// Opens or creates the database file (and its parent directories). Call `migrate()` before use.
     /// - Parameter readOnly: open an existing file without writing to it (`ketenpost audit verify`).
@@ -23,9 +25,10 @@ public final class SQLiteMessageStore: RelayStore {
             config.readonly = true
             pool = try DatabasePool(path: url.path, configuration: config)
             writes = SQLiteWriteBatcher(pool: pool)
+            warnings = []
             return
         }
-        try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+        warnings = try FilePermissions.prepare(database: url.path)
         var config = Configuration()
         config.foreignKeysEnabled = true
         // A second process (or a long sweep) holding the write lock makes us wait, not fail.

@@ -15,6 +15,8 @@ public struct StoreError: Error, Sendable, Equatable, CustomStringConvertible {
         public static let tls = Code(name: "store.tls")
         /// The database answered something the schema rules out.
         public static let unexpectedResult = Code(name: "store.unexpected-result")
+        /// The SQLite files are readable or writable by other users of the machine.
+        public static let permissions = Code(name: "store.permissions")
         /// The store is not running (its service ended).
         public static let closed = Code(name: "store.closed")
         // Directory changes refused as a whole (`subject` names the partner or certificate):

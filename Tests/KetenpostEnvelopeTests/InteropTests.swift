@@ -92,6 +92,8 @@ import Testing
             [
                 "open", "--identity", ws.pki.partnerDirectory(recipient),
                 "--trust", ws.pki.caCertificatePath, "--crl", ws.pki.crlPath,
+                // Offline, the sender's OIN comes from the chain's partner list.
+                "--partners", Paths.root.appendingPathComponent("config/partners.yaml").path,
                 "--in", work.appendingPathComponent("message.der").path,
             ]
         )
@@ -225,8 +227,8 @@ import Testing
         )
         #expect(sealed.status == 0, "\(sealed.stderr)")
         let open = [
-            "open", "--identity", ws.pki.partnerDirectory(to), "--trust", ws.pki.caCertificatePath, "--crl", ws.pki.crlPath, "--in",
-            message,
+            "open", "--identity", ws.pki.partnerDirectory(to), "--trust", ws.pki.caCertificatePath, "--crl", ws.pki.crlPath,
+            "--partners", partners, "--in", message,
         ]
         #expect(try await run(Paths.executable.path, open).status == 0)
         let revoked = try await run(Paths.executable.path, ["pki", "revoke", "--dir", certs, "--cert", next + "/cert.pem"])

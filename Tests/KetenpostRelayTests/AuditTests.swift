@@ -210,4 +210,112 @@ import Testing
             #expect(try await h.relay.core.store.auditCheckpoints().last?.sequence == head.sequence)
         }
     }
+
+    /// Issue 20: a record changed, the chain recomputed and the later checkpoints deleted. Without
+    /// a freshness bound that passed; now the unsigned old records show, a checkpoint deleted from
+    /// the middle leaves a gap in their numbers, and a pinned checkpoint must still hold.
+    @Test func deletingCheckpointsDoesNotHideARewrite() async throws {
+        try await withRelay { h in
+            let sender = try h.client(municipality)
+            for _ in 0..<3 {
+                for _ in 0..<2 { _ = try await sender.send(payload: try h.example(.signal), type: .signal, to: coordinator) }
+                await h.relay.core.writeCheckpoint()
+            }
+            let checkpoints = try await h.relay.core.store.auditCheckpoints()
+            #expect(checkpoints.count == 3)
+            let (copy, records) = (try await copyStore(h), try await h.relay.core.store.auditRecords(after: 0, limit: 1000))
+            let trust = try TrustStore.load(anchorsFile: h.shared.pki.caCertificatePath)
+            func check(_ file: URL, now: Date, pinned: AuditCheckpoint? = nil) async throws -> AuditTrail.Report {
+                try await AuditTrail.verify(
+                    store: try SQLiteMessageStore(path: file.path, readOnly: true),
+                    trust: trust,
+                    relayID: DevelopmentPKI.relayID,
+                    freshness: .init(interval: 300, now: now),
+                    pinned: pinned
+                )
+            }
+            let later = h.clock().addingTimeInterval(600)  // the auditor looks ten minutes later
+            #expect(try await check(copy, now: later).ok)
+            #expect(try await check(copy, now: later, pinned: checkpoints[2]).ok)
+
+            // The middle checkpoint deleted: a gap in the numbers.
+            var report = try await check(
+                try tampered(copy, "DELETE FROM audit_checkpoints WHERE sequence = \(checkpoints[1].sequence)"),
+                now: later
+            )
+            #expect(report.problems.map(\.kind) == [.checkpointRemoved], "\(report.problems)")
+
+            // A record after the first checkpoint changed, the chain recomputed, later checkpoints deleted.
+            let k = checkpoints[0].sequence + 1
+            let forged = try forge(copy, records: records, at: k)
+            let cut = try tampered(forged, "DELETE FROM audit_checkpoints WHERE sequence > \(checkpoints[0].sequence)")
+            let unbounded = try await AuditTrail.verify(
+                store: try SQLiteMessageStore(path: cut.path, readOnly: true),
+                trust: trust,
+                relayID: DevelopmentPKI.relayID
+            )
+            #expect(unbounded.ok, "without a freshness bound this is the hole the issue describes")
+            report = try await check(cut, now: later)
+            #expect(report.problems.first?.kind == .unsigned && report.problems.first?.sequence == k, "\(report.problems)")
+            // Within the interval the rewrite is indistinguishable from records not yet signed ...
+            #expect(try await check(cut, now: h.clock()).ok)
+            // ... unless the auditor pinned a checkpoint they saw before.
+            report = try await check(cut, now: h.clock(), pinned: checkpoints[2])
+            #expect(report.problems.contains { $0.kind == .checkpointRemoved }, "\(report.problems)")
+            #expect(report.problems.contains { $0.kind == .checkpointMismatch }, "\(report.problems)")
+            // Truncation behind a pinned checkpoint.
+            let truncated = try tampered(
+                copy,
+                """
+                DELETE FROM audit_log WHERE sequence > \(checkpoints[1].sequence);
+                DELETE FROM audit_checkpoints WHERE sequence > \(checkpoints[1].sequence);
+                """
+            )
+            report = try await check(truncated, now: h.clock(), pinned: checkpoints[2])
+            #expect(report.problems.contains { $0.kind == .truncated }, "\(report.problems)")
+
+            // The command line: save the checkpoint, then check the rewritten copy against it.
+            let saved = h.work.appendingPathComponent("seen.json").path
+            let anchors = h.shared.pki.caCertificatePath
+            let first = try await shell(
+                "'\(ServeProcessTests.binary)' audit verify --store '\(copy.path)' --trust '\(anchors)' --save-checkpoint '\(saved)'"
+            )
+            #expect(first.status == 0 && FileManager.default.fileExists(atPath: saved), "\(first.stdout)\(first.stderr)")
+            let second = try await shell(
+                "'\(ServeProcessTests.binary)' audit verify --store '\(cut.path)' --trust '\(anchors)' --since-checkpoint '\(saved)'"
+            )
+            #expect(second.status == 1 && second.stdout.contains("checkpoint-removed"), "\(second.stdout)\(second.stderr)")
+        }
+    }
+
+    /// A consistent copy of the relay's live store file.
+    func copyStore(_ h: Harness) async throws -> URL {
+        let copy = h.work.appendingPathComponent("audit-copy-\(UUID().uuidString.prefix(6)).sqlite")
+        let live = try DatabaseQueue(path: h.configuration.store.path)
+        try await live.writeWithoutTransaction { db in try db.execute(sql: "VACUUM INTO ?", arguments: [copy.path]) }
+        try live.close()
+        return copy
+    }
+
+    /// A copy with record `k`'s actor changed and every later hash recomputed.
+    func forge(_ original: URL, records: [AuditRecord], at k: Int64) throws -> URL {
+        let forged = try tampered(original, "SELECT 1")
+        let queue = try DatabaseQueue(path: forged.path)
+        try queue.write { db in
+            var previous = try String.fetchOne(db, sql: "SELECT hash FROM audit_log WHERE sequence = ?", arguments: [k - 1])!
+            for record in records where record.sequence >= k {
+                var changed = record
+                if record.sequence == k { changed.actor = "gemeente-maastricht" }
+                changed.prevHash = previous
+                changed.hash = changed.computedHash()
+                try db.execute(
+                    sql: "UPDATE audit_log SET actor = ?, prev_hash = ?, hash = ? WHERE sequence = ?",
+                    arguments: [changed.actor, changed.prevHash, changed.hash, changed.sequence]
+                )
+                previous = changed.hash
+            }
+        }
+        try queue.close()
+        return forged
+    }
 }

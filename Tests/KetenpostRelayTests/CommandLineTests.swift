@@ -76,9 +76,13 @@ import Testing
             #expect(again.status == 0, "\(again.stderr)")
             #expect(again.stdout.contains("\"duplicate\" : true"))
             #expect(try await h.store.pendingCount(recipient: coordinator) == 1)
-            // The receipt in the outbox checks with the stock openssl command.
+            // The receipt in the outbox checks with the stock openssl command (the relay's certificate
+            // is a TLS server certificate: no S/MIME purpose).
             let check = try await shell(
-                "openssl cms -verify -binary -inform DER -in '\(outbox)/\(id).receipt.der' -CAfile '\(pki.caCertificatePath)'"
+                """
+                openssl cms -verify -binary -inform DER -in '\(outbox)/\(id).receipt.der' -CAfile '\(pki.caCertificatePath)' \
+                -purpose sslserver
+                """
             )
             #expect(check.status == 0 && check.stdout.contains(id), "\(check.stderr)")
 

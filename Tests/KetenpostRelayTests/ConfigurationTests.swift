@@ -40,7 +40,14 @@ import Testing
             ("listn:\n  port: 1\n", "listn"),
             ("limits:\n  maxMessageBytes: 10\n", "limits.maxMessageBytes"),
             ("listen:\n  port: eighty\n", "listen.port"),
+            // The metrics listener has no authentication: loopback unless opened on purpose.
+            ("metrics:\n  listen: 0.0.0.0:9464\n", "metrics.listen"),
+            ("metrics:\n  listen: 10.1.2.3:9464\n  network: loopback\n", "metrics.listen"),
+            ("metrics:\n  network: public\n", "metrics.network"),
+            ("admin:\n  listen: 0.0.0.0:9465\n", "admin.listen"),
         ]
+        let opened = try? RelayConfiguration.parse("metrics:\n  listen: 10.1.2.3:9464\n  network: open\n", file: "ketenpost.yaml")
+        #expect(opened?.metrics.listen?.host == "10.1.2.3")
         for (yaml, key) in cases {
             do {
                 _ = try RelayConfiguration.parse(yaml, file: "ketenpost.yaml")

@@ -58,6 +58,55 @@ import Testing
         }
     }
 
+    /// Issue 20: one partner opening connections up to the global limit kept every other partner
+    /// out. Now a partner holds at most `maxConnectionsPerPartner`; its further connections are
+    /// closed right after the handshake, and another partner still gets through. Certificates the
+    /// directory does not list share a small budget and are closed after 10 s.
+    @Test func onePartnerCannotTakeEveryConnection() async throws {
+        try await withRelay({
+            $0.limits.maxConnections = 8
+            $0.limits.maxConnectionsPerPartner = 3
+            $0.limits.idleTimeout = 60
+        }) { h in
+            let held = try (0..<5).map { _ in try sClient(h) }
+            defer { for connection in held { connection.stop() } }
+            var open = 5
+            for _ in 0..<100 where open != 3 {
+                try await Task.sleep(for: .milliseconds(100))
+                open = held.filter(\.isRunning).count
+            }
+            #expect(open == 3, "\(open) connections of one partner stay open")
+            // Another partner, and an administrator, still get through.
+            _ = try await h.client(coordinator).directory(municipality)
+            _ = try await h.admin().adminPartners()
+            // The connections that stayed still serve their partner.
+            let running = held.first { $0.isRunning }
+            let survivor = try #require(running)
+            survivor.send("GET /v1/directory HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            #expect(await survivor.waitFor("\"partners\"", count: 1), "\(survivor.text.suffix(300))")
+
+            // A certificate the directory does not list: answered (403 with its code), then closed after 10 s.
+            let rogue = h.shared.identityDirectory("unregistered-maastricht")
+            let unregistered = try InteractiveProcess(
+                """
+                exec openssl s_client -quiet -connect 127.0.0.1:\(h.relay.port) -CAfile '\(h.shared.pki.caCertificatePath)' -cert \
+                '\(rogue)/cert.pem' -key '\(rogue)/key.pem' -ign_eof
+                """
+            )
+            defer { unregistered.stop() }
+            unregistered.send("GET /v1/directory HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            #expect(await unregistered.waitFor("auth.unknown-partner", count: 1), "\(unregistered.text.suffix(300))")
+            var closed = false
+            for _ in 0..<150 where !closed {
+                try await Task.sleep(for: .milliseconds(100))
+                closed = !unregistered.isRunning
+            }
+            #expect(closed, "an unregistered certificate kept its connection past 10 s")
+            let metrics = try await h.admin().metrics()
+            #expect(metrics.contains("ketenpost_tls_handshake_failures_total{reason=\"connection-cap\"} 2"), "\(metrics.count)")
+        }
+    }
+
     @Test func openConnectionsAreBounded() async throws {
         // Idle timeout 10 s: the fourth connection must be tried while the idle ones still hold
         // their slots, also on a busy CI machine where starting curl takes a while.

@@ -8,7 +8,9 @@ import Testing
     @Test func nothingAcceptedIsLostWhenTheRelayIsKilled() async throws {
         let report = FileManager.default.temporaryDirectory.appendingPathComponent("crash-\(UUID().uuidString).json")
         defer { try? FileManager.default.removeItem(at: report) }
-        let result = try await shell("'\(ServeProcessTests.bench)' crash-test --kills 5 --messages 160 --seed 7 --json '\(report.path)'")
+        let result = try await shell(
+            "timeout 900 '\(ServeProcessTests.bench)' crash-test --kills 5 --messages 160 --seed 7 --json '\(report.path)'"
+        )
         #expect(result.status == 0, "\(result.stdout)\n\(result.stderr)")
         let json = try JSONSerialization.jsonObject(with: Data(contentsOf: report)) as? [String: Any]
         #expect(json?["lost"] as? Int == 0)
@@ -24,7 +26,7 @@ import Testing
         let report = FileManager.default.temporaryDirectory.appendingPathComponent("crash-\(UUID().uuidString).json")
         defer { try? FileManager.default.removeItem(at: report) }
         let result = try await shell(
-            "'\(ServeProcessTests.bench)' crash-test --instances 2 --kills 2 --messages 200 --seed 11 --json '\(report.path)'"
+            "timeout 900 '\(ServeProcessTests.bench)' crash-test --instances 2 --kills 2 --messages 200 --seed 11 --json '\(report.path)'"
         )
         #expect(result.status == 0, "\(result.stdout)\n\(result.stderr)")
         let json = try JSONSerialization.jsonObject(with: Data(contentsOf: report)) as? [String: Any]
@@ -43,7 +45,7 @@ import Testing
             defer { try? FileManager.default.removeItem(at: report) }
             let result = try await shell(
                 """
-                '\(ServeProcessTests.bench)' crash-test --instances 2 --kills 2 --messages 2000 --seed 5 --store-url \
+                timeout 900 '\(ServeProcessTests.bench)' crash-test --instances 2 --kills 2 --messages 2000 --seed 5 --store-url \
                 '\(server.url(database: database))' --json '\(report.path)'
                 """
             )

@@ -134,6 +134,9 @@ final class Harness: Sendable {
         c.queue.sweepInterval = 3600  // the tests sweep by hand
         c.limits.ratePerSecond = 1000
         c.limits.rateBurst = 1000
+        // Tests make a new client (and connection pool) per step and close them all at the end;
+        // the per-partner budget has its own test (ConnectionLimitTests).
+        c.limits.maxConnectionsPerPartner = 1000
         adjust(&c)
         configuration = c
         try await start()

@@ -443,9 +443,10 @@ import Testing
                 """
             )
             defer { connection.stop() }
-            let request = "GET /v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+            // Not a probe: probes close their connection after answering.
+            let request = "GET /v1/directory HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
             connection.send(request)
-            #expect(await connection.waitFor("\"ok\"", count: 1), "\(connection.text)")
+            #expect(await connection.waitFor("\"partners\"", count: 1), "\(connection.text)")
             #expect(try servedSerial(connection.text) == oldSerial)
             let sender = try h.client(municipality)
             let before = try await send(h, from: sender)
@@ -466,7 +467,7 @@ import Testing
 
             // The open connection still works ...
             connection.send(request)
-            #expect(await connection.waitFor("\"ok\"", count: 2), "\(connection.text)")
+            #expect(await connection.waitFor("\"partners\"", count: 2), "\(connection.text)")
             // ... and a new connection sees the new certificate.
             let fresh = try await shell(
                 """
@@ -480,8 +481,14 @@ import Testing
             #expect(after.receipt.issuer == DevelopmentPKI.relayID)
             let oldReceipt = try #require(Data(base64Encoded: before.response.receipt))
             let newReceipt = try #require(Data(base64Encoded: after.response.receipt))
-            #expect(try SignedReceipt.verify(oldReceipt, trust: try h.trust).signer.serialNumberHex == oldSerial)
-            #expect(try SignedReceipt.verify(newReceipt, trust: try h.trust).signer.serialNumberHex == newCertificate.serialNumberHex)
+            #expect(
+                try SignedReceipt.verify(oldReceipt, trust: try h.trust, signer: .relay(DevelopmentPKI.relayID)).signer.serialNumberHex
+                    == oldSerial
+            )
+            #expect(
+                try SignedReceipt.verify(newReceipt, trust: try h.trust, signer: .relay(DevelopmentPKI.relayID)).signer.serialNumberHex
+                    == newCertificate.serialNumberHex
+            )
         }
     }
 
@@ -530,6 +537,7 @@ final class InteractiveProcess: @unchecked Sendable {  // Process and Pipe are u
     }
 
     func send(_ text: String) { input.fileHandleForWriting.write(Data(text.utf8)) }
+    func send(bytes: Data) { input.fileHandleForWriting.write(bytes) }
 
     var text: String { output.all.joined() }
 

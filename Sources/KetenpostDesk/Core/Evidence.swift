@@ -99,7 +99,7 @@ enum Evidence {
                 "",
                 "# 2. The relay's acceptance receipt: signed by the relay; names the message id and the digest above.",
                 """
-                openssl cms -verify -binary -inform DER -in acceptance-receipt.cms -CAfile ca.pem -purpose any -out \
+                openssl cms -verify -binary -inform DER -in acceptance-receipt.cms -CAfile ca.pem -purpose sslserver -out \
                 acceptance-receipt.json
                 """,
                 "grep -o '\"messageDigest\":\"[0-9a-f]*\"' acceptance-receipt.json",

@@ -291,17 +291,39 @@ extension RelayConfiguration {
             "listen",
             """
             `HOST:PORT` of a plain-HTTP listener that serves only `GET /metrics` (Prometheus text); keep it on loopback or an \
-            internal network. Administrators also get `/metrics` on the main port.
+            internal network. Administrators also get `/metrics` on the main port. A non-loopback address needs `network: open`.
             """
         )
-        public static let keys: [any DocumentedKey] = [listenKey]
+        static let networkKey = ConfigurationKey.choice(
+            "network",
+            false,
+            yes: "open",
+            no: "loopback",
+            """
+            `loopback`: `listen` must be 127.0.0.1, ::1 or localhost (the listener has no authentication, and the figures show \
+            traffic per partner). `open`: any address, for a monitoring network you have firewalled.
+            """
+        )
+        public static let keys: [any DocumentedKey] = [listenKey, networkKey]
 
         public var listen = listenKey.defaultValue
+        /// True when `listen` may be a non-loopback address.
+        public var openToNetwork = networkKey.defaultValue
 
         public init() {}
 
         public mutating func read(_ reader: SectionReader) throws(KetenpostError) {
             try reader.read(Self.listenKey, into: &listen)
+            try reader.read(Self.networkKey, into: &openToNetwork)
+            if let listen, !openToNetwork, !HostPort.loopbackHosts.contains(listen.host) {
+                throw reader.fail(
+                    Self.listenKey.name,
+                    """
+                    is \(listen.host), not a loopback address: the metrics listener has no authentication. Use 127.0.0.1, or \
+                    set metrics.network: open for a firewalled monitoring network.
+                    """
+                )
+            }
         }
     }
 
@@ -312,7 +334,8 @@ extension RelayConfiguration {
             "echo",
             """
             The partner id of a conformance echo the relay hosts (e.g. `ketenpost-echo`): it answers every signal with a signal back, \
-            or rejects what it cannot open with the failing check's code. Leave it off in production.
+            or rejects what it cannot open with the failing check's code. `serve --conformance-echo` sets `ketenpost-echo`. \
+            Test relays only: its key lives on the relay host and its signals pass outside the policy.
             """,
             check: partnerStyleID
         )
@@ -369,7 +392,7 @@ extension RelayConfiguration {
             through an SSH tunnel); administrators also get it at `/v1/admin/status`.
             """,
             check: {
-                ["127.0.0.1", "::1", "localhost"].contains($0.host)
+                HostPort.loopbackHosts.contains($0.host)
                     ? nil
                     : "must be on a loopback address (127.0.0.1, ::1 or localhost): the page has no authentication."
             }
@@ -514,8 +537,18 @@ extension RelayConfiguration {
             in: 1...1_000_000,
             "Open connections at most; more wait in the listen backlog (gauge `ketenpost_connections_open`)."
         )
+        static let maxConnectionsPerPartnerKey = ConfigurationKey.integer(
+            "maxConnectionsPerPartner",
+            32,
+            in: 1...1_000_000,
+            """
+            Open connections per partner (and per administrator certificate) at most, so that no partner can take every \
+            connection; certificates the directory does not list as active share 16 connections, each closed after 10 s.
+            """
+        )
         public static let keys: [any DocumentedKey] = [
             maxMessageBytesKey, ratePerSecondKey, rateBurstKey, idleTimeoutKey, bodyTimeoutKey, maxConnectionsKey,
+            maxConnectionsPerPartnerKey,
         ]
 
         public var maxMessageBytes = maxMessageBytesKey.defaultValue
@@ -524,6 +557,7 @@ extension RelayConfiguration {
         public var idleTimeout = idleTimeoutKey.defaultValue
         public var bodyTimeout = bodyTimeoutKey.defaultValue
         public var maxConnections = maxConnectionsKey.defaultValue
+        public var maxConnectionsPerPartner = maxConnectionsPerPartnerKey.defaultValue
 
         public init() {}
 
@@ -534,6 +568,7 @@ extension RelayConfiguration {
             try reader.read(Self.idleTimeoutKey, into: &idleTimeout)
             try reader.read(Self.bodyTimeoutKey, into: &bodyTimeout)
             try reader.read(Self.maxConnectionsKey, into: &maxConnections)
+            try reader.read(Self.maxConnectionsPerPartnerKey, into: &maxConnectionsPerPartner)
         }
     }
 

@@ -6,10 +6,19 @@ import KetenpostStore
 
 /// Who is calling, established once per request from the TLS client certificate.
 public enum Caller: Sendable {
-    /// A registered partner whose certificate is usable for TLS now.
-    case partner(Partner)
+    /// A registered partner whose certificate is usable for TLS now, with that certificate (a
+    /// long request checks it again before it commits anything).
+    case partner(Partner, certificate: Certificate, trust: TrustStore)
     /// A holder of an administrator certificate; `actor` is the name in the audit trail.
     case administrator(actor: String)
+}
+
+/// A partner as authenticated at the start of a request, to be checked again before a long
+/// request commits (`Authenticator.recheck`).
+public struct Authenticated: Sendable {
+    public let partner: Partner
+    let certificate: Certificate
+    let trust: TrustStore
 }
 
 /// The rules that turn a client certificate into a caller: registration, directory state,
@@ -23,6 +32,11 @@ public struct Authenticator: Sendable {
     /// The partner behind a TLS client certificate: registered and usable for TLS now, partner
     /// active, chain and revocation valid.
     public func partner(_ peer: Certificate?) throws(KetenpostError) -> Partner {
+        try caller(peer).partner
+    }
+
+    /// `partner(_:)`, with what a later `recheck` needs.
+    func caller(_ peer: Certificate?) throws(KetenpostError) -> (partner: Partner, certificate: Certificate, trust: TrustStore) {
         guard let peer else {
             throw KetenpostError(.unknownPartner, "A client certificate is required.")
         }
@@ -39,7 +53,23 @@ public struct Authenticator: Sendable {
         } catch {
             throw .certificate(error, role: "client")
         }
-        return partner
+        return (partner, peer, trust)
+    }
+
+    /// The same checks again for a request that has been running a while (a long poll, a slow
+    /// upload): the partner must still be active and its certificate usable now, so a suspension
+    /// or revocation made meanwhile stops it before anything is leased or stored. The chain is
+    /// verified again only when the trust anchors or CRLs changed since `trust` was used.
+    public func recheck(_ partner: Partner, certificate: Certificate, trust: TrustStore) throws(KetenpostError) -> Partner {
+        guard credentials.trust === trust else { return try self.partner(certificate) }
+        guard let (current, registered) = directory.snapshot.registration(of: certificate), current.id == partner.id else {
+            throw KetenpostError(.unknownPartner, "The client certificate is not registered for any partner in the directory.")
+        }
+        try checkUsable(registered, for: .tlsClient, partner: current.id)
+        guard current.state == .active else {
+            throw KetenpostError(.partnerSuspended, "Partner \(current.id) is suspended; contact the relay administrators.")
+        }
+        return current
     }
 
     /// The administrator behind a TLS client certificate, as its audit actor (`admin:` and its

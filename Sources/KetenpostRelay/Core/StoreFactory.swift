@@ -10,7 +10,11 @@ public enum StoreFactory {
         switch location {
         case .sqlite(let path):
             do {
-                return try SQLiteMessageStore(path: path)
+                let store = try SQLiteMessageStore(path: path)
+                for warning in store.warnings { (logger ?? Logger(label: "ketenpost.store")).warning("\(warning)") }
+                return store
+            } catch let error as StoreError where error.code == .permissions {
+                throw KetenpostError(.configInvalid, "store \(location.redacted): \(error.reason)")
             } catch {
                 throw KetenpostError(.configInvalid, "store \(location.redacted): cannot be opened: \(error)")
             }

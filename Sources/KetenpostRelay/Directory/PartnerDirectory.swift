@@ -149,6 +149,15 @@ public enum DirectoryImport {
                     """
                 )
             }
+            for (certificate, _) in certificates where certificate.subjectSerialNumber != entry.oin {
+                throw KetenpostError(
+                    .configInvalid,
+                    """
+                    \(file): partners[\(index)].certificates: a certificate's subject serialNumber is not \(entry.id)'s OIN \
+                    \(entry.oin); recipients accept only signatures that carry it.
+                    """
+                )
+            }
             if !knownPartners.contains(entry.id) {
                 changes.append(
                     .addPartner(

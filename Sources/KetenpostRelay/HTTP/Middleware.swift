@@ -41,10 +41,10 @@ struct PartnerAuthentication<Context: PeerRequestContext>: RouterMiddleware {
     let authenticator: Authenticator
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        let partner = try authenticator.partner(await context.peerCertificate())
+        let (partner, certificate, trust) = try authenticator.caller(await context.peerCertificate())
         try authenticator.checkRate(partner)
         var context = context
-        context.caller = .partner(partner)
+        context.caller = .partner(partner, certificate: certificate, trust: trust)
         return try await next(request, context)
     }
 }

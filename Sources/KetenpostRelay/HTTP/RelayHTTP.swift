@@ -5,6 +5,7 @@ import KetenpostAPI
 import KetenpostEnvelope
 import KetenpostModel
 import NIOCore
+import Synchronization
 
 /// The relay's HTTP API (docs/openapi.yaml). Authentication is middleware per route group;
 /// handlers get the caller from the context and throw `KetenpostError`s, which are responses.
@@ -23,10 +24,19 @@ public enum RelayHTTP {
     /// the client certificate into their context that way).
     public static func addRoutes<Context: PeerRequestContext>(to router: Router<Context>, core: RelayCore) {
         router.add(middleware: RequestOutcomeMiddleware())
-        router.get("/v1/health") { _, _ in json(API.HealthResponse(status: "ok")) }
+        // Probes answer from memory (readiness: one store query per second at most, however often
+        // it is asked) and close their connection, so that probing cannot hold a connection slot.
+        let readiness = Readiness(messages: core.messages)
+        router.get("/v1/health") { _, _ in
+            var response = json(API.HealthResponse(status: "ok"))
+            response.headers[.connection] = "close"
+            return response
+        }
         router.get("/v1/ready") { _, _ in
-            guard await core.messages.ready() else { throw KetenpostError(.storeUnavailable, "The relay's store does not answer.") }
-            return json(API.HealthResponse(status: "ready"))
+            guard await readiness.ready() else { throw KetenpostError(.storeUnavailable, "The relay's store does not answer.") }
+            var response = json(API.HealthResponse(status: "ready"))
+            response.headers[.connection] = "close"
+            return response
         }
         addPartnerRoutes(router.group().add(middleware: PartnerAuthentication(authenticator: core.authenticator)), core: core)
         addAdminRoutes(router.group().add(middleware: AdministratorAuthentication(authenticator: core.authenticator)), core: core)
@@ -42,7 +52,7 @@ public enum RelayHTTP {
                 context: context,
                 timeout: configuration.limits.bodyTimeout
             )
-            let submitted = try await messages.submit(body, as: try context.partner(), logger: context.logger)
+            let submitted = try await messages.submit(body, as: try context.authenticated(), logger: context.logger)
             return json(submitted.response, status: submitted.duplicate ? .ok : .accepted)
         }
         routes.get("/v1/inbox") { request, context in
@@ -54,7 +64,7 @@ public enum RelayHTTP {
             let isConnected: @Sendable () -> Bool = { [context] in context.isConnected }
             return json(
                 try await messages.inbox(
-                    for: try context.partner(),
+                    for: try context.authenticated(),
                     limit: max,
                     wait: wait,
                     logger: context.logger,
@@ -275,5 +285,21 @@ public enum RelayHTTP {
         }
         defer { timer.cancel() }
         return try await body()
+    }
+}
+
+/// `/v1/ready`'s answer, asked of the store at most once a second.
+final class Readiness: Sendable {
+    private let messages: MessageService
+    private let last = Mutex<(at: ContinuousClock.Instant, ready: Bool)?>(nil)
+
+    init(messages: MessageService) { self.messages = messages }
+
+    func ready() async -> Bool {
+        let now = ContinuousClock.now
+        if let held = last.withLock({ $0 }), now - held.at < .seconds(1) { return held.ready }
+        let ready = await messages.ready()
+        last.withLock { $0 = (now, ready) }
+        return ready
     }
 }

@@ -23,10 +23,15 @@ public protocol PeerRequestContext: RequestContext where Source == ApplicationRe
 extension PeerRequestContext {
     /// The authenticated partner; only routes behind `PartnerAuthentication` have one.
     func partner() throws(KetenpostError) -> Partner {
-        guard case .partner(let partner) = caller else {
+        try authenticated().partner
+    }
+
+    /// The authenticated partner with what `Authenticator.recheck` needs.
+    func authenticated() throws(KetenpostError) -> Authenticated {
+        guard case .partner(let partner, let certificate, let trust) = caller else {
             throw KetenpostError(.internalError, "The relay failed unexpectedly; nothing was changed. Retry, and report it if it persists.")
         }
-        return partner
+        return Authenticated(partner: partner, certificate: certificate, trust: trust)
     }
 
     /// The authenticated administrator's audit actor; only routes behind `AdministratorAuthentication` have one.

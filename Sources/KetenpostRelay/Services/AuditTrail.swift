@@ -8,8 +8,11 @@ import KetenpostStore
 /// The hash chain shows a record changed, removed or moved, unless somebody with write access
 /// to the store recomputed every later hash; the checkpoints close that gap: the relay signs
 /// the chain head at intervals, and a recomputed chain no longer matches what it signed.
-/// (Records after the last checkpoint can be cut off unnoticed; the checkpoint interval bounds
-/// that window, and the relay writes a checkpoint when it stops.)
+/// Deleting checkpoints does not hide a rewrite either: checkpoints are numbered in what they
+/// sign, so one removed from the middle leaves a gap, and records older than the checkpoint
+/// interval (plus a minute) that no checkpoint signs are reported, so removing the newest
+/// checkpoints shows. An auditor who keeps the last checkpoint they saw (`--save-checkpoint`)
+/// can pin it (`--since-checkpoint`): the trail must still hold exactly what it signed.
 public enum AuditTrail {
     /// What a checkpoint signs.
     public struct Statement: Codable, Sendable, Equatable {
@@ -18,6 +21,21 @@ public enum AuditTrail {
         public var hash: String
         /// Milliseconds since 1970.
         public var at: Int64
+        /// 1, 2, 3 … in the order of signing (absent in checkpoints from before numbering); a
+        /// second relay instance signing at the same moment may repeat a number, never skip one.
+        public var number: Int64?
+    }
+
+    /// How recent the unsigned end of the trail may be: records older than `interval` plus a
+    /// minute before `now` must be signed by a checkpoint.
+    public struct Freshness: Sendable {
+        public var interval: TimeInterval
+        public var now: Date
+        public static let slack: TimeInterval = 60
+        public init(interval: TimeInterval, now: Date) {
+            self.interval = interval
+            self.now = now
+        }
     }
 
     /// Signs the current head, unless it is already covered by the last checkpoint.
@@ -25,9 +43,15 @@ public enum AuditTrail {
     @discardableResult
     public static func checkpoint(store: any AuditStore, identity: Identity, at date: Date) async throws -> AuditCheckpoint? {
         guard let head = try await store.auditHead() else { return nil }
-        if let last = try await store.auditCheckpoints().last, last.sequence >= head.sequence { return nil }
+        let checkpoints = try await store.auditCheckpoints()
+        if let last = checkpoints.last, last.sequence >= head.sequence { return nil }
         let at = Int64((date.timeIntervalSince1970 * 1000).rounded(.down))
-        let statement = Statement(relay: identity.partnerID, sequence: head.sequence, hash: head.hash, at: at)
+        // The number after the last checkpoint's (its signature is checked by verify; only its number is needed here).
+        let previous = checkpoints.last.flatMap { try? CMS.verifySignature($0.signature) }.flatMap {
+            try? JSONDecoder().decode(Statement.self, from: $0.content)
+        }
+        let number = (previous?.number ?? Int64(checkpoints.count)) + 1
+        let statement = Statement(relay: identity.partnerID, sequence: head.sequence, hash: head.hash, at: at, number: number)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         let signature = try CMS.sign(
@@ -57,6 +81,10 @@ public enum AuditTrail {
             case checkpointMismatch = "checkpoint-mismatch"
             /// Records a checkpoint vouches for are gone from the end.
             case truncated
+            /// Checkpoints were deleted: a gap in their numbers, or the pinned checkpoint is gone.
+            case checkpointRemoved = "checkpoint-removed"
+            /// Records older than the checkpoint interval that no checkpoint signs.
+            case unsigned
         }
         public var kind: Kind
         /// The first record concerned.
@@ -76,7 +104,17 @@ public enum AuditTrail {
 
     /// Walks the whole chain and checks every checkpoint (signature by `relayID`, chained to
     /// `trust` at the checkpoint's time).
-    public static func verify(store: any AuditStore, trust: TrustStore, relayID: String) async throws -> Report {
+    /// - Parameters:
+    ///   - freshness: when given, records older than its interval that no checkpoint signs are a problem.
+    ///   - pinned: a checkpoint the auditor saw before: it must still be in the store and the trail
+    ///     must still hold what it signed.
+    public static func verify(
+        store: any AuditStore,
+        trust: TrustStore,
+        relayID: String,
+        freshness: Freshness? = nil,
+        pinned: AuditCheckpoint? = nil
+    ) async throws -> Report {
         // Checkpoints first: each one vouches for records committed before it, so on a live store
         // (a relay still writing) a checkpoint added during the walk cannot look like a truncation.
         let checkpoints = try await store.auditCheckpoints()
@@ -153,7 +191,20 @@ public enum AuditTrail {
         }
         var lastGood: Int64?
         var lastVouched: Int64 = 0
-        for checkpoint in checkpoints {
+        var lastNumber: Int64?
+        var all = checkpoints
+        if let pinned, !checkpoints.contains(where: { $0.sequence == pinned.sequence && $0.signature == pinned.signature }) {
+            problems.append(
+                Problem(
+                    kind: .checkpointRemoved,
+                    sequence: pinned.sequence,
+                    message: "The pinned checkpoint for record \(pinned.sequence) is no longer in the store: checkpoints were removed."
+                )
+            )
+            all.append(pinned)
+            all.sort { $0.sequence < $1.sequence }
+        }
+        for checkpoint in all {
             guard let statement = verifySignature(checkpoint, trust: trust, relayID: relayID) else {
                 problems.append(
                     Problem(
@@ -163,6 +214,22 @@ public enum AuditTrail {
                     )
                 )
                 continue
+            }
+            if let number = statement.number {
+                if let lastNumber, number > lastNumber + 1 {
+                    problems.append(
+                        Problem(
+                            kind: .checkpointRemoved,
+                            sequence: lastVouched + 1,
+                            message:
+                                """
+                                Checkpoints \(lastNumber + 1)…\(number - 1) are missing (between records \(lastVouched) and \
+                                \(statement.sequence)): checkpoints were removed.
+                                """
+                        )
+                    )
+                }
+                lastNumber = max(lastNumber ?? 0, number)
             }
             guard let hash = hashes[statement.sequence] else {
                 if statement.sequence > (sequences.last ?? 0) {
@@ -197,6 +264,24 @@ public enum AuditTrail {
                 lastVouched = statement.sequence
             }
         }
+        if let freshness, !chainBroken {
+            // The newest records wait up to one interval for their checkpoint; older ones must have one.
+            let limit = freshness.now.addingTimeInterval(-(freshness.interval + Freshness.slack))
+            if let unsigned = try await store.auditRecords(after: lastGood ?? 0, limit: 1).first, unsigned.date < limit {
+                problems.append(
+                    Problem(
+                        kind: .unsigned,
+                        sequence: unsigned.sequence,
+                        message:
+                            """
+                            Records from \(unsigned.sequence) on are older than the checkpoint interval and no checkpoint signs \
+                            them: later checkpoints were removed (or the relay stopped without its last checkpoint; a running \
+                            relay signs them within its interval).
+                            """
+                    )
+                )
+            }
+        }
         problems.sort { ($0.sequence, $0.kind.rawValue) < ($1.sequence, $1.kind.rawValue) }
         return Report(records: count, checkpoints: checkpoints.count, lastCheckpoint: lastGood, problems: problems)
     }
@@ -211,7 +296,8 @@ public enum AuditTrail {
             statement.at == checkpoint.at
         else { return nil }
         let time = Date(timeIntervalSince1970: Double(statement.at) / 1000)
-        guard (try? trust.verify(signed.signer, chain: signed.intermediates, for: .contentSigning, at: time)) != nil else { return nil }
+        // The relay's certificate: a TLS server certificate, not one for S/MIME signing (a partner's).
+        guard (try? trust.verify(signed.signer, chain: signed.intermediates, for: .tlsServer, at: time)) != nil else { return nil }
         return statement
     }
 }

@@ -354,8 +354,15 @@ public struct DirectoryAdministration: Sendable {
         guard certificate.commonName == partner else {
             throw KetenpostError(.requestInvalid, "The certificate's commonName must be the partner id \(partner).")
         }
-        if let serialNumber = certificate.subjectSerialNumber, serialNumber != oin {
-            throw KetenpostError(.requestInvalid, "The certificate's subject serialNumber (OIN) is not the partner's OIN.")
+        // Recipients accept a sender's signature only with the sender's OIN in it (a national CA
+        // checks the OIN; the commonName is the subscriber's choice), so every certificate needs it.
+        guard certificate.subjectSerialNumber == oin else {
+            throw KetenpostError(
+                .requestInvalid,
+                certificate.subjectSerialNumber == nil
+                    ? "The certificate's subject has no serialNumber; it must carry the partner's OIN (\(oin))."
+                    : "The certificate's subject serialNumber (OIN) is not the partner's OIN (\(oin))."
+            )
         }
         var uses: [CertificateUse] = []
         for name in input.uses ?? CertificateUse.allCases.map(\.rawValue) {

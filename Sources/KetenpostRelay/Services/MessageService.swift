@@ -28,8 +28,11 @@ public struct MessageService: Sendable {
     }
 
     /// Checks and stores a sealed message; answers with the relay's signed acceptance receipt.
-    public func submit(_ body: Data, as partner: Partner, logger: Logger) async throws(KetenpostError) -> Submitted {
+    public func submit(_ body: Data, as caller: Authenticated, logger: Logger) async throws(KetenpostError) -> Submitted {
         let started = ContinuousClock.now
+        // The body may have taken up to limits.bodyTimeout to arrive: the partner and its
+        // certificate are checked again before anything is decided or stored.
+        let partner = try authenticator.recheck(caller.partner, certificate: caller.certificate, trust: caller.trust)
         // The message must carry its sender's intermediates itself (openssl: -certfile): the
         // recipient checks it with nothing but the trust anchors.
         let outer = try Envelope.readOuter(body, trust: credentials.trust)
@@ -184,7 +187,7 @@ public struct MessageService: Sendable {
     /// Leases up to `limit` of the partner's messages, waiting up to `wait` for one to arrive.
     /// - Parameter isConnected: whether the caller is still there; nothing is leased to a closed connection.
     public func inbox(
-        for partner: Partner,
+        for caller: Authenticated,
         limit: Int,
         wait: TimeInterval,
         logger: Logger,
@@ -194,6 +197,8 @@ public struct MessageService: Sendable {
         let deadline = ContinuousClock.now + .milliseconds(Int64(max(0, min(wait, configuration.queue.maxLongPoll)) * 1000))
         while true {
             if !isConnected() || Task.isCancelled { return API.InboxResponse(messages: []) }
+            // Before every lease: a partner suspended or a certificate revoked during the wait gets nothing.
+            let partner = try authenticator.recheck(caller.partner, certificate: caller.certificate, trust: caller.trust)
             let seen = await notifier.generation(for: partner.id)
             let leases: [Lease]
             do {
@@ -346,7 +351,10 @@ public struct MessageService: Sendable {
             oin: partner.oin,
             state: partner.state.rawValue,
             certificates: valid.map(\.certificate.pem),
-            chain: chain.map(\.pem)
+            chain: chain.map(\.pem),
+            // Retired ones too: a message signed before a rotation is still opened after it.
+            signers: partner.certificates.filter { $0.record.uses.contains(.signing) && $0.state(at: clock()) != .revoked }
+                .map(\.certificate.fingerprint).sorted()
         )
     }
 

@@ -21,6 +21,7 @@ enum RelayTLS {
                 trustRoots: .certificates(roots)
             )
             tls.minimumTLSVersion = .tlsv12
+            tls.cipherSuites = TLSPolicy.cipherSuites
             tls.certificateVerification = .noHostnameVerification
             let live = core.credentials
             tls.sslContextCallback = { _, promise in promise.succeed(override(live)) }
