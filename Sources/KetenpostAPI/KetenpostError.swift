@@ -86,6 +86,8 @@ extension KetenpostError.Code {
     public static let requestUnsupportedMediaType: Self = "request.unsupported-media-type"
     public static let requestInvalid: Self = "request.invalid"
     public static let rateLimited: Self = "rate.limited"
+    /// A sender's messages waiting for delivery fill its storage quota (`limits.maxPendingBytesPerSender`).
+    public static let quotaExceeded: Self = "quota.exceeded"
     public static let storeUnavailable: Self = "store.unavailable"
     /// A registered certificate that is pending, retired or expired in the directory.
     public static let certificateInactive: Self = "auth.certificate-inactive"

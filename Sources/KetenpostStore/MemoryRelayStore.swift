@@ -104,19 +104,30 @@ public final class MemoryRelayStore: RelayStore {
         }
     }
 
-    public func lease(recipient: String, limit: Int, duration: TimeInterval, maxAttempts: Int, now: Date) async throws -> [Lease] {
+    public func lease(
+        recipient: String,
+        limit: Int,
+        maxBytes: Int,
+        duration: TimeInterval,
+        maxAttempts: Int,
+        now: Date
+    ) async throws -> [Lease] {
         guard limit > 0 else { return [] }
         return storage.state.withLock { state in
             state.expire(recipient: recipient, now: now)
             state.deadLetter(recipient: recipient, now: now, maxAttempts: maxAttempts)
             var leases: [Lease] = []
             var events: [AuditEvent] = []
+            var bytes = 0
             for index in state.messages.indices where leases.count < limit {
                 var message = state.messages[index]
                 guard message.recipient == recipient, let body = state.bodies[index],
                     message.state == .accepted || (message.state == .delivered && (message.leaseUntil ?? .distantFuture) <= now),
                     message.expiresAt > now, message.attempts < maxAttempts
                 else { continue }
+                // The byte bound stops the batch in order (the next message waits for the next lease).
+                if !leases.isEmpty && bytes + body.count > maxBytes { break }
+                bytes += body.count
                 message.state = .delivered
                 message.leaseToken = Self.token()
                 message.leaseUntil = now.addingTimeInterval(duration)
@@ -347,6 +358,14 @@ public final class MemoryRelayStore: RelayStore {
     }
 
     // MARK: Statistics and reports
+
+    public func pendingBytesBySender() async throws -> [String: Int] {
+        storage.state.withLock { state in
+            var bytes: [String: Int] = [:]
+            for message in state.messages where message.completedAt == nil { bytes[message.sender, default: 0] += message.size }
+            return bytes
+        }
+    }
 
     public func queueStats() async throws -> QueueStats {
         storage.state.withLock { state in

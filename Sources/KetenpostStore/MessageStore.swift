@@ -272,7 +272,10 @@ public protocol MessageStore: Sendable {
     /// leases up to `limit` deliverable messages (state accepted or delivered, no running lease)
     /// in acceptance order: a fresh random token, `leaseUntil = now + duration`, attempts + 1,
     /// state `delivered`. Two concurrent callers never get the same message with a running lease.
-    func lease(recipient: String, limit: Int, duration: TimeInterval, maxAttempts: Int, now: Date) async throws -> [Lease]
+    /// The batch stops before the message that would take its sealed bytes over `maxBytes`, but
+    /// holds at least one message whatever its size: a client that cannot take a large answer
+    /// then burns only that message's attempts, not its neighbours'.
+    func lease(recipient: String, limit: Int, maxBytes: Int, duration: TimeInterval, maxAttempts: Int, now: Date) async throws -> [Lease]
 
     /// Completes a message leased to `recipient` with `leaseToken`, if the lease is still running:
     /// state `acknowledged` (or `rejected` with `reasonCode`), the receipt stored, lease cleared.
@@ -337,5 +340,12 @@ extension RelayStore {
             defer { group.cancelAll() }
             return try await body()
         }
+    }
+}
+
+extension MessageStore {
+    /// A lease bounded by count only.
+    public func lease(recipient: String, limit: Int, duration: TimeInterval, maxAttempts: Int, now: Date) async throws -> [Lease] {
+        try await lease(recipient: recipient, limit: limit, maxBytes: .max, duration: duration, maxAttempts: maxAttempts, now: now)
     }
 }

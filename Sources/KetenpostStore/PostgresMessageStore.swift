@@ -379,6 +379,7 @@ public final class PostgresMessageStore: RelayStore {
     struct LeaseRequest: Sendable {
         var recipient: String
         var limit: Int
+        var maxBytes: Int
         var duration: TimeInterval
         var maxAttempts: Int
         var now: Date
@@ -386,9 +387,23 @@ public final class PostgresMessageStore: RelayStore {
 
     /// Group commit, as for submissions and acknowledgements: leases that arrive while one is
     /// being committed share the next transaction (one hold of the audit lock, one WAL flush).
-    public func lease(recipient: String, limit: Int, duration: TimeInterval, maxAttempts: Int, now: Date) async throws -> [Lease] {
+    public func lease(
+        recipient: String,
+        limit: Int,
+        maxBytes: Int,
+        duration: TimeInterval,
+        maxAttempts: Int,
+        now: Date
+    ) async throws -> [Lease] {
         guard limit > 0 else { return [] }
-        let request = LeaseRequest(recipient: recipient, limit: limit, duration: duration, maxAttempts: maxAttempts, now: now)
+        let request = LeaseRequest(
+            recipient: recipient,
+            limit: limit,
+            maxBytes: maxBytes,
+            duration: duration,
+            maxAttempts: maxAttempts,
+            now: now
+        )
         return try await leases.submit(request) { [self] batch in try await self.leaseBatch(batch) }
     }
 
@@ -430,6 +445,7 @@ public final class PostgresMessageStore: RelayStore {
                 now: t,
                 maxAttempts: maxAttempts,
                 limit: limit,
+                maxBytes: Int64(clamping: request.maxBytes),
                 until: until,
                 tokens: tokens
             )
@@ -689,7 +705,8 @@ public final class PostgresMessageStore: RelayStore {
 
     /// A lease in one statement: the waiting and the redeliverable messages (each selected and
     /// locked as above), the oldest `limit` of both taken in sequence order, the k-th of them
-    /// given `tokens[k]` (placeholders as above, $5 lease end, $6 tokens), and each returned as
+    /// given `tokens[k]` (placeholders as above, $5 lease end, $6 tokens, $7 the byte bound: the
+    /// oldest message always, then while the running sum of sizes stays within it), and each returned as
     /// it was before the update, with the token it got, in sequence order.
     static func take(recipient: String, now t: Double, maxAttempts: Int, limit: Int, until: Double, tokens: [String]) -> PostgresQuery {
         PostgresQuery(
@@ -699,6 +716,7 @@ public final class PostgresMessageStore: RelayStore {
                 now: t,
                 maxAttempts: maxAttempts,
                 limit: limit,
+                maxBytes: .max,
                 until: until,
                 tokens: tokens
             ).makeBindings()
@@ -709,8 +727,10 @@ public final class PostgresMessageStore: RelayStore {
         WITH waiting AS (\(deliverableSQL)),
         again AS (\(redeliverableSQL)),
         candidates AS (SELECT * FROM waiting UNION ALL SELECT * FROM again),
-        picked AS (SELECT sequence, row_number() OVER (ORDER BY sequence) AS k
-                   FROM (SELECT sequence FROM candidates ORDER BY sequence LIMIT $4) p),
+        first AS (SELECT sequence, size FROM candidates ORDER BY sequence LIMIT $4),
+        counted AS (SELECT sequence, row_number() OVER (ORDER BY sequence) AS k,
+                           sum(size) OVER (ORDER BY sequence) AS running FROM first),
+        picked AS (SELECT sequence, k FROM counted WHERE k = 1 OR running <= $7),
         leased AS (
             UPDATE messages AS m SET state = 'delivered', lease_token = ($6::text[])[picked.k], lease_until = $5,
                 attempts = m.attempts + 1, first_delivered_at = coalesce(m.first_delivered_at, $2), last_delivered_at = $2
@@ -869,9 +889,12 @@ public final class PostgresMessageStore: RelayStore {
             let name = "generic_take_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
             try await self.run(
                 connection,
-                PostgresQuery(unsafeSQL: "PREPARE \(name) (text, float8, int8, int8, float8, text[]) AS " + LeaseTake.sql)
+                PostgresQuery(unsafeSQL: "PREPARE \(name) (text, float8, int8, int8, float8, text[], int8) AS " + LeaseTake.sql)
             )
-            let lines = try await self.rows(connection, PostgresQuery(unsafeSQL: "EXPLAIN EXECUTE \(name)('r', 0, 5, 10, 60, ARRAY['t'])"))
+            let lines = try await self.rows(
+                connection,
+                PostgresQuery(unsafeSQL: "EXPLAIN EXECUTE \(name)('r', 0, 5, 10, 60, ARRAY['t'], 16777216)")
+            )
             try await self.run(connection, PostgresQuery(unsafeSQL: "DEALLOCATE \(name)"))
             return try lines.map { try $0.decode(String.self) }.joined(separator: "\n")
         }
@@ -1166,13 +1189,15 @@ struct LeaseTake: PostgresPreparedStatement {
     static var name: String { PostgresMessageStore.preparedName("lease") }
     static let sql = PostgresMessageStore.takeSQL
     // The parameters' types as the binds send them (the server would infer integer for $3).
-    static let bindingDataTypes: [PostgresDataType] = [.text, .float8, .int8, .int8, .float8, .textArray]
+    static let bindingDataTypes: [PostgresDataType] = [.text, .float8, .int8, .int8, .float8, .textArray, .int8]
     typealias Row = PostgresRow
 
     var recipient: String
     var now: Double
     var maxAttempts: Int
     var limit: Int
+    /// The byte bound ($7): the batch stops before the message that would pass it (never before the first).
+    var maxBytes: Int64
     var until: Double
     var tokens: [String]
 
@@ -1184,6 +1209,7 @@ struct LeaseTake: PostgresPreparedStatement {
         binds.append(limit)
         binds.append(until)
         binds.append(tokens)
+        binds.append(maxBytes)
         return binds
     }
 

@@ -39,6 +39,18 @@ extension PostgresMessageStore {  // ReportStore, StatsStore
         GROUP BY type, state ORDER BY type, state
         """
 
+    public func pendingBytesBySender() async throws -> [String: Int] {
+        var bytes: [String: Int] = [:]
+        let query: PostgresQuery = """
+            SELECT sender, sum(size)::bigint FROM messages WHERE state IN ('accepted', 'delivered') GROUP BY sender
+            """
+        for row in try await client.query(query, logger: logger).collect() {
+            let (sender, n) = try row.decode((String, Int64).self)
+            bytes[sender] = Int(n)
+        }
+        return bytes
+    }
+
     public func queueStats() async throws -> QueueStats {
         // Best effort: the statistics below are right with or without it.
         await foldCounts()

@@ -60,4 +60,7 @@ public struct QueueStats: Sendable, Equatable {
 
 public protocol StatsStore: Sendable {
     func queueStats() async throws -> QueueStats
+    /// Sealed bytes of each sender's messages that are not final yet (waiting or leased): what
+    /// the per-sender storage quota counts.
+    func pendingBytesBySender() async throws -> [String: Int]
 }

@@ -309,6 +309,22 @@ extension SQLiteMessageStore {  // StatsStore
             return QueueStats(inboxes: inboxes, byTypeAndState: states)
         }
     }
+
+    public func pendingBytesBySender() async throws -> [String: Int] {
+        try await pool.read { db in
+            var bytes: [String: Int] = [:]
+            for row in try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT sender, sum(size) AS n FROM messages INDEXED BY messages_pending
+                    WHERE completed_at IS NULL GROUP BY sender
+                    """
+            ) {
+                bytes[row["sender"]] = row["n"]
+            }
+            return bytes
+        }
+    }
 }
 
 extension SQLiteMessageStore {  // RevocationStore

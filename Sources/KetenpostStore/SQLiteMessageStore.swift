@@ -288,20 +288,39 @@ public final class SQLiteMessageStore: RelayStore {
         return .accepted(stored)
     }
 
-    public func lease(recipient: String, limit: Int, duration: TimeInterval, maxAttempts: Int, now: Date) async throws -> [Lease] {
+    public func lease(
+        recipient: String,
+        limit: Int,
+        maxBytes: Int,
+        duration: TimeInterval,
+        maxAttempts: Int,
+        now: Date
+    ) async throws -> [Lease] {
         guard limit > 0 else { return [] }
         let t = Self.seconds(now)
         return try await writes.write { db in
             try Self.expire(db, recipient: recipient, now: t)
             try Self.deadLetter(db, recipient: recipient, now: t, maxAttempts: maxAttempts)
-            let rows = try Row.fetchAll(
+            // Metadata first (with each body's size), bodies only of what fits the byte bound.
+            let candidates = try Row.fetchAll(
                 db.cachedStatement(sql: Self.deliverableSQL),
                 arguments: Self.deliverableArguments(recipient: recipient, now: t, maxAttempts: maxAttempts, limit: limit)
-            )
+            ).map(Self.record)
+            var picked: [StoredMessage] = []
+            var bytes = 0
+            for message in candidates {
+                if !picked.isEmpty && bytes + message.size > maxBytes { break }
+                bytes += message.size
+                picked.append(message)
+            }
             var generator = SystemRandomNumberGenerator()
             let until = t + duration
-            let leases = try rows.map { row in
-                var message = Self.record(row)
+            let leases = try picked.map { candidate in
+                var message = candidate
+                let body = try Data.fetchOne(
+                    db.cachedStatement(sql: "SELECT body FROM messages WHERE sequence = ?"),
+                    arguments: [message.sequence]
+                )
                 let token = Self.token(using: &generator)
                 try db.cachedStatement(
                     sql: """
@@ -317,7 +336,7 @@ public final class SQLiteMessageStore: RelayStore {
                 // Dates as a later read returns them (built from the stored seconds).
                 message.firstDeliveredAt = message.firstDeliveredAt ?? Date(timeIntervalSince1970: t)
                 message.lastDeliveredAt = Date(timeIntervalSince1970: t)
-                return Lease(message: message, body: row[Column.body.position])
+                return Lease(message: message, body: body ?? Data())
             }
             try Self.appendAudit(
                 db,
@@ -343,7 +362,7 @@ public final class SQLiteMessageStore: RelayStore {
     /// redeliveries from `messages_leased` (only deliveries whose lease ran out). The state terms
     /// are spelled exactly as in the partial index's WHERE, as SQLite matches them literally.
     static let deliverableSQL = """
-        SELECT \(columns), body FROM (
+        SELECT \(columns) FROM (
           SELECT * FROM (SELECT * FROM messages INDEXED BY messages_waiting
             WHERE recipient = ? AND state = 'accepted' AND expires_at > ? AND attempts < ? AND body IS NOT NULL
             ORDER BY sequence LIMIT ?)

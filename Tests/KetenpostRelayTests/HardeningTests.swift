@@ -263,4 +263,50 @@ import Testing
             #expect(sent.receipt.issuer == DevelopmentPKI.relayID)
         }
     }
+
+    /// Issue 20: inbox answers bounded by bytes (at least one message each), streamed; a sender's
+    /// undelivered messages bounded by a storage quota with a clear 507 and a metric.
+    @Test func inboxBatchesAreBoundedByBytesAndSendersByAQuota() async throws {
+        try await withRelay({
+            $0.limits.maxBatchBytes = 1
+            $0.limits.maxPendingBytesPerSender = 40_000
+        }) { h in
+            let coordinator = "zorgcoordinatie-zuid-limburg"
+            let sender = try h.client("gemeente-maastricht")
+            var accepted = 0
+            var refusal: KetenpostError?
+            for _ in 0..<30 {
+                do {
+                    _ = try await sender.send(payload: try h.example(.signal), type: .signal, to: coordinator)
+                    accepted += 1
+                } catch let error as KetenpostError {
+                    refusal = error
+                    break
+                }
+            }
+            #expect(refusal?.code == .quotaExceeded && refusal?.detail == ["HTTP 507"], "\(String(describing: refusal))")
+            #expect(refusal?.message.contains("limits.maxPendingBytesPerSender") == true)
+            #expect(accepted >= 2 && accepted < 30, "\(accepted) accepted")
+            #expect(try await h.store.pendingCount(recipient: coordinator) == accepted)
+            // Another sender is not affected.
+            _ = try await h.client(municipality).send(payload: try h.example(.signal), type: .signal, to: coordinator)
+
+            // Every answer holds one message (a batch always holds at least one).
+            let recipient = try h.client(coordinator)
+            var fetched = 0
+            while true {
+                let batch = try await recipient.receive(max: 10)
+                if batch.isEmpty { break }
+                #expect(batch.count == 1)
+                for item in batch { _ = try await recipient.acknowledge(item) }
+                fetched += batch.count
+            }
+            #expect(fetched == accepted + 1)
+            // Once the recipient has fetched them and the quota has been counted again, the sender may send.
+            try await Task.sleep(for: .seconds(6))
+            _ = try await sender.send(payload: try h.example(.signal), type: .signal, to: coordinator)
+            let metrics = try await h.admin().metrics()
+            #expect(metrics.contains("ketenpost_quota_refusals_total{partner=\"gemeente-maastricht\"} 1"))
+        }
+    }
 }

@@ -231,6 +231,34 @@ struct StoreContract {
         }
     }
 
+    /// Issue 20: a batch is bounded by bytes, in order, and always holds at least one message;
+    /// what did not fit stays for the next lease. Pending bytes are counted per sender.
+    @Test(arguments: Backend.allCases)
+    func leasesAreBoundedByBytesAndPendingBytesAreCountedPerSender(backend: Backend) async throws {
+        try await withStore(backend) { store in
+            let sizes = [3000, 2000, 4000, 1000]
+            var ids: [UUID] = []
+            for size in sizes {
+                let message = newMessage(body: Data(repeating: 0x30, count: size))
+                ids.append(try await store.accept(message).id)
+            }
+            _ = try await store.accept(newMessage(from: "other-sender", to: "other-recipient", body: Data(count: 700)))
+            #expect(try await store.pendingBytesBySender() == [sender: 10_000, "other-sender": 700])
+            // 3000 + 2000 fit into 5500; the 4000 would not.
+            let first = try await store.lease(recipient: recipient, limit: 10, maxBytes: 5500, duration: 60, maxAttempts: 5, now: at(1))
+            #expect(first.map(\.message.id) == Array(ids[0..<2]))
+            #expect(first.map(\.body.count) == [3000, 2000])
+            // One message larger than the bound still comes, alone.
+            let second = try await store.lease(recipient: recipient, limit: 10, maxBytes: 10, duration: 60, maxAttempts: 5, now: at(2))
+            #expect(second.map(\.message.id) == [ids[2]] && second.first?.body.count == 4000)
+            let third = try await store.lease(recipient: recipient, limit: 10, maxBytes: 5500, duration: 60, maxAttempts: 5, now: at(3))
+            #expect(third.map(\.message.id) == [ids[3]])
+            // Acknowledged messages no longer count.
+            for lease in first { #expect(try await store.ack(lease, at: at(4)) != .notFound) }
+            #expect(try await store.pendingBytesBySender()[sender] == 5000)
+        }
+    }
+
     @Test(arguments: Backend.allCases)
     func duplicateReturnsTheStoredRecordUnchanged(backend: Backend) async throws {
         try await withStore(backend) { store in

@@ -546,9 +546,27 @@ extension RelayConfiguration {
             connection; certificates the directory does not list as active share 16 connections, each closed after 10 s.
             """
         )
+        static let maxBatchBytesKey = ConfigurationKey.integer(
+            "maxBatchBytes",
+            16_777_216,
+            in: 1...1_073_741_824,
+            """
+            Sealed bytes in one inbox answer at most (before base64); a batch always holds at least one message, so a message \
+            too large for a client burns only its own delivery attempts.
+            """
+        )
+        static let maxPendingBytesPerSenderKey = ConfigurationKey.integer(
+            "maxPendingBytesPerSender",
+            1_073_741_824,
+            in: 1...Int.max,
+            """
+            Sealed bytes of one sender's messages that are not delivered and acknowledged yet, at most; beyond it a submission \
+            gets 507 `quota.exceeded` (counter `ketenpost_quota_refusals_total`). Counted from the store every 5 s.
+            """
+        )
         public static let keys: [any DocumentedKey] = [
             maxMessageBytesKey, ratePerSecondKey, rateBurstKey, idleTimeoutKey, bodyTimeoutKey, maxConnectionsKey,
-            maxConnectionsPerPartnerKey,
+            maxConnectionsPerPartnerKey, maxBatchBytesKey, maxPendingBytesPerSenderKey,
         ]
 
         public var maxMessageBytes = maxMessageBytesKey.defaultValue
@@ -558,6 +576,8 @@ extension RelayConfiguration {
         public var bodyTimeout = bodyTimeoutKey.defaultValue
         public var maxConnections = maxConnectionsKey.defaultValue
         public var maxConnectionsPerPartner = maxConnectionsPerPartnerKey.defaultValue
+        public var maxBatchBytes = maxBatchBytesKey.defaultValue
+        public var maxPendingBytesPerSender = maxPendingBytesPerSenderKey.defaultValue
 
         public init() {}
 
@@ -569,6 +589,8 @@ extension RelayConfiguration {
             try reader.read(Self.bodyTimeoutKey, into: &bodyTimeout)
             try reader.read(Self.maxConnectionsKey, into: &maxConnections)
             try reader.read(Self.maxConnectionsPerPartnerKey, into: &maxConnectionsPerPartner)
+            try reader.read(Self.maxBatchBytesKey, into: &maxBatchBytes)
+            try reader.read(Self.maxPendingBytesPerSenderKey, into: &maxPendingBytesPerSender)
         }
     }
 

@@ -91,7 +91,8 @@ public final class RelayCore: Sendable {
             authenticator: authenticator,
             notifier: notifier,
             metrics: metrics,
-            clock: clock
+            clock: clock,
+            quota: SenderQuota(limit: configuration.limits.maxPendingBytesPerSender, store: store, metrics: metrics)
         )
         // CRLs are judged by OpenSSL against the system time, so their schedule runs on it too
         // (not on the injected clock, which tests freeze for message times).

@@ -79,6 +79,8 @@ extension KetenpostError: HTTPResponseError {
         case .requestTooLarge, .inputTooLarge: return .contentTooLarge
         case .requestUnsupportedMediaType: return .unsupportedMediaType
         case .rateLimited: return .tooManyRequests
+        // 507: the relay will not store more for this sender now; nothing is wrong with the message.
+        case .quotaExceeded: return .init(code: 507, reasonPhrase: "Insufficient Storage")
         case .storeUnavailable: return .serviceUnavailable
         case .internalError: return .internalServerError
         // Anything else: the caller sent something wrong.
@@ -88,6 +90,11 @@ extension KetenpostError: HTTPResponseError {
 
     public func response(from request: Request, context: some RequestContext) throws -> Response {
         var headers: HTTPFields = [:]
+        // A caller the relay does not serve (now) gets its answer and no reusable connection:
+        // such connections are closed by the relay soon after (ConnectionGate).
+        if [.unknownPartner, .partnerSuspended, .certificateInactive, .certificateRevoked, .notAdministrator].contains(code) {
+            headers[.connection] = "close"
+        }
         if code == .rateLimited, let retry = detail.first(where: { $0.hasPrefix("retry-after=") }) {
             headers[.retryAfter] = String(retry.dropFirst("retry-after=".count))
         }

@@ -62,14 +62,28 @@ public enum RelayHTTP {
                 throw KetenpostError(.requestInvalid, "max must be 1 to 100 and wait a number of seconds ≥ 0.")
             }
             let isConnected: @Sendable () -> Bool = { [context] in context.isConnected }
-            return json(
-                try await messages.inbox(
-                    for: try context.authenticated(),
-                    limit: max,
-                    wait: wait,
-                    logger: context.logger,
-                    isConnected: isConnected
-                )
+            let leases = try await messages.leaseInbox(
+                for: try context.authenticated(),
+                limit: max,
+                wait: wait,
+                logger: context.logger,
+                isConnected: isConnected
+            )
+            // Streamed one message at a time: the base64 of a whole batch is never held at once.
+            return Response(
+                status: .ok,
+                headers: [.contentType: "application/json"],
+                body: ResponseBody { writer in
+                    let encoder = KetenpostJSON.encoder()
+                    try await writer.write(ByteBuffer(string: "{\"messages\":["))
+                    for (index, lease) in leases.enumerated() {
+                        var chunk = index == 0 ? Data() : Data(",".utf8)
+                        chunk.append(try encoder.encode(messages.inboxMessage(lease)))
+                        try await writer.write(ByteBuffer(bytes: chunk))
+                    }
+                    try await writer.write(ByteBuffer(string: "]}"))
+                    try await writer.finish(nil)
+                }
             )
         }
         routes.post("/v1/messages/:id/ack") { request, context in

@@ -66,6 +66,11 @@ public final class RelayMetrics: Sendable {
         CoreMetrics.Counter(label: "ketenpost_messages_\(event)_total", dimensions: [("type", type)], factory: factory).increment()
     }
 
+    /// A submission refused by the sender's storage quota.
+    func quotaRefused(sender: String) {
+        CoreMetrics.Counter(label: "ketenpost_quota_refusals_total", dimensions: [("partner", sender)], factory: factory).increment()
+    }
+
     func submitted(after duration: Duration) {
         CoreMetrics.Timer(label: "ketenpost_submit_duration_seconds", factory: factory).recordNanoseconds(nanoseconds(duration))
     }

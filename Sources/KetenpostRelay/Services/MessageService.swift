@@ -19,6 +19,7 @@ public struct MessageService: Sendable {
     let notifier: InboxNotifier
     let metrics: RelayMetrics
     let clock: @Sendable () -> Date
+    let quota: SenderQuota
 
     // MARK: Submit
 
@@ -50,6 +51,7 @@ public struct MessageService: Sendable {
         let now = clock()
         do {
             try await checkAcceptable(header, partner: partner, signer: signer, directory: directory, now: now, logger: logger)
+            try await quota.admit(sender: partner.id, bytes: body.count, logger: logger)
         } catch {
             // A resubmission of what was accepted before gets the original receipt, whatever changed
             // since (expiry passed, recipient suspended): the sender's first answer may have been lost.
@@ -193,10 +195,39 @@ public struct MessageService: Sendable {
         logger: Logger,
         isConnected: @Sendable () -> Bool = { true }
     ) async throws(KetenpostError) -> API.InboxResponse {
+        API.InboxResponse(
+            messages: try await leaseInbox(for: caller, limit: limit, wait: wait, logger: logger, isConnected: isConnected).map(
+                inboxMessage
+            )
+        )
+    }
+
+    /// One leased message as the inbox answer carries it (the body in base64).
+    public func inboxMessage(_ lease: Lease) -> API.InboxMessage {
+        API.InboxMessage(
+            id: lease.message.id,
+            from: lease.message.sender,
+            type: lease.message.type,
+            leaseToken: lease.message.leaseToken ?? "",
+            leaseExpiresAt: lease.message.leaseUntil ?? clock(),
+            attempt: lease.message.attempts,
+            message: lease.body.base64EncodedString()
+        )
+    }
+
+    /// `inbox` without building the answer: the leases, for a caller that streams them. A batch
+    /// holds at most `limits.maxBatchBytes` of sealed messages, and always at least one.
+    public func leaseInbox(
+        for caller: Authenticated,
+        limit: Int,
+        wait: TimeInterval,
+        logger: Logger,
+        isConnected: @Sendable () -> Bool = { true }
+    ) async throws(KetenpostError) -> [Lease] {
         let limit = max(1, min(limit, 100))
         let deadline = ContinuousClock.now + .milliseconds(Int64(max(0, min(wait, configuration.queue.maxLongPoll)) * 1000))
         while true {
-            if !isConnected() || Task.isCancelled { return API.InboxResponse(messages: []) }
+            if !isConnected() || Task.isCancelled { return [] }
             // Before every lease: a partner suspended or a certificate revoked during the wait gets nothing.
             let partner = try authenticator.recheck(caller.partner, certificate: caller.certificate, trust: caller.trust)
             let seen = await notifier.generation(for: partner.id)
@@ -205,6 +236,7 @@ public struct MessageService: Sendable {
                 leases = try await store.lease(
                     recipient: partner.id,
                     limit: limit,
+                    maxBytes: configuration.limits.maxBatchBytes,
                     duration: configuration.queue.leaseDuration,
                     maxAttempts: configuration.queue.maxAttempts,
                     now: clock()
@@ -217,24 +249,12 @@ public struct MessageService: Sendable {
                     logger.info("message leased", metadata: Self.metadata(lease.message))
                     metrics.count("delivered", type: lease.message.type)
                 }
-                return API.InboxResponse(
-                    messages: leases.map {
-                        API.InboxMessage(
-                            id: $0.message.id,
-                            from: $0.message.sender,
-                            type: $0.message.type,
-                            leaseToken: $0.message.leaseToken ?? "",
-                            leaseExpiresAt: $0.message.leaseUntil ?? clock(),
-                            attempt: $0.message.attempts,
-                            message: $0.body.base64EncodedString()
-                        )
-                    }
-                )
+                return leases
             }
             let remaining = deadline - ContinuousClock.now
-            if remaining <= .zero || Task.isCancelled { return API.InboxResponse(messages: []) }
+            if remaining <= .zero || Task.isCancelled { return [] }
             await notifier.wait(for: partner.id, since: seen, timeout: remaining)
-            if await notifier.closedState { return API.InboxResponse(messages: []) }
+            if await notifier.closedState { return [] }
         }
     }
 
