@@ -249,7 +249,7 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        .testTarget(name: "KetenpostFuzzTests", dependencies: ["KetenpostFuzzing"], swiftSettings: strict),
+        .testTarget(name: "KetenpostFuzzTests", dependencies: ["KetenpostCrypto", "KetenpostFuzzing"], swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -30,7 +30,20 @@ public enum CMS {
     }
 
     /// Signs `content` (attached, SHA-256, signed attributes) and returns the SignedData as DER.
+    ///
+    /// EC keys are signed from a template (`CMS.Signer`: the same bytes `CMS_sign` makes, at a
+    /// third of its cost); other keys by `CMS_sign`.
     public static func sign(
+        _ content: some DataProtocol,
+        signer: Certificate,
+        key: PrivateKey,
+        extraCertificates: [Certificate] = []
+    ) throws(CryptoError) -> Data {
+        try Self.signer(certificate: signer, key: key, extraCertificates: extraCertificates).sign(content)
+    }
+
+    /// Signs with OpenSSL's `CMS_sign`: the reference the template is tested against.
+    public static func signWithOpenSSL(
         _ content: some DataProtocol,
         signer: Certificate,
         key: PrivateKey,
@@ -69,7 +82,8 @@ public enum CMS {
     /// The signer's chain is *not* checked here: callers check it with a `TrustStore`, which
     /// gives distinct errors (expired, revoked, untrusted) and caches results per certificate.
     /// - Parameter fastPath: take the certificates out before OpenSSL parses the structure
-    ///   (`SignedDataCertificates`); false lets OpenSSL parse everything: the reference that the
+    ///   (`SignedDataCertificates`), and check Ketenpost's own shape without OpenSSL's CMS layer
+    ///   (`DirectSignedData`); false lets OpenSSL parse everything: the reference that the
     ///   differential fuzz target and tests compare the fast path with.
     public static func verifySignature(_ der: some DataProtocol, fastPath: Bool = true) throws(CryptoError) -> Signed {
         // The usual shape: certificates from the cache, the rest parsed by OpenSSL.
@@ -95,6 +109,9 @@ public enum CMS {
                     throw CryptoError(.malformed, "The input is not a well-formed CMS structure.", detail: [error.message] + error.detail)
                 }
             }
+            // Ketenpost's own shape is checked without the CMS layer; anything else, or anything
+            // that does not verify, is for OpenSSL to decide.
+            if let signed = DirectSignedData.verify(split.withoutCertificates, certificates: supplied) { return signed }
             cms = try ContentInfo.parse(split.withoutCertificates)
         } else {
             cms = try ContentInfo.parse(der)

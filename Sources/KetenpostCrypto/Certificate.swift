@@ -1,5 +1,6 @@
 import COpenSSL
 import Foundation
+import Synchronization
 
 /// An X.509 certificate. Immutable once made, so it is safe to share between tasks
 /// (OpenSSL allows concurrent read-only use of an `X509`).
@@ -7,10 +8,16 @@ public final class Certificate: @unchecked Sendable, Hashable, CustomStringConve
     let pointer: OpaquePointer
     /// The DER encoding, kept because it is the identity used for equality and binding checks.
     public let der: Data
+    /// Reused signature-check contexts for this certificate's key (EC only; `DirectSignedData`).
+    let verifier: KeyContextPool?
+    /// IssuerAndSerialNumber, worked out on first use (empty: not plain DER).
+    let issuerAndSerial = Mutex<ArraySlice<UInt8>?>(nil)
 
     /// Takes ownership of an `X509*` (the caller's reference is consumed).
     init(owning pointer: OpaquePointer) throws(CryptoError) {
         self.pointer = pointer
+        verifier = KeyContextPool(key: X509_get0_pubkey(pointer), operation: .verify)
+        OpenSSLErrorQueue.clear()
         do {
             der = try DER.encode { X509_to_der(pointer, $0) }
         } catch {

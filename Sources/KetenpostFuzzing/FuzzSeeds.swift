@@ -40,6 +40,9 @@ public enum FuzzSeeds {
         for change in SignedDataLayouts.Change.allCases {
             try put(.signedDataParsers, "layout-\(change).bin", Data([change.rawValue]))
         }
+        for change in SignedAttributeLayouts.Change.allCases {
+            try put(.signedDataParsers, "attributes-\(change).bin", Data([0xE0 + change.rawValue]))
+        }
 
         // Documents.
         try put(.header, "minimal.json", Fixture.header.encoded())

@@ -9,8 +9,18 @@ import KetenpostCrypto
 enum ParserTargets {
     static func signedData(_ data: Data) throws(FuzzFinding) {
         // Raw DER as it is, or else a layout of a valid message that the input's bytes choose:
-        // byte-level mutation rarely keeps a signature valid, layout changes always do.
-        let input = data.first == 0x30 ? data : SignedDataLayouts.variant(of: Fixture.shared.signedSample, choices: data)
+        // byte-level mutation rarely keeps a signature valid, layout changes always do. From
+        // 0xE0 on, the first byte picks a change of the signed part, signed again (issue 21:
+        // the direct check must take only what OpenSSL takes); the rest move the certificates.
+        let input: Data
+        if data.first == 0x30 {
+            input = data
+        } else if let first = data.first, first >= 0xE0 {
+            let change = SignedAttributeLayouts.Change.allCases[Int(first - 0xE0) % SignedAttributeLayouts.Change.allCases.count]
+            input = SignedDataLayouts.variant(of: SignedAttributeLayouts.make(change), choices: data.dropFirst())
+        } else {
+            input = SignedDataLayouts.variant(of: Fixture.shared.signedSample, choices: data)
+        }
         try compare(input)
     }
 
@@ -19,7 +29,7 @@ enum ParserTargets {
         let reference = Result { () throws(CryptoError) in try CMS.verifySignature(input, fastPath: false) }
         switch (fast, reference) {
         case (.success(let a), .success(let b)):
-            trace("accepted by both")
+            trace(CMS.verifiesDirectly(input) ? "accepted by both, directly" : "accepted by both")
             guard a.content == b.content, a.signer == b.signer, Set(a.intermediates) == Set(b.intermediates) else {
                 throw FuzzFinding(.signedDataParsers, "parsers-disagree", "both accept, but read different content, signer or certificates")
             }
@@ -160,5 +170,129 @@ public enum SignedDataLayouts {
             }
             return [tag, 0x80 | UInt8(length.count)] + length + content
         }
+    }
+}
+
+/// Changes of the signed part of a SignedData (the signer info, its attributes, the content's
+/// encoding), each signed again with the sender's key, so that the signature is valid over
+/// whatever the change made (issue 21). Ketenpost's direct check (`CMS.verifiesDirectly`) takes
+/// only the unchanged shape; for every change, the relay's answer must be OpenSSL's.
+public enum SignedAttributeLayouts {
+    public enum Change: UInt8, CaseIterable, Sendable {
+        /// Nothing changed: built by hand and signed again (the direct check takes it).
+        case resigned
+        /// signingTime 31 February.
+        case impossibleDate
+        /// signingTime with second 60.
+        case leapSecond
+        /// signingTime as GeneralizedTime (allowed by RFC 5652 only from 2050 on).
+        case generalizedTime
+        /// A fourth signed attribute.
+        case extraAttribute
+        /// The signed attributes out of DER order.
+        case unsortedAttributes
+        /// Two messageDigest attributes.
+        case duplicateDigest
+        /// messageDigest of other content.
+        case wrongDigest
+        /// contentType attribute says SignedData while the content is id-data.
+        case contentTypeMismatch
+        /// SHA-256 with explicit NULL parameters.
+        case digestWithNullParameter
+        /// SignerInfo version 3 with an issuer-and-serial identifier.
+        case signerInfoVersion3
+        /// SignedData version 3.
+        case signedDataVersion3
+        /// Signed by another key than the certificate's.
+        case otherKey
+        /// The signer identifier names the CA's certificate.
+        case signerIsTheCA
+        /// An unsigned attribute after the signature.
+        case unsignedAttribute
+        /// The content as a constructed OCTET STRING.
+        case constructedContent
+        /// id-ecPublicKey as the signature algorithm.
+        case ecPublicKeyAlgorithm
+    }
+
+    static let content = Data("sample".utf8)
+    /// A fixed signing time (2026-12-01 10:00:00 UTC), so that inputs replay the same way.
+    static let signingTime: [UInt8] = Array("261201100000Z".utf8)
+    static let strangerKey: PrivateKey = {
+        do { return try PrivateKey.generate(.ecP256) } catch { fatalError("cannot make a fuzzing key: \(error)") }
+    }()
+
+    /// The sample SignedData (sender's certificate and the CA's) with one change, signed again.
+    public static func make(_ change: Change) -> Data {
+        do { return try build(change) } catch { fatalError("cannot sign a layout: \(error)") }
+    }
+
+    static func build(_ change: Change) throws(CryptoError) -> Data {
+        typealias DER = SignedDataLayouts.DER
+        let fixture = Fixture.shared
+        let oid: (_ arcs: [UInt8]) -> [UInt8] = { DER.encode(0x06, $0) }
+        let pkcs9: (_ last: UInt8) -> [UInt8] = { oid([0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x09, $0]) }
+        let idData = oid([0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x07, 0x01])
+        let idSignedData = oid([0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x07, 0x02])
+        let sha256OID = oid([0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01])
+        let sha256 = change == .digestWithNullParameter ? DER.encode(0x30, sha256OID + [0x05, 0x00]) : DER.encode(0x30, sha256OID)
+        let signatureAlgorithm =
+            change == .ecPublicKeyAlgorithm
+            ? DER.encode(0x30, oid([0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x02, 0x01]))
+            : DER.encode(0x30, oid([0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x04, 0x03, 0x02]))
+        func attribute(_ type: [UInt8], _ value: [UInt8]) -> [UInt8] { DER.encode(0x30, type + DER.encode(0x31, value)) }
+
+        let time: [UInt8]
+        switch change {
+        case .impossibleDate: time = DER.encode(0x17, Array("260231100000Z".utf8))
+        case .leapSecond: time = DER.encode(0x17, Array("261231235960Z".utf8))
+        case .generalizedTime: time = DER.encode(0x18, Array("20261201100000Z".utf8))
+        default: time = DER.encode(0x17, signingTime)
+        }
+        let digest = [UInt8](Digest.sha256(change == .wrongDigest ? Data("other".utf8) : content))
+        let contentType = attribute(pkcs9(3), change == .contentTypeMismatch ? idSignedData : idData)
+        let messageDigest = attribute(pkcs9(4), DER.encode(0x04, digest))
+        var attributes = [contentType, attribute(pkcs9(5), time), messageDigest]
+        switch change {
+        case .extraAttribute: attributes.append(attribute(pkcs9(7), DER.encode(0x0C, Array("fuzz".utf8))))
+        case .unsortedAttributes: attributes.reverse()
+        case .duplicateDigest: attributes.append(messageDigest)
+        default: break
+        }
+        let signedAttributes = attributes.flatMap { $0 }
+        let key = change == .otherKey ? strangerKey : fixture.sender.key
+        let signature = [UInt8](try CMS.ecdsaSignature(over: DER.encode(0x31, signedAttributes), key: key))
+
+        let named = change == .signerIsTheCA ? fixture.ca.certificate : fixture.sender.certificate
+        guard let identifier = issuerAndSerial(named.der) else { throw CryptoError(.internalError, "The certificate is not plain DER.") }
+        var signerInfo = DER.encode(0x02, [change == .signerInfoVersion3 ? 3 : 1]) + identifier + sha256
+        signerInfo += DER.encode(0xA0, signedAttributes) + signatureAlgorithm + DER.encode(0x04, signature)
+        if change == .unsignedAttribute { signerInfo += DER.encode(0xA1, attribute(pkcs9(7), DER.encode(0x0C, Array("fuzz".utf8)))) }
+
+        let octets = DER.encode(0x04, [UInt8](content))
+        let encapsulated = idData + DER.encode(0xA0, change == .constructedContent ? DER.encode(0x24, octets) : octets)
+        let certificates = [fixture.sender.certificate, fixture.ca.certificate].map { [UInt8]($0.der) }
+        var signedData = DER.encode(0x02, [change == .signedDataVersion3 ? 3 : 1]) + DER.encode(0x31, sha256)
+        signedData += DER.encode(0x30, encapsulated) + DER.encode(0xA0, certificates.flatMap { $0 })
+        signedData += DER.encode(0x31, DER.encode(0x30, signerInfo))
+        return Data(DER.encode(0x30, idSignedData + DER.encode(0xA0, DER.encode(0x30, signedData))))
+    }
+
+    /// IssuerAndSerialNumber from a certificate's own bytes.
+    static func issuerAndSerial(_ der: Data) -> [UInt8]? {
+        typealias DER = SignedDataLayouts.DER
+        let bytes = [UInt8](der)
+        guard let certificate = DER.read(bytes, 0), let tbs = DER.read(bytes, certificate.content) else { return nil }
+        var fields: [SignedDataLayouts.DER.TLV] = []
+        var cursor = tbs.content
+        while cursor < tbs.end, fields.count < 4, let field = DER.read(bytes, cursor) {
+            fields.append(field)
+            cursor = field.end
+        }
+        let offset = bytes[tbs.content] == 0xA0 ? 1 : 0
+        guard fields.count >= offset + 3 else { return nil }
+        let serial = bytes[fields[offset].start..<fields[offset].end]
+        let issuer = bytes[fields[offset + 2].start..<fields[offset + 2].end]
+        return DER.encode(0x30, Array(issuer) + Array(serial))
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import KetenpostCrypto
 import KetenpostFuzzing
 import Testing
 
@@ -103,5 +104,42 @@ struct FuzzRegressionTests {
     @Test func theUnchangedSampleIsAcceptedByAll() {
         let (fast, reference) = SignedDataLayouts.accepted(SignedDataLayouts.sample)
         #expect(fast && reference)
+    }
+}
+
+/// The direct check of Ketenpost's own SignedData shape (issue 21) takes only the unchanged
+/// shape; for every change of the signed part (signed again, so the signature is valid), the
+/// relay answers as OpenSSL in-process and the `openssl cms` command do.
+@Suite struct DirectSignedDataAgreementTests {
+    @Test(arguments: SignedAttributeLayouts.Change.allCases)
+    func everySignedPartChangeIsJudgedAlike(change: SignedAttributeLayouts.Change) throws {
+        let variant = SignedAttributeLayouts.make(change)
+        #expect(CMS.verifiesDirectly(variant) == (change == .resigned), "\(change): direct check")
+        let fast = Result { () throws(CryptoError) in try CMS.verifySignature(variant) }
+        let reference = Result { () throws(CryptoError) in try CMS.verifySignature(variant, fastPath: false) }
+        switch (fast, reference) {
+        case (.success(let a), .success(let b)):
+            #expect(a.content == b.content && a.signer == b.signer && Set(a.intermediates) == Set(b.intermediates), "\(change)")
+        case (.failure(let a), .failure(let b)):
+            #expect(a.code == b.code, "\(change): \(a.code) against OpenSSL's \(b.code)")
+        default:
+            Issue.record("\(change): relay \(fast), OpenSSL \(reference)")
+        }
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("attributes-\(UUID().uuidString).der")
+        defer { try? FileManager.default.removeItem(at: file) }
+        try variant.write(to: file)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
+        process.arguments = ["cms", "-verify", "-noverify", "-binary", "-inform", "DER", "-in", file.path, "-out", "/dev/null"]
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        process.waitUntilExit()
+        let accepted = (try? fast.get()) != nil
+        #expect(accepted == (process.terminationStatus == 0), "\(change): relay \(accepted), openssl cms \(process.terminationStatus)")
+    }
+
+    /// The sample the other fuzz inputs start from is signed by the template and checked directly.
+    @Test func theTemplateSampleIsCheckedDirectly() {
+        #expect(CMS.verifiesDirectly(SignedDataLayouts.sample))
     }
 }
