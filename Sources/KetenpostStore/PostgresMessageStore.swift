@@ -57,6 +57,75 @@ public final class PostgresMessageStore: RelayStore {
         let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
         self.client = client
         self.logger = logger
+        self.url = url
+        probe = PostgresConnection.Configuration(
+            host: url.host,
+            port: url.port,
+            username: url.user,
+            password: url.password,
+            database: url.database,
+            tls: try Self.connectionTLS(for: url)
+        )
+    }
+
+    /// Where the store connects (no password in its description).
+    let url: PostgresConnectionURL
+    /// The pool's settings for one direct connection (`checkConnection()`).
+    private let probe: PostgresConnection.Configuration
+
+    /// Makes one connection outside the pool and closes it, so that a server that cannot be used
+    /// says why at start. The pool retries a failed connection until its circuit breaker trips
+    /// (about half a minute here) and then reports only that it gave up; the reason (no TLS on
+    /// the server, an untrusted certificate, a refused login) went to an info-level log line.
+    public func checkConnection() async throws {
+        do {
+            let connection = try await PostgresConnection.connect(configuration: probe, id: 0, logger: logger)
+            try? await connection.close()
+        } catch let error as PSQLError {
+            throw Self.explain(error, url: url)
+        }
+    }
+
+    /// A `StoreError` with a sentence an operator can act on, for a failed first connection.
+    static func explain(_ error: PSQLError, url: PostgresConnectionURL) -> StoreError {
+        let server = "The PostgreSQL server at \(url.host):\(url.port)"
+        switch error.code {
+        case .sslUnsupported:
+            return StoreError(
+                .tls,
+                """
+                \(server) does not offer TLS, and sslmode=\(url.sslMode.rawValue) requires it: turn TLS on at the server \
+                (ssl = on), or give sslmode=disable in the URL for a server on the same host or a private network.
+                """
+            )
+        case .server:
+            let state = error.serverInfo?[.sqlState] ?? ""
+            return StoreError(
+                .loginRefused,
+                """
+                \(server) refused user \(url.user) for database \(url.database) (SQLSTATE \(state)): check the user, the \
+                password, that the database exists, and the server's pg_hba.conf.
+                """
+            )
+        default:
+            if let underlying = error.underlying, String(reflecting: type(of: underlying)).contains("SSL") {
+                return StoreError(
+                    .tls,
+                    """
+                    TLS with \(server.dropFirst(4)) failed (\(underlying)): with sslmode=\(url.sslMode.rawValue), give \
+                    sslrootcert=PATH with the CA that signed the server's certificate, or sslmode=verify-ca when the \
+                    certificate does not name \(url.host).
+                    """
+                )
+            }
+            return StoreError(
+                .unreachable,
+                """
+                \(server) cannot be reached (\(error.code)): check that it runs and listens there, and that no firewall \
+                is in the way.
+                """
+            )
+        }
     }
 
     deinit {
@@ -81,6 +150,15 @@ public final class PostgresMessageStore: RelayStore {
 
     private static func tls(for url: PostgresConnectionURL) throws -> PostgresClient.Configuration.TLS {
         if url.sslMode == .disable { return .disable }
+        return .require(try tlsConfiguration(for: url))
+    }
+
+    private static func connectionTLS(for url: PostgresConnectionURL) throws -> PostgresConnection.Configuration.TLS {
+        if url.sslMode == .disable { return .disable }
+        return .require(try NIOSSLContext(configuration: tlsConfiguration(for: url)))
+    }
+
+    private static func tlsConfiguration(for url: PostgresConnectionURL) throws -> TLSConfiguration {
         var tls = TLSConfiguration.makeClientConfiguration()
         tls.minimumTLSVersion = .tlsv12
         if let path = url.sslRootCertificatePath {
@@ -92,12 +170,12 @@ public final class PostgresMessageStore: RelayStore {
             }
         }
         switch url.sslMode {
-        case .disable: return .disable
+        case .disable: break
         case .require: tls.certificateVerification = url.sslRootCertificatePath == nil ? .none : .noHostnameVerification
         case .verifyCA: tls.certificateVerification = .noHostnameVerification
         case .verifyFull: tls.certificateVerification = .fullVerification
         }
-        return .require(tls)
+        return tls
     }
 
     // MARK: - Schema
@@ -285,7 +363,11 @@ public final class PostgresMessageStore: RelayStore {
     private static let migrationLock: Int64 = 0x6B74_6E70_0000_0001
     static let countsLock: Int64 = 0x6B74_6E70_0000_0002
 
-    public func migrate() async throws { try await migrate(upTo: Int.max) }
+    /// Checks the connection (`checkConnection()`), then applies every migration.
+    public func migrate() async throws {
+        try await checkConnection()
+        try await migrate(upTo: Int.max)
+    }
 
     /// Applies the migrations up to `version` (tests build an older schema with it).
     func migrate(upTo version: Int) async throws {

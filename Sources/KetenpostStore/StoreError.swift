@@ -13,6 +13,10 @@ public struct StoreError: Error, Sendable, Equatable, CustomStringConvertible {
         public static let invalidURL = Code(name: "store.invalid-url")
         /// The TLS settings of a PostgreSQL connection URL cannot be used.
         public static let tls = Code(name: "store.tls")
+        /// The PostgreSQL server could not be reached (nothing listens, a firewall, a wrong host or port).
+        public static let unreachable = Code(name: "store.unreachable")
+        /// The PostgreSQL server refused the login: user, password, database or `pg_hba.conf`.
+        public static let loginRefused = Code(name: "store.login-refused")
         /// The database answered something the schema rules out.
         public static let unexpectedResult = Code(name: "store.unexpected-result")
         /// The SQLite files are readable or writable by other users of the machine.

@@ -223,6 +223,34 @@ struct PostgresMessageStoreTests {
         }
     }
 
+    /// A server that cannot be used says why when the store starts, with a code and a sentence,
+    /// instead of the pool's "circuit breaker tripped" after half a minute of retries.
+    @Test(.enabled(if: serverAvailable), .timeLimit(.minutes(1))) func aFirstConnectionThatFailsSaysWhy() async throws {
+        let server = try await PostgresTestServer.shared()
+        let database = try await server.createDatabase()
+        defer { server.dropDatabase(database) }
+        let base = "postgres://postgres@127.0.0.1:\(server.port)/"
+        func failure(_ url: String) async -> StoreError? {
+            do {
+                try await PostgresMessageStore(url: url).checkConnection()
+                return nil
+            } catch let error as StoreError {
+                return error
+            } catch {
+                Issue.record("\(url): not a StoreError: \(error)")
+                return nil
+            }
+        }
+        #expect(await failure(base + database + "?sslmode=disable") == nil)
+        // The test server's certificate is self-signed: verify-full (the default) cannot trust it.
+        let untrusted = await failure(base + database)
+        #expect(untrusted?.code == .tls && untrusted?.reason.contains("sslrootcert") == true, "\(String(describing: untrusted))")
+        let missing = await failure(base + "no_such_database?sslmode=disable")
+        #expect(missing?.code == .loginRefused && missing?.reason.contains("3D000") == true, "\(String(describing: missing))")
+        let closed = await failure("postgres://postgres@127.0.0.1:1/\(database)?sslmode=disable")
+        #expect(closed?.code == .unreachable, "\(String(describing: closed))")
+    }
+
     /// With the planner's normal settings and real statistics: a recipient whose messages sit at
     /// the end of a large backlog is leased from its waiting index, not by walking the primary
     /// key through everybody else's messages (the plan PostgreSQL 15 picks here for
