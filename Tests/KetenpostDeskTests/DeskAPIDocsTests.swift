@@ -73,7 +73,9 @@ import Yams
             let inbox = try Self.json(work.appendingPathComponent("inbox.json"))
             #expect((inbox["messages"] as? [[String: Any]])?.map { $0["id"] as? String } == [id])
             _ = try Self.bash(try Self.recipe("api-answer"), in: work, env: shelter.merging(["ID": id]) { $1 })
-            #expect(try Self.json(work.appendingPathComponent("answered.json"))["state"] as? String == "accepted")
+            // The whole answer in the message: state and reasonCode say why if it was not accepted.
+            let answered = try Self.json(work.appendingPathComponent("answered.json"))
+            #expect(answered["state"] as? String == "accepted", "\(answered)")
             #expect(try coordinatorDesk.core.store.list(.init(direction: .outgoing)).total == 1)
 
             // The Swift client: the same steps with a second referral.
