@@ -31,15 +31,9 @@ enum SignedDataCertificates {
         guard let oid = TLV.read(bytes, at: contentInfo.contentStart), oid.tag == 0x06,
             Array(bytes[oid.start..<oid.end]) == signedDataOID,
             let explicit = TLV.read(bytes, at: oid.end), explicit.tag == 0xA0, explicit.end == contentInfo.end,
-            let signedData = TLV.read(bytes, at: explicit.contentStart), signedData.tag == 0x30, signedData.end == explicit.end
+            let signedData = TLV.read(bytes, at: explicit.contentStart), signedData.tag == 0x30, signedData.end == explicit.end,
+            let children = DirectSignedData.children(bytes, of: signedData)
         else { return nil }
-        var children: [TLV] = []
-        var cursor = signedData.contentStart
-        while cursor < signedData.end {
-            guard let child = TLV.read(bytes, at: cursor), child.end <= signedData.end else { return nil }
-            children.append(child)
-            cursor = child.end
-        }
         // version, digestAlgorithms, encapContentInfo, [0] certificates, [1] crls (optional), signerInfos.
         let tags = children.map(\.tag)
         guard tags == [0x02, 0x31, 0x30, 0xA0, 0x31] || tags == [0x02, 0x31, 0x30, 0xA0, 0xA1, 0x31] else { return nil }
