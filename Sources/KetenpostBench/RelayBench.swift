@@ -64,6 +64,9 @@ struct RelayBench: AsyncParsableCommand {
         var latencyMicroseconds: [String: UInt64]
         var relayCPUMillisecondsPerMessage: Double
         var generatorCPUMillisecondsPerMessage: Double
+        /// Context switches of all the relay processes' threads per message (voluntary ones are
+        /// wake-ups: a thread that waited for work, a lock or I/O); nil in reports from before.
+        var relayContextSwitchesPerMessage: Double?
     }
 
     struct Run: Codable {
@@ -79,6 +82,7 @@ struct RelayBench: AsyncParsableCommand {
         var p99Milliseconds: Spread
         var relayCPUMillisecondsPerMessage: Spread
         var generatorCPUMillisecondsPerMessage: Spread
+        var relayContextSwitchesPerMessage: Spread
     }
 
     struct Spread: Codable {
@@ -157,7 +161,8 @@ struct RelayBench: AsyncParsableCommand {
                 p50Milliseconds: Spread(all.map { Double($0.latencyMicroseconds["p50"] ?? 0) / 1000 }),
                 p99Milliseconds: Spread(all.map { Double($0.latencyMicroseconds["p99"] ?? 0) / 1000 }),
                 relayCPUMillisecondsPerMessage: Spread(all.map(\.relayCPUMillisecondsPerMessage)),
-                generatorCPUMillisecondsPerMessage: Spread(all.map(\.generatorCPUMillisecondsPerMessage))
+                generatorCPUMillisecondsPerMessage: Spread(all.map(\.generatorCPUMillisecondsPerMessage)),
+                relayContextSwitchesPerMessage: Spread(all.map { $0.relayContextSwitchesPerMessage ?? 0 })
             )
         }
         print("\nSummary (median [min–max] over \(runs) run(s)):")
@@ -166,7 +171,8 @@ struct RelayBench: AsyncParsableCommand {
                 """
                   \(row.phase): \(row.messagesPerSecond.text) msg/s; p50 \(row.p50Milliseconds.text) ms, p99 \
                 \(row.p99Milliseconds.text) ms; relay CPU \(row.relayCPUMillisecondsPerMessage.text) ms/msg, generator CPU \
-                \(row.generatorCPUMillisecondsPerMessage.text) ms/msg
+                \(row.generatorCPUMillisecondsPerMessage.text) ms/msg; relay context switches \
+                \(row.relayContextSwitchesPerMessage.text)/msg
                 """
             )
         }
@@ -420,6 +426,7 @@ struct RelayBench: AsyncParsableCommand {
         let done = Atomic<Int>(0)
         let relayBefore = servers.map { Self.processCPUSeconds(pid: $0.pid) }.reduce(0, +)
         let generatorBefore = Self.ownCPUSeconds()
+        let switchesBefore = servers.map { Self.contextSwitches(pid: $0.pid) }.reduce(0, +)
         let start = ContinuousClock.now
         let reporter = Task {
             var stderr = StandardError()
@@ -442,6 +449,7 @@ struct RelayBench: AsyncParsableCommand {
         let seconds = Self.seconds(ContinuousClock.now - start)
         let relayCPU = servers.map { Self.processCPUSeconds(pid: $0.pid) }.reduce(0, +) - relayBefore
         let generatorCPU = Self.ownCPUSeconds() - generatorBefore
+        let switches = servers.map { Self.contextSwitches(pid: $0.pid) }.reduce(0, +) - switchesBefore
         let percentiles = histogram.withLock { h in
             ["p50": h.valueAtPercentile(50), "p90": h.valueAtPercentile(90), "p99": h.valueAtPercentile(99), "max": h.max]
         }
@@ -452,14 +460,15 @@ struct RelayBench: AsyncParsableCommand {
             messagesPerSecond: Double(count) / seconds,
             latencyMicroseconds: percentiles,
             relayCPUMillisecondsPerMessage: relayCPU * 1000 / Double(count),
-            generatorCPUMillisecondsPerMessage: generatorCPU * 1000 / Double(count)
+            generatorCPUMillisecondsPerMessage: generatorCPU * 1000 / Double(count),
+            relayContextSwitchesPerMessage: Double(switches) / Double(count)
         )
         print(
             String(
                 format:
                     """
                       %@: %d messages in %.2f s = %.0f msg/s; latency p50 %.1f ms, p99 %.1f ms, max %.1f ms; relay CPU %.2f ms/msg, \
-                    generator CPU %.2f ms/msg
+                    generator CPU %.2f ms/msg; relay context switches %.2f/msg
                     """,
                 name,
                 count,
@@ -469,7 +478,8 @@ struct RelayBench: AsyncParsableCommand {
                 Double(percentiles["p99"]!) / 1000,
                 Double(percentiles["max"]!) / 1000,
                 phase.relayCPUMillisecondsPerMessage,
-                phase.generatorCPUMillisecondsPerMessage
+                phase.generatorCPUMillisecondsPerMessage,
+                phase.relayContextSwitchesPerMessage ?? 0
             )
         )
         return phase
@@ -500,6 +510,20 @@ struct RelayBench: AsyncParsableCommand {
         let fields = text[text.index(after: close)...].split(separator: " ")
         guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return 0 }
         return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
+    }
+
+    /// Voluntary + involuntary context switches of all of a process's threads, from
+    /// /proc/PID/task/*/status (a thread that ended meanwhile is not counted).
+    static func contextSwitches(pid: Int32) -> Int {
+        guard let threads = try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task") else { return 0 }
+        return threads.reduce(0) { total, thread in
+            guard let text = try? String(contentsOfFile: "/proc/\(pid)/task/\(thread)/status", encoding: .utf8) else { return total }
+            return total
+                + text.split(separator: "\n").reduce(0) { sum, line in
+                    guard line.hasPrefix("voluntary_ctxt_switches:") || line.hasPrefix("nonvoluntary_ctxt_switches:") else { return sum }
+                    return sum + (Int(line.split(separator: "\t", omittingEmptySubsequences: true).last ?? "") ?? 0)
+                }
+        }
     }
 
     /// Peak resident memory of a process (VmHWM), in KiB.

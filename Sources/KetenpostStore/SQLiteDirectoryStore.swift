@@ -313,13 +313,8 @@ extension SQLiteMessageStore {  // StatsStore
     public func pendingBytesBySender() async throws -> [String: Int] {
         try await pool.read { db in
             var bytes: [String: Int] = [:]
-            for row in try Row.fetchAll(
-                db,
-                sql: """
-                    SELECT sender, sum(size) AS n FROM messages INDEXED BY messages_pending
-                    WHERE completed_at IS NULL GROUP BY sender
-                    """
-            ) {
+            // Kept by triggers (migration v7); senders with nothing waiting read 0.
+            for row in try Row.fetchAll(db, sql: "SELECT sender, bytes AS n FROM sender_pending_bytes WHERE bytes != 0") {
                 bytes[row["sender"]] = row["n"]
             }
             return bytes

@@ -188,6 +188,36 @@ public final class SQLiteMessageStore: RelayStore {
                     """
             )
         }
+        migrator.registerMigration("v7-sender-pending-bytes") { db in
+            // The bytes each sender has waiting (the per-sender quota, limits.maxPendingBytesPerSender),
+            // kept by triggers in the writing transaction like message_counts: the quota read them
+            // from every pending row's table page every 5 s, 8 % of the relay's CPU with 20,000
+            // messages waiting and linear in the backlog.
+            try db.execute(
+                sql: """
+                    CREATE TABLE sender_pending_bytes (
+                        sender TEXT PRIMARY KEY,
+                        bytes INTEGER NOT NULL
+                    ) WITHOUT ROWID;
+                    INSERT INTO sender_pending_bytes (sender, bytes)
+                        SELECT sender, sum(size) FROM messages WHERE completed_at IS NULL GROUP BY sender;
+                    CREATE TRIGGER sender_pending_bytes_insert AFTER INSERT ON messages WHEN NEW.completed_at IS NULL BEGIN
+                        INSERT INTO sender_pending_bytes (sender, bytes) VALUES (NEW.sender, NEW.size)
+                            ON CONFLICT (sender) DO UPDATE SET bytes = bytes + excluded.bytes;
+                    END;
+                    CREATE TRIGGER sender_pending_bytes_update AFTER UPDATE OF completed_at, size, sender ON messages
+                    WHEN (OLD.completed_at IS NULL) != (NEW.completed_at IS NULL) OR OLD.size IS NOT NEW.size
+                        OR OLD.sender IS NOT NEW.sender BEGIN
+                        UPDATE sender_pending_bytes SET bytes = bytes - OLD.size WHERE sender = OLD.sender AND OLD.completed_at IS NULL;
+                        INSERT INTO sender_pending_bytes (sender, bytes) SELECT NEW.sender, NEW.size WHERE NEW.completed_at IS NULL
+                            ON CONFLICT (sender) DO UPDATE SET bytes = bytes + excluded.bytes;
+                    END;
+                    CREATE TRIGGER sender_pending_bytes_delete AFTER DELETE ON messages WHEN OLD.completed_at IS NULL BEGIN
+                        UPDATE sender_pending_bytes SET bytes = bytes - OLD.size WHERE sender = OLD.sender;
+                    END;
+                    """
+            )
+        }
         return migrator
     }
 

@@ -25,7 +25,7 @@ struct PeerHeaderContext: PeerRequestContext {
 
     func peerCertificate() async -> Certificate? { peer }
     var isConnected: Bool { true }
-    func closeConnection() {}
+    func closeConnection(after timeout: TimeInterval) -> ConnectionDeadline { ConnectionDeadline {} }
 }
 
 /// Reads `X-Test-Peer` (the client certificate's DER in base64) into the context.

@@ -154,7 +154,8 @@ struct SQLiteMessageStoreTests {
         #expect(try await countsDisagreements(store) == 0)
     }
 
-    /// (type, state) pairs where the kept counts and a full count of the table differ.
+    /// (type, state) pairs where the kept counts and a full count of the table differ, and
+    /// senders whose kept pending bytes (migration v7) differ from a sum over their pending rows.
     private func countsDisagreements(_ store: SQLiteMessageStore) async throws -> Int {
         try await store.countOnWriter(
             """
@@ -166,6 +167,16 @@ struct SQLiteMessageStoreTests {
                              EXCEPT SELECT type, state, n FROM message_counts))
             """
         )
+            + store.countOnWriter(
+                """
+                SELECT count(*) FROM (
+                  SELECT * FROM (SELECT sender, bytes FROM sender_pending_bytes WHERE bytes != 0
+                                 EXCEPT SELECT sender, sum(size) FROM messages WHERE completed_at IS NULL GROUP BY sender)
+                  UNION ALL
+                  SELECT * FROM (SELECT sender, sum(size) FROM messages WHERE completed_at IS NULL GROUP BY sender
+                                 EXCEPT SELECT sender, bytes FROM sender_pending_bytes))
+                """
+            )
     }
 
     /// An older relay refuses a store that a newer one migrated (it may have dropped indexes the

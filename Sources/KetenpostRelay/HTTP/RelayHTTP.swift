@@ -293,11 +293,8 @@ public enum RelayHTTP {
         timeout: TimeInterval,
         _ body: () async throws -> T
     ) async throws -> T {
-        let timer = Task { [context] in
-            try await Task.sleep(for: .milliseconds(Int64(timeout * 1000)))
-            context.closeConnection()
-        }
-        defer { timer.cancel() }
+        let deadline = context.closeConnection(after: timeout)
+        defer { deadline.cancel() }
         return try await body()
     }
 }

@@ -14,8 +14,9 @@ public protocol PeerRequestContext: RequestContext where Source == ApplicationRe
     func peerCertificate() async -> Certificate?
     /// Whether the client is still connected: a long poll leases nothing to a closed connection.
     var isConnected: Bool { get }
-    /// Closes the connection (a body that does not arrive in time).
-    func closeConnection()
+    /// Closes the connection after `timeout` seconds unless the returned deadline is cancelled
+    /// first (a body that does not arrive in time).
+    func closeConnection(after timeout: TimeInterval) -> ConnectionDeadline
     /// Set once per request by the authentication middleware of the route group.
     var caller: Caller? { get set }
 }
@@ -64,5 +65,19 @@ public struct RelayRequestContext: PeerRequestContext {
 
     public var isConnected: Bool { channel.isActive }
 
-    public func closeConnection() { channel.close(promise: nil) }
+    public func closeConnection(after timeout: TimeInterval) -> ConnectionDeadline {
+        // A timer of the connection's own event loop: no task, no dispatch timer (and no wake-up
+        // of libdispatch's timer thread) per request, as `Task.sleep` would cost.
+        let channel = self.channel
+        let scheduled = channel.eventLoop.scheduleTask(in: .milliseconds(Int64(timeout * 1000))) { channel.close(promise: nil) }
+        return ConnectionDeadline { scheduled.cancel() }
+    }
+}
+
+/// A pending close of a connection (`PeerRequestContext.closeConnection(after:)`).
+public struct ConnectionDeadline: Sendable {
+    private let cancelClose: @Sendable () -> Void
+    public init(cancel: @escaping @Sendable () -> Void) { cancelClose = cancel }
+    /// The connection stays open.
+    public func cancel() { cancelClose() }
 }
