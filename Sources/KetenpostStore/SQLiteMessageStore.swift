@@ -218,6 +218,29 @@ public final class SQLiteMessageStore: RelayStore {
                     """
             )
         }
+        migrator.registerMigration("v8-message-bodies") { db in
+            // Bodies in a table of their own, written once. A body inline made the message row
+            // span overflow pages, and SQLite rewrites a whole row on every UPDATE: each lease and
+            // each acknowledgement wrote the 4 KB ciphertext again (the WAL's largest share while
+            // draining). `messages.body` stays the marker the indexes and queries test: x'' while
+            // the body is in message_bodies, NULL once purged. Rows from before keep their body
+            // inline (read with coalesce), so the migration copies nothing. One-way: an older relay
+            // would hand out the empty marker, and it refuses a store with migrations it does not know.
+            try db.execute(
+                sql: """
+                    CREATE TABLE message_bodies (
+                        sequence INTEGER PRIMARY KEY,
+                        body BLOB NOT NULL
+                    );
+                    CREATE TRIGGER message_bodies_purge AFTER UPDATE OF body ON messages WHEN NEW.body IS NULL BEGIN
+                        DELETE FROM message_bodies WHERE sequence = OLD.sequence;
+                    END;
+                    CREATE TRIGGER message_bodies_delete AFTER DELETE ON messages BEGIN
+                        DELETE FROM message_bodies WHERE sequence = OLD.sequence;
+                    END;
+                    """
+            )
+        }
         return migrator
     }
 
@@ -267,13 +290,19 @@ public final class SQLiteMessageStore: RelayStore {
             sql: """
                 INSERT INTO messages (id, sender, recipient, type, priority, correlation_id, exploitation_form, region,
                     digest, size, accepted_at, expires_at, state, attempts, acceptance_receipt, body)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'accepted', 0, ?, ?)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'accepted', 0, ?, x'')
                 """
         ).execute(arguments: [
             id, message.sender, message.recipient, message.type, message.priority,
             message.correlationId.map(key), message.exploitationForm, message.region,
             message.digest, message.body.count, seconds(message.acceptedAt), seconds(message.expiresAt),
-            message.acceptanceReceipt, message.body,
+            message.acceptanceReceipt,
+        ])
+        // The body in its own table (migration v8); x'' above marks that it is there. (GRDB binds an
+        // empty Data as NULL, hence the coalesce.)
+        let sequence = db.lastInsertedRowID
+        try db.cachedStatement(sql: "INSERT INTO message_bodies (sequence, body) VALUES (?, coalesce(?, x''))").execute(arguments: [
+            sequence, message.body,
         ])
         // What a later read returns: times as the stored seconds, the sequence SQLite assigned.
         let stored = StoredMessage(
@@ -300,7 +329,7 @@ public final class SQLiteMessageStore: RelayStore {
             recipientReceipt: nil,
             reasonCode: nil,
             bodyPurgedAt: nil,
-            sequence: db.lastInsertedRowID
+            sequence: sequence
         )
         try appendAudit(
             db,
@@ -348,7 +377,7 @@ public final class SQLiteMessageStore: RelayStore {
             let leases = try picked.map { candidate in
                 var message = candidate
                 let body = try Data.fetchOne(
-                    db.cachedStatement(sql: "SELECT body FROM messages WHERE sequence = ?"),
+                    db.cachedStatement(sql: "\(Self.bodySelect) WHERE m.sequence = ?"),
                     arguments: [message.sequence]
                 )
                 let token = Self.token(using: &generator)
@@ -401,6 +430,12 @@ public final class SQLiteMessageStore: RelayStore {
             WHERE state = 'delivered' AND lease_until <= ? AND recipient = ? AND expires_at > ? AND attempts < ? AND body IS NOT NULL
             ORDER BY sequence LIMIT ?)
         ) ORDER BY sequence LIMIT ?
+        """
+
+    /// A message's body: in message_bodies (migration v8), or inline for rows from before; NULL
+    /// once purged (the purge trigger removes the message_bodies row).
+    static let bodySelect = """
+        SELECT coalesce(b.body, m.body) FROM messages m LEFT JOIN message_bodies b ON b.sequence = m.sequence
         """
 
     static func deliverableArguments(recipient: String, now t: Double, maxAttempts: Int, limit: Int) -> StatementArguments {
@@ -466,7 +501,7 @@ public final class SQLiteMessageStore: RelayStore {
 
     public func body(id: UUID) async throws -> Data? {
         try await pool.read { db in
-            try Data.fetchOne(db.cachedStatement(sql: "SELECT body FROM messages WHERE id = ?"), arguments: [Self.key(id)])
+            try Data.fetchOne(db.cachedStatement(sql: "\(Self.bodySelect) WHERE m.id = ?"), arguments: [Self.key(id)])
         }
     }
 

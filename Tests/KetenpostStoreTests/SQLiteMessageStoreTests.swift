@@ -105,23 +105,32 @@ struct SQLiteMessageStoreTests {
     }
 
     /// A store made by the previous schema (version 3) is migrated in place: the messages stay,
-    /// the replaced indexes are gone, and leasing, counting and sweeping use the new ones.
+    /// the replaced indexes are gone, and leasing, counting and sweeping use the new ones. Its
+    /// bodies stay inline in their rows (migration v8 copies nothing) and are handed out and
+    /// purged like those in message_bodies.
     @Test func aVersionThreeStoreIsMigratedWithItsMessages() async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("ketenpost-sqlite-v3-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: directory) }
         let path = directory.appendingPathComponent("queue.sqlite").path
         let start = Date()
+        let t = start.timeIntervalSince1970
+        let ids = (0..<10).map { _ in UUID().uuidString.lowercased() }
         do {
             let old = try SQLiteMessageStore(path: path)
             try await old.migrate(upTo: "v3-waiting")
-            for n in 0..<10 {
-                _ = try await old.submit(
-                    newMessage(to: "r", acceptedAt: start.addingTimeInterval(Double(n)), expiresAt: start.addingTimeInterval(7 * 86_400))
+            // As version 3 wrote them (its queries name the old indexes, so the rows are set
+            // directly): bodies inline; the first message acknowledged, the second under a lease
+            // that runs out at start + 30 s.
+            for (n, id) in ids.enumerated() {
+                try await old.executeOnWriter(
+                    """
+                    INSERT INTO messages (id, sender, recipient, type, priority, digest, size, accepted_at, expires_at, state,
+                        attempts, acceptance_receipt, body)
+                    VALUES ('\(id)', 's', 'r', 'referral', 'normal', 'digest-\(n)', 9, \(t + Double(n)), \(t + 7 * 86_400), 'accepted',
+                        0, x'00', CAST('inline \(n)' AS BLOB))
+                    """
                 )
             }
-            // As version 3 left them (its queries name the old indexes, so the rows are set directly):
-            // the first message acknowledged, the second under a lease that runs out at start + 30 s.
-            let t = start.timeIntervalSince1970
             try await old.executeOnWriter(
                 """
                 UPDATE messages SET state = 'acknowledged', completed_at = \(t), recipient_receipt = x'00', attempts = 1 WHERE sequence = 1;
@@ -149,9 +158,19 @@ struct SQLiteMessageStoreTests {
         let again = try await store.lease(recipient: "r", limit: 10, duration: 30, maxAttempts: 5, now: later)
         #expect(again.count == 9)
         #expect(again.first?.message.attempts == 2)
+        #expect(again.map { String(decoding: $0.body, as: UTF8.self) } == (1..<10).map { "inline \($0)" })
+        // A message accepted after the upgrade keeps its body in message_bodies; both kinds are read and purged alike.
+        let new = newMessage(to: "r", acceptedAt: later, expiresAt: later.addingTimeInterval(60))
+        _ = try await store.submit(new)
+        #expect(try await store.body(id: new.id) == new.body)
+        #expect(try await store.body(id: try #require(UUID(uuidString: ids[0]))) == Data("inline 0".utf8))
+        #expect(try await store.countOnWriter("SELECT count(*) FROM message_bodies") == 1)
         let counts = try await store.sweep(now: start.addingTimeInterval(30 * 86_400), maxAttempts: 5, retention: 0)
-        #expect(counts.expired == 9 && counts.purged == 10, "\(counts)")
+        #expect(counts.expired == 10 && counts.purged == 11, "\(counts)")
         #expect(try await countsDisagreements(store) == 0)
+        #expect(try await store.body(id: new.id) == nil)
+        #expect(try await store.body(id: try #require(UUID(uuidString: ids[1]))) == nil)
+        #expect(try await store.countOnWriter("SELECT count(*) FROM message_bodies") == 0)
     }
 
     /// (type, state) pairs where the kept counts and a full count of the table differ, and
