@@ -180,10 +180,16 @@ extension PostgresMessageStore {  // AuditStore
         return (sequence, hash)
     }
 
-    /// Appends hash-chained records, in order, inside the caller's transaction.
-    func appendAudit(_ connection: PostgresConnection, _ events: [(AuditEvent, Date)]) async throws {
+    /// Appends hash-chained records, in order, inside the caller's transaction; `head` is what
+    /// `lockAuditHead` returned if the caller took the lock already in this transaction.
+    func appendAudit(
+        _ connection: PostgresConnection,
+        _ events: [(AuditEvent, Date)],
+        head: (sequence: Int64, hash: String)? = nil
+    ) async throws {
         guard !events.isEmpty else { return }
-        var (sequence, previous) = try await lockAuditHead(connection)
+        var (sequence, previous): (Int64, String)
+        if let head { (sequence, previous) = head } else { (sequence, previous) = try await lockAuditHead(connection) }
         var records: [AuditRecord] = []
         for (event, date) in events {
             sequence += 1

@@ -406,27 +406,24 @@ public final class PostgresMessageStore: RelayStore {
     private func submitBatch(_ messages: [NewMessage]) async throws -> [SubmitOutcome] {
         try await transaction { connection in
             // The audit lock first: see the type's comment (sequence = commit order, no pending twin insert).
-            _ = try await self.lockAuditHead(connection)
+            let head = try await self.lockAuditHead(connection)
+            // One statement for the batch: the audit lock is held for a few round trips instead of
+            // one per message. Rows are inserted in VALUES order (so sequences follow the batch);
+            // a row whose id exists, or came earlier in the batch, is skipped and not returned.
+            var inserted: [UUID: StoredMessage] = [:]
+            for row in try await self.rows(connection, try Self.insertMessages(messages)) {
+                let stored = try Self.record(row)
+                inserted[stored.id] = stored
+            }
             var outcomes: [SubmitOutcome] = []
             var events: [(AuditEvent, Date)] = []
             var notify: [String] = []
+            var answered = Set<UUID>()
             for message in messages {
-                let inserted = try await self.rows(
-                    connection,
-                    """
-                    INSERT INTO messages (id, sender, recipient, type, priority, correlation_id, exploitation_form, region,
-                        digest, size, accepted_at, expires_at, state, attempts, acceptance_receipt, body)
-                    VALUES (\(message.id), \(message.sender), \(message.recipient), \(message.type), \(message.priority),
-                        \(message.correlationId), \(message.exploitationForm), \(message.region), \(message.digest),
-                        \(message.body.count), \(Self.seconds(message.acceptedAt)), \(Self.seconds(message.expiresAt)),
-                        'accepted', 0, \(message.acceptanceReceipt), \(message.body))
-                    ON CONFLICT (id) DO NOTHING
-                    RETURNING \(unescaped: Self.columns)
-                    """
-                )
-                if let row = inserted.first {
-                    // Read back, so the caller sees exactly what later reads return (sequence, stored times).
-                    outcomes.append(.accepted(try Self.record(row)))
+                if let stored = inserted[message.id], stored.digest == message.digest, stored.sender == message.sender,
+                    answered.insert(message.id).inserted
+                {
+                    outcomes.append(.accepted(stored))
                     events.append(
                         (
                             AuditEvent(
@@ -441,21 +438,64 @@ public final class PostgresMessageStore: RelayStore {
                     )
                     if !notify.contains(message.recipient) { notify.append(message.recipient) }
                 } else {
-                    guard let existing = try await self.fetch(connection, id: message.id) else {
+                    // Stored before, or earlier in this batch (this transaction sees it).
+                    let existing: StoredMessage?
+                    if let earlier = inserted[message.id] {
+                        existing = earlier
+                    } else {
+                        existing = try await self.fetch(connection, id: message.id)
+                    }
+                    guard let existing else {
                         throw StoreError(.unexpectedResult, "insert of a message reported a conflict, but no message has its id")
                     }
+                    answered.insert(message.id)
                     outcomes.append(
                         existing.digest == message.digest && existing.sender == message.sender ? .duplicate(existing) : .conflict
                     )
                 }
             }
-            try await self.appendAudit(connection, events)
+            try await self.appendAudit(connection, events, head: head)
             // Delivered to listeners on every instance when (and only if) this transaction commits.
-            for recipient in notify {
-                try await self.run(connection, "SELECT pg_notify(\(Self.inboxChannel), \(recipient))")
+            if !notify.isEmpty {
+                try await self.run(connection, "SELECT pg_notify(\(Self.inboxChannel), r) FROM unnest(\(notify)::text[]) AS r")
             }
             return outcomes
         }
+    }
+
+    /// `INSERT … VALUES (…), (…) ON CONFLICT (id) DO NOTHING RETURNING` for a batch (at most
+    /// `GroupCommit.maximumBatch` rows of 14 parameters, well under the protocol's 65,535).
+    static func insertMessages(_ messages: [NewMessage]) throws -> PostgresQuery {
+        var bindings = PostgresBindings()
+        var values: [String] = []
+        for message in messages {
+            let n = bindings.count
+            values.append("(" + (1...12).map { "$\(n + $0)" }.joined(separator: ", ") + ", 'accepted', 0, $\(n + 13), $\(n + 14))")
+            bindings.append(message.id)
+            bindings.append(message.sender)
+            bindings.append(message.recipient)
+            bindings.append(message.type)
+            bindings.append(message.priority)
+            bindings.append(message.correlationId)
+            bindings.append(message.exploitationForm)
+            bindings.append(message.region)
+            bindings.append(message.digest)
+            bindings.append(message.body.count)
+            bindings.append(seconds(message.acceptedAt))
+            bindings.append(seconds(message.expiresAt))
+            try bindings.append(message.acceptanceReceipt)
+            try bindings.append(message.body)
+        }
+        return PostgresQuery(
+            unsafeSQL: """
+                INSERT INTO messages (id, sender, recipient, type, priority, correlation_id, exploitation_form, region,
+                    digest, size, accepted_at, expires_at, state, attempts, acceptance_receipt, body)
+                VALUES \(values.joined(separator: ", "))
+                ON CONFLICT (id) DO NOTHING
+                RETURNING \(columns)
+                """,
+            binds: bindings
+        )
     }
 
     struct LeaseRequest: Sendable {
@@ -601,14 +641,22 @@ public final class PostgresMessageStore: RelayStore {
             // do: with the audit lock first, an acknowledgement could hold it while waiting for a
             // row that a lease holds while waiting for the audit lock.
             let ids = requests.map(\.id)
-            try await self.run(connection, "SELECT sequence FROM messages WHERE id = ANY (\(ids)) ORDER BY sequence FOR UPDATE")
+            // Read with the lock, so this sees what a lease or sweep committed before; an earlier
+            // request of this batch for the same message is seen too (`current` is updated).
+            var current: [UUID: StoredMessage] = [:]
+            for row in try await self.rows(
+                connection,
+                "SELECT \(unescaped: Self.columns) FROM messages WHERE id = ANY (\(ids)) ORDER BY sequence FOR UPDATE"
+            ) {
+                let message = try Self.record(row)
+                current[message.id] = message
+            }
             var outcomes: [AcknowledgeOutcome] = []
             var events: [(AuditEvent, Date)] = []
+            var completed: [StoredMessage] = []
             for request in requests {
                 let t = Self.seconds(request.now)
-                // Locked above (so this sees what a lease or sweep committed before); an earlier
-                // request of this batch for the same message is seen too (same transaction).
-                guard let message = try await self.fetch(connection, id: request.id), message.recipient == request.recipient else {
+                guard let message = current[request.id], message.recipient == request.recipient else {
                     outcomes.append(.notFound)
                     continue
                 }
@@ -631,14 +679,6 @@ public final class PostgresMessageStore: RelayStore {
                 }
                 let state: MessageState = request.rejected ? .rejected : .acknowledged
                 let reason = request.rejected ? request.reasonCode : nil
-                try await self.run(
-                    connection,
-                    """
-                    UPDATE messages SET state = \(state.rawValue), recipient_receipt = \(request.receipt), reason_code = \(reason),
-                        completed_at = \(t), lease_token = NULL, lease_until = NULL
-                    WHERE sequence = \(message.sequence)
-                    """
-                )
                 var updated = message
                 updated.state = state
                 updated.recipientReceipt = request.receipt
@@ -646,6 +686,8 @@ public final class PostgresMessageStore: RelayStore {
                 updated.completedAt = Date(timeIntervalSince1970: t)
                 updated.leaseToken = nil
                 updated.leaseUntil = nil
+                current[request.id] = updated
+                completed.append(updated)
                 events.append(
                     (
                         AuditEvent(
@@ -659,9 +701,35 @@ public final class PostgresMessageStore: RelayStore {
                 )
                 outcomes.append(.completed(updated))
             }
+            // One UPDATE for the batch (a message completes at most once in it).
+            if !completed.isEmpty { try await self.run(connection, try Self.completeMessages(completed)) }
             try await self.appendAudit(connection, events)
             return outcomes
         }
+    }
+
+    /// `UPDATE messages … FROM (VALUES …)` completing each of `messages` as given.
+    static func completeMessages(_ messages: [StoredMessage]) throws -> PostgresQuery {
+        var bindings = PostgresBindings()
+        var values: [String] = []
+        for message in messages {
+            let n = bindings.count
+            values.append("($\(n + 1)::bigint, $\(n + 2)::text, $\(n + 3)::bytea, $\(n + 4)::text, $\(n + 5)::double precision)")
+            bindings.append(message.sequence)
+            bindings.append(message.state.rawValue)
+            try bindings.append(message.recipientReceipt)
+            bindings.append(message.reasonCode)
+            bindings.append(message.completedAt.map(seconds))
+        }
+        return PostgresQuery(
+            unsafeSQL: """
+                UPDATE messages AS m SET state = v.state, recipient_receipt = v.receipt, reason_code = v.reason,
+                    completed_at = v.completed_at, lease_token = NULL, lease_until = NULL
+                FROM (VALUES \(values.joined(separator: ", "))) AS v (sequence, state, receipt, reason, completed_at)
+                WHERE m.sequence = v.sequence
+                """,
+            binds: bindings
+        )
     }
 
     public func message(id: UUID) async throws -> StoredMessage? {

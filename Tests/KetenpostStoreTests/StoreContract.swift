@@ -766,6 +766,42 @@ struct StoreContract {
 }
 
 extension GroupCommitContract {
+    /// The same id submitted several times at once (so possibly within one batch: PostgreSQL
+    /// inserts a batch in one statement): exactly one copy is accepted; an identical copy is
+    /// answered as a duplicate with the stored record, one with another digest as a conflict.
+    @Test(arguments: Backend.allCases)
+    func concurrentCopiesOfOneIdAreAcceptedOnce(_ backend: Backend) async throws {
+        try await withStore(backend) { store in
+            let originals = (0..<40).map { _ in newMessage() }
+            let copies = originals.flatMap { original -> [NewMessage] in
+                var other = original
+                other.digest = String(original.digest.reversed())
+                return [original, original, other]
+            }
+            let outcomes = try await withThrowingTaskGroup(of: (NewMessage, SubmitOutcome).self) { group in
+                for copy in copies { group.addTask { (copy, try await store.submit(copy)) } }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            for original in originals {
+                let mine = outcomes.filter { $0.0.id == original.id }
+                let accepted = mine.compactMap { copy, outcome -> StoredMessage? in
+                    if case .accepted(let stored) = outcome { return stored } else { return nil }
+                }
+                #expect(accepted.count == 1, "\(mine.map(\.1))")
+                guard let stored = accepted.first else { continue }
+                #expect(try await store.message(id: original.id) == stored)
+                for (copy, outcome) in mine {
+                    switch outcome {
+                    case .accepted: #expect(copy.digest == stored.digest)
+                    case .duplicate(let existing): #expect(existing == stored && copy.digest == stored.digest)
+                    case .conflict: #expect(copy.digest != stored.digest)
+                    }
+                }
+            }
+            #expect(try await store.pendingCount(recipient: recipient) == originals.count)
+        }
+    }
+
     /// Many concurrent acknowledgements (which a backend may commit together): each completes its
     /// own message; the same acknowledgement sent twice at once completes it once and is then
     /// answered as already completed.
