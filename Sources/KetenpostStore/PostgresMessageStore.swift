@@ -98,6 +98,22 @@ public final class PostgresMessageStore: RelayStore {
                 (ssl = on), or give sslmode=disable in the URL for a server on the same host or a private network.
                 """
             )
+        case .server where error.serverInfo?[.sqlState] == "53300":
+            return StoreError(
+                .serverFull,
+                """
+                \(server) has no connection left for user \(url.user) (SQLSTATE 53300): raise the server's max_connections \
+                or the user's connection limit, or run fewer relay instances against it (each opens up to 21).
+                """
+            )
+        case .server where error.serverInfo?[.sqlState]?.hasPrefix("53") == true:
+            return StoreError(
+                .serverFull,
+                """
+                \(server) is out of resources (SQLSTATE \(error.serverInfo?[.sqlState] ?? "")): check its disk space, its \
+                memory and its log.
+                """
+            )
         case .server:
             let state = error.serverInfo?[.sqlState] ?? ""
             return StoreError(

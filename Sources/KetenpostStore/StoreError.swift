@@ -15,6 +15,8 @@ public struct StoreError: Error, Sendable, Equatable, CustomStringConvertible {
         public static let tls = Code(name: "store.tls")
         /// The PostgreSQL server could not be reached (nothing listens, a firewall, a wrong host or port).
         public static let unreachable = Code(name: "store.unreachable")
+        /// The PostgreSQL server is out of connections (SQLSTATE 53300) or of other resources (class 53).
+        public static let serverFull = Code(name: "store.server-full")
         /// The PostgreSQL server refused the login: user, password, database or `pg_hba.conf`.
         public static let loginRefused = Code(name: "store.login-refused")
         /// The database answered something the schema rules out.

@@ -46,7 +46,7 @@ import Testing
         // Every `section.key` the guides mention is a key the relay reads.
         let sectionNames = Set(RelayConfiguration.sections.map { $0.name })
         // Error codes that share a section's name.
-        let codes: Set<String> = ["store.unavailable", "store.closed", "store.tls", "store.unreachable"]
+        let codes: Set<String> = ["store.unavailable", "store.closed", "store.tls", "store.unreachable", "store.server-full"]
         for file in ["README.md", "docs/OPERATIONS.md", "docs/SECURITY.md", "docs/SCALING.md", "docs/BENCHMARKS.md"] {
             let text = try String(contentsOfFile: Root.path(file), encoding: .utf8)
             for match in text.matches(of: /`([a-zA-Z]+)\.([a-zA-Z]+)(?:\.[a-z-]+)?`/) where sectionNames.contains(String(match.1)) {

@@ -249,6 +249,12 @@ struct PostgresMessageStoreTests {
         #expect(missing?.code == .loginRefused && missing?.reason.contains("3D000") == true, "\(String(describing: missing))")
         let closed = await failure("postgres://postgres@127.0.0.1:1/\(database)?sslmode=disable")
         #expect(closed?.code == .unreachable, "\(String(describing: closed))")
+        // A user without a connection left gets the same SQLSTATE as a full server (53300).
+        let role = "full_\(UUID().uuidString.prefix(8).lowercased())"
+        _ = try await server.psql("CREATE ROLE \(role) LOGIN CONNECTION LIMIT 0")
+        defer { Task { _ = try? await server.psql("DROP ROLE \(role)") } }
+        let full = await failure("postgres://\(role)@127.0.0.1:\(server.port)/\(database)?sslmode=disable")
+        #expect(full?.code == .serverFull && full?.reason.contains("max_connections") == true, "\(String(describing: full))")
     }
 
     /// With the planner's normal settings and real statistics: a recipient whose messages sit at
