@@ -434,6 +434,8 @@ public final class PostgresMessageStore: RelayStore {
             var outcomes: [SubmitOutcome] = []
             var events: [(AuditEvent, Date)] = []
             var notify: [String] = []
+            // Ids whose inserted row was answered as accepted: the first copy that matches it (the
+            // row carries no trace of which copy it came from, and only one may be "accepted").
             var answered = Set<UUID>()
             for message in messages {
                 if let stored = inserted[message.id], stored.digest == message.digest, stored.sender == message.sender,
@@ -464,7 +466,6 @@ public final class PostgresMessageStore: RelayStore {
                     guard let existing else {
                         throw StoreError(.unexpectedResult, "insert of a message reported a conflict, but no message has its id")
                     }
-                    answered.insert(message.id)
                     outcomes.append(
                         existing.digest == message.digest && existing.sender == message.sender ? .duplicate(existing) : .conflict
                     )
