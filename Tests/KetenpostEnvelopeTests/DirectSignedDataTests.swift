@@ -50,13 +50,22 @@ import Testing
 
     enum Failure: Error { case malformed }
 
-    /// Both signers at the same second (signingTime has a resolution of one second).
+    /// Both signers at the same second (signingTime has a resolution of one second). The template
+    /// reads the time as `Date()`, OpenSSL with `time()`, whose coarse clock lags by up to a few
+    /// milliseconds after each second begins: both clocks must show the same second before and
+    /// after (a CI run once caught them one second apart).
     static func pair(_ content: Data, _ identity: Identity, extra: [Certificate]) throws -> (template: Data, openssl: Data) {
-        for _ in 0..<5 {
-            let second = Int(Date().timeIntervalSince1970)
+        func seconds() -> (Int, Int) { (Int(Date().timeIntervalSince1970), Int(time(nil))) }
+        for _ in 0..<20 {
+            let before = seconds()
+            guard before.0 == before.1 else {
+                Thread.sleep(forTimeInterval: 0.01)
+                continue
+            }
             let template = try CMS.sign(content, signer: identity.certificate, key: identity.key, extraCertificates: extra)
             let openssl = try CMS.signWithOpenSSL(content, signer: identity.certificate, key: identity.key, extraCertificates: extra)
-            if Int(Date().timeIntervalSince1970) == second { return (template, openssl) }
+            let after = seconds()
+            if after.0 == before.0 && after.1 == before.0 { return (template, openssl) }
         }
         throw Failure.malformed
     }
