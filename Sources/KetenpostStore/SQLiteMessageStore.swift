@@ -241,6 +241,31 @@ public final class SQLiteMessageStore: RelayStore {
                     """
             )
         }
+        migrator.registerMigration("v9-message-receipts") { db in
+            // Receipts in tables of their own, written once, as the bodies (v8). The acceptance
+            // receipt (about 2 KB with the relay's certificate) inline made each row larger than
+            // half a page: one message per 4 KB table page, so a lease of 50 and each
+            // acknowledgement rewrote a whole page per message, and the recipient's receipt on
+            // acknowledgement pushed the row onto an overflow page. `messages.acceptance_receipt`
+            // is x'' and `messages.recipient_receipt` NULL for rows written from here on; rows from
+            // before keep theirs inline (read with coalesce), so nothing is copied. One-way, as v8.
+            try db.execute(
+                sql: """
+                    CREATE TABLE acceptance_receipts (
+                        sequence INTEGER PRIMARY KEY,
+                        receipt BLOB NOT NULL
+                    );
+                    CREATE TABLE recipient_receipts (
+                        sequence INTEGER PRIMARY KEY,
+                        receipt BLOB NOT NULL
+                    );
+                    CREATE TRIGGER message_receipts_delete AFTER DELETE ON messages BEGIN
+                        DELETE FROM acceptance_receipts WHERE sequence = OLD.sequence;
+                        DELETE FROM recipient_receipts WHERE sequence = OLD.sequence;
+                    END;
+                    """
+            )
+        }
         return migrator
     }
 
@@ -290,20 +315,22 @@ public final class SQLiteMessageStore: RelayStore {
             sql: """
                 INSERT INTO messages (id, sender, recipient, type, priority, correlation_id, exploitation_form, region,
                     digest, size, accepted_at, expires_at, state, attempts, acceptance_receipt, body)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'accepted', 0, ?, x'')
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'accepted', 0, x'', x'')
                 """
         ).execute(arguments: [
             id, message.sender, message.recipient, message.type, message.priority,
             message.correlationId.map(key), message.exploitationForm, message.region,
             message.digest, message.body.count, seconds(message.acceptedAt), seconds(message.expiresAt),
-            message.acceptanceReceipt,
         ])
-        // The body in its own table (migration v8); x'' above marks that it is there. (GRDB binds an
-        // empty Data as NULL, hence the coalesce.)
+        // The body and the acceptance receipt in tables of their own (migrations v8 and v9); the
+        // x'' above marks the body as there. (GRDB binds an empty Data as NULL, hence the coalesce.)
         let sequence = db.lastInsertedRowID
         try db.cachedStatement(sql: "INSERT INTO message_bodies (sequence, body) VALUES (?, coalesce(?, x''))").execute(arguments: [
             sequence, message.body,
         ])
+        try db.cachedStatement(sql: "INSERT INTO acceptance_receipts (sequence, receipt) VALUES (?, coalesce(?, x''))").execute(
+            arguments: [sequence, message.acceptanceReceipt]
+        )
         // What a later read returns: times as the stored seconds, the sequence SQLite assigned.
         let stored = StoredMessage(
             id: message.id,
@@ -429,7 +456,7 @@ public final class SQLiteMessageStore: RelayStore {
           SELECT * FROM (SELECT * FROM messages INDEXED BY messages_leased
             WHERE state = 'delivered' AND lease_until <= ? AND recipient = ? AND expires_at > ? AND attempts < ? AND body IS NOT NULL
             ORDER BY sequence LIMIT ?)
-        ) ORDER BY sequence LIMIT ?
+        ) m ORDER BY sequence LIMIT ?
         """
 
     /// A message's body: in message_bodies (migration v8), or inline for rows from before; NULL
@@ -466,11 +493,14 @@ public final class SQLiteMessageStore: RelayStore {
             let reason = rejected ? reasonCode : nil
             try db.cachedStatement(
                 sql: """
-                    UPDATE messages SET state = ?, recipient_receipt = ?, reason_code = ?, completed_at = ?,
-                        lease_token = NULL, lease_until = NULL
+                    UPDATE messages SET state = ?, reason_code = ?, completed_at = ?, lease_token = NULL, lease_until = NULL
                     WHERE sequence = ?
                     """
-            ).execute(arguments: [state.rawValue, receipt, reason, t, message.sequence])
+            ).execute(arguments: [state.rawValue, reason, t, message.sequence])
+            // In its own table, written once (migration v9): the row stays small.
+            try db.cachedStatement(sql: "INSERT INTO recipient_receipts (sequence, receipt) VALUES (?, coalesce(?, x''))").execute(
+                arguments: [message.sequence, receipt]
+            )
             var updated = message
             updated.state = state
             updated.recipientReceipt = receipt
@@ -671,13 +701,25 @@ public final class SQLiteMessageStore: RelayStore {
 
         /// The position in a row selected with `columns` (and `body` after them).
         var position: Int { Self.allCases.firstIndex(of: self)! }
+
+        /// How `columns` reads it from a message row `m`: the receipts from their tables
+        /// (migration v9), or inline for rows written before.
+        var selection: String {
+            switch self {
+            case .acceptanceReceipt:
+                "coalesce((SELECT r.receipt FROM acceptance_receipts r WHERE r.sequence = m.sequence), m.acceptance_receipt)"
+            case .recipientReceipt:
+                "coalesce((SELECT r.receipt FROM recipient_receipts r WHERE r.sequence = m.sequence), m.recipient_receipt)"
+            default: "m.\(rawValue)"
+            }
+        }
     }
 
-    /// Every column but the body (read only where it is handed out), in `Column` order.
-    private static let columns = Column.allCases.filter { $0 != .body }.map(\.rawValue).joined(separator: ", ")
+    /// Every column but the body (read only where it is handed out), in `Column` order, from `m`.
+    private static let columns = Column.allCases.filter { $0 != .body }.map(\.selection).joined(separator: ", ")
 
     private static func fetch(_ db: Database, id: String) throws -> StoredMessage? {
-        try Row.fetchOne(db.cachedStatement(sql: "SELECT \(columns) FROM messages WHERE id = ?"), arguments: [id]).map(record)
+        try Row.fetchOne(db.cachedStatement(sql: "SELECT \(columns) FROM messages m WHERE m.id = ?"), arguments: [id]).map(record)
     }
 
     private static func record(_ row: Row) -> StoredMessage {
