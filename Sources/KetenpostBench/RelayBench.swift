@@ -52,6 +52,10 @@ struct RelayBench: AsyncParsableCommand {
         help: "An empty store to use (sqlite:///path or postgres://…) instead of a temporary SQLite file."
     ) var storeURL: String?
     @Flag(help: "Recipients open every message (all three layers) before acknowledging it.") var open = false
+    @Option(
+        help: "How recipients read the inbox: multipart (the binary form, as RelayClient.receive does) or json (base64 in JSON, as curl)."
+    )
+    var inbox: InboxFormat = .multipart
     @Option(help: "Repeat the whole measurement this many times (fresh relay and store each time); figures are medians.") var runs: Int = 1
     @Option(help: "Write the results as JSON to this file.") var json: String?
 
@@ -110,6 +114,8 @@ struct RelayBench: AsyncParsableCommand {
         var rate: Double?
         var store: String
         var recipientsOpen: Bool
+        /// nil in reports from before the binary inbox (JSON then).
+        var inboxFormat: String?
         var cores: Int
         var openssl: String
         var runs: [Run]
@@ -144,7 +150,7 @@ struct RelayBench: AsyncParsableCommand {
         print(
             """
             Relay benchmark: \(senders) senders, \(recipients) recipients, \(instances) relay instance(s), \(payloadSize) B payloads, \
-            \(mode), recipients \(open ? "open" : "do not open") messages, \(runs) run(s)
+            \(mode), recipients \(open ? "open" : "do not open") messages, inbox as \(inbox.rawValue), \(runs) run(s)
             """
         )
         var results: [Run] = []
@@ -188,6 +194,7 @@ struct RelayBench: AsyncParsableCommand {
                 rate: rate,
                 store: storeURL.flatMap(StoreLocation.parse)?.redacted ?? "sqlite (temporary file)",
                 recipientsOpen: open,
+                inboxFormat: inbox.rawValue,
                 cores: ProcessInfo.processInfo.activeProcessorCount,
                 openssl: OpenSSLInfo.version,
                 runs: results,
@@ -289,7 +296,12 @@ struct RelayBench: AsyncParsableCommand {
                                     group.addTask {
                                         while left.count.load(ordering: .relaxed) > 0 {
                                             let started = ContinuousClock.now
-                                            let acknowledged = try await Self.receiveAndAcknowledge(client, wait: 0, open: open)
+                                            let acknowledged = try await Self.receiveAndAcknowledge(
+                                                client,
+                                                wait: 0,
+                                                open: open,
+                                                format: inbox
+                                            )
                                             if acknowledged.isEmpty { break }
                                             let each = (ContinuousClock.now - started) / acknowledged.count
                                             for _ in acknowledged {
@@ -317,7 +329,7 @@ struct RelayBench: AsyncParsableCommand {
                             for client in recipientClients {
                                 group.addTask {
                                     while left.count.load(ordering: .relaxed) > 0 {
-                                        for id in try await Self.receiveAndAcknowledge(client, wait: 1, open: open) {
+                                        for id in try await Self.receiveAndAcknowledge(client, wait: 1, open: open, format: inbox) {
                                             let done = ContinuousClock.now
                                             // Only this phase's messages count: with submit and no drain
                                             // before it, the inboxes still hold the submit phase's.
@@ -384,14 +396,28 @@ struct RelayBench: AsyncParsableCommand {
 
     /// Leases up to 50 messages and acknowledges them concurrently, each with a signed receipt
     /// (opening them first with --open); returns the ids acknowledged.
-    private static func receiveAndAcknowledge(_ client: RelayClient, wait: TimeInterval, open: Bool) async throws -> [UUID] {
-        let items = try await client.inbox(max: 50, wait: wait).messages
+    private static func receiveAndAcknowledge(
+        _ client: RelayClient,
+        wait: TimeInterval,
+        open: Bool,
+        format: InboxFormat
+    ) async throws -> [UUID] {
+        let items: [(id: UUID, from: String, leaseToken: String, sealed: Data)]
+        switch format {
+        case .multipart:
+            items = try await client.deliveries(max: 50, wait: wait).map { ($0.id, $0.from, $0.leaseToken, $0.message) }
+        case .json:
+            items = try await client.inbox(max: 50, wait: wait).messages.map { item in
+                guard let sealed = Data(base64Encoded: item.message) else {
+                    throw KetenpostError(.envelopeMalformed, "The relay delivered a message that is not base64.")
+                }
+                return (item.id, item.from, item.leaseToken, sealed)
+            }
+        }
         return try await withThrowingTaskGroup(of: UUID.self) { group in
             for item in items {
                 group.addTask {
-                    guard let sealed = Data(base64Encoded: item.message) else {
-                        throw KetenpostError(.envelopeMalformed, "The relay delivered a message that is not base64.")
-                    }
+                    let sealed = item.sealed
                     if open { _ = try client.open(sealed) }
                     let receipt = Receipt(
                         kind: .acknowledgement,
@@ -534,4 +560,9 @@ struct RelayBench: AsyncParsableCommand {
         else { return 0 }
         return Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "") ?? 0
     }
+}
+
+/// How the benchmark's recipients read the inbox.
+enum InboxFormat: String, ExpressibleByArgument, CaseIterable {
+    case multipart, json
 }

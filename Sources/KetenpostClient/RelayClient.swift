@@ -104,8 +104,47 @@ public final class RelayClient: Sendable {
         try await call("POST", "/v1/messages", body: sealed, as: API.SubmitResponse.self)
     }
 
+    /// The inbox as JSON, each sealed message in base64 (what curl partners read).
     public func inbox(max: Int = 10, wait: TimeInterval = 0) async throws -> API.InboxResponse {
         try await call("GET", "/v1/inbox?max=\(max)&wait=\(Int(wait))", as: API.InboxResponse.self)
+    }
+
+    /// The inbox in the binary form (`multipart/mixed`, `InboxMultipart`): the sealed messages
+    /// as they are, without base64 or JSON on either side. A relay that answers JSON anyway (one
+    /// from before the binary form) is read as well.
+    public func deliveries(max: Int = 10, wait: TimeInterval = 0) async throws -> [API.InboxDelivery] {
+        let (data, contentType) = try await exchange(
+            "GET",
+            "/v1/inbox?max=\(max)&wait=\(Int(wait))",
+            accept: "\(InboxMultipart.mediaType), application/json;q=0.5"
+        )
+        if data.isEmpty && contentType == nil { return [] }  // 204: nothing waiting
+        if let boundary = contentType.flatMap(InboxMultipart.boundary(ofContentType:)) {
+            do {
+                return try InboxMultipart.parse(data, boundary: boundary)
+            } catch {
+                throw KetenpostError(.internalError, "The relay's inbox answer could not be read: \(error).")
+            }
+        }
+        let response: API.InboxResponse
+        do {
+            response = try KetenpostJSON.decoder().decode(API.InboxResponse.self, from: data)
+        } catch {
+            throw KetenpostError(.internalError, "The relay's answer could not be read: \(error)")
+        }
+        // A message that is not base64 comes as no bytes: opening it fails for that message
+        // alone (envelope.malformed), so the rest of the batch is still received.
+        return response.messages.map { item in
+            API.InboxDelivery(
+                id: item.id,
+                from: item.from,
+                type: item.type,
+                leaseToken: item.leaseToken,
+                leaseExpiresAt: item.leaseExpiresAt,
+                attempt: item.attempt,
+                message: Data(base64Encoded: item.message) ?? Data()
+            )
+        }
     }
 
     public func acknowledge(id: UUID, leaseToken: String, receipt: Data) async throws -> API.AcknowledgeResponse {
@@ -260,7 +299,7 @@ public final class RelayClient: Sendable {
     /// Leases messages and opens each; nothing is acknowledged yet.
     public func receive(max: Int = 10, wait: TimeInterval = 0) async throws -> [Received] {
         let trust = try await currentTrust()
-        let messages = try await inbox(max: max, wait: wait).messages
+        let messages = try await deliveries(max: max, wait: wait)
         // What the directory registered for each sender, fetched before anything is opened: a
         // relay out of reach is an error of this call (the leases run out and the messages come
         // again), not a verdict on a message; a sender the directory does not know is one.
@@ -274,18 +313,7 @@ public final class RelayClient: Sendable {
         }
         var received: [Received] = []
         for item in messages {
-            guard let sealed = Data(base64Encoded: item.message) else {
-                received.append(
-                    Received(
-                        id: item.id,
-                        from: item.from,
-                        leaseToken: item.leaseToken,
-                        sealed: Data(),
-                        result: .failure(KetenpostError(.envelopeMalformed, "The relay delivered a message that is not base64."))
-                    )
-                )
-                continue
-            }
+            let sealed = item.message
             let result: Result<Envelope.Opened, KetenpostError>
             do {
                 let opened = try await openBound(sealed, from: item.from, binding: try bindings[item.from]!.get(), trust: trust)
@@ -493,11 +521,23 @@ public final class RelayClient: Sendable {
 
     /// The body of a 2xx answer; any other status becomes the relay's error (code and sentence).
     private func raw(_ method: String, _ path: String, body: Data? = nil, contentType: String = "application/cms") async throws -> Data {
+        try await exchange(method, path, body: body, contentType: contentType).data
+    }
+
+    /// `raw` with an `Accept` header, also returning the answer's content type (nil for 204).
+    private func exchange(
+        _ method: String,
+        _ path: String,
+        body: Data? = nil,
+        contentType: String = "application/cms",
+        accept: String? = nil
+    ) async throws -> (data: Data, contentType: String?) {
         guard let url = URL(string: path, relativeTo: relay) else {
             throw KetenpostError(.requestInvalid, "Cannot build a URL for \(path).")
         }
         var request = HTTPClientRequest(url: url.absoluteString)
         request.method = .init(rawValue: method)
+        if let accept { request.headers.add(name: "Accept", value: accept) }
         if let body {
             request.headers.add(name: "Content-Type", value: contentType)
             request.body = .bytes(ByteBuffer(bytes: body))
@@ -522,7 +562,7 @@ public final class RelayClient: Sendable {
             }
             throw KetenpostError(.internalError, "The relay answered HTTP \(response.status.code) without an error body.")
         }
-        return data
+        return (data, response.status.code == 204 ? nil : response.headers.first(name: "Content-Type"))
     }
 }
 

@@ -1,4 +1,5 @@
 import Foundation
+import KetenpostAPI
 import KetenpostCrypto
 import KetenpostEnvelope
 import KetenpostModel
@@ -157,6 +158,30 @@ public enum FuzzSeeds {
             ),
         ]
         for (name, text) in requests { try put(.httpRequest, name, Data(text.utf8)) }
+
+        // The inbox's binary form: two parts (one with a sealed message), and an empty batch.
+        let deliveries = [
+            API.InboxDelivery(
+                id: UUID(uuidString: "7f1c2d3e-4a5b-4c6d-8e7f-8091a2b3c4d5")!,
+                from: "gemeente-maastricht",
+                type: "signal",
+                leaseToken: "0123456789abcdef0123456789abcdef",
+                leaseExpiresAt: Date(timeIntervalSince1970: 1_796_000_000),
+                attempt: 1,
+                message: fixture.signedSample
+            ),
+            API.InboxDelivery(
+                id: UUID(uuidString: "0b6c1f0e-8a43-4d2c-9e57-61f4a3c2d8b1")!,
+                from: "politie-limburg",
+                type: "referral",
+                leaseToken: "fedcba9876543210fedcba9876543210",
+                leaseExpiresAt: Date(timeIntervalSince1970: 1_796_000_060),
+                attempt: 3,
+                message: Data("\r\n--b\r\n".utf8)
+            ),
+        ]
+        try put(.inboxMultipart, "two-parts.bin", Data("ketenpost-b\n".utf8) + InboxMultipart.encode(deliveries, boundary: "ketenpost-b"))
+        try put(.inboxMultipart, "empty.bin", Data("b\n--b--\r\n".utf8))
 
         // Configuration files: the shipped ones and a few short variants.
         try put(.configRelay, "ketenpost.yaml", try Data(contentsOf: URL(fileURLWithPath: "config/ketenpost.yaml")))

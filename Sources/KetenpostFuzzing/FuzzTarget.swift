@@ -30,6 +30,8 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     /// A SignedData read by both of the relay's parsers (the certificate-splitting fast path and
     /// OpenSSL's own): they must agree. DER as is, or layout changes of a valid message.
     case signedDataParsers = "signeddata-parsers"
+    /// The inbox's binary form (`InboxMultipart.parse`): boundary on the first line, then the body.
+    case inboxMultipart = "inbox-multipart"
     /// `config/ketenpost.yaml` (`RelayConfiguration.parse`).
     case configRelay = "config-relay"
     /// `config/partners.yaml` (`PartnerDirectoryFile.parse`).
@@ -49,6 +51,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         case .receipt: try DocumentTargets.receipt(data)
         case .httpRequest: try await HTTPRequestTarget.run(data)
         case .signedDataParsers: try ParserTargets.signedData(data)
+        case .inboxMultipart: try InboxTargets.multipart(data)
         case .configRelay: try ConfigurationTargets.relay(data)
         case .configPartners: try ConfigurationTargets.partners(data)
         case .configPolicy: try ConfigurationTargets.policy(data)
@@ -73,7 +76,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     public func prepare() async throws {
         switch self {
         case .httpRequest: _ = try await HTTPRequestTarget.harness()
-        case .configRelay, .configPartners, .configPolicy, .header, .payload: break
+        case .configRelay, .configPartners, .configPolicy, .header, .payload, .inboxMultipart: break
         default: _ = Fixture.shared
         }
     }

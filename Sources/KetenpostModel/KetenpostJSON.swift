@@ -32,6 +32,14 @@ public enum KetenpostJSON {
         return encoder
     }
 
+    /// A date as the encoder writes it (`2026-11-29T10:00:00Z`), for the same dates outside JSON.
+    public static func dateText(_ date: Date) -> String { RFC3339.format(date) }
+
+    /// A date as the decoder reads it (whole seconds), nil if the text is not RFC 3339.
+    public static func date(fromText text: String) -> Date? {
+        RFC3339.parse(text).map { Date(timeIntervalSince1970: $0.timeIntervalSince1970.rounded(.down)) }
+    }
+
     /// Dates as RFC 3339 with or without fractional seconds (truncated to whole seconds), with `Z` or a numeric offset.
     public static func decoder() -> JSONDecoder {
         let decoder = JSONDecoder()

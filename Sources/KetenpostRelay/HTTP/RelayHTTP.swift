@@ -69,10 +69,13 @@ public enum RelayHTTP {
                 logger: context.logger,
                 isConnected: isConnected
             )
+            if InboxMultipart.isPreferred(byAccept: request.headers[values: .accept].joined(separator: ", ")) {
+                return multipartInbox(leases.map(messages.inboxDelivery))
+            }
             // Streamed one message at a time: the base64 of a whole batch is never held at once.
             return Response(
                 status: .ok,
-                headers: [.contentType: "application/json"],
+                headers: [.contentType: "application/json", .vary: "Accept"],
                 body: ResponseBody { writer in
                     let encoder = KetenpostJSON.encoder()
                     try await writer.write(ByteBuffer(string: "{\"messages\":["))
@@ -134,6 +137,29 @@ public enum RelayHTTP {
                 body: .init(byteBuffer: ByteBuffer(string: (entry.certificates + (entry.chain ?? [])).joined()))
             )
         }
+    }
+
+    /// The inbox in the binary form (`InboxMultipart`): each sealed message as it is, after its
+    /// part's headers; nothing waiting is 204.
+    static func multipartInbox(_ deliveries: [API.InboxDelivery]) -> Response {
+        guard !deliveries.isEmpty else { return Response(status: .noContent, headers: [.vary: "Accept"]) }
+        let boundary = InboxMultipart.boundary(avoiding: deliveries.map(\.message))
+        return Response(
+            status: .ok,
+            headers: [.contentType: InboxMultipart.contentType(boundary: boundary), .vary: "Accept"],
+            body: ResponseBody { writer in
+                for (index, delivery) in deliveries.enumerated() {
+                    let head = InboxMultipart.partHead(delivery, boundary: boundary, first: index == 0)
+                    var buffer = ByteBuffer()
+                    buffer.reserveCapacity(head.utf8.count + delivery.message.count)
+                    buffer.writeString(head)
+                    buffer.writeBytes(delivery.message)
+                    try await writer.write(buffer)
+                }
+                try await writer.write(ByteBuffer(string: InboxMultipart.closing(boundary: boundary)))
+                try await writer.finish(nil)
+            }
+        )
     }
 
     /// `/v1/admin/...` and `/metrics`: administrator certificates only.

@@ -215,6 +215,19 @@ public struct MessageService: Sendable {
         )
     }
 
+    /// A lease in the binary inbox form: the sealed bytes as stored.
+    public func inboxDelivery(_ lease: Lease) -> API.InboxDelivery {
+        API.InboxDelivery(
+            id: lease.message.id,
+            from: lease.message.sender,
+            type: lease.message.type,
+            leaseToken: lease.message.leaseToken ?? "",
+            leaseExpiresAt: lease.message.leaseUntil ?? clock(),
+            attempt: lease.message.attempts,
+            message: lease.body
+        )
+    }
+
     /// `inbox` without building the answer: the leases, for a caller that streams them. A batch
     /// holds at most `limits.maxBatchBytes` of sealed messages, and always at least one.
     public func leaseInbox(
