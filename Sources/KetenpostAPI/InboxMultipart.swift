@@ -27,6 +27,35 @@ extension API {
             self.attempt = attempt
             self.message = message
         }
+
+        /// A message of the JSON form, its base64 decoded; a message that is not base64 comes
+        /// as no bytes (opening it then fails for that message alone, envelope.malformed).
+        public init(_ item: InboxMessage) {
+            self.init(
+                id: item.id,
+                from: item.from,
+                type: item.type,
+                leaseToken: item.leaseToken,
+                leaseExpiresAt: item.leaseExpiresAt,
+                attempt: item.attempt,
+                message: Data(base64Encoded: item.message) ?? Data()
+            )
+        }
+    }
+}
+
+extension API.InboxMessage {
+    /// The JSON form of a delivery: the sealed message in base64.
+    public init(_ delivery: API.InboxDelivery) {
+        self.init(
+            id: delivery.id,
+            from: delivery.from,
+            type: delivery.type,
+            leaseToken: delivery.leaseToken,
+            leaseExpiresAt: delivery.leaseExpiresAt,
+            attempt: delivery.attempt,
+            message: delivery.message.base64EncodedString()
+        )
     }
 }
 

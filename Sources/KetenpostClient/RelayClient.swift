@@ -134,17 +134,7 @@ public final class RelayClient: Sendable {
         }
         // A message that is not base64 comes as no bytes: opening it fails for that message
         // alone (envelope.malformed), so the rest of the batch is still received.
-        return response.messages.map { item in
-            API.InboxDelivery(
-                id: item.id,
-                from: item.from,
-                type: item.type,
-                leaseToken: item.leaseToken,
-                leaseExpiresAt: item.leaseExpiresAt,
-                attempt: item.attempt,
-                message: Data(base64Encoded: item.message) ?? Data()
-            )
-        }
+        return response.messages.map(API.InboxDelivery.init)
     }
 
     public func acknowledge(id: UUID, leaseToken: String, receipt: Data) async throws -> API.AcknowledgeResponse {

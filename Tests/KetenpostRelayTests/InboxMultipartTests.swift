@@ -31,6 +31,19 @@ import Testing
         #expect(InboxMultipart.boundary(ofContentType: "application/json") == nil)
     }
 
+    /// The JSON form and the binary form carry the same delivery (a client reading a relay that
+    /// answers JSON converts); a JSON message that is not base64 becomes no bytes, so opening
+    /// fails for it alone.
+    @Test func bothFormsCarryTheSameDelivery() {
+        let delivery = Self.delivery(2, message: Data([0x30, 0x03, 0x02, 0x01, 0x00]))
+        let json = API.InboxMessage(delivery)
+        #expect(json.message == delivery.message.base64EncodedString())
+        #expect(API.InboxDelivery(json) == delivery)
+        var broken = json
+        broken.message = "not base64!"
+        #expect(API.InboxDelivery(broken).message.isEmpty && API.InboxDelivery(broken).id == delivery.id)
+    }
+
     @Test func theBoundaryNeverOccursInAMessage() throws {
         // A message that holds the first boundary drawn would be cut there; the relay draws again.
         for _ in 0..<50 {

@@ -203,17 +203,7 @@ public struct MessageService: Sendable {
     }
 
     /// One leased message as the inbox answer carries it (the body in base64).
-    public func inboxMessage(_ lease: Lease) -> API.InboxMessage {
-        API.InboxMessage(
-            id: lease.message.id,
-            from: lease.message.sender,
-            type: lease.message.type,
-            leaseToken: lease.message.leaseToken ?? "",
-            leaseExpiresAt: lease.message.leaseUntil ?? clock(),
-            attempt: lease.message.attempts,
-            message: lease.body.base64EncodedString()
-        )
-    }
+    public func inboxMessage(_ lease: Lease) -> API.InboxMessage { API.InboxMessage(inboxDelivery(lease)) }
 
     /// A lease in the binary inbox form: the sealed bytes as stored.
     public func inboxDelivery(_ lease: Lease) -> API.InboxDelivery {
