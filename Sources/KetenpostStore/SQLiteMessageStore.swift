@@ -307,21 +307,27 @@ public final class SQLiteMessageStore: RelayStore {
     /// One submission inside a write transaction; an id repeated within a batch sees the earlier insert.
     private static func submit(_ db: Database, _ message: NewMessage) throws -> SubmitOutcome {
         let id = key(message.id)
-        // Inside the write lock: nobody can insert the same id between this check and the insert.
-        if let existing = try fetch(db, id: id) {
-            return existing.digest == message.digest && existing.sender == message.sender ? .duplicate(existing) : .conflict
-        }
+        // The insert is the existence check: a row with this id leaves it undone (no triggers
+        // fire), and only then is the stored row read. Reading first cost every message a full
+        // row query for the rare retry.
         try db.cachedStatement(
             sql: """
                 INSERT INTO messages (id, sender, recipient, type, priority, correlation_id, exploitation_form, region,
                     digest, size, accepted_at, expires_at, state, attempts, acceptance_receipt, body)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'accepted', 0, x'', x'')
+                ON CONFLICT (id) DO NOTHING
                 """
         ).execute(arguments: [
             id, message.sender, message.recipient, message.type, message.priority,
             message.correlationId.map(key), message.exploitationForm, message.region,
             message.digest, message.body.count, seconds(message.acceptedAt), seconds(message.expiresAt),
         ])
+        if db.changesCount == 0 {
+            guard let existing = try fetch(db, id: id) else {
+                throw StoreError(.unexpectedResult, "insert of a message reported a conflict, but no message has its id")
+            }
+            return existing.digest == message.digest && existing.sender == message.sender ? .duplicate(existing) : .conflict
+        }
         // The body and the acceptance receipt in tables of their own (migrations v8 and v9); the
         // x'' above marks the body as there. (GRDB binds an empty Data as NULL, hence the coalesce.)
         let sequence = db.lastInsertedRowID

@@ -18,7 +18,8 @@ import Synchronization
 final class SQLiteWriteBatcher: Sendable {
     private struct Item: @unchecked Sendable {  // its closures only touch the continuation and the database
         /// Runs the write; returns how to answer the caller once the transaction has committed.
-        let run: (Database) -> (() -> Void)
+        /// Throws only `Aborted`: the batch's transaction is gone, so the batch fails as a whole.
+        let run: (Database) throws -> (() -> Void)
         let fail: (any Error) -> Void
     }
 
@@ -43,13 +44,10 @@ final class SQLiteWriteBatcher: Sendable {
             let item = Item(
                 run: { db in
                     do {
-                        var result: T?
-                        try db.inSavepoint {
-                            result = try body(db)
-                            return .commit
-                        }
-                        guard let result else { throw DatabaseError(message: "write produced no result") }
+                        let result = try Self.inSavepoint(db) { try body(db) }
                         return { continuation.resume(returning: result) }
+                    } catch let aborted as Aborted {
+                        throw aborted
                     } catch {
                         return { continuation.resume(throwing: error) }
                     }
@@ -62,6 +60,41 @@ final class SQLiteWriteBatcher: Sendable {
                 return !state.draining
             }
             if start { queue.async { self.drain() } }
+        }
+    }
+
+    /// Runs `body` in a savepoint of the batch's transaction: rolled back alone if it throws.
+    ///
+    /// Not GRDB's `inSavepoint`, which parses and prepares its `SAVEPOINT` and `RELEASE` text on
+    /// every call: two statement compilations (and their allocations) per message on the hot
+    /// path. These are compiled once per connection and reused.
+    ///
+    /// If SQLite ended the whole transaction (a failure that aborts it rather than the statement,
+    /// e.g. a full disk), the write fails with `Aborted`, which `drain` turns into a failure of
+    /// the whole batch at once, answered with that write's error: the writes before it were
+    /// rolled back with it, and the ones after it have no transaction to run in.
+    static func inSavepoint<T>(_ db: Database, _ body: () throws -> T) throws -> T {
+        guard db.isInsideTransaction else { throw Aborted(cause: nil) }
+        try db.cachedStatement(sql: "SAVEPOINT ketenpost_write").execute()
+        do {
+            let result = try body()
+            try db.cachedStatement(sql: "RELEASE SAVEPOINT ketenpost_write").execute()
+            return result
+        } catch {
+            guard db.isInsideTransaction else { throw Aborted(cause: error) }
+            // ROLLBACK TO keeps the savepoint open; RELEASE then pops it (nothing left to write).
+            try db.cachedStatement(sql: "ROLLBACK TO SAVEPOINT ketenpost_write").execute()
+            try db.cachedStatement(sql: "RELEASE SAVEPOINT ketenpost_write").execute()
+            throw error
+        }
+    }
+
+    /// SQLite rolled back the batch's whole transaction while one of its writes ran.
+    struct Aborted: Error {
+        /// What the write that ended the transaction failed with: every member of the batch gets it.
+        let error: any Error
+        init(cause: (any Error)?) {
+            error = cause ?? DatabaseError(resultCode: .SQLITE_ABORT, message: "the write transaction was rolled back")
         }
     }
 
@@ -81,13 +114,14 @@ final class SQLiteWriteBatcher: Sendable {
                     // BEGIN IMMEDIATE: the write lock up front, so that a read-then-write never
                     // fails half-way with SQLITE_BUSY when another process writes the same file.
                     try db.inTransaction(.immediate) {
-                        answers = batch.map { $0.run(db) }
+                        answers = try batch.map { try $0.run(db) }
                         return .commit
                     }
                 }
                 batches.add(1, ordering: .relaxed)
                 for answer in answers { answer() }
             } catch {
+                let error = (error as? Aborted)?.error ?? error
                 for item in batch { item.fail(error) }
             }
         }

@@ -288,4 +288,63 @@ struct SQLiteMessageStoreTests {
             #expect(try await store.queueStats().byTypeAndState.reduce(0) { $0 + $1.count } == messages.count - 1)
         }
     }
+    /// A write whose failure ends the whole transaction (here a trigger's `RAISE(ROLLBACK)`, as a
+    /// full disk would) fails its whole batch: the writes before it were rolled back with it, and
+    /// the ones after it must not run in transactions of their own, committed but answered as
+    /// failed. Every member is answered with the error, none is stored, and sending them again
+    /// stores them as new (not as duplicates of something the relay said it refused).
+    @Test func aWriteThatEndsTheTransactionFailsItsWholeBatch() async throws {
+        try await withSQLite { (store: SQLiteMessageStore) async throws in
+            let poisoned = UUID()
+            try await store.executeOnWriter(
+                """
+                CREATE TEMP TRIGGER end_all BEFORE INSERT ON audit_log WHEN NEW.message_id = '\(poisoned.uuidString.lowercased())'
+                BEGIN SELECT RAISE(ROLLBACK, 'injected rollback'); END
+                """
+            )
+            let before = (0..<10).map { _ in newMessage() }
+            let after = (0..<10).map { _ in newMessage() }
+            let batchesBefore = store.writeBatches
+            async let busy: Void = store.occupyWriter(seconds: 0.3)
+            try await Task.sleep(for: .milliseconds(50))
+            // The first write is taken at once by the writer's queue (which then waits for the
+            // writer): it commits alone. The rest arrive in order while it waits and share the
+            // next transaction, some before the poisoned write and some after it.
+            let lead = newMessage()
+            var tasks: [(UUID, Task<Bool, Never>)] = []
+            for message in [lead] + before + [newMessage(id: poisoned)] + after {
+                tasks.append(
+                    (
+                        message.id,
+                        Task {
+                            do {
+                                _ = try await store.submit(message)
+                                return true
+                            } catch { return false }
+                        }
+                    )
+                )
+                try await Task.sleep(for: .milliseconds(2))
+            }
+            var accepted: [UUID] = []
+            for (id, task) in tasks where await task.value { accepted.append(id) }
+            try await busy
+            // One committed transaction: the lead's (the rolled-back one does not count).
+            #expect(store.writeBatches - batchesBefore == 1)
+            #expect(accepted == [lead.id], "\(accepted.count) writes reported stored")
+            for message in before + after {
+                #expect(try await store.message(id: message.id) == nil)
+            }
+            #expect(try await store.auditRecords(after: 0, limit: 100).count == 1)
+            #expect(try await countsDisagreements(store) == 0)
+            // Nothing was half-stored: sending them again stores each as new, and the writer works on.
+            for message in before + after {
+                guard case .accepted = try await store.submit(message) else {
+                    Issue.record("a message refused in the rolled-back batch was stored after all")
+                    continue
+                }
+            }
+            #expect(try await store.auditRecords(after: 0, limit: 100).count == 1 + before.count + after.count)
+        }
+    }
 }
