@@ -569,14 +569,13 @@ public final class PostgresMessageStore: RelayStore {
             request.recipient, request.limit, request.duration, request.maxAttempts, request.now
         )
         let t = Self.seconds(now)
-        events += try await self.expire(connection, recipient: recipient, now: t)
-        events += try await self.deadLetter(connection, recipient: recipient, now: t, maxAttempts: maxAttempts)
         var generator = SystemRandomNumberGenerator()
         let tokens = (0..<limit).map { _ in Self.token(using: &generator) }
         let until = t + duration
-        // One statement: pick the oldest of both kinds, lease them, and return them as they
-        // were (rows locked but not taken are released at commit).
-        // Prepared once per connection: planning was the largest part of a lease's server time.
+        // One statement: expire and dead-letter what is due in this inbox, pick the oldest of
+        // both deliverable kinds, lease them, and return them as they were (rows locked but not
+        // taken are released at commit), with the expired and dead-lettered ids in rows of their
+        // own. Prepared once per connection: planning was the largest part of a lease's server time.
         let rows = try await prepared(
             connection,
             LeaseTake(
@@ -589,7 +588,29 @@ public final class PostgresMessageStore: RelayStore {
                 tokens: tokens
             )
         )
-        let leases = try rows.map { row in
+        // Finished rows first, each kind in sequence order, as the separate statements gave them.
+        var expired: [(Int64, String)] = []
+        var deadLettered: [(Int64, String)] = []
+        var taken: [PostgresRow] = []
+        for row in rows {
+            let columns = row.makeRandomAccess()
+            guard let outcome = try columns["finished_outcome"].decode(String?.self) else {
+                taken.append(row)
+                continue
+            }
+            let finished = (try columns["finished_sequence"].decode(Int64.self), Self.key(try columns["finished_id"].decode(UUID.self)))
+            switch outcome {
+            case "expired": expired.append(finished)
+            case "dead-lettered": deadLettered.append(finished)
+            default: throw StoreError(.unexpectedResult, "the lease statement reported an unknown outcome")
+            }
+        }
+        for (action, finished) in [("message.expired", expired), ("message.dead-lettered", deadLettered)] {
+            events += finished.sorted { $0.0 < $1.0 }.map {
+                (AuditEvent(action: action, actor: "relay", messageId: $0.1, partnerId: recipient), Date(timeIntervalSince1970: t))
+            }
+        }
+        let leases = try taken.map { row in
             var message = try Self.record(row)
             message.state = .delivered
             message.leaseToken = try row.makeRandomAccess()["new_lease_token"].decode(String.self)
@@ -890,8 +911,36 @@ public final class PostgresMessageStore: RelayStore {
         )
     }
 
+    ///
+    /// Expiry and dead-lettering of this inbox run first in the same statement (three round trips
+    /// per lease request were one): `expiring` and `dying` select exactly what `Expiry` and
+    /// `DeadLetter` do for one recipient (`dying` leaves expired rows to `expiring`, as running
+    /// expiry first did), and neither can meet a row the lease takes (`expires_at`, `attempts`).
+    /// Their ids come back in rows of their own (`finished_*` set, the message columns NULL).
     fileprivate static let takeSQL = """
-        WITH waiting AS (\(deliverableSQL)),
+        WITH expiring AS (
+            SELECT sequence FROM messages
+            WHERE recipient = $1 AND state IN ('accepted', 'delivered') AND expires_at <= $2
+              AND (state = 'accepted' OR lease_until IS NULL OR lease_until <= $2)
+            ORDER BY sequence FOR UPDATE SKIP LOCKED),
+        expired AS (
+            UPDATE messages AS m SET state = 'expired', completed_at = $2, reason_code = 'expired',
+                lease_token = NULL, lease_until = NULL
+            WHERE m.sequence = ANY (ARRAY(SELECT sequence FROM expiring))
+            RETURNING m.sequence, m.id),
+        dying AS (
+            SELECT sequence FROM messages
+            WHERE state = 'delivered' AND lease_until <= $2 AND attempts >= $3 AND expires_at > $2 AND recipient = $1
+            ORDER BY sequence FOR UPDATE SKIP LOCKED),
+        dead AS (
+            UPDATE messages AS m SET state = 'dead-lettered', completed_at = $2, reason_code = 'max-attempts',
+                lease_token = NULL, lease_until = NULL
+            WHERE m.sequence = ANY (ARRAY(SELECT sequence FROM dying))
+            RETURNING m.sequence, m.id),
+        finished AS (
+            SELECT 'expired' AS finished_outcome, sequence AS finished_sequence, id AS finished_id FROM expired
+            UNION ALL SELECT 'dead-lettered', sequence, id FROM dead),
+        waiting AS (\(deliverableSQL)),
         again AS (\(redeliverableSQL)),
         candidates AS (SELECT * FROM waiting UNION ALL SELECT * FROM again),
         first AS (SELECT sequence, size FROM candidates ORDER BY sequence LIMIT $4),
@@ -902,8 +951,9 @@ public final class PostgresMessageStore: RelayStore {
             UPDATE messages AS m SET state = 'delivered', lease_token = ($6::text[])[picked.k], lease_until = $5,
                 attempts = m.attempts + 1, first_delivered_at = coalesce(m.first_delivered_at, $2), last_delivered_at = $2
             FROM picked WHERE m.sequence = picked.sequence
-            RETURNING m.sequence, m.lease_token AS new_lease_token)
-        SELECT c.*, leased.new_lease_token FROM candidates c JOIN leased USING (sequence) ORDER BY c.sequence
+            RETURNING m.sequence, m.lease_token AS new_lease_token),
+        taken AS (SELECT c.*, leased.new_lease_token FROM candidates c JOIN leased USING (sequence))
+        SELECT taken.*, finished.* FROM taken FULL JOIN finished ON false ORDER BY taken.sequence, finished.finished_sequence
         """
 
     /// A message under a running lease is left alone: the recipient may be processing it, and

@@ -836,6 +836,12 @@ public final class SQLiteMessageStore: RelayStore {
         try await pool.writeWithoutTransaction { _ in Thread.sleep(forTimeInterval: seconds) }
     }
 
+    /// Runs a write through the group-commit queue that holds the writer for `seconds` (tests:
+    /// writes arriving meanwhile all wait for the next batch, however their threads are timed).
+    func occupyWriteQueue(seconds: Double) async throws {
+        try await writes.write { _ in Thread.sleep(forTimeInterval: seconds) }
+    }
+
     /// A pragma's value as the writer connection (the one that commits) sees it.
     func writerPragma(_ name: String) async throws -> String? {
         try await pool.writeWithoutTransaction { db in try String.fetchOne(db, sql: "PRAGMA \(name)") }

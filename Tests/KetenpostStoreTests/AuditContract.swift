@@ -67,6 +67,31 @@ struct AuditContract {
         }
     }
 
+    /// A lease expires and dead-letters what is due in its inbox before it takes anything: each
+    /// of those changes is recorded too, in that order, with the lease's time. A message due for
+    /// both (attempts spent and expired) expires, once.
+    @Test(arguments: Backend.allCases)
+    func expiryAndDeadLetteringAtALeaseAreRecorded(backend: Backend) async throws {
+        try await withStore(backend) { store in
+            let dying = try await store.accept(newMessage())
+            let both = try await store.accept(newMessage(expiresAt: at(100)))
+            #expect(try await store.lease(limit: 2, maxAttempts: 1, at: at(1)).map(\.message.id) == [dying.id, both.id])
+            let expiring = try await store.accept(newMessage(expiresAt: at(100)))
+            let fresh = try await store.accept(newMessage())
+            let before = try #require(try await store.auditHead()).sequence
+            // At 700 the first leases have run out (their one attempt spent) and two messages have expired.
+            #expect(try await store.lease(limit: 5, maxAttempts: 1, at: at(700)).map(\.message.id) == [fresh.id])
+            let records = try await store.auditRecords(after: before, limit: 10)
+            #expect(records.map(\.action) == ["message.expired", "message.expired", "message.dead-lettered", "message.leased"])
+            #expect(records.map(\.messageId) == [both, expiring, dying, fresh].map { $0.id.uuidString.lowercased() })
+            for record in records.prefix(3) {
+                #expect(record.actor == "relay" && record.partnerId == recipient && record.at == 1_800_000_700_000)
+            }
+            #expect(try await store.message(id: both.id)?.reasonCode == "expired")
+            #expect(try await store.message(id: dying.id)?.reasonCode == "max-attempts")
+        }
+    }
+
     @Test(arguments: Backend.allCases)
     func refusedChangesLeaveNoRecord(backend: Backend) async throws {
         try await withStore(backend) { store in

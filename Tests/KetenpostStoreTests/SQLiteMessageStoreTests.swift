@@ -290,9 +290,9 @@ struct SQLiteMessageStoreTests {
     }
     /// A write whose failure ends the whole transaction (here a trigger's `RAISE(ROLLBACK)`, as a
     /// full disk would) fails its whole batch: the writes before it were rolled back with it, and
-    /// the ones after it must not run in transactions of their own, committed but answered as
-    /// failed. Every member is answered with the error, none is stored, and sending them again
-    /// stores them as new (not as duplicates of something the relay said it refused).
+    /// the ones after it have no transaction left to run in. Every member is answered with an
+    /// error, none is stored, and sending them again stores them as new (not as duplicates of
+    /// something the relay said it refused).
     @Test func aWriteThatEndsTheTransactionFailsItsWholeBatch() async throws {
         try await withSQLite { (store: SQLiteMessageStore) async throws in
             let poisoned = UUID()
@@ -302,49 +302,40 @@ struct SQLiteMessageStoreTests {
                 BEGIN SELECT RAISE(ROLLBACK, 'injected rollback'); END
                 """
             )
-            let before = (0..<10).map { _ in newMessage() }
-            let after = (0..<10).map { _ in newMessage() }
+            let messages = (0..<15).map { _ in newMessage() } + [newMessage(id: poisoned)] + (0..<15).map { _ in newMessage() }
+            // A write through the batcher holds the writer; everything sent meanwhile waits for the
+            // next transaction, the poisoned write among the others.
             let batchesBefore = store.writeBatches
-            async let busy: Void = store.occupyWriter(seconds: 0.3)
-            try await Task.sleep(for: .milliseconds(50))
-            // The first write is taken at once by the writer's queue (which then waits for the
-            // writer): it commits alone. The rest arrive in order while it waits and share the
-            // next transaction, some before the poisoned write and some after it.
-            let lead = newMessage()
-            var tasks: [(UUID, Task<Bool, Never>)] = []
-            for message in [lead] + before + [newMessage(id: poisoned)] + after {
-                tasks.append(
-                    (
-                        message.id,
-                        Task {
-                            do {
-                                _ = try await store.submit(message)
-                                return true
-                            } catch { return false }
-                        }
-                    )
-                )
-                try await Task.sleep(for: .milliseconds(2))
+            async let busy: Void = store.occupyWriteQueue(seconds: 1)
+            try await Task.sleep(for: .milliseconds(100))
+            let outcomes = await withTaskGroup(of: Bool.self) { group in
+                for message in messages {
+                    group.addTask {
+                        do {
+                            _ = try await store.submit(message)
+                            return true
+                        } catch { return false }
+                    }
+                }
+                return await group.reduce(into: [Bool]()) { $0.append($1) }
             }
-            var accepted: [UUID] = []
-            for (id, task) in tasks where await task.value { accepted.append(id) }
             try await busy
-            // One committed transaction: the lead's (the rolled-back one does not count).
+            // Committed: only the occupying write's transaction.
             #expect(store.writeBatches - batchesBefore == 1)
-            #expect(accepted == [lead.id], "\(accepted.count) writes reported stored")
-            for message in before + after {
+            #expect(outcomes.filter { $0 }.isEmpty, "\(outcomes.filter { $0 }.count) writes reported stored")
+            for message in messages {
                 #expect(try await store.message(id: message.id) == nil)
             }
-            #expect(try await store.auditRecords(after: 0, limit: 100).count == 1)
+            #expect(try await store.auditRecords(after: 0, limit: 100).isEmpty)
             #expect(try await countsDisagreements(store) == 0)
-            // Nothing was half-stored: sending them again stores each as new, and the writer works on.
-            for message in before + after {
+            // Nothing was half-stored: sending them again stores each as new.
+            for message in messages where message.id != poisoned {
                 guard case .accepted = try await store.submit(message) else {
                     Issue.record("a message refused in the rolled-back batch was stored after all")
                     continue
                 }
             }
-            #expect(try await store.auditRecords(after: 0, limit: 100).count == 1 + before.count + after.count)
+            #expect(try await store.auditRecords(after: 0, limit: 100).count == messages.count - 1)
         }
     }
 }
