@@ -269,9 +269,25 @@ import Testing
             #expect(h.relay.core.metrics.exposition().contains("ketenpost_crl_stale 1"))
             // A fresh CRL is picked up by the reload and opens the door again.
             try writeCRL(nextUpdate: 86_400)
+            func checks(_ result: String) -> Int {
+                let prefix = "ketenpost_credential_checks_total{result=\"\(result)\"} "
+                let line = h.relay.core.metrics.exposition().split(separator: "\n").first { $0.hasPrefix(prefix) }
+                return line.flatMap { Int($0.dropFirst(prefix.count)) } ?? 0
+            }
+            let (installed, unchanged, refused) = (checks("installed"), checks("unchanged"), checks("refused"))
             #expect(h.relay.core.reloadCredentials())
             _ = try await h.client(municipality).directory(coordinator)
             #expect(h.relay.core.metrics.exposition().contains("ketenpost_crl_stale 0"))
+            #expect(checks("installed") == installed + 1)
+            // The same files again: nothing to install (compared before anything is parsed).
+            #expect(!h.relay.core.reloadCredentials())
+            #expect(checks("unchanged") == unchanged + 1 && checks("installed") == installed + 1)
+            // A file that is no longer a CRL: refused, the set in use stays.
+            try "not a CRL".write(toFile: crlPath, atomically: true, encoding: .utf8)
+            #expect(!h.relay.core.reloadCredentials())
+            #expect(checks("refused") == refused + 1)
+            #expect(h.log.all.contains { $0.contains("reload refused") })
+            _ = try await h.client(municipality).directory(coordinator)
         }
         // `tls.staleCRL: accept` keeps the door open, with the same alarm.
         try writeCRL(nextUpdate: -3600)

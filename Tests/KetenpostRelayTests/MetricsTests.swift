@@ -52,9 +52,12 @@ import Testing
             try await recipient.acknowledge(received[1])
             try await recipient.acknowledge(received[2], rejectedWith: "payload.invalid")
             await expectHandshakeFailure { _ = try await h.client("gemeente-ingetrokken").inbox() }
+            // A check of the credential files that finds them as they were (what SIGHUP does).
+            #expect(!h.relay.core.reloadCredentials())
 
             let scrape = "curl -sS --max-time 30 http://127.0.0.1:\(metricsPort)/metrics"
             var text = try await shell(scrape).stdout
+            #expect(value(text, #"ketenpost_credential_checks_total{result="unchanged"}"#) ?? 0 >= 1)
             #expect(value(text, #"ketenpost_messages_accepted_total{type="signal"}"#) == 3)
             #expect(value(text, #"ketenpost_messages_accepted_total{type="referral"}"#) == 1)
             #expect(value(text, #"ketenpost_messages_delivered_total{type="signal"}"#) == 3)

@@ -45,10 +45,19 @@ public final class LiveCredentials: Sendable {
     public func reload() -> Bool {
         let fresh: RelayCredentials
         do {
+            // Same bytes, same set: the files are compared before anything is parsed, so the
+            // check every `tls.reloadInterval` costs a few reads, not the decoding of every PEM.
+            let files = try RelayCredentials.read(configuration)
+            if files.digest == current.withLock({ $0.digest }) {
+                metrics.credentialCheck("unchanged")
+                checkCRLs()
+                return false
+            }
             let (lists, _, required, _) = fetched.withLock { $0 }
-            fresh = try RelayCredentials.load(configuration)
+            fresh = try RelayCredentials.load(configuration, files: files)
                 .merging(fetched: lists, required: required, acceptStale: configuration.tls.acceptStaleCRL)
         } catch {
+            metrics.credentialCheck("refused")
             logger.error(
                 "reload refused; the previous certificates stay in use",
                 metadata: ["error.code": "\(error.code)", "error.message": "\(error.message)"]
@@ -60,6 +69,7 @@ public final class LiveCredentials: Sendable {
             current = fresh
             return true
         }
+        metrics.credentialCheck(changed ? "installed" : "unchanged")
         if changed {
             logger.notice(
                 "certificates reloaded",

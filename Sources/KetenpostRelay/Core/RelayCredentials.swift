@@ -25,7 +25,19 @@ struct RelayCredentials: Sendable {
     /// SHA-256 over every file read: a change to any of them is a new set.
     let digest: String
 
-    static func load(_ configuration: RelayConfiguration) throws(KetenpostError) -> RelayCredentials {
+    /// The files' bytes as read, not yet parsed, and the digest `load` gives a set made from them.
+    struct Files {
+        var certificate: Data
+        var key: Data
+        var anchors: Data
+        var crls: [(String, Data)]
+        var administrators: [(String, Data)]
+        let digest: String
+    }
+
+    /// Reads the files the configuration names. Cheap next to `load`, whose PEM and key
+    /// decoding (OpenSSL's decoders) is what a periodic check would otherwise repeat.
+    static func read(_ configuration: RelayConfiguration) throws(KetenpostError) -> Files {
         var files: [String: Data] = [:]
         func read(_ path: String, _ key: String) throws(KetenpostError) -> Data {
             do {
@@ -36,13 +48,40 @@ struct RelayCredentials: Sendable {
                 throw KetenpostError(.configInvalid, "\(key) \(path): cannot be read (\(error.localizedDescription)).")
             }
         }
-        let certificatePEM = try read(configuration.tls.certificate, "tls.certificate")
-        let keyPEM = try read(configuration.tls.key, "tls.key")
-        let anchorsPEM = try read(configuration.tls.trustAnchors, "tls.trustAnchors")
-        var crlData: [(String, Data)] = []
-        for path in configuration.tls.crls { crlData.append((path, try read(path, "tls.crls"))) }
-        var adminPEM: [(String, Data)] = []
-        for path in configuration.admin.certificates { adminPEM.append((path, try read(path, "admin.certificates"))) }
+        let certificate = try read(configuration.tls.certificate, "tls.certificate")
+        let key = try read(configuration.tls.key, "tls.key")
+        let anchors = try read(configuration.tls.trustAnchors, "tls.trustAnchors")
+        var crls: [(String, Data)] = []
+        for path in configuration.tls.crls { crls.append((path, try read(path, "tls.crls"))) }
+        var administrators: [(String, Data)] = []
+        for path in configuration.admin.certificates { administrators.append((path, try read(path, "admin.certificates"))) }
+        var all = Data()
+        for path in files.keys.sorted() {
+            all.append(Data(path.utf8))
+            all.append(files[path]!)
+        }
+        return Files(
+            certificate: certificate,
+            key: key,
+            anchors: anchors,
+            crls: crls,
+            administrators: administrators,
+            digest: Digest.sha256(all).hexString
+        )
+    }
+
+    static func load(_ configuration: RelayConfiguration) throws(KetenpostError) -> RelayCredentials {
+        try load(configuration, files: try read(configuration))
+    }
+
+    /// The set made from files already read (`read`): nothing in it depends on the time or on
+    /// anything but these bytes and the configuration.
+    static func load(_ configuration: RelayConfiguration, files: Files) throws(KetenpostError) -> RelayCredentials {
+        let certificatePEM = files.certificate
+        let keyPEM = files.key
+        let anchorsPEM = files.anchors
+        let crlData = files.crls
+        let adminPEM = files.administrators
 
         let identity: Identity
         let chain: [Certificate]
@@ -107,11 +146,6 @@ struct RelayCredentials: Sendable {
                 "tls.certificate/tls.key (\(configuration.tls.certificate)): cannot be used for TLS: \(error)"
             )
         }
-        var all = Data()
-        for path in files.keys.sorted() {
-            all.append(Data(path.utf8))
-            all.append(files[path]!)
-        }
         return RelayCredentials(
             trust: trust,
             fileRevocationLists: fileLists,
@@ -121,7 +155,7 @@ struct RelayCredentials: Sendable {
             administrators: administrators,
             administratorChain: administratorChain,
             crls: crls,
-            digest: Digest.sha256(all).hexString
+            digest: files.digest
         )
     }
 

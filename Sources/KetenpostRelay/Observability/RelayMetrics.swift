@@ -82,6 +82,12 @@ public final class RelayMetrics: Sendable {
     }
 
     /// A refused TLS handshake: the certificate error code or the directory state.
+    /// A check of the credential files (SIGHUP, the schedule, the admin API): `unchanged`,
+    /// `installed` (a new set in use) or `refused` (unreadable or invalid; the old set stays).
+    func credentialCheck(_ result: String) {
+        CoreMetrics.Counter(label: "ketenpost_credential_checks_total", dimensions: [("result", result)], factory: factory).increment()
+    }
+
     func handshakeFailed(reason: String) {
         CoreMetrics.Counter(label: "ketenpost_tls_handshake_failures_total", dimensions: [("reason", reason)], factory: factory).increment()
     }
