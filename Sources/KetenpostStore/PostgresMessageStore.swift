@@ -917,11 +917,16 @@ public final class PostgresMessageStore: RelayStore {
     /// `DeadLetter` do for one recipient (`dying` leaves expired rows to `expiring`, as running
     /// expiry first did), and neither can meet a row the lease takes (`expires_at`, `attempts`).
     /// Their ids come back in rows of their own (`finished_*` set, the message columns NULL).
+    /// The recipient test is written as in those statements, `($1 IS NULL OR recipient = $1)`,
+    /// though $1 is never NULL here: the server's generic plan (a prepared statement) can then
+    /// only find due rows by `expires_at` and `lease_until`; with `recipient = $1` it walked the
+    /// recipient's whole inbox (10,000 rows, 94 ms, at a million pending).
     fileprivate static let takeSQL = """
         WITH expiring AS (
             SELECT sequence FROM messages
-            WHERE recipient = $1 AND state IN ('accepted', 'delivered') AND expires_at <= $2
+            WHERE state IN ('accepted', 'delivered') AND expires_at <= $2
               AND (state = 'accepted' OR lease_until IS NULL OR lease_until <= $2)
+              AND ($1::text IS NULL OR recipient = $1)
             ORDER BY sequence FOR UPDATE SKIP LOCKED),
         expired AS (
             UPDATE messages AS m SET state = 'expired', completed_at = $2, reason_code = 'expired',
@@ -930,7 +935,8 @@ public final class PostgresMessageStore: RelayStore {
             RETURNING m.sequence, m.id),
         dying AS (
             SELECT sequence FROM messages
-            WHERE state = 'delivered' AND lease_until <= $2 AND attempts >= $3 AND expires_at > $2 AND recipient = $1
+            WHERE state = 'delivered' AND lease_until <= $2 AND attempts >= $3 AND expires_at > $2
+              AND ($1::text IS NULL OR recipient = $1)
             ORDER BY sequence FOR UPDATE SKIP LOCKED),
         dead AS (
             UPDATE messages AS m SET state = 'dead-lettered', completed_at = $2, reason_code = 'max-attempts',
@@ -1075,7 +1081,7 @@ public final class PostgresMessageStore: RelayStore {
     }
 
     /// The plan of a lease for a recipient whose `waiting` messages sit at the end of a backlog of
-    /// `others` messages for other recipients (filled in SQL, statistics analysed), with the
+    /// `others` messages for 100 other recipients (filled in SQL, statistics analysed), with the
     /// planner's normal settings. Leaves the rows in place.
     func leasePlanBehindBacklog(others: Int, waiting: Int) async throws -> String {
         try await transaction { connection in
@@ -1083,7 +1089,7 @@ public final class PostgresMessageStore: RelayStore {
                 """
                 INSERT INTO messages (id, sender, recipient, type, priority, digest, size, accepted_at, expires_at,
                                       state, acceptance_receipt, body)
-                SELECT gen_random_uuid(), 's', \(recipient) || CASE WHEN \(recipient) = 'r' THEN '' ELSE (n % 10)::text END,
+                SELECT gen_random_uuid(), 's', \(recipient) || CASE WHEN \(recipient) = 'r' THEN '' ELSE (n % 100)::text END,
                        'signal', 'normal', md5(n::text), 8, 0, 1e12, 'accepted', '\\x00', '\\x00'
                 FROM generate_series(1, \(count)) AS n
                 """
