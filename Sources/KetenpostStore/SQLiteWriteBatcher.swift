@@ -82,9 +82,15 @@ final class SQLiteWriteBatcher: Sendable {
             return result
         } catch {
             guard db.isInsideTransaction else { throw Aborted(cause: error) }
-            // ROLLBACK TO keeps the savepoint open; RELEASE then pops it (nothing left to write).
-            try db.cachedStatement(sql: "ROLLBACK TO SAVEPOINT ketenpost_write").execute()
-            try db.cachedStatement(sql: "RELEASE SAVEPOINT ketenpost_write").execute()
+            do {
+                // ROLLBACK TO keeps the savepoint open; RELEASE then pops it (nothing left to write).
+                try db.cachedStatement(sql: "ROLLBACK TO SAVEPOINT ketenpost_write").execute()
+                try db.cachedStatement(sql: "RELEASE SAVEPOINT ketenpost_write").execute()
+            } catch let rollback {
+                // The write could not be taken back alone: its changes must not commit with the
+                // others while it is answered as failed, so the whole batch fails.
+                throw Aborted(cause: rollback)
+            }
             throw error
         }
     }
