@@ -588,7 +588,8 @@ public final class PostgresMessageStore: RelayStore {
                 tokens: tokens
             )
         )
-        // Finished rows first, each kind in sequence order, as the separate statements gave them.
+        // The finished rows' events come first (expired, then dead-lettered, each kind in
+        // sequence order), as the separate statements gave them; the statement returns them last.
         var expired: [(Int64, String)] = []
         var deadLettered: [(Int64, String)] = []
         var taken: [PostgresRow] = []

@@ -307,9 +307,11 @@ public final class SQLiteMessageStore: RelayStore {
     /// One submission inside a write transaction; an id repeated within a batch sees the earlier insert.
     private static func submit(_ db: Database, _ message: NewMessage) throws -> SubmitOutcome {
         let id = key(message.id)
-        // The insert is the existence check: a row with this id leaves it undone (no triggers
-        // fire), and only then is the stored row read. Reading first cost every message a full
-        // row query for the rare retry.
+        // The insert is the existence check: a row with this id leaves it undone (no AFTER
+        // INSERT trigger fires), and only then is the stored row read. Reading first cost every
+        // message a full row query for the rare retry. A skipped insert still advances the
+        // AUTOINCREMENT counter, as PostgreSQL's sequence does: sequences only ever increase
+        // (the inbox order, paging cursors); nothing reads them as counts.
         try db.cachedStatement(
             sql: """
                 INSERT INTO messages (id, sender, recipient, type, priority, correlation_id, exploitation_form, region,
@@ -834,6 +836,11 @@ public final class SQLiteMessageStore: RelayStore {
     /// up and run as one group-commit batch).
     func occupyWriter(seconds: Double) async throws {
         try await pool.writeWithoutTransaction { _ in Thread.sleep(forTimeInterval: seconds) }
+    }
+
+    /// Runs `body` as one write of the group-commit queue (tests: a write that misbehaves).
+    func writeThroughBatcher(_ body: @escaping @Sendable (Database) throws -> Void) async throws {
+        try await writes.write(body)
     }
 
     /// Runs a write through the group-commit queue that holds the writer for `seconds` (tests:

@@ -338,4 +338,48 @@ struct SQLiteMessageStoreTests {
             #expect(try await store.auditRecords(after: 0, limit: 100).count == messages.count - 1)
         }
     }
+    /// A write that fails and whose savepoint cannot be rolled back (here it released the
+    /// savepoint itself, so `ROLLBACK TO` finds none) while the transaction is still open: its
+    /// changes cannot be taken back alone, so the whole batch fails rather than committing them
+    /// behind an error.
+    @Test func aWriteThatCannotBeRolledBackFailsItsWholeBatch() async throws {
+        try await withSQLite { (store: SQLiteMessageStore) async throws in
+            try await store.executeOnWriter("CREATE TABLE probe (x INTEGER)")
+            let messages = (0..<10).map { _ in newMessage() }
+            async let busy: Void = store.occupyWriteQueue(seconds: 1)
+            try await Task.sleep(for: .milliseconds(100))
+            struct Injected: Error {}
+            let (outcomes, misbehaved) = await withTaskGroup(of: (Bool, Bool).self) { group in
+                for message in messages {
+                    group.addTask {
+                        do {
+                            _ = try await store.submit(message)
+                            return (false, true)
+                        } catch { return (false, false) }
+                    }
+                }
+                group.addTask {
+                    do {
+                        try await store.writeThroughBatcher { db in
+                            try db.execute(sql: "INSERT INTO probe (x) VALUES (1)")
+                            try db.execute(sql: "RELEASE SAVEPOINT ketenpost_write")
+                            throw Injected()
+                        }
+                        return (true, true)
+                    } catch { return (true, false) }
+                }
+                return await group.reduce(into: ([Bool](), false)) { result, item in
+                    if item.0 { result.1 = item.1 } else { result.0.append(item.1) }
+                }
+            }
+            try await busy
+            #expect(!misbehaved)
+            #expect(outcomes.filter { $0 }.isEmpty, "\(outcomes.filter { $0 }.count) writes reported stored")
+            #expect(try await store.countOnWriter("SELECT count(*) FROM probe") == 0)
+            for message in messages {
+                #expect(try await store.message(id: message.id) == nil)
+            }
+            #expect(try await store.auditRecords(after: 0, limit: 100).isEmpty)
+        }
+    }
 }

@@ -81,13 +81,13 @@ public final class RelayMetrics: Sendable {
             .recordNanoseconds(Int64(max(0, seconds) * 1e9))
     }
 
-    /// A refused TLS handshake: the certificate error code or the directory state.
     /// A check of the credential files (SIGHUP, the schedule, the admin API): `unchanged`,
     /// `installed` (a new set in use) or `refused` (unreadable or invalid; the old set stays).
     func credentialCheck(_ result: String) {
         CoreMetrics.Counter(label: "ketenpost_credential_checks_total", dimensions: [("result", result)], factory: factory).increment()
     }
 
+    /// A refused TLS handshake: the certificate error code or the directory state.
     func handshakeFailed(reason: String) {
         CoreMetrics.Counter(label: "ketenpost_tls_handshake_failures_total", dimensions: [("reason", reason)], factory: factory).increment()
     }
